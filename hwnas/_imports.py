@@ -1,0 +1,27 @@
+"""Optional dependencies, imported lazily with a sentence that says what to install."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_HINTS = {
+    "nnabla": "pip install 'hwnas[nnabla]' in a Python <= 3.10 environment (nnabla has no "
+              "wheels for newer Pythons); scripts/setup makes one in .venv",
+    "matplotlib": "pip install 'hwnas[plot]'",
+}
+
+
+class MissingDependency(ImportError):
+    """An optional dependency is not installed; the message says what to install."""
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise MissingDependency saying that ``purpose`` needs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        hint = _HINTS.get(top, f"pip install {top}")
+        raise MissingDependency(f"{purpose} needs {top}, which is not installed "
+                                f"({e}): {hint}") from None

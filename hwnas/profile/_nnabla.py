@@ -1,0 +1,136 @@
+"""nnabla backend: contexts ``cpu`` and ``cudnn`` (nnabla-ext-cuda and a GPU)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+
+from hwnas._imports import require
+from hwnas.layers import Layer
+from hwnas.profile._base import Backend, ProfileError, cpu_name
+from hwnas.profile._timing import TimingProtocol, measure
+from hwnas.tables import Fingerprint, Timing
+
+CONTEXTS = ("cpu", "cudnn")
+
+
+def _modules():
+    nn = require("nnabla", "the nnabla backend")
+    return nn, require("nnabla.functions", "nnabla"), \
+        require("nnabla.parametric_functions", "nnabla")
+
+
+def build(layers: Sequence[Layer], x, batch_norm_stats: bool = False):
+    """Build ``layers`` chained on the nnabla Variable ``x`` with parametric functions.
+
+    Parameters go to the current parameter scope, one sub-scope per layer. Batch norm uses its
+    running statistics (inference), as a deployed network does.
+    """
+    nn, F, PF = _modules()
+    act = {"relu": F.relu, "relu6": F.relu6, "none": lambda h: h}
+
+    def conv_bn(h, out, k, s, g, activation):
+        p = (k - 1) // 2
+        h = PF.convolution(h, out, (k, k), pad=(p, p), stride=(s, s), group=g,
+                           with_bias=False)
+        return act[activation](PF.batch_normalization(h, batch_stat=batch_norm_stats))
+
+    h = x
+    for i, layer in enumerate(layers):
+        with nn.parameter_scope(f"{i}_{layer.op}"):
+            if layer.op == "conv":
+                h = conv_bn(h, layer.out_channels, layer.kernel, layer.stride, layer.groups,
+                            layer.act)
+            elif layer.op == "mbconv":
+                inp, hidden = h, int(round(layer.in_shape[0] * layer.expand))
+                if layer.expand != 1:
+                    with nn.parameter_scope("expand"):
+                        h = conv_bn(h, hidden, 1, 1, 1, "relu6")
+                with nn.parameter_scope("depthwise"):
+                    h = conv_bn(h, hidden, layer.kernel, layer.stride, hidden, "relu6")
+                with nn.parameter_scope("project"):
+                    h = conv_bn(h, layer.out_channels, 1, 1, 1, "none")
+                if layer.stride == 1 and layer.in_shape[0] == layer.out_channels:
+                    h = F.add2(inp, h)
+            elif layer.op == "gap":
+                h = F.global_average_pooling(h)
+            elif layer.op == "linear":
+                h = PF.affine(h, layer.out_channels)
+            else:
+                raise ProfileError(f"the nnabla backend cannot build op {layer.op!r}")
+    return h
+
+
+class NNablaBackend(Backend):
+    """Times layers with nnabla on context ``cpu`` or ``cudnn`` (GPU ``device_id``).
+
+    Inputs and weights are random (latency depends on the data: all-zero tensors run faster),
+    parameters live in a private scope (the user's global parameters are never touched), and
+    each timed forward pass ends with a device synchronisation.
+    """
+
+    name = "nnabla"
+
+    def __init__(self, context: str = "cpu", device_id: int = 0, batch: int = 1,
+                 seed: int = 0):
+        if context not in CONTEXTS:
+            raise ValueError(f"unknown nnabla context {context!r}: expected one of {CONTEXTS}")
+        self.context, self.device_id, self.batch, self.seed = context, device_id, batch, seed
+        nn, _, _ = _modules()
+        ext_utils = require("nnabla.ext_utils", "nnabla")
+        try:
+            self._ext = ext_utils.import_extension_module(context)
+            self._ctx = ext_utils.get_extension_context(context, device_id=str(device_id))
+            if context == "cudnn" and self._ext.get_device_count() < 1:
+                raise RuntimeError("no CUDA device")
+        except Exception as e:
+            raise ProfileError(f"nnabla context {context!r} is not available ({e}): the cudnn "
+                               f"context needs nnabla-ext-cuda and a CUDA GPU") from None
+        self._nn = nn
+
+    def fingerprint(self) -> Fingerprint:
+        if self.context == "cpu":
+            device, threads = f"cpu: {cpu_name()}", 1  # nnabla's CPU kernels use one thread
+        else:
+            device, threads = f"cudnn: {_gpu_name(self.device_id)}", 1
+        return Fingerprint("nnabla", self._nn.__version__, device, threads, "float32",
+                           self.batch)
+
+    def time_layers(self, layers: Sequence[Layer], protocol: TimingProtocol) -> Timing:
+        nn = self._nn
+        rng = np.random.default_rng(self.seed)
+        params: OrderedDict = OrderedDict()
+        try:
+            with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
+                x = nn.Variable((self.batch,) + tuple(layers[0].in_shape))
+                x.d = rng.standard_normal(x.shape)
+                y = build(layers, x)
+                expected = (self.batch,) + tuple(layers[-1].out_shape)
+                if y.shape[:2] != expected[:2] or np.prod(y.shape) != np.prod(expected):
+                    raise ProfileError(f"built output shape {y.shape}, expected {expected}")
+                y.forward(clear_buffer=True)
+                if not np.all(np.isfinite(y.d)):
+                    raise ProfileError("the forward pass gave non-finite outputs")
+                return measure(lambda: y.forward(clear_buffer=True), protocol,
+                               lambda: self._ext.synchronize(device_id=str(self.device_id)))
+        except ProfileError as e:
+            raise ProfileError(f"{_name(layers)}: {e}") from None
+        except Exception as e:
+            raise ProfileError(f"{_name(layers)}: nnabla failed: "
+                               f"{type(e).__name__}: {e}") from e
+
+
+def _name(layers: Sequence[Layer]) -> str:
+    return f"layer {layers[0].key}" if len(layers) == 1 else f"network of {len(layers)} layers"
+
+
+def _gpu_name(device_id: int) -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
+                              "-i", str(device_id)], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() or f"cuda:{device_id}"
+    except (OSError, subprocess.SubprocessError):
+        return f"cuda:{device_id}"

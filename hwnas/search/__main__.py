@@ -1,0 +1,103 @@
+"""python -m hwnas.search --budget-ms 5: latency-constrained architecture search.
+
+With no --table, this machine's layer table is measured on first use (cached per device
+fingerprint under $HWNAS_CACHE, default ~/.cache/hwnas) and later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Sequence
+
+import optuna
+
+from hwnas import _cli
+from hwnas.predictors import LookupPredictor
+from hwnas.profile import available_backends, device_layer_table, get_backend
+from hwnas.search._study import OBJECTIVES, BudgetError, SearchResult, search
+from hwnas.spaces import SPACES, get_space
+from hwnas.tables import read_layer_table
+
+PROG = "python -m hwnas.search"
+
+
+def parser() -> _cli.ArgumentParser:
+    p = _cli.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n")[0],
+        epilog="The objective is an analytic proxy of accuracy, maximised under the budget: "
+               "by default the MACs of the network (the largest network that fits the "
+               "budget); --objective params maximises the parameter count instead.")
+    p.add_argument("--budget-ms", type=_cli.positive_float, required=True,
+                   help="latency budget in milliseconds (predicted latency <= budget)")
+    p.add_argument("--space", default="mobilenet", help=f"search space: {', '.join(SPACES)} "
+                   "(default: %(default)s)")
+    p.add_argument("--table", help="layer table CSV to predict from (default: measure this "
+                   "machine's table once and cache it)")
+    _cli.add_backend_options(p, default=None)
+    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="macs",
+                   help="quantity to maximise (default: %(default)s)")
+    p.add_argument("--trials", type=_cli.positive_int, default=500,
+                   help="Optuna trials (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible "
+                   "search")
+    p.add_argument("--top", type=_cli.positive_int, default=5,
+                   help="architectures to report (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = get_space(args.space)
+    if args.table:
+        table, backend_name = read_layer_table(args.table), None
+    else:
+        backend_name = args.backend or next(iter(available_backends()), None)
+        if backend_name is None:
+            raise ValueError("no profiler backend is installed to measure this machine: "
+                             "run scripts/setup (nnabla in .venv), or give --table")
+        backend = get_backend(backend_name, context=args.context, device_id=args.device_id,
+                              batch=args.batch)
+        table = device_layer_table(backend, space, show_progress=not args.quiet)
+    predictor = LookupPredictor().fit(table)
+    try:
+        result = search(space, predictor, args.budget_ms, args.objective, args.trials,
+                        args.seed, args.top, show_progress=not args.quiet)
+    except BudgetError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    print(report(result, table.fingerprint.describe()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(as_json(result, table.fingerprint, table.path), f, indent=1)
+            f.write("\n")
+    return 0
+
+
+def report(result: SearchResult, device: str) -> str:
+    lines = [f"space {result.space}, budget {result.budget_ms:g} ms, {device}",
+             f"{result.trials} trials, {result.feasible_trials} within budget; least reachable "
+             f"latency {result.min_latency_ms:.3f} ms; objective: {result.objective}",
+             "",
+             f"{'rank':>4}  {'predicted_ms':>12}  {'MMACs':>8}  {'params_k':>8}  z"]
+    for i, c in enumerate(result.best, 1):
+        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {c.macs / 1e6:>8.2f}  "
+                     f"{c.params / 1e3:>8.1f}  {'-'.join(map(str, c.z))}")
+    return "\n".join(lines)
+
+
+def as_json(result: SearchResult, fingerprint, table_path: str) -> dict:
+    return {"budget_ms": result.budget_ms, "space": result.space,
+            "backend": fingerprint.backend, "device": asdict(fingerprint),
+            "table": table_path, "objective": result.objective, "trials": result.trials,
+            "feasible_trials": result.feasible_trials,
+            "min_latency_ms": result.min_latency_ms,
+            "best": [c.as_dict() for c in result.best]}
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main, PROG))

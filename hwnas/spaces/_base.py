@@ -1,0 +1,150 @@
+"""SearchSpace, Decision and Architecture: the encoding z and what it decodes to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence, Tuple
+
+import numpy as np
+
+from hwnas.layers import Layer
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One entry of z: a named choice among candidates, each a (possibly empty) layer tuple.
+
+    An empty tuple is a skip / zero candidate: it costs nothing.
+    """
+
+    name: str
+    choices: Tuple[str, ...]
+    layers: Tuple[Tuple[Layer, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.choices) != len(self.layers) or not self.choices:
+            raise ValueError(f"decision {self.name!r}: needs one layer tuple per choice")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The ordered layers that one z decodes to, with z kept beside them."""
+
+    space: str
+    z: Tuple[int, ...]
+    layers: Tuple[Layer, ...]
+    choices: Tuple[str, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def param_bytes(self) -> int:
+        return sum(layer.param_bytes for layer in self.layers)
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        """Peak of live activations in a sequential forward pass (one unit at a time)."""
+        return max(layer.peak_activation_bytes for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A list of decisions between a fixed stem and a fixed head.
+
+    ``decode(z)`` gives stem + the chosen layers of every decision + head, in execution order.
+    Every decision's layers are fixed given its own choice, so the latency of any layer-additive
+    predictor is ``fixed + sum_d C[d, z_d]`` (see ``cost_matrix``).
+    """
+
+    name: str
+    input_shape: Tuple[int, int, int]
+    stem: Tuple[Layer, ...]
+    decisions: Tuple[Decision, ...]
+    head: Tuple[Layer, ...]
+
+    @property
+    def n_choices(self) -> Tuple[int, ...]:
+        return tuple(len(d.choices) for d in self.decisions)
+
+    @property
+    def size(self) -> int:
+        """Number of distinct z."""
+        return int(np.prod(self.n_choices, dtype=object))
+
+    def check_z(self, z: ArrayLike) -> np.ndarray:
+        """Return z as an int array of shape (N, D); raise ValueError naming what is wrong."""
+        arr = np.asarray(z)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != len(self.decisions):
+            raise ValueError(f"space {self.name!r}: z must have {len(self.decisions)} entries, "
+                             f"got shape {np.shape(z)}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.equal(np.mod(arr, 1), 0)):
+                raise ValueError(f"space {self.name!r}: z must be integers, got {arr.dtype}")
+            arr = arr.astype(np.int64)
+        bad = (arr < 0) | (arr >= np.asarray(self.n_choices))
+        if bad.any():
+            row, d = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"space {self.name!r}: z[{d}] = {arr[row, d]} is out of range "
+                             f"0..{self.n_choices[d] - 1} for decision {self.decisions[d].name!r}")
+        return arr.astype(np.int64, copy=False)
+
+    def decode(self, z: Sequence[int]) -> Architecture:
+        zz = tuple(int(v) for v in self.check_z(z)[0])
+        layers = list(self.stem)
+        for d, c in zip(self.decisions, zz):
+            layers.extend(d.layers[c])
+        layers.extend(self.head)
+        return Architecture(self.name, zz, tuple(layers),
+                            tuple(d.choices[c] for d, c in zip(self.decisions, zz)))
+
+    def unique_layers(self) -> list[Layer]:
+        """Every layer any z can produce, once each, in first-seen order: what to measure."""
+        seen: dict[str, Layer] = {}
+        for layer in self.stem + tuple(
+                ly for d in self.decisions for c in d.layers for ly in c) + self.head:
+            seen.setdefault(layer.key, layer)
+        return list(seen.values())
+
+    def random_z(self, n: int, seed: int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.stack([rng.integers(0, k, size=n) for k in self.n_choices], axis=1)
+
+    def cost_matrix(self, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
+                    ) -> tuple[float, np.ndarray]:
+        """Per-decision costs: ``(fixed, C)`` with C[d, c] the cost of choice c of decision d.
+
+        ``layer_cost`` maps a list of layers to one cost each (e.g. ``predictor.predict``);
+        it is called once, on the unique layers. C is NaN where decision d has no choice c.
+        """
+        layers = self.unique_layers()
+        costs = np.asarray(layer_cost(layers), dtype=float)
+        by_key = {layer.key: cost for layer, cost in zip(layers, costs)}
+
+        def total(group: Sequence[Layer]) -> float:
+            return float(sum(by_key[layer.key] for layer in group))
+
+        C = np.full((len(self.decisions), max(self.n_choices)), np.nan)
+        for i, d in enumerate(self.decisions):
+            C[i, :len(d.choices)] = [total(group) for group in d.layers]
+        return total(self.stem) + total(self.head), C
+
+    def evaluate_z(self, z: ArrayLike, fixed: float, C: np.ndarray) -> np.ndarray:
+        """Additive cost of many z at once: fixed + sum_d C[d, z_d] (no Python loop over z)."""
+        Z = self.check_z(z)
+        return fixed + C[np.arange(Z.shape[1]), Z].sum(axis=1)
+
+    def min_z(self, fixed: float, C: np.ndarray) -> tuple[np.ndarray, float]:
+        """The z of least additive cost and that cost."""
+        z = np.nanargmin(C, axis=1)
+        return z, float(fixed + np.nanmin(C, axis=1).sum())

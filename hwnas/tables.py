@@ -1,0 +1,274 @@
+"""Measurement tables: plain CSV, one row per unique layer or per measured network.
+
+Layer table columns::
+
+    key, op, macs, params, latency_ms, p10_ms, p90_ms, min_ms, runs, <fingerprint>
+
+Network table columns::
+
+    space, z, latency_ms, p10_ms, p90_ms, min_ms, runs, <fingerprint>
+
+``<fingerprint>`` is ``backend, backend_version, device, threads, dtype, batch``: every row is
+tagged with the device it was measured on, and a table never mixes two devices. ``z`` is
+written as the choice indices joined by ``-`` (e.g. ``0-3-6``). Latencies are milliseconds per
+forward pass of the whole batch.
+
+Tables are validated on read: errors name the file, the line and the column. Writers append
+and flush one row at a time, so an interrupted measurement resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, Iterable, Sequence, Tuple
+
+from hwnas.layers import Layer
+
+FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
+TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs")
+LAYER_COLUMNS = ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
+NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
+
+
+class TableError(ValueError):
+    """A malformed measurement table; the message names the file, line and column."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a measurement depends on besides the layer: runtime, device, threads, dtype, batch."""
+
+    backend: str
+    backend_version: str
+    device: str
+    threads: int
+    dtype: str = "float32"
+    batch: int = 1
+
+    @property
+    def id(self) -> str:
+        """Short stable id, e.g. ``nnabla-cpu-3f2a9c01d2``, used for cache folders."""
+        text = "|".join(str(v) for v in asdict(self).values())
+        return f"{self.backend}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+    def describe(self) -> str:
+        return (f"{self.backend} {self.backend_version} on {self.device}, "
+                f"{self.threads} thread(s), {self.dtype}, batch {self.batch}")
+
+    def as_row(self) -> Dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Statistics of repeated timed runs, in milliseconds."""
+
+    latency_ms: float  # median
+    p10_ms: float
+    p90_ms: float
+    min_ms: float
+    runs: int
+
+    def as_row(self) -> Dict[str, str]:
+        return {"latency_ms": f"{self.latency_ms:.6g}", "p10_ms": f"{self.p10_ms:.6g}",
+                "p90_ms": f"{self.p90_ms:.6g}", "min_ms": f"{self.min_ms:.6g}",
+                "runs": str(self.runs)}
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """A validated layer table: one Timing per layer key, all from one device."""
+
+    path: str
+    fingerprint: Fingerprint
+    timings: Dict[str, Timing]
+
+    def layers(self) -> list[Layer]:
+        return [Layer.from_key(key) for key in self.timings]
+
+
+@dataclass(frozen=True)
+class NetworkTable:
+    """A validated network table: measured end-to-end latency per z, from one device."""
+
+    path: str
+    fingerprint: Fingerprint
+    space: str
+    z: Tuple[Tuple[int, ...], ...]
+    timings: Tuple[Timing, ...]
+
+
+def format_z(z: Iterable[int]) -> str:
+    return "-".join(str(int(v)) for v in z)
+
+
+def parse_z(text: str) -> Tuple[int, ...]:
+    parts = text.strip().split("-")
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"z must be choice indices joined by '-', e.g. '0-3-6', got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def read_layer_table(path: str | os.PathLike) -> LayerTable:
+    """Read and validate a layer table; raise TableError naming file, line and column."""
+    path = os.fspath(path)
+    timings: Dict[str, Timing] = {}
+    fingerprint = None
+    for line, row in _read_rows(path, LAYER_COLUMNS):
+        where = f"{path}, line {line}"
+        key = row["key"]
+        try:
+            layer = Layer.from_key(key)
+        except ValueError as e:
+            raise TableError(f"{where}, column 'key': {e}") from None
+        if row["op"] != layer.op:
+            raise TableError(f"{where}, column 'op': {row['op']!r} does not match the key's op "
+                             f"{layer.op!r}")
+        timing = _timing(row, where)
+        fingerprint = _same_fingerprint(fingerprint, row, where)
+        if key in timings and timings[key] != timing:
+            raise TableError(f"{where}, column 'key': {key} appears twice with different "
+                             f"timings")
+        timings[key] = timing
+    if fingerprint is None:
+        raise TableError(f"{path}: the table has no rows")
+    return LayerTable(path, fingerprint, timings)
+
+
+def read_network_table(path: str | os.PathLike) -> NetworkTable:
+    """Read and validate a network table; raise TableError naming file, line and column."""
+    path = os.fspath(path)
+    zs, timings, space, fingerprint = [], [], None, None
+    for line, row in _read_rows(path, NETWORK_COLUMNS):
+        where = f"{path}, line {line}"
+        if space not in (None, row["space"]):
+            raise TableError(f"{where}, column 'space': {row['space']!r} differs from "
+                             f"{space!r} of the rows before it")
+        space = row["space"]
+        try:
+            zs.append(parse_z(row["z"]))
+        except ValueError as e:
+            raise TableError(f"{where}, column 'z': {e}") from None
+        timings.append(_timing(row, where))
+        fingerprint = _same_fingerprint(fingerprint, row, where)
+    if fingerprint is None:
+        raise TableError(f"{path}: the table has no rows")
+    return NetworkTable(path, fingerprint, space, tuple(zs), tuple(timings))
+
+
+class TableWriter:
+    """Appends rows to a CSV table one at a time, each flushed to disk before the next.
+
+    Opening an existing table resumes it: a half-written last line (from a killed process) is
+    cut off, the rows already there are kept, and ``done`` holds their ids (the value of
+    ``id_column``) so callers skip what is measured. A table measured on another device is
+    refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str], id_column: str,
+                 fingerprint: Fingerprint):
+        self.path = os.fspath(path)
+        self.columns = tuple(columns)
+        self.fingerprint = fingerprint
+        self.done: set[str] = set()
+        _cut_partial_line(self.path)
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            for line, row in _read_rows(self.path, self.columns):
+                _same_fingerprint(fingerprint, row, f"{self.path}, line {line}",
+                                  hint="measure into another file")
+                self.done.add(row[id_column])
+            self._file = open(self.path, "a", newline="")
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._file = open(self.path, "w", newline="")
+            self._write_line(self.columns)
+
+    def append(self, row: Dict[str, str]) -> None:
+        values = {**row, **self.fingerprint.as_row()}
+        self._write_line([values[c] for c in self.columns])
+
+    def _write_line(self, values: Sequence[str]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        self._file.write(buf.getvalue())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _cut_partial_line(path: str) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _read_rows(path: str, columns: Sequence[str]):
+    try:
+        f = open(path, newline="")
+    except OSError as e:
+        raise TableError(f"{path}: cannot read the table: {e.strerror}") from None
+    with f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise TableError(f"{path}, line 1: missing column(s) {', '.join(missing)} "
+                             f"(expected {', '.join(columns)})")
+        for row in reader:
+            line = reader.line_num
+            if None in row or any(row[c] is None for c in columns):
+                raise TableError(f"{path}, line {line}: expected {len(header)} fields "
+                                 f"({', '.join(header)})")
+            yield line, row
+
+
+def _number(row: dict, column: str, where: str, kind=float):
+    text = row[column]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise TableError(f"{where}, column {column!r}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TableError(f"{where}, column {column!r}: {text!r} is not finite")
+    return value
+
+
+def _timing(row: dict, where: str) -> Timing:
+    values = {c: _number(row, c, where) for c in TIMING_COLUMNS[:-1]}
+    for column, value in values.items():
+        if value <= 0:
+            raise TableError(f"{where}, column {column!r}: {value} ms is not a valid latency "
+                             f"(must be > 0; a failed measurement is never recorded as 0)")
+    runs = _number(row, "runs", where, int)
+    if runs < 1:
+        raise TableError(f"{where}, column 'runs': must be >= 1, got {runs}")
+    return Timing(runs=runs, **values)
+
+
+def _same_fingerprint(expected: Fingerprint | None, row: dict, where: str,
+                      hint: str = "tables from two devices are never mixed") -> Fingerprint:
+    values = {}
+    for f in fields(Fingerprint):
+        values[f.name] = _number(row, f.name, where, int) if f.type in ("int", int) \
+            else row[f.name]
+    found = Fingerprint(**values)
+    if expected is not None and found != expected:
+        raise TableError(f"{where}: measured on {found.describe()}, but the table is for "
+                         f"{expected.describe()} ({hint})")
+    return found

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from hwnas.layers import Layer
+from hwnas.spaces import get_space
+
+
+def test_key_is_canonical_and_parses_back():
+    layer = Layer("mbconv", (16, 16, 16), 24, kernel=5, stride=2, expand=6)
+    assert layer.key == "mbconv(in=16x16x16,out=24,k=5,s=2,e=6)"
+    assert Layer.from_key(layer.key) == layer
+    assert hash(Layer.from_key(layer.key)) == hash(layer)
+    for layer in get_space("mobilenet").unique_layers():
+        assert Layer.from_key(layer.key) == layer
+
+
+@pytest.mark.parametrize("key, message", [
+    ("conv", "not a layer key"),
+    ("pool(in=3x4x4)", "unknown op"),
+    ("conv(in=3x4x4,out=8,k=3,s=1,g=1,act=tanh)", "act must be one of"),
+    ("conv(in=3x4x4,out=8,k=3,s=1,g=1)", "not canonical"),
+    ("linear(out=8)", "missing in="),
+    ("linear(in=3x4,out=8)", "in_shape must be 3 positive ints"),
+    ("linear(in=3x4x4,out=8,zz=1)", "unknown attribute 'zz'"),
+])
+def test_bad_keys_are_clear_errors(key, message):
+    with pytest.raises(ValueError, match=message):
+        Layer.from_key(key)
+
+
+def test_conv_costs_by_hand():
+    stem = Layer("conv", (3, 32, 32), 32, kernel=3, stride=2)
+    assert stem.out_shape == (32, 16, 16)
+    assert stem.macs == 16 * 16 * 32 * 3 * 3 * 3
+    assert stem.params == 32 * 3 * 3 * 3 + 4 * 32
+    assert stem.param_bytes == 4 * stem.params
+    assert stem.input_bytes == 3 * 32 * 32 * 4 and stem.output_bytes == 32 * 16 * 16 * 4
+    dw = Layer("conv", (32, 8, 8), 32, kernel=3, groups=32)
+    assert dw.macs == 8 * 8 * 32 * 9 and dw.params == 32 * 9 + 4 * 32
+
+
+def test_mbconv_costs_by_hand():
+    # expand 16 -> 96 (1x1), depthwise 3x3 stride 2 on 16x16 -> 8x8, project 96 -> 24
+    block = Layer("mbconv", (16, 16, 16), 24, kernel=3, stride=2, expand=6)
+    assert block.out_shape == (24, 8, 8)
+    assert block.macs == 16 * 16 * 96 * 16 + 8 * 8 * 96 * 9 + 8 * 8 * 24 * 96
+    assert block.params == (96 * 16 + 4 * 96) + (96 * 9 + 4 * 96) + (24 * 96 + 4 * 24)
+    # largest live pair: the 96x16x16 expansion and the 96x8x8 depthwise output
+    assert block.peak_activation_bytes == 4 * (96 * 16 * 16 + 96 * 8 * 8)
+    residual = Layer("mbconv", (24, 8, 8), 24, kernel=3, stride=1, expand=1)
+    assert residual.peak_activation_bytes == 4 * (24 * 64 * 2 + 24 * 64)
+
+
+def test_head_layers():
+    gap = Layer("gap", (1280, 2, 2))
+    assert gap.out_shape == (1280, 1, 1) and gap.out_channels == 1280 and gap.params == 0
+    fc = Layer("linear", (1280, 1, 1), 10)
+    assert fc.macs == 12800 and fc.params == 12810 and fc.flops == 25600
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"op": "conv", "in_shape": (3, 8, 8), "out_channels": 4, "groups": 2}, "groups=2"),
+    ({"op": "conv", "in_shape": (3, 8, 8), "out_channels": 0}, "out_channels must be >= 1"),
+    ({"op": "deconv", "in_shape": (3, 8, 8)}, "unknown op"),
+])
+def test_invalid_layers(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Layer(**kwargs)
+
+
+@pytest.mark.nnabla
+def test_same_parameter_count_and_output_shape_as_nnabla():
+    import collections
+
+    import nnabla as nn
+
+    from hwnas.profile._nnabla import build
+
+    space = get_space("mobilenet")
+    for layer in space.unique_layers():
+        params = collections.OrderedDict()
+        with nn.parameter_scope("check", params):
+            x = nn.Variable((2,) + layer.in_shape)
+            y = build([layer], x)
+            count = sum(int(np.prod(p.shape)) for p in nn.get_parameters(grad_only=False)
+                        .values())
+        assert count == layer.params, layer.key
+        assert y.shape[0] == 2 and int(np.prod(y.shape[1:])) == int(np.prod(layer.out_shape))
+        assert y.shape[1] == layer.out_shape[0], layer.key

@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+from test_tables import write_table
+from hwnas.layers import Layer
+from hwnas.predictors import LookupPredictor, NotFittedError, UnseenLayerError, load_predictor
+from hwnas.spaces import get_space
+from hwnas.tables import read_layer_table
+
+
+def synthetic_table(tmp_path):
+    """A real CSV table whose latencies are known: 0.1, 0.2, ... ms in layer order."""
+    path = tmp_path / "layers.csv"
+    write_table(path, get_space("mobilenet").unique_layers())
+    return read_layer_table(path)
+
+
+def test_lookup_predicts_the_table(tmp_path):
+    table = synthetic_table(tmp_path)
+    p = LookupPredictor().fit(table)
+    layers = table.layers()
+    assert p.predict(layers) == pytest.approx([0.1 * (i + 1) for i in range(len(layers))])
+    space = get_space("mobilenet")
+    Z = space.random_z(200, seed=0)
+    batch = p.predict_z(space, Z)
+    assert batch.shape == (200,)
+    for z, value in zip(Z[:20], batch[:20]):
+        assert value == pytest.approx(p.predict_architecture(space.decode(z)))
+
+
+def test_unseen_layer_names_its_key(tmp_path):
+    p = LookupPredictor().fit(synthetic_table(tmp_path))
+    unseen = Layer("conv", (3, 64, 64), 32, kernel=3, stride=2)
+    with pytest.raises(UnseenLayerError, match=r"conv\(in=3x64x64,out=32"):
+        p.predict([unseen])
+
+
+def test_unfitted_is_a_clear_error():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        LookupPredictor().predict([Layer("gap", (4, 2, 2))])
+
+
+def test_save_load_gives_identical_predictions(tmp_path):
+    table = synthetic_table(tmp_path)
+    p = LookupPredictor().fit(table)
+    p.save(tmp_path / "p.json")
+    q = load_predictor(tmp_path / "p.json")
+    assert isinstance(q, LookupPredictor) and q.fingerprint_ == table.fingerprint
+    space = get_space("mobilenet")
+    Z = space.random_z(100, seed=3)
+    assert np.array_equal(p.predict_z(space, Z), q.predict_z(space, Z))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "invalid JSON"),
+    ('{"format": "other"}', "not a predictor file"),
+    ('{"format": "hwnas.predictor", "version": 99}', "version 99 is not supported"),
+    ('{"format": "hwnas.predictor", "version": 1, "kind": "magic"}', "unknown predictor kind"),
+    ('{"format": "hwnas.predictor", "version": 1, "kind": "lookup", "state": {}}',
+     "corrupt lookup predictor"),
+])
+def test_corrupt_or_foreign_files(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_predictor(path)
+
+
+def test_corrupt_latency_in_a_saved_file(tmp_path):
+    p = LookupPredictor().fit(synthetic_table(tmp_path))
+    p.save(tmp_path / "p.json")
+    doc = json.loads((tmp_path / "p.json").read_text())
+    key = next(iter(doc["state"]["latency_ms"]))
+    doc["state"]["latency_ms"][key] = 0
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="not a positive number"):
+        load_predictor(tmp_path / "p.json")
+
+
+@pytest.mark.nnabla
+def test_lookup_on_real_measurements(mobilenet_table):
+    space = get_space("mobilenet")
+    p = LookupPredictor().fit(mobilenet_table)
+    for z in space.random_z(5, seed=2):
+        layers = space.decode(z).layers
+        expected = sum(mobilenet_table.timings[layer.key].latency_ms for layer in layers)
+        assert p.predict_z(space, z)[0] == pytest.approx(expected)

@@ -1,0 +1,148 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import HAVE_NNABLA
+from test_predictors import synthetic_table
+from hwnas.predictors import LookupPredictor
+from hwnas.search import BudgetError, search
+from hwnas.spaces import get_space
+
+
+@pytest.fixture
+def predictor(tmp_path):
+    return LookupPredictor().fit(synthetic_table(tmp_path))
+
+
+def budget_between(predictor, share):
+    space = get_space("mobilenet")
+    fixed, C = predictor.cost_matrix(space)
+    least = space.min_z(fixed, C)[1]
+    most = fixed + np.nanmax(C, axis=1).sum()
+    return least + share * (most - least)
+
+
+def test_every_reported_architecture_meets_the_budget(predictor):
+    space = get_space("mobilenet")
+    budget = budget_between(predictor, 0.3)
+    result = search(space, predictor, budget, n_trials=150, seed=0)
+    assert result.trials == 150 and 1 <= len(result.best) <= 5
+    assert result.feasible_trials >= len(result.best)
+    assert len({c.z for c in result.best}) == len(result.best)
+    objectives = [c.objective for c in result.best]
+    assert objectives == sorted(objectives, reverse=True)
+    for c in result.best:
+        assert c.predicted_latency_ms <= budget
+        assert c.predicted_latency_ms == pytest.approx(predictor.predict_z(space, c.z)[0])
+        assert c.objective == space.decode(c.z).macs
+    # the search beats the least-latency architecture, which it is seeded with
+    z_min, _ = space.min_z(*predictor.cost_matrix(space))
+    assert result.best[0].objective > space.decode(z_min).macs
+
+
+def test_same_seed_same_search(predictor):
+    space = get_space("mobilenet")
+    budget = budget_between(predictor, 0.5)
+    a = search(space, predictor, budget, n_trials=60, seed=7)
+    b = search(space, predictor, budget, n_trials=60, seed=7)
+    assert [c.z for c in a.best] == [c.z for c in b.best]
+
+
+def test_custom_objective(predictor):
+    space = get_space("mobilenet")
+
+    def fewest_params(arch):
+        return -arch.params
+
+    result = search(space, predictor, budget_between(predictor, 1.0), fewest_params,
+                    n_trials=40, seed=1)
+    assert result.objective == "fewest_params"
+    assert result.best[0].objective == -result.best[0].params
+
+
+def test_impossible_budget_says_the_least_reachable_latency(predictor):
+    space = get_space("mobilenet")
+    least = space.min_z(*predictor.cost_matrix(space))[1]
+    with pytest.raises(BudgetError, match=f"smallest predicted latency .* is {least:.3f} ms"):
+        search(space, predictor, least * 0.99, n_trials=10)
+
+
+def test_study_records_its_settings(predictor):
+    result = search(get_space("mobilenet"), predictor, budget_between(predictor, 0.5),
+                    n_trials=5)
+    attrs = result.study.user_attrs
+    assert attrs["space"] == "mobilenet" and attrs["objective"] == "macs"
+    assert "cpu: test" in attrs["device"]
+
+
+def hwnas_search(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "hwnas.search", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def test_command_with_a_table_writes_json(predictor, tmp_path):
+    budget = budget_between(predictor, 0.3)
+    out = tmp_path / "result.json"
+    run = hwnas_search("--budget-ms", str(budget), "--table", str(tmp_path / "layers.csv"),
+                       "--trials", "60", "--seed", "0", "--json", str(out), "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "predicted_ms" in run.stdout and "MMACs" in run.stdout
+    result = json.loads(out.read_text())
+    assert result["budget_ms"] == budget and result["space"] == "mobilenet"
+    assert result["backend"] == "nnabla" and result["trials"] == 60
+    assert result["device"]["device"] == "cpu: test" and result["device"]["threads"] == 1
+    best = result["best"]
+    assert best and all(b["predicted_latency_ms"] <= budget for b in best)
+    assert [b["objective"] for b in best] == sorted((b["objective"] for b in best),
+                                                    reverse=True)
+    assert "-".join(map(str, best[0]["z"])) in run.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget-ms", "0"], "argument --budget-ms: must be > 0"),
+    (["--budget-ms", "-3"], "must be > 0"),
+    (["--budget-ms", "fast"], "'fast' is not a number"),
+    (["--budget-ms", "5", "--space", "resnet"], "unknown space 'resnet'"),
+    (["--budget-ms", "5", "--backend", "tvm"], "invalid choice: 'tvm'"),
+    (["--budget-ms", "5", "--table", "absent.csv"], "absent.csv: cannot read the table"),
+])
+def test_bad_arguments_get_one_line(args, message):
+    run = hwnas_search(*args)
+    assert run.returncode == 2
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_impossible_budget_exits_non_zero(tmp_path, predictor):
+    run = hwnas_search("--budget-ms", "0.001", "--table", str(tmp_path / "layers.csv"))
+    assert run.returncode == 1
+    assert "smallest predicted latency this space can reach is" in run.stderr
+
+
+@pytest.mark.skipif(HAVE_NNABLA, reason="checks the message where nnabla is not installed")
+def test_nnabla_missing_says_what_to_do():
+    run = hwnas_search("--budget-ms", "5", "--backend", "nnabla")
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "needs nnabla" in run.stderr and "Python <= 3.10" in run.stderr
+
+
+@pytest.mark.nnabla
+def test_default_flow_measures_once_then_reuses_the_cache(tmp_path):
+    cache = tmp_path / "hwcache"
+    first = hwnas_search("--budget-ms", "5", "--trials", "100", "--seed", "0", "--json",
+                         str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(cache)})
+    assert first.returncode == 0, first.stderr
+    assert "measuring layers" in first.stderr
+    tables = list(cache.glob("nnabla-*/layers.csv"))
+    assert len(tables) == 1
+    rows = tables[0].read_text()
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["best"][0]["predicted_latency_ms"] <= 5
+    assert result["table"] == str(tables[0])
+    second = hwnas_search("--budget-ms", "5", "--trials", "20", env={"HWNAS_CACHE": str(cache)})
+    assert second.returncode == 0, second.stderr
+    assert "measuring" not in second.stderr and tables[0].read_text() == rows

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from hwnas.spaces import get_space, mobilenet
+from hwnas.spaces.mobilenet import SKIP
+
+
+def test_mobilenet_matches_nnabla_nas_searchnet():
+    space = get_space("mobilenet")
+    assert len(space.decisions) == 21 and space.input_shape == (3, 32, 32)
+    # skip only where stride is 1 and channels match: every block but a stage's first
+    firsts = {0, 4, 8, 12, 16, 20}
+    for i, d in enumerate(space.decisions):
+        assert (SKIP in d.choices) == (i not in firsts), d.name
+        assert d.choices[:6] == ("MB3 3x3", "MB6 3x3", "MB3 5x5", "MB6 5x5", "MB3 7x7",
+                                 "MB6 7x7")
+    stem, first = space.stem
+    assert stem.key == "conv(in=3x32x32,out=32,k=3,s=2,g=1,act=relu6)"
+    assert first.key == "mbconv(in=32x16x16,out=16,k=3,s=1,e=1)"
+    assert [layer.op for layer in space.head] == ["conv", "gap", "linear"]
+    assert space.head[-1].out_channels == 10
+    arch = space.decode([1] * 21)
+    assert arch.layers[-1].out_shape == (10, 1, 1) and arch.layers[-2].out_shape == (1280, 1, 1)
+    channels = [layer.out_channels for layer in arch.layers[2:-3]]
+    assert channels == [24] * 4 + [32] * 4 + [64] * 4 + [96] * 4 + [160] * 4 + [320]
+
+
+def test_layers_chain_for_every_z():
+    space = mobilenet(input_shape=(3, 64, 64), num_classes=100)
+    for z in space.random_z(20, seed=0):
+        arch = space.decode(z)
+        for a, b in zip(arch.layers, arch.layers[1:]):
+            assert a.out_shape == b.in_shape or b.op == "linear"
+        assert arch.z == tuple(z)
+        assert arch.macs == sum(layer.macs for layer in arch.layers)
+    assert space.head[-1].out_channels == 100
+
+
+def test_unique_layers_grow_linearly_with_decisions():
+    space = get_space("mobilenet")
+    layers = space.unique_layers()
+    assert len({layer.key for layer in layers}) == len(layers)
+    # 5 fixed layers; 6 candidates per stage's first block, 6 more shared by its other blocks
+    assert len(layers) == 5 + 6 * 11
+    assert space.size == 6 ** 6 * 7 ** 15
+
+
+def test_cost_matrix_equals_per_architecture_sum():
+    space = get_space("mobilenet")
+
+    def cost(layers):
+        return np.array([layer.macs / 1e6 + layer.params / 1e5 for layer in layers])
+
+    fixed, C = space.cost_matrix(cost)
+    assert C.shape == (21, 7) and np.isnan(C[0, 6]) and C[1, 6] == 0.0
+    Z = space.random_z(50, seed=1)
+    batch = space.evaluate_z(Z, fixed, C)
+    for z, value in zip(Z, batch):
+        assert value == pytest.approx(cost(list(space.decode(z).layers)).sum())
+    z_min, least = space.min_z(fixed, C)
+    assert least == pytest.approx(cost(list(space.decode(z_min).layers)).sum())
+    assert least <= batch.min()
+
+
+@pytest.mark.parametrize("z, message", [
+    ([0] * 20, "must have 21 entries"),
+    ([6] + [0] * 20, r"z\[0\] = 6 is out of range 0..5"),
+    ([-1] + [0] * 20, "out of range"),
+    ([0.5] + [0] * 20, "must be integers"),
+])
+def test_bad_z(z, message):
+    with pytest.raises(ValueError, match=message):
+        get_space("mobilenet").decode(z)
+
+
+def test_unknown_space():
+    with pytest.raises(ValueError, match="unknown space 'resnet'"):
+        get_space("resnet")
+

@@ -1,0 +1,97 @@
+import csv
+
+import pytest
+
+from hwnas.layers import Layer
+from hwnas.tables import (LAYER_COLUMNS, Fingerprint, TableError, TableWriter, Timing,
+                          read_layer_table)
+
+FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
+LAYERS = [Layer("conv", (3, 8, 8), 4), Layer("gap", (4, 8, 8)), Layer("linear", (4, 1, 1), 2)]
+
+
+def write_table(path, layers=LAYERS, fingerprint=FP):
+    with TableWriter(path, LAYER_COLUMNS, "key", fingerprint) as w:
+        for i, layer in enumerate(layers):
+            t = Timing(0.1 * (i + 1), 0.09, 0.12, 0.08, 10)
+            w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
+                      "params": str(layer.params), **t.as_row()})
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def rewrite(path, line, column, value):
+    data = rows(path)
+    data[line - 1][data[0].index(column)] = value
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(data)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(path)
+    table = read_layer_table(path)
+    assert table.fingerprint == FP
+    assert table.layers() == LAYERS
+    assert table.timings[LAYERS[1].key].latency_ms == pytest.approx(0.2)
+    assert rows(path)[0] == list(LAYER_COLUMNS)
+
+
+def test_resume_skips_done_rows_and_cuts_a_half_written_line(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(path, LAYERS[:2])
+    with open(path, "a") as f:
+        f.write(LAYERS[2].key + ",linear,12")  # a row cut short by a killed process
+    with TableWriter(path, LAYER_COLUMNS, "key", FP) as w:
+        assert w.done == {LAYERS[0].key, LAYERS[1].key}
+    assert len(rows(path)) == 3 and read_layer_table(path).layers() == LAYERS[:2]
+
+
+def test_resume_refuses_another_device(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(path)
+    other = Fingerprint("nnabla", "1.39.0", "cudnn: H100", 1)
+    with pytest.raises(TableError, match="line 2: measured on nnabla 1.39.0 on cpu: test"):
+        TableWriter(path, LAYER_COLUMNS, "key", other)
+
+
+@pytest.mark.parametrize("line, column, value, message", [
+    (2, "latency_ms", "0", "line 2, column 'latency_ms': 0.0 ms is not a valid latency"),
+    (3, "latency_ms", "nan", "line 3, column 'latency_ms': 'nan' is not finite"),
+    (3, "p90_ms", "-1", "line 3, column 'p90_ms'"),
+    (2, "latency_ms", "fast", "'fast' is not a number"),
+    (4, "key", "conv(in=3x8x8)", "line 4, column 'key'"),
+    (2, "op", "linear", "column 'op': 'linear' does not match the key's op 'conv'"),
+    (3, "device", "cpu: other", "line 3: measured on .*cpu: other.*tables from two devices"),
+    (2, "runs", "0", "column 'runs': must be >= 1"),
+])
+def test_bad_rows_name_file_line_and_column(tmp_path, line, column, value, message):
+    path = tmp_path / "t.csv"
+    write_table(path)
+    rewrite(path, line, column, value)
+    with pytest.raises(TableError, match=message) as e:
+        read_layer_table(path)
+    assert str(path) in str(e.value)
+
+
+def test_duplicate_keys_with_different_values(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(path, LAYERS + LAYERS[:1])
+    with pytest.raises(TableError, match="line 5, column 'key'.*appears twice"):
+        read_layer_table(path)
+
+
+def test_missing_column_and_empty_and_absent_table(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("key,op\n")
+    with pytest.raises(TableError, match="line 1: missing column.*latency_ms"):
+        read_layer_table(path)
+    path.unlink()
+    write_table(path, [])
+    with pytest.raises(TableError, match="has no rows"):
+        read_layer_table(path)
+    with pytest.raises(TableError, match="cannot read the table"):
+        read_layer_table(tmp_path / "absent.csv")
