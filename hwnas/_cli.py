@@ -7,8 +7,8 @@ import sys
 from typing import Callable, Sequence
 
 from hwnas._imports import MissingDependency
-from hwnas.profile import BACKENDS, ProfileError
-from hwnas.profile._nnabla import CONTEXTS
+from hwnas.profile import BACKENDS, Backend, ProfileError, get_backend
+from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
 from hwnas.tables import TableError
 
 #: errors that a user's input or machine causes: shown as one line, never as a traceback
@@ -43,11 +43,24 @@ def positive_int(text: str) -> int:
 def add_backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
     parser.add_argument("--backend", choices=sorted(BACKENDS), default=default,
                         help="profiler runtime (default: %(default)s)")
-    parser.add_argument("--context", choices=CONTEXTS, default="cpu",
-                        help="nnabla context: cpu, or cudnn for a CUDA GPU (default: cpu)")
-    parser.add_argument("--device-id", type=int, default=0, help="GPU index for cudnn")
+    parser.add_argument("--context", default="cpu",
+                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda) "
+                             "(default: cpu)")
+    parser.add_argument("--device-id", type=int, default=0, help="GPU index")
     parser.add_argument("--batch", type=positive_int, default=1,
                         help="batch size to measure (default: 1)")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="onnxruntime intra-op threads (default: 1; nnabla's CPU context "
+                             "always uses one)")
+    parser.add_argument("--optimization", choices=OPTIMIZATION_LEVELS, default="all",
+                        help="onnxruntime graph optimisation (default: all, as deployed)")
+
+
+def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
+    options = {"context": args.context, "device_id": args.device_id, "batch": args.batch}
+    if name == "onnxruntime":
+        options.update(threads=args.threads, optimization=args.optimization)
+    return get_backend(name, **options)
 
 
 def run(main: Callable[[Sequence[str] | None], int], prog: str,

@@ -30,7 +30,7 @@ from typing import Dict, Iterable, Sequence, Tuple
 from hwnas.layers import Layer
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
-TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs")
+TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")
 LAYER_COLUMNS = ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 
@@ -68,16 +68,17 @@ class Fingerprint:
 class Timing:
     """Statistics of repeated timed runs, in milliseconds."""
 
-    latency_ms: float  # median
+    latency_ms: float  # the protocol's statistic: least round median
     p10_ms: float
     p90_ms: float
     min_ms: float
     runs: int
+    round_spread: float  # (max - min) / min of the round medians
 
     def as_row(self) -> Dict[str, str]:
         return {"latency_ms": f"{self.latency_ms:.6g}", "p10_ms": f"{self.p10_ms:.6g}",
                 "p90_ms": f"{self.p90_ms:.6g}", "min_ms": f"{self.min_ms:.6g}",
-                "runs": str(self.runs)}
+                "runs": str(self.runs), "round_spread": f"{self.round_spread:.4g}"}
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def _number(row: dict, column: str, where: str, kind=float):
 
 
 def _timing(row: dict, where: str) -> Timing:
-    values = {c: _number(row, c, where) for c in TIMING_COLUMNS[:-1]}
+    values = {c: _number(row, c, where) for c in ("latency_ms", "p10_ms", "p90_ms", "min_ms")}
     for column, value in values.items():
         if value <= 0:
             raise TableError(f"{where}, column {column!r}: {value} ms is not a valid latency "
@@ -258,7 +259,10 @@ def _timing(row: dict, where: str) -> Timing:
     runs = _number(row, "runs", where, int)
     if runs < 1:
         raise TableError(f"{where}, column 'runs': must be >= 1, got {runs}")
-    return Timing(runs=runs, **values)
+    spread = _number(row, "round_spread", where)
+    if spread < 0:
+        raise TableError(f"{where}, column 'round_spread': must be >= 0, got {spread}")
+    return Timing(runs=runs, round_spread=spread, **values)
 
 
 def _same_fingerprint(expected: Fingerprint | None, row: dict, where: str,

@@ -3,6 +3,8 @@ HWNAS_REQUIRE_NNABLA=1 (scripts/test sets it for .venv, so they cannot silently 
 
 import importlib.util
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -16,13 +18,11 @@ FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_seconds=0.05)
 
 
 def have_gpu() -> bool:
-    if not HAVE_NNABLA:
+    """A CUDA GPU is visible (what the runtimes then need is checked by each test)."""
+    if not shutil.which("nvidia-smi"):
         return False
-    try:
-        from nnabla.ext_utils import import_extension_module
-        return import_extension_module("cudnn").get_device_count() > 0
-    except Exception:
-        return False
+    run = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return run.returncode == 0 and "GPU" in run.stdout
 
 
 def pytest_collection_modifyitems(config, items):
@@ -40,7 +40,7 @@ def pytest_runtest_setup(item):
             pytest.fail("nnabla is required here (HWNAS_REQUIRE_NNABLA=1) but not installed")
         pytest.skip("needs nnabla (Python <= 3.10): run scripts/setup and test in .venv")
     if item.get_closest_marker("gpu") and not have_gpu():
-        pytest.skip("needs nnabla-ext-cuda and a CUDA GPU")
+        pytest.skip("needs a CUDA GPU")
 
 
 @pytest.fixture(autouse=True)

@@ -82,6 +82,7 @@ def test_cudnn_context_without_a_gpu_is_a_clear_error():
 
 @pytest.mark.gpu
 def test_cudnn_context_measures_on_the_gpu(tmp_path):
+    pytest.importorskip("nnabla_ext.cuda", reason="needs nnabla-ext-cuda (hwnas[cuda])")
     backend = get_backend("nnabla", context="cudnn")
     assert backend.fingerprint().device.startswith("cudnn: ")
     layers = get_space("mobilenet").unique_layers()[:4]

@@ -13,7 +13,7 @@ LAYERS = [Layer("conv", (3, 8, 8), 4), Layer("gap", (4, 8, 8)), Layer("linear", 
 def write_table(path, layers=LAYERS, fingerprint=FP):
     with TableWriter(path, LAYER_COLUMNS, "key", fingerprint) as w:
         for i, layer in enumerate(layers):
-            t = Timing(0.1 * (i + 1), 0.09, 0.12, 0.08, 10)
+            t = Timing(0.1 * (i + 1), 0.09, 0.12, 0.08, 10, 0.02)
             w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
                       "params": str(layer.params), **t.as_row()})
 
@@ -67,6 +67,7 @@ def test_resume_refuses_another_device(tmp_path):
     (2, "op", "linear", "column 'op': 'linear' does not match the key's op 'conv'"),
     (3, "device", "cpu: other", "line 3: measured on .*cpu: other.*tables from two devices"),
     (2, "runs", "0", "column 'runs': must be >= 1"),
+    (3, "round_spread", "-0.1", "column 'round_spread': must be >= 0"),
 ])
 def test_bad_rows_name_file_line_and_column(tmp_path, line, column, value, message):
     path = tmp_path / "t.csv"

@@ -9,33 +9,42 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
-from hwnas._progress import progress
+from hwnas._progress import Progress
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError
-from hwnas.profile._timing import TimingProtocol
+from hwnas.profile._onnxruntime import export_onnx, to_onnx
+from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.spaces import SearchSpace
 from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, LayerTable, NetworkTable,
-                          TableWriter, format_z, parse_z, read_layer_table, read_network_table)
+                          TableWriter, format_z, read_layer_table, read_network_table)
 
-#: backend name -> the module that must be importable for it
-BACKENDS = {"nnabla": "nnabla"}
+#: backend name -> (module that must be importable, class path)
+BACKENDS = {"nnabla": ("nnabla", "hwnas.profile._nnabla:NNablaBackend"),
+            "onnxruntime": ("onnxruntime", "hwnas.profile._onnxruntime:OnnxRuntimeBackend")}
+
+#: units built and timed together, interleaved; an interrupted run loses at most this many
+BATCH_UNITS = 8
 
 
-def available_backends() -> list[str]:
-    return [name for name, module in BACKENDS.items() if importlib.util.find_spec(module)]
+def available_backends() -> List[str]:
+    """Installed backends, the user's framework (nnabla) first."""
+    return [name for name, (module, _) in BACKENDS.items() if importlib.util.find_spec(module)]
 
 
 def get_backend(name: str, **options) -> Backend:
-    """Return a backend by name (``nnabla``); options go to its constructor."""
+    """Return a backend by name (``nnabla`` or ``onnxruntime``); options go to its constructor
+    (``context``, ``device_id``, ``batch``; for onnxruntime also ``threads``,
+    ``optimization``)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: expected one of {sorted(BACKENDS)}")
-    from hwnas.profile._nnabla import NNablaBackend
-    return NNablaBackend(**options)
+    module, _, cls = BACKENDS[name][1].partition(":")
+    return getattr(importlib.import_module(module), cls)(**options)
 
 
 def cache_dir() -> Path:
@@ -62,13 +71,10 @@ def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.Pat
     Running it again after an interruption measures only what is missing. A layer that fails
     to build or run raises ProfileError naming it; nothing is recorded for it.
     """
-    with TableWriter(path, LAYER_COLUMNS, "key", backend.fingerprint()) as writer:
-        todo = list({layer.key: layer for layer in layers
-                     if layer.key not in writer.done}.values())
-        for layer in progress(todo, "measuring layers", show_progress):
-            timing = backend.time_layers([layer], protocol)
-            writer.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
-                           "params": str(layer.params), **timing.as_row()})
+    units = {layer.key: ([layer], {"key": layer.key, "op": layer.op, "macs": str(layer.macs),
+                                   "params": str(layer.params)}) for layer in layers}
+    _measure(backend, units, path, LAYER_COLUMNS, "key", protocol,
+             "measuring layers" if show_progress else None)
     return read_layer_table(path)
 
 
@@ -76,16 +82,43 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
                      path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
                      show_progress: bool = True) -> NetworkTable:
     """Measure the end-to-end latency of each z not yet in the network table at ``path``."""
-    with TableWriter(path, NETWORK_COLUMNS, "z", backend.fingerprint()) as writer:
-        todo = [z for z in dict.fromkeys(format_z(z) for z in space.check_z(zs))
-                if z not in writer.done]
-        for z in progress(todo, "measuring networks", show_progress):
-            arch = space.decode(parse_z(z))
-            timing = backend.time_layers(list(arch.layers), protocol)
-            writer.append({"space": space.name, "z": z, **timing.as_row()})
+    units = {}
+    for z in space.check_z(zs):
+        key = format_z(z)
+        units[key] = (list(space.decode(z).layers), {"space": space.name, "z": key})
+    _measure(backend, units, path, NETWORK_COLUMNS, "z", protocol,
+             "measuring networks" if show_progress else None)
     return read_network_table(path)
 
 
+def _measure(backend: Backend, units: Dict[str, Tuple[List[Layer], Dict[str, str]]],
+             path: str | os.PathLike, columns: Sequence[str], id_column: str,
+             protocol: TimingProtocol, progress_label: str | None) -> None:
+    """Measure the units not yet in the table, BATCH_UNITS at a time, interleaved; a unit
+    that fails to build stops it, after the units built before it are measured and kept."""
+    with TableWriter(path, columns, id_column, backend.fingerprint()) as writer:
+        todo = [key for key in units if key not in writer.done]
+        bar = Progress(len(todo), progress_label or "", progress_label is not None)
+        try:
+            for start in range(0, len(todo), BATCH_UNITS):
+                batch = todo[start:start + BATCH_UNITS]
+                runners: List[Callable[[], None]] = []
+                failure = None
+                for key in batch:
+                    try:
+                        runners.append(backend.runner(units[key][0]))
+                    except ProfileError as e:
+                        failure = e
+                        break
+                for key, timing in zip(batch, measure(runners, protocol)):
+                    writer.append({**units[key][1], **timing.as_row()})
+                    bar.update()
+                if failure is not None:
+                    raise failure
+        finally:
+            bar.close()
+
+
 __all__ = ["BACKENDS", "Backend", "ProfileError", "TimingProtocol", "available_backends",
-           "cache_dir", "device_layer_table", "get_backend", "profile_layers",
-           "profile_networks"]
+           "cache_dir", "device_layer_table", "export_onnx", "get_backend", "profile_layers",
+           "profile_networks", "to_onnx"]

@@ -1,4 +1,4 @@
-"""python -m hwnas.profile: measure a space's unique layers (or N whole networks) into a CSV.
+"""python -m hwnas.profile: measure a space's unique layers, or whole networks, into a CSV.
 
 Rows are appended and flushed one at a time: run the same command again after an
 interruption and it measures only what is missing.
@@ -6,13 +6,14 @@ interruption and it measures only what is missing.
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Sequence
+from typing import List, Sequence
 
 from hwnas import _cli
-from hwnas.profile import (TimingProtocol, get_backend, profile_layers,
-                           profile_networks)
-from hwnas.spaces import SPACES, get_space
+from hwnas.profile import TimingProtocol, profile_layers, profile_networks
+from hwnas.spaces import SPACES, SearchSpace, get_space
+from hwnas.tables import parse_z
 
 PROG = "python -m hwnas.profile"
 
@@ -26,35 +27,69 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--networks", type=_cli.positive_int, metavar="N",
                    help="measure N random whole networks (a network table) instead of layers")
     p.add_argument("--seed", type=int, default=0, help="seed of the random networks")
+    p.add_argument("--from", dest="from_file", metavar="PATH",
+                   help="measure the networks of a search result JSON (its 'best' z), or of "
+                        "a text file with one z per line (e.g. 0-3-6-...)")
     defaults = TimingProtocol()
     p.add_argument("--warmup", type=int, default=defaults.warmup,
-                   help="untimed runs first (default: %(default)s)")
+                   help="untimed runs per unit and round (default: %(default)s)")
     p.add_argument("--runs", type=_cli.positive_int, default=defaults.runs,
-                   help="timed runs at most (default: %(default)s)")
+                   help="timed runs per unit and round, at most (default: %(default)s)")
+    p.add_argument("--rounds", type=_cli.positive_int, default=defaults.rounds,
+                   help="interleaved rounds per unit (default: %(default)s)")
     p.add_argument("--max-seconds", type=_cli.positive_float, default=defaults.max_seconds,
-                   help="stop timing a unit after this long, once 5 runs are done "
+                   help="stop a unit's round after this long, once 3 runs are done "
                         "(default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
+    """z from a search result JSON or from a text file of one z per line."""
+    with open(path) as f:
+        text = f.read()
+    if text.lstrip().startswith("{"):
+        try:
+            zs = [entry["z"] for entry in json.loads(text)["best"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a search result JSON with best[].z ({e})") from None
+    else:
+        zs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    zs.append(parse_z(line.replace(",", "-").replace(" ", "-")))
+                except ValueError as e:
+                    raise ValueError(f"{path}, line {number}: {e}") from None
+    if not zs:
+        raise ValueError(f"{path}: no z found")
+    for i, z in enumerate(zs):
+        try:
+            space.check_z(z)
+        except ValueError as e:
+            raise ValueError(f"{path}: z number {i + 1}: {e}") from None
+    return zs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     space = get_space(args.space)
-    protocol = TimingProtocol(warmup=args.warmup, runs=args.runs,
+    protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                               min_runs=min(TimingProtocol.min_runs, args.runs),
                               max_seconds=args.max_seconds)
-    backend = get_backend(args.backend, context=args.context, device_id=args.device_id,
-                          batch=args.batch)
-    if args.networks:
-        table = profile_networks(backend, space, space.random_z(args.networks, args.seed),
-                                 args.out, protocol, not args.quiet)
-        count = f"{len(table.z)} networks"
+    backend = _cli.backend_from_args(args.backend, args)
+    if args.networks or args.from_file:
+        zs = read_zs(args.from_file, space) if args.from_file else \
+            space.random_z(args.networks, args.seed)
+        table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)
+        timings, count = table.timings, f"{len(table.z)} networks"
     else:
         table = profile_layers(backend, space.unique_layers(), args.out, protocol,
                                not args.quiet)
-        count = f"{len(table.timings)} layers"
-    print(f"{args.out}: {count} measured with {table.fingerprint.describe()}")
+        timings, count = list(table.timings.values()), f"{len(table.timings)} layers"
+    spreads = sorted(t.round_spread for t in timings)
+    print(f"{args.out}: {count} measured with {table.fingerprint.describe()}; "
+          f"repeatability: median round spread {100 * spreads[len(spreads) // 2]:.1f} %")
     return 0
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Callable, Sequence
 
 from hwnas.layers import Layer
-from hwnas.profile._timing import TimingProtocol
+from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.tables import Fingerprint, Timing
 
 
@@ -17,7 +18,7 @@ class ProfileError(RuntimeError):
 
 
 class Backend(ABC):
-    """Builds Layers and whole architectures in a real runtime and times them."""
+    """Builds Layers and whole architectures in a real runtime, ready to be timed."""
 
     name: str
 
@@ -26,8 +27,26 @@ class Backend(ABC):
         """The device and runtime settings the measurements depend on."""
 
     @abstractmethod
-    def time_layers(self, layers: Sequence[Layer], protocol: TimingProtocol) -> Timing:
-        """Time the layers chained in order (one layer, or a whole architecture)."""
+    def build(self, layers: Sequence[Layer]) -> Callable[[], None]:
+        """Build the layers chained in order, with random inputs and weights, check one
+        forward pass, and return a function that runs one pass and waits for the device."""
+
+    def runner(self, layers: Sequence[Layer]) -> Callable[[], None]:
+        """``build``, with any failure turned into a ProfileError naming the unit."""
+        try:
+            return self.build(layers)
+        except Exception as e:
+            raise ProfileError(f"{unit_name(layers)}: {self.name} failed: "
+                               f"{type(e).__name__}: {e}") from e
+
+    def time_layers(self, layers: Sequence[Layer],
+                    protocol: TimingProtocol = TimingProtocol()) -> Timing:
+        """Time one unit: a layer, or a whole architecture's layers."""
+        return measure([self.runner(layers)], protocol)[0]
+
+
+def unit_name(layers: Sequence[Layer]) -> str:
+    return f"layer {layers[0].key}" if len(layers) == 1 else f"network of {len(layers)} layers"
 
 
 def cpu_name() -> str:
@@ -39,6 +58,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gpu_name(device_id: int) -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
+                              "-i", str(device_id)], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() or f"cuda:{device_id}"
+    except (OSError, subprocess.SubprocessError):
+        return f"cuda:{device_id}"
 
 
 def cpu_count() -> int:

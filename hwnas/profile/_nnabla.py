@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections import OrderedDict
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from hwnas._imports import require
 from hwnas.layers import Layer
-from hwnas.profile._base import Backend, ProfileError, cpu_name
-from hwnas.profile._timing import TimingProtocol, measure
-from hwnas.tables import Fingerprint, Timing
+from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
+from hwnas.profile._timing import tune_malloc
+from hwnas.tables import Fingerprint
 
 CONTEXTS = ("cpu", "cudnn")
 
@@ -79,6 +78,7 @@ class NNablaBackend(Backend):
         if context not in CONTEXTS:
             raise ValueError(f"unknown nnabla context {context!r}: expected one of {CONTEXTS}")
         self.context, self.device_id, self.batch, self.seed = context, device_id, batch, seed
+        tune_malloc()
         nn, _, _ = _modules()
         ext_utils = require("nnabla.ext_utils", "nnabla")
         try:
@@ -95,42 +95,27 @@ class NNablaBackend(Backend):
         if self.context == "cpu":
             device, threads = f"cpu: {cpu_name()}", 1  # nnabla's CPU kernels use one thread
         else:
-            device, threads = f"cudnn: {_gpu_name(self.device_id)}", 1
+            device, threads = f"cudnn: {gpu_name(self.device_id)}", 1
         return Fingerprint("nnabla", self._nn.__version__, device, threads, "float32",
                            self.batch)
 
-    def time_layers(self, layers: Sequence[Layer], protocol: TimingProtocol) -> Timing:
+    def build(self, layers: Sequence[Layer]) -> Callable[[], None]:
         nn = self._nn
-        rng = np.random.default_rng(self.seed)
         params: OrderedDict = OrderedDict()
-        try:
-            with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
-                x = nn.Variable((self.batch,) + tuple(layers[0].in_shape))
-                x.d = rng.standard_normal(x.shape)
-                y = build(layers, x)
-                expected = (self.batch,) + tuple(layers[-1].out_shape)
-                if y.shape[:2] != expected[:2] or np.prod(y.shape) != np.prod(expected):
-                    raise ProfileError(f"built output shape {y.shape}, expected {expected}")
-                y.forward(clear_buffer=True)
-                if not np.all(np.isfinite(y.d)):
-                    raise ProfileError("the forward pass gave non-finite outputs")
-                return measure(lambda: y.forward(clear_buffer=True), protocol,
-                               lambda: self._ext.synchronize(device_id=str(self.device_id)))
-        except ProfileError as e:
-            raise ProfileError(f"{_name(layers)}: {e}") from None
-        except Exception as e:
-            raise ProfileError(f"{_name(layers)}: nnabla failed: "
-                               f"{type(e).__name__}: {e}") from e
+        with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
+            x = nn.Variable((self.batch,) + tuple(layers[0].in_shape))
+            x.d = np.random.default_rng(self.seed).standard_normal(x.shape)
+            y = build(layers, x)
+        if y.shape[:2] != (self.batch, layers[-1].out_channels):
+            raise ProfileError(f"built output shape {y.shape}, expected "
+                               f"{(self.batch,) + tuple(layers[-1].out_shape)}")
+        y.forward(clear_buffer=True)
+        if not np.all(np.isfinite(y.d)):
+            raise ProfileError("the forward pass gave non-finite outputs")
+        device_id = str(self.device_id)
 
+        def run() -> None:
+            y.forward(clear_buffer=True)
+            self._ext.synchronize(device_id=device_id)
 
-def _name(layers: Sequence[Layer]) -> str:
-    return f"layer {layers[0].key}" if len(layers) == 1 else f"network of {len(layers)} layers"
-
-
-def _gpu_name(device_id: int) -> str:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
-                              "-i", str(device_id)], capture_output=True, text=True, timeout=30)
-        return out.stdout.strip() or f"cuda:{device_id}"
-    except (OSError, subprocess.SubprocessError):
-        return f"cuda:{device_id}"
+        return run

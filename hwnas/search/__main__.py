@@ -15,7 +15,7 @@ import optuna
 
 from hwnas import _cli
 from hwnas.predictors import LookupPredictor
-from hwnas.profile import available_backends, device_layer_table, get_backend
+from hwnas.profile import available_backends, device_layer_table
 from hwnas.search._study import OBJECTIVES, BudgetError, SearchResult, search
 from hwnas.spaces import SPACES, get_space
 from hwnas.tables import read_layer_table
@@ -60,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if backend_name is None:
             raise ValueError("no profiler backend is installed to measure this machine: "
                              "run scripts/setup (nnabla in .venv), or give --table")
-        backend = get_backend(backend_name, context=args.context, device_id=args.device_id,
-                              batch=args.batch)
+        backend = _cli.backend_from_args(backend_name, args)
         table = device_layer_table(backend, space, show_progress=not args.quiet)
     predictor = LookupPredictor().fit(table)
     try:

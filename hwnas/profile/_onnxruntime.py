@@ -1,0 +1,157 @@
+"""ONNX Runtime backend: each Layer or architecture becomes an ONNX graph run in a session."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hwnas._imports import require
+from hwnas.layers import Layer
+from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
+from hwnas.profile._timing import tune_malloc
+from hwnas.tables import Fingerprint
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+OPSET = 13
+
+
+def to_onnx(layers: Sequence[Layer], batch: int = 1, seed: int = 0):
+    """The layers chained in order as an ONNX model (opset 13) with random float32 weights.
+
+    Input ``x`` is (batch, C, H, W); output ``y``. Batch norm is in inference form, as a
+    deployed network has it (ONNX Runtime folds it into the convolution when optimising).
+    """
+    onnx = require("onnx", "ONNX export")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+
+    def weight(name: str, shape: Sequence[int], scale: float = 0.1, offset: float = 0.0):
+        value = (offset + scale * rng.standard_normal(shape)).astype(np.float32)
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(op: str, inputs: Sequence[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
+        return out
+
+    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    inits.append(numpy_helper.from_array(np.array(6.0, np.float32), "six"))
+
+    def conv_bn(h: str, cin: int, cout: int, k: int, s: int, g: int, act: str, p: str) -> str:
+        pad = (k - 1) // 2
+        w = weight(f"{p}.w", (cout, cin // g, k, k), scale=(2.0 / (cin // g * k * k)) ** 0.5)
+        h = node("Conv", [h, w], f"{p}.conv", kernel_shape=[k, k], strides=[s, s],
+                 pads=[pad] * 4, group=g)
+        h = node("BatchNormalization", [h, weight(f"{p}.gamma", (cout,), 0.1, 1.0),
+                                        weight(f"{p}.beta", (cout,)),
+                                        weight(f"{p}.mean", (cout,)),
+                                        weight(f"{p}.var", (cout,), 0.1, 1.0)], f"{p}.bn")
+        if act == "relu6":
+            return node("Clip", [h, "zero", "six"], f"{p}.relu6")
+        if act == "relu":
+            return node("Relu", [h], f"{p}.relu")
+        return h
+
+    h = "x"
+    for i, layer in enumerate(layers):
+        p, c = f"{i}_{layer.op}", layer.in_shape[0]
+        if layer.op == "conv":
+            h = conv_bn(h, c, layer.out_channels, layer.kernel, layer.stride, layer.groups,
+                        layer.act, p)
+        elif layer.op == "mbconv":
+            inp, hidden = h, int(round(c * layer.expand))
+            if layer.expand != 1:
+                h = conv_bn(h, c, hidden, 1, 1, 1, "relu6", f"{p}.expand")
+            h = conv_bn(h, hidden, hidden, layer.kernel, layer.stride, hidden, "relu6",
+                        f"{p}.depthwise")
+            h = conv_bn(h, hidden, layer.out_channels, 1, 1, 1, "none", f"{p}.project")
+            if layer.stride == 1 and c == layer.out_channels:
+                h = node("Add", [inp, h], f"{p}.add")
+        elif layer.op == "gap":
+            h = node("GlobalAveragePool", [h], f"{p}.gap")
+        elif layer.op == "linear":
+            n_in = int(np.prod(layer.in_shape))
+            h = node("Flatten", [h], f"{p}.flatten", axis=1)
+            h = node("Gemm", [h, weight(f"{p}.w", (layer.out_channels, n_in), n_in ** -0.5),
+                              weight(f"{p}.b", (layer.out_channels,))], f"{p}.gemm", transB=1)
+        else:
+            raise ProfileError(f"ONNX export cannot build op {layer.op!r}")
+    nodes[-1].output[0] = "y"
+    out_shape = [batch, layers[-1].out_channels] if layers[-1].op == "linear" else \
+        [batch, *layers[-1].out_shape]
+    graph = helper.make_graph(
+        nodes, "hwnas", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                       [batch, *layers[0].in_shape])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="hwnas")
+    model.ir_version = min(model.ir_version, 8)  # loadable by older ONNX Runtime releases
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(layers: Sequence[Layer], path: str | os.PathLike, batch: int = 1) -> None:
+    """Write the layers (e.g. ``arch.layers``) as an .onnx file."""
+    onnx = require("onnx", "ONNX export")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    onnx.save(to_onnx(layers, batch), os.fspath(path))
+
+
+class OnnxRuntimeBackend(Backend):
+    """Times layers with ONNX Runtime: provider ``cpu`` or ``cuda``, ``threads`` intra-op
+    threads, and graph optimisation ``all`` by default (fusions on, as a deployment runs)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, context: str = "cpu", device_id: int = 0, batch: int = 1,
+                 threads: int = 1, optimization: str = "all", seed: int = 0):
+        tune_malloc()
+        ort = require("onnxruntime", "the onnxruntime backend")
+        if context not in PROVIDERS:
+            raise ValueError(f"unknown onnxruntime provider {context!r}: expected one of "
+                             f"{sorted(PROVIDERS)}")
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"unknown graph optimisation {optimization!r}: expected one of "
+                             f"{OPTIMIZATION_LEVELS}")
+        if PROVIDERS[context] not in ort.get_available_providers():
+            raise ProfileError(f"onnxruntime provider {context!r} is not available: the cuda "
+                               f"provider needs onnxruntime-gpu and a CUDA GPU")
+        self.context, self.device_id, self.batch = context, device_id, batch
+        self.threads, self.optimization, self.seed = threads, optimization, seed
+        self._ort = ort
+
+    def fingerprint(self) -> Fingerprint:
+        device = f"cpu: {cpu_name()}" if self.context == "cpu" else \
+            f"cuda: {gpu_name(self.device_id)}"
+        return Fingerprint("onnxruntime", f"{self._ort.__version__} opt={self.optimization}",
+                           device, self.threads, "float32", self.batch)
+
+    def build(self, layers: Sequence[Layer]) -> Callable[[], None]:
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.optimization]
+        options.log_severity_level = 3
+        provider = PROVIDERS[self.context]
+        provider_options = {"device_id": str(self.device_id)} if self.context == "cuda" else {}
+        model = to_onnx(layers, self.batch, self.seed)
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=[(provider, provider_options)])
+        x = np.random.default_rng(self.seed).standard_normal(
+            (self.batch, *layers[0].in_shape)).astype(np.float32)
+        y = session.run(None, {"x": x})[0]
+        if y.shape[:2] != (self.batch, layers[-1].out_channels) or not np.isfinite(y).all():
+            raise ProfileError(f"unexpected output {y.shape} (finite: {np.isfinite(y).all()})")
+        # run() returns host arrays, so it returns only once the device has finished
+        return lambda: session.run(None, {"x": x})
+

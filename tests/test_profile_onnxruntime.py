@@ -1,0 +1,141 @@
+"""The ONNX Runtime profiler, ONNX export, network tables and killed-and-resumed profiling."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import FAST
+from hwnas.layers import Layer
+from hwnas.profile import (ProfileError, export_onnx, get_backend, profile_layers,
+                           profile_networks)
+from hwnas.spaces import get_space
+from hwnas.tables import read_layer_table, read_network_table
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return get_backend("onnxruntime")
+
+
+def test_fingerprint_names_runtime_device_threads(backend):
+    fp = get_backend("onnxruntime", threads=2, batch=4, optimization="basic").fingerprint()
+    assert fp.backend == "onnxruntime" and fp.backend_version.endswith("opt=basic")
+    assert fp.device.startswith("cpu: ") and fp.threads == 2 and fp.batch == 4
+    assert fp.id != backend.fingerprint().id
+
+
+def test_layer_table_and_network_table(backend, tmp_path):
+    space = get_space("mobilenet")
+    layers = profile_layers(backend, space.unique_layers(), tmp_path / "l.csv", FAST,
+                            show_progress=False)
+    assert set(layers.timings) == {layer.key for layer in space.unique_layers()}
+    assert all(t.latency_ms > 0 and t.round_spread >= 0 for t in layers.timings.values())
+    zs = space.random_z(4, seed=1)
+    nets = profile_networks(backend, space, zs, tmp_path / "n.csv", FAST, show_progress=False)
+    assert [list(z) for z in nets.z] == zs.tolist() and nets.fingerprint == layers.fingerprint
+    assert all(t.runs >= FAST.rounds * FAST.min_runs for t in nets.timings)
+
+
+def test_batch_is_measured_and_recorded(tmp_path):
+    backend = get_backend("onnxruntime", batch=3)
+    layer = Layer("conv", (8, 8, 8), 16, kernel=3)
+    table = profile_layers(backend, [layer], tmp_path / "b.csv", FAST, show_progress=False)
+    assert table.fingerprint.batch == 3
+
+
+def test_exported_architecture_runs_with_the_expected_output(tmp_path):
+    space = get_space("mobilenet")
+    arch = space.decode(space.random_z(1, seed=5)[0])
+    export_onnx(arch.layers, tmp_path / "arch.onnx", batch=2)
+    session = ort.InferenceSession(str(tmp_path / "arch.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    (y,) = session.run(None, {"x": x})
+    assert y.shape == (2, 10) and np.isfinite(y).all()
+    assert session.get_inputs()[0].shape == [2, 3, 32, 32]
+
+
+def test_failing_layer_is_named_and_not_recorded(backend, tmp_path):
+    ok = Layer("gap", (4, 4, 4))
+    huge = Layer("conv", (64, 40000, 40000), 64)
+    with pytest.raises(ProfileError, match=r"layer conv\(in=64x40000x40000.*onnxruntime failed"):
+        profile_layers(backend, [ok, huge], tmp_path / "l.csv", FAST, show_progress=False)
+    assert not (tmp_path / "l.csv").exists() or huge.key not in (tmp_path / "l.csv").read_text()
+
+
+def test_unavailable_provider_and_bad_options():
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ProfileError, match="provider 'cuda' is not available"):
+            get_backend("onnxruntime", context="cuda")
+    with pytest.raises(ValueError, match="unknown onnxruntime provider 'tpu'"):
+        get_backend("onnxruntime", context="tpu")
+    with pytest.raises(ValueError, match="unknown graph optimisation"):
+        get_backend("onnxruntime", optimization="max")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
+                    reason="needs onnxruntime-gpu and a CUDA GPU")
+@pytest.mark.gpu
+def test_cuda_provider(tmp_path):
+    backend = get_backend("onnxruntime", context="cuda")
+    table = profile_layers(backend, get_space("mobilenet").unique_layers()[:3],
+                           tmp_path / "g.csv", FAST, show_progress=False)
+    assert table.fingerprint.device.startswith("cuda: ") and len(table.timings) == 3
+
+
+PROFILE = [sys.executable, "-m", "hwnas.profile", "--backend", "onnxruntime", "--warmup", "0",
+           "--runs", "2", "--rounds", "1", "--max-seconds", "0.001"]
+
+
+def test_sigkill_at_several_points_then_resume_gives_every_layer_once(tmp_path):
+    out = tmp_path / "layers.csv"
+    expected = {layer.key for layer in get_space("mobilenet").unique_layers()}
+    rows_seen = []
+    for delay in (0.3, 0.9, 1.2, 1.5, 1.8):
+        proc = subprocess.Popen(PROFILE + ["--out", str(out), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rows_seen.append(len(out.read_text().splitlines()) - 1 if out.exists() else 0)
+    done = subprocess.run(PROFILE + ["--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = read_layer_table(out)
+    assert set(table.timings) == expected
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 + len(expected)  # no duplicate, no half-written row
+    assert rows_seen == sorted(rows_seen)  # each kill kept what was written before it
+
+
+def test_networks_from_a_search_result(tmp_path):
+    space = get_space("mobilenet")
+    zs = space.random_z(2, seed=9).tolist()
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"best": [{"z": z} for z in zs]}))
+    out = tmp_path / "nets.csv"
+    run = subprocess.run(PROFILE + ["--from", str(result), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "2 networks" in run.stdout and "repeatability" in run.stdout
+    assert [list(z) for z in read_network_table(out).z] == zs
+    listing = tmp_path / "z.txt"
+    listing.write_text("# one z per line\n" + "-".join(map(str, zs[0])) + "\n0-1\n")
+    bad = subprocess.run(PROFILE + ["--from", str(listing), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "z number 2" in bad.stderr and "21 entries" in bad.stderr
+
+
+def test_random_networks_are_seeded(tmp_path):
+    runs = [subprocess.run(PROFILE + ["--networks", "2", "--seed", "3", "--out",
+                                      str(tmp_path / f"n{i}.csv")], capture_output=True,
+                           text=True) for i in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert read_network_table(tmp_path / "n0.csv").z == read_network_table(tmp_path / "n1.csv").z
+    assert os.path.getsize(tmp_path / "n0.csv") > 0
