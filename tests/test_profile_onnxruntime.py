@@ -90,28 +90,34 @@ def test_cuda_provider(tmp_path):
     assert table.fingerprint.device.startswith("cuda: ") and len(table.timings) == 3
 
 
-PROFILE = [sys.executable, "-m", "hwnas.profile", "--backend", "onnxruntime", "--warmup", "0",
-           "--runs", "2", "--rounds", "1", "--max-seconds", "0.001"]
+PROFILE = [sys.executable, "-m", "hwnas.profile", "--backend", "onnxruntime", "--warmup", "1",
+           "--runs", "3", "--rounds", "2", "--max-seconds", "0.01"]
+
+
+def rows_in(path):
+    return len(path.read_text().splitlines()) - 1 if path.exists() else -1
 
 
 def test_sigkill_at_several_points_then_resume_gives_every_layer_once(tmp_path):
     out = tmp_path / "layers.csv"
     expected = {layer.key for layer in get_space("mobilenet").unique_layers()}
     rows_seen = []
-    for delay in (0.3, 0.9, 1.2, 1.5, 1.8):
+    for at_least in (0, 8, 24, 40, 56):  # header only, then after 1, 3, 5 and 7 batches
         proc = subprocess.Popen(PROFILE + ["--out", str(out), "--quiet"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 60
+        while rows_in(out) < at_least and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        rows_seen.append(len(out.read_text().splitlines()) - 1 if out.exists() else 0)
+        rows_seen.append(rows_in(out))
+    assert sum(0 <= n < len(expected) for n in rows_seen) >= 4, rows_seen  # killed mid-run
+    assert rows_seen == sorted(rows_seen)  # each kill kept what was written before it
     done = subprocess.run(PROFILE + ["--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = read_layer_table(out)
     assert set(table.timings) == expected
-    lines = out.read_text().splitlines()
-    assert len(lines) == 1 + len(expected)  # no duplicate, no half-written row
-    assert rows_seen == sorted(rows_seen)  # each kill kept what was written before it
+    assert len(out.read_text().splitlines()) == 1 + len(expected)  # no duplicate, no half row
 
 
 def test_networks_from_a_search_result(tmp_path):

@@ -102,6 +102,19 @@ def test_command_with_a_table_writes_json(predictor, tmp_path):
     assert "-".join(map(str, best[0]["z"])) in run.stdout
 
 
+def test_command_exports_the_architectures_as_onnx(predictor, tmp_path):
+    import onnxruntime as ort
+    run = hwnas_search("--budget-ms", str(budget_between(predictor, 0.3)), "--table",
+                       str(tmp_path / "layers.csv"), "--trials", "20", "--top", "2",
+                       "--export-onnx", str(tmp_path / "onnx"), "--quiet")
+    assert run.returncode == 0, run.stderr
+    files = sorted((tmp_path / "onnx").glob("mobilenet-*.onnx"))
+    assert [f.name.split("-")[1] for f in files] == ["1", "2"]
+    session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    assert session.run(None, {"x": x})[0].shape == (1, 10)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--budget-ms", "0"], "argument --budget-ms: must be > 0"),
     (["--budget-ms", "-3"], "must be > 0"),

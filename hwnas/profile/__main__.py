@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     spreads = sorted(t.round_spread for t in timings)
     print(f"{args.out}: {count} measured with {table.fingerprint.describe()}; "
           f"repeatability: median round spread {100 * spreads[len(spreads) // 2]:.1f} %")
+    if args.batch > 1 and (args.networks or args.from_file):
+        per_s = sorted(args.batch / t.latency_ms * 1e3 for t in timings)
+        print(f"throughput: {per_s[0]:.0f}-{per_s[-1]:.0f} samples/s at batch {args.batch}")
     return 0
 
 

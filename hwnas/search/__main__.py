@@ -7,6 +7,7 @@ fingerprint under $HWNAS_CACHE, default ~/.cache/hwnas) and later runs reuse it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from typing import Sequence
@@ -15,10 +16,10 @@ import optuna
 
 from hwnas import _cli
 from hwnas.predictors import LookupPredictor
-from hwnas.profile import available_backends, device_layer_table
+from hwnas.profile import available_backends, device_layer_table, export_onnx
 from hwnas.search._study import OBJECTIVES, BudgetError, SearchResult, search
 from hwnas.spaces import SPACES, get_space
-from hwnas.tables import read_layer_table
+from hwnas.tables import format_z, read_layer_table
 
 PROG = "python -m hwnas.search"
 
@@ -45,6 +46,8 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--top", type=_cli.positive_int, default=5,
                    help="architectures to report (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    p.add_argument("--export-onnx", metavar="DIR", help="write each reported architecture "
+                   "as DIR/<space>-<rank>-<z>.onnx (needs onnx)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -74,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(as_json(result, table.fingerprint, table.path), f, indent=1)
             f.write("\n")
+    if args.export_onnx:
+        for rank, c in enumerate(result.best, 1):
+            path = os.path.join(args.export_onnx, f"{space.name}-{rank}-{format_z(c.z)}.onnx")
+            export_onnx(space.decode(c.z).layers, path, batch=table.fingerprint.batch)
+            print(f"wrote {path}")
     return 0
 
 
@@ -85,7 +93,7 @@ def report(result: SearchResult, device: str) -> str:
              f"{'rank':>4}  {'predicted_ms':>12}  {'MMACs':>8}  {'params_k':>8}  z"]
     for i, c in enumerate(result.best, 1):
         lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {c.macs / 1e6:>8.2f}  "
-                     f"{c.params / 1e3:>8.1f}  {'-'.join(map(str, c.z))}")
+                     f"{c.params / 1e3:>8.1f}  {format_z(c.z)}")
     return "\n".join(lines)
 
 
