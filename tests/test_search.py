@@ -104,12 +104,15 @@ def test_command_with_a_table_writes_json(predictor, tmp_path):
 
 def test_command_exports_the_architectures_as_onnx(predictor, tmp_path):
     import onnxruntime as ort
-    run = hwnas_search("--budget-ms", str(budget_between(predictor, 0.3)), "--table",
-                       str(tmp_path / "layers.csv"), "--trials", "20", "--top", "2",
-                       "--export-onnx", str(tmp_path / "onnx"), "--quiet")
+    run = hwnas_search("--budget-ms", str(budget_between(predictor, 0.6)), "--table",
+                       str(tmp_path / "layers.csv"), "--trials", "40", "--top", "2",
+                       "--export-onnx", str(tmp_path / "onnx"), "--json",
+                       str(tmp_path / "r.json"), "--quiet", "--seed", "0")
     assert run.returncode == 0, run.stderr
+    best = json.loads((tmp_path / "r.json").read_text())["best"]
     files = sorted((tmp_path / "onnx").glob("mobilenet-*.onnx"))
-    assert [f.name.split("-")[1] for f in files] == ["1", "2"]
+    assert [f.name for f in files] == [
+        f"mobilenet-{rank}-{'-'.join(map(str, b['z']))}.onnx" for rank, b in enumerate(best, 1)]
     session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
     x = np.zeros((1, 3, 32, 32), np.float32)
     assert session.run(None, {"x": x})[0].shape == (1, 10)
