@@ -27,7 +27,20 @@ OPS = {
     "gap": (),
     # fully connected layer with bias over the flattened input
     "linear": ("out",),
+    # NAS-Bench-201 ops: ReLU -> conv (no bias) -> batch norm
+    "relu_conv_bn": ("out", "k", "s"),
+    # average pooling padded by (k - 1) // 2, padding not counted
+    "avgpool": ("k", "s"),
+    # NAS-Bench-201's residual reduction block: relu_conv_bn 3x3/s, relu_conv_bn 3x3/1,
+    # plus a shortcut of 2x2/2 average pooling and a 1x1 conv (no batch norm)
+    "resblock": ("out", "s"),
+    # batch norm + activation
+    "bn": ("act",),
+    # element-wise sum of two tensors of in_shape
+    "add": (),
 }
+#: how many input tensors an op takes
+ARITY = {"add": 2}
 ACTIVATIONS = ("none", "relu", "relu6")
 
 _KEY = re.compile(r"^(?P<op>[a-z0-9_]+)\((?P<args>[^()]*)\)$")
@@ -72,7 +85,7 @@ class Layer:
             raise ValueError(f"{self.op}: in_shape must be 3 positive ints (C, H, W), "
                              f"got {self.in_shape!r}")
         object.__setattr__(self, "in_shape", shape)
-        if self.op == "gap":
+        if self.op in ("gap", "avgpool", "bn", "add"):
             object.__setattr__(self, "out_channels", shape[0])
         for name in ("out_channels", "kernel", "stride", "groups", "expand"):
             if int(getattr(self, name)) < 1:
@@ -193,9 +206,28 @@ def _costs(layer: Layer) -> dict:
         residual = layer.stride == 1 and c == layer.out_channels
         pairs = [a + b for a, b in zip(tensors, tensors[1:])]
         peak = max(pairs) + (size if residual else 0)
+    elif layer.op == "relu_conv_bn":
+        out, macs, params = _conv_bn(c, h, w, layer.out_channels, layer.kernel, layer.stride, 1)
+        peak = size + math.prod(out)
+    elif layer.op == "avgpool":
+        out = (c, conv_out_size(h, layer.kernel, layer.stride),
+               conv_out_size(w, layer.kernel, layer.stride))
+        macs, params = math.prod(out) * layer.kernel ** 2, 0
+        peak = size + math.prod(out)
+    elif layer.op == "resblock":
+        a, macs_a, params_a = _conv_bn(c, h, w, layer.out_channels, 3, layer.stride, 1)
+        out, macs_b, params_b = _conv_bn(a[0], a[1], a[2], layer.out_channels, 3, 1, 1)
+        pooled = (c, h // 2, w // 2)
+        shortcut_macs = math.prod(pooled) * 4 + math.prod(out) * c
+        macs = macs_a + macs_b + shortcut_macs
+        params = params_a + params_b + layer.out_channels * c
+        peak = size + 2 * math.prod(out)
     elif layer.op == "gap":
         out, macs, params = (c, 1, 1), size, 0
         peak = size + c
+    elif layer.op in ("bn", "add"):
+        out, macs, params = layer.in_shape, size, 4 * c if layer.op == "bn" else 0
+        peak = 3 * size if layer.op == "add" else 2 * size
     else:  # linear
         out = (layer.out_channels, 1, 1)
         macs = size * layer.out_channels

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hwnas.layers import Layer
-from hwnas.spaces import get_space
+from hwnas.spaces import get_space, unit_graph
 
 
 def test_key_is_canonical_and_parses_back():
@@ -76,12 +76,13 @@ def test_same_parameter_count_and_output_shape_as_nnabla():
 
     from hwnas.profile._nnabla import build
 
-    space = get_space("mobilenet")
-    for layer in space.unique_layers():
+    layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers()
+    for layer in layers:
         params = collections.OrderedDict()
         with nn.parameter_scope("check", params):
             x = nn.Variable((2,) + layer.in_shape)
-            y = build([layer], x)
+            x.d = 0
+            y = build(unit_graph(layer), x)
             count = sum(int(np.prod(p.shape)) for p in nn.get_parameters(grad_only=False)
                         .values())
         assert count == layer.params, layer.key

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.nnabla
 def test_times_a_layer_and_a_whole_network(nnabla_backend):
     space = get_space("mobilenet")
     layer = space.unique_layers()[2]
-    t = nnabla_backend.time_layers([layer], FAST)
+    t = nnabla_backend.time_layer(layer, FAST)
     assert t.runs >= FAST.min_runs and t.min_ms <= t.p10_ms <= t.latency_ms <= t.p90_ms
     assert all(math.isfinite(v) and v > 0 for v in (t.latency_ms, t.min_ms))
-    net = nnabla_backend.time_layers(list(space.decode(space.random_z(1, 0)[0]).layers), FAST)
+    net = nnabla_backend.time_architecture(space.decode(space.random_z(1, 0)[0]), FAST)
     assert net.latency_ms > 0 and net.runs >= FAST.min_runs
 
 
@@ -88,3 +88,13 @@ def test_cudnn_context_measures_on_the_gpu(tmp_path):
     layers = get_space("mobilenet").unique_layers()[:4]
     table = profile_layers(backend, layers, tmp_path / "gpu.csv", FAST, show_progress=False)
     assert len(table.timings) == 4 and all(t.latency_ms > 0 for t in table.timings.values())
+
+
+def test_nb201_layers_and_networks(nnabla_backend, tmp_path):
+    space = get_space("nb201")
+    table = profile_layers(nnabla_backend, space.unique_layers(), tmp_path / "l.csv", FAST,
+                           show_progress=False)
+    assert len(table.timings) == 18
+    nets = profile_networks(nnabla_backend, space, space.random_z(2, seed=0).tolist() +
+                            [[0] * 6], tmp_path / "n.csv", FAST, show_progress=False)
+    assert len(nets.z) == 3 and all(t.latency_ms > 0 for t in nets.timings)

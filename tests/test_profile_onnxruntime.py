@@ -53,7 +53,7 @@ def test_batch_is_measured_and_recorded(tmp_path):
 def test_exported_architecture_runs_with_the_expected_output(tmp_path):
     space = get_space("mobilenet")
     arch = space.decode(space.random_z(1, seed=5)[0])
-    export_onnx(arch.layers, tmp_path / "arch.onnx", batch=2)
+    export_onnx(arch.graph, tmp_path / "arch.onnx", batch=2)
     session = ort.InferenceSession(str(tmp_path / "arch.onnx"),
                                    providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
@@ -145,3 +145,16 @@ def test_random_networks_are_seeded(tmp_path):
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     assert read_network_table(tmp_path / "n0.csv").z == read_network_table(tmp_path / "n1.csv").z
     assert os.path.getsize(tmp_path / "n0.csv") > 0
+
+
+@pytest.mark.parametrize("space_name", ["mobilenet", "nb201"])
+def test_whole_networks_of_every_space_run(backend, space_name, tmp_path):
+    space = get_space(space_name)
+    for z in space.random_z(3, seed=11):
+        arch = space.decode(z)
+        assert backend.time_architecture(arch, FAST).latency_ms > 0
+    export_onnx(space.decode((0,) * len(space.decisions)).graph, tmp_path / "empty.onnx")
+    session = ort.InferenceSession(str(tmp_path / "empty.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": np.ones((1, *space.input_shape), np.float32)})[0]
+    assert y.shape == (1, 10)

@@ -77,3 +77,54 @@ def test_unknown_space():
     with pytest.raises(ValueError, match="unknown space 'resnet'"):
         get_space("resnet")
 
+
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def test_nb201_arch_strings_both_ways():
+    space = get_space("nb201")
+    assert space.n_choices == (5,) * 6 and space.size == 15625
+    z = space.parse_z(ARCH)
+    assert z == (3, 3, 4, 1, 3, 1) and space.describe(z) == ARCH
+    assert space.parse_z("3-3-4-1-3-1") == z
+    for z in space.random_z(30, seed=0):
+        assert space.parse_z(space.describe(z)) == tuple(z)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("|conv~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|", "unknown op 'conv'"),
+    ("|none~0|+|none~0|+|none~0|none~1|none~2|", "node 2 needs 2 edges"),
+    ("|none~0|+|none~1|none~1|+|none~0|none~1|none~2|", "must come from node 0"),
+    ("none", "choice indices joined by"),
+    ("5-0-0-0-0-0", r"z\[0\] = 5 is out of range"),
+])
+def test_nb201_bad_arch_strings(text, message):
+    with pytest.raises(ValueError, match=message):
+        get_space("nb201").parse_z(text)
+
+
+def test_nb201_graph_uses_exactly_the_decoded_layers():
+    from collections import Counter
+    space = get_space("nb201")
+    for z in list(space.random_z(40, seed=2)) + [(0,) * 6, (1,) * 6]:
+        arch = space.decode(z)
+        assert Counter(layer.key for layer in arch.layers) == \
+            Counter(layer.key for layer, _ in arch.graph)
+        for i, (layer, inputs) in enumerate(arch.graph):
+            assert all(j is None or -1 <= j < i for j in inputs)
+    # an all-"none" cell feeds zeros to the next stage
+    empty = space.decode((0,) * 6)
+    assert [layer.op for layer, _ in empty.graph] == ["conv", "resblock", "resblock", "bn",
+                                                      "gap", "linear"]
+    assert empty.graph[1][1] == (None,)
+
+
+def test_nb201_costs_are_additive_over_edges():
+    space = get_space("nb201")
+    fixed, C = space.cost_matrix(lambda layers: np.array([1.0 + layer.macs / 1e6
+                                                          for layer in layers]))
+    assert C.shape == (6, 5) and (C[:, 0] == 0).all()  # "none" costs nothing
+    for z in space.random_z(20, seed=3):
+        expected = sum(1.0 + layer.macs / 1e6 for layer, _ in space.decode(z).graph)
+        assert space.evaluate_z(z, fixed, C)[0] == pytest.approx(expected)

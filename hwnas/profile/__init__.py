@@ -20,7 +20,7 @@ from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
 from hwnas.profile._timing import TimingProtocol, measure
-from hwnas.spaces import SearchSpace
+from hwnas.spaces import Graph, SearchSpace, unit_graph
 from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, LayerTable, NetworkTable,
                           TableWriter, format_z, read_layer_table, read_network_table)
 
@@ -71,7 +71,7 @@ def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.Pat
     Running it again after an interruption measures only what is missing. A layer that fails
     to build or run raises ProfileError naming it; nothing is recorded for it.
     """
-    units = {layer.key: ([layer], {"key": layer.key, "op": layer.op, "macs": str(layer.macs),
+    units = {layer.key: (unit_graph(layer), {"key": layer.key, "op": layer.op, "macs": str(layer.macs),
                                    "params": str(layer.params)}) for layer in layers}
     _measure(backend, units, path, LAYER_COLUMNS, "key", protocol,
              "measuring layers" if show_progress else None)
@@ -85,13 +85,13 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     units = {}
     for z in space.check_z(zs):
         key = format_z(z)
-        units[key] = (list(space.decode(z).layers), {"space": space.name, "z": key})
+        units[key] = (space.decode(z).graph, {"space": space.name, "z": key})
     _measure(backend, units, path, NETWORK_COLUMNS, "z", protocol,
              "measuring networks" if show_progress else None)
     return read_network_table(path)
 
 
-def _measure(backend: Backend, units: Dict[str, Tuple[List[Layer], Dict[str, str]]],
+def _measure(backend: Backend, units: Dict[str, Tuple[Graph, Dict[str, str]]],
              path: str | os.PathLike, columns: Sequence[str], id_column: str,
              protocol: TimingProtocol, progress_label: str | None) -> None:
     """Measure the units not yet in the table, BATCH_UNITS at a time, interleaved; a unit

@@ -6,10 +6,11 @@ import os
 import platform
 import subprocess
 from abc import ABC, abstractmethod
-from typing import Callable, Sequence
+from typing import Callable
 
 from hwnas.layers import Layer
 from hwnas.profile._timing import TimingProtocol, measure
+from hwnas.spaces import Architecture, Graph, unit_graph
 from hwnas.tables import Fingerprint, Timing
 
 
@@ -27,26 +28,29 @@ class Backend(ABC):
         """The device and runtime settings the measurements depend on."""
 
     @abstractmethod
-    def build(self, layers: Sequence[Layer]) -> Callable[[], None]:
-        """Build the layers chained in order, with random inputs and weights, check one
-        forward pass, and return a function that runs one pass and waits for the device."""
+    def build(self, graph: Graph) -> Callable[[], None]:
+        """Build the graph with random inputs and weights, check one forward pass, and return
+        a function that runs one pass and waits for the device."""
 
-    def runner(self, layers: Sequence[Layer]) -> Callable[[], None]:
+    def runner(self, graph: Graph) -> Callable[[], None]:
         """``build``, with any failure turned into a ProfileError naming the unit."""
         try:
-            return self.build(layers)
+            return self.build(graph)
         except Exception as e:
-            raise ProfileError(f"{unit_name(layers)}: {self.name} failed: "
+            raise ProfileError(f"{unit_name(graph)}: {self.name} failed: "
                                f"{type(e).__name__}: {e}") from e
 
-    def time_layers(self, layers: Sequence[Layer],
-                    protocol: TimingProtocol = TimingProtocol()) -> Timing:
-        """Time one unit: a layer, or a whole architecture's layers."""
-        return measure([self.runner(layers)], protocol)[0]
+    def time_layer(self, layer: Layer, protocol: TimingProtocol = TimingProtocol()) -> Timing:
+        return measure([self.runner(unit_graph(layer))], protocol)[0]
+
+    def time_architecture(self, arch: Architecture,
+                          protocol: TimingProtocol = TimingProtocol()) -> Timing:
+        """True end-to-end latency of a whole architecture."""
+        return measure([self.runner(arch.graph)], protocol)[0]
 
 
-def unit_name(layers: Sequence[Layer]) -> str:
-    return f"layer {layers[0].key}" if len(layers) == 1 else f"network of {len(layers)} layers"
+def unit_name(graph: Graph) -> str:
+    return f"layer {graph[0][0].key}" if len(graph) == 1 else f"network of {len(graph)} layers"
 
 
 def cpu_name() -> str:

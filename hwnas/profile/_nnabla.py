@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -11,6 +11,8 @@ from hwnas._imports import require
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
+from hwnas.spaces import Graph
+from hwnas.spaces import walk
 from hwnas.tables import Fingerprint
 
 CONTEXTS = ("cpu", "cudnn")
@@ -22,45 +24,73 @@ def _modules():
         require("nnabla.parametric_functions", "nnabla")
 
 
-def build(layers: Sequence[Layer], x, batch_norm_stats: bool = False):
-    """Build ``layers`` chained on the nnabla Variable ``x`` with parametric functions.
+def build(graph: Graph, x, batch_norm_stats: bool = False):
+    """Build ``graph`` on the nnabla Variable ``x`` with parametric functions.
 
-    Parameters go to the current parameter scope, one sub-scope per layer. Batch norm uses its
+    Parameters go to the current parameter scope, one sub-scope per node. Batch norm uses its
     running statistics (inference), as a deployed network does.
     """
     nn, F, PF = _modules()
     act = {"relu": F.relu, "relu6": F.relu6, "none": lambda h: h}
 
-    def conv_bn(h, out, k, s, g, activation):
-        p = (k - 1) // 2
-        h = PF.convolution(h, out, (k, k), pad=(p, p), stride=(s, s), group=g,
-                           with_bias=False)
+    def bn(h, activation="none"):
         return act[activation](PF.batch_normalization(h, batch_stat=batch_norm_stats))
 
-    h = x
-    for i, layer in enumerate(layers):
+    def conv(h, out, k, s, g=1):
+        p = (k - 1) // 2
+        return PF.convolution(h, out, (k, k), pad=(p, p), stride=(s, s), group=g,
+                              with_bias=False)
+
+    def relu_conv_bn(h, out, k, s):
+        return bn(conv(F.relu(h), out, k, s))
+
+    def apply(i: int, layer: Layer, xs: list):
+        h = xs[0]
         with nn.parameter_scope(f"{i}_{layer.op}"):
             if layer.op == "conv":
-                h = conv_bn(h, layer.out_channels, layer.kernel, layer.stride, layer.groups,
-                            layer.act)
-            elif layer.op == "mbconv":
-                inp, hidden = h, int(round(layer.in_shape[0] * layer.expand))
+                return bn(conv(h, layer.out_channels, layer.kernel, layer.stride, layer.groups),
+                          layer.act)
+            if layer.op == "mbconv":
+                hidden = int(round(layer.in_shape[0] * layer.expand))
                 if layer.expand != 1:
                     with nn.parameter_scope("expand"):
-                        h = conv_bn(h, hidden, 1, 1, 1, "relu6")
+                        h = bn(conv(h, hidden, 1, 1), "relu6")
                 with nn.parameter_scope("depthwise"):
-                    h = conv_bn(h, hidden, layer.kernel, layer.stride, hidden, "relu6")
+                    h = bn(conv(h, hidden, layer.kernel, layer.stride, hidden), "relu6")
                 with nn.parameter_scope("project"):
-                    h = conv_bn(h, layer.out_channels, 1, 1, 1, "none")
+                    h = bn(conv(h, layer.out_channels, 1, 1))
                 if layer.stride == 1 and layer.in_shape[0] == layer.out_channels:
-                    h = F.add2(inp, h)
-            elif layer.op == "gap":
-                h = F.global_average_pooling(h)
-            elif layer.op == "linear":
-                h = PF.affine(h, layer.out_channels)
-            else:
-                raise ProfileError(f"the nnabla backend cannot build op {layer.op!r}")
-    return h
+                    h = F.add2(xs[0], h)
+                return h
+            if layer.op == "relu_conv_bn":
+                return relu_conv_bn(h, layer.out_channels, layer.kernel, layer.stride)
+            if layer.op == "avgpool":
+                p = (layer.kernel - 1) // 2
+                return F.average_pooling(h, (layer.kernel,) * 2, (layer.stride,) * 2,
+                                         pad=(p, p), including_pad=False)
+            if layer.op == "resblock":
+                with nn.parameter_scope("a"):
+                    a = relu_conv_bn(h, layer.out_channels, 3, layer.stride)
+                with nn.parameter_scope("b"):
+                    b = relu_conv_bn(a, layer.out_channels, 3, 1)
+                with nn.parameter_scope("shortcut"):
+                    shortcut = conv(F.average_pooling(h, (2, 2), (2, 2)), layer.out_channels,
+                                    1, 1)
+                return F.add2(shortcut, b)
+            if layer.op == "bn":
+                return bn(h, layer.act)
+            if layer.op == "add":
+                return F.add2(xs[0], xs[1])
+            if layer.op == "gap":
+                return F.global_average_pooling(h)
+            if layer.op == "linear":
+                return PF.affine(h, layer.out_channels)
+        raise ProfileError(f"the nnabla backend cannot build op {layer.op!r}")
+
+    def zeros(layer: Layer):
+        return nn.Variable.from_numpy_array(np.zeros((x.shape[0],) + layer.in_shape, np.float32))
+
+    return walk(graph, x, zeros, apply)
 
 
 class NNablaBackend(Backend):
@@ -99,16 +129,17 @@ class NNablaBackend(Backend):
         return Fingerprint("nnabla", self._nn.__version__, device, threads, "float32",
                            self.batch)
 
-    def build(self, layers: Sequence[Layer]) -> Callable[[], None]:
+    def build(self, graph: Graph) -> Callable[[], None]:
         nn = self._nn
         params: OrderedDict = OrderedDict()
+        last = graph[-1][0]
         with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
-            x = nn.Variable((self.batch,) + tuple(layers[0].in_shape))
+            x = nn.Variable((self.batch,) + tuple(graph[0][0].in_shape))
             x.d = np.random.default_rng(self.seed).standard_normal(x.shape)
-            y = build(layers, x)
-        if y.shape[:2] != (self.batch, layers[-1].out_channels):
+            y = build(graph, x)
+        if y.shape[:2] != (self.batch, last.out_channels):
             raise ProfileError(f"built output shape {y.shape}, expected "
-                               f"{(self.batch,) + tuple(layers[-1].out_shape)}")
+                               f"{(self.batch,) + tuple(last.out_shape)}")
         y.forward(clear_buffer=True)
         if not np.all(np.isfinite(y.d)):
             raise ProfileError("the forward pass gave non-finite outputs")

@@ -11,6 +11,8 @@ from hwnas._imports import require
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
+from hwnas.spaces import Graph
+from hwnas.spaces import walk
 from hwnas.tables import Fingerprint
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -18,8 +20,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 OPSET = 13
 
 
-def to_onnx(layers: Sequence[Layer], batch: int = 1, seed: int = 0):
-    """The layers chained in order as an ONNX model (opset 13) with random float32 weights.
+def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
+    """The graph as an ONNX model (opset 13) with random float32 weights.
 
     Input ``x`` is (batch, C, H, W); output ``y``. Batch norm is in inference form, as a
     deployed network has it (ONNX Runtime folds it into the convolution when optimising).
@@ -29,76 +31,103 @@ def to_onnx(layers: Sequence[Layer], batch: int = 1, seed: int = 0):
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
 
-    def weight(name: str, shape: Sequence[int], scale: float = 0.1, offset: float = 0.0):
-        value = (offset + scale * rng.standard_normal(shape)).astype(np.float32)
-        inits.append(numpy_helper.from_array(value, name))
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value.astype(np.float32), name))
         return name
+
+    def weight(name: str, shape: Sequence[int], scale: float = 0.1, offset: float = 0.0):
+        return const(name, offset + scale * rng.standard_normal(shape))
 
     def node(op: str, inputs: Sequence[str], out: str, **attrs) -> str:
         nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
         return out
 
-    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
-    inits.append(numpy_helper.from_array(np.array(6.0, np.float32), "six"))
+    const("zero", np.array(0.0))
+    const("six", np.array(6.0))
 
-    def conv_bn(h: str, cin: int, cout: int, k: int, s: int, g: int, act: str, p: str) -> str:
-        pad = (k - 1) // 2
+    def conv(h: str, cin: int, cout: int, k: int, s: int, g: int, p: str) -> str:
         w = weight(f"{p}.w", (cout, cin // g, k, k), scale=(2.0 / (cin // g * k * k)) ** 0.5)
-        h = node("Conv", [h, w], f"{p}.conv", kernel_shape=[k, k], strides=[s, s],
-                 pads=[pad] * 4, group=g)
-        h = node("BatchNormalization", [h, weight(f"{p}.gamma", (cout,), 0.1, 1.0),
-                                        weight(f"{p}.beta", (cout,)),
-                                        weight(f"{p}.mean", (cout,)),
-                                        weight(f"{p}.var", (cout,), 0.1, 1.0)], f"{p}.bn")
+        return node("Conv", [h, w], f"{p}.conv", kernel_shape=[k, k], strides=[s, s],
+                    pads=[(k - 1) // 2] * 4, group=g)
+
+    def bn(h: str, c: int, act: str, p: str) -> str:
+        h = node("BatchNormalization", [h, weight(f"{p}.gamma", (c,), 0.1, 1.0),
+                                        weight(f"{p}.beta", (c,)), weight(f"{p}.mean", (c,)),
+                                        weight(f"{p}.var", (c,), 0.1, 1.0)], f"{p}.bn")
         if act == "relu6":
             return node("Clip", [h, "zero", "six"], f"{p}.relu6")
         if act == "relu":
             return node("Relu", [h], f"{p}.relu")
         return h
 
-    h = "x"
-    for i, layer in enumerate(layers):
-        p, c = f"{i}_{layer.op}", layer.in_shape[0]
+    def relu_conv_bn(h: str, cin: int, cout: int, k: int, s: int, p: str) -> str:
+        h = node("Relu", [h], f"{p}.relu")
+        return bn(conv(h, cin, cout, k, s, 1, p), cout, "none", p)
+
+    def avgpool(h: str, k: int, s: int, pad: int, p: str) -> str:
+        return node("AveragePool", [h], f"{p}.pool", kernel_shape=[k, k], strides=[s, s],
+                    pads=[pad] * 4, count_include_pad=0)
+
+    def apply(i: int, layer: Layer, xs: list) -> str:
+        h, p, c, out = xs[0], f"{i}_{layer.op}", layer.in_shape[0], layer.out_channels
         if layer.op == "conv":
-            h = conv_bn(h, c, layer.out_channels, layer.kernel, layer.stride, layer.groups,
-                        layer.act, p)
-        elif layer.op == "mbconv":
-            inp, hidden = h, int(round(c * layer.expand))
+            return bn(conv(h, c, out, layer.kernel, layer.stride, layer.groups, p), out,
+                      layer.act, p)
+        if layer.op == "mbconv":
+            hidden = int(round(c * layer.expand))
             if layer.expand != 1:
-                h = conv_bn(h, c, hidden, 1, 1, 1, "relu6", f"{p}.expand")
-            h = conv_bn(h, hidden, hidden, layer.kernel, layer.stride, hidden, "relu6",
-                        f"{p}.depthwise")
-            h = conv_bn(h, hidden, layer.out_channels, 1, 1, 1, "none", f"{p}.project")
-            if layer.stride == 1 and c == layer.out_channels:
-                h = node("Add", [inp, h], f"{p}.add")
-        elif layer.op == "gap":
-            h = node("GlobalAveragePool", [h], f"{p}.gap")
-        elif layer.op == "linear":
+                h = bn(conv(h, c, hidden, 1, 1, 1, f"{p}.expand"), hidden, "relu6",
+                       f"{p}.expand")
+            h = bn(conv(h, hidden, hidden, layer.kernel, layer.stride, hidden, f"{p}.dw"),
+                   hidden, "relu6", f"{p}.dw")
+            h = bn(conv(h, hidden, out, 1, 1, 1, f"{p}.project"), out, "none", f"{p}.project")
+            if layer.stride == 1 and c == out:
+                h = node("Add", [xs[0], h], f"{p}.add")
+            return h
+        if layer.op == "relu_conv_bn":
+            return relu_conv_bn(h, c, out, layer.kernel, layer.stride, p)
+        if layer.op == "avgpool":
+            return avgpool(h, layer.kernel, layer.stride, (layer.kernel - 1) // 2, p)
+        if layer.op == "resblock":
+            a = relu_conv_bn(h, c, out, 3, layer.stride, f"{p}.a")
+            b = relu_conv_bn(a, out, out, 3, 1, f"{p}.b")
+            shortcut = conv(avgpool(h, 2, 2, 0, f"{p}.sc"), c, out, 1, 1, 1, f"{p}.sc")
+            return node("Add", [shortcut, b], f"{p}.add")
+        if layer.op == "bn":
+            return bn(h, c, layer.act, p)
+        if layer.op == "add":
+            return node("Add", xs, f"{p}.add")
+        if layer.op == "gap":
+            return node("GlobalAveragePool", [h], f"{p}.gap")
+        if layer.op == "linear":
             n_in = int(np.prod(layer.in_shape))
             h = node("Flatten", [h], f"{p}.flatten", axis=1)
-            h = node("Gemm", [h, weight(f"{p}.w", (layer.out_channels, n_in), n_in ** -0.5),
-                              weight(f"{p}.b", (layer.out_channels,))], f"{p}.gemm", transB=1)
-        else:
-            raise ProfileError(f"ONNX export cannot build op {layer.op!r}")
+            return node("Gemm", [h, weight(f"{p}.w", (out, n_in), n_in ** -0.5),
+                                 weight(f"{p}.b", (out,))], f"{p}.gemm", transB=1)
+        raise ProfileError(f"ONNX export cannot build op {layer.op!r}")
+
+    def zeros(layer: Layer) -> str:
+        return const(f"zeros_{len(inits)}", np.zeros((batch, *layer.in_shape)))
+
+    walk(graph, "x", zeros, apply)
     nodes[-1].output[0] = "y"
-    out_shape = [batch, layers[-1].out_channels] if layers[-1].op == "linear" else \
-        [batch, *layers[-1].out_shape]
-    graph = helper.make_graph(
-        nodes, "hwnas", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
-                                                       [batch, *layers[0].in_shape])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="hwnas")
+    last = graph[-1][0]
+    out_shape = [batch, last.out_channels] if last.op == "linear" else [batch, *last.out_shape]
+    model = helper.make_model(
+        helper.make_graph(nodes, "hwnas", [helper.make_tensor_value_info(
+            "x", onnx.TensorProto.FLOAT, [batch, *graph[0][0].in_shape])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)], inits),
+        opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hwnas")
     model.ir_version = min(model.ir_version, 8)  # loadable by older ONNX Runtime releases
     onnx.checker.check_model(model)
     return model
 
 
-def export_onnx(layers: Sequence[Layer], path: str | os.PathLike, batch: int = 1) -> None:
-    """Write the layers (e.g. ``arch.layers``) as an .onnx file."""
+def export_onnx(graph: Graph, path: str | os.PathLike, batch: int = 1) -> None:
+    """Write a graph (e.g. ``arch.graph``) as an .onnx file."""
     onnx = require("onnx", "ONNX export")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    onnx.save(to_onnx(layers, batch), os.fspath(path))
+    onnx.save(to_onnx(graph, batch), os.fspath(path))
 
 
 class OnnxRuntimeBackend(Backend):
@@ -130,7 +159,7 @@ class OnnxRuntimeBackend(Backend):
         return Fingerprint("onnxruntime", f"{self._ort.__version__} opt={self.optimization}",
                            device, self.threads, "float32", self.batch)
 
-    def build(self, layers: Sequence[Layer]) -> Callable[[], None]:
+    def build(self, graph: Graph) -> Callable[[], None]:
         ort = self._ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -144,13 +173,13 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         provider = PROVIDERS[self.context]
         provider_options = {"device_id": str(self.device_id)} if self.context == "cuda" else {}
-        model = to_onnx(layers, self.batch, self.seed)
+        model = to_onnx(graph, self.batch, self.seed)
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=[(provider, provider_options)])
         x = np.random.default_rng(self.seed).standard_normal(
-            (self.batch, *layers[0].in_shape)).astype(np.float32)
+            (self.batch, *graph[0][0].in_shape)).astype(np.float32)
         y = session.run(None, {"x": x})[0]
-        if y.shape[:2] != (self.batch, layers[-1].out_channels) or not np.isfinite(y).all():
+        if y.shape[:2] != (self.batch, graph[-1][0].out_channels) or not np.isfinite(y).all():
             raise ProfileError(f"unexpected output {y.shape} (finite: {np.isfinite(y).all()})")
         # run() returns host arrays, so it returns only once the device has finished
         return lambda: session.run(None, {"x": x})

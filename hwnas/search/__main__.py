@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.export_onnx:
         for rank, c in enumerate(result.best, 1):
             path = os.path.join(args.export_onnx, f"{space.name}-{rank}-{format_z(c.z)}.onnx")
-            export_onnx(space.decode(c.z).layers, path, batch=table.fingerprint.batch)
+            export_onnx(space.decode(c.z).graph, path, batch=table.fingerprint.batch)
             print(f"wrote {path}")
     return 0
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from hwnas.spaces._base import Architecture, Decision, SearchSpace
+from hwnas.spaces._base import (INPUT, Architecture, Decision, Graph, SearchSpace, chain,
+                                unit_graph, walk)
 from hwnas.spaces.mobilenet import mobilenet
+from hwnas.spaces.nb201 import nb201
 
 #: built-in spaces by name, each a function returning a SearchSpace with its defaults
-SPACES = {"mobilenet": mobilenet}
+SPACES = {"mobilenet": mobilenet, "nb201": nb201}
 
 
 def get_space(name: str) -> SearchSpace:
@@ -17,4 +19,5 @@ def get_space(name: str) -> SearchSpace:
         raise ValueError(f"unknown space {name!r}: expected one of {sorted(SPACES)}") from None
 
 
-__all__ = ["Architecture", "Decision", "SearchSpace", "SPACES", "get_space", "mobilenet"]
+__all__ = ["INPUT", "Architecture", "Decision", "Graph", "SearchSpace", "SPACES", "chain",
+           "get_space", "mobilenet", "nb201", "unit_graph", "walk"]

@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hwnas.layers import Layer
+from hwnas.layers import ARITY, Layer
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
+
+
+#: in a Graph, the network input; ``None`` is a tensor of zeros (e.g. a cell node that no
+#: edge feeds)
+INPUT = -1
+#: a network as (layer, indices of its input nodes) in topological order; the last is the output
+Graph = Tuple[Tuple[Layer, Tuple[Optional[int], ...]], ...]
+
+
+def chain(layers: Sequence[Layer]) -> Graph:
+    """The layers one after another."""
+    return tuple((layer, (INPUT if i == 0 else i - 1,)) for i, layer in enumerate(layers))
+
+
+def unit_graph(layer: Layer) -> Graph:
+    """One layer on its own, fed the network input (twice for an ``add``)."""
+    return ((layer, (INPUT,) * ARITY.get(layer.op, 1)),)
+
+
+def walk(graph: Graph, source: Any, zeros: Callable[[Layer], Any],
+         apply: Callable[[int, Layer, List[Any]], Any]) -> Any:
+    """Build a graph in a framework: ``apply(i, layer, inputs)`` gives node i's output,
+    ``zeros(layer)`` a zero input of the layer's shape; returns the last node's output."""
+    outs: List[Any] = []
+    for i, (layer, inputs) in enumerate(graph):
+        xs = [source if j == INPUT else zeros(layer) if j is None else outs[j] for j in inputs]
+        outs.append(apply(i, layer, xs))
+    return outs[-1]
 
 
 @dataclass(frozen=True)
@@ -37,6 +66,7 @@ class Architecture:
     z: Tuple[int, ...]
     layers: Tuple[Layer, ...]
     choices: Tuple[str, ...]
+    graph: Graph
 
     @property
     def macs(self) -> int:
@@ -106,7 +136,27 @@ class SearchSpace:
             layers.extend(d.layers[c])
         layers.extend(self.head)
         return Architecture(self.name, zz, tuple(layers),
-                            tuple(d.choices[c] for d, c in zip(self.decisions, zz)))
+                            tuple(d.choices[c] for d, c in zip(self.decisions, zz)),
+                            self.graph(zz, layers))
+
+    def graph(self, z: Tuple[int, ...], layers: Sequence[Layer]) -> Graph:
+        """How z's layers connect; here a chain. Spaces with cells override it."""
+        return chain(layers)
+
+    def parse_z(self, text: str) -> Tuple[int, ...]:
+        """z from its text form (``0-3-6``, or the space's own notation), checked."""
+        from hwnas.tables import parse_z
+        return tuple(int(v) for v in self.check_z(parse_z(text))[0])
+
+    def describe(self, z: Sequence[int]) -> str:
+        """z in the space's own notation: the chosen candidate of each decision."""
+        return " | ".join(d.choices[c] for d, c in zip(self.decisions, z))
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever z would decode to other layers: fitted predictors check it."""
+        text = repr((self.name, self.stem, self.decisions, self.head))
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def unique_layers(self) -> list[Layer]:
         """Every layer any z can produce, once each, in first-seen order: what to measure."""

@@ -1,0 +1,142 @@
+"""The NAS-Bench-201 space: one searched cell (4 nodes, 6 edges, 5 ops) in its macro skeleton.
+
+Skeleton: 3x3 conv + batch norm to 16 channels; 3 stages of 5 cells at 16, 32 and 64
+channels with a residual reduction block between stages; batch norm + ReLU, global pooling,
+linear. Node j of a cell is the sum of op(node i) over its edges i < j; z has one entry per
+edge in NAS-Bench-201's order (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2), so
+``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|``
+is z = (3, 3, 4, 1, 3, 1).
+
+Each node accumulates its edges from zero (one ``add`` per edge that is not ``none``), so the
+latency of z is exactly additive over edges.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from hwnas.layers import Layer
+from hwnas.spaces._base import INPUT, Decision, Graph, SearchSpace
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node)
+STAGES = (16, 32, 64)
+CELLS_PER_STAGE = 5
+
+
+def _op_layers(op: str, shape: Tuple[int, int, int]) -> Tuple[Layer, ...]:
+    """The layers one edge adds to a cell: its op, then the add into its node."""
+    if op == "none":
+        return ()
+    add = Layer("add", shape)
+    if op == "skip_connect":
+        return (add,)
+    if op == "avg_pool_3x3":
+        return (Layer("avgpool", shape, kernel=3, stride=1), add)
+    kernel = 1 if op == "nor_conv_1x1" else 3
+    return (Layer("relu_conv_bn", shape, shape[0], kernel=kernel, stride=1), add)
+
+
+@dataclass(frozen=True)
+class NB201Space(SearchSpace):
+    def graph(self, z: Tuple[int, ...], layers: Sequence[Layer]) -> Graph:
+        nodes: List[Tuple[Layer, Tuple[Optional[int], ...]]] = []
+
+        def node(layer: Layer, *inputs: Optional[int]) -> int:
+            nodes.append((layer, inputs))
+            return len(nodes) - 1
+
+        stem, *reductions = self.stem  # the stem conv, then the fixed reduction blocks
+        h: Optional[int] = node(stem, INPUT)
+        for stage, channels in enumerate(STAGES):
+            if stage:
+                h = node(reductions[stage - 1], h)
+            shape = (channels, self.input_shape[1] >> stage, self.input_shape[2] >> stage)
+            for _ in range(CELLS_PER_STAGE):
+                outs: List[Optional[int]] = [h, None, None, None]
+                for (to, frm), choice in zip(EDGES, z):
+                    op = OPS[choice]
+                    if op == "none":
+                        continue
+                    src = outs[frm]
+                    if op != "skip_connect":
+                        src = node(_op_layers(op, shape)[0], src)
+                    outs[to] = node(Layer("add", shape), outs[to], src)
+                h = outs[3]
+        for layer in self.head:
+            h = node(layer, h)
+        return tuple(nodes)
+
+    def parse_z(self, text: str) -> Tuple[int, ...]:
+        text = text.strip()
+        return arch_to_z(text) if text.startswith("|") else super().parse_z(text)
+
+    def describe(self, z: Sequence[int]) -> str:
+        return z_to_arch(z)
+
+
+def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> NB201Space:
+    """The NAS-Bench-201 space (6 edges x 5 ops; 15,625 cells).
+
+    Example:
+        >>> space = nb201()
+        >>> space.parse_z("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+        ...               "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+        (3, 3, 4, 1, 3, 1)
+    """
+    c, h, w = (int(v) for v in input_shape)
+    if h % 4 or w % 4:
+        raise ValueError(f"nb201: input height and width must be multiples of 4, got {h}x{w}")
+    stem = Layer("conv", (c, h, w), STAGES[0], kernel=3, stride=1, act="none")
+    reductions = tuple(Layer("resblock", (STAGES[i], h >> i, w >> i), STAGES[i + 1], stride=2)
+                       for i in range(len(STAGES) - 1))
+    decisions = []
+    for (to, frm) in EDGES:
+        groups = []
+        for op in OPS:
+            layers: Tuple[Layer, ...] = ()
+            for stage, channels in enumerate(STAGES):
+                shape = (channels, h >> stage, w >> stage)
+                layers += _op_layers(op, shape) * CELLS_PER_STAGE
+            groups.append(layers)
+        decisions.append(Decision(f"edge_{to}<-{frm}", OPS, tuple(groups)))
+    last = (STAGES[-1], h >> 2, w >> 2)
+    head = (Layer("bn", last, act="relu"), Layer("gap", last),
+            Layer("linear", (STAGES[-1], 1, 1), num_classes))
+    return NB201Space("nb201", (c, h, w), (stem,) + reductions, tuple(decisions), head)
+
+
+_ARCH = re.compile(r"^\|(?P<node1>[^+]*)\|\+\|(?P<node2>[^+]*)\|\+\|(?P<node3>[^+]*)\|$")
+
+
+def arch_to_z(arch: str) -> Tuple[int, ...]:
+    """Parse a NAS-Bench-201 arch string; raise ValueError naming what is wrong."""
+    m = _ARCH.match(arch.strip())
+    if not m:
+        raise ValueError(f"not a NAS-Bench-201 arch string: {arch!r} (expected "
+                         f"'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|')")
+    z = []
+    for to in (1, 2, 3):
+        edges = m[f"node{to}"].split("|")
+        if len(edges) != to:
+            raise ValueError(f"arch string {arch!r}: node {to} needs {to} edges, got "
+                             f"{len(edges)}")
+        for frm, edge in enumerate(edges):
+            op, _, src = edge.partition("~")
+            if op not in OPS:
+                raise ValueError(f"arch string {arch!r}: unknown op {op!r}, expected one of "
+                                 f"{OPS}")
+            if src != str(frm):
+                raise ValueError(f"arch string {arch!r}: edge {edge!r} of node {to} must come "
+                                 f"from node {frm}")
+            z.append(OPS.index(op))
+    return tuple(z)
+
+
+def z_to_arch(z: Sequence[int]) -> str:
+    ops = [OPS[int(c)] for c in z]
+    nodes = [ops[0:1], ops[1:3], ops[3:6]]
+    return "+".join("|" + "|".join(f"{op}~{i}" for i, op in enumerate(node)) + "|"
+                    for node in nodes)
