@@ -24,8 +24,10 @@ import hashlib
 import io
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterable, Sequence, Tuple
+
+import numpy as np
 
 from hwnas.layers import Layer
 
@@ -83,14 +85,22 @@ class Timing:
 
 @dataclass(frozen=True)
 class LayerTable:
-    """A validated layer table: one Timing per layer key, all from one device."""
+    """A validated layer table: one Timing per layer key, all from one device, and any extra
+    measured columns (e.g. ``energy_mj``) per key."""
 
     path: str
     fingerprint: Fingerprint
     timings: Dict[str, Timing]
+    extras: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     def layers(self) -> list[Layer]:
         return [Layer.from_key(key) for key in self.timings]
+
+    def values(self, target: str = "latency_ms") -> Dict[str, float]:
+        """Layer key -> the target column's value."""
+        if target == "latency_ms":
+            return {key: t.latency_ms for key, t in self.timings.items()}
+        return _extra(self.path, self.extras, target)
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,20 @@ class NetworkTable:
     space: str
     z: Tuple[Tuple[int, ...], ...]
     timings: Tuple[Timing, ...]
+    extras: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
+
+    def values(self, target: str = "latency_ms") -> np.ndarray:
+        """The target column, one value per row."""
+        if target == "latency_ms":
+            return np.array([t.latency_ms for t in self.timings])
+        return np.array(_extra(self.path, self.extras, target), dtype=float)
+
+
+def _extra(path: str, extras: dict, target: str):
+    if target not in extras:
+        raise TableError(f"{path}: no column {target!r} to fit or evaluate (measured columns: "
+                         f"{', '.join(['latency_ms', *extras])})")
+    return extras[target]
 
 
 def format_z(z: Iterable[int]) -> str:
@@ -119,6 +143,7 @@ def read_layer_table(path: str | os.PathLike) -> LayerTable:
     """Read and validate a layer table; raise TableError naming file, line and column."""
     path = os.fspath(path)
     timings: Dict[str, Timing] = {}
+    extras: Dict[str, Dict[str, float]] = {}
     fingerprint = None
     for line, row in _read_rows(path, LAYER_COLUMNS):
         where = f"{path}, line {line}"
@@ -136,30 +161,52 @@ def read_layer_table(path: str | os.PathLike) -> LayerTable:
             raise TableError(f"{where}, column 'key': {key} appears twice with different "
                              f"timings")
         timings[key] = timing
+        for column, value in _extras(row, LAYER_COLUMNS, where).items():
+            extras.setdefault(column, {})[key] = value
     if fingerprint is None:
         raise TableError(f"{path}: the table has no rows")
-    return LayerTable(path, fingerprint, timings)
+    return LayerTable(path, fingerprint, timings, extras)
 
 
-def read_network_table(path: str | os.PathLike) -> NetworkTable:
-    """Read and validate a network table; raise TableError naming file, line and column."""
+def read_network_table(path: str | os.PathLike, space=None) -> NetworkTable:
+    """Read and validate a network table; raise TableError naming file, line and column.
+
+    ``z`` may be choice indices (``0-3-6``) or the space's own notation (NAS-Bench-201 arch
+    strings); it is checked against ``space``, by default the built-in space the rows name.
+    """
+    from hwnas.spaces import get_space
+
     path = os.fspath(path)
-    zs, timings, space, fingerprint = [], [], None, None
+    zs, timings, fingerprint = [], [], None
+    extras: Dict[str, list] = {}
     for line, row in _read_rows(path, NETWORK_COLUMNS):
         where = f"{path}, line {line}"
-        if space not in (None, row["space"]):
-            raise TableError(f"{where}, column 'space': {row['space']!r} differs from "
-                             f"{space!r} of the rows before it")
-        space = row["space"]
+        if space is None:
+            try:
+                space = get_space(row["space"])
+            except ValueError as e:
+                raise TableError(f"{where}, column 'space': {e} (pass the space itself for a "
+                                 f"space of your own)") from None
+        if row["space"] != space.name:
+            raise TableError(f"{where}, column 'space': {row['space']!r} is not the space "
+                             f"{space.name!r} of this table")
         try:
-            zs.append(parse_z(row["z"]))
+            zs.append(space.parse_z(row["z"]))
         except ValueError as e:
             raise TableError(f"{where}, column 'z': {e}") from None
         timings.append(_timing(row, where))
         fingerprint = _same_fingerprint(fingerprint, row, where)
+        for column, value in _extras(row, NETWORK_COLUMNS, where).items():
+            extras.setdefault(column, []).append(value)
     if fingerprint is None:
         raise TableError(f"{path}: the table has no rows")
-    return NetworkTable(path, fingerprint, space, tuple(zs), tuple(timings))
+    return NetworkTable(path, fingerprint, space.name, tuple(zs), tuple(timings),
+                        {k: tuple(v) for k, v in extras.items()})
+
+
+def _extras(row: dict, columns: Sequence[str], where: str) -> Dict[str, float]:
+    """Columns beyond the schema are extra measured metrics: each value must be a number."""
+    return {c: _number(row, c, where) for c in row if c not in columns}
 
 
 class TableWriter:

@@ -82,7 +82,7 @@ def test_same_parameter_count_and_output_shape_as_nnabla():
         with nn.parameter_scope("check", params):
             x = nn.Variable((2,) + layer.in_shape)
             x.d = 0
-            y = build(unit_graph(layer), x)
+            y, _ = build(unit_graph(layer), x)
             count = sum(int(np.prod(p.shape)) for p in nn.get_parameters(grad_only=False)
                         .values())
         assert count == layer.params, layer.key

@@ -72,8 +72,8 @@ def test_corrupt_latency_in_a_saved_file(tmp_path):
     p = LookupPredictor().fit(synthetic_table(tmp_path))
     p.save(tmp_path / "p.json")
     doc = json.loads((tmp_path / "p.json").read_text())
-    key = next(iter(doc["state"]["latency_ms"]))
-    doc["state"]["latency_ms"][key] = 0
+    key = next(iter(doc["state"]["values"]))
+    doc["state"]["values"][key] = 0
     (tmp_path / "p.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="not a positive number"):
         load_predictor(tmp_path / "p.json")

@@ -102,7 +102,7 @@ def test_sigkill_at_several_points_then_resume_gives_every_layer_once(tmp_path):
     out = tmp_path / "layers.csv"
     expected = {layer.key for layer in get_space("mobilenet").unique_layers()}
     rows_seen = []
-    for at_least in (0, 8, 24, 40, 56):  # header only, then after 1, 3, 5 and 7 batches
+    for at_least in (-1, 0, 24, 48):  # at once, header only, after 1 and 2 batches of 24
         proc = subprocess.Popen(PROFILE + ["--out", str(out), "--quiet"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -111,7 +111,7 @@ def test_sigkill_at_several_points_then_resume_gives_every_layer_once(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         rows_seen.append(rows_in(out))
-    assert sum(0 <= n < len(expected) for n in rows_seen) >= 4, rows_seen  # killed mid-run
+    assert sum(0 <= n < len(expected) for n in rows_seen) >= 3, rows_seen  # killed mid-run
     assert rows_seen == sorted(rows_seen)  # each kill kept what was written before it
     done = subprocess.run(PROFILE + ["--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -156,5 +156,8 @@ def test_whole_networks_of_every_space_run(backend, space_name, tmp_path):
     export_onnx(space.decode((0,) * len(space.decisions)).graph, tmp_path / "empty.onnx")
     session = ort.InferenceSession(str(tmp_path / "empty.onnx"),
                                    providers=["CPUExecutionProvider"])
-    y = session.run(None, {"x": np.ones((1, *space.input_shape), np.float32)})[0]
+    feed = {i.name: np.zeros(i.shape, np.float32) for i in session.get_inputs()}
+    feed["x"] = np.ones((1, *space.input_shape), np.float32)
+    y = session.run(None, feed)[0]
     assert y.shape == (1, 10)
+    assert len(feed) == (4 if space_name == "nb201" else 1)  # x, and zeros after each stage

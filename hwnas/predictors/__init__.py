@@ -1,7 +1,22 @@
-"""Latency predictors behind one interface."""
+"""Latency predictors behind one interface (see ``Predictor``).
 
-from hwnas.predictors._base import NotFittedError, Predictor, load_predictor
+Kinds: ``lookup`` (exact, from a layer table), ``linear`` and ``tree`` (regressors over layer
+features, per op kind), ``additive`` and ``additive_features`` (fitted from measured
+networks), ``tree_z`` (non-additive, over z), and ``calibrated`` (a * any + b).
+"""
+
+from hwnas.predictors._base import (NotAdditiveError, NotFittedError, Predictor, from_dict,
+                                    load_predictor)
+from hwnas.predictors._calibrated import CalibratedPredictor
+from hwnas.predictors._evaluate import evaluate
 from hwnas.predictors._lookup import LookupPredictor, UnseenLayerError
+from hwnas.predictors._network import AdditiveFeaturesPredictor, AdditivePredictor, TreeZPredictor
+from hwnas.predictors._regressors import LinearPredictor, TreePredictor
 
-__all__ = ["LookupPredictor", "NotFittedError", "Predictor", "UnseenLayerError",
-           "load_predictor"]
+#: kind -> class, every predictor kind
+KINDS = Predictor._registry
+
+__all__ = ["AdditiveFeaturesPredictor", "AdditivePredictor", "CalibratedPredictor", "KINDS",
+           "LinearPredictor", "LookupPredictor", "NotAdditiveError", "NotFittedError",
+           "Predictor", "TreePredictor", "TreeZPredictor", "UnseenLayerError", "evaluate",
+           "from_dict", "load_predictor"]

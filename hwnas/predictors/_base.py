@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Sequence
 
 import numpy as np
 
 from hwnas.layers import Layer
+from hwnas.tables import Fingerprint
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-    from hwnas.spaces import Architecture, SearchSpace
+    from hwnas.spaces import SearchSpace
 
 FORMAT = "hwnas.predictor"
 FORMAT_VERSION = 1
@@ -24,27 +25,73 @@ class NotFittedError(RuntimeError):
     """A predictor was used before ``fit``."""
 
 
+class NotAdditiveError(TypeError):
+    """The predictor has no per-decision cost matrix (its latency is not additive over z)."""
+
+
 class Predictor(ABC):
-    """Predicts latency in milliseconds for layers, architectures and batches of z.
+    """Predicts a measured quantity (``target``, latency in ms by default) for layers,
+    architectures and batches of z.
 
     scikit-learn style: ``__init__`` only stores its arguments, ``fit`` returns self, and
-    what was learned ends in ``_``. ``save``/``load`` use JSON, never pickles.
+    what was learned ends in ``_``. ``save``/``load_predictor`` use JSON, never pickles: a
+    file stores parameters, or training rows and settings that refit deterministically.
+
+    Layer predictors (``lookup``, ``linear``, ``tree``, ``additive_features``) predict each
+    layer, and a network is the sum of its layers. Network predictors (``additive``,
+    ``tree_z``) predict whole architectures of the space they were fitted on.
     """
 
     kind: ClassVar[str]
+    #: fitted from a network table (``fit(networks, space)``) rather than a layer table
+    from_networks: ClassVar[bool] = False
     _registry: ClassVar[Dict[str, type]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Predictor._registry[cls.kind] = cls
+        if "kind" in cls.__dict__:
+            Predictor._registry[cls.kind] = cls
 
     @abstractmethod
-    def fit(self, table) -> "Predictor":
-        """Learn from a measurement table; returns self."""
+    def fit(self, table, space: Optional[SearchSpace] = None) -> "Predictor":
+        """Learn from a layer table, or for network predictors a network table and its space;
+        returns self."""
 
-    @abstractmethod
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
-        """Latency in ms of each layer."""
+        """Latency (or the target) of each layer."""
+        raise NotImplementedError(f"the {self.kind} predictor predicts whole architectures "
+                                  f"of its space, not layers")
+
+    def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
+        """``(fixed, C)`` so that latency(z) = fixed + sum_d C[d, z_d]."""
+        self._check_fitted()
+        return space.cost_matrix(self.predict)
+
+    def predict_z(self, space: SearchSpace, z: ArrayLike) -> np.ndarray:
+        """Latency of each z (shape (N, D) or (D,)), vectorised over z."""
+        fixed, C = self.cost_matrix(space)
+        return space.evaluate_z(z, fixed, C)
+
+    def predict_z_quantile(self, space: SearchSpace, z: ArrayLike, q: float) -> np.ndarray:
+        """The q-quantile of each z's latency, for predictors with a spread estimate."""
+        raise NotImplementedError(f"the {self.kind} predictor gives no spread estimate: use "
+                                  f"tree or tree_z")
+
+    def predict_architecture(self, arch) -> float:
+        """Latency of one architecture: the sum of its layers."""
+        return float(np.sum(self.predict(list(arch.layers))))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "fingerprint_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() "
+                                 f"or load a saved predictor first")
+
+    def _check_space(self, space: SearchSpace) -> None:
+        self._check_fitted()
+        if space.signature != self.space_signature_:
+            raise ValueError(f"the {self.kind} predictor was fitted on space "
+                             f"{self.space_name_!r} (signature {self.space_signature_}), not "
+                             f"on {space.name!r} (signature {space.signature})")
 
     @abstractmethod
     def _state(self) -> Dict[str, Any]:
@@ -55,37 +102,43 @@ class Predictor(ABC):
     def _from_state(cls, state: Dict[str, Any]) -> "Predictor":
         """Rebuild a fitted predictor from ``_state()``."""
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "fingerprint_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(table) "
-                                 f"or load a saved predictor first")
-
-    def predict_architecture(self, arch: Architecture) -> float:
-        """Latency in ms of a whole architecture: the sum of its layers."""
-        return float(np.sum(self.predict(list(arch.layers))))
-
-    def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
-        """``(fixed, C)`` so that latency(z) = fixed + sum_d C[d, z_d]."""
-        return space.cost_matrix(self.predict)
-
-    def predict_z(self, space: SearchSpace, z: ArrayLike) -> np.ndarray:
-        """Latency in ms of each z (shape (N, D) or (D,)), vectorised over z."""
-        fixed, C = self.cost_matrix(space)
-        return space.evaluate_z(z, fixed, C)
+    def to_dict(self) -> Dict[str, Any]:
+        self._check_fitted()
+        return {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind,
+                "target": self.target, "fingerprint": self.fingerprint_.as_row(),
+                "state": self._state()}
 
     def save(self, path: str | os.PathLike) -> None:
-        self._check_fitted()
-        doc = {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind,
-               "fingerprint": self.fingerprint_.as_row(), "state": self._state()}
         with open(path, "w") as f:
-            json.dump(doc, f, indent=1)
+            json.dump(self.to_dict(), f, indent=1)
             f.write("\n")
+
+
+def from_dict(doc: Any, where: str = "predictor") -> Predictor:
+    """Rebuild a predictor from ``to_dict()``; raise ValueError saying what is wrong."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{where}: not a predictor file (no \"format\": \"{FORMAT}\")")
+    if doc.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{where}: predictor format version {doc.get('version')!r} is not "
+                         f"supported (this hwnas reads version {FORMAT_VERSION})")
+    cls = Predictor._registry.get(doc.get("kind"))
+    if cls is None:
+        raise ValueError(f"{where}: unknown predictor kind {doc.get('kind')!r}: expected one "
+                         f"of {sorted(Predictor._registry)}")
+    try:
+        fp = doc["fingerprint"]
+        fingerprint = Fingerprint(**{**fp, "threads": int(fp["threads"]),
+                                     "batch": int(fp["batch"])})
+        predictor = cls._from_state(doc["state"])
+        predictor.target = str(doc["target"])
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"{where}: corrupt {doc['kind']} predictor: {e!r}") from None
+    predictor.fingerprint_ = fingerprint
+    return predictor
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
     """Load a predictor saved with ``save``; raise ValueError naming the file if it is not one."""
-    from hwnas.tables import Fingerprint
-
     path = os.fspath(path)
     try:
         with open(path) as f:
@@ -94,21 +147,11 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         raise ValueError(f"{path}: cannot read the predictor: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not a predictor file (invalid JSON: {e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a predictor file (no \"format\": \"{FORMAT}\")")
-    if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: predictor format version {doc.get('version')!r} is not "
-                         f"supported (this hwnas reads version {FORMAT_VERSION})")
-    cls = Predictor._registry.get(doc.get("kind"))
-    if cls is None:
-        raise ValueError(f"{path}: unknown predictor kind {doc.get('kind')!r}: expected one of "
-                         f"{sorted(Predictor._registry)}")
-    try:
-        fp = doc["fingerprint"]
-        fingerprint = Fingerprint(**{**fp, "threads": int(fp["threads"]),
-                                     "batch": int(fp["batch"])})
-        predictor = cls._from_state(doc["state"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt {doc['kind']} predictor: {e!r}") from None
-    predictor.fingerprint_ = fingerprint
-    return predictor
+    return from_dict(doc, path)
+
+
+def check_same_device(a: Fingerprint, b: Fingerprint, what: str, allow: bool) -> None:
+    if a != b and not allow:
+        raise ValueError(f"{what} were measured on {b.describe()}, but the predictor on "
+                         f"{a.describe()}: tables from two devices are not mixed unless "
+                         f"allowed (allow_mixed_devices=True, --allow-mixed-devices)")

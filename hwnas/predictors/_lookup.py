@@ -1,27 +1,30 @@
-"""Exact lookup of measured layer latencies."""
+"""Exact lookup of measured layer latencies, with an optional fallback for unseen layers."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+import warnings
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from hwnas.layers import Layer
-from hwnas.predictors._base import Predictor
+from hwnas.predictors._base import Predictor, from_dict
 from hwnas.tables import LayerTable
 
 
 class UnseenLayerError(KeyError):
-    """A layer has no row in the lookup table."""
+    """A layer has no row in the lookup table (and there is no fallback)."""
 
     def __str__(self) -> str:
         return str(self.args[0])
 
 
 class LookupPredictor(Predictor):
-    """Latency of a layer = its measured ``latency_ms`` in the layer table.
+    """Latency of a layer = its measured value in the layer table.
 
-    A layer that was not measured is an error naming its key.
+    A layer that was not measured is an error naming its key, unless a ``fallback`` layer
+    predictor (e.g. ``LinearPredictor()``, fitted on the same table) predicts it; then
+    ``unseen(layers)`` lists those keys and a warning says how many fell back.
 
     Example:
         >>> p = LookupPredictor().fit(read_layer_table("layers.csv"))
@@ -30,29 +33,50 @@ class LookupPredictor(Predictor):
 
     kind = "lookup"
 
-    def fit(self, table: LayerTable) -> "LookupPredictor":
-        self.latency_ms_ = {key: t.latency_ms for key, t in table.timings.items()}
+    def __init__(self, fallback: Optional[Predictor] = None, target: str = "latency_ms"):
+        self.fallback = fallback
+        self.target = target
+
+    def fit(self, table: LayerTable, space=None) -> "LookupPredictor":
+        self.values_ = table.values(self.target)
         self.fingerprint_ = table.fingerprint
+        if self.fallback is not None:
+            self.fallback.target = self.target
+            self.fallback.fit(table)
         return self
 
-    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+    def unseen(self, layers: Sequence[Layer]) -> List[str]:
+        """Keys of the layers that are not in the table."""
         self._check_fitted()
-        missing = [layer.key for layer in layers if layer.key not in self.latency_ms_]
-        if missing:
+        return list(dict.fromkeys(layer.key for layer in layers
+                                  if layer.key not in self.values_))
+
+    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+        missing = self.unseen(layers)
+        if missing and self.fallback is None:
             raise UnseenLayerError(
                 f"{len(missing)} layer(s) not in the lookup table, e.g. {missing[0]}: measure "
-                f"them (python -m hwnas.profile) or use a regressor predictor")
-        return np.array([self.latency_ms_[layer.key] for layer in layers], dtype=float)
+                f"them (python -m hwnas.profile) or give the lookup a fallback predictor")
+        out = np.array([self.values_.get(layer.key, np.nan) for layer in layers], dtype=float)
+        if missing:
+            warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted by "
+                          f"its {self.fallback.kind} fallback, e.g. {missing[0]}", stacklevel=2)
+            gaps = np.isnan(out)
+            out[gaps] = self.fallback.predict([ly for ly, g in zip(layers, gaps) if g])
+        return out
 
     def _state(self) -> Dict[str, Any]:
-        return {"latency_ms": self.latency_ms_}
+        return {"values": self.values_,
+                "fallback": None if self.fallback is None else self.fallback.to_dict()}
 
     @classmethod
     def _from_state(cls, state: Dict[str, Any]) -> "LookupPredictor":
-        predictor = cls()
-        predictor.latency_ms_ = {str(k): float(v) for k, v in state["latency_ms"].items()}
-        for key, value in predictor.latency_ms_.items():
+        fallback = None if state["fallback"] is None else from_dict(state["fallback"],
+                                                                     "fallback")
+        predictor = cls(fallback)
+        predictor.values_ = {str(k): float(v) for k, v in state["values"].items()}
+        for key, value in predictor.values_.items():
             Layer.from_key(key)
             if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"latency of {key} is {value}, not a positive number")
+                raise ValueError(f"value of {key} is {value}, not a positive number")
         return predictor

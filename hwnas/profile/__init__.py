@@ -29,7 +29,7 @@ BACKENDS = {"nnabla": ("nnabla", "hwnas.profile._nnabla:NNablaBackend"),
             "onnxruntime": ("onnxruntime", "hwnas.profile._onnxruntime:OnnxRuntimeBackend")}
 
 #: units built and timed together, interleaved; an interrupted run loses at most this many
-BATCH_UNITS = 8
+BATCH_UNITS = 24
 
 
 def available_backends() -> List[str]:

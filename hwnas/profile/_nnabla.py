@@ -25,7 +25,8 @@ def _modules():
 
 
 def build(graph: Graph, x, batch_norm_stats: bool = False):
-    """Build ``graph`` on the nnabla Variable ``x`` with parametric functions.
+    """Build ``graph`` on the nnabla Variable ``x`` with parametric functions; return its
+    output and the Variable whose forward pass computes every node (see ``walk``).
 
     Parameters go to the current parameter scope, one sub-scope per node. Batch norm uses its
     running statistics (inference), as a deployed network does.
@@ -90,7 +91,8 @@ def build(graph: Graph, x, batch_norm_stats: bool = False):
     def zeros(layer: Layer):
         return nn.Variable.from_numpy_array(np.zeros((x.shape[0],) + layer.in_shape, np.float32))
 
-    return walk(graph, x, zeros, apply)
+    y, unused = walk(graph, x, zeros, apply)
+    return y, (F.sink(y, *(out for out, _ in unused)) if unused else y)
 
 
 class NNablaBackend(Backend):
@@ -136,17 +138,18 @@ class NNablaBackend(Backend):
         with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
             x = nn.Variable((self.batch,) + tuple(graph[0][0].in_shape))
             x.d = np.random.default_rng(self.seed).standard_normal(x.shape)
-            y = build(graph, x)
+            y, everything = build(graph, x)
         if y.shape[:2] != (self.batch, last.out_channels):
             raise ProfileError(f"built output shape {y.shape}, expected "
                                f"{(self.batch,) + tuple(last.out_shape)}")
-        y.forward(clear_buffer=True)
+        y.persistent = True  # keep the output for the check below
+        everything.forward(clear_buffer=True)
         if not np.all(np.isfinite(y.d)):
             raise ProfileError("the forward pass gave non-finite outputs")
         device_id = str(self.device_id)
 
         def run() -> None:
-            y.forward(clear_buffer=True)
+            everything.forward(clear_buffer=True)
             self._ext.synchronize(device_id=device_id)
 
         return run

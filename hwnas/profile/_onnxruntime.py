@@ -23,7 +23,9 @@ OPSET = 13
 def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
     """The graph as an ONNX model (opset 13) with random float32 weights.
 
-    Input ``x`` is (batch, C, H, W); output ``y``. Batch norm is in inference form, as a
+    Input ``x`` is (batch, C, H, W); output ``y``. Nodes that nothing consumes are extra
+    outputs, and zero tensors (a cell node no edge feeds) extra inputs ``zeros_*``, so that
+    the network computes every node (see ``hwnas.spaces.walk``). Batch norm is in inference form, as a
     deployed network has it (ONNX Runtime folds it into the convolution when optimising).
     """
     onnx = require("onnx", "ONNX export")
@@ -106,17 +108,23 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
                                  weight(f"{p}.b", (out,))], f"{p}.gemm", transB=1)
         raise ProfileError(f"ONNX export cannot build op {layer.op!r}")
 
-    def zeros(layer: Layer) -> str:
-        return const(f"zeros_{len(inits)}", np.zeros((batch, *layer.in_shape)))
+    inputs = [("x", [batch, *graph[0][0].in_shape])]
 
-    walk(graph, "x", zeros, apply)
-    nodes[-1].output[0] = "y"
+    def zeros(layer: Layer) -> str:  # an input, not a constant ONNX Runtime would fold away
+        inputs.append((f"zeros_{len(inputs)}", [batch, *layer.in_shape]))
+        return inputs[-1][0]
+
+    y, unused = walk(graph, "x", zeros, apply)
+    node("Identity", [y], "y")
     last = graph[-1][0]
     out_shape = [batch, last.out_channels] if last.op == "linear" else [batch, *last.out_shape]
+    FLOAT = onnx.TensorProto.FLOAT
     model = helper.make_model(
-        helper.make_graph(nodes, "hwnas", [helper.make_tensor_value_info(
-            "x", onnx.TensorProto.FLOAT, [batch, *graph[0][0].in_shape])],
-            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)], inits),
+        helper.make_graph(
+            nodes, "hwnas", [helper.make_tensor_value_info(n, FLOAT, s) for n, s in inputs],
+            [helper.make_tensor_value_info("y", FLOAT, out_shape)] +
+            [helper.make_tensor_value_info(name, FLOAT, [batch, *layer.out_shape])
+             for name, layer in unused], inits),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hwnas")
     model.ir_version = min(model.ir_version, 8)  # loadable by older ONNX Runtime releases
     onnx.checker.check_model(model)
@@ -176,11 +184,12 @@ class OnnxRuntimeBackend(Backend):
         model = to_onnx(graph, self.batch, self.seed)
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=[(provider, provider_options)])
-        x = np.random.default_rng(self.seed).standard_normal(
+        feed = {i.name: np.zeros(i.shape, np.float32) for i in session.get_inputs()}
+        feed["x"] = np.random.default_rng(self.seed).standard_normal(
             (self.batch, *graph[0][0].in_shape)).astype(np.float32)
-        y = session.run(None, {"x": x})[0]
+        y = session.run(None, feed)[0]
         if y.shape[:2] != (self.batch, graph[-1][0].out_channels) or not np.isfinite(y).all():
             raise ProfileError(f"unexpected output {y.shape} (finite: {np.isfinite(y).all()})")
         # run() returns host arrays, so it returns only once the device has finished
-        return lambda: session.run(None, {"x": x})
+        return lambda: session.run(None, feed)
 

@@ -32,14 +32,22 @@ def unit_graph(layer: Layer) -> Graph:
 
 
 def walk(graph: Graph, source: Any, zeros: Callable[[Layer], Any],
-         apply: Callable[[int, Layer, List[Any]], Any]) -> Any:
+         apply: Callable[[int, Layer, List[Any]], Any]) -> tuple[Any, List[Any]]:
     """Build a graph in a framework: ``apply(i, layer, inputs)`` gives node i's output,
-    ``zeros(layer)`` a zero input of the layer's shape; returns the last node's output."""
+    ``zeros(layer)`` a zero input of the layer's shape (computed at run time, never folded).
+
+    Returns the output (the last node's) and (output, layer) of the other nodes that nothing
+    consumes: a
+    network runs every node, as NAS-Bench-201's reference cells do, so runtimes must be told
+    to compute these too, or they would drop them as dead code.
+    """
     outs: List[Any] = []
+    used = set()
     for i, (layer, inputs) in enumerate(graph):
         xs = [source if j == INPUT else zeros(layer) if j is None else outs[j] for j in inputs]
+        used.update(j for j in inputs if j is not None and j != INPUT)
         outs.append(apply(i, layer, xs))
-    return outs[-1]
+    return outs[-1], [(out, graph[i][0]) for i, out in enumerate(outs[:-1]) if i not in used]
 
 
 @dataclass(frozen=True)

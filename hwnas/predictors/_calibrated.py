@@ -1,0 +1,86 @@
+"""Calibration: true ~ a * predicted + b, fitted on a few measured networks."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import numpy as np
+
+from hwnas.layers import Layer
+from hwnas.predictors._base import Predictor, check_same_device, from_dict
+from hwnas.spaces import SearchSpace
+from hwnas.tables import NetworkTable
+
+
+class CalibratedPredictor(Predictor):
+    """Wraps a fitted predictor: latency(z) = a * base(z) + b, with a and b fitted by least
+    squares on at least 2 measured networks (``a_``, ``b_``).
+
+    It corrects what a layer sum misses (layers timed alone keep their weights in cache;
+    each call has an overhead), so that a budget means true end-to-end latency. Measure the
+    calibration networks in the same process as the layer table: timings drift between
+    processes.
+    """
+
+    kind = "calibrated"
+    from_networks = True
+
+    def __init__(self, base: Predictor = None, allow_mixed_devices: bool = False,
+                 target: str = "latency_ms"):
+        self.base = base
+        self.allow_mixed_devices = allow_mixed_devices
+        self.target = target
+
+    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "CalibratedPredictor":
+        if self.base is None:
+            raise ValueError("a calibrated predictor needs a fitted base predictor")
+        self.base._check_fitted()
+        check_same_device(self.base.fingerprint_, networks.fingerprint,
+                          f"the calibration networks in {networks.path}",
+                          self.allow_mixed_devices)
+        if len(networks.z) < 2:
+            raise ValueError(f"{networks.path}: calibration needs at least 2 measured networks, "
+                             f"got {len(networks.z)}")
+        raw = self.base.predict_z(space, np.array(networks.z))
+        y = networks.values(self.target)
+        if np.ptp(raw) == 0:
+            raise ValueError(f"{networks.path}: the calibration networks all have the same "
+                             f"predicted latency; measure networks of different sizes")
+        a, b = np.polyfit(raw, y, 1)
+        if a <= 0:
+            raise ValueError(f"{networks.path}: calibration gives a slope a = {a:.3g} <= 0: the "
+                             f"base predictor does not rank these networks; measure more")
+        self.a_, self.b_ = float(a), float(b)
+        self.fingerprint_ = self.base.fingerprint_
+        return self
+
+    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+        """Each layer scaled by a (the offset b belongs to whole networks)."""
+        self._check_fitted()
+        return self.a_ * self.base.predict(layers)
+
+    def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
+        self._check_fitted()
+        fixed, C = self.base.cost_matrix(space)
+        return self.a_ * fixed + self.b_, self.a_ * C
+
+    def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        self._check_fitted()
+        return self.a_ * self.base.predict_z(space, z) + self.b_
+
+    def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
+        self._check_fitted()
+        return self.a_ * self.base.predict_z_quantile(space, z, q) + self.b_
+
+    def predict_architecture(self, arch) -> float:
+        self._check_fitted()
+        return self.a_ * self.base.predict_architecture(arch) + self.b_
+
+    def _state(self) -> Dict[str, Any]:
+        return {"a": self.a_, "b": self.b_, "base": self.base.to_dict()}
+
+    @classmethod
+    def _from_state(cls, state: Dict[str, Any]) -> "CalibratedPredictor":
+        predictor = cls(from_dict(state["base"], "base predictor"))
+        predictor.a_, predictor.b_ = float(state["a"]), float(state["b"])
+        return predictor

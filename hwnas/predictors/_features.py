@@ -1,0 +1,29 @@
+"""Layer features for the regressors, in one fixed order."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from hwnas.layers import Layer
+
+#: what the regressors see of a layer: costs, shapes and attributes
+FEATURES = ("macs", "params", "input_bytes", "output_bytes", "in_channels", "out_channels",
+            "in_size", "out_size", "kernel", "stride", "expand")
+
+
+def features(layers: Sequence[Layer]) -> np.ndarray:
+    """An (N, len(FEATURES)) float array."""
+    return np.array([[layer.macs, layer.params, layer.input_bytes, layer.output_bytes,
+                      layer.in_shape[0], layer.out_channels, layer.in_shape[1],
+                      layer.out_shape[1], layer.kernel, layer.stride, layer.expand]
+                     for layer in layers], dtype=float).reshape(len(layers), len(FEATURES))
+
+
+def by_op(layers: Sequence[Layer]) -> Dict[str, List[int]]:
+    """Op kind -> indices of its layers."""
+    groups: Dict[str, List[int]] = {}
+    for i, layer in enumerate(layers):
+        groups.setdefault(layer.op, []).append(i)
+    return groups

@@ -1,0 +1,239 @@
+"""Predictors fitted from a network table: measured whole networks, no layer table needed."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from hwnas.layers import Layer
+from hwnas.predictors._base import NotAdditiveError, Predictor
+from hwnas.predictors._features import by_op
+from hwnas.spaces import SearchSpace
+from hwnas.tables import NetworkTable
+
+
+def nonnegative_least_squares(X: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """argmin_w ||X w - y||^2 + ridge * ||w||^2 subject to w >= 0, on scaled columns."""
+    from scipy.optimize import nnls
+    scale = np.abs(X).max(axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    A = np.vstack([Xs, np.sqrt(ridge) * np.eye(X.shape[1])])
+    w, _ = nnls(A, np.concatenate([y, np.zeros(X.shape[1])]), maxiter=50 * X.shape[1])
+    return w / scale
+
+
+def one_hot(n_choices: Sequence[int], Z: np.ndarray) -> np.ndarray:
+    """(N, sum of choices) indicator of each decision's choice."""
+    offsets = np.concatenate([[0], np.cumsum(n_choices)[:-1]]).astype(int)
+    X = np.zeros((len(Z), sum(n_choices)))
+    X[np.arange(len(Z))[:, None], offsets + Z] = 1.0
+    return X
+
+
+class _SpacePredictor(Predictor):
+    """A predictor bound to the space it was fitted on."""
+
+    from_networks = True
+
+    def _bind(self, networks: NetworkTable, space: SearchSpace) -> np.ndarray:
+        if networks.space != space.name:
+            raise ValueError(f"{networks.path}: rows are for space {networks.space!r}, not "
+                             f"{space.name!r}")
+        self.space_name_, self.space_signature_ = space.name, space.signature
+        self.fingerprint_ = networks.fingerprint
+        return space.check_z(np.array(networks.z))
+
+    def _space_state(self) -> Dict[str, Any]:
+        return {"space": self.space_name_, "space_signature": self.space_signature_}
+
+    def _load_space_state(self, state: Dict[str, Any]) -> None:
+        self.space_name_ = str(state["space"])
+        self.space_signature_ = str(state["space_signature"])
+
+
+class AdditivePredictor(_SpacePredictor):
+    """latency(z) = fixed + sum_d C[d, z_d], every part >= 0, fitted by non-negative least
+    squares on measured networks (one parameter per decision and choice, plus fixed).
+
+    Each decision's cheapest choice is moved into ``fixed_`` so the fit is unique: C[d, c] is
+    what choice c costs over decision d's cheapest. Choices no network of the table used are
+    reported in ``unobserved_`` (and a warning); their cost is not learned.
+    """
+
+    kind = "additive"
+
+    def __init__(self, ridge: float = 1e-6, target: str = "latency_ms"):
+        self.ridge = ridge
+        self.target = target
+
+    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "AdditivePredictor":
+        Z = self._bind(networks, space)
+        y = networks.values(self.target)
+        X = np.hstack([np.ones((len(Z), 1)), one_hot(space.n_choices, Z)])
+        w = nonnegative_least_squares(X, y, self.ridge)
+        C = np.full((len(space.decisions), max(space.n_choices)), np.nan)
+        start = 1
+        for d, k in enumerate(space.n_choices):
+            C[d, :k] = w[start:start + k]
+            start += k
+        least = np.nanmin(C, axis=1)
+        self.fixed_ = float(w[0] + least.sum())
+        self.C_ = C - least[:, None]
+        seen = X[:, 1:].sum(axis=0) > 0
+        self.unobserved_ = [f"{space.decisions[d].name}={space.decisions[d].choices[c]}"
+                            for d, k in enumerate(space.n_choices) for c in range(k)
+                            if not seen[sum(space.n_choices[:d]) + c]]
+        if self.unobserved_:
+            warnings.warn(f"{len(self.unobserved_)} choice(s) appear in no measured network, so "
+                          f"their cost is not learned: {', '.join(self.unobserved_[:5])}"
+                          f"{', ...' if len(self.unobserved_) > 5 else ''}", stacklevel=2)
+        return self
+
+    def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
+        self._check_space(space)
+        return self.fixed_, self.C_.copy()
+
+    def predict_architecture(self, arch) -> float:
+        self._check_fitted()
+        if arch.space != self.space_name_:
+            raise ValueError(f"the additive predictor was fitted on space {self.space_name_!r}, "
+                             f"not {arch.space!r}")
+        return float(self.fixed_ + self.C_[np.arange(len(arch.z)), list(arch.z)].sum())
+
+    def _state(self) -> Dict[str, Any]:
+        return {**self._space_state(), "ridge": self.ridge, "fixed": self.fixed_,
+                "C": [[None if np.isnan(v) else float(v) for v in row] for row in self.C_],
+                "unobserved": self.unobserved_}
+
+    @classmethod
+    def _from_state(cls, state: Dict[str, Any]) -> "AdditivePredictor":
+        predictor = cls(float(state["ridge"]))
+        predictor._load_space_state(state)
+        predictor.fixed_ = float(state["fixed"])
+        predictor.C_ = np.array([[np.nan if v is None else float(v) for v in row]
+                                 for row in state["C"]])
+        predictor.unobserved_ = list(state["unobserved"])
+        return predictor
+
+
+#: per op kind, what the network-fitted layer model weighs: calls, MACs, memory traffic
+FEATURES = ("calls", "macs", "bytes")
+
+
+def _layer_terms(layers: Sequence[Layer]) -> np.ndarray:
+    return np.array([[1.0, layer.macs, layer.param_bytes + layer.input_bytes +
+                      layer.output_bytes] for layer in layers]).reshape(len(layers), 3)
+
+
+class AdditiveFeaturesPredictor(Predictor):
+    """A layer predictor fitted from whole networks: latency(layer) = w_op . (1, MACs, bytes)
+    for its op kind, w >= 0, so latency(z) is the sum over z's layers. With three parameters
+    per op kind it needs only about 10 measured networks, and it predicts any layer of a
+    known op kind, in any space.
+    """
+
+    kind = "additive_features"
+    from_networks = True
+
+    def __init__(self, ridge: float = 1e-6, target: str = "latency_ms"):
+        self.ridge = ridge
+        self.target = target
+
+    def fit(self, networks: NetworkTable, space: SearchSpace = None
+            ) -> "AdditiveFeaturesPredictor":
+        archs = [space.decode(z) for z in space.check_z(np.array(networks.z))]
+        ops = sorted({layer.op for arch in archs for layer in arch.layers})
+        X = np.zeros((len(archs), len(ops) * len(FEATURES)))
+        for n, arch in enumerate(archs):
+            terms = _layer_terms(arch.layers)
+            for op, rows in by_op(arch.layers).items():
+                i = ops.index(op) * len(FEATURES)
+                X[n, i:i + len(FEATURES)] = terms[rows].sum(axis=0)
+        w = nonnegative_least_squares(X, networks.values(self.target), self.ridge)
+        self.weights_ = {op: w[i * len(FEATURES):(i + 1) * len(FEATURES)].tolist()
+                         for i, op in enumerate(ops)}
+        self.fingerprint_ = networks.fingerprint
+        return self
+
+    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+        self._check_fitted()
+        terms = _layer_terms(layers)
+        out = np.empty(len(layers))
+        for op, rows in by_op(layers).items():
+            if op not in self.weights_:
+                raise ValueError(f"the additive_features predictor has no weights for op "
+                                 f"{op!r} (its networks had {sorted(self.weights_)})")
+            out[rows] = terms[rows] @ np.asarray(self.weights_[op])
+        return out
+
+    def _state(self) -> Dict[str, Any]:
+        return {"ridge": self.ridge, "features": list(FEATURES), "weights": self.weights_}
+
+    @classmethod
+    def _from_state(cls, state: Dict[str, Any]) -> "AdditiveFeaturesPredictor":
+        if state["features"] != list(FEATURES):
+            raise ValueError(f"features {state['features']} differ from {list(FEATURES)}")
+        predictor = cls(float(state["ridge"]))
+        predictor.weights_ = {op: [float(v) for v in w] for op, w in state["weights"].items()}
+        return predictor
+
+
+class TreeZPredictor(_SpacePredictor):
+    """A random forest over the one-hot z, for devices whose latency is not additive over
+    decisions. Its trees give quantiles. Stored as training rows and refitted on load."""
+
+    kind = "tree_z"
+
+    def __init__(self, n_estimators: int = 200, random_state: int = 0,
+                 target: str = "latency_ms"):
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+        self.target = target
+
+    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "TreeZPredictor":
+        Z = self._bind(networks, space)
+        self._fit_rows(Z, networks.values(self.target), list(space.n_choices))
+        return self
+
+    def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: List[int]) -> None:
+        from sklearn.ensemble import RandomForestRegressor
+        self.rows_ = (Z.tolist(), y.tolist(), n_choices)
+        self.model_ = RandomForestRegressor(n_estimators=self.n_estimators,
+                                            random_state=self.random_state)
+        self.model_.fit(self._one_hot(Z), y)
+
+    def _one_hot(self, Z: np.ndarray) -> np.ndarray:
+        return one_hot(self.rows_[2], Z)
+
+    def cost_matrix(self, space: SearchSpace):
+        raise NotAdditiveError("the tree_z predictor is not additive over decisions: use "
+                               "predict_z")
+
+    def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        self._check_space(space)
+        return self.model_.predict(self._one_hot(space.check_z(z)))
+
+    def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
+        self._check_space(space)
+        X = self._one_hot(space.check_z(z))
+        return np.quantile([tree.predict(X) for tree in self.model_.estimators_], q, axis=0)
+
+    def predict_architecture(self, arch) -> float:
+        self._check_fitted()
+        return float(self.model_.predict(self._one_hot(np.array([arch.z])))[0])
+
+    def _state(self) -> Dict[str, Any]:
+        Z, y, n_choices = self.rows_
+        return {**self._space_state(), "n_estimators": self.n_estimators,
+                "random_state": self.random_state, "n_choices": n_choices, "z": Z, "y": y}
+
+    @classmethod
+    def _from_state(cls, state: Dict[str, Any]) -> "TreeZPredictor":
+        predictor = cls(int(state["n_estimators"]), int(state["random_state"]))
+        predictor._load_space_state(state)
+        predictor._fit_rows(np.asarray(state["z"], dtype=int), np.asarray(state["y"], float),
+                            [int(k) for k in state["n_choices"]])
+        return predictor

@@ -1,0 +1,139 @@
+"""Regressors over layer features, one model per op kind: linear and tree ensemble."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import numpy as np
+
+from hwnas.layers import Layer
+from hwnas.predictors._base import Predictor
+from hwnas.predictors._features import FEATURES, by_op, features
+from hwnas.tables import LayerTable
+
+
+class _PerOpRegressor(Predictor):
+    """Fits one model per op kind on (features, target) of a layer table."""
+
+    def fit(self, table: LayerTable, space=None) -> "_PerOpRegressor":
+        values = table.values(self.target)
+        layers = table.layers()
+        y = np.array([values[layer.key] for layer in layers])
+        X = features(layers)
+        self.models_ = {op: self._fit_op(X[rows], y[rows]) for op, rows in by_op(layers).items()}
+        self.fingerprint_ = table.fingerprint
+        return self
+
+    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+        self._check_fitted()
+        out = np.empty(len(layers))
+        X = features(layers)
+        for op, rows in by_op(layers).items():
+            if op not in self.models_:
+                raise ValueError(f"the {self.kind} predictor has no model for op {op!r} (its "
+                                 f"table had {sorted(self.models_)}), e.g. layer "
+                                 f"{layers[rows[0]].key}")
+            out[rows] = self._predict_op(self.models_[op], X[rows])
+        return np.maximum(out, 0.0)
+
+
+class LinearPredictor(_PerOpRegressor):
+    """Per op kind, a ridge-regularised linear model over standardised layer features
+    (``FEATURES``) with an intercept for the per-call overhead. Stored as its coefficients.
+    """
+
+    kind = "linear"
+
+    def __init__(self, alpha: float = 1e-3, target: str = "latency_ms"):
+        self.alpha = alpha
+        self.target = target
+
+    def _fit_op(self, X: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+        from sklearn.linear_model import Ridge
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale == 0] = 1.0
+        model = Ridge(alpha=self.alpha).fit((X - mean) / scale, y)
+        return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_.tolist(),
+                "intercept": float(model.intercept_)}
+
+    @staticmethod
+    def _predict_op(m: Dict[str, Any], X: np.ndarray) -> np.ndarray:
+        return (X - np.asarray(m["mean"])) / np.asarray(m["scale"]) @ np.asarray(m["coef"]) \
+            + m["intercept"]
+
+    def _state(self) -> Dict[str, Any]:
+        return {"alpha": self.alpha, "features": list(FEATURES), "models": self.models_}
+
+    @classmethod
+    def _from_state(cls, state: Dict[str, Any]) -> "LinearPredictor":
+        if state["features"] != list(FEATURES):
+            raise ValueError(f"features {state['features']} differ from {list(FEATURES)}")
+        predictor = cls(float(state["alpha"]))
+        predictor.models_ = {op: {k: m[k] for k in ("mean", "scale", "coef", "intercept")}
+                             for op, m in state["models"].items()}
+        return predictor
+
+
+class TreePredictor(_PerOpRegressor):
+    """Per op kind, a random forest over layer features; the spread of its trees gives
+    quantiles (``predict_quantile``, ``predict_z_quantile``). Stored as its training rows and
+    settings, and refitted identically on load (``random_state``).
+    """
+
+    kind = "tree"
+
+    def __init__(self, n_estimators: int = 100, random_state: int = 0,
+                 target: str = "latency_ms"):
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+        self.target = target
+
+    def _fit_op(self, X: np.ndarray, y: np.ndarray):
+        from sklearn.ensemble import RandomForestRegressor
+        model = RandomForestRegressor(n_estimators=self.n_estimators,
+                                      random_state=self.random_state)
+        model.fit(X, y)
+        model.rows_ = (X.tolist(), y.tolist())
+        return model
+
+    @staticmethod
+    def _predict_op(model, X: np.ndarray) -> np.ndarray:
+        return model.predict(X)
+
+    def predict_members(self, layers: Sequence[Layer]) -> np.ndarray:
+        """(n_estimators, len(layers)): each tree's prediction of each layer."""
+        self._check_fitted()
+        out = np.empty((self.n_estimators, len(layers)))
+        X = features(layers)
+        for op, rows in by_op(layers).items():
+            if op not in self.models_:
+                self.predict([layers[rows[0]]])  # raises, naming the op
+            out[:, rows] = [tree.predict(X[rows]) for tree in self.models_[op].estimators_]
+        return np.maximum(out, 0.0)
+
+    def predict_quantile(self, layers: Sequence[Layer], q: float) -> np.ndarray:
+        return np.quantile(self.predict_members(layers), q, axis=0)
+
+    def predict_z_quantile(self, space, z, q: float) -> np.ndarray:
+        """Quantile over trees of each tree's whole-network sum: an architecture-level spread."""
+        Z = space.check_z(z)
+        layers = space.unique_layers()
+        members = self.predict_members(layers)
+        sums = np.stack([space.evaluate_z(Z, *space.cost_matrix(lambda _, m=m: m))
+                         for m in members])
+        return np.quantile(sums, q, axis=0)
+
+    def _state(self) -> Dict[str, Any]:
+        return {"n_estimators": self.n_estimators, "random_state": self.random_state,
+                "features": list(FEATURES),
+                "rows": {op: {"X": m.rows_[0], "y": m.rows_[1]} for op, m in self.models_.items()}}
+
+    @classmethod
+    def _from_state(cls, state: Dict[str, Any]) -> "TreePredictor":
+        if state["features"] != list(FEATURES):
+            raise ValueError(f"features {state['features']} differ from {list(FEATURES)}")
+        predictor = cls(int(state["n_estimators"]), int(state["random_state"]))
+        predictor.models_ = {op: predictor._fit_op(np.asarray(r["X"], float),
+                                                   np.asarray(r["y"], float))
+                             for op, r in state["rows"].items()}
+        return predictor
