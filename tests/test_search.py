@@ -152,13 +152,31 @@ def test_default_flow_measures_once_then_reuses_the_cache(tmp_path):
     first = hwnas_search("--budget-ms", "5", "--trials", "100", "--seed", "0", "--json",
                          str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(cache)})
     assert first.returncode == 0, first.stderr
-    assert "measuring layers" in first.stderr
-    tables = list(cache.glob("nnabla-*/layers.csv"))
-    assert len(tables) == 1
-    rows = tables[0].read_text()
+    assert "measuring layers" in first.stderr and "measuring networks" in first.stderr
+    tables = sorted(cache.glob("nnabla-*/*.csv"))
+    assert [t.name.split("-")[0] for t in tables] == ["layers.csv", "networks"]
+    contents = [t.read_text() for t in tables]
+    assert len(contents[1].splitlines()) == 1 + 8
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["best"][0]["predicted_latency_ms"] <= 5
-    assert result["table"] == str(tables[0])
+    assert result["predictor"].startswith("calibrated predictor (a = ")
+    assert result["source"] == str(tables[0])
     second = hwnas_search("--budget-ms", "5", "--trials", "20", env={"HWNAS_CACHE": str(cache)})
     assert second.returncode == 0, second.stderr
-    assert "measuring" not in second.stderr and tables[0].read_text() == rows
+    assert "measuring" not in second.stderr
+    assert [t.read_text() for t in tables] == contents
+
+
+def test_search_a_space_of_your_own_on_onnxruntime(tmp_path):
+    from test_spaces import SPACE_YAML
+    (tmp_path / "tiny.yaml").write_text(SPACE_YAML)
+    run = hwnas_search("--space", str(tmp_path / "tiny.yaml"), "--backend", "onnxruntime",
+                       "--budget-ms", "1000", "--trials", "10", "--json",
+                       str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(tmp_path / "c")})
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["space"] == "tiny" and result["backend"] == "onnxruntime"
+    assert result["predictor"].startswith("calibrated")
+    assert len(list((tmp_path / "c").glob("onnxruntime-*/networks-tiny-*.csv"))) == 1
+    # 4 architectures in all: the search reports each once
+    assert len(result["best"]) == len({tuple(b["z"]) for b in result["best"]}) <= 4

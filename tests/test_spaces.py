@@ -128,3 +128,62 @@ def test_nb201_costs_are_additive_over_edges():
     for z in space.random_z(20, seed=3):
         expected = sum(1.0 + layer.macs / 1e6 for layer, _ in space.decode(z).graph)
         assert space.evaluate_z(z, fixed, C)[0] == pytest.approx(expected)
+
+
+SPACE_YAML = """
+name: tiny
+input_shape: [3, 16, 16]
+stem:
+  - {op: conv, out: 8, k: 3, s: 2}
+decisions:
+  - name: block1
+    choices:
+      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 2, e: 3}]
+      MB6 5x5: [{op: mbconv, out: 16, k: 5, s: 2, e: 6}]
+  - name: block2
+    choices:
+      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 1, e: 3}]
+      skip: []
+head:
+  - "conv(in=16x4x4,out=32,k=1,s=1,g=1,act=relu6)"
+  - {op: gap}
+  - {op: linear, out: 5}
+"""
+
+
+def test_space_from_yaml_and_json(tmp_path):
+    import json
+
+    import yaml
+
+    from hwnas.spaces import load_space
+    (tmp_path / "tiny.yaml").write_text(SPACE_YAML)
+    space = load_space(str(tmp_path / "tiny.yaml"))
+    assert space.name == "tiny" and space.n_choices == (2, 2)
+    assert space.decisions[1].choices == ("MB3 3x3", "skip")
+    arch = space.decode([1, 1])
+    assert [layer.op for layer in arch.layers] == ["conv", "mbconv", "conv", "gap", "linear"]
+    assert arch.layers[-1].out_shape == (5, 1, 1)
+    (tmp_path / "tiny.json").write_text(json.dumps(yaml.safe_load(SPACE_YAML)))
+    assert load_space(str(tmp_path / "tiny.json")) == space
+
+
+@pytest.mark.parametrize("change, message", [
+    (("op: mbconv, out: 16, k: 5", "op: mbconvv, out: 16, k: 5"),
+     r"decisions\[0\].choices\['MB6 5x5'\]\[0\]: unknown op 'mbconvv'"),
+    (("{op: gap}", "{op: gap, k: 3}"), r"head\[1\].k: not an attribute of gap"),
+    (("MB6 5x5: [{op: mbconv, out: 16, k: 5, s: 2, e: 6}]",
+      "MB6 5x5: [{op: mbconv, out: 24, k: 5, s: 2, e: 6}]"),
+     r"decisions\[0\].choices: choices give different output shapes"),
+    (("input_shape: [3, 16, 16]", "input_shape: [3, 16]"), "input_shape: must be 3 positive"),
+    (("in=16x4x4", "in=16x8x8"), r"head\[0\]: input shape \(16, 8, 8\) does not follow"),
+    (("name: tiny", "name: tiny\nlayers: []"), "layers: unknown key"),
+    (("  - name: block2", "  - name: [block2"), r"line \d+: not valid YAML"),
+])
+def test_bad_space_files_name_the_key_or_line(tmp_path, change, message):
+    from hwnas.spaces import SpaceFileError, load_space
+    path = tmp_path / "bad.yaml"
+    path.write_text(SPACE_YAML.replace(*change))
+    with pytest.raises(SpaceFileError, match=message) as e:
+        load_space(str(path))
+    assert str(path) in str(e.value)

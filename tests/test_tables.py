@@ -96,3 +96,50 @@ def test_missing_column_and_empty_and_absent_table(tmp_path):
         read_layer_table(path)
     with pytest.raises(TableError, match="cannot read the table"):
         read_layer_table(tmp_path / "absent.csv")
+
+
+def write_networks(path, zs, space_name="nb201", extra_header="", extra_value=""):
+    from hwnas.tables import NETWORK_COLUMNS
+    header = ",".join(NETWORK_COLUMNS) + extra_header
+    fp = ",".join(FP.as_row().values())
+    lines = [header] + [f"{space_name},{z},1.5,1.4,1.6,1.3,5,0.01,{fp}{extra_value}" for z in zs]
+    path.write_text("\n".join(lines) + "\n")
+
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def test_network_table_takes_z_or_arch_strings(tmp_path):
+    from hwnas.tables import read_network_table
+    path = tmp_path / "n.csv"
+    write_networks(path, ["0-1-2-3-4-0", ARCH], extra_header=",energy_mj", extra_value=",2.5")
+    table = read_network_table(path)
+    assert table.z == ((0, 1, 2, 3, 4, 0), (3, 3, 4, 1, 3, 1))
+    assert list(table.values("energy_mj")) == [2.5, 2.5]
+
+
+@pytest.mark.parametrize("zs, space_name, extra, message", [
+    (["0-1-2"], "nb201", ("", ""), "line 2, column 'z': space 'nb201': z must have 6 entries"),
+    (["0-1-2-3-4-0", "0-1-2-3-4-9"], "nb201", ("", ""), r"line 3, column 'z'.*z\[5\] = 9"),
+    (["|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "nb201", ("", ""),
+     "line 2, column 'z'.*unknown op 'conv'"),
+    (["0-1"], "resnet", ("", ""), "line 2, column 'space': unknown space 'resnet'"),
+    (["0-1-2-3-4-0"], "nb201", (",note", ",fast"), "column 'note': 'fast' is not a number"),
+    (["0-1-2-3-4-0"], "nb201", (",energy_mj", ",inf"), "column 'energy_mj': 'inf' is not finite"),
+])
+def test_bad_network_rows(tmp_path, zs, space_name, extra, message):
+    from hwnas.tables import read_network_table
+    path = tmp_path / "n.csv"
+    write_networks(path, zs, space_name, *extra)
+    with pytest.raises(TableError, match=message) as e:
+        read_network_table(path)
+    assert str(path) in str(e.value)
+
+
+def test_network_table_of_another_space(tmp_path):
+    from hwnas.spaces import get_space
+    from hwnas.tables import read_network_table
+    path = tmp_path / "n.csv"
+    write_networks(path, ["0-1-2-3-4-0"])
+    with pytest.raises(TableError, match="'nb201' is not the space 'mobilenet'"):
+        read_network_table(path, get_space("mobilenet"))

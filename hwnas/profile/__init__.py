@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
+import numpy as np
+
 from hwnas._progress import Progress
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError
@@ -54,13 +56,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hwnas"
 
 
-def device_layer_table(backend: Backend, space: SearchSpace,
-                       protocol: TimingProtocol = TimingProtocol(),
-                       show_progress: bool = True) -> LayerTable:
-    """This device's layer table for ``space``, measured on first use and cached per device
-    fingerprint: later calls measure only layers not yet in the cache."""
-    path = cache_dir() / backend.fingerprint().id / "layers.csv"
-    return profile_layers(backend, space.unique_layers(), path, protocol, show_progress)
+def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
+                  protocol: TimingProtocol = TimingProtocol(), show_progress: bool = True
+                  ) -> Tuple[LayerTable, NetworkTable]:
+    """This device's layer table for ``space`` and ``networks`` measured whole networks to
+    calibrate it, measured on first use and cached per device fingerprint (and space):
+    later calls measure only what is missing.
+
+    The networks span the space: its least and most latent architectures by the layer sum,
+    and random ones (seed 0).
+    """
+    folder = cache_dir() / backend.fingerprint().id
+    layers = profile_layers(backend, space.unique_layers(), folder / "layers.csv", protocol,
+                            show_progress)
+    fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
+    most = np.nanargmax(C, axis=1)
+    zs = np.vstack([space.min_z(fixed, C)[0], most, space.random_z(max(networks - 2, 0), 0)])
+    nets = profile_networks(backend, space, zs[:networks],
+                            folder / f"networks-{space.name}-{space.signature}.csv", protocol,
+                            show_progress)
+    return layers, nets
 
 
 def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.PathLike,
@@ -120,5 +135,5 @@ def _measure(backend: Backend, units: Dict[str, Tuple[Graph, Dict[str, str]]],
 
 
 __all__ = ["BACKENDS", "Backend", "ProfileError", "TimingProtocol", "available_backends",
-           "cache_dir", "device_layer_table", "export_onnx", "get_backend", "profile_layers",
+           "cache_dir", "device_tables", "export_onnx", "get_backend", "profile_layers",
            "profile_networks", "to_onnx"]

@@ -1,7 +1,9 @@
 """python -m hwnas.search --budget-ms 5: latency-constrained architecture search.
 
-With no --table, this machine's layer table is measured on first use (cached per device
-fingerprint under $HWNAS_CACHE, default ~/.cache/hwnas) and later runs reuse it.
+With no --table or --predictor, this machine's layer table and a few whole networks are
+measured on first use (cached per device fingerprint under $HWNAS_CACHE, default
+~/.cache/hwnas), and the layer sums are calibrated on the networks, so that the budget is in
+true end-to-end milliseconds. Later runs reuse the cache.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Sequence
 import optuna
 
 from hwnas import _cli
-from hwnas.predictors import LookupPredictor
-from hwnas.profile import available_backends, device_layer_table, export_onnx
+from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
+from hwnas.profile import available_backends, device_tables, export_onnx
 from hwnas.search._study import OBJECTIVES, BudgetError, SearchResult, search
-from hwnas.spaces import SPACES, get_space
+from hwnas.spaces import SPACES, load_space
 from hwnas.tables import format_z, read_layer_table
 
 PROG = "python -m hwnas.search"
@@ -32,10 +34,12 @@ def parser() -> _cli.ArgumentParser:
                "budget); --objective params maximises the parameter count instead.")
     p.add_argument("--budget-ms", type=_cli.positive_float, required=True,
                    help="latency budget in milliseconds (predicted latency <= budget)")
-    p.add_argument("--space", default="mobilenet", help=f"search space: {', '.join(SPACES)} "
-                   "(default: %(default)s)")
-    p.add_argument("--table", help="layer table CSV to predict from (default: measure this "
-                   "machine's table once and cache it)")
+    p.add_argument("--space", default="mobilenet", help=f"search space: {', '.join(SPACES)}, "
+                   "or a .json/.yaml space file (default: %(default)s)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
+                        "latencies")
+    source.add_argument("--predictor", help="a saved predictor (from python -m hwnas.fit)")
     _cli.add_backend_options(p, default=None)
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="macs",
                    help="quantity to maximise (default: %(default)s)")
@@ -55,40 +59,53 @@ def parser() -> _cli.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = get_space(args.space)
-    if args.table:
-        table, backend_name = read_layer_table(args.table), None
+    space = load_space(args.space)
+    if args.predictor:
+        predictor, source = load_predictor(args.predictor), args.predictor
+    elif args.table:
+        predictor, source = LookupPredictor().fit(read_layer_table(args.table)), args.table
     else:
         backend_name = args.backend or next(iter(available_backends()), None)
         if backend_name is None:
             raise ValueError("no profiler backend is installed to measure this machine: "
                              "run scripts/setup (nnabla in .venv), or give --table")
         backend = _cli.backend_from_args(backend_name, args)
-        table = device_layer_table(backend, space, show_progress=not args.quiet)
-    predictor = LookupPredictor().fit(table)
+        layers, networks = device_tables(backend, space, show_progress=not args.quiet)
+        predictor = CalibratedPredictor(LookupPredictor().fit(layers)).fit(networks, space)
+        source = layers.path
     try:
         result = search(space, predictor, args.budget_ms, args.objective, args.trials,
                         args.seed, args.top, show_progress=not args.quiet)
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
-    print(report(result, table.fingerprint.describe()))
+    print(report(result, predictor))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(as_json(result, table.fingerprint, table.path), f, indent=1)
+            json.dump(as_json(result, predictor, source), f, indent=1)
             f.write("\n")
     if args.export_onnx:
         for rank, c in enumerate(result.best, 1):
             path = os.path.join(args.export_onnx, f"{space.name}-{rank}-{format_z(c.z)}.onnx")
-            export_onnx(space.decode(c.z).graph, path, batch=table.fingerprint.batch)
+            export_onnx(space.decode(c.z).graph, path, batch=predictor.fingerprint_.batch)
             print(f"wrote {path}")
     return 0
 
 
-def report(result: SearchResult, device: str) -> str:
-    lines = [f"space {result.space}, budget {result.budget_ms:g} ms, {device}",
-             f"{result.trials} trials, {result.feasible_trials} within budget; least reachable "
-             f"latency {result.min_latency_ms:.3f} ms; objective: {result.objective}",
+def describe(predictor) -> str:
+    text = f"{predictor.kind} predictor"
+    if isinstance(predictor, CalibratedPredictor):
+        text += f" (a = {predictor.a_:.3f} x {predictor.base.kind} + b = {predictor.b_:.3f} ms)"
+    return text
+
+
+def report(result: SearchResult, predictor) -> str:
+    least = "unknown (not additive)" if result.min_latency_ms is None else \
+        f"{result.min_latency_ms:.3f} ms"
+    lines = [f"space {result.space}, budget {result.budget_ms:g} ms, "
+             f"{predictor.fingerprint_.describe()}",
+             f"{describe(predictor)}; {result.trials} trials, {result.feasible_trials} within "
+             f"budget; least reachable latency {least}; objective: {result.objective}",
              "",
              f"{'rank':>4}  {'predicted_ms':>12}  {'MMACs':>8}  {'params_k':>8}  z"]
     for i, c in enumerate(result.best, 1):
@@ -97,10 +114,12 @@ def report(result: SearchResult, device: str) -> str:
     return "\n".join(lines)
 
 
-def as_json(result: SearchResult, fingerprint, table_path: str) -> dict:
+def as_json(result: SearchResult, predictor, source: str) -> dict:
+    fingerprint = predictor.fingerprint_
     return {"budget_ms": result.budget_ms, "space": result.space,
             "backend": fingerprint.backend, "device": asdict(fingerprint),
-            "table": table_path, "objective": result.objective, "trials": result.trials,
+            "predictor": describe(predictor), "source": source,
+            "objective": result.objective, "trials": result.trials,
             "feasible_trials": result.feasible_trials,
             "min_latency_ms": result.min_latency_ms,
             "best": [c.as_dict() for c in result.best]}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
 import optuna
 
 from hwnas._progress import Progress
+from hwnas.predictors import NotAdditiveError
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -28,10 +29,12 @@ _NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 class BudgetError(ValueError):
     """No architecture of the space meets the budget."""
 
-    def __init__(self, budget_ms: float, min_latency_ms: float):
+    def __init__(self, budget_ms: float, min_latency_ms: float, exact: bool = True):
         self.budget_ms, self.min_latency_ms = budget_ms, min_latency_ms
+        what = "this space can reach" if exact else "the search found (the predictor is " \
+                                                    "not additive, so the least is not known)"
         super().__init__(f"no architecture meets the budget of {budget_ms:g} ms: the smallest "
-                         f"predicted latency this space can reach is {min_latency_ms:.3f} ms")
+                         f"predicted latency {what} is {min_latency_ms:.3f} ms")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class SearchResult:
     objective: str
     trials: int
     feasible_trials: int
-    min_latency_ms: float
+    min_latency_ms: Optional[float]  # None where the predictor is not additive
     best: List[Candidate]
     study: optuna.Study
 
@@ -69,9 +72,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
            study_name: str | None = None, show_progress: bool = False) -> SearchResult:
     """Maximise ``objective`` over z subject to predicted latency <= ``budget_ms``.
 
-    No device is touched: latency comes from ``predictor`` through the space's cost matrix.
-    The least-latency architecture is enqueued first, so the study always has a feasible
-    trial when one exists; if none exists, BudgetError says the least reachable latency.
+    No device is touched: latency comes from ``predictor``, through the space's cost matrix
+    where it is additive. The least-latency architecture is then enqueued first, so the study
+    always has a feasible trial when one exists; if none exists, BudgetError says the least
+    reachable latency.
 
     Example:
         >>> result = search(get_space("mobilenet"), predictor, budget_ms=5.0, seed=0)
@@ -88,10 +92,20 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
             raise ValueError(f"unknown objective {objective!r}: expected one of "
                              f"{sorted(OBJECTIVES)} or a callable")
         objective = OBJECTIVES[objective]
-    fixed, C = predictor.cost_matrix(space)
-    z_min, min_latency_ms = space.min_z(fixed, C)
-    if min_latency_ms > budget_ms:
-        raise BudgetError(budget_ms, min_latency_ms)
+    try:
+        fixed, C = predictor.cost_matrix(space)
+    except NotAdditiveError:
+        z_min, min_latency_ms = None, None
+
+        def latency(z):
+            return float(predictor.predict_z(space, z)[0])
+    else:
+        z_min, min_latency_ms = space.min_z(fixed, C)
+        if min_latency_ms > budget_ms:
+            raise BudgetError(budget_ms, min_latency_ms)
+
+        def latency(z):
+            return float(space.evaluate_z(z, fixed, C)[0])
 
     def constraint(trial: optuna.trial.FrozenTrial) -> List[float]:
         return [trial.user_attrs["predicted_latency_ms"] - budget_ms]
@@ -105,12 +119,13 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     study.set_user_attr("objective", objective_name)
     study.set_user_attr("device", predictor.fingerprint_.describe())
     params = [d.name for d in space.decisions]
-    study.enqueue_trial(dict(zip(params, map(int, z_min))), skip_if_exists=True)
+    if z_min is not None:
+        study.enqueue_trial(dict(zip(params, map(int, z_min))), skip_if_exists=True)
 
     def run_trial(trial: optuna.Trial) -> float:
         z = [trial.suggest_categorical(name, list(range(k)))
              for name, k in zip(params, space.n_choices)]
-        latency_ms = float(space.evaluate_z(z, fixed, C)[0])
+        latency_ms = latency(z)
         trial.set_user_attr("predicted_latency_ms", latency_ms)
         if _NATIVE_CONSTRAINTS:
             trial.set_constraint("latency_ms", latency_ms - budget_ms)
@@ -123,6 +138,9 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     best: Dict[Tuple[int, ...], Candidate] = {}
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     feasible = [t for t in complete if t.user_attrs["predicted_latency_ms"] <= budget_ms]
+    if not feasible and min_latency_ms is None:
+        raise BudgetError(budget_ms, min(t.user_attrs["predicted_latency_ms"] for t in complete),
+                          exact=False)
     for t in sorted(feasible, key=lambda t: (-t.value, t.user_attrs["predicted_latency_ms"])):
         z = tuple(int(t.params[name]) for name in params)
         if z not in best and len(best) < top:

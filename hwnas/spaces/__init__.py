@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hwnas.spaces._base import (INPUT, Architecture, Decision, Graph, SearchSpace, chain,
                                 unit_graph, walk)
+from hwnas.spaces._file import SpaceFileError, read_space_file, space_from_dict
 from hwnas.spaces.mobilenet import mobilenet
 from hwnas.spaces.nb201 import nb201
 
@@ -16,8 +17,17 @@ def get_space(name: str) -> SearchSpace:
     try:
         return SPACES[name]()
     except KeyError:
-        raise ValueError(f"unknown space {name!r}: expected one of {sorted(SPACES)}") from None
+        raise ValueError(f"unknown space {name!r}: expected one of {sorted(SPACES)}, or a "
+                         f".json/.yaml space file") from None
 
 
-__all__ = ["INPUT", "Architecture", "Decision", "Graph", "SearchSpace", "SPACES", "chain",
-           "get_space", "mobilenet", "nb201", "unit_graph", "walk"]
+def load_space(name_or_path: str) -> SearchSpace:
+    """A built-in space by name, or a space defined in a .json/.yaml/.yml file."""
+    if name_or_path in SPACES or not name_or_path.endswith((".json", ".yaml", ".yml")):
+        return get_space(name_or_path)
+    return read_space_file(name_or_path)
+
+
+__all__ = ["INPUT", "Architecture", "Decision", "Graph", "SearchSpace", "SpaceFileError",
+           "SPACES", "chain", "get_space", "load_space", "mobilenet", "nb201",
+           "read_space_file", "space_from_dict", "unit_graph", "walk"]

@@ -1,0 +1,63 @@
+"""python -m hwnas.evaluate: score a saved predictor against measured networks.
+
+Reports MAPE, RMSPE, the share of networks within +-5/10/15 %, Kendall's tau and
+Spearman's rho; --plot draws predicted against measured.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Sequence
+
+from hwnas import _cli
+from hwnas.predictors import evaluate, load_predictor
+from hwnas.predictors._evaluate import plot_predicted_vs_measured
+from hwnas.spaces import load_space
+from hwnas.tables import read_network_table
+
+PROG = "python -m hwnas.evaluate"
+
+
+def parser() -> _cli.ArgumentParser:
+    p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--predictor", required=True, help="predictor file (from hwnas.fit)")
+    p.add_argument("--networks", required=True, metavar="CSV", help="measured network table")
+    p.add_argument("--space", help="built-in space name or space file; default: the table's")
+    p.add_argument("--target", help="column to score (default: the predictor's target)")
+    p.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
+    p.add_argument("--plot", metavar="PNG", help="plot predicted against measured")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    predictor = load_predictor(args.predictor)
+    space = load_space(args.space) if args.space else None
+    networks = read_network_table(args.networks, space)
+    space = space or load_space(networks.space)
+    if networks.fingerprint != predictor.fingerprint_:
+        print(f"{PROG}: warning: the networks were measured on "
+              f"{networks.fingerprint.describe()}, the predictor's tables on "
+              f"{predictor.fingerprint_.describe()}", file=sys.stderr)
+    result = evaluate(predictor, networks, space, args.target)
+    metrics = {k: v for k, v in result.items() if k not in ("predicted", "measured")}
+    print(f"{predictor.kind} predictor on {metrics['n']} networks of {args.networks} "
+          f"({metrics['target']})")
+    print(f"  MAPE {metrics['mape_pct']:.2f} %   RMSPE {metrics['rmspe_pct']:.2f} %   "
+          f"within 5/10/15 %: {metrics['within_5_pct']:.0f} / {metrics['within_10_pct']:.0f} "
+          f"/ {metrics['within_15_pct']:.0f} %   Kendall tau {metrics['kendall_tau']:.3f}   "
+          f"Spearman rho {metrics['spearman_rho']:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"predictor": args.predictor, "networks": args.networks, **metrics}, f,
+                      indent=1)
+            f.write("\n")
+    if args.plot:
+        plot_predicted_vs_measured(result, args.plot, f"{predictor.kind} on {space.name}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main, PROG))

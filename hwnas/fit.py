@@ -1,0 +1,92 @@
+"""python -m hwnas.fit: fit a predictor from measurement tables and save it as JSON.
+
+Layer models (lookup, linear, tree) fit on --layers; network models (additive,
+additive_features, tree_z) on --networks. --calibrate-with wraps the model in a calibration
+true ~ a * predicted + b fitted on measured networks.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Sequence
+
+from hwnas import _cli
+from hwnas.predictors import KINDS, CalibratedPredictor, LinearPredictor, Predictor
+from hwnas.spaces import load_space
+from hwnas.tables import read_layer_table, read_network_table
+
+PROG = "python -m hwnas.fit"
+MODELS = sorted(kind for kind in KINDS if kind != "calibrated")
+
+
+def parser() -> _cli.ArgumentParser:
+    p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=MODELS, default="lookup",
+                   help="predictor kind (default: %(default)s)")
+    p.add_argument("--layers", metavar="CSV", help="layer table (layer models)")
+    p.add_argument("--networks", metavar="CSV", help="network table (network models)")
+    p.add_argument("--space", help="built-in space name or a space file (.json/.yaml); "
+                   "default: the network table's space")
+    p.add_argument("--calibrate-with", metavar="CSV",
+                   help="network table to calibrate the model on (true ~ a * predicted + b)")
+    p.add_argument("--fallback", choices=["linear", "tree"],
+                   help="lookup only: predict layers missing from the table with this model")
+    p.add_argument("--target", default="latency_ms",
+                   help="table column to fit, e.g. energy_mj (default: %(default)s)")
+    p.add_argument("--allow-mixed-devices", action="store_true",
+                   help="allow calibration networks measured on another device than layers")
+    p.add_argument("--out", required=True, help="predictor file to write (JSON)")
+    return p
+
+
+def fit_predictor(args) -> Predictor:
+    cls = KINDS[args.model]
+    kwargs = {"target": args.target}
+    if args.fallback:
+        if args.model != "lookup":
+            raise ValueError("--fallback is for --model lookup")
+        kwargs["fallback"] = KINDS[args.fallback]()
+    model = cls(**kwargs)
+    space = None
+    if cls.from_networks:
+        if not args.networks:
+            raise ValueError(f"--model {args.model} is fitted from measured networks: give "
+                             f"--networks")
+        networks = read_network_table(args.networks, _space(args))
+        space = _space(args) or load_space(networks.space)
+        model.fit(networks, space)
+    else:
+        if not args.layers:
+            raise ValueError(f"--model {args.model} is fitted from a layer table: give --layers")
+        model.fit(read_layer_table(args.layers))
+    if args.calibrate_with:
+        calibration = read_network_table(args.calibrate_with, _space(args))
+        space = space or _space(args) or load_space(calibration.space)
+        model = CalibratedPredictor(model, args.allow_mixed_devices, args.target).fit(
+            calibration, space)
+    return model
+
+
+def _space(args):
+    return load_space(args.space) if args.space else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_predictor(args)
+    for w in caught:
+        print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+    model.save(args.out)
+    summary = f"{args.out}: {model.kind} predictor of {model.target} for " \
+              f"{model.fingerprint_.describe()}"
+    if isinstance(model, CalibratedPredictor):
+        summary += f"; calibration a = {model.a_:.4f}, b = {model.b_:.4f}"
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli.run(main, PROG))
