@@ -103,7 +103,7 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
         units[key] = (space.decode(z).graph, {"space": space.name, "z": key})
     _measure(backend, units, path, NETWORK_COLUMNS, "z", protocol,
              "measuring networks" if show_progress else None)
-    return read_network_table(path)
+    return read_network_table(path, space)
 
 
 def _measure(backend: Backend, units: Dict[str, Tuple[Graph, Dict[str, str]]],
