@@ -40,6 +40,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_space_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    from hwnas.spaces import SPACES
+    default_text = default or "the network table's space"
+    parser.add_argument("--space", default=default,
+                        help=f"search space: {', '.join(SPACES)}, or a .json/.yaml space file "
+                             f"(default: {default_text})")
+
+
 def add_backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
     parser.add_argument("--backend", choices=sorted(BACKENDS), default=default,
                         help="profiler runtime (default: %(default)s)")

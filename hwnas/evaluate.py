@@ -23,7 +23,7 @@ def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--predictor", required=True, help="predictor file (from hwnas.fit)")
     p.add_argument("--networks", required=True, metavar="CSV", help="measured network table")
-    p.add_argument("--space", help="built-in space name or space file; default: the table's")
+    _cli.add_space_option(p, None)
     p.add_argument("--target", help="column to score (default: the predictor's target)")
     p.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
     p.add_argument("--plot", metavar="PNG", help="plot predicted against measured")

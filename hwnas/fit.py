@@ -12,7 +12,7 @@ import warnings
 from typing import Sequence
 
 from hwnas import _cli
-from hwnas.predictors import KINDS, CalibratedPredictor, LinearPredictor, Predictor
+from hwnas.predictors import KINDS, CalibratedPredictor, Predictor
 from hwnas.spaces import load_space
 from hwnas.tables import read_layer_table, read_network_table
 
@@ -26,8 +26,7 @@ def parser() -> _cli.ArgumentParser:
                    help="predictor kind (default: %(default)s)")
     p.add_argument("--layers", metavar="CSV", help="layer table (layer models)")
     p.add_argument("--networks", metavar="CSV", help="network table (network models)")
-    p.add_argument("--space", help="built-in space name or a space file (.json/.yaml); "
-                   "default: the network table's space")
+    _cli.add_space_option(p, None)
     p.add_argument("--calibrate-with", metavar="CSV",
                    help="network table to calibrate the model on (true ~ a * predicted + b)")
     p.add_argument("--fallback", choices=["linear", "tree"],

@@ -12,7 +12,7 @@ from typing import List, Sequence
 
 from hwnas import _cli
 from hwnas.profile import TimingProtocol, profile_layers, profile_networks
-from hwnas.spaces import SPACES, SearchSpace, get_space
+from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import parse_z
 
 PROG = "python -m hwnas.profile"
@@ -20,8 +20,7 @@ PROG = "python -m hwnas.profile"
 
 def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--space", default="mobilenet", help=f"search space: {', '.join(SPACES)} "
-                   "(default: %(default)s)")
+    _cli.add_space_option(p, "mobilenet")
     _cli.add_backend_options(p, default="nnabla")
     p.add_argument("--out", required=True, help="table to write or resume (CSV)")
     p.add_argument("--networks", type=_cli.positive_int, metavar="N",
@@ -73,7 +72,7 @@ def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    space = get_space(args.space)
+    space = load_space(args.space)
     protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                               min_runs=min(TimingProtocol.min_runs, args.runs),
                               max_seconds=args.max_seconds)

@@ -20,7 +20,7 @@ from hwnas import _cli
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, export_onnx
 from hwnas.search._study import OBJECTIVES, BudgetError, SearchResult, search
-from hwnas.spaces import SPACES, load_space
+from hwnas.spaces import load_space
 from hwnas.tables import format_z, read_layer_table
 
 PROG = "python -m hwnas.search"
@@ -34,8 +34,7 @@ def parser() -> _cli.ArgumentParser:
                "budget); --objective params maximises the parameter count instead.")
     p.add_argument("--budget-ms", type=_cli.positive_float, required=True,
                    help="latency budget in milliseconds (predicted latency <= budget)")
-    p.add_argument("--space", default="mobilenet", help=f"search space: {', '.join(SPACES)}, "
-                   "or a .json/.yaml space file (default: %(default)s)")
+    _cli.add_space_option(p, "mobilenet")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
                         "latencies")
