@@ -8,6 +8,7 @@ true end-to-end milliseconds. Later runs reuse the cache.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -19,7 +20,8 @@ import optuna
 from hwnas import _cli
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, export_onnx
-from hwnas.search._study import OBJECTIVES, BudgetError, SearchResult, search
+from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchResult,
+                                 search)
 from hwnas.spaces import load_space
 from hwnas.tables import format_z, read_layer_table
 
@@ -40,8 +42,26 @@ def parser() -> _cli.ArgumentParser:
                         "latencies")
     source.add_argument("--predictor", help="a saved predictor (from python -m hwnas.fit)")
     _cli.add_backend_options(p, default=None)
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="macs",
-                   help="quantity to maximise (default: %(default)s)")
+    p.add_argument("--objective", default="macs", help="quantity to maximise: macs, params, "
+                   "or module:function, any f(architecture) -> float such as a supernet's "
+                   "validation accuracy (default: %(default)s)")
+    p.add_argument("--mode", choices=MODES, default="constraint",
+                   help="constraint: latency <= budget; penalty: objective x "
+                        "(latency / budget)^w; pareto: objective up, latency down "
+                        "(default: %(default)s)")
+    p.add_argument("--penalty-weight", type=float, default=-0.07,
+                   help="w of the penalty mode (default: %(default)s, as MnasNet)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="Optuna sampler, or exact: the optimum by dynamic programming "
+                        "(additive predictor and objective) (default: %(default)s)")
+    p.add_argument("--max-params", type=_cli.positive_int, help="parameter budget")
+    p.add_argument("--max-param-kb", type=_cli.positive_float,
+                   help="parameter memory budget, KiB")
+    p.add_argument("--max-activation-kb", type=_cli.positive_float,
+                   help="peak activation memory budget, KiB")
+    p.add_argument("--storage", help="Optuna storage URL (e.g. sqlite:///s.db, "
+                   "postgresql://...); default: in memory")
+    p.add_argument("--study-name", help="name of the study, to resume or share it")
     p.add_argument("--trials", type=_cli.positive_int, default=500,
                    help="Optuna trials (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible "
@@ -73,8 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor = CalibratedPredictor(LookupPredictor().fit(layers)).fit(networks, space)
         source = layers.path
     try:
-        result = search(space, predictor, args.budget_ms, args.objective, args.trials,
-                        args.seed, args.top, show_progress=not args.quiet)
+        result = search(space, predictor, args.budget_ms, load_objective(args.objective),
+                        args.trials, args.seed, args.top, args.storage, args.study_name,
+                        not args.quiet, args.mode, args.penalty_weight, args.sampler,
+                        args.max_params, _bytes(args.max_param_kb),
+                        _bytes(args.max_activation_kb))
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
@@ -91,6 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _bytes(kib):
+    return None if kib is None else int(kib * 1024)
+
+
+def load_objective(text: str):
+    """A built-in objective's name, or ``module:function``."""
+    if text in OBJECTIVES:
+        return text
+    module, _, function = text.partition(":")
+    if not module or not function:
+        raise ValueError(f"--objective {text!r}: expected one of {sorted(OBJECTIVES)} or "
+                         f"module:function")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--objective {text!r}: cannot load it ({e})") from None
+
+
 def describe(predictor) -> str:
     text = f"{predictor.kind} predictor"
     if isinstance(predictor, CalibratedPredictor):
@@ -103,13 +144,18 @@ def report(result: SearchResult, predictor) -> str:
         f"{result.min_latency_ms:.3f} ms"
     lines = [f"space {result.space}, budget {result.budget_ms:g} ms, "
              f"{predictor.fingerprint_.describe()}",
-             f"{describe(predictor)}; {result.trials} trials, {result.feasible_trials} within "
-             f"budget; least reachable latency {least}; objective: {result.objective}",
-             "",
-             f"{'rank':>4}  {'predicted_ms':>12}  {'MMACs':>8}  {'params_k':>8}  z"]
+             f"{describe(predictor)}; {result.mode} mode, {result.sampler} sampler; "
+             f"{result.trials} trials, {result.feasible_trials} feasible; least reachable "
+             f"latency {least}; objective: {result.objective}",
+             "" if result.mode != "pareto" else "Pareto front, fastest first:",
+             f"{'rank':>4}  {'predicted_ms':>12}  {'objective':>12}  {'MMACs':>8}  "
+             f"{'params_k':>8}  {'param_KiB':>9}  {'act_KiB':>8}  z / notation"]
     for i, c in enumerate(result.best, 1):
-        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {c.macs / 1e6:>8.2f}  "
-                     f"{c.params / 1e3:>8.1f}  {format_z(c.z)}")
+        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {c.objective:>12.6g}  "
+                     f"{c.macs / 1e6:>8.2f}  {c.params / 1e3:>8.1f}  "
+                     f"{c.param_bytes / 1024:>9.1f}  {c.peak_activation_bytes / 1024:>8.1f}  "
+                     f"{format_z(c.z)}")
+        lines.append(f"{'':>4}  {c.notation}")
     return "\n".join(lines)
 
 
@@ -118,7 +164,8 @@ def as_json(result: SearchResult, predictor, source: str) -> dict:
     return {"budget_ms": result.budget_ms, "space": result.space,
             "backend": fingerprint.backend, "device": asdict(fingerprint),
             "predictor": describe(predictor), "source": source,
-            "objective": result.objective, "trials": result.trials,
+            "objective": result.objective, "mode": result.mode, "sampler": result.sampler,
+            "trials": result.trials,
             "feasible_trials": result.feasible_trials,
             "min_latency_ms": result.min_latency_ms,
             "best": [c.as_dict() for c in result.best]}

@@ -1,14 +1,16 @@
-"""An Optuna study over z with predicted latency as a hard constraint."""
+"""An Optuna study over z with predicted latency as a constraint, a penalty or an objective."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import optuna
 
 from hwnas._progress import Progress
 from hwnas.predictors import NotAdditiveError
+from hwnas.search._exact import pareto_knapsack
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -21,6 +23,9 @@ OBJECTIVES: Dict[str, Objective] = {
     "macs": lambda arch: float(arch.macs),
     "params": lambda arch: float(arch.params),
 }
+
+MODES = ("constraint", "penalty", "pareto")
+SAMPLERS = ("tpe", "nsga2", "random", "exact")
 
 # Optuna 5 records constraints per trial; older versions take a sampler constraints_func.
 _NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
@@ -47,11 +52,15 @@ class Candidate:
     objective: float
     macs: int
     params: int
+    param_bytes: int
+    peak_activation_bytes: int
+    notation: str
 
     def as_dict(self) -> dict:
-        return {"z": list(self.z), "choices": list(self.choices),
+        return {"z": list(self.z), "choices": list(self.choices), "notation": self.notation,
                 "predicted_latency_ms": self.predicted_latency_ms, "objective": self.objective,
-                "macs": self.macs, "params": self.params}
+                "macs": self.macs, "params": self.params, "param_bytes": self.param_bytes,
+                "peak_activation_bytes": self.peak_activation_bytes}
 
 
 @dataclass(frozen=True)
@@ -59,23 +68,41 @@ class SearchResult:
     space: str
     budget_ms: float
     objective: str
+    mode: str
+    sampler: str
     trials: int
     feasible_trials: int
     min_latency_ms: Optional[float]  # None where the predictor is not additive
-    best: List[Candidate]
-    study: optuna.Study
+    best: List[Candidate]  # best first; in pareto mode the front, fastest first
+    study: Optional[optuna.Study]  # None for the exact sampler
+
+
+def _candidate(space, z, latency_ms: float, value: float) -> Candidate:
+    arch = space.decode(z)
+    return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
+                     arch.param_bytes, arch.peak_activation_bytes, space.describe(arch.z))
 
 
 def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
            objective: Union[str, Objective] = "macs", n_trials: int = 500,
            seed: int | None = None, top: int = 5, storage: str | None = None,
-           study_name: str | None = None, show_progress: bool = False) -> SearchResult:
-    """Maximise ``objective`` over z subject to predicted latency <= ``budget_ms``.
+           study_name: str | None = None, show_progress: bool = False,
+           mode: str = "constraint", penalty_weight: float = -0.07, sampler: str = "tpe",
+           max_params: int | None = None, max_param_bytes: int | None = None,
+           max_activation_bytes: int | None = None) -> SearchResult:
+    """Search z for the best ``objective`` (maximised) under a latency budget.
+
+    Modes: ``constraint`` (predicted latency <= budget, Optuna's constraint API),
+    ``penalty`` (objective x (latency / budget)^penalty_weight, as MnasNet), ``pareto``
+    (objective up and latency down; the result is the feasible Pareto front). Parameter and
+    peak-activation budgets are constraints in every mode. Samplers: ``tpe``, ``nsga2``,
+    ``random``, and ``exact``: the optimum by dynamic programming where latency and objective
+    are additive (built-in objectives, an additive predictor, constraint mode).
 
     No device is touched: latency comes from ``predictor``, through the space's cost matrix
     where it is additive. The least-latency architecture is then enqueued first, so the study
     always has a feasible trial when one exists; if none exists, BudgetError says the least
-    reachable latency.
+    reachable latency. An objective that raises fails its trial; the search goes on.
 
     Example:
         >>> result = search(get_space("mobilenet"), predictor, budget_ms=5.0, seed=0)
@@ -85,6 +112,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         raise ValueError(f"budget_ms must be > 0, got {budget_ms}")
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: expected one of {SAMPLERS}")
     objective_name = objective if isinstance(objective, str) else getattr(
         objective, "__name__", "custom")
     if isinstance(objective, str):
@@ -95,57 +126,120 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     try:
         fixed, C = predictor.cost_matrix(space)
     except NotAdditiveError:
-        z_min, min_latency_ms = None, None
+        fixed = C = z_min = min_latency_ms = None
 
         def latency(z):
             return float(predictor.predict_z(space, z)[0])
     else:
         z_min, min_latency_ms = space.min_z(fixed, C)
-        if min_latency_ms > budget_ms:
+        if min_latency_ms > budget_ms and mode != "penalty":
             raise BudgetError(budget_ms, min_latency_ms)
 
         def latency(z):
             return float(space.evaluate_z(z, fixed, C)[0])
 
-    def constraint(trial: optuna.trial.FrozenTrial) -> List[float]:
-        return [trial.user_attrs["predicted_latency_ms"] - budget_ms]
+    budgets = {"params": (max_params, lambda a: a.params),
+               "param_bytes": (max_param_bytes, lambda a: a.param_bytes),
+               "peak_activation_bytes": (max_activation_bytes,
+                                         lambda a: a.peak_activation_bytes)}
+    budgets = {k: v for k, v in budgets.items() if v[0] is not None}
+    if sampler == "exact":
+        return _exact(space, fixed, C, budget_ms, objective_name, mode, budgets, top,
+                      min_latency_ms)
 
-    sampler = optuna.samplers.TPESampler(
-        seed=seed, **({} if _NATIVE_CONSTRAINTS else {"constraints_func": constraint}))
-    study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage,
+    def constraints(trial: optuna.trial.FrozenTrial) -> List[float]:
+        return trial.user_attrs["constraints"]
+
+    native = {} if _NATIVE_CONSTRAINTS else {"constraints_func": constraints}
+    optuna_sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, **native),
+                      "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, **native),
+                      "random": lambda: optuna.samplers.RandomSampler(seed=seed)}[sampler]()
+    directions = ["maximize", "minimize"] if mode == "pareto" else ["maximize"]
+    study = optuna.create_study(directions=directions, sampler=optuna_sampler, storage=storage,
                                 study_name=study_name, load_if_exists=study_name is not None)
-    study.set_user_attr("space", space.name)
-    study.set_user_attr("budget_ms", budget_ms)
-    study.set_user_attr("objective", objective_name)
-    study.set_user_attr("device", predictor.fingerprint_.describe())
+    for key, value in {"space": space.name, "budget_ms": budget_ms, "objective": objective_name,
+                       "mode": mode, "sampler": sampler,
+                       "predictor": predictor.kind,
+                       "device": predictor.fingerprint_.describe()}.items():
+        study.set_user_attr(key, value)
     params = [d.name for d in space.decisions]
     if z_min is not None:
         study.enqueue_trial(dict(zip(params, map(int, z_min))), skip_if_exists=True)
 
-    def run_trial(trial: optuna.Trial) -> float:
+    def run_trial(trial: optuna.Trial):
         z = [trial.suggest_categorical(name, list(range(k)))
              for name, k in zip(params, space.n_choices)]
+        arch = space.decode(z)
         latency_ms = latency(z)
         trial.set_user_attr("predicted_latency_ms", latency_ms)
+        limits = {k: float(fn(arch) - limit) for k, (limit, fn) in budgets.items()}
+        if mode != "penalty":
+            limits["latency_ms"] = latency_ms - budget_ms
+        trial.set_user_attr("constraints", list(limits.values()))
         if _NATIVE_CONSTRAINTS:
-            trial.set_constraint("latency_ms", latency_ms - budget_ms)
-        return float(objective(space.decode(z)))
+            for key, value in limits.items():
+                trial.set_constraint(key, value)
+        value = float(objective(arch))
+        trial.set_user_attr("objective", value)
+        if mode == "penalty":
+            return value * (latency_ms / budget_ms) ** penalty_weight
+        return (value, latency_ms) if mode == "pareto" else value
 
     bar = Progress(n_trials, "searching", show_progress)
-    study.optimize(run_trial, n_trials=n_trials, callbacks=[lambda s, t: bar.update()])
+    study.optimize(run_trial, n_trials=n_trials, callbacks=[lambda s, t: bar.update()],
+                   catch=(Exception,))
     bar.close()
 
-    best: Dict[Tuple[int, ...], Candidate] = {}
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    feasible = [t for t in complete if t.user_attrs["predicted_latency_ms"] <= budget_ms]
-    if not feasible and min_latency_ms is None:
-        raise BudgetError(budget_ms, min(t.user_attrs["predicted_latency_ms"] for t in complete),
-                          exact=False)
-    for t in sorted(feasible, key=lambda t: (-t.value, t.user_attrs["predicted_latency_ms"])):
+    feasible = [t for t in complete if all(v <= 0 for v in t.user_attrs["constraints"])]
+    if not feasible and mode != "penalty":
+        if not complete:
+            raise ValueError(f"every trial failed: the objective {objective_name!r} raised "
+                             f"(see the warnings above)")
+        least = min(t.user_attrs["predicted_latency_ms"] for t in complete)
+        if least > budget_ms:
+            raise BudgetError(budget_ms, least, exact=False)
+        raise ValueError(f"no trial met every budget: {', '.join(budgets)} as well as latency")
+    if mode == "pareto":
+        front = {t.number for t in study.best_trials}
+        ranked = sorted((t for t in feasible if t.number in front),
+                        key=lambda t: t.user_attrs["predicted_latency_ms"])
+    else:
+        ranked = sorted(feasible, key=lambda t: (-t.values[0],
+                                                 t.user_attrs["predicted_latency_ms"]))
+    best: Dict[Tuple[int, ...], Candidate] = {}
+    for t in ranked:
         z = tuple(int(t.params[name]) for name in params)
-        if z not in best and len(best) < top:
-            arch = space.decode(z)
-            best[z] = Candidate(z, arch.choices, t.user_attrs["predicted_latency_ms"], t.value,
-                                arch.macs, arch.params)
-    return SearchResult(space.name, budget_ms, objective_name, len(complete), len(feasible),
-                        min_latency_ms, list(best.values()), study)
+        if z not in best and (mode == "pareto" or len(best) < top):
+            best[z] = _candidate(space, z, t.user_attrs["predicted_latency_ms"],
+                                 t.user_attrs["objective"])
+    return SearchResult(space.name, budget_ms, objective_name, mode, sampler, len(complete),
+                        len(feasible), min_latency_ms, list(best.values()), study)
+
+
+def _exact(space, fixed, C, budget_ms, objective_name, mode, budgets, top, min_latency_ms):
+    if C is None:
+        raise ValueError("the exact sampler needs an additive predictor (not tree_z)")
+    if objective_name not in OBJECTIVES or mode != "constraint":
+        raise ValueError("the exact sampler needs a built-in objective (macs, params) and "
+                         "--mode constraint")
+    if set(budgets) - {"peak_activation_bytes"}:
+        raise ValueError("the exact sampler supports latency and activation budgets; use tpe, "
+                         "nsga2 or random with --max-params / --max-param-kb")
+    attribute = {"macs": "macs", "params": "params"}[objective_name]
+    fixed_value, V = space.cost_matrix(lambda layers: [getattr(ly, attribute) for ly in layers])
+    cost = C.copy()
+    if budgets:  # a max over layers: a choice is allowed iff each of its layers fits
+        limit = budgets["peak_activation_bytes"][0]
+        if any(ly.peak_activation_bytes > limit for ly in space.stem + space.head):
+            raise ValueError("the fixed layers alone exceed the activation budget")
+        for d, decision in enumerate(space.decisions):
+            for c, group in enumerate(decision.layers):
+                if any(ly.peak_activation_bytes > limit for ly in group):
+                    cost[d, c] = np.nan
+    front = pareto_knapsack(fixed, cost, fixed_value, V, budget_ms)
+    if not front:
+        raise BudgetError(budget_ms, min_latency_ms)
+    best = [_candidate(space, z, lat, value) for lat, value, z in front[:top]]
+    return SearchResult(space.name, budget_ms, objective_name, mode, "exact", 0, len(front),
+                        min_latency_ms, best, None)
