@@ -12,7 +12,8 @@ from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
 from hwnas.tables import TableError
 
 #: errors that a user's input or machine causes: shown as one line, never as a traceback
-USER_ERRORS = (ValueError, KeyError, MissingDependency, ProfileError, TableError, OSError)
+USER_ERRORS = (ValueError, KeyError, NotImplementedError, MissingDependency, ProfileError,
+               TableError, OSError)
 
 
 class ArgumentParser(argparse.ArgumentParser):

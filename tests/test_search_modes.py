@@ -126,3 +126,29 @@ def test_command_with_a_module_objective_and_the_exact_sampler(nb201, tmp_path):
     exact = subprocess.run(base + ["--sampler", "exact", "--objective", "my_objective:wide"],
                            capture_output=True, text=True, env=env)
     assert exact.returncode == 2 and "needs a built-in objective" in exact.stderr
+
+
+def test_confidence_constrains_the_upper_quantile(tmp_path):
+    from hwnas.predictors import TreePredictor
+    space = get_space("nb201")
+    write_table(tmp_path / "nb.csv", space.unique_layers())
+    tree = TreePredictor(n_estimators=20).fit(read_layer_table(tmp_path / "nb.csv"))
+    budget = float(np.median(tree.predict_z(space, space.random_z(60, seed=0))))
+    result = search(space, tree, budget, n_trials=40, seed=6, confidence=0.9)
+    assert result.best
+    for c in result.best:
+        assert c.latency_upper_ms <= budget
+        assert c.latency_upper_ms == pytest.approx(tree.predict_z_quantile(space, c.z, 0.9)[0])
+    lookup = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    with pytest.raises(NotImplementedError, match="gives no spread estimate"):
+        search(space, lookup, budget, n_trials=5, confidence=0.9)
+
+
+def test_command_plots_the_front(nb201, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
+                          str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--mode", "pareto",
+                          "--sampler", "nsga2", "--trials", "30", "--plot",
+                          str(tmp_path / "front.png"), "--quiet"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "Pareto front, fastest first" in run.stdout
+    assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"

@@ -20,6 +20,7 @@ import optuna
 from hwnas import _cli
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, export_onnx
+from hwnas.search._plot import plot_search
 from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchResult,
                                  search)
 from hwnas.spaces import load_space
@@ -59,6 +60,10 @@ def parser() -> _cli.ArgumentParser:
                    help="parameter memory budget, KiB")
     p.add_argument("--max-activation-kb", type=_cli.positive_float,
                    help="peak activation memory budget, KiB")
+    p.add_argument("--confidence", type=float, metavar="Q", help="constrain the Q-quantile "
+                   "of the predicted latency (e.g. 0.95; predictors with a spread)")
+    p.add_argument("--plot", metavar="PNG", help="plot latency against objective: every "
+                   "trial, the budget and the reported architectures")
     p.add_argument("--storage", help="Optuna storage URL (e.g. sqlite:///s.db, "
                    "postgresql://...); default: in memory")
     p.add_argument("--study-name", help="name of the study, to resume or share it")
@@ -97,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.trials, args.seed, args.top, args.storage, args.study_name,
                         not args.quiet, args.mode, args.penalty_weight, args.sampler,
                         args.max_params, _bytes(args.max_param_kb),
-                        _bytes(args.max_activation_kb))
+                        _bytes(args.max_activation_kb), args.confidence)
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
@@ -106,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(as_json(result, predictor, source), f, indent=1)
             f.write("\n")
+    if args.plot:
+        plot_search(result, args.plot)
+        print(f"wrote {args.plot}")
     if args.export_onnx:
         for rank, c in enumerate(result.best, 1):
             path = os.path.join(args.export_onnx, f"{space.name}-{rank}-{format_z(c.z)}.onnx")

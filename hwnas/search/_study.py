@@ -55,10 +55,12 @@ class Candidate:
     param_bytes: int
     peak_activation_bytes: int
     notation: str
+    latency_upper_ms: Optional[float] = None  # the constrained quantile, with --confidence
 
     def as_dict(self) -> dict:
         return {"z": list(self.z), "choices": list(self.choices), "notation": self.notation,
-                "predicted_latency_ms": self.predicted_latency_ms, "objective": self.objective,
+                "predicted_latency_ms": self.predicted_latency_ms,
+                "latency_upper_ms": self.latency_upper_ms, "objective": self.objective,
                 "macs": self.macs, "params": self.params, "param_bytes": self.param_bytes,
                 "peak_activation_bytes": self.peak_activation_bytes}
 
@@ -77,10 +79,11 @@ class SearchResult:
     study: Optional[optuna.Study]  # None for the exact sampler
 
 
-def _candidate(space, z, latency_ms: float, value: float) -> Candidate:
+def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Candidate:
     arch = space.decode(z)
     return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
-                     arch.param_bytes, arch.peak_activation_bytes, space.describe(arch.z))
+                     arch.param_bytes, arch.peak_activation_bytes, space.describe(arch.z),
+                     upper_ms)
 
 
 def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
@@ -89,7 +92,8 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
            study_name: str | None = None, show_progress: bool = False,
            mode: str = "constraint", penalty_weight: float = -0.07, sampler: str = "tpe",
            max_params: int | None = None, max_param_bytes: int | None = None,
-           max_activation_bytes: int | None = None) -> SearchResult:
+           max_activation_bytes: int | None = None,
+           confidence: float | None = None) -> SearchResult:
     """Search z for the best ``objective`` (maximised) under a latency budget.
 
     Modes: ``constraint`` (predicted latency <= budget, Optuna's constraint API),
@@ -97,7 +101,9 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     (objective up and latency down; the result is the feasible Pareto front). Parameter and
     peak-activation budgets are constraints in every mode. Samplers: ``tpe``, ``nsga2``,
     ``random``, and ``exact``: the optimum by dynamic programming where latency and objective
-    are additive (built-in objectives, an additive predictor, constraint mode).
+    are additive (built-in objectives, an additive predictor, constraint mode). With
+    ``confidence`` q (e.g. 0.95) the latency constraint holds for the predictor's q-quantile
+    (predictors with a spread: tree, tree_z, calibrated over them) instead of its mean.
 
     No device is touched: latency comes from ``predictor``, through the space's cost matrix
     where it is additive. The least-latency architecture is then enqueued first, so the study
@@ -138,6 +144,20 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         def latency(z):
             return float(space.evaluate_z(z, fixed, C)[0])
 
+    if confidence is not None:
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        predictor.predict_z_quantile(space, z_min if z_min is not None else
+                                     space.random_z(1, 0)[0], confidence)  # fails early
+        if sampler == "exact":
+            raise ValueError("the exact sampler constrains the mean; use tpe, nsga2 or random "
+                             "with a confidence")
+
+    def upper(z) -> Optional[float]:
+        if confidence is None:
+            return None
+        return float(predictor.predict_z_quantile(space, z, confidence)[0])
+
     budgets = {"params": (max_params, lambda a: a.params),
                "param_bytes": (max_param_bytes, lambda a: a.param_bytes),
                "peak_activation_bytes": (max_activation_bytes,
@@ -170,11 +190,12 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         z = [trial.suggest_categorical(name, list(range(k)))
              for name, k in zip(params, space.n_choices)]
         arch = space.decode(z)
-        latency_ms = latency(z)
+        latency_ms, upper_ms = latency(z), upper(z)
         trial.set_user_attr("predicted_latency_ms", latency_ms)
+        trial.set_user_attr("latency_upper_ms", upper_ms)
         limits = {k: float(fn(arch) - limit) for k, (limit, fn) in budgets.items()}
         if mode != "penalty":
-            limits["latency_ms"] = latency_ms - budget_ms
+            limits["latency_ms"] = (latency_ms if upper_ms is None else upper_ms) - budget_ms
         trial.set_user_attr("constraints", list(limits.values()))
         if _NATIVE_CONSTRAINTS:
             for key, value in limits.items():
@@ -212,7 +233,7 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         z = tuple(int(t.params[name]) for name in params)
         if z not in best and (mode == "pareto" or len(best) < top):
             best[z] = _candidate(space, z, t.user_attrs["predicted_latency_ms"],
-                                 t.user_attrs["objective"])
+                                 t.user_attrs["objective"], t.user_attrs["latency_upper_ms"])
     return SearchResult(space.name, budget_ms, objective_name, mode, sampler, len(complete),
                         len(feasible), min_latency_ms, list(best.values()), study)
 
