@@ -139,6 +139,12 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
     for c in result.best:
         assert c.latency_upper_ms <= budget
         assert c.latency_upper_ms == pytest.approx(tree.predict_z_quantile(space, c.z, 0.9)[0])
+    tree.save(tmp_path / "tree.json")
+    run = subprocess.run([sys.executable, "-m", "hwnas.search", "--space", "nb201",
+                          "--predictor", str(tmp_path / "tree.json"), "--budget-ms", str(budget),
+                          "--confidence", "0.9", "--trials", "20", "--quiet"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "(upper quantile " in run.stdout, run.stderr
     lookup = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
     with pytest.raises(NotImplementedError, match="gives no spread estimate"):
         search(space, lookup, budget, n_trials=5, confidence=0.9)

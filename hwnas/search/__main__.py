@@ -163,7 +163,9 @@ def report(result: SearchResult, predictor) -> str:
                      f"{c.macs / 1e6:>8.2f}  {c.params / 1e3:>8.1f}  "
                      f"{c.param_bytes / 1024:>9.1f}  {c.peak_activation_bytes / 1024:>8.1f}  "
                      f"{format_z(c.z)}")
-        lines.append(f"{'':>4}  {c.notation}")
+        upper = "" if c.latency_upper_ms is None else \
+            f"   (upper quantile {c.latency_upper_ms:.3f} ms)"
+        lines.append(f"{'':>4}  {c.notation}{upper}")
     return "\n".join(lines)
 
 
