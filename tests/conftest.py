@@ -31,6 +31,8 @@ def pytest_collection_modifyitems(config, items):
             item.user_properties.append(("needs", "nnabla"))
         if item.get_closest_marker("gpu"):
             item.user_properties.append(("gpu", "yes"))
+        if item.get_closest_marker("postgres"):
+            item.user_properties.append(("needs_postgres", "yes"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -39,6 +41,10 @@ def pytest_runtest_setup(item):
         if REQUIRE_NNABLA:
             pytest.fail("nnabla is required here (HWNAS_REQUIRE_NNABLA=1) but not installed")
         pytest.skip("needs nnabla (Python <= 3.10): run scripts/setup and test in .venv")
+    if item.get_closest_marker("postgres") and not os.environ.get("HWNAS_TEST_POSTGRES_URL"):
+        if os.environ.get("HWNAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("HWNAS_TEST_POSTGRES_URL is not set: scripts/test starts the server")
+        pytest.skip("needs PostgreSQL: run scripts/test, or set HWNAS_TEST_POSTGRES_URL")
     if item.get_closest_marker("gpu") and not have_gpu():
         pytest.skip("needs a CUDA GPU")
 

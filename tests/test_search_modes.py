@@ -158,3 +158,30 @@ def test_command_plots_the_front(nb201, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "Pareto front, fastest first" in run.stdout
     assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_journal_storage_resumes_a_named_study(nb201, tmp_path):
+    base = [sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
+            str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--quiet", "--study-name", "s1",
+            "--json", str(tmp_path / "r.json")]
+    for trials, total in ((12, 12), (8, 20)):
+        run = subprocess.run(base + ["--trials", str(trials)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert json.loads((tmp_path / "r.json").read_text())["trials"] == total
+    assert (tmp_path / "s1.journal").exists()
+
+
+@pytest.mark.postgres
+def test_four_workers_share_one_study_on_postgresql(nb201):
+    import uuid
+    space, predictor = nb201
+    url = os.environ["HWNAS_TEST_POSTGRES_URL"]
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    result = search(space, predictor, 1e9, n_trials=200, seed=0, storage=url, study_name=name,
+                    workers=4, sampler="random")
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 200 and result.trials == 200
+    assert sorted(t.number for t in trials) == list(range(200))  # none lost or duplicated
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert study.user_attrs["space"] == "nb201" and study.user_attrs["predictor"] == "lookup"

@@ -64,9 +64,12 @@ def parser() -> _cli.ArgumentParser:
                    "of the predicted latency (e.g. 0.95; predictors with a spread)")
     p.add_argument("--plot", metavar="PNG", help="plot latency against objective: every "
                    "trial, the budget and the reported architectures")
-    p.add_argument("--storage", help="Optuna storage URL (e.g. sqlite:///s.db, "
-                   "postgresql://...); default: in memory")
+    p.add_argument("--storage", help="Optuna storage: a URL (sqlite:///s.db, "
+                   "postgresql://user@host/db) or a .journal file; default: in memory, or "
+                   "with --study-name or --workers a journal file beside the results")
     p.add_argument("--study-name", help="name of the study, to resume or share it")
+    p.add_argument("--workers", type=_cli.positive_int, default=1,
+                   help="processes searching one study together (default: %(default)s)")
     p.add_argument("--trials", type=_cli.positive_int, default=500,
                    help="Optuna trials (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible "
@@ -98,11 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor = CalibratedPredictor(LookupPredictor().fit(layers)).fit(networks, space)
         source = layers.path
     try:
+        storage = args.storage
+        if storage is None and (args.study_name or args.workers > 1):
+            folder = os.path.dirname(os.path.abspath(args.json)) if args.json else os.getcwd()
+            storage = os.path.join(folder, f"{args.study_name or 'hwnas-search'}.journal")
         result = search(space, predictor, args.budget_ms, load_objective(args.objective),
-                        args.trials, args.seed, args.top, args.storage, args.study_name,
+                        args.trials, args.seed, args.top, storage, args.study_name,
                         not args.quiet, args.mode, args.penalty_weight, args.sampler,
                         args.max_params, _bytes(args.max_param_kb),
-                        _bytes(args.max_activation_kb), args.confidence)
+                        _bytes(args.max_activation_kb), args.confidence, args.workers)
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1

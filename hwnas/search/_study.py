@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
@@ -79,6 +81,18 @@ class SearchResult:
     study: Optional[optuna.Study]  # None for the exact sampler
 
 
+def open_storage(spec: Optional[str]):
+    """An Optuna storage URL as it is, or a ``.journal`` file as a JournalStorage."""
+    if spec is None or not spec.endswith(".journal"):
+        return spec
+    from optuna.storages import JournalStorage
+    try:
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:  # Optuna < 4
+        from optuna.storages import JournalFileStorage as JournalFileBackend
+    return JournalStorage(JournalFileBackend(spec))
+
+
 def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Candidate:
     arch = space.decode(z)
     return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
@@ -93,7 +107,7 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
            mode: str = "constraint", penalty_weight: float = -0.07, sampler: str = "tpe",
            max_params: int | None = None, max_param_bytes: int | None = None,
            max_activation_bytes: int | None = None,
-           confidence: float | None = None) -> SearchResult:
+           confidence: float | None = None, workers: int = 1) -> SearchResult:
     """Search z for the best ``objective`` (maximised) under a latency budget.
 
     Modes: ``constraint`` (predicted latency <= budget, Optuna's constraint API),
@@ -104,6 +118,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     are additive (built-in objectives, an additive predictor, constraint mode). With
     ``confidence`` q (e.g. 0.95) the latency constraint holds for the predictor's q-quantile
     (predictors with a spread: tree, tree_z, calibrated over them) instead of its mean.
+
+    ``storage`` is an Optuna storage URL (``sqlite:///s.db``, ``postgresql://...``) or a
+    ``.journal`` file path; with ``study_name`` a search resumes. ``workers`` > 1 runs that many
+    processes on one study (it needs a storage), sharing ``n_trials`` between them.
 
     No device is touched: latency comes from ``predictor``, through the space's cost matrix
     where it is additive. The least-latency architecture is then enqueued first, so the study
@@ -171,12 +189,21 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         return trial.user_attrs["constraints"]
 
     native = {} if _NATIVE_CONSTRAINTS else {"constraints_func": constraints}
-    optuna_sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, **native),
-                      "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, **native),
-                      "random": lambda: optuna.samplers.RandomSampler(seed=seed)}[sampler]()
+
+    def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
+        worker_seed = None if seed is None else seed + worker
+        return {"tpe": lambda: optuna.samplers.TPESampler(seed=worker_seed, **native),
+                "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=worker_seed, **native),
+                "random": lambda: optuna.samplers.RandomSampler(seed=worker_seed)}[sampler]()
+
+    if workers > 1 and storage is None:
+        raise ValueError("workers > 1 need a shared storage (a URL or a .journal file)")
+    if workers > 1 and study_name is None:
+        study_name = f"hwnas-{uuid.uuid4().hex[:8]}"
     directions = ["maximize", "minimize"] if mode == "pareto" else ["maximize"]
-    study = optuna.create_study(directions=directions, sampler=optuna_sampler, storage=storage,
-                                study_name=study_name, load_if_exists=study_name is not None)
+    study = optuna.create_study(directions=directions, sampler=make_sampler(0),
+                                storage=open_storage(storage), study_name=study_name,
+                                load_if_exists=study_name is not None)
     for key, value in {"space": space.name, "budget_ms": budget_ms, "objective": objective_name,
                        "mode": mode, "sampler": sampler,
                        "predictor": predictor.kind,
@@ -206,10 +233,28 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
             return value * (latency_ms / budget_ms) ** penalty_weight
         return (value, latency_ms) if mode == "pareto" else value
 
-    bar = Progress(n_trials, "searching", show_progress)
-    study.optimize(run_trial, n_trials=n_trials, callbacks=[lambda s, t: bar.update()],
+    shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
+
+    def work(worker: int) -> None:  # in a forked process: its own connection to the storage
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        mine = optuna.load_study(study_name=study.study_name, storage=open_storage(storage),
+                                 sampler=make_sampler(worker))
+        mine.optimize(run_trial, n_trials=shares[worker], catch=(Exception,))
+
+    context = multiprocessing.get_context("fork")
+    others = [context.Process(target=work, args=(i,)) for i in range(1, workers)]
+    for process in others:
+        process.start()
+    bar = Progress(shares[0], "searching", show_progress)
+    study.optimize(run_trial, n_trials=shares[0], callbacks=[lambda s, t: bar.update()],
                    catch=(Exception,))
     bar.close()
+    for process in others:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"a search worker exited with status {process.exitcode}")
+    if others:
+        study = optuna.load_study(study_name=study.study_name, storage=open_storage(storage))
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     feasible = [t for t in complete if all(v <= 0 for v in t.user_attrs["constraints"])]
