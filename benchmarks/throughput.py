@@ -1,0 +1,54 @@
+"""Predictions per second for a batch of 1e6 z, per predictor kind (mobilenet).
+
+Fits every kind on this machine's cached tables (the search command's default flow measures
+them) and times predict_z on one batch of z.
+
+    .venv/bin/python benchmarks/throughput.py [--n 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+
+from hwnas.predictors import (AdditiveFeaturesPredictor, AdditivePredictor, CalibratedPredictor,
+                              LinearPredictor, LookupPredictor, TreePredictor, TreeZPredictor)
+from hwnas.profile import available_backends, device_tables, get_backend
+from hwnas.spaces import get_space
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
+                                                  "throughput.json"))
+    args = p.parse_args()
+    warnings.simplefilter("ignore")
+    space = get_space("mobilenet")
+    layers, nets = device_tables(get_backend(available_backends()[0]), space, networks=32)
+    kinds = {"lookup": LookupPredictor().fit(layers), "linear": LinearPredictor().fit(layers),
+             "tree": TreePredictor().fit(layers),
+             "additive": AdditivePredictor().fit(nets, space),
+             "additive_features": AdditiveFeaturesPredictor().fit(nets, space),
+             "tree_z": TreeZPredictor().fit(nets, space)}
+    kinds["calibrated"] = CalibratedPredictor(kinds["lookup"]).fit(nets, space)
+    Z = space.random_z(args.n, seed=0)
+    rows = {}
+    print(f"{'predictor':<18} {'z per second':>14} {'seconds':>8}")
+    for name, predictor in kinds.items():
+        t0 = time.perf_counter()
+        predictor.predict_z(space, Z)
+        seconds = time.perf_counter() - t0
+        rows[name] = {"z_per_s": args.n / seconds, "seconds": seconds}
+        print(f"{name:<18} {args.n / seconds:>14,.0f} {seconds:>8.2f}")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"n": args.n, "device": layers.fingerprint.describe(), "rows": rows}, f,
+                  indent=1)
+
+
+if __name__ == "__main__":
+    main()
