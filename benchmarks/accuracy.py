@@ -16,19 +16,12 @@ import os
 import tempfile
 import time
 
-import numpy as np
 from scipy.stats import kendalltau
 
 from hwnas.predictors import (CalibratedPredictor, LinearPredictor, LookupPredictor,
                               TreePredictor, evaluate)
 from hwnas.profile import available_backends, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space
-from hwnas.tables import NetworkTable
-
-
-def rows_of(table: NetworkTable, part: slice) -> NetworkTable:
-    return NetworkTable(table.path, table.fingerprint, table.space, table.z[part],
-                        table.timings[part])
 
 
 def main() -> None:
@@ -49,7 +42,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         first, second = (t.values() for t in passes)
         ceiling = kendalltau(first, second).statistic
-        train, test = rows_of(passes[0], slice(0, 10)), rows_of(passes[0], slice(10, None))
+        train, test = passes[0].select(slice(0, 10)), passes[0].select(slice(10, None))
         lookup = LookupPredictor().fit(layers)
         predictors = {"raw layer sum": lookup,
                       "calibrated (10 nets)": CalibratedPredictor(lookup).fit(train, space),

@@ -1,5 +1,7 @@
 """NNabla NAS's own estimators against hwnas on the same SearchNet architectures.
 
+Its LatencyGraphEstimator gets each architecture as an nnabla graph built by hwnas.
+
 For N random architectures of NNabla NAS's MobileNet SearchNet (seeded z), in one process:
 its LatencyEstimator (module-based, summed over the active leaf modules; run on a separate
 SearchNet, since it zeroes the weights of what it profiles), the hwnas PredictorEstimator (lookup, and lookup calibrated on 8
@@ -36,7 +38,9 @@ def main() -> None:
     import nnabla as nn
     from nnabla_nas.contrib.classification.mobilenet import SearchNet
     from nnabla_nas.utils.estimator.estimator import Estimator
-    from nnabla_nas.utils.estimator.latency import LatencyEstimator
+    from nnabla_nas.utils.estimator.latency import LatencyEstimator, LatencyGraphEstimator
+
+    from hwnas.profile._nnabla import build
 
     space, backend = get_space("mobilenet"), get_backend("nnabla")
     folder = tempfile.mkdtemp()
@@ -54,6 +58,7 @@ def main() -> None:
                 "hwnas calibrated": PredictorEstimator(CalibratedPredictor(lookup).fit(cal,
                                                                                        space))}
     theirs = LatencyEstimator(device_id=0, ext_name="cpu", n_run=10, n_warmup=2)
+    their_graph = LatencyGraphEstimator(device_id=0, ext_name="cpu", n_run=10, n_warmup=2)
     # mode "full" calls every candidate once, so each module records its input shape
     ours_net, their_net = (SearchNet(num_classes=10, mode="full") for _ in range(2))
     x = nn.Variable((1, 3, 32, 32))
@@ -79,12 +84,18 @@ def main() -> None:
         # get_estimation ignores which candidate is active)
         row["nnabla_nas_ms"] = Estimator.get_estimation(theirs, their_net)
         row["nnabla_nas_s"] = time.perf_counter() - t0
+        # the graph estimator gets the same architecture as an nnabla graph (built by hwnas)
+        with nn.parameter_scope(f"graph{len(rows)}"):
+            out, _ = build(space.decode(z).graph, nn.Variable((1, 3, 32, 32)))
+        t0 = time.perf_counter()
+        row["nnabla_nas_graph_ms"] = their_graph.get_estimation(out)
+        row["nnabla_nas_graph_s"] = time.perf_counter() - t0
         rows.append(row)
-    names = ["nnabla_nas", "hwnas lookup", "hwnas calibrated"]
-    print(f"{'z':<44} {'true ms':>8} " + " ".join(f"{n + ' ms':>18} {'s':>6}" for n in names))
+    names = ["nnabla_nas", "nnabla_nas_graph", "hwnas lookup", "hwnas calibrated"]
+    print(f"{'z':<44} {'true ms':>8} " + " ".join(f"{n + ' ms':>19} {'s':>6}" for n in names))
     for r in rows:
         print(f"{'-'.join(map(str, r['z'])):<44} {r['true_ms']:>8.3f} " +
-              " ".join(f"{r[n + '_ms']:>18.3f} {r[n + '_s']:>6.3f}" for n in names))
+              " ".join(f"{r[n + '_ms']:>19.3f} {r[n + '_s']:>6.3f}" for n in names))
     true_ms = np.array([r["true_ms"] for r in rows])
     from scipy.stats import kendalltau
     print()

@@ -114,6 +114,13 @@ class NetworkTable:
     timings: Tuple[Timing, ...]
     extras: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
 
+    def select(self, rows: Sequence[int] | slice) -> "NetworkTable":
+        """The table with only the given rows (e.g. a training or test split)."""
+        rows = list(range(len(self.z)))[rows] if isinstance(rows, slice) else list(rows)
+        return NetworkTable(self.path, self.fingerprint, self.space,
+                            tuple(self.z[i] for i in rows), tuple(self.timings[i] for i in rows),
+                            {k: tuple(v[i] for i in rows) for k, v in self.extras.items()})
+
     def values(self, target: str = "latency_ms") -> np.ndarray:
         """The target column, one value per row."""
         if target == "latency_ms":

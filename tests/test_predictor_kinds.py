@@ -16,8 +16,8 @@ from hwnas.predictors import (KINDS, AdditiveFeaturesPredictor, AdditivePredicto
                               load_predictor)
 from hwnas.predictors._network import _layer_terms
 from hwnas.spaces import get_space
-from hwnas.tables import (NETWORK_COLUMNS, Fingerprint, NetworkTable, TableWriter, Timing,
-                          format_z, read_layer_table, read_network_table)
+from hwnas.tables import (NETWORK_COLUMNS, Fingerprint, TableWriter, Timing, format_z,
+                          read_layer_table, read_network_table)
 
 
 def network_table(path, space, zs, latency_ms, fingerprint=FP, extra=None):
@@ -201,8 +201,7 @@ def test_calibration_beats_the_raw_layer_sum_on_held_out_networks(mobilenet_tabl
     protocol = TimingProtocol(warmup=1, runs=5, rounds=2, min_runs=3, max_seconds=0.2)
     nets = profile_networks(nnabla_backend, space, space.random_z(16, seed=10),
                             tmp_path / "n.csv", protocol, show_progress=False)
-    train = NetworkTable(nets.path, nets.fingerprint, nets.space, nets.z[:6], nets.timings[:6])
-    test = NetworkTable(nets.path, nets.fingerprint, nets.space, nets.z[6:], nets.timings[6:])
+    train, test = nets.select(slice(0, 6)), nets.select(slice(6, None))
     raw = LookupPredictor().fit(mobilenet_table)
     calibrated = CalibratedPredictor(raw).fit(train, space)
     assert evaluate(calibrated, test, space)["mape_pct"] < evaluate(raw, test, space)["mape_pct"]

@@ -161,3 +161,17 @@ def test_whole_networks_of_every_space_run(backend, space_name, tmp_path):
     y = session.run(None, feed)[0]
     assert y.shape == (1, 10)
     assert len(feed) == (4 if space_name == "nb201" else 1)  # x, and zeros after each stage
+
+
+def test_device_tables_are_cached_and_give_only_the_networks_asked_for(backend):
+    from hwnas.profile import TimingProtocol, device_tables
+    space = get_space("nb201")
+    quick = TimingProtocol(warmup=0, runs=2, rounds=1, min_runs=1, max_seconds=0.01)
+    layers, nets = device_tables(backend, space, networks=5, protocol=quick,
+                                 show_progress=False)
+    assert len(nets.z) == 5 and len(layers.timings) == 18
+    again_layers, fewer = device_tables(backend, space, networks=3, protocol=quick,
+                                        show_progress=False)
+    assert len(fewer.z) == 3 and set(fewer.z) <= set(nets.z)  # the least, the most, 1 random
+    assert again_layers.timings == layers.timings  # reused, not measured again
+    assert len(read_network_table(nets.path).z) == 5  # the cache keeps every network

@@ -72,10 +72,12 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
     fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
     most = np.nanargmax(C, axis=1)
     zs = np.vstack([space.min_z(fixed, C)[0], most, space.random_z(max(networks - 2, 0), 0)])
-    nets = profile_networks(backend, space, zs[:networks],
+    zs = zs[:networks]
+    nets = profile_networks(backend, space, zs,
                             folder / f"networks-{space.name}-{space.signature}.csv", protocol,
                             show_progress)
-    return layers, nets
+    wanted = {tuple(int(v) for v in z) for z in zs}  # the cache may hold other networks too
+    return layers, nets.select([i for i, z in enumerate(nets.z) if z in wanted])
 
 
 def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.PathLike,

@@ -175,8 +175,9 @@ class SearchSpace:
         return list(seen.values())
 
     def random_z(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n uniformly random z, drawn row by row: the first rows do not depend on n."""
         rng = np.random.default_rng(seed)
-        return np.stack([rng.integers(0, k, size=n) for k in self.n_choices], axis=1)
+        return rng.integers(0, np.asarray(self.n_choices), size=(n, len(self.decisions)))
 
     def cost_matrix(self, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
                     ) -> tuple[float, np.ndarray]:
