@@ -150,6 +150,12 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     return from_dict(doc, path)
 
 
+def check_features(state: Dict[str, Any], features: Sequence[str]) -> None:
+    """A saved model's features must be the ones this hwnas computes, in the same order."""
+    if state["features"] != list(features):
+        raise ValueError(f"features {state['features']} differ from {list(features)}")
+
+
 def check_same_device(a: Fingerprint, b: Fingerprint, what: str, allow: bool) -> None:
     if a != b and not allow:
         raise ValueError(f"{what} were measured on {b.describe()}, but the predictor on "

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from hwnas.layers import Layer
-from hwnas.predictors._base import NotAdditiveError, Predictor
+from hwnas.predictors._base import NotAdditiveError, Predictor, check_features
 from hwnas.predictors._features import by_op
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
@@ -174,8 +174,7 @@ class AdditiveFeaturesPredictor(Predictor):
 
     @classmethod
     def _from_state(cls, state: Dict[str, Any]) -> "AdditiveFeaturesPredictor":
-        if state["features"] != list(FEATURES):
-            raise ValueError(f"features {state['features']} differ from {list(FEATURES)}")
+        check_features(state, FEATURES)
         predictor = cls(float(state["ridge"]))
         predictor.weights_ = {op: [float(v) for v in w] for op, w in state["weights"].items()}
         return predictor

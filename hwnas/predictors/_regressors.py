@@ -7,7 +7,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 from hwnas.layers import Layer
-from hwnas.predictors._base import Predictor
+from hwnas.predictors._base import Predictor, check_features
 from hwnas.predictors._features import FEATURES, by_op, features
 from hwnas.tables import LayerTable
 
@@ -66,8 +66,7 @@ class LinearPredictor(_PerOpRegressor):
 
     @classmethod
     def _from_state(cls, state: Dict[str, Any]) -> "LinearPredictor":
-        if state["features"] != list(FEATURES):
-            raise ValueError(f"features {state['features']} differ from {list(FEATURES)}")
+        check_features(state, FEATURES)
         predictor = cls(float(state["alpha"]))
         predictor.models_ = {op: {k: m[k] for k in ("mean", "scale", "coef", "intercept")}
                              for op, m in state["models"].items()}
@@ -130,8 +129,7 @@ class TreePredictor(_PerOpRegressor):
 
     @classmethod
     def _from_state(cls, state: Dict[str, Any]) -> "TreePredictor":
-        if state["features"] != list(FEATURES):
-            raise ValueError(f"features {state['features']} differ from {list(FEATURES)}")
+        check_features(state, FEATURES)
         predictor = cls(int(state["n_estimators"]), int(state["random_state"]))
         predictor.models_ = {op: predictor._fit_op(np.asarray(r["X"], float),
                                                    np.asarray(r["y"], float))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 from abc import ABC, abstractmethod
@@ -71,7 +70,3 @@ def gpu_name(device_id: int) -> str:
         return out.stdout.strip() or f"cuda:{device_id}"
     except (OSError, subprocess.SubprocessError):
         return f"cuda:{device_id}"
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
