@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from hwnas.errors import HwnasError
+
 _HINTS = {
     "nnabla": "pip install 'hwnas[nnabla]' in a Python <= 3.10 environment (nnabla has no "
               "wheels for newer Pythons); scripts/setup makes one in .venv",
@@ -12,7 +14,7 @@ _HINTS = {
 }
 
 
-class MissingDependency(ImportError):
+class MissingDependency(HwnasError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
 
 

@@ -29,6 +29,7 @@ from typing import Dict, Iterable, Sequence, Tuple
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
@@ -37,7 +38,7 @@ LAYER_COLUMNS = ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_C
 NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """A malformed measurement table; the message names the file, line and column."""
 
 

@@ -7,13 +7,14 @@ import subprocess
 from abc import ABC, abstractmethod
 from typing import Callable
 
+from hwnas.errors import HwnasError
 from hwnas.layers import Layer
 from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.spaces import Architecture, Graph, unit_graph
 from hwnas.tables import Fingerprint, Timing
 
 
-class ProfileError(RuntimeError):
+class ProfileError(HwnasError, RuntimeError):
     """A layer or network failed to build or run; the message names it."""
 
 

@@ -33,6 +33,7 @@ import json
 import os
 from typing import Any, List, Tuple
 
+from hwnas.errors import InputError
 from hwnas.layers import OPS, Layer
 from hwnas.spaces._base import Decision, SearchSpace
 
@@ -40,7 +41,7 @@ _FIELDS = {"out": "out_channels", "k": "kernel", "s": "stride", "g": "groups", "
            "act": "act"}
 
 
-class SpaceFileError(ValueError):
+class SpaceFileError(InputError):
     """A malformed space file; the message names the file and the key or line."""
 
 
