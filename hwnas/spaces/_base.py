@@ -179,6 +179,34 @@ class SearchSpace:
         rng = np.random.default_rng(seed)
         return rng.integers(0, np.asarray(self.n_choices), size=(n, len(self.decisions)))
 
+    def design(self, n: int, seed: int | None = 0) -> np.ndarray:
+        """n distinct z in which every choice of every decision appears, as evenly as n allows
+        (a balanced covering design): what to measure so that few networks still price every
+        choice. Needs n >= the most choices of any decision.
+
+        Each column cycles through its choices in a random order and is then shuffled on its
+        own, so every choice appears floor(n / k) or ceil(n / k) times; rows that repeat an
+        earlier z are drawn again.
+
+        Example:
+            >>> from hwnas.spaces import get_space
+            >>> Z = get_space("nb201").design(10)
+            >>> Z.shape, all(len(set(Z[:, d])) == 5 for d in range(6))
+            ((10, 6), True)
+        """
+        k_max = max(self.n_choices)
+        if n < k_max:
+            raise ValueError(f"space {self.name!r}: a design that covers every choice needs "
+                             f"n >= {k_max} networks, got {n}")
+        n = min(n, self.size)
+        rng = np.random.default_rng(seed)
+        for _ in range(100):
+            Z = np.column_stack([rng.permutation(np.resize(rng.permutation(k), n))
+                                 for k in self.n_choices])
+            if len(np.unique(Z, axis=0)) == n:
+                return Z.astype(np.int64)
+        raise ValueError(f"space {self.name!r}: found no design of {n} distinct z")
+
     def cost_matrix(self, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
                     ) -> tuple[float, np.ndarray]:
         """Per-decision costs: ``(fixed, C)`` with C[d, c] the cost of choice c of decision d.
