@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.predictors import Predictor
 from hwnas.spaces import SearchSpace
 
@@ -15,16 +16,40 @@ def _is_nnabla(x: Any) -> bool:
     return type(x).__module__.startswith("nnabla")
 
 
+def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
+    """A finite number > 0 (>= 0 with allow_zero), else InputError naming the argument."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, "
+                         f"got {value}")
+    return value
+
+
+def _latency_ratio(expected_latency_ms, ref_ms: float):
+    """E[lat] / ref: an nnabla Variable as is, a number checked to be > 0."""
+    if _is_nnabla(expected_latency_ms):
+        return expected_latency_ms / ref_ms
+    latency = np.asarray(expected_latency_ms, dtype=float)
+    if not np.all(np.isfinite(latency) & (latency > 0)):
+        raise InputError(f"expected latency must be finite and > 0 ms, got {latency}")
+    return latency / ref_ms
+
+
 class LatencyPenalty:
     """Latency of a space's architectures from a fitted additive predictor.
 
     ``C`` (decisions x choices, 0 where a decision has fewer choices) and ``fixed`` are such
-    that latency(z) = fixed + sum_d C[d, z_d].
+    that latency(z) = fixed + sum_d C[d, z_d]. The loss forms depend on latency only through
+    E[lat] / ref, so they behave alike in any unit and at any scale (sub-millisecond
+    references included), and each rises with latency for every ref > 0.
 
     Example:
         >>> penalty = LatencyPenalty(space, predictor)
         >>> e_lat = penalty.expected_latency(F.softmax(alpha, axis=1))   # nnabla Variable
-        >>> loss = penalty.proxyless_loss(ce, e_lat, ref_ms=5.0, beta=0.6)
+        >>> loss = penalty.multiplicative_loss(ce, e_lat, ref_ms=5.0, beta=0.6)
     """
 
     def __init__(self, space: SearchSpace, predictor: Predictor):
@@ -48,25 +73,43 @@ class LatencyPenalty:
             return F.sum(probs * cost) + float(self.fixed)
         probs = np.asarray(probs, dtype=float)
         if probs.shape != self.C.shape:
-            raise ValueError(f"probs must have shape {self.C.shape} (decisions x choices), "
+            raise InputError(f"probs must have shape {self.C.shape} (decisions x choices), "
                              f"got {probs.shape}")
         return float(self.fixed + (probs * self.C).sum())
 
     @staticmethod
-    def proxyless_loss(ce, expected_latency_ms, ref_ms: float, beta: float = 0.6):
-        """ProxylessNAS / FBNet multiplicative form: CE * (log E[lat] / log ref)^beta."""
-        if _is_nnabla(expected_latency_ms):
+    def multiplicative_loss(ce, expected_latency_ms, ref_ms: float, beta: float = 0.6):
+        """CE * (E[lat] / ref)^beta: the multiplicative form of ProxylessNAS, FBNet and
+        MnasNet on the latency ratio (beta > 0); equals CE at E[lat] = ref."""
+        ref_ms, beta = _positive("ref_ms", ref_ms), _positive("beta", beta)
+        ratio = _latency_ratio(expected_latency_ms, ref_ms)
+        if _is_nnabla(ratio):
             import nnabla.functions as F
-            return ce * F.pow_scalar(F.log(expected_latency_ms) / math.log(ref_ms), beta)
-        return ce * (np.log(expected_latency_ms) / math.log(ref_ms)) ** beta
+            return ce * F.pow_scalar(ratio, beta)
+        return ce * ratio ** beta
+
+    @staticmethod
+    def log_loss(ce, expected_latency_ms, ref_ms: float, lam: float = 0.1):
+        """CE + lambda * log(E[lat] / ref) (lambda >= 0): a latency ratio of 2 costs the same
+        at every scale; equals CE at E[lat] = ref."""
+        ref_ms, lam = _positive("ref_ms", ref_ms), _positive("lam", lam, allow_zero=True)
+        ratio = _latency_ratio(expected_latency_ms, ref_ms)
+        if _is_nnabla(ratio):
+            import nnabla.functions as F
+            return ce + lam * F.log(ratio)
+        return ce + lam * np.log(ratio)
 
     @staticmethod
     def additive_loss(ce, expected_latency_ms, ref_ms: float, lam: float = 0.1):
-        """Additive form: CE + lambda * (E[lat] - ref) / ref."""
-        return ce + lam * (expected_latency_ms - ref_ms) / ref_ms
+        """CE + lambda * (E[lat] / ref - 1) (lambda >= 0); equals CE at E[lat] = ref."""
+        ref_ms, lam = _positive("ref_ms", ref_ms), _positive("lam", lam, allow_zero=True)
+        return ce + lam * (_latency_ratio(expected_latency_ms, ref_ms) - 1.0)
 
     @staticmethod
     def reward(accuracy: float, latency_ms: float, bound_ms: float, weight: float = 0.1) -> float:
         """The REINFORCE reward of NNabla NAS's ProxylessNAS searcher:
-        acc * min(1, bound / lat)^weight."""
+        acc * min(1, bound / lat)^weight (bound > 0, weight >= 0, lat > 0)."""
+        bound_ms = _positive("bound_ms", bound_ms)
+        weight = _positive("weight", weight, allow_zero=True)
+        latency_ms = _positive("latency_ms", latency_ms)
         return accuracy * min(1.0, bound_ms / latency_ms) ** weight
