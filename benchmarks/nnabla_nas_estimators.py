@@ -4,11 +4,11 @@ Its LatencyGraphEstimator gets each architecture as an nnabla graph built by hwn
 
 For N random architectures of NNabla NAS's MobileNet SearchNet (seeded z), in one process:
 its LatencyEstimator (module-based, summed over the active leaf modules; run on a separate
-SearchNet, since it zeroes the weights of what it profiles), the hwnas PredictorEstimator (lookup, and lookup calibrated on 8
-networks), and the true latency (hwnas's nnabla backend, whole network). Prints a table with
-the time each took and writes JSON.
+SearchNet, since it zeroes the weights of what it profiles), hwnas's HwnasLatencyEstimator
+(lookup, and lookup calibrated on --calibration networks), and the true latency (hwnas's
+nnabla backend, whole network). Prints a table with the time each took and writes JSON.
 
-    .venv/bin/python benchmarks/nnabla_nas_estimators.py [--networks 10]
+    .venv/bin/python benchmarks/nnabla_nas_estimators.py [--networks 10] [--calibration 8]
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ import time
 
 import numpy as np
 
-from hwnas.integrations.nnabla_nas import PredictorEstimator, import_nnabla_nas, set_z
+from hwnas.integrations.nnabla_nas import (HwnasLatencyEstimator, import_nnabla_nas,
+                                           set_z)
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
-from hwnas.profile import get_backend, profile_layers, profile_networks
+from hwnas.profile import TimingProtocol, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", type=int, default=10)
+    p.add_argument("--calibration", type=int, default=8,
+                   help="networks measured to calibrate the lookup predictor")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "nnabla_nas_estimators.json"))
@@ -49,14 +52,14 @@ def main() -> None:
                            show_progress=False)
     t_table = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cal_z = space.random_z(8, args.seed + 100)
+    cal_z = space.random_z(args.calibration, args.seed + 100)
     cal = profile_networks(backend, space, cal_z, os.path.join(folder, "c.csv"),
                            show_progress=False)
     t_cal = time.perf_counter() - t0
     lookup = LookupPredictor().fit(table)
-    adapters = {"hwnas lookup": PredictorEstimator(lookup),
-                "hwnas calibrated": PredictorEstimator(CalibratedPredictor(lookup).fit(cal,
-                                                                                       space))}
+    calibrated = CalibratedPredictor(lookup).fit(cal, space)
+    adapters = {"hwnas lookup": HwnasLatencyEstimator(lookup),
+                "hwnas calibrated": HwnasLatencyEstimator(calibrated)}
     theirs = LatencyEstimator(device_id=0, ext_name="cpu", n_run=10, n_warmup=2)
     their_graph = LatencyGraphEstimator(device_id=0, ext_name="cpu", n_run=10, n_warmup=2)
     # mode "full" calls every candidate once, so each module records its input shape
@@ -105,12 +108,15 @@ def main() -> None:
         print(f"{n:<18} estimate/true {np.mean(est / true_ms):.3f}, MAPE {100 * err.mean():.1f} %,"
               f" tau {kendalltau(est, true_ms).statistic:.2f}, "
               f"{np.mean([r[n + '_s'] for r in rows]):.3f} s per network")
-    print(f"\nhwnas one-off costs: layer table {t_table:.1f} s, 8 calibration networks "
-          f"{t_cal:.1f} s; true latency {t_true:.2f} s per network (3 rounds)")
+    print(f"\nhwnas one-off costs: layer table {t_table:.1f} s, {len(cal.z)} calibration networks "
+          f"{t_cal:.1f} s; true latency {t_true:.2f} s per network "
+          f"({TimingProtocol().rounds} rounds)")
     print(f"device: {table.fingerprint.describe()}; nnabla-nas {nnas.__version__}")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"rows": rows, "layer_table_s": t_table, "calibration_s": t_cal}, f, indent=1)
+        json.dump({"rows": rows, "layer_table_s": t_table, "calibration_s": t_cal,
+                   "calibration_networks": len(cal.z), "rounds": TimingProtocol().rounds}, f,
+                  indent=1)
 
 
 if __name__ == "__main__":

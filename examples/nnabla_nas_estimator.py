@@ -10,7 +10,7 @@ import nnabla as nn
 import numpy as np
 
 from hwnas import LookupPredictor, get_space, read_layer_table
-from hwnas.integrations.nnabla_nas import PredictorEstimator, get_z, import_nnabla_nas
+from hwnas.integrations.nnabla_nas import HwnasLatencyEstimator, get_z, import_nnabla_nas
 
 
 def main() -> None:
@@ -24,8 +24,8 @@ def main() -> None:
     from nnabla_nas.contrib.classification.mobilenet import SearchNet
 
     space = get_space("mobilenet")
-    estimator = PredictorEstimator(LookupPredictor().fit(read_layer_table(args.table)),
-                                   bound=args.bound_ms, weight=0.1)
+    estimator = HwnasLatencyEstimator(LookupPredictor().fit(read_layer_table(args.table)),
+                                      bound=args.bound_ms, weight=0.1)
     net = SearchNet(num_classes=10, mode="sample")
     net.apply(training=False)
     x = nn.Variable.from_numpy_array(np.random.default_rng(0).standard_normal((1, 3, 32, 32)))

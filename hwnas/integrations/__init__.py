@@ -2,9 +2,12 @@
 
 ``LatencyPenalty`` gives latency(z) and, for differentiable or sampling-based search, the
 expected latency fixed + sum_d sum_c p[d, c] C[d, c] of architecture probabilities, on numpy
-arrays or nnabla Variables (so it back-propagates into architecture parameters), with the
-loss and reward forms of ProxylessNAS, FBNet and NNabla NAS.
-``hwnas.integrations.nnabla_nas.PredictorEstimator`` stands in for NNabla NAS's estimators.
+arrays or nnabla Variables (so it back-propagates into architecture parameters), with
+scale-free loss forms (multiplicative, log and additive in E[lat] / ref) and the reward of
+NNabla NAS's ProxylessNAS searcher.
+``hwnas.integrations.nnabla_nas.HwnasLatencyEstimator`` (and ``HwnasLatencyGraphEstimator``) are
+NNabla NAS estimators backed by a fitted predictor; ``python -m hwnas.integrations.nnabla_nas``
+runs its command line with them registered.
 """
 
 from hwnas.integrations._penalty import LatencyPenalty
