@@ -2,18 +2,19 @@
 
 Layer models (lookup, linear, tree) fit on --layers; network models (additive,
 additive_features, tree_z) on --networks. --calibrate-with wraps the model in a calibration
-true ~ a * predicted + b fitted on measured networks.
+true ~ a * predicted + b fitted on measured networks. Network tables need only space, z and the
+target column (numbers from any tool); --device names the device they were measured on.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 from hwnas import _cli
-from hwnas.predictors import KINDS, CalibratedPredictor, Predictor
-from hwnas.spaces import load_space
+from hwnas.predictors import KINDS, CalibratedPredictor, Predictor, UnknownChoiceWarning
+from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import read_layer_table, read_network_table
 
 PROG = "python -m hwnas.fit"
@@ -33,13 +34,17 @@ def parser() -> _cli.ArgumentParser:
                    help="lookup only: predict layers missing from the table with this model")
     p.add_argument("--target", default="latency_ms",
                    help="table column to fit, e.g. energy_mj (default: %(default)s)")
+    p.add_argument("--device", metavar="NAME",
+                   help="the device the network tables were measured on, where they have no "
+                        "device column (e.g. 'Pixel 7, TFLite 2.16, 4 threads')")
     p.add_argument("--allow-mixed-devices", action="store_true",
                    help="allow calibration networks measured on another device than layers")
     p.add_argument("--out", required=True, help="predictor file to write (JSON)")
     return p
 
 
-def fit_predictor(args) -> Predictor:
+def fit_predictor(args) -> Tuple[Predictor, Optional[SearchSpace]]:
+    """The fitted predictor and the space of its network tables (None for layer models)."""
     cls = KINDS[args.model]
     kwargs = {"target": args.target}
     if args.fallback:
@@ -48,11 +53,15 @@ def fit_predictor(args) -> Predictor:
         kwargs["fallback"] = KINDS[args.fallback]()
     model = cls(**kwargs)
     space = None
+    if args.device and not (cls.from_networks or args.calibrate_with):
+        raise ValueError("--device names the device of network tables (--networks, "
+                         "--calibrate-with); a layer table carries its own")
     if cls.from_networks:
         if not args.networks:
             raise ValueError(f"--model {args.model} is fitted from measured networks: give "
                              f"--networks")
-        networks = read_network_table(args.networks, _space(args))
+        networks = read_network_table(args.networks, _space(args), target=args.target,
+                                      device=args.device)
         space = _space(args) or load_space(networks.space)
         model.fit(networks, space)
     else:
@@ -60,11 +69,19 @@ def fit_predictor(args) -> Predictor:
             raise ValueError(f"--model {args.model} is fitted from a layer table: give --layers")
         model.fit(read_layer_table(args.layers))
     if args.calibrate_with:
-        calibration = read_network_table(args.calibrate_with, _space(args))
+        calibration = read_network_table(args.calibrate_with, _space(args), target=args.target,
+                                         device=args.device)
         space = space or _space(args) or load_space(calibration.space)
         model = CalibratedPredictor(model, args.allow_mixed_devices, args.target).fit(
             calibration, space)
-    return model
+    return model, space
+
+
+def _unknown_choices(model: Predictor, space: Optional[SearchSpace]) -> list:
+    base = model.base if isinstance(model, CalibratedPredictor) else model
+    if space is None or not hasattr(base, "unknown_choices"):
+        return []
+    return base.unknown_choices(space)
 
 
 def _space(args):
@@ -75,15 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = fit_predictor(args)
+        model, space = fit_predictor(args)
     for w in caught:
-        print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+        if not issubclass(w.category, UnknownChoiceWarning):  # the summary lists them all
+            print(f"{PROG}: warning: {w.message}", file=sys.stderr)
     model.save(args.out)
     summary = f"{args.out}: {model.kind} predictor of {model.target} for " \
               f"{model.fingerprint_.describe()}"
     if isinstance(model, CalibratedPredictor):
         summary += f"; calibration a = {model.a_:.4f}, b = {model.b_:.4f}"
     print(summary)
+    unknown = _unknown_choices(model, space)
+    if unknown:
+        print(f"{len(unknown)} choice(s) unknown to it (in no measured network: NaN, infeasible "
+              f"in search; measure networks with them, e.g. hwnas.profile --networks N "
+              f"--design): {', '.join(unknown)}")
     return 0
 
 

@@ -36,6 +36,8 @@ FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype
 TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")
 LAYER_COLUMNS = ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
+#: what a network table must have besides its target column (``latency_ms`` by default)
+NETWORK_REQUIRED = ("space", "z")
 
 
 class TableError(InputError):
@@ -60,6 +62,8 @@ class Fingerprint:
         return f"{self.backend}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
     def describe(self) -> str:
+        if self.backend == "unknown":  # an imported table that names only its device
+            return f"{self.device}, batch {self.batch}"
         return (f"{self.backend} {self.backend_version} on {self.device}, "
                 f"{self.threads} thread(s), {self.dtype}, batch {self.batch}")
 
@@ -123,10 +127,16 @@ class NetworkTable:
                             {k: tuple(v[i] for i in rows) for k, v in self.extras.items()})
 
     def values(self, target: str = "latency_ms") -> np.ndarray:
-        """The target column, one value per row."""
+        """The target column, one value per row; every row must have one."""
         if target == "latency_ms":
-            return np.array([t.latency_ms for t in self.timings])
-        return np.array(_extra(self.path, self.extras, target), dtype=float)
+            out = np.array([t.latency_ms for t in self.timings])
+        else:
+            out = np.array(_extra(self.path, self.extras, target), dtype=float)
+        if np.isnan(out).any():
+            raise TableError(f"{self.path}: column {target!r} is blank or absent in "
+                             f"{int(np.isnan(out).sum())} row(s): read the table with "
+                             f"target={target!r} (--target) so that it is required")
+        return out
 
 
 def _extra(path: str, extras: dict, target: str):
@@ -176,19 +186,34 @@ def read_layer_table(path: str | os.PathLike) -> LayerTable:
     return LayerTable(path, fingerprint, timings, extras)
 
 
-def read_network_table(path: str | os.PathLike, space=None) -> NetworkTable:
+def read_network_table(path: str | os.PathLike, space=None, *, target: str = "latency_ms",
+                       device: str | None = None) -> NetworkTable:
     """Read and validate a network table; raise TableError naming file, line and column.
 
-    ``z`` may be choice indices (``0-3-6``) or the space's own notation (NAS-Bench-201 arch
-    strings); it is checked against ``space``, by default the built-in space the rows name.
+    Only ``space``, ``z`` and the ``target`` column are required: timing and fingerprint
+    columns are optional and may be blank (numbers measured with another tool). ``z`` may be
+    choice indices (``0-3-6``) or the space's own notation (NAS-Bench-201 arch strings); it is
+    checked against ``space``, by default the built-in space the rows name. ``device`` names
+    the device where the table has no ``device`` column (or leaves it blank); without either,
+    the device is ``unnamed (<file name>)``, so two such files are never mixed silently. The
+    same z may appear twice only with the same values.
+
+    Example:
+        >>> # space,z,latency_ms
+        >>> # nb201,|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|,12.5
+        >>> table = read_network_table("phone.csv", device="Pixel 7 (TFLite)")
     """
     from hwnas.spaces import get_space
 
     path = os.fspath(path)
     zs, timings, fingerprint = [], [], None
     extras: Dict[str, list] = {}
-    for line, row in _read_rows(path, NETWORK_COLUMNS):
+    first_line: Dict[Tuple[int, ...], Tuple[int, tuple]] = {}
+    for line, row in _read_rows(path, NETWORK_REQUIRED + (target,)):
         where = f"{path}, line {line}"
+        for column in NETWORK_REQUIRED + (target,):
+            if not (row[column] or "").strip():
+                raise TableError(f"{where}, column {column!r}: is blank (required)")
         if space is None:
             try:
                 space = get_space(row["space"])
@@ -199,17 +224,79 @@ def read_network_table(path: str | os.PathLike, space=None) -> NetworkTable:
             raise TableError(f"{where}, column 'space': {row['space']!r} is not the space "
                              f"{space.name!r} of this table")
         try:
-            zs.append(space.parse_z(row["z"]))
+            z = space.parse_z(row["z"])
         except ValueError as e:
             raise TableError(f"{where}, column 'z': {e}") from None
-        timings.append(_timing(row, where))
-        fingerprint = _same_fingerprint(fingerprint, row, where)
-        for column, value in _extras(row, NETWORK_COLUMNS, where).items():
+        timing = _network_timing(row, where)
+        fingerprint = _network_fingerprint(fingerprint, row, where, path, device)
+        row_extras = {c: math.nan if _blank(row, c) else _number(row, c, where)
+                      for c in row if c not in NETWORK_COLUMNS}  # extra metrics: blank is NaN
+        values = tuple(None if math.isnan(v) else v
+                       for v in (*asdict(timing).values(), *row_extras.values()))
+        if z in first_line:
+            earlier, earlier_values = first_line[z]
+            if earlier_values != values:
+                raise TableError(f"{where}, column 'z': {row['z']} was measured on line "
+                                 f"{earlier} with other values (the same z twice must agree)")
+            continue
+        first_line[z] = (line, values)
+        zs.append(z)
+        timings.append(timing)
+        for column, value in row_extras.items():
             extras.setdefault(column, []).append(value)
     if fingerprint is None:
         raise TableError(f"{path}: the table has no rows")
     return NetworkTable(path, fingerprint, space.name, tuple(zs), tuple(timings),
                         {k: tuple(v) for k, v in extras.items()})
+
+
+def _blank(row: dict, column: str) -> bool:
+    return not (row.get(column) or "").strip()
+
+
+def _network_timing(row: dict, where: str) -> Timing:
+    """A network row's timing; absent or blank statistics are NaN (runs: 0), never 0 ms."""
+    values = {}
+    for column in ("latency_ms", "p10_ms", "p90_ms", "min_ms"):
+        values[column] = math.nan if _blank(row, column) else _number(row, column, where)
+        if values[column] <= 0:
+            raise TableError(f"{where}, column {column!r}: {values[column]} ms is not a valid "
+                             f"latency (must be > 0; a failed measurement is never recorded "
+                             f"as 0)")
+    runs = 0 if _blank(row, "runs") else _number(row, "runs", where, int)
+    if not _blank(row, "runs") and runs < 1:
+        raise TableError(f"{where}, column 'runs': must be >= 1, got {runs}")
+    spread = math.nan if _blank(row, "round_spread") else _number(row, "round_spread", where)
+    if spread < 0:
+        raise TableError(f"{where}, column 'round_spread': must be >= 0, got {spread}")
+    return Timing(runs=runs, round_spread=spread, **values)
+
+
+#: what an imported table's absent fingerprint columns read as
+UNKNOWN_FINGERPRINT = {"backend": "unknown", "backend_version": "unknown", "threads": 0,
+                       "dtype": "unknown", "batch": 1}
+
+
+def _network_fingerprint(expected: Fingerprint | None, row: dict, where: str, path: str,
+                         device: str | None) -> Fingerprint:
+    values = {}
+    for f in fields(Fingerprint):
+        if f.name == "device":
+            named = None if _blank(row, "device") else row["device"].strip()
+            if device is not None and named is not None and named != device:
+                raise TableError(f"{where}, column 'device': {named!r} is not the device "
+                                 f"{device!r} given (--device)")
+            values["device"] = named or device or f"unnamed ({os.path.basename(path)})"
+        elif _blank(row, f.name):
+            values[f.name] = UNKNOWN_FINGERPRINT[f.name]
+        else:
+            values[f.name] = _number(row, f.name, where, int) if f.type in ("int", int) \
+                else row[f.name]
+    found = Fingerprint(**values)
+    if expected is not None and found != expected:
+        raise TableError(f"{where}: measured on {found.describe()}, but the table is for "
+                         f"{expected.describe()} (tables from two devices are never mixed)")
+    return found
 
 
 def _extras(row: dict, columns: Sequence[str], where: str) -> Dict[str, float]:

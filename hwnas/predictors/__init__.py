@@ -10,7 +10,9 @@ from hwnas.predictors._base import (NotAdditiveError, NotFittedError, Predictor,
 from hwnas.predictors._calibrated import CalibratedPredictor
 from hwnas.predictors._evaluate import evaluate
 from hwnas.predictors._lookup import LookupPredictor, UnseenLayerError
-from hwnas.predictors._network import AdditiveFeaturesPredictor, AdditivePredictor, TreeZPredictor
+from hwnas.predictors._network import (AdditiveFeaturesPredictor, AdditivePredictor,
+                                       TreeZPredictor, UnknownChoiceError,
+                                       UnknownChoiceWarning)
 from hwnas.predictors._regressors import LinearPredictor, TreePredictor
 
 #: kind -> class, every predictor kind
@@ -18,5 +20,5 @@ KINDS = Predictor._registry
 
 __all__ = ["AdditiveFeaturesPredictor", "AdditivePredictor", "CalibratedPredictor", "KINDS",
            "LinearPredictor", "LookupPredictor", "NotAdditiveError", "NotFittedError",
-           "Predictor", "TreePredictor", "TreeZPredictor", "UnseenLayerError", "evaluate",
-           "from_dict", "load_predictor"]
+           "Predictor", "TreePredictor", "TreeZPredictor", "UnknownChoiceError",
+           "UnknownChoiceWarning", "UnseenLayerError", "evaluate", "from_dict", "load_predictor"]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Sequence
 import numpy as np
 
 from hwnas.layers import Layer
+from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
 from hwnas.tables import Fingerprint
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ FORMAT_VERSION = 1
 
 class NotFittedError(RuntimeError):
     """A predictor was used before ``fit``."""
-
-
-class NotAdditiveError(TypeError):
-    """The predictor has no per-decision cost matrix (its latency is not additive over z)."""
 
 
 class Predictor(ABC):
@@ -68,7 +65,11 @@ class Predictor(ABC):
         return space.cost_matrix(self.predict)
 
     def predict_z(self, space: SearchSpace, z: ArrayLike) -> np.ndarray:
-        """Latency of each z (shape (N, D) or (D,)), vectorised over z."""
+        """Latency of each z (shape (N, D) or (D,)), vectorised over z (summed over each z's
+        layers where the space is not additive)."""
+        if not space.additive:
+            self._check_fitted()
+            return space.sum_z(z, self.predict)
         fixed, C = self.cost_matrix(space)
         return space.evaluate_z(z, fixed, C)
 

@@ -7,11 +7,54 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import NotAdditiveError, Predictor, check_features
 from hwnas.predictors._features import by_op
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
+
+
+class UnknownChoiceError(InputError):
+    """A z uses a choice whose cost the predictor has not learned; the message names it."""
+
+
+class UnknownChoiceWarning(UserWarning):
+    """A fitted predictor cannot price some choices (no measured network used them)."""
+
+
+def choice_names(space: SearchSpace, known: np.ndarray) -> List[str]:
+    """``decision=choice`` of every existing choice where ``known`` (D x K) is False."""
+    return [f"{d.name}={d.choices[c]}" for i, d in enumerate(space.decisions)
+            for c in range(len(d.choices)) if not known[i, c]]
+
+
+def _warn_unknown(kind: str, names: List[str]) -> None:
+    if names:
+        warnings.warn(f"{len(names)} choice(s) appear in no measured network, so the {kind} "
+                      f"predictor does not know their cost (NaN: infeasible in search, an error "
+                      f"in predict_z): {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}",
+                      UnknownChoiceWarning, stacklevel=3)
+
+
+def check_known(space: SearchSpace, Z: np.ndarray, known: np.ndarray, kind: str) -> None:
+    """Raise UnknownChoiceError naming the first z (row) that uses a choice not ``known``."""
+    bad = ~known[np.arange(Z.shape[1]), Z]
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        names = [f"{space.decisions[d].name}={space.decisions[d].choices[Z[row, d]]}"
+                 for d in np.flatnonzero(bad[row])]
+        raise UnknownChoiceError(f"the {kind} predictor never saw choice(s) {', '.join(names)} "
+                                 f"of z = {'-'.join(map(str, Z[row]))} (row {row}) in its "
+                                 f"training networks: it cannot price them (measure networks "
+                                 f"that use them, e.g. hwnas.profile --networks N --design)")
+
+
+def observed(space: SearchSpace, Z: np.ndarray) -> np.ndarray:
+    """(D, K) mask of the choices some row of Z uses."""
+    seen = np.zeros((len(space.decisions), max(space.n_choices)), dtype=bool)
+    seen[np.arange(Z.shape[1])[None, :].repeat(len(Z), 0), Z] = True
+    return seen
 
 
 def nonnegative_least_squares(X: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
@@ -60,7 +103,9 @@ class AdditivePredictor(_SpacePredictor):
 
     Each decision's cheapest choice is moved into ``fixed_`` so the fit is unique: C[d, c] is
     what choice c costs over decision d's cheapest. Choices no network of the table used are
-    reported in ``unobserved_`` (and a warning); their cost is not learned.
+    not learned: they are NaN in ``C_`` (infeasible in search), listed in ``unobserved_``
+    (and a warning), and ``predict_z`` of a z using one raises UnknownChoiceError. Spaces
+    that are not additive (``nb201-pruned``) are refused.
     """
 
     kind = "additive"
@@ -70,6 +115,9 @@ class AdditivePredictor(_SpacePredictor):
         self.target = target
 
     def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "AdditivePredictor":
+        if not space.additive:
+            raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
+                             f"additive_features or tree_z instead of additive")
         Z = self._bind(networks, space)
         y = networks.values(self.target)
         X = np.hstack([np.ones((len(Z), 1)), one_hot(space.n_choices, Z)])
@@ -79,29 +127,40 @@ class AdditivePredictor(_SpacePredictor):
         for d, k in enumerate(space.n_choices):
             C[d, :k] = w[start:start + k]
             start += k
+        C[~observed(space, Z)] = np.nan  # unknown is not free: never the NNLS's 0
         least = np.nanmin(C, axis=1)
         self.fixed_ = float(w[0] + least.sum())
         self.C_ = C - least[:, None]
-        seen = X[:, 1:].sum(axis=0) > 0
-        self.unobserved_ = [f"{space.decisions[d].name}={space.decisions[d].choices[c]}"
-                            for d, k in enumerate(space.n_choices) for c in range(k)
-                            if not seen[sum(space.n_choices[:d]) + c]]
-        if self.unobserved_:
-            warnings.warn(f"{len(self.unobserved_)} choice(s) appear in no measured network, so "
-                          f"their cost is not learned: {', '.join(self.unobserved_[:5])}"
-                          f"{', ...' if len(self.unobserved_) > 5 else ''}", stacklevel=2)
+        self.unobserved_ = choice_names(space, ~np.isnan(self.C_))
+        _warn_unknown(self.kind, self.unobserved_)
         return self
+
+    def unknown_choices(self, space: SearchSpace) -> List[str]:
+        """The choices whose cost was not learned, as ``decision=choice``."""
+        self._check_space(space)
+        return list(self.unobserved_)
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_space(space)
         return self.fixed_, self.C_.copy()
+
+    def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        self._check_space(space)
+        Z = space.check_z(z)
+        check_known(space, Z, ~np.isnan(self.C_), self.kind)
+        return space.evaluate_z(Z, self.fixed_, self.C_)
 
     def predict_architecture(self, arch) -> float:
         self._check_fitted()
         if arch.space != self.space_name_:
             raise ValueError(f"the additive predictor was fitted on space {self.space_name_!r}, "
                              f"not {arch.space!r}")
-        return float(self.fixed_ + self.C_[np.arange(len(arch.z)), list(arch.z)].sum())
+        cost = self.C_[np.arange(len(arch.z)), list(arch.z)]
+        if np.isnan(cost).any():
+            raise UnknownChoiceError(f"the additive predictor never saw the choice(s) of "
+                                     f"decision(s) {np.flatnonzero(np.isnan(cost)).tolist()} of "
+                                     f"z = {'-'.join(map(str, arch.z))}: it cannot price them")
+        return float(self.fixed_ + cost.sum())
 
     def _state(self) -> Dict[str, Any]:
         return {**self._space_state(), "ridge": self.ridge, "fixed": self.fixed_,
@@ -132,7 +191,10 @@ class AdditiveFeaturesPredictor(Predictor):
     """A layer predictor fitted from whole networks: latency(layer) = w_op . (1, MACs, bytes)
     for its op kind, w >= 0, so latency(z) is the sum over z's layers. With three parameters
     per op kind it needs only about 10 measured networks, and it predicts any layer of a
-    known op kind, in any space.
+    known op kind, in any space, also a choice no training network used (it generalises over
+    features). A layer of an op kind no network had is an error in ``predict`` and NaN in the
+    cost matrix (infeasible in search). Works on spaces that are not additive too
+    (``nb201-pruned``): each network is the sum of the layers it really computes.
     """
 
     kind = "additive_features"
@@ -156,7 +218,43 @@ class AdditiveFeaturesPredictor(Predictor):
         self.weights_ = {op: w[i * len(FEATURES):(i + 1) * len(FEATURES)].tolist()
                          for i, op in enumerate(ops)}
         self.fingerprint_ = networks.fingerprint
+        _warn_unknown(self.kind, self.unknown_choices(space))
         return self
+
+    def _known(self, space: SearchSpace) -> np.ndarray:
+        known = np.zeros((len(space.decisions), max(space.n_choices)), dtype=bool)
+        for i, d in enumerate(space.decisions):
+            for c, group in enumerate(d.layers):
+                known[i, c] = all(layer.op in self.weights_ for layer in group)
+        return known
+
+    def unknown_choices(self, space: SearchSpace) -> List[str]:
+        """The choices with a layer of an op kind no training network had."""
+        self._check_fitted()
+        return choice_names(space, self._known(space))
+
+    def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
+        self._check_fitted()
+        if not space.additive:
+            return space.cost_matrix(self.predict)  # raises NotAdditiveError
+        known = self._known(space)
+        if not all(layer.op in self.weights_ for layer in space.stem + space.head):
+            self.predict(list(space.stem + space.head))  # raises, naming the op
+        def cost(layers: Sequence[Layer]) -> np.ndarray:
+            out = np.full(len(layers), np.nan)
+            rows = [i for i, ly in enumerate(layers) if ly.op in self.weights_]
+            out[rows] = self.predict([layers[i] for i in rows])
+            return out
+
+        fixed, C = space.cost_matrix(cost)
+        C[~known] = np.nan
+        return fixed, C
+
+    def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        self._check_fitted()
+        Z = space.check_z(z)
+        check_known(space, Z, self._known(space), self.kind)
+        return super().predict_z(space, Z)
 
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
         self._check_fitted()
@@ -182,7 +280,11 @@ class AdditiveFeaturesPredictor(Predictor):
 
 class TreeZPredictor(_SpacePredictor):
     """A random forest over the one-hot z, for devices whose latency is not additive over
-    decisions. Its trees give quantiles. Stored as training rows and refitted on load."""
+    decisions. Its trees give quantiles. Stored as training rows and refitted on load.
+
+    A forest predicts only within the range of its training latencies and knows nothing of a
+    choice no training network used: ``predict_z`` of a z with such a choice raises
+    UnknownChoiceError (a failed, never chosen trial in search)."""
 
     kind = "tree_z"
 
@@ -195,7 +297,20 @@ class TreeZPredictor(_SpacePredictor):
     def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "TreeZPredictor":
         Z = self._bind(networks, space)
         self._fit_rows(Z, networks.values(self.target), list(space.n_choices))
+        _warn_unknown(self.kind, self.unknown_choices(space))
         return self
+
+    def _known(self) -> np.ndarray:
+        Z, _, n_choices = self.rows_
+        known = np.zeros((len(n_choices), max(n_choices)), dtype=bool)
+        for row in Z:
+            known[np.arange(len(row)), row] = True
+        return known
+
+    def unknown_choices(self, space: SearchSpace) -> List[str]:
+        """The choices no training network used."""
+        self._check_space(space)
+        return choice_names(space, self._known())
 
     def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: List[int]) -> None:
         from sklearn.ensemble import RandomForestRegressor
@@ -211,18 +326,28 @@ class TreeZPredictor(_SpacePredictor):
         raise NotAdditiveError("the tree_z predictor is not additive over decisions: use "
                                "predict_z")
 
-    def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+    def _checked(self, space: SearchSpace, z) -> np.ndarray:
         self._check_space(space)
-        return self.model_.predict(self._one_hot(space.check_z(z)))
+        Z = space.check_z(z)
+        check_known(space, Z, self._known(), self.kind)
+        return Z
+
+    def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        return self.model_.predict(self._one_hot(self._checked(space, z)))
 
     def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
-        self._check_space(space)
-        X = self._one_hot(space.check_z(z))
+        X = self._one_hot(self._checked(space, z))
         return np.quantile([tree.predict(X) for tree in self.model_.estimators_], q, axis=0)
 
     def predict_architecture(self, arch) -> float:
         self._check_fitted()
-        return float(self.model_.predict(self._one_hot(np.array([arch.z])))[0])
+        Z = np.array([arch.z])
+        unseen = ~self._known()[np.arange(Z.shape[1]), Z[0]]
+        if unseen.any():
+            raise UnknownChoiceError(f"the tree_z predictor never saw the choice(s) of "
+                                     f"decision(s) {np.flatnonzero(unseen).tolist()} of z = "
+                                     f"{'-'.join(map(str, arch.z))}: it cannot price them")
+        return float(self.model_.predict(self._one_hot(Z))[0])
 
     def _state(self) -> Dict[str, Any]:
         Z, y, n_choices = self.rows_

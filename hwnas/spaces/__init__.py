@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from hwnas.spaces._base import (INPUT, Architecture, Decision, Graph, SearchSpace, chain,
-                                unit_graph, walk)
+from hwnas.spaces._base import (INPUT, Architecture, Decision, Graph, NotAdditiveError,
+                                SearchSpace, chain, unit_graph, walk)
 from hwnas.spaces._file import SpaceFileError, read_space_file, space_from_dict
 from hwnas.spaces.mobilenet import mobilenet
 from hwnas.spaces.nb201 import nb201
 
 #: built-in spaces by name, each a function returning a SearchSpace with its defaults
-SPACES = {"mobilenet": mobilenet, "nb201": nb201}
+SPACES = {"mobilenet": mobilenet, "nb201": nb201,
+          "nb201-pruned": lambda: nb201(prune=True)}
 
 
 def get_space(name: str) -> SearchSpace:
@@ -28,6 +29,6 @@ def load_space(name_or_path: str) -> SearchSpace:
     return read_space_file(name_or_path)
 
 
-__all__ = ["INPUT", "Architecture", "Decision", "Graph", "SearchSpace", "SpaceFileError",
-           "SPACES", "chain", "get_space", "load_space", "mobilenet", "nb201",
+__all__ = ["INPUT", "Architecture", "Decision", "Graph", "NotAdditiveError", "SearchSpace",
+           "SpaceFileError", "SPACES", "chain", "get_space", "load_space", "mobilenet", "nb201",
            "read_space_file", "space_from_dict", "unit_graph", "walk"]

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 
+class NotAdditiveError(TypeError):
+    """Latency is not additive over the decisions of z: no per-decision cost matrix exists."""
+
+
 #: in a Graph, the network input; ``None`` is a tensor of zeros (e.g. a cell node that no
 #: edge feeds)
 INPUT = -1
@@ -108,6 +112,13 @@ class SearchSpace:
     stem: Tuple[Layer, ...]
     decisions: Tuple[Decision, ...]
     head: Tuple[Layer, ...]
+
+    @property
+    def additive(self) -> bool:
+        """Whether z decodes to stem + each decision's own layers + head, so that any
+        layer-additive cost is fixed + sum_d C[d, z_d]; spaces that drop layers depending on
+        other decisions (``nb201-pruned``) are not."""
+        return True
 
     @property
     def n_choices(self) -> Tuple[int, ...]:
@@ -213,7 +224,12 @@ class SearchSpace:
 
         ``layer_cost`` maps a list of layers to one cost each (e.g. ``predictor.predict``);
         it is called once, on the unique layers. C is NaN where decision d has no choice c.
+        Raises NotAdditiveError for a space that is not ``additive``: use ``sum_z``.
         """
+        if not self.additive:
+            raise NotAdditiveError(f"space {self.name!r} is not additive over its decisions "
+                                   f"(which layers run depends on several decisions): no cost "
+                                   f"matrix; latency is summed over each z's layers")
         layers = self.unique_layers()
         costs = np.asarray(layer_cost(layers), dtype=float)
         by_key = {layer.key: cost for layer, cost in zip(layers, costs)}
@@ -225,6 +241,17 @@ class SearchSpace:
         for i, d in enumerate(self.decisions):
             C[i, :len(d.choices)] = [total(group) for group in d.layers]
         return total(self.stem) + total(self.head), C
+
+    def sum_z(self, z: ArrayLike, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
+              ) -> np.ndarray:
+        """The cost of many z as the sum over each z's decoded layers, for any space (additive
+        or not); ``layer_cost`` is called once, on the unique layers."""
+        Z = self.check_z(z)
+        layers = self.unique_layers()
+        by_key = dict(zip((ly.key for ly in layers),
+                          np.asarray(layer_cost(layers), dtype=float)))
+        return np.array([sum(by_key[ly.key] for ly in self.decode(row).layers) for row in Z],
+                        dtype=float)
 
     def evaluate_z(self, z: ArrayLike, fixed: float, C: np.ndarray) -> np.ndarray:
         """Additive cost of many z at once: fixed + sum_d C[d, z_d] (no Python loop over z)."""

@@ -9,16 +9,25 @@ is z = (3, 3, 4, 1, 3, 1).
 
 Each node accumulates its edges from zero (one ``add`` per edge that is not ``none``), so the
 latency of z is exactly additive over edges.
+
+``nb201(prune=True)`` (the space ``nb201-pruned``) models runtimes that drop what does not
+reach the output (TFLite and the like on phones and boards): in each cell, an edge is computed
+only if its source node has a path from the cell input and its target node has a path to the
+cell output (node 3). A cell whose output does not depend on its input then computes nothing
+and outputs zeros (a runtime input, never folded), so its network costs only what is still
+computed. Latency is then no longer additive over edges: the space is not ``additive``, has
+no cost matrix (NotAdditiveError), and predictors sum each z's decoded layers instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 from hwnas.layers import Layer
-from hwnas.spaces._base import INPUT, Decision, Graph, SearchSpace
+from hwnas.spaces._base import INPUT, Architecture, Decision, Graph, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node)
@@ -39,8 +48,42 @@ def _op_layers(op: str, shape: Tuple[int, int, int]) -> Tuple[Layer, ...]:
     return (Layer("relu_conv_bn", shape, shape[0], kernel=kernel, stride=1), add)
 
 
+def kept_edges(z: Sequence[int]) -> Tuple[bool, ...]:
+    """Per edge, whether a runtime that drops dead nodes computes it: the edge is not
+    ``none``, its source has a path from the cell input and its target one to node 3."""
+    ops = [OPS[int(c)] for c in z]
+    live, reaches = {0}, {3}
+    for (to, frm), op in zip(EDGES, ops):  # EDGES run by target node, upwards
+        if op != "none" and frm in live:
+            live.add(to)
+    for (to, frm), op in reversed(list(zip(EDGES, ops))):
+        if op != "none" and to in reaches:
+            reaches.add(frm)
+    return tuple(op != "none" and frm in live and to in reaches
+                 for (to, frm), op in zip(EDGES, ops))
+
+
 @dataclass(frozen=True)
 class NB201Space(SearchSpace):
+    #: drop edges that do not connect the cell input to its output (see the module docstring)
+    prune: bool = False
+
+    @property
+    def additive(self) -> bool:
+        return not self.prune
+
+    @property
+    def signature(self) -> str:
+        if not self.prune:
+            return super().signature
+        return hashlib.sha1((super().signature + "|prune").encode()).hexdigest()[:12]
+
+    def decode(self, z: Sequence[int]) -> Architecture:
+        arch = super().decode(z)
+        if not self.prune:
+            return arch
+        return replace(arch, layers=tuple(layer for layer, _ in arch.graph))
+
     def graph(self, z: Tuple[int, ...], layers: Sequence[Layer]) -> Graph:
         nodes: List[Tuple[Layer, Tuple[Optional[int], ...]]] = []
 
@@ -54,11 +97,12 @@ class NB201Space(SearchSpace):
             if stage:
                 h = node(reductions[stage - 1], h)
             shape = (channels, self.input_shape[1] >> stage, self.input_shape[2] >> stage)
+            kept = kept_edges(z) if self.prune else (True,) * len(EDGES)
             for _ in range(CELLS_PER_STAGE):
                 outs: List[Optional[int]] = [h, None, None, None]
-                for (to, frm), choice in zip(EDGES, z):
+                for (to, frm), choice, keep in zip(EDGES, z, kept):
                     op = OPS[choice]
-                    if op == "none":
+                    if op == "none" or not keep:
                         continue
                     src = outs[frm]
                     if op != "skip_connect":
@@ -77,8 +121,10 @@ class NB201Space(SearchSpace):
         return z_to_arch(z)
 
 
-def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> NB201Space:
-    """The NAS-Bench-201 space (6 edges x 5 ops; 15,625 cells).
+def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
+          prune: bool = False) -> NB201Space:
+    """The NAS-Bench-201 space (6 edges x 5 ops; 15,625 cells); with ``prune`` the space
+    ``nb201-pruned``, whose cells compute only edges that connect their input to their output.
 
     Example:
         >>> space = nb201()
@@ -105,7 +151,8 @@ def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> NB
     last = (STAGES[-1], h >> 2, w >> 2)
     head = (Layer("bn", last, act="relu"), Layer("gap", last),
             Layer("linear", (STAGES[-1], 1, 1), num_classes))
-    return NB201Space("nb201", (c, h, w), (stem,) + reductions, tuple(decisions), head)
+    return NB201Space("nb201-pruned" if prune else "nb201", (c, h, w), (stem,) + reductions,
+                      tuple(decisions), head, prune)
 
 
 _ARCH = re.compile(r"^\|(?P<node1>[^+]*)\|\+\|(?P<node2>[^+]*)\|\+\|(?P<node3>[^+]*)\|$")
