@@ -22,7 +22,7 @@ def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     _cli.add_space_option(p, "mobilenet")
     _cli.add_backend_options(p, default="nnabla")
-    p.add_argument("--out", required=True, help="table to write or resume (CSV)")
+    p.add_argument("--out", help="table to write or resume (CSV; not with --export)")
     p.add_argument("--networks", type=_cli.positive_int, metavar="N",
                    help="measure N random whole networks (a network table) instead of layers")
     p.add_argument("--seed", type=int, default=0, help="seed of the random networks")
@@ -40,7 +40,49 @@ def parser() -> _cli.ArgumentParser:
                    help="stop a unit's round after this long, once 3 runs are done "
                         "(default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_any_device_options(p)
     return p
+
+
+# --- any device: choose networks by a covering design, export for a device -----------------
+
+def add_any_device_options(p: _cli.ArgumentParser) -> None:
+    p.add_argument("--design", action="store_true",
+                   help="with --networks N: N networks in which every choice of every "
+                        "decision appears, evenly (a covering design; seeded by --seed)")
+    p.add_argument("--export", metavar="DIR",
+                   help="measure nothing here: write ONNX files, a manifest and a standalone "
+                        "runner (numpy + onnxruntime only) into DIR, for the layers, or for "
+                        "--networks N (a covering design) / --from; time them on the device "
+                        "with 'python DIR/runner.py --device NAME'")
+    p.add_argument("--with-layers", action="store_true",
+                   help="with --export and networks: export the space's layers as well")
+
+
+def network_zs(args, space: SearchSpace):
+    """The networks to measure or export: --from, a design (--design; always for --export),
+    else random."""
+    if args.from_file:
+        return read_zs(args.from_file, space)
+    if args.design or args.export:
+        return space.design(args.networks, args.seed)
+    return space.random_z(args.networks, args.seed)
+
+
+def export(args, space: SearchSpace) -> int:
+    from hwnas.profile._export import export_for_device
+    zs = network_zs(args, space) if args.networks or args.from_file else None
+    layers = space.unique_layers() if zs is None or args.with_layers else None
+    path = export_for_device(args.export, space, zs, layers, args.batch)
+    counts = [f"{len(zs)} networks" if zs is not None else "",
+              f"{len(layers)} layers" if layers else ""]
+    print(f"{path}: {' and '.join(c for c in counts if c)} of {space.name} exported; on the "
+          f"device run: python {args.export}/runner.py --device NAME (needs numpy and "
+          f"onnxruntime), then read back {args.export}/networks.csv (hwnas.fit --networks) "
+          f"or {args.export}/layers.csv (--layers)")
+    return 0
+
+# ---------------------------------------------------------------------------------------------
 
 
 def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
@@ -73,13 +115,18 @@ def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     space = load_space(args.space)
+    if args.export:
+        return export(args, space)
+    if not args.out:
+        raise ValueError("--out: give the table to write (or --export DIR)")
+    if args.design and not args.networks:
+        raise ValueError("--design chooses the networks of --networks N: give --networks")
     protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                               min_runs=min(TimingProtocol.min_runs, args.runs),
                               max_seconds=args.max_seconds)
     backend = _cli.backend_from_args(args.backend, args)
     if args.networks or args.from_file:
-        zs = read_zs(args.from_file, space) if args.from_file else \
-            space.random_z(args.networks, args.seed)
+        zs = network_zs(args, space)
         table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)
         timings, count = table.timings, f"{len(table.z)} networks"
     else:

@@ -1,0 +1,195 @@
+"""Standalone runner of an hwnas export: time its ONNX files on this device.
+
+Needs only Python 3.8+, numpy and onnxruntime (no hwnas, no nnabla). Run it beside the
+manifest that ``python -m hwnas.profile --export DIR`` wrote::
+
+    python runner.py --device "Raspberry Pi 5, 4 threads" --threads 4
+
+It times every unit of ``manifest.json`` with hwnas's timing protocol (units built 24 at a
+time and timed in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs
+until ``--runs`` are done or ``--max-seconds`` have passed, never fewer than 3; ``latency_ms``
+is the least round median, ``round_spread`` = (max - min) / min of the round medians) and
+appends one row per unit, flushed, to ``networks.csv`` / ``layers.csv``: run it again after an
+interruption and it measures only what is missing. Bring the tables back and read them with
+``python -m hwnas.fit --networks networks.csv`` (or ``--layers layers.csv``).
+
+This file repeats hwnas's protocol and table columns on purpose, so that it runs alone;
+hwnas's tests check that both agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
+TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")
+COLUMNS = {"layers": ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS,
+           "networks": ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS}
+BATCH_UNITS = 24
+MIN_RUNS = 3
+OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model", "Hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def statistics(rounds: list) -> dict:
+    """A table row's timing columns from the timed runs (ms) of each round."""
+    medians = np.array([np.median(r) for r in rounds])
+    pooled = np.concatenate([np.asarray(r, dtype=float) for r in rounds])
+    p10, p90 = np.percentile(pooled, [10, 90])
+    least = float(medians.min())
+    return {"latency_ms": f"{least:.6g}", "p10_ms": f"{float(p10):.6g}",
+            "p90_ms": f"{float(p90):.6g}", "min_ms": f"{float(pooled.min()):.6g}",
+            "runs": str(len(pooled)), "round_spread": f"{float((medians.max() - least) / least):.4g}"}
+
+
+def measure(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float) -> list:
+    """Time each runner (one synchronised forward pass) in interleaved rounds."""
+    samples = [[] for _ in runners]
+    min_runs = min(MIN_RUNS, runs)
+    for _ in range(rounds):
+        for run, unit_rounds in zip(runners, samples):
+            for _ in range(warmup):
+                run()
+            ms = []
+            start = time.perf_counter()
+            while len(ms) < runs:
+                t0 = time.perf_counter()
+                run()
+                t1 = time.perf_counter()
+                ms.append((t1 - t0) * 1e3)
+                if len(ms) >= min_runs and t1 - start > max_seconds:
+                    break
+            unit_rounds.append(ms)
+    return [statistics(r) for r in samples]
+
+
+def build(path: str, args) -> callable:
+    """A session for one ONNX file, checked once; returns a function that runs one pass."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               OPTIMIZATION_LEVELS[args.optimization])
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=[PROVIDERS[args.provider]])
+    rng = np.random.default_rng(0)
+    feed = {}
+    for i in session.get_inputs():  # x is random; zeros_* are cell nodes no edge feeds
+        feed[i.name] = (rng.standard_normal(i.shape) if i.name == "x"
+                        else np.zeros(i.shape)).astype(np.float32)
+    y = session.run(None, feed)[0]
+    if not np.isfinite(y).all():
+        raise RuntimeError(f"{path}: the output is not finite")
+    return lambda: session.run(None, feed)
+
+
+def open_table(path: str, columns: tuple, fingerprint: dict) -> tuple:
+    """Open a table to append to; returns (file, ids already measured). A half-written last
+    line is cut off; a table from another device is refused."""
+    done = set()
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb+") as f:
+            data = f.read()
+            if not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != columns:
+                sys.exit(f"{path}: not a table of this runner (columns differ)")
+            for row in reader:
+                found = {c: row[c] for c in FINGERPRINT_COLUMNS}
+                if found != fingerprint:
+                    sys.exit(f"{path}, line {reader.line_num}: measured with {found}, not "
+                             f"{fingerprint}: measure into another folder (--out-dir)")
+                done.add(row["key"] if "key" in columns else row["z"])
+        return open(path, "a", newline=""), done
+    f = open(path, "w", newline="")
+    write(f, columns)
+    return f, done
+
+
+def write(f, values) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    f.write(buf.getvalue())
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def main(argv=None) -> int:
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--export-dir", default=here, help="the folder with manifest.json "
+                   "(default: this file's folder)")
+    p.add_argument("--out-dir", help="where to write networks.csv and layers.csv "
+                   "(default: the export folder)")
+    p.add_argument("--device", help="the device's name in the tables (default: its CPU's)")
+    p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
+    p.add_argument("--optimization", choices=list(OPTIMIZATION_LEVELS), default="all")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--max-seconds", type=float, default=0.5)
+    args = p.parse_args(argv)
+    with open(os.path.join(args.export_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != "hwnas.export" or manifest.get("version") != 1:
+        sys.exit(f"{args.export_dir}/manifest.json: not an hwnas export (format version 1)")
+    device = args.device or f"{args.provider}: {cpu_name()}"
+    fingerprint = {"backend": "onnxruntime",
+                   "backend_version": f"{ort.__version__} opt={args.optimization}",
+                   "device": device, "threads": str(args.threads), "dtype": "float32",
+                   "batch": str(manifest["batch"])}
+    out_dir = args.out_dir or args.export_dir
+    os.makedirs(out_dir, exist_ok=True)
+    for table in ("networks", "layers"):
+        units = [u for u in manifest["units"] if u["table"] == table]
+        if not units:
+            continue
+        columns = COLUMNS[table]
+        path = os.path.join(out_dir, f"{table}.csv")
+        f, done = open_table(path, columns, fingerprint)
+        todo = [u for u in units if u["id"] not in done]
+        start = time.time()
+        with f:
+            for first in range(0, len(todo), BATCH_UNITS):
+                batch = todo[first:first + BATCH_UNITS]
+                runners = [build(os.path.join(args.export_dir, u["file"]), args) for u in batch]
+                timings = measure(runners, args.warmup, args.runs, args.rounds,
+                                  args.max_seconds)
+                for unit, timing in zip(batch, timings):
+                    row = {**unit, **timing, **fingerprint}
+                    write(f, [row[c] for c in columns])
+                n = first + len(batch)
+                print(f"{table}: {n}/{len(todo)} measured, {time.time() - start:.0f} s",
+                      file=sys.stderr)
+        print(f"{path}: {len(units)} {table} ({len(todo)} measured now) on {device}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
