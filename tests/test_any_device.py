@@ -1,0 +1,304 @@
+"""Any device: export + standalone runner, import of outside numbers, unknown choices are never
+free, and the pruned NAS-Bench-201 space of runtimes that drop dead nodes."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test_predictor_kinds import network_table
+from test_tables import write_table
+from hwnas.fit import main as fit_main
+from hwnas.predictors import (AdditiveFeaturesPredictor, AdditivePredictor, LookupPredictor,
+                              NotAdditiveError, TreeZPredictor, UnknownChoiceError,
+                              load_predictor)
+from hwnas.profile.__main__ import main as profile_main
+from hwnas.search import search
+from hwnas.spaces import SPACES, get_space
+from hwnas.spaces.nb201 import kept_edges
+from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, TableError, read_layer_table,
+                          read_network_table)
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None and \
+    importlib.util.find_spec("onnx") is not None
+needs_ort = pytest.mark.skipif(not HAVE_ORT, reason="needs onnx and onnxruntime")
+
+
+def write(path, text):
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+# --- import anything -----------------------------------------------------------------------
+
+def test_minimal_table_from_another_tool_fits_with_a_device_name(tmp_path, capsys):
+    path = write(tmp_path / "phone.csv", f"""
+space,z,latency_ms
+nb201,{ARCH},21.4
+nb201,0-1-2-3-4-0,12.9
+nb201,1-2-0-0-1-2,9.7
+nb201,4-4-3-2-4-0,15.2
+nb201,2-0-4-4-2-3,17.8
+nb201,0-0-0-0-0-0,2.1
+""")
+    out = tmp_path / "p.json"
+    assert fit_main(["--model", "additive", "--networks", str(path), "--device",
+                     "Pixel 7 (TFLite)", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "for Pixel 7 (TFLite), batch 1" in printed
+    assert "2 choice(s) unknown" in printed and "edge_2<-1=skip_connect" in printed
+    p = load_predictor(out)
+    assert p.fingerprint_.device == "Pixel 7 (TFLite)" and p.fingerprint_.backend == "unknown"
+    table = read_network_table(path)
+    assert table.fingerprint.device == "unnamed (phone.csv)"  # never mixed with another file
+    assert np.isnan(table.timings[0].p10_ms) and table.timings[0].runs == 0
+
+
+def test_blank_optional_columns_and_another_target(tmp_path):
+    path = write(tmp_path / "n.csv", """
+space,z,energy_mj,latency_ms,runs,device,note
+nb201,0-1-2-3-4-0,3.5,,,board,
+nb201,1-2-3-4-0-1,2.5,1.2,5,board,7
+""")
+    table = read_network_table(path, target="energy_mj")
+    assert list(table.values("energy_mj")) == [3.5, 2.5]
+    assert table.fingerprint.device == "board"
+    with pytest.raises(TableError, match="column 'latency_ms' is blank or absent in 1 row"):
+        table.values("latency_ms")
+    with pytest.raises(TableError, match=r"n.csv, line 2, column 'latency_ms': is blank"):
+        read_network_table(path)
+    with pytest.raises(TableError, match="line 2, column 'device': 'board' is not the device "
+                                         "'phone'"):
+        read_network_table(path, target="energy_mj", device="phone")
+    with pytest.raises(TableError, match="line 1: missing column.*watts"):
+        read_network_table(path, target="watts")
+
+
+def test_the_same_z_twice_must_agree(tmp_path):
+    same = write(tmp_path / "same.csv", f"""
+space,z,latency_ms
+nb201,3-3-4-1-3-1,5.0
+nb201,{ARCH},5.0
+""")
+    assert read_network_table(same).z == ((3, 3, 4, 1, 3, 1),)
+    other = write(tmp_path / "other.csv", f"""
+space,z,latency_ms
+nb201,0-0-0-0-0-1,1.0
+nb201,3-3-4-1-3-1,5.0
+nb201,{ARCH},5.5
+""")
+    with pytest.raises(TableError, match="other.csv, line 4, column 'z': .* was measured on "
+                                         "line 3 with other values"):
+        read_network_table(other)
+
+
+# --- never free by ignorance ----------------------------------------------------------------
+
+def few_networks(tmp_path, space, Z):
+    rng = np.random.default_rng(0)
+    C = rng.uniform(0.5, 2.0, size=(len(space.decisions), max(space.n_choices)))
+    y = 3.0 + C[np.arange(len(space.decisions)), Z].sum(axis=1)
+    return network_table(tmp_path / "n.csv", space, Z, y)
+
+
+def test_additive_never_prices_an_unseen_choice_and_search_never_picks_it(tmp_path):
+    space = get_space("nb201")
+    Z = np.array([[1, 2, 3, 4, 1, 2], [2, 3, 4, 1, 2, 3], [3, 4, 1, 2, 3, 4], [4, 1, 2, 3, 4, 1]])
+    with pytest.warns(UserWarning, match="appear in no measured network"):
+        p = AdditivePredictor().fit(few_networks(tmp_path, space, Z), space)
+    fixed, C = p.cost_matrix(space)
+    assert np.isnan(C[:, 0]).all() and not np.isnan(C[:, 1:]).any()  # `none` never measured
+    assert "edge_1<-0=none" in p.unknown_choices(space)
+    with pytest.raises(UnknownChoiceError, match=r"never saw choice\(s\) edge_1<-0=none"):
+        p.predict_z(space, [0, 1, 1, 1, 1, 1])
+    p.save(tmp_path / "p.json")
+    assert np.isnan(load_predictor(tmp_path / "p.json").cost_matrix(space)[1][:, 0]).all()
+    for sampler in ("exact", "random"):
+        result = search(space, p, budget_ms=1e3, sampler=sampler, n_trials=60, seed=0,
+                        show_progress=False)
+        assert result.best and all(0 not in c.z for c in result.best)
+
+
+def test_additive_features_prices_unseen_choices_of_known_ops_only(tmp_path):
+    space = get_space("nb201")
+    Z = np.array([[1, 2, 3, 1, 2, 3], [3, 1, 2, 3, 1, 2], [2, 3, 1, 2, 3, 1]])  # no avg_pool
+    with pytest.warns(UserWarning, match="edge_1<-0=avg_pool_3x3"):
+        p = AdditiveFeaturesPredictor().fit(few_networks(tmp_path, space, Z), space)
+    fixed, C = p.cost_matrix(space)
+    assert np.isnan(C[:, 4]).all() and not np.isnan(C[:, :4]).any()  # `none` is priced: free
+    with pytest.raises(UnknownChoiceError, match="edge_3<-2=avg_pool_3x3"):
+        p.predict_z(space, [1, 1, 1, 1, 1, 4])
+    assert p.predict_z(space, [0, 1, 2, 3, 0, 0])[0] > 0
+
+
+def test_tree_z_refuses_choices_it_never_saw(tmp_path):
+    space = get_space("nb201")
+    Z = space.random_z(4, 0)
+    p = TreeZPredictor(n_estimators=5).fit(few_networks(tmp_path, space, Z), space)
+    unseen = p.unknown_choices(space)
+    assert unseen
+    d, c = next((d, c) for d in range(6) for c in range(5) if c not in Z[:, d])
+    z = Z[0].copy()
+    z[d] = c
+    with pytest.raises(UnknownChoiceError, match=f"{space.decisions[d].name}="):
+        p.predict_z(space, z)
+    assert np.isfinite(p.predict_z(space, Z)).all()
+
+
+# --- deployment semantics: nb201-pruned -----------------------------------------------------
+
+@pytest.mark.parametrize("z, kept", [
+    ((3, 3, 4, 1, 3, 1), (True,) * 6),
+    ((0, 3, 3, 0, 3, 3), (False, True, False, False, False, True)),  # node 1 is dead
+    ((3, 3, 3, 0, 0, 0), (False,) * 6),  # nothing reaches node 3
+    ((3, 0, 3, 0, 0, 3), (True, False, True, False, False, True)),
+    ((3, 3, 0, 0, 0, 2), (False, True, False, False, False, True)),  # node 1 reaches nothing
+])
+def test_pruned_cells_keep_only_edges_from_input_to_output(z, kept):
+    assert kept_edges(z) == kept
+    pruned, full = get_space("nb201-pruned"), get_space("nb201")
+    convs = sum(k and c in (2, 3) for c, k in zip(z, kept))
+    arch = pruned.decode(z)
+    assert sum(ly.op == "relu_conv_bn" for ly in arch.layers) == 15 * convs
+    assert len(arch.layers) == len(arch.graph) <= len(full.decode(z).layers)
+
+
+def test_pruned_space_is_its_own_and_not_additive(tmp_path):
+    pruned = get_space("nb201-pruned")
+    assert "nb201-pruned" in SPACES and pruned.signature != get_space("nb201").signature
+    assert not pruned.additive and get_space("nb201").additive
+    with pytest.raises(NotAdditiveError):
+        pruned.cost_matrix(lambda layers: np.ones(len(layers)))
+    write_table(tmp_path / "layers.csv", pruned.unique_layers())  # 0.1, 0.2, ... ms
+    lookup = LookupPredictor().fit(read_layer_table(tmp_path / "layers.csv"))
+    costs = {ly.key: 0.1 * (i + 1) for i, ly in enumerate(pruned.unique_layers())}
+    Z = pruned.random_z(20, 3)
+    y = np.array([sum(costs[ly.key] for ly in pruned.decode(z).layers) for z in Z])
+    assert lookup.predict_z(pruned, Z) == pytest.approx(y)  # the layers really computed
+    assert (lookup.predict_z(get_space("nb201"), Z) >= y - 1e-9).all()
+    table = network_table(tmp_path / "n.csv", pruned, Z, y)
+    with pytest.raises(ValueError, match="not additive"):
+        AdditivePredictor().fit(table, pruned)
+    p = AdditiveFeaturesPredictor().fit(table, pruned)
+    with pytest.raises(NotAdditiveError):
+        p.cost_matrix(pruned)
+    assert np.isfinite(p.predict_z(pruned, Z)).all()
+    result = search(pruned, p, budget_ms=float(np.median(y)), sampler="random", n_trials=30,
+                    seed=0, show_progress=False)
+    assert result.best[0].predicted_latency_ms <= np.median(y)
+
+
+@needs_ort
+def test_pruned_network_runs_without_its_dead_nodes(tmp_path):
+    from hwnas.profile import get_backend
+    from hwnas.profile._onnxruntime import to_onnx
+    pruned, full = get_space("nb201-pruned"), get_space("nb201")
+    z = (0, 3, 3, 0, 3, 3)
+    model, whole = to_onnx(pruned.decode(z).graph), to_onnx(full.decode(z).graph)
+    assert len(model.graph.output) == len(whole.graph.output) == 1
+    assert len(model.graph.input) < len(whole.graph.input)  # dead node 1 is no zeros input
+    convs = [sum(n.op_type == "Conv" for n in m.graph.node) for m in (model, whole)]
+    assert convs[0] == convs[1] - 2 * 15
+    backend = get_backend("onnxruntime")
+    backend.runner(pruned.decode((3, 3, 3, 0, 0, 0)).graph)()  # a cell that computes nothing
+
+
+# --- export for a device --------------------------------------------------------------------
+
+def isolated_site(tmp_path):
+    """A folder holding only numpy and onnxruntime (and their shared libraries) from this
+    environment: with ``python -S`` and it alone on PYTHONPATH, hwnas cannot be imported."""
+    import numpy
+    import onnxruntime
+    site = tmp_path / "device_site"
+    site.mkdir()
+    for module in (numpy, onnxruntime):
+        folder = os.path.dirname(module.__file__)
+        parent = os.path.dirname(folder)
+        for name in os.listdir(parent):
+            if name == os.path.basename(folder) or name == f"{os.path.basename(folder)}.libs":
+                os.symlink(os.path.join(parent, name), site / name)
+    return site
+
+
+@needs_ort
+def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
+    export = tmp_path / "to_device"
+    assert profile_main(["--space", "nb201", "--export", str(export), "--networks", "6",
+                         "--with-layers"]) == 0
+    assert "6 networks and 18 layers of nb201 exported" in capsys.readouterr().out
+    manifest = json.loads((export / "manifest.json").read_text())
+    space = get_space("nb201")
+    Z = np.array([space.parse_z(u["z"]) for u in manifest["units"] if u["table"] == "networks"])
+    assert np.array_equal(Z, space.design(6, 0))  # the export measures a covering design
+    assert all((export / u["file"]).exists() for u in manifest["units"])
+    assert manifest["units"][0]["input_shape"] == [1, 3, 32, 32]
+
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(isolated_site(tmp_path))}
+    check = subprocess.run([sys.executable, "-S", "-c", "import hwnas"], env=env,
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert check.returncode != 0 and "No module named 'hwnas'" in check.stderr
+    command = [sys.executable, "-S", str(export / "runner.py"), "--device", "test box",
+               "--warmup", "1", "--runs", "3", "--rounds", "2", "--max-seconds", "0.05"]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "6 networks (6 measured now) on test box" in run.stdout
+
+    networks = read_network_table(export / "networks.csv")
+    layers = read_layer_table(export / "layers.csv")
+    assert sorted(networks.z) == sorted(map(tuple, Z)) and len(layers.timings) == 18
+    assert networks.fingerprint == layers.fingerprint
+    assert networks.fingerprint.device == "test box" and networks.fingerprint.backend == \
+        "onnxruntime"
+    assert all(t.runs >= 4 and t.latency_ms > 0 for t in networks.timings)
+
+    with open(export / "networks.csv", "a") as f:  # a row cut short by a killed runner
+        f.write("nb201,0-0-0")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert "6 networks (0 measured now)" in again.stdout, again.stderr
+    assert read_network_table(export / "networks.csv").z == networks.z
+    other = subprocess.run(command[:3] + ["--device", "another box"], env=env,
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert other.returncode != 0 and "measure into another folder" in other.stderr
+
+    out = tmp_path / "p.json"
+    assert fit_main(["--model", "lookup", "--layers", str(export / "layers.csv"),
+                     "--calibrate-with", str(export / "networks.csv"), "--out", str(out)]) == 0
+
+
+def test_runner_repeats_the_protocol_and_columns_of_hwnas():
+    pytest.importorskip("onnxruntime")
+    from hwnas.profile import _timing
+    from hwnas.profile import runner
+    assert runner.COLUMNS == {"layers": LAYER_COLUMNS, "networks": NETWORK_COLUMNS}
+    assert runner.MIN_RUNS == _timing.TimingProtocol.min_runs
+    from hwnas.profile import BATCH_UNITS
+    assert runner.BATCH_UNITS == BATCH_UNITS
+    rng = np.random.default_rng(0)
+    rounds = [rng.uniform(1, 2, 7) for _ in range(3)]
+    assert runner.statistics(rounds) == _timing._timing(rounds).as_row()
+
+
+def test_export_needs_enough_networks_for_a_design(tmp_path, capsys):
+    from hwnas import _cli
+    code = _cli.run(profile_main, "p", ["--space", "mobilenet", "--export", str(tmp_path),
+                                       "--networks", "3"])
+    assert code == 2 and "needs n >= 7 networks" in capsys.readouterr().err
+
+
+@needs_ort
+def test_profile_networks_by_design(tmp_path):
+    out = tmp_path / "n.csv"
+    assert profile_main(["--space", "nb201", "--backend", "onnxruntime", "--networks", "5",
+                         "--design", "--seed", "2", "--out", str(out), "--quiet", "--warmup",
+                         "1", "--runs", "2", "--rounds", "1", "--max-seconds", "0.01"]) == 0
+    Z = np.array(read_network_table(out).z)
+    assert all(set(Z[:, d]) == set(range(5)) for d in range(6))
+    with open(out) as f:
+        assert next(csv.reader(f)) == list(NETWORK_COLUMNS)
