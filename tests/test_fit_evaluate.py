@@ -18,7 +18,7 @@ def tables(tmp_path_factory):
     backend, space = get_backend("onnxruntime"), get_space("nb201")
     profile_layers(backend, space.unique_layers(), folder / "layers.csv", FAST,
                    show_progress=False)
-    profile_networks(backend, space, space.random_z(12, seed=0), folder / "nets.csv", FAST,
+    profile_networks(backend, space, space.design(12, seed=0), folder / "nets.csv", FAST,
                      show_progress=False)
     profile_networks(backend, space, space.random_z(8, seed=1), folder / "test.csv", FAST,
                      show_progress=False)
