@@ -67,7 +67,7 @@ def run(backend_name: str, space_name: str, n_random: int, protocol: TimingProto
     print(f"\n{table.fingerprint.describe()}, {space_name}: {len(zs)} networks measured in "
           f"{seconds:.0f} s; test: {len(test.z)} random networks, {y.min():.2f}-{y.max():.2f} ms")
     print(f"{'train':<9} {'n':>3} {'predictor':<18} {'priced':>7} {'Spearman':>9} "
-          f"{'Kendall':>8} {'within10':>9} {'MAPE':>7}  search pick (budget {np.median(y):.2f} ms)")
+          f"{'Kendall':>8} {'within10':>9} {'MAPE':>7}")
     results, picks = [], []
     for n in SIZES:
         for how in ("designed", "random"):
@@ -86,7 +86,6 @@ def run(backend_name: str, space_name: str, n_random: int, protocol: TimingProto
                          "predictor": kind, "priced_pct": 100 * len(rows) / len(test.z),
                          **{k: m.get(k, float("nan")) for k in
                             ("spearman_rho", "kendall_tau", "within_10_pct", "mape_pct")}}
-                pick = ""
                 if kind != "tree_z":
                     best = search(space, predictor, budget_ms=float(np.median(y)),
                                   sampler="exact", show_progress=False).best[0]
@@ -94,20 +93,24 @@ def run(backend_name: str, space_name: str, n_random: int, protocol: TimingProto
                     entry.update(pick_z=format_z(best.z), pick_unseen_choices=unseen,
                                  pick_predicted_ms=best.predicted_latency_ms)
                     picks.append((entry, tuple(best.z)))
-                    pick = f"{unseen} unseen choice(s), predicted {best.predicted_latency_ms:.2f}"
                 if kind == "additive_features" and how == "designed" and n == 10:
                     entry["meets_target"] = bool(all(entry[k] >= v for k, v in TARGET.items()))
                 print(f"{how:<9} {n:>3} {kind:<18} {entry['priced_pct']:>6.0f}% "
                       f"{entry['spearman_rho']:>9.3f} {entry['kendall_tau']:>8.3f} "
-                      f"{entry['within_10_pct']:>8.0f}% {entry['mape_pct']:>6.1f}%  {pick}"
+                      f"{entry['within_10_pct']:>8.0f}% {entry['mape_pct']:>6.1f}%"
                       f"{'  TARGET ' + ('met' if entry['meets_target'] else 'MISSED') if 'meets_target' in entry else ''}")
                 results.append(entry)
     picked = profile_networks(backend, space, sorted({z for _, z in picks}),
                               os.path.join(folder, f"{backend_name}-{space_name}-picks.csv"),
                               protocol, show_progress=False)
     true_ms = dict(zip(picked.z, picked.values()))
+    print(f"{'train':<9} {'n':>3} {'predictor':<18} {'pick':<24} {'unseen':>6} "
+          f"{'predicted':>9} {'true':>7}  (budget {np.median(y):.2f} ms)")
     for entry, z in picks:
         entry["pick_true_ms"] = float(true_ms[z])
+        print(f"{entry['train']:<9} {entry['n']:>3} {entry['predictor']:<18} "
+              f"{entry['pick_z'][:24]:<24} {entry['pick_unseen_choices']:>6} "
+              f"{entry['pick_predicted_ms']:>9.2f} {entry['pick_true_ms']:>7.2f}")
     over = [e for e, _ in picks if e["pick_unseen_choices"] and e["predictor"] == "additive"]
     print(f"additive picks with a choice never seen: {len(over)} (must be 0); picks' true / "
           f"budget: {min(e['pick_true_ms'] for e, _ in picks) / np.median(y):.2f}-"

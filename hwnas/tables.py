@@ -8,6 +8,10 @@ Network table columns::
 
     space, z, latency_ms, p10_ms, p90_ms, min_ms, runs, <fingerprint>
 
+A network table needs only ``space, z`` and its target column (``latency_ms`` by default): the
+timing and fingerprint columns are optional and may be blank, so that numbers measured with
+any tool can be read.
+
 ``<fingerprint>`` is ``backend, backend_version, device, threads, dtype, batch``: every row is
 tagged with the device it was measured on, and a table never mixes two devices. ``z`` is
 written as the choice indices joined by ``-`` (e.g. ``0-3-6``). Latencies are milliseconds per

@@ -119,6 +119,9 @@ def test_additive_never_prices_an_unseen_choice_and_search_never_picks_it(tmp_pa
         p.predict_z(space, [0, 1, 1, 1, 1, 1])
     p.save(tmp_path / "p.json")
     assert np.isnan(load_predictor(tmp_path / "p.json").cost_matrix(space)[1][:, 0]).all()
+    from hwnas.integrations import LatencyPenalty
+    with pytest.raises(ValueError, match="cannot price choice 'none' of decision 'edge_1<-0'"):
+        LatencyPenalty(space, p)
     for sampler in ("exact", "random"):
         result = search(space, p, budget_ms=1e3, sampler=sampler, n_trials=60, seed=0,
                         show_progress=False)
@@ -302,3 +305,15 @@ def test_profile_networks_by_design(tmp_path):
     assert all(set(Z[:, d]) == set(range(5)) for d in range(6))
     with open(out) as f:
         assert next(csv.reader(f)) == list(NETWORK_COLUMNS)
+
+
+@pytest.mark.nnabla
+def test_pruned_network_runs_in_nnabla(nnabla_backend, tmp_path):
+    from conftest import FAST
+    from hwnas.profile import profile_networks
+    pruned = get_space("nb201-pruned")
+    zs = [(3, 3, 3, 0, 0, 0), (0, 3, 3, 0, 3, 3), (3, 3, 4, 1, 3, 1)]
+    table = profile_networks(nnabla_backend, pruned, zs, tmp_path / "n.csv", FAST,
+                             show_progress=False)
+    assert table.space == "nb201-pruned" and len(table.z) == 3
+    assert (table.values() > 0).all()
