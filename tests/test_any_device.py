@@ -24,7 +24,8 @@ from hwnas.spaces.nb201 import kept_edges
 from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, TableError, read_layer_table,
                           read_network_table)
 
-ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+        "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None and \
     importlib.util.find_spec("onnx") is not None
 needs_ort = pytest.mark.skipif(not HAVE_ORT, reason="needs onnx and onnxruntime")

@@ -61,7 +61,8 @@ def statistics(rounds: list) -> dict:
     least = float(medians.min())
     return {"latency_ms": f"{least:.6g}", "p10_ms": f"{float(p10):.6g}",
             "p90_ms": f"{float(p90):.6g}", "min_ms": f"{float(pooled.min()):.6g}",
-            "runs": str(len(pooled)), "round_spread": f"{float((medians.max() - least) / least):.4g}"}
+            "runs": str(len(pooled)),
+            "round_spread": f"{float((medians.max() - least) / least):.4g}"}
 
 
 def measure(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float) -> list:
