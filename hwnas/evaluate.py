@@ -25,6 +25,9 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--networks", required=True, metavar="CSV", help="measured network table")
     _cli.add_space_option(p, None)
     p.add_argument("--target", help="column to score (default: the predictor's target)")
+    p.add_argument("--device", metavar="NAME",
+                   help="the device the network table was measured on, where it has no device "
+                        "column")
     p.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
     p.add_argument("--plot", metavar="PNG", help="plot predicted against measured")
     return p
@@ -34,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     predictor = load_predictor(args.predictor)
     space = load_space(args.space) if args.space else None
-    networks = read_network_table(args.networks, space)
+    networks = read_network_table(args.networks, space, target=args.target or predictor.target,
+                                  device=args.device)
     space = space or load_space(networks.space)
     if networks.fingerprint != predictor.fingerprint_:
         print(f"{PROG}: warning: the networks were measured on "

@@ -56,6 +56,10 @@ nb201,0-0-0-0-0-0,2.1
     assert "2 choice(s) unknown" in printed and "edge_2<-1=skip_connect" in printed
     p = load_predictor(out)
     assert p.fingerprint_.device == "Pixel 7 (TFLite)" and p.fingerprint_.backend == "unknown"
+    from hwnas.evaluate import main as evaluate_main
+    assert evaluate_main(["--predictor", str(out), "--networks", str(path), "--device",
+                          "Pixel 7 (TFLite)"]) == 0
+    assert "additive predictor on 6 networks" in capsys.readouterr().out
     table = read_network_table(path)
     assert table.fingerprint.device == "unnamed (phone.csv)"  # never mixed with another file
     assert np.isnan(table.timings[0].p10_ms) and table.timings[0].runs == 0
