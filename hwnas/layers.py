@@ -44,8 +44,77 @@ ARITY = {"add": 2}
 ACTIVATIONS = ("none", "relu", "relu6")
 
 _KEY = re.compile(r"^(?P<op>[a-z0-9_]+)\((?P<args>[^()]*)\)$")
-_ATTR_FIELDS = {"out": "out_channels", "k": "kernel", "s": "stride", "g": "groups",
-                "e": "expand", "act": "act"}
+#: key attribute -> Layer field (layer keys and space files use the short names)
+ATTR_FIELDS = {"out": "out_channels", "k": "kernel", "s": "stride", "g": "groups",
+               "e": "expand", "act": "act"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One primitive of an op: what every backend builds and the analytic costs count.
+
+    ``inputs`` are tensor indices: the layer's inputs come first (0, and 1 for ``add``), then
+    step i's output is tensor ``arity + i``. The last step's output is the layer's output.
+
+    Kinds: ``conv`` (no bias, padded by ``pad``; depthwise when ``groups`` equals its input
+    channels), ``bn`` (batch norm in inference form, then ``act``), ``relu``, ``avgpool``
+    (padding not counted), ``gap`` (global average pooling), ``linear`` (fully connected with
+    bias over the flattened input) and ``add`` (element-wise sum of two tensors).
+    """
+
+    kind: str
+    inputs: Tuple[int, ...]
+    out: int = 0
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    pad: int = 0
+    act: str = "none"
+
+
+def _conv(i: int, out: int, k: int, s: int, g: int = 1) -> Step:
+    return Step("conv", (i,), out, k, s, g, pad=(k - 1) // 2)
+
+
+def steps(layer: "Layer") -> Tuple[Step, ...]:
+    """The primitive steps of a layer, in order: the one definition of what each op computes
+    (hidden widths, residual rule, shapes), read by the costs and by every backend.
+
+    Example:
+        >>> [s.kind for s in steps(Layer("mbconv", (16, 8, 8), 16, kernel=3, expand=6))]
+        ['conv', 'bn', 'conv', 'bn', 'conv', 'bn', 'add']
+    """
+    c, out, k, s = layer.in_shape[0], layer.out_channels, layer.kernel, layer.stride
+    if layer.op == "conv":
+        return (_conv(0, out, k, s, layer.groups), Step("bn", (1,), act=layer.act))
+    if layer.op == "mbconv":
+        hidden = c * layer.expand
+        program = [] if layer.expand == 1 else [_conv(0, hidden, 1, 1),
+                                                Step("bn", (1,), act="relu6")]
+        n = len(program)
+        program += [_conv(n, hidden, k, s, hidden),
+                    Step("bn", (n + 1,), act="relu6"),
+                    _conv(n + 2, out, 1, 1),
+                    Step("bn", (n + 3,))]
+        if s == 1 and c == out:  # the residual: only where the block keeps the shape
+            program.append(Step("add", (0, n + 4)))
+        return tuple(program)
+    if layer.op == "relu_conv_bn":
+        return (Step("relu", (0,)), _conv(1, out, k, s), Step("bn", (2,)))
+    if layer.op == "avgpool":
+        return (Step("avgpool", (0,), kernel=k, stride=s, pad=(k - 1) // 2),)
+    if layer.op == "resblock":
+        return (Step("relu", (0,)), _conv(1, out, 3, s), Step("bn", (2,)),  # a
+                Step("relu", (3,)), _conv(4, out, 3, 1), Step("bn", (5,)),  # b
+                Step("avgpool", (0,), kernel=2, stride=2), Step("conv", (7,), out),  # shortcut
+                Step("add", (8, 6)))
+    if layer.op == "bn":
+        return (Step("bn", (0,), act=layer.act),)
+    if layer.op == "add":
+        return (Step("add", (0, 1)),)
+    if layer.op == "gap":
+        return (Step("gap", (0,)),)
+    return (Step("linear", (0,), out),)  # linear
 
 
 @dataclass(frozen=True)
@@ -102,7 +171,7 @@ class Layer:
         """Canonical key, e.g. ``mbconv(in=16x16x16,out=24,k=5,s=2,e=6)``."""
         c, h, w = self.in_shape
         args = [f"in={c}x{h}x{w}"]
-        args += [f"{a}={getattr(self, _ATTR_FIELDS[a])}" for a in OPS[self.op]]
+        args += [f"{a}={getattr(self, ATTR_FIELDS[a])}" for a in OPS[self.op]]
         return f"{self.op}({','.join(args)})"
 
     @classmethod
@@ -123,7 +192,7 @@ class Layer:
                 elif name == "act":
                     kwargs["act"] = value
                 elif name in OPS[op]:
-                    kwargs[_ATTR_FIELDS[name]] = int(value)
+                    kwargs[ATTR_FIELDS[name]] = int(value)
                 else:
                     raise ValueError(f"unknown attribute {name!r}")
             if "in_shape" not in kwargs:
@@ -171,67 +240,63 @@ class Layer:
         return self._costs["peak_activation_bytes"]
 
 
-def conv_out_size(size: int, kernel: int, stride: int) -> int:
-    """Output size of a convolution padded by (kernel - 1) // 2, as the spaces here pad."""
-    pad = (kernel - 1) // 2
-    return (size + 2 * pad - kernel) // stride + 1
-
-
-def _conv_bn(cin: int, h: int, w: int, cout: int, k: int, s: int, g: int):
-    ho, wo = conv_out_size(h, k, s), conv_out_size(w, k, s)
-    macs = ho * wo * cout * (cin // g) * k * k
-    params = cout * (cin // g) * k * k + 4 * cout  # weight; bn beta, gamma, mean, var
-    return (cout, ho, wo), macs, params
+def step_shapes(layer: "Layer") -> list:
+    """The shape of every tensor of ``steps(layer)``: the layer's inputs, then each step's
+    output; raises ValueError if a step does not fit its input."""
+    program = steps(layer)
+    shapes = [layer.in_shape] * ARITY.get(layer.op, 1)
+    for step in program:
+        c, h, w = shapes[step.inputs[0]]
+        if step.kind in ("conv", "avgpool"):
+            size = [(v + 2 * step.pad - step.kernel) // step.stride + 1 for v in (h, w)]
+            shapes.append((step.out if step.kind == "conv" else c, size[0], size[1]))
+        elif step.kind == "gap":
+            shapes.append((c, 1, 1))
+        elif step.kind == "linear":
+            shapes.append((step.out, 1, 1))
+        else:  # bn, relu, add: element-wise
+            if any(shapes[i] != shapes[step.inputs[0]] for i in step.inputs):
+                raise ValueError(f"{layer.op}: add of shapes {[shapes[i] for i in step.inputs]}")
+            shapes.append((c, h, w))
+    return shapes
 
 
 def _costs(layer: Layer) -> dict:
-    c, h, w = layer.in_shape
+    program = steps(layer)
+    shapes = step_shapes(layer)
+    first = len(shapes) - len(program)
     size = math.prod(layer.in_shape)
-    if layer.op == "conv":
-        out, macs, params = _conv_bn(c, h, w, layer.out_channels, layer.kernel, layer.stride,
-                                     layer.groups)
-        peak = size + math.prod(out)
-    elif layer.op == "mbconv":
-        hidden = int(round(c * layer.expand))
-        macs = params = 0
-        shape, tensors = (c, h, w), [size]
-        steps = [] if layer.expand == 1 else [(hidden, 1, 1, 1)]
-        steps += [(hidden, layer.kernel, layer.stride, hidden), (layer.out_channels, 1, 1, 1)]
-        for cout, k, s, g in steps:
-            shape, m, p = _conv_bn(shape[0], shape[1], shape[2], cout, k, s, g)
-            macs, params = macs + m, params + p
-            tensors.append(math.prod(shape))
-        out = shape
+    macs = params = 0
+    for i, step in enumerate(program):
+        cin, out = shapes[step.inputs[0]][0], shapes[first + i]
+        if step.kind == "conv":
+            macs += math.prod(out) * (cin // step.groups) * step.kernel ** 2
+            params += step.out * (cin // step.groups) * step.kernel ** 2
+        elif step.kind == "bn":
+            params += 4 * cin  # beta, gamma, running mean and variance
+        elif step.kind == "avgpool":
+            macs += math.prod(out) * step.kernel ** 2
+        elif step.kind == "gap":
+            macs += math.prod(shapes[step.inputs[0]])
+        elif step.kind == "linear":
+            macs += math.prod(shapes[step.inputs[0]]) * step.out
+            params += math.prod(shapes[step.inputs[0]]) * step.out + step.out
+    if macs == 0 and layer.op in ("bn", "add"):
+        macs = size  # one per element; inside a block, element-wise steps are not counted
+    out = shapes[-1]
+    if layer.op == "mbconv":
         # the block input stays alive to the residual add; otherwise only neighbours coexist
-        residual = layer.stride == 1 and c == layer.out_channels
-        pairs = [a + b for a, b in zip(tensors, tensors[1:])]
-        peak = max(pairs) + (size if residual else 0)
-    elif layer.op == "relu_conv_bn":
-        out, macs, params = _conv_bn(c, h, w, layer.out_channels, layer.kernel, layer.stride, 1)
-        peak = size + math.prod(out)
-    elif layer.op == "avgpool":
-        out = (c, conv_out_size(h, layer.kernel, layer.stride),
-               conv_out_size(w, layer.kernel, layer.stride))
-        macs, params = math.prod(out) * layer.kernel ** 2, 0
-        peak = size + math.prod(out)
+        tensors = [size] + [math.prod(shapes[first + i]) for i, step in enumerate(program)
+                            if step.kind == "conv"]
+        residual = program[-1].kind == "add"
+        peak = max(a + b for a, b in zip(tensors, tensors[1:])) + (size if residual else 0)
     elif layer.op == "resblock":
-        a, macs_a, params_a = _conv_bn(c, h, w, layer.out_channels, 3, layer.stride, 1)
-        out, macs_b, params_b = _conv_bn(a[0], a[1], a[2], layer.out_channels, 3, 1, 1)
-        pooled = (c, h // 2, w // 2)
-        shortcut_macs = math.prod(pooled) * 4 + math.prod(out) * c
-        macs = macs_a + macs_b + shortcut_macs
-        params = params_a + params_b + layer.out_channels * c
         peak = size + 2 * math.prod(out)
-    elif layer.op == "gap":
-        out, macs, params = (c, 1, 1), size, 0
-        peak = size + c
-    elif layer.op in ("bn", "add"):
-        out, macs, params = layer.in_shape, size, 4 * c if layer.op == "bn" else 0
-        peak = 3 * size if layer.op == "add" else 2 * size
-    else:  # linear
-        out = (layer.out_channels, 1, 1)
-        macs = size * layer.out_channels
-        params = macs + layer.out_channels
-        peak = size + layer.out_channels
+    elif layer.op == "add":
+        peak = 3 * size
+    elif layer.op == "bn":
+        peak = 2 * size
+    else:
+        peak = size + math.prod(out)
     return {"out_shape": out, "macs": macs, "params": params,
             "peak_activation_bytes": peak * DTYPE_BYTES}

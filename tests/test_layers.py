@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hwnas.layers import Layer
+from hwnas.layers import OPS, Layer
 from hwnas.spaces import get_space, unit_graph
 
 
@@ -76,8 +76,7 @@ def test_same_parameter_count_and_output_shape_as_nnabla():
 
     from hwnas.profile._nnabla import build
 
-    layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers()
-    for layer in layers:
+    for layer in _every_op():
         params = collections.OrderedDict()
         with nn.parameter_scope("check", params):
             x = nn.Variable((2,) + layer.in_shape)
@@ -88,3 +87,39 @@ def test_same_parameter_count_and_output_shape_as_nnabla():
         assert count == layer.params, layer.key
         assert y.shape[0] == 2 and int(np.prod(y.shape[1:])) == int(np.prod(layer.out_shape))
         assert y.shape[1] == layer.out_shape[0], layer.key
+
+
+def _every_op():
+    """Every op at least once: both built-in spaces' layers and the ops they do not use."""
+    extra = [Layer("bn", (8, 6, 6), act="relu"), Layer("add", (8, 6, 6)),
+             Layer("conv", (8, 7, 7), 16, kernel=5, stride=2, groups=4, act="none"),
+             Layer("mbconv", (8, 7, 7), 8, kernel=5, stride=1, expand=1),
+             Layer("avgpool", (8, 7, 7), kernel=3, stride=2)]
+    layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers() + extra
+    assert {layer.op for layer in layers} == set(OPS)
+    return layers
+
+
+def test_same_parameter_count_and_output_shape_as_onnx():
+    pytest.importorskip("onnx")
+    from hwnas.profile import to_onnx
+
+    for layer in _every_op():
+        model = to_onnx(unit_graph(layer), batch=2)
+        count = sum(int(np.prod(t.dims)) for t in model.graph.initializer
+                    if t.name not in ("zero", "six"))  # Clip's bounds, not parameters
+        assert count == layer.params, layer.key
+        dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+        assert dims[0] == 2 and np.prod(dims[1:]) == np.prod(layer.out_shape), layer.key
+
+
+def test_steps_define_the_residual_and_hidden_width():
+    from hwnas.layers import step_shapes, steps
+
+    block = Layer("mbconv", (16, 8, 8), 16, kernel=5, stride=1, expand=3)
+    assert [s.kind for s in steps(block)][-1] == "add"
+    assert step_shapes(block)[1] == (48, 8, 8)  # the 1x1 expansion to 3 x 16 channels
+    strided = Layer("mbconv", (16, 8, 8), 16, kernel=5, stride=2, expand=3)
+    assert "add" not in [s.kind for s in steps(strided)]
+    with pytest.raises(ValueError, match="add of shapes"):
+        Layer("resblock", (8, 7, 7), 16, stride=2)  # odd size: shortcut 3x3, main path 4x4

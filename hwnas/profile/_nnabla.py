@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from hwnas._imports import require
-from hwnas.layers import Layer
+from hwnas.layers import Layer, Step, steps
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
 from hwnas.spaces import Graph
@@ -34,59 +34,32 @@ def build(graph: Graph, x, batch_norm_stats: bool = False):
     nn, F, PF = _modules()
     act = {"relu": F.relu, "relu6": F.relu6, "none": lambda h: h}
 
-    def bn(h, activation="none"):
-        return act[activation](PF.batch_normalization(h, batch_stat=batch_norm_stats))
-
-    def conv(h, out, k, s, g=1):
-        p = (k - 1) // 2
-        return PF.convolution(h, out, (k, k), pad=(p, p), stride=(s, s), group=g,
-                              with_bias=False)
-
-    def relu_conv_bn(h, out, k, s):
-        return bn(conv(F.relu(h), out, k, s))
+    def step(step: Step, xs: list):
+        h = xs[0]
+        if step.kind == "conv":
+            return PF.convolution(h, step.out, (step.kernel,) * 2, pad=(step.pad,) * 2,
+                                  stride=(step.stride,) * 2, group=step.groups, with_bias=False)
+        if step.kind == "bn":
+            return act[step.act](PF.batch_normalization(h, batch_stat=batch_norm_stats))
+        if step.kind == "relu":
+            return F.relu(h)
+        if step.kind == "avgpool":
+            return F.average_pooling(h, (step.kernel,) * 2, (step.stride,) * 2,
+                                     pad=(step.pad,) * 2, including_pad=False)
+        if step.kind == "gap":
+            return F.global_average_pooling(h)
+        if step.kind == "linear":
+            return PF.affine(h, step.out)
+        if step.kind == "add":
+            return F.add2(xs[0], xs[1])
+        raise ProfileError(f"the nnabla backend cannot build step {step.kind!r}")
 
     def apply(i: int, layer: Layer, xs: list):
-        h = xs[0]
-        with nn.parameter_scope(f"{i}_{layer.op}"):
-            if layer.op == "conv":
-                return bn(conv(h, layer.out_channels, layer.kernel, layer.stride, layer.groups),
-                          layer.act)
-            if layer.op == "mbconv":
-                hidden = int(round(layer.in_shape[0] * layer.expand))
-                if layer.expand != 1:
-                    with nn.parameter_scope("expand"):
-                        h = bn(conv(h, hidden, 1, 1), "relu6")
-                with nn.parameter_scope("depthwise"):
-                    h = bn(conv(h, hidden, layer.kernel, layer.stride, hidden), "relu6")
-                with nn.parameter_scope("project"):
-                    h = bn(conv(h, layer.out_channels, 1, 1))
-                if layer.stride == 1 and layer.in_shape[0] == layer.out_channels:
-                    h = F.add2(xs[0], h)
-                return h
-            if layer.op == "relu_conv_bn":
-                return relu_conv_bn(h, layer.out_channels, layer.kernel, layer.stride)
-            if layer.op == "avgpool":
-                p = (layer.kernel - 1) // 2
-                return F.average_pooling(h, (layer.kernel,) * 2, (layer.stride,) * 2,
-                                         pad=(p, p), including_pad=False)
-            if layer.op == "resblock":
-                with nn.parameter_scope("a"):
-                    a = relu_conv_bn(h, layer.out_channels, 3, layer.stride)
-                with nn.parameter_scope("b"):
-                    b = relu_conv_bn(a, layer.out_channels, 3, 1)
-                with nn.parameter_scope("shortcut"):
-                    shortcut = conv(F.average_pooling(h, (2, 2), (2, 2)), layer.out_channels,
-                                    1, 1)
-                return F.add2(shortcut, b)
-            if layer.op == "bn":
-                return bn(h, layer.act)
-            if layer.op == "add":
-                return F.add2(xs[0], xs[1])
-            if layer.op == "gap":
-                return F.global_average_pooling(h)
-            if layer.op == "linear":
-                return PF.affine(h, layer.out_channels)
-        raise ProfileError(f"the nnabla backend cannot build op {layer.op!r}")
+        tensors = list(xs)
+        for j, s in enumerate(steps(layer)):
+            with nn.parameter_scope(f"{i}_{layer.op}/{j}_{s.kind}"):
+                tensors.append(step(s, [tensors[k] for k in s.inputs]))
+        return tensors[-1]
 
     def zeros(layer: Layer):
         return nn.Variable.from_numpy_array(np.zeros((x.shape[0],) + layer.in_shape, np.float32))

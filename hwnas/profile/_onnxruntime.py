@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hwnas._imports import require
-from hwnas.layers import Layer
+from hwnas.layers import Layer, Step, step_shapes, steps
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
 from hwnas.spaces import Graph
@@ -47,66 +47,44 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
     const("zero", np.array(0.0))
     const("six", np.array(6.0))
 
-    def conv(h: str, cin: int, cout: int, k: int, s: int, g: int, p: str) -> str:
-        w = weight(f"{p}.w", (cout, cin // g, k, k), scale=(2.0 / (cin // g * k * k)) ** 0.5)
-        return node("Conv", [h, w], f"{p}.conv", kernel_shape=[k, k], strides=[s, s],
-                    pads=[(k - 1) // 2] * 4, group=g)
-
-    def bn(h: str, c: int, act: str, p: str) -> str:
-        h = node("BatchNormalization", [h, weight(f"{p}.gamma", (c,), 0.1, 1.0),
-                                        weight(f"{p}.beta", (c,)), weight(f"{p}.mean", (c,)),
-                                        weight(f"{p}.var", (c,), 0.1, 1.0)], f"{p}.bn")
-        if act == "relu6":
-            return node("Clip", [h, "zero", "six"], f"{p}.relu6")
-        if act == "relu":
+    def step(s: Step, xs: list, cin: int, n_in: int, p: str) -> str:
+        h = xs[0]
+        if s.kind == "conv":
+            fan_in = cin // s.groups * s.kernel ** 2
+            w = weight(f"{p}.w", (s.out, cin // s.groups, s.kernel, s.kernel),
+                       scale=(2.0 / fan_in) ** 0.5)
+            return node("Conv", [h, w], f"{p}.conv", kernel_shape=[s.kernel] * 2,
+                        strides=[s.stride] * 2, pads=[s.pad] * 4, group=s.groups)
+        if s.kind == "bn":
+            h = node("BatchNormalization", [h, weight(f"{p}.gamma", (cin,), 0.1, 1.0),
+                                            weight(f"{p}.beta", (cin,)),
+                                            weight(f"{p}.mean", (cin,)),
+                                            weight(f"{p}.var", (cin,), 0.1, 1.0)], f"{p}.bn")
+            if s.act == "relu6":
+                return node("Clip", [h, "zero", "six"], f"{p}.relu6")
+            return node("Relu", [h], f"{p}.relu") if s.act == "relu" else h
+        if s.kind == "relu":
             return node("Relu", [h], f"{p}.relu")
-        return h
-
-    def relu_conv_bn(h: str, cin: int, cout: int, k: int, s: int, p: str) -> str:
-        h = node("Relu", [h], f"{p}.relu")
-        return bn(conv(h, cin, cout, k, s, 1, p), cout, "none", p)
-
-    def avgpool(h: str, k: int, s: int, pad: int, p: str) -> str:
-        return node("AveragePool", [h], f"{p}.pool", kernel_shape=[k, k], strides=[s, s],
-                    pads=[pad] * 4, count_include_pad=0)
+        if s.kind == "avgpool":
+            return node("AveragePool", [h], f"{p}.pool", kernel_shape=[s.kernel] * 2,
+                        strides=[s.stride] * 2, pads=[s.pad] * 4, count_include_pad=0)
+        if s.kind == "gap":
+            return node("GlobalAveragePool", [h], f"{p}.gap")
+        if s.kind == "linear":
+            h = node("Flatten", [h], f"{p}.flatten", axis=1)
+            return node("Gemm", [h, weight(f"{p}.w", (s.out, n_in), n_in ** -0.5),
+                                 weight(f"{p}.b", (s.out,))], f"{p}.gemm", transB=1)
+        if s.kind == "add":
+            return node("Add", xs, f"{p}.add")
+        raise ProfileError(f"ONNX export cannot build step {s.kind!r}")
 
     def apply(i: int, layer: Layer, xs: list) -> str:
-        h, p, c, out = xs[0], f"{i}_{layer.op}", layer.in_shape[0], layer.out_channels
-        if layer.op == "conv":
-            return bn(conv(h, c, out, layer.kernel, layer.stride, layer.groups, p), out,
-                      layer.act, p)
-        if layer.op == "mbconv":
-            hidden = int(round(c * layer.expand))
-            if layer.expand != 1:
-                h = bn(conv(h, c, hidden, 1, 1, 1, f"{p}.expand"), hidden, "relu6",
-                       f"{p}.expand")
-            h = bn(conv(h, hidden, hidden, layer.kernel, layer.stride, hidden, f"{p}.dw"),
-                   hidden, "relu6", f"{p}.dw")
-            h = bn(conv(h, hidden, out, 1, 1, 1, f"{p}.project"), out, "none", f"{p}.project")
-            if layer.stride == 1 and c == out:
-                h = node("Add", [xs[0], h], f"{p}.add")
-            return h
-        if layer.op == "relu_conv_bn":
-            return relu_conv_bn(h, c, out, layer.kernel, layer.stride, p)
-        if layer.op == "avgpool":
-            return avgpool(h, layer.kernel, layer.stride, (layer.kernel - 1) // 2, p)
-        if layer.op == "resblock":
-            a = relu_conv_bn(h, c, out, 3, layer.stride, f"{p}.a")
-            b = relu_conv_bn(a, out, out, 3, 1, f"{p}.b")
-            shortcut = conv(avgpool(h, 2, 2, 0, f"{p}.sc"), c, out, 1, 1, 1, f"{p}.sc")
-            return node("Add", [shortcut, b], f"{p}.add")
-        if layer.op == "bn":
-            return bn(h, c, layer.act, p)
-        if layer.op == "add":
-            return node("Add", xs, f"{p}.add")
-        if layer.op == "gap":
-            return node("GlobalAveragePool", [h], f"{p}.gap")
-        if layer.op == "linear":
-            n_in = int(np.prod(layer.in_shape))
-            h = node("Flatten", [h], f"{p}.flatten", axis=1)
-            return node("Gemm", [h, weight(f"{p}.w", (out, n_in), n_in ** -0.5),
-                                 weight(f"{p}.b", (out,))], f"{p}.gemm", transB=1)
-        raise ProfileError(f"ONNX export cannot build op {layer.op!r}")
+        tensors, shapes = list(xs), step_shapes(layer)
+        for j, s in enumerate(steps(layer)):
+            shape = shapes[s.inputs[0]]
+            tensors.append(step(s, [tensors[k] for k in s.inputs], shape[0],
+                                int(np.prod(shape)), f"{i}_{layer.op}.{j}"))
+        return tensors[-1]
 
     inputs = [("x", [batch, *graph[0][0].in_shape])]
 
