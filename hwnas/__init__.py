@@ -3,15 +3,58 @@
 Measure layer latency once on the target device (``hwnas.profile``), turn the tables into
 predictors (``hwnas.predictors``), and search architectures under a latency budget with no
 device in the loop (``hwnas.search``).
+
+The names below load on first use, so ``import hwnas.layers`` stays cheap (no optuna).
 """
 
-from hwnas.layers import Layer
-from hwnas.predictors import LookupPredictor, Predictor, load_predictor
-from hwnas.search import search
-from hwnas.spaces import Architecture, SearchSpace, get_space
-from hwnas.tables import read_layer_table, read_network_table
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Architecture", "Layer", "LookupPredictor", "Predictor", "SearchSpace",
-           "get_space", "load_predictor", "read_layer_table", "read_network_table", "search"]
+#: public name -> the module that defines it
+_LAZY = {"Layer": "hwnas.layers", "LookupPredictor": "hwnas.predictors",
+         "Predictor": "hwnas.predictors", "load_predictor": "hwnas.predictors",
+         "Architecture": "hwnas.spaces",
+         "SearchSpace": "hwnas.spaces", "get_space": "hwnas.spaces",
+         "read_layer_table": "hwnas.tables", "read_network_table": "hwnas.tables"}
+
+__all__ = sorted([*_LAZY, "search"])
+
+if TYPE_CHECKING:
+    from hwnas.layers import Layer
+    from hwnas.predictors import LookupPredictor, Predictor, load_predictor
+    from hwnas.search import search
+    from hwnas.spaces import Architecture, SearchSpace, get_space
+    from hwnas.tables import read_layer_table, read_network_table
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hwnas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    @property
+    def search(self) -> Any:
+        """``hwnas.search`` is the function, also once the subpackage of that name is loaded."""
+        from hwnas.search import search
+        return search
+
+    @search.setter
+    def search(self, subpackage: Any) -> None:
+        """Importing ``hwnas.search.*`` sets the subpackage here; the function stays."""
+
+
+sys.modules[__name__].__class__ = _Package

@@ -7,13 +7,11 @@ import sys
 from typing import Callable, Sequence
 
 from hwnas._imports import MissingDependency
-from hwnas.profile import BACKENDS, Backend, ProfileError, get_backend
-from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
-from hwnas.tables import TableError
+from hwnas.errors import HwnasError
 
 #: errors that a user's input or machine causes: shown as one line, never as a traceback
-USER_ERRORS = (ValueError, KeyError, NotImplementedError, MissingDependency, ProfileError,
-               TableError, OSError)
+USER_ERRORS = (ValueError, KeyError, NotImplementedError, MissingDependency, HwnasError,
+               OSError)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -47,29 +45,6 @@ def add_space_option(parser: argparse.ArgumentParser, default: str | None) -> No
     parser.add_argument("--space", default=default,
                         help=f"search space: {', '.join(SPACES)}, or a .json/.yaml space file "
                              f"(default: {default_text})")
-
-
-def add_backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default=default,
-                        help="profiler runtime (default: %(default)s)")
-    parser.add_argument("--context", default="cpu",
-                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda) "
-                             "(default: cpu)")
-    parser.add_argument("--device-id", type=int, default=0, help="GPU index")
-    parser.add_argument("--batch", type=positive_int, default=1,
-                        help="batch size to measure (default: 1)")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="onnxruntime intra-op threads (default: 1; nnabla's CPU context "
-                             "always uses one)")
-    parser.add_argument("--optimization", choices=OPTIMIZATION_LEVELS, default="all",
-                        help="onnxruntime graph optimisation (default: all, as deployed)")
-
-
-def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
-    options = {"context": args.context, "device_id": args.device_id, "batch": args.batch}
-    if name == "onnxruntime":
-        options.update(threads=args.threads, optimization=args.optimization)
-    return get_backend(name, **options)
 
 
 def run(main: Callable[[Sequence[str] | None], int], prog: str,

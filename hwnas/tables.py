@@ -29,12 +29,15 @@ import io
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
+from hwnas.spaces import format_z as format_z  # z's text form, re-exported from spaces
+from hwnas.spaces import get_space
+from hwnas.spaces import parse_z as parse_z
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
 TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")
@@ -73,6 +76,22 @@ class Fingerprint:
 
     def as_row(self) -> Dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Fingerprint":
+        """Parse ``as_row()`` back (a table row or a saved predictor's fingerprint); raises
+        KeyError for a missing field, ValueError naming a field that is not an integer."""
+        values = {}
+        for f in fields(cls):
+            text = row[f.name]
+            if f.type in ("int", int):
+                try:
+                    values[f.name] = int(text)
+                except (TypeError, ValueError):
+                    raise ValueError(f"column {f.name!r}: {text!r} is not a number") from None
+            else:
+                values[f.name] = str(text)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -150,17 +169,6 @@ def _extra(path: str, extras: dict, target: str):
     return extras[target]
 
 
-def format_z(z: Iterable[int]) -> str:
-    return "-".join(str(int(v)) for v in z)
-
-
-def parse_z(text: str) -> Tuple[int, ...]:
-    parts = text.strip().split("-")
-    if not all(p.isdigit() for p in parts):
-        raise ValueError(f"z must be choice indices joined by '-', e.g. '0-3-6', got {text!r}")
-    return tuple(int(p) for p in parts)
-
-
 def read_layer_table(path: str | os.PathLike) -> LayerTable:
     """Read and validate a layer table; raise TableError naming file, line and column."""
     path = os.fspath(path)
@@ -207,7 +215,6 @@ def read_network_table(path: str | os.PathLike, space=None, *, target: str = "la
         >>> # nb201,|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|,12.5
         >>> table = read_network_table("phone.csv", device="Pixel 7 (TFLite)")
     """
-    from hwnas.spaces import get_space
 
     path = os.fspath(path)
     zs, timings, fingerprint = [], [], None
@@ -413,11 +420,10 @@ def _timing(row: dict, where: str) -> Timing:
 
 def _same_fingerprint(expected: Fingerprint | None, row: dict, where: str,
                       hint: str = "tables from two devices are never mixed") -> Fingerprint:
-    values = {}
-    for f in fields(Fingerprint):
-        values[f.name] = _number(row, f.name, where, int) if f.type in ("int", int) \
-            else row[f.name]
-    found = Fingerprint(**values)
+    try:
+        found = Fingerprint.from_row(row)
+    except ValueError as e:
+        raise TableError(f"{where}, {e}") from None
     if expected is not None and found != expected:
         raise TableError(f"{where}: measured on {found.describe()}, but the table is for "
                          f"{expected.describe()} ({hint})")

@@ -127,9 +127,7 @@ def from_dict(doc: Any, where: str = "predictor") -> Predictor:
         raise ValueError(f"{where}: unknown predictor kind {doc.get('kind')!r}: expected one "
                          f"of {sorted(Predictor._registry)}")
     try:
-        fp = doc["fingerprint"]
-        fingerprint = Fingerprint(**{**fp, "threads": int(fp["threads"]),
-                                     "batch": int(fp["batch"])})
+        fingerprint = Fingerprint.from_row(doc["fingerprint"])
         predictor = cls._from_state(doc["state"])
         predictor.target = str(doc["target"])
     except (KeyError, TypeError, ValueError, IndexError) as e:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -27,3 +27,14 @@ def by_op(layers: Sequence[Layer]) -> Dict[str, List[int]]:
     for i, layer in enumerate(layers):
         groups.setdefault(layer.op, []).append(i)
     return groups
+
+
+def per_op(layers: Sequence[Layer], models: Mapping[str, Any], what: str
+           ) -> Iterator[Tuple[Any, List[int]]]:
+    """(model, indices of its layers) for each op kind of ``layers``; raises ValueError naming
+    the first op kind that ``models`` lacks (``what`` names the predictor)."""
+    for op, rows in by_op(layers).items():
+        if op not in models:
+            raise ValueError(f"the {what} predictor has no model for op {op!r} (it was fitted "
+                             f"on {sorted(models)}), e.g. layer {layers[rows[0]].key}")
+        yield models[op], rows

@@ -10,7 +10,7 @@ import numpy as np
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import NotAdditiveError, Predictor, check_features
-from hwnas.predictors._features import by_op
+from hwnas.predictors._features import by_op, per_op
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
 
@@ -260,11 +260,8 @@ class AdditiveFeaturesPredictor(Predictor):
         self._check_fitted()
         terms = _layer_terms(layers)
         out = np.empty(len(layers))
-        for op, rows in by_op(layers).items():
-            if op not in self.weights_:
-                raise ValueError(f"the additive_features predictor has no weights for op "
-                                 f"{op!r} (its networks had {sorted(self.weights_)})")
-            out[rows] = terms[rows] @ np.asarray(self.weights_[op])
+        for weights, rows in per_op(layers, self.weights_, self.kind):
+            out[rows] = terms[rows] @ np.asarray(weights)
         return out
 
     def _state(self) -> Dict[str, Any]:

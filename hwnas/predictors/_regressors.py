@@ -8,7 +8,7 @@ import numpy as np
 
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, check_features
-from hwnas.predictors._features import FEATURES, by_op, features
+from hwnas.predictors._features import FEATURES, by_op, features, per_op
 from hwnas.tables import LayerTable
 
 
@@ -28,12 +28,8 @@ class _PerOpRegressor(Predictor):
         self._check_fitted()
         out = np.empty(len(layers))
         X = features(layers)
-        for op, rows in by_op(layers).items():
-            if op not in self.models_:
-                raise ValueError(f"the {self.kind} predictor has no model for op {op!r} (its "
-                                 f"table had {sorted(self.models_)}), e.g. layer "
-                                 f"{layers[rows[0]].key}")
-            out[rows] = self._predict_op(self.models_[op], X[rows])
+        for model, rows in per_op(layers, self.models_, self.kind):
+            out[rows] = self._predict_op(model, X[rows])
         return np.maximum(out, 0.0)
 
 
@@ -104,10 +100,8 @@ class TreePredictor(_PerOpRegressor):
         self._check_fitted()
         out = np.empty((self.n_estimators, len(layers)))
         X = features(layers)
-        for op, rows in by_op(layers).items():
-            if op not in self.models_:
-                self.predict([layers[rows[0]]])  # raises, naming the op
-            out[:, rows] = [tree.predict(X[rows]) for tree in self.models_[op].estimators_]
+        for model, rows in per_op(layers, self.models_, self.kind):
+            out[:, rows] = [tree.predict(X[rows]) for tree in model.estimators_]
         return np.maximum(out, 0.0)
 
     def predict_quantile(self, layers: Sequence[Layer], q: float) -> np.ndarray:

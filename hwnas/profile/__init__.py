@@ -21,6 +21,7 @@ from hwnas._progress import Progress
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
+from hwnas.profile._options import add_backend_options, backend_from_args
 from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.spaces import Graph, SearchSpace, unit_graph
 from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, LayerTable, NetworkTable,
@@ -136,6 +137,6 @@ def _measure(backend: Backend, units: Dict[str, Tuple[Graph, Dict[str, str]]],
             bar.close()
 
 
-__all__ = ["BACKENDS", "Backend", "ProfileError", "TimingProtocol", "available_backends",
-           "cache_dir", "device_tables", "export_onnx", "get_backend", "profile_layers",
+__all__ = ["BACKENDS", "Backend", "ProfileError", "TimingProtocol", "add_backend_options",
+           "available_backends", "backend_from_args", "cache_dir", "device_tables", "export_onnx", "get_backend", "profile_layers",
            "profile_networks", "to_onnx"]

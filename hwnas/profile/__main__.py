@@ -11,7 +11,8 @@ import sys
 from typing import List, Sequence
 
 from hwnas import _cli
-from hwnas.profile import TimingProtocol, profile_layers, profile_networks
+from hwnas.profile import (TimingProtocol, add_backend_options, backend_from_args,
+                           profile_layers, profile_networks)
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import parse_z
 
@@ -21,7 +22,7 @@ PROG = "python -m hwnas.profile"
 def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     _cli.add_space_option(p, "mobilenet")
-    _cli.add_backend_options(p, default="nnabla")
+    add_backend_options(p, default="nnabla")
     p.add_argument("--out", help="table to write or resume (CSV; not with --export)")
     p.add_argument("--networks", type=_cli.positive_int, metavar="N",
                    help="measure N random whole networks (a network table) instead of layers")
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                               min_runs=min(TimingProtocol.min_runs, args.runs),
                               max_seconds=args.max_seconds)
-    backend = _cli.backend_from_args(args.backend, args)
+    backend = backend_from_args(args.backend, args)
     if args.networks or args.from_file:
         zs = network_zs(args, space)
         table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)

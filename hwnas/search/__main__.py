@@ -19,7 +19,8 @@ import optuna
 
 from hwnas import _cli
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
-from hwnas.profile import available_backends, device_tables, export_onnx
+from hwnas.profile import (add_backend_options, available_backends, backend_from_args,
+                           device_tables, export_onnx)
 from hwnas.search._plot import plot_search
 from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchResult,
                                  search)
@@ -42,7 +43,7 @@ def parser() -> _cli.ArgumentParser:
     source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
                         "latencies")
     source.add_argument("--predictor", help="a saved predictor (from python -m hwnas.fit)")
-    _cli.add_backend_options(p, default=None)
+    add_backend_options(p, default=None)
     p.add_argument("--objective", default="macs", help="quantity to maximise: macs, params, "
                    "or module:function, any f(architecture) -> float such as a supernet's "
                    "validation accuracy (default: %(default)s)")
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if backend_name is None:
             raise ValueError("no profiler backend is installed to measure this machine: "
                              "run scripts/setup (nnabla in .venv), or give --table")
-        backend = _cli.backend_from_args(backend_name, args)
+        backend = backend_from_args(backend_name, args)
         layers, networks = device_tables(backend, space, show_progress=not args.quiet)
         predictor = CalibratedPredictor(LookupPredictor().fit(layers)).fit(networks, space)
         source = layers.path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hwnas.spaces._base import (INPUT, Architecture, Decision, Graph, NotAdditiveError,
-                                SearchSpace, chain, unit_graph, walk)
+                                SearchSpace, chain, format_z, parse_z, unit_graph, walk)
 from hwnas.spaces._file import SpaceFileError, read_space_file, space_from_dict
 from hwnas.spaces.mobilenet import mobilenet
 from hwnas.spaces.nb201 import nb201
@@ -30,5 +30,5 @@ def load_space(name_or_path: str) -> SearchSpace:
 
 
 __all__ = ["INPUT", "Architecture", "Decision", "Graph", "NotAdditiveError", "SearchSpace",
-           "SpaceFileError", "SPACES", "chain", "get_space", "load_space", "mobilenet", "nb201",
-           "read_space_file", "space_from_dict", "unit_graph", "walk"]
+           "SpaceFileError", "SPACES", "chain", "format_z", "get_space", "load_space", "mobilenet",
+           "nb201", "parse_z", "read_space_file", "space_from_dict", "unit_graph", "walk"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,6 +23,24 @@ class NotAdditiveError(TypeError):
 INPUT = -1
 #: a network as (layer, indices of its input nodes) in topological order; the last is the output
 Graph = Tuple[Tuple[Layer, Tuple[Optional[int], ...]], ...]
+
+
+def format_z(z: Iterable[int]) -> str:
+    """z's text form: choice indices joined by '-', e.g. ``0-3-6``."""
+    return "-".join(str(int(v)) for v in z)
+
+
+def parse_z(text: str) -> Tuple[int, ...]:
+    """z from its text form (``0-3-6``); raises ValueError saying what is expected.
+
+    Example:
+        >>> parse_z(format_z([0, 3, 6]))
+        (0, 3, 6)
+    """
+    parts = text.strip().split("-")
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"z must be choice indices joined by '-', e.g. '0-3-6', got {text!r}")
+    return tuple(int(p) for p in parts)
 
 
 def chain(layers: Sequence[Layer]) -> Graph:
@@ -164,7 +182,6 @@ class SearchSpace:
 
     def parse_z(self, text: str) -> Tuple[int, ...]:
         """z from its text form (``0-3-6``, or the space's own notation), checked."""
-        from hwnas.tables import parse_z
         return tuple(int(v) for v in self.check_z(parse_z(text))[0])
 
     def describe(self, z: Sequence[int]) -> str:

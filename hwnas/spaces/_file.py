@@ -34,11 +34,8 @@ import os
 from typing import Any, List, Tuple
 
 from hwnas.errors import InputError
-from hwnas.layers import OPS, Layer
+from hwnas.layers import ATTR_FIELDS, OPS, Layer
 from hwnas.spaces._base import Decision, SearchSpace
-
-_FIELDS = {"out": "out_channels", "k": "kernel", "s": "stride", "g": "groups", "e": "expand",
-           "act": "act"}
 
 
 class SpaceFileError(InputError):
@@ -148,7 +145,7 @@ def _layer(spec: Any, shape: Tuple[int, int, int], key: str, fail) -> Layer:
             continue
         if name not in OPS[op]:
             fail(f"{key}.{name}", f"not an attribute of {op} (it takes {', '.join(OPS[op])})")
-        kwargs[_FIELDS[name]] = value
+        kwargs[ATTR_FIELDS[name]] = value
     try:
         return Layer(op, shape, **kwargs)
     except (ValueError, TypeError) as e:

@@ -1,0 +1,81 @@
+"""The import graph runs one way: layers <- spaces <- tables <- predictors, profile <- search,
+integrations, commands; importing a low module stays cheap."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hwnas
+
+ROOT = Path(hwnas.__file__).parent
+
+#: package or module -> its level; a module imports only from lower levels or its own unit
+#: (at any depth: an import inside a function counts too)
+LEVELS = {"hwnas.errors": 0, "hwnas._imports": 1, "hwnas._progress": 1,
+          "hwnas.layers": 2, "hwnas.spaces": 3, "hwnas.tables": 4,
+          "hwnas._cli": 5,  # what the commands share: options, one-line errors
+          "hwnas.predictors": 6, "hwnas.profile": 6,
+          "hwnas.search": 7, "hwnas.integrations": 7, "hwnas.fit": 7, "hwnas.evaluate": 7,
+          "hwnas": 8}
+
+
+def _unit(module: str) -> str:
+    """The entry of LEVELS that a module belongs to (``hwnas.spaces._base`` -> spaces)."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LEVELS:
+            return ".".join(parts[:n])
+    raise AssertionError(f"{module} is in no level of the import graph: add it to LEVELS")
+
+
+def _imports(path: Path):
+    """(line, imported hwnas module) of every import in the file, at any depth."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, a.name) for a in node.names if a.name.startswith("hwnas"))
+        elif isinstance(node, ast.ImportFrom) and node.module == "hwnas":  # hwnas._cli
+            yield from ((node.lineno, f"hwnas.{a.name}") for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hwnas."):
+            yield node.lineno, node.module
+
+
+def test_no_module_imports_one_above_it():
+    modules = sorted(ROOT.rglob("*.py"))
+    assert len(modules) > 20
+    wrong = []
+    for path in modules:
+        name = ".".join(("hwnas", *path.relative_to(ROOT).with_suffix("").parts))
+        name = name.removesuffix(".__init__")
+        unit = _unit(name)
+        for line, imported in _imports(path):
+            target = _unit(imported)
+            if target != unit and LEVELS[target] >= LEVELS[unit]:
+                wrong.append(f"{path.relative_to(ROOT.parent)}:{line}: {unit} (level "
+                             f"{LEVELS[unit]}) imports {imported} (level {LEVELS[target]})")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("module", ["hwnas", "hwnas.layers", "hwnas.spaces", "hwnas.tables"])
+def test_low_modules_import_no_heavy_dependency(module):
+    code = (f"import sys, {module}; "
+            f"print(' '.join(m for m in ('optuna', 'sklearn', 'scipy', 'onnx', 'nnabla') "
+            f"if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [], f"import {module} loads {run.stdout.strip()}"
+
+
+def test_top_level_names_load_on_first_use():
+    code = ("import sys, hwnas; assert 'optuna' not in sys.modules; "
+            "import hwnas.search._study; "  # the subpackage, loaded first, must not shadow it
+            "from hwnas import Layer, search; assert callable(search), search; "
+            "assert hwnas.search is search; print(sorted(hwnas.__all__) == sorted(dir(hwnas)) "
+            "or set(hwnas.__all__) <= set(dir(hwnas)))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True"
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        hwnas.nonsense  # noqa: B018
