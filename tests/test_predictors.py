@@ -5,7 +5,8 @@ import pytest
 
 from test_tables import write_table
 from hwnas.layers import Layer
-from hwnas.predictors import LookupPredictor, NotFittedError, UnseenLayerError, load_predictor
+from hwnas.predictors import (LinearPredictor, LookupPredictor, NotFittedError, TreePredictor,
+                              UnseenLayerError, load_predictor)
 from hwnas.spaces import get_space
 from hwnas.tables import read_layer_table
 
@@ -87,3 +88,47 @@ def test_lookup_on_real_measurements(mobilenet_table):
         layers = space.decode(z).layers
         expected = sum(mobilenet_table.timings[layer.key].latency_ms for layer in layers)
         assert p.predict_z(space, z)[0] == pytest.approx(expected)
+
+
+def test_predictors_are_scikit_learn_estimators(tmp_path):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from hwnas.predictors import KINDS
+
+    for cls in KINDS.values():
+        p = cls()
+        assert clone(p).get_params() == p.get_params(), cls.kind
+    p = LookupPredictor(fallback=TreePredictor(n_estimators=5), target="latency_ms")
+    assert p.get_params()["fallback__n_estimators"] == 5
+    assert p.set_params(fallback__n_estimators=7) is p and p.fallback.n_estimators == 7
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(p)
+    with pytest.raises(ValueError, match="not fitted"):
+        p.predict([Layer("gap", (4, 2, 2))])  # scikit-learn's NotFittedError is a ValueError
+    assert issubclass(NotFittedError, (SklearnNotFittedError, AttributeError))
+
+    fallback = LinearPredictor()
+    p = LookupPredictor(fallback=fallback).fit(synthetic_table(tmp_path))
+    check_is_fitted(p)
+    assert not hasattr(fallback, "models_"), "fit must fit a clone, not the caller's fallback"
+    assert p.fallback is fallback and hasattr(p.fallback_, "models_")
+    refit = clone(p)
+    assert not hasattr(refit, "values_") and refit.fallback is not fallback
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: LinearPredictor(alpha=-1),
+     "LinearPredictor: alpha must be a number >= 0, got -1"),
+    (lambda: TreePredictor(n_estimators=0),
+     "TreePredictor: n_estimators must be an integer >= 1, got 0"),
+    (lambda: TreePredictor(random_state="x"),
+     "random_state must be an integer >= 0, got 'x'"),
+    (lambda: LookupPredictor(target=3), "LookupPredictor: target must be a string, got 3"),
+    (lambda: LookupPredictor(fallback="linear"), "fallback must be a layer predictor"),
+])
+def test_hyperparameters_are_validated_by_fit(tmp_path, make, message):
+    from hwnas.errors import InputError
+    with pytest.raises(InputError, match=message):
+        make().fit(synthetic_table(tmp_path))

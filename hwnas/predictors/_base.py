@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
 from hwnas.tables import Fingerprint
@@ -18,21 +22,28 @@ if TYPE_CHECKING:
 
     from hwnas.spaces import SearchSpace
 
+#: what ``Predictor._check_params`` accepts for each kind of hyperparameter
+_KINDS = {"a number": numbers.Real, "an integer": numbers.Integral, "a string": str,
+          "True or False": bool}
+
 FORMAT = "hwnas.predictor"
 FORMAT_VERSION = 1
 
 
-class NotFittedError(RuntimeError):
-    """A predictor was used before ``fit``."""
+class NotFittedError(_SklearnNotFittedError):
+    """A predictor was used before ``fit`` (scikit-learn's error: a ValueError and an
+    AttributeError)."""
 
 
-class Predictor(ABC):
+class Predictor(BaseEstimator, ABC):
     """Predicts a measured quantity (``target``, latency in ms by default) for layers,
     architectures and batches of z.
 
-    scikit-learn style: ``__init__`` only stores its arguments, ``fit`` returns self, and
-    what was learned ends in ``_``. ``save``/``load_predictor`` use JSON, never pickles: a
-    file stores parameters, or training rows and settings that refit deterministically.
+    A scikit-learn estimator: ``__init__`` only stores its arguments (``get_params``,
+    ``set_params`` and ``sklearn.base.clone`` work), ``fit`` validates them and returns self,
+    what was learned ends in ``_``, and using an unfitted predictor raises NotFittedError.
+    ``save``/``load_predictor`` use JSON, never pickles: a file stores parameters, or
+    training rows and settings that refit deterministically.
 
     Layer predictors (``lookup``, ``linear``, ``tree``, ``additive_features``) predict each
     layer, and a network is the sum of its layers. Network predictors (``additive``,
@@ -82,10 +93,26 @@ class Predictor(ABC):
         """Latency of one architecture: the sum of its layers."""
         return float(np.sum(self.predict(list(arch.layers))))
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """What ``sklearn.utils.validation.check_is_fitted`` asks."""
+        return hasattr(self, "fingerprint_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "fingerprint_"):
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() "
                                  f"or load a saved predictor first")
+
+    def _check_params(self, **rules: tuple) -> None:
+        """Validate hyperparameters at ``fit``: ``name=(kind, minimum or None)`` with kind one
+        of ``_KINDS``; ``target`` is always checked. Raises InputError naming the parameter."""
+        for name, (kind, minimum) in {"target": ("a string", None), **rules}.items():
+            value = getattr(self, name)
+            ok = isinstance(value, _KINDS[kind]) and (kind == "True or False" or
+                                                      not isinstance(value, bool))
+            if not ok or minimum is not None and not value >= minimum:
+                bound = f" >= {minimum}" if minimum is not None else ""
+                raise InputError(f"{type(self).__name__}: {name} must be {kind}{bound}, got "
+                                 f"{value!r}")
 
     def _check_space(self, space: SearchSpace) -> None:
         self._check_fitted()

@@ -6,6 +6,7 @@ from typing import Any, Dict, Sequence
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, check_same_device, from_dict
 from hwnas.spaces import SearchSpace
@@ -32,8 +33,10 @@ class CalibratedPredictor(Predictor):
         self.target = target
 
     def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "CalibratedPredictor":
-        if self.base is None:
-            raise ValueError("a calibrated predictor needs a fitted base predictor")
+        self._check_params(allow_mixed_devices=("True or False", None))
+        if not isinstance(self.base, Predictor):
+            raise InputError(f"CalibratedPredictor: base must be a fitted Predictor, got "
+                             f"{self.base!r}")
         self.base._check_fitted()
         check_same_device(self.base.fingerprint_, networks.fingerprint,
                           f"the calibration networks in {networks.path}",

@@ -6,7 +6,9 @@ import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from sklearn.base import clone
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, from_dict
 from hwnas.tables import LayerTable
@@ -38,11 +40,17 @@ class LookupPredictor(Predictor):
         self.target = target
 
     def fit(self, table: LayerTable, space=None) -> "LookupPredictor":
+        """Keep the table's values; fit a clone of ``fallback`` (never the caller's object) on
+        the same table, as ``fallback_``."""
+        self._check_params()
+        if self.fallback is not None and (not isinstance(self.fallback, Predictor) or
+                                          self.fallback.from_networks):
+            raise InputError(f"LookupPredictor: fallback must be a layer predictor (e.g. "
+                             f"LinearPredictor()) or None, got {self.fallback!r}")
         self.values_ = table.values(self.target)
         self.fingerprint_ = table.fingerprint
-        if self.fallback is not None:
-            self.fallback.target = self.target
-            self.fallback.fit(table)
+        self.fallback_ = None if self.fallback is None else \
+            clone(self.fallback).set_params(target=self.target).fit(table)
         return self
 
     def unseen(self, layers: Sequence[Layer]) -> List[str]:
@@ -53,27 +61,28 @@ class LookupPredictor(Predictor):
 
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
         missing = self.unseen(layers)
-        if missing and self.fallback is None:
+        if missing and self.fallback_ is None:
             raise UnseenLayerError(
                 f"{len(missing)} layer(s) not in the lookup table, e.g. {missing[0]}: measure "
                 f"them (python -m hwnas.profile) or give the lookup a fallback predictor")
         out = np.array([self.values_.get(layer.key, np.nan) for layer in layers], dtype=float)
         if missing:
             warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted by "
-                          f"its {self.fallback.kind} fallback, e.g. {missing[0]}", stacklevel=2)
+                          f"its {self.fallback_.kind} fallback, e.g. {missing[0]}", stacklevel=2)
             gaps = np.isnan(out)
-            out[gaps] = self.fallback.predict([ly for ly, g in zip(layers, gaps) if g])
+            out[gaps] = self.fallback_.predict([ly for ly, g in zip(layers, gaps) if g])
         return out
 
     def _state(self) -> Dict[str, Any]:
         return {"values": self.values_,
-                "fallback": None if self.fallback is None else self.fallback.to_dict()}
+                "fallback": None if self.fallback_ is None else self.fallback_.to_dict()}
 
     @classmethod
     def _from_state(cls, state: Dict[str, Any]) -> "LookupPredictor":
         fallback = None if state["fallback"] is None else from_dict(state["fallback"],
                                                                      "fallback")
-        predictor = cls(fallback)
+        predictor = cls(None if fallback is None else clone(fallback))
+        predictor.fallback_ = fallback
         predictor.values_ = {str(k): float(v) for k, v in state["values"].items()}
         for key, value in predictor.values_.items():
             Layer.from_key(key)

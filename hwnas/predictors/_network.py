@@ -115,6 +115,7 @@ class AdditivePredictor(_SpacePredictor):
         self.target = target
 
     def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "AdditivePredictor":
+        self._check_params(ridge=("a number", 0))
         if not space.additive:
             raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
                              f"additive_features or tree_z instead of additive")
@@ -206,6 +207,7 @@ class AdditiveFeaturesPredictor(Predictor):
 
     def fit(self, networks: NetworkTable, space: SearchSpace = None
             ) -> "AdditiveFeaturesPredictor":
+        self._check_params(ridge=("a number", 0))
         archs = [space.decode(z) for z in space.check_z(np.array(networks.z))]
         ops = sorted({layer.op for arch in archs for layer in arch.layers})
         X = np.zeros((len(archs), len(ops) * len(FEATURES)))
@@ -292,6 +294,7 @@ class TreeZPredictor(_SpacePredictor):
         self.target = target
 
     def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "TreeZPredictor":
+        self._check_params(n_estimators=("an integer", 1), random_state=("an integer", 0))
         Z = self._bind(networks, space)
         self._fit_rows(Z, networks.values(self.target), list(space.n_choices))
         _warn_unknown(self.kind, self.unknown_choices(space))

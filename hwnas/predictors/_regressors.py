@@ -16,6 +16,7 @@ class _PerOpRegressor(Predictor):
     """Fits one model per op kind on (features, target) of a layer table."""
 
     def fit(self, table: LayerTable, space=None) -> "_PerOpRegressor":
+        self._validate()
         values = table.values(self.target)
         layers = table.layers()
         y = np.array([values[layer.key] for layer in layers])
@@ -43,6 +44,9 @@ class LinearPredictor(_PerOpRegressor):
     def __init__(self, alpha: float = 1e-3, target: str = "latency_ms"):
         self.alpha = alpha
         self.target = target
+
+    def _validate(self) -> None:
+        self._check_params(alpha=("a number", 0))
 
     def _fit_op(self, X: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
         from sklearn.linear_model import Ridge
@@ -82,6 +86,9 @@ class TreePredictor(_PerOpRegressor):
         self.n_estimators = n_estimators
         self.random_state = random_state
         self.target = target
+
+    def _validate(self) -> None:
+        self._check_params(n_estimators=("an integer", 1), random_state=("an integer", 0))
 
     def _fit_op(self, X: np.ndarray, y: np.ndarray):
         from sklearn.ensemble import RandomForestRegressor
