@@ -23,7 +23,8 @@ _LAZY = {"Layer": "hwnas.layers", "LookupPredictor": "hwnas.predictors",
          "SearchSpace": "hwnas.spaces", "get_space": "hwnas.spaces",
          "read_layer_table": "hwnas.tables", "read_network_table": "hwnas.tables"}
 
-__all__ = sorted([*_LAZY, "search"])
+__all__ = ["Architecture", "Layer", "LookupPredictor", "Predictor", "SearchSpace", "get_space",
+           "load_predictor", "read_layer_table", "read_network_table", "search"]
 
 if TYPE_CHECKING:
     from hwnas.layers import Layer

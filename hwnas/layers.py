@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Tuple
 
 DTYPE_BYTES = 4  # float32
 
@@ -63,7 +62,7 @@ class Step:
     """
 
     kind: str
-    inputs: Tuple[int, ...]
+    inputs: tuple[int, ...]
     out: int = 0
     kernel: int = 1
     stride: int = 1
@@ -76,7 +75,7 @@ def _conv(i: int, out: int, k: int, s: int, g: int = 1) -> Step:
     return Step("conv", (i,), out, k, s, g, pad=(k - 1) // 2)
 
 
-def steps(layer: "Layer") -> Tuple[Step, ...]:
+def steps(layer: Layer) -> tuple[Step, ...]:
     """The primitive steps of a layer, in order: the one definition of what each op computes
     (hidden widths, residual rule, shapes), read by the costs and by every backend.
 
@@ -137,7 +136,7 @@ class Layer:
     """
 
     op: str
-    in_shape: Tuple[int, int, int]
+    in_shape: tuple[int, int, int]
     out_channels: int = 0
     kernel: int = 1
     stride: int = 1
@@ -175,7 +174,7 @@ class Layer:
         return f"{self.op}({','.join(args)})"
 
     @classmethod
-    def from_key(cls, key: str) -> "Layer":
+    def from_key(cls, key: str) -> Layer:
         """Parse a canonical key back into a Layer; raises ValueError naming the key."""
         m = _KEY.match(key.strip())
         if not m:
@@ -205,7 +204,7 @@ class Layer:
         return layer
 
     @property
-    def out_shape(self) -> Tuple[int, int, int]:
+    def out_shape(self) -> tuple[int, int, int]:
         return self._costs["out_shape"]
 
     @property
@@ -240,7 +239,7 @@ class Layer:
         return self._costs["peak_activation_bytes"]
 
 
-def step_shapes(layer: "Layer") -> list:
+def step_shapes(layer: Layer) -> list:
     """The shape of every tensor of ``steps(layer)``: the layer's inputs, then each step's
     output; raises ValueError if a step does not fit its input."""
     program = steps(layer)

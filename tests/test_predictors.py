@@ -2,11 +2,17 @@ import json
 
 import numpy as np
 import pytest
-
 from test_tables import write_table
+
 from hwnas.layers import Layer
-from hwnas.predictors import (LinearPredictor, LookupPredictor, NotFittedError, TreePredictor,
-                              UnseenLayerError, load_predictor)
+from hwnas.predictors import (
+    LinearPredictor,
+    LookupPredictor,
+    NotFittedError,
+    TreePredictor,
+    UnseenLayerError,
+    load_predictor,
+)
 from hwnas.spaces import get_space
 from hwnas.tables import read_layer_table
 

@@ -6,7 +6,8 @@ import json
 import numbers
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -53,7 +54,7 @@ class Predictor(BaseEstimator, ABC):
     kind: ClassVar[str]
     #: fitted from a network table (``fit(networks, space)``) rather than a layer table
     from_networks: ClassVar[bool] = False
-    _registry: ClassVar[Dict[str, type]] = {}
+    _registry: ClassVar[dict[str, type]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -61,7 +62,7 @@ class Predictor(BaseEstimator, ABC):
             Predictor._registry[cls.kind] = cls
 
     @abstractmethod
-    def fit(self, table, space: Optional[SearchSpace] = None) -> "Predictor":
+    def fit(self, table, space: SearchSpace | None = None) -> Predictor:
         """Learn from a layer table, or for network predictors a network table and its space;
         returns self."""
 
@@ -122,15 +123,15 @@ class Predictor(BaseEstimator, ABC):
                              f"on {space.name!r} (signature {space.signature})")
 
     @abstractmethod
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         """Everything needed to rebuild the fitted predictor, as JSON-able values."""
 
     @classmethod
     @abstractmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "Predictor":
+    def _from_state(cls, state: dict[str, Any]) -> Predictor:
         """Rebuild a fitted predictor from ``_state()``."""
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         self._check_fitted()
         return {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind,
                 "target": self.target, "fingerprint": self.fingerprint_.as_row(),
@@ -176,7 +177,7 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     return from_dict(doc, path)
 
 
-def check_features(state: Dict[str, Any], features: Sequence[str]) -> None:
+def check_features(state: dict[str, Any], features: Sequence[str]) -> None:
     """A saved model's features must be the ones this hwnas computes, in the same order."""
     if state["features"] != list(features):
         raise ValueError(f"features {state['features']} differ from {list(features)}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class CalibratedPredictor(Predictor):
         self.allow_mixed_devices = allow_mixed_devices
         self.target = target
 
-    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "CalibratedPredictor":
+    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> CalibratedPredictor:
         self._check_params(allow_mixed_devices=("True or False", None))
         if not isinstance(self.base, Predictor):
             raise InputError(f"CalibratedPredictor: base must be a fitted Predictor, got "
@@ -79,11 +80,11 @@ class CalibratedPredictor(Predictor):
         self._check_fitted()
         return self.a_ * self.base.predict_architecture(arch) + self.b_
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"a": self.a_, "b": self.b_, "base": self.base.to_dict()}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "CalibratedPredictor":
+    def _from_state(cls, state: dict[str, Any]) -> CalibratedPredictor:
         predictor = cls(from_dict(state["base"], "base predictor"))
         predictor.a_, predictor.b_ = float(state["a"]), float(state["b"])
         return predictor

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,16 +22,16 @@ def features(layers: Sequence[Layer]) -> np.ndarray:
                      for layer in layers], dtype=float).reshape(len(layers), len(FEATURES))
 
 
-def by_op(layers: Sequence[Layer]) -> Dict[str, List[int]]:
+def by_op(layers: Sequence[Layer]) -> dict[str, list[int]]:
     """Op kind -> indices of its layers."""
-    groups: Dict[str, List[int]] = {}
+    groups: dict[str, list[int]] = {}
     for i, layer in enumerate(layers):
         groups.setdefault(layer.op, []).append(i)
     return groups
 
 
 def per_op(layers: Sequence[Layer], models: Mapping[str, Any], what: str
-           ) -> Iterator[Tuple[Any, List[int]]]:
+           ) -> Iterator[tuple[Any, list[int]]]:
     """(model, indices of its layers) for each op kind of ``layers``; raises ValueError naming
     the first op kind that ``models`` lacks (``what`` names the predictor)."""
     for op, rows in by_op(layers).items():

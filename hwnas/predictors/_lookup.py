@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -29,17 +30,17 @@ class LookupPredictor(Predictor):
     ``unseen(layers)`` lists those keys and a warning says how many fell back.
 
     Example:
-        >>> p = LookupPredictor().fit(read_layer_table("layers.csv"))
-        >>> p.predict_z(get_space("mobilenet"), z)
+        >>> p = LookupPredictor().fit(read_layer_table("layers.csv"))  # doctest: +SKIP
+        >>> p.predict_z(get_space("mobilenet"), z)  # doctest: +SKIP
     """
 
     kind = "lookup"
 
-    def __init__(self, fallback: Optional[Predictor] = None, target: str = "latency_ms"):
+    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms"):
         self.fallback = fallback
         self.target = target
 
-    def fit(self, table: LayerTable, space=None) -> "LookupPredictor":
+    def fit(self, table: LayerTable, space=None) -> LookupPredictor:
         """Keep the table's values; fit a clone of ``fallback`` (never the caller's object) on
         the same table, as ``fallback_``."""
         self._check_params()
@@ -53,7 +54,7 @@ class LookupPredictor(Predictor):
             clone(self.fallback).set_params(target=self.target).fit(table)
         return self
 
-    def unseen(self, layers: Sequence[Layer]) -> List[str]:
+    def unseen(self, layers: Sequence[Layer]) -> list[str]:
         """Keys of the layers that are not in the table."""
         self._check_fitted()
         return list(dict.fromkeys(layer.key for layer in layers
@@ -73,12 +74,12 @@ class LookupPredictor(Predictor):
             out[gaps] = self.fallback_.predict([ly for ly, g in zip(layers, gaps) if g])
         return out
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"values": self.values_,
                 "fallback": None if self.fallback_ is None else self.fallback_.to_dict()}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "LookupPredictor":
+    def _from_state(cls, state: dict[str, Any]) -> LookupPredictor:
         fallback = None if state["fallback"] is None else from_dict(state["fallback"],
                                                                      "fallback")
         predictor = cls(None if fallback is None else clone(fallback))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from hwnas.tables import LayerTable
 class _PerOpRegressor(Predictor):
     """Fits one model per op kind on (features, target) of a layer table."""
 
-    def fit(self, table: LayerTable, space=None) -> "_PerOpRegressor":
+    def fit(self, table: LayerTable, space=None) -> _PerOpRegressor:
         self._validate()
         values = table.values(self.target)
         layers = table.layers()
@@ -48,7 +49,7 @@ class LinearPredictor(_PerOpRegressor):
     def _validate(self) -> None:
         self._check_params(alpha=("a number", 0))
 
-    def _fit_op(self, X: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+    def _fit_op(self, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         from sklearn.linear_model import Ridge
         mean, scale = X.mean(axis=0), X.std(axis=0)
         scale[scale == 0] = 1.0
@@ -57,15 +58,15 @@ class LinearPredictor(_PerOpRegressor):
                 "intercept": float(model.intercept_)}
 
     @staticmethod
-    def _predict_op(m: Dict[str, Any], X: np.ndarray) -> np.ndarray:
+    def _predict_op(m: dict[str, Any], X: np.ndarray) -> np.ndarray:
         return (X - np.asarray(m["mean"])) / np.asarray(m["scale"]) @ np.asarray(m["coef"]) \
             + m["intercept"]
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "features": list(FEATURES), "models": self.models_}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "LinearPredictor":
+    def _from_state(cls, state: dict[str, Any]) -> LinearPredictor:
         check_features(state, FEATURES)
         predictor = cls(float(state["alpha"]))
         predictor.models_ = {op: {k: m[k] for k in ("mean", "scale", "coef", "intercept")}
@@ -123,13 +124,13 @@ class TreePredictor(_PerOpRegressor):
                          for m in members])
         return np.quantile(sums, q, axis=0)
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"n_estimators": self.n_estimators, "random_state": self.random_state,
                 "features": list(FEATURES),
                 "rows": {op: {"X": m.rows_[0], "y": m.rows_[1]} for op, m in self.models_.items()}}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "TreePredictor":
+    def _from_state(cls, state: dict[str, Any]) -> TreePredictor:
         check_features(state, FEATURES)
         predictor = cls(int(state["n_estimators"]), int(state["random_state"]))
         predictor.models_ = {op: predictor._fit_op(np.asarray(r["X"], float),

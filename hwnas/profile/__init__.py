@@ -4,7 +4,8 @@ Example:
     >>> from hwnas.profile import get_backend, profile_layers
     >>> from hwnas.spaces import get_space
     >>> space = get_space("mobilenet")
-    >>> table = profile_layers(get_backend("nnabla"), space.unique_layers(), "layers.csv")
+    >>> table = profile_layers(get_backend("nnabla"), space.unique_layers(),
+    ...                        "layers.csv")  # doctest: +SKIP
 """
 
 from __future__ import annotations

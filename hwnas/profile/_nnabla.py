@@ -11,8 +11,7 @@ from hwnas._imports import require
 from hwnas.layers import Layer, Step, steps
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
-from hwnas.spaces import Graph
-from hwnas.spaces import walk
+from hwnas.spaces import Graph, walk
 from hwnas.tables import Fingerprint
 
 CONTEXTS = ("cpu", "cudnn")

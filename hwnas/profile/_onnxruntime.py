@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -11,8 +12,7 @@ from hwnas._imports import require
 from hwnas.layers import Layer, Step, step_shapes, steps
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
-from hwnas.spaces import Graph
-from hwnas.spaces import walk
+from hwnas.spaces import Graph, walk
 from hwnas.tables import Fingerprint
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -25,8 +25,9 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
 
     Input ``x`` is (batch, C, H, W); output ``y``. Nodes that nothing consumes are extra
     outputs, and zero tensors (a cell node no edge feeds) extra inputs ``zeros_*``, so that
-    the network computes every node (see ``hwnas.spaces.walk``). Batch norm is in inference form, as a
-    deployed network has it (ONNX Runtime folds it into the convolution when optimising).
+    the network computes every node (see ``hwnas.spaces.walk``). Batch norm is in inference
+    form, as a deployed network has it (ONNX Runtime folds it into the convolution when
+    optimising).
     """
     onnx = require("onnx", "ONNX export")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper

@@ -129,8 +129,9 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     reachable latency. An objective that raises fails its trial; the search goes on.
 
     Example:
-        >>> result = search(get_space("mobilenet"), predictor, budget_ms=5.0, seed=0)
-        >>> result.best[0].z, result.best[0].predicted_latency_ms
+        >>> result = search(get_space("mobilenet"), predictor, budget_ms=5.0,
+        ...                 seed=0)  # doctest: +SKIP
+        >>> result.best[0].z, result.best[0].predicted_latency_ms  # doctest: +SKIP
     """
     if not budget_ms > 0:
         raise ValueError(f"budget_ms must be > 0, got {budget_ms}")

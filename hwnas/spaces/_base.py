@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -22,7 +23,7 @@ class NotAdditiveError(TypeError):
 #: edge feeds)
 INPUT = -1
 #: a network as (layer, indices of its input nodes) in topological order; the last is the output
-Graph = Tuple[Tuple[Layer, Tuple[Optional[int], ...]], ...]
+Graph = tuple[tuple[Layer, tuple[Optional[int], ...]], ...]
 
 
 def format_z(z: Iterable[int]) -> str:
@@ -30,7 +31,7 @@ def format_z(z: Iterable[int]) -> str:
     return "-".join(str(int(v)) for v in z)
 
 
-def parse_z(text: str) -> Tuple[int, ...]:
+def parse_z(text: str) -> tuple[int, ...]:
     """z from its text form (``0-3-6``); raises ValueError saying what is expected.
 
     Example:
@@ -54,7 +55,7 @@ def unit_graph(layer: Layer) -> Graph:
 
 
 def walk(graph: Graph, source: Any, zeros: Callable[[Layer], Any],
-         apply: Callable[[int, Layer, List[Any]], Any]) -> tuple[Any, List[Any]]:
+         apply: Callable[[int, Layer, list[Any]], Any]) -> tuple[Any, list[Any]]:
     """Build a graph in a framework: ``apply(i, layer, inputs)`` gives node i's output,
     ``zeros(layer)`` a zero input of the layer's shape (computed at run time, never folded).
 
@@ -63,7 +64,7 @@ def walk(graph: Graph, source: Any, zeros: Callable[[Layer], Any],
     network runs every node, as NAS-Bench-201's reference cells do, so runtimes must be told
     to compute these too, or they would drop them as dead code.
     """
-    outs: List[Any] = []
+    outs: list[Any] = []
     used = set()
     for i, (layer, inputs) in enumerate(graph):
         xs = [source if j == INPUT else zeros(layer) if j is None else outs[j] for j in inputs]
@@ -80,8 +81,8 @@ class Decision:
     """
 
     name: str
-    choices: Tuple[str, ...]
-    layers: Tuple[Tuple[Layer, ...], ...]
+    choices: tuple[str, ...]
+    layers: tuple[tuple[Layer, ...], ...]
 
     def __post_init__(self) -> None:
         if len(self.choices) != len(self.layers) or not self.choices:
@@ -93,9 +94,9 @@ class Architecture:
     """The ordered layers that one z decodes to, with z kept beside them."""
 
     space: str
-    z: Tuple[int, ...]
-    layers: Tuple[Layer, ...]
-    choices: Tuple[str, ...]
+    z: tuple[int, ...]
+    layers: tuple[Layer, ...]
+    choices: tuple[str, ...]
     graph: Graph
 
     @property
@@ -126,10 +127,10 @@ class SearchSpace:
     """
 
     name: str
-    input_shape: Tuple[int, int, int]
-    stem: Tuple[Layer, ...]
-    decisions: Tuple[Decision, ...]
-    head: Tuple[Layer, ...]
+    input_shape: tuple[int, int, int]
+    stem: tuple[Layer, ...]
+    decisions: tuple[Decision, ...]
+    head: tuple[Layer, ...]
 
     @property
     def additive(self) -> bool:
@@ -139,7 +140,7 @@ class SearchSpace:
         return True
 
     @property
-    def n_choices(self) -> Tuple[int, ...]:
+    def n_choices(self) -> tuple[int, ...]:
         return tuple(len(d.choices) for d in self.decisions)
 
     @property
@@ -176,11 +177,11 @@ class SearchSpace:
                             tuple(d.choices[c] for d, c in zip(self.decisions, zz)),
                             self.graph(zz, layers))
 
-    def graph(self, z: Tuple[int, ...], layers: Sequence[Layer]) -> Graph:
+    def graph(self, z: tuple[int, ...], layers: Sequence[Layer]) -> Graph:
         """How z's layers connect; here a chain. Spaces with cells override it."""
         return chain(layers)
 
-    def parse_z(self, text: str) -> Tuple[int, ...]:
+    def parse_z(self, text: str) -> tuple[int, ...]:
         """z from its text form (``0-3-6``, or the space's own notation), checked."""
         return tuple(int(v) for v in self.check_z(parse_z(text))[0])
 
