@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 DTYPE_BYTES = 4  # float32
 
@@ -182,7 +183,7 @@ class Layer:
         op = m["op"]
         if op not in OPS:
             raise ValueError(f"layer key {key!r}: unknown op {op!r}, expected one of {sorted(OPS)}")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         try:
             for part in m["args"].split(","):
                 name, _, value = part.partition("=")

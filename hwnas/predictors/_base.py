@@ -54,7 +54,7 @@ class Predictor(BaseEstimator, ABC):
     kind: ClassVar[str]
     #: fitted from a network table (``fit(networks, space)``) rather than a layer table
     from_networks: ClassVar[bool] = False
-    _registry: ClassVar[dict[str, type]] = {}
+    _registry: ClassVar[dict[str, type[Predictor]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -150,7 +150,7 @@ def from_dict(doc: Any, where: str = "predictor") -> Predictor:
     if doc.get("version") != FORMAT_VERSION:
         raise ValueError(f"{where}: predictor format version {doc.get('version')!r} is not "
                          f"supported (this hwnas reads version {FORMAT_VERSION})")
-    cls = Predictor._registry.get(doc.get("kind"))
+    cls = Predictor._registry.get(str(doc.get("kind")))
     if cls is None:
         raise ValueError(f"{where}: unknown predictor kind {doc.get('kind')!r}: expected one "
                          f"of {sorted(Predictor._registry)}")

@@ -67,7 +67,7 @@ class LookupPredictor(Predictor):
                 f"{len(missing)} layer(s) not in the lookup table, e.g. {missing[0]}: measure "
                 f"them (python -m hwnas.profile) or give the lookup a fallback predictor")
         out = np.array([self.values_.get(layer.key, np.nan) for layer in layers], dtype=float)
-        if missing:
+        if missing and self.fallback_ is not None:
             warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted by "
                           f"its {self.fallback_.kind} fallback, e.g. {missing[0]}", stacklevel=2)
             gaps = np.isnan(out)

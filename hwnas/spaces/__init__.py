@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from hwnas.spaces._base import (INPUT, Architecture, Decision, Graph, NotAdditiveError,
-                                SearchSpace, chain, format_z, parse_z, unit_graph, walk)
+from typing import Callable
+
+from hwnas.spaces._base import (
+    INPUT,
+    Architecture,
+    Decision,
+    Graph,
+    NotAdditiveError,
+    SearchSpace,
+    chain,
+    format_z,
+    parse_z,
+    unit_graph,
+    walk,
+)
 from hwnas.spaces._file import SpaceFileError, read_space_file, space_from_dict
 from hwnas.spaces.mobilenet import mobilenet
 from hwnas.spaces.nb201 import nb201
 
 #: built-in spaces by name, each a function returning a SearchSpace with its defaults
-SPACES = {"mobilenet": mobilenet, "nb201": nb201,
-          "nb201-pruned": lambda: nb201(prune=True)}
+SPACES: dict[str, Callable[[], SearchSpace]] = {
+    "mobilenet": mobilenet, "nb201": nb201, "nb201-pruned": lambda: nb201(prune=True)}
 
 
 def get_space(name: str) -> SearchSpace:

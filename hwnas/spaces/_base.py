@@ -65,7 +65,7 @@ def walk(graph: Graph, source: Any, zeros: Callable[[Layer], Any],
     to compute these too, or they would drop them as dead code.
     """
     outs: list[Any] = []
-    used = set()
+    used: set[int] = set()
     for i, (layer, inputs) in enumerate(graph):
         xs = [source if j == INPUT else zeros(layer) if j is None else outs[j] for j in inputs]
         used.update(j for j in inputs if j is not None and j != INPUT)
