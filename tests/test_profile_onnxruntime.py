@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -58,8 +59,12 @@ def test_exported_architecture_runs_with_the_expected_output(tmp_path):
                                    providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     (y,) = session.run(None, {"x": x})
-    assert y.shape == (2, 10) and np.isfinite(y).all()
+    assert y.shape == (2, 10) and np.isfinite(y).all() and not np.allclose(y[0], y[1])
     assert session.get_inputs()[0].shape == [2, 3, 32, 32]
+    model = onnx.load(str(tmp_path / "arch.onnx"))
+    weights = sum(int(np.prod(t.dims)) for t in model.graph.initializer
+                  if t.name not in ("zero", "six"))  # Clip's bounds, not parameters
+    assert weights == arch.params
 
 
 def test_failing_layer_is_named_and_not_recorded(backend, tmp_path):
