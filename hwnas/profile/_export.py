@@ -37,8 +37,8 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
     and the standalone runner, into ``directory``. Returns the manifest's path.
 
     Example:
-        >>> space = get_space("nb201")
-        >>> export_for_device("to_phone", space, zs=space.design(10))
+        >>> space = get_space("nb201")  # doctest: +SKIP
+        >>> export_for_device("to_phone", space, zs=space.design(10))  # doctest: +SKIP
         >>> # on the device: python to_phone/runner.py --device "Pixel 7"
     """
     if (zs is None or len(zs) == 0) and not layers:
