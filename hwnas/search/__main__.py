@@ -22,8 +22,8 @@ from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predicto
 from hwnas.profile import (add_backend_options, available_backends, backend_from_args,
                            device_tables, export_onnx)
 from hwnas.search._plot import plot_search
-from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchResult,
-                                 search)
+from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchInterrupted,
+                                 SearchResult, search)
 from hwnas.spaces import load_space
 from hwnas.tables import format_z, read_layer_table
 
@@ -54,8 +54,12 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--penalty-weight", type=float, default=-0.07,
                    help="w of the penalty mode (default: %(default)s, as MnasNet)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                   help="Optuna sampler, or exact: the optimum by dynamic programming "
+                   help="Optuna sampler, wrapped so that it proposes only architectures "
+                        "within the budgets; or exact: the optimum by dynamic programming "
                         "(additive predictor and objective) (default: %(default)s)")
+    p.add_argument("--plain-sampler", action="store_true",
+                   help="do not wrap the sampler: let it propose architectures over the "
+                        "budgets and leave them to Optuna's constraint handling")
     p.add_argument("--max-params", type=_cli.positive_int, help="parameter budget")
     p.add_argument("--max-param-kb", type=_cli.positive_float,
                    help="parameter memory budget, KiB")
@@ -107,13 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder = os.path.dirname(os.path.abspath(args.json)) if args.json else os.getcwd()
             storage = os.path.join(folder, f"{args.study_name or 'hwnas-search'}.journal")
         result = search(space, predictor, args.budget_ms, load_objective(args.objective),
-                        args.trials, args.seed, args.top, storage, args.study_name,
-                        not args.quiet, args.mode, args.penalty_weight, args.sampler,
-                        args.max_params, _bytes(args.max_param_kb),
-                        _bytes(args.max_activation_kb), args.confidence, args.workers)
+                        mode=args.mode, sampler=args.sampler, n_trials=args.trials,
+                        seed=args.seed, top=args.top, feasible=not args.plain_sampler,
+                        max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
+                        max_activation_bytes=_bytes(args.max_activation_kb),
+                        confidence=args.confidence, penalty_weight=args.penalty_weight,
+                        storage=storage, study_name=args.study_name, workers=args.workers,
+                        show_progress=not args.quiet)
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
+    except SearchInterrupted as e:
+        print(f"\n{PROG}: {e}", file=sys.stderr)
+        return 130
     print(report(result, predictor))
     if args.json:
         with open(args.json, "w") as f:
@@ -163,6 +173,7 @@ def report(result: SearchResult, predictor) -> str:
              f"{describe(predictor)}; {result.mode} mode, {result.sampler} sampler; "
              f"{result.trials} trials, {result.feasible_trials} feasible; least reachable "
              f"latency {least}; objective: {result.objective}",
+             *result.notes,
              "" if result.mode != "pareto" else "Pareto front, fastest first:",
              f"{'rank':>4}  {'predicted_ms':>12}  {'objective':>12}  {'MMACs':>8}  "
              f"{'params_k':>8}  {'param_KiB':>9}  {'act_KiB':>8}  z / notation"]
@@ -185,7 +196,7 @@ def as_json(result: SearchResult, predictor, source: str) -> dict:
             "objective": result.objective, "mode": result.mode, "sampler": result.sampler,
             "trials": result.trials,
             "feasible_trials": result.feasible_trials,
-            "min_latency_ms": result.min_latency_ms,
+            "min_latency_ms": result.min_latency_ms, "notes": list(result.notes),
             "best": [c.as_dict() for c in result.best]}
 
 

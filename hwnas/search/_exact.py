@@ -1,29 +1,42 @@
 """The exact optimum under a latency budget when latency and objective are both additive:
-a multiple-choice knapsack solved by dynamic programming over Pareto fronts."""
+a multiple-choice knapsack solved by dynamic programming over (cost, value) states."""
 
 from __future__ import annotations
 
+import heapq
 from typing import List, Tuple
 
 import numpy as np
 
+#: (cost, value, z) of one architecture
+Point = Tuple[float, float, Tuple[int, ...]]
 
-def pareto_knapsack(fixed_cost: float, cost: np.ndarray, fixed_value: float, value: np.ndarray,
-                    budget: float) -> List[Tuple[float, float, Tuple[int, ...]]]:
-    """Every z that is Pareto-optimal in (cost down, value up) among those with
-    fixed_cost + sum_d cost[d, z_d] <= budget, as (cost, value, z), by value, best first.
 
-    ``cost`` and ``value`` are (decisions, choices) with NaN where a decision has no such
-    choice (or the choice is not allowed). Exact: states are pruned only when another state
-    has no more cost and at least as much value, or when even the cheapest completion would
-    exceed the budget.
+def knapsack(*, fixed_cost: float, cost: np.ndarray, fixed_value: float, value: np.ndarray,
+             budget: float, keep: int = 1) -> List[Point]:
+    """z with fixed_cost + sum_d cost[d, z_d] <= budget, as (cost, value, z), best value first
+    (then least cost).
+
+    ``cost`` and ``value`` are (decisions, choices), NaN where a decision has no such choice
+    or the choice is not allowed (never chosen). With ``keep`` = 1 the result is the Pareto
+    front in (cost down, value up); with ``keep`` = k its first k points are the k best z by
+    value: a partial state is pruned only when k others have no more cost and at least as
+    much value (each then completes to a z at least as good), or when even the cheapest
+    completion would exceed the budget.
+
+    Example:
+        >>> knapsack(fixed_cost=0.0, cost=np.array([[1.0, 2.0]]), fixed_value=0.0,
+        ...          value=np.array([[1.0, 3.0]]), budget=1.5)
+        [(1.0, 1.0, (0,))]
     """
-    cheapest_rest = np.concatenate([np.cumsum(np.nanmin(cost, axis=1)[::-1])[::-1], [0.0]])
+    allowed = ~np.isnan(cost) & ~np.isnan(value)
+    cheapest = np.where(allowed, cost, np.inf).min(axis=1)
+    cheapest_rest = np.concatenate([np.cumsum(cheapest[::-1])[::-1], [0.0]])
     costs = np.array([fixed_cost])
     values = np.array([fixed_value])
     zs = np.zeros((1, 0), dtype=np.int64)
     for d in range(cost.shape[0]):
-        choices = np.flatnonzero(~np.isnan(cost[d]) & ~np.isnan(value[d]))
+        choices = np.flatnonzero(allowed[d])
         c = (costs[:, None] + cost[d, choices][None, :]).ravel()
         v = (values[:, None] + value[d, choices][None, :]).ravel()
         parent = np.repeat(np.arange(len(costs)), len(choices))
@@ -32,8 +45,25 @@ def pareto_knapsack(fixed_cost: float, cost: np.ndarray, fixed_value: float, val
         c, v, parent, pick = c[ok], v[ok], parent[ok], pick[ok]
         order = np.lexsort((-v, c))  # by cost, then best value first
         c, v, parent, pick = c[order], v[order], parent[order], pick[order]
-        keep = v > np.concatenate([[-np.inf], np.maximum.accumulate(v)[:-1]])
-        costs, values = c[keep], v[keep]
-        zs = np.hstack([zs[parent[keep]], pick[keep][:, None]])
-    order = np.argsort(-values, kind="stable")
+        kept = _undominated(v, keep)
+        costs, values = c[kept], v[kept]
+        zs = np.hstack([zs[parent[kept]], pick[kept][:, None]])
+    order = np.lexsort((costs, -values))
     return [(float(costs[i]), float(values[i]), tuple(int(x) for x in zs[i])) for i in order]
+
+
+def _undominated(v: np.ndarray, keep: int) -> np.ndarray:
+    """Mask of the states (sorted by cost) that fewer than ``keep`` earlier states beat or
+    equal in value."""
+    if keep == 1:
+        return v > np.concatenate([[-np.inf], np.maximum.accumulate(v)[:-1]])
+    mask = np.zeros(len(v), dtype=bool)
+    best: List[float] = []  # a min-heap of the keep largest values so far
+    for i, x in enumerate(v.tolist()):
+        if len(best) < keep or x > best[0]:
+            mask[i] = True
+            if len(best) < keep:
+                heapq.heappush(best, x)
+            else:
+                heapq.heapreplace(best, x)
+    return mask

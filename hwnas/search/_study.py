@@ -1,18 +1,28 @@
-"""An Optuna study over z with predicted latency as a constraint, a penalty or an objective."""
+"""An Optuna study over z with predicted latency as a constraint, a penalty or an objective.
+
+``search`` is composed of named parts: the objective (``resolve_objective``), the latency
+model and budgets (``_feasible``), the study and its storage (``open_study``), the workers
+(``run_trials``), and the ranking of the result (``rank``).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import multiprocessing
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import optuna
 
 from hwnas._progress import Progress
-from hwnas.predictors import NotAdditiveError
-from hwnas.search._exact import pareto_knapsack
+from hwnas.errors import HwnasError, InputError
+from hwnas.search._exact import knapsack
+from hwnas.search._feasible import (Budgets, FeasibleSampler, LatencyModel, layer_matrix,
+                                    suggest_z)
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -31,9 +41,12 @@ SAMPLERS = ("tpe", "nsga2", "random", "exact")
 
 # Optuna 5 records constraints per trial; older versions take a sampler constraints_func.
 _NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
+#: settings a resumed study must share with its earlier trials (values are not comparable
+#: otherwise); the others (budget, predictor, memory budgets, confidence) are re-evaluated
+_FIXED_SETTINGS = ("space_signature", "objective", "mode")
 
 
-class BudgetError(ValueError):
+class BudgetError(InputError):
     """No architecture of the space meets the budget."""
 
     def __init__(self, budget_ms: float, min_latency_ms: float, exact: bool = True):
@@ -42,6 +55,10 @@ class BudgetError(ValueError):
                                                     "not additive, so the least is not known)"
         super().__init__(f"no architecture meets the budget of {budget_ms:g} ms: the smallest "
                          f"predicted latency {what} is {min_latency_ms:.3f} ms")
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """The search was interrupted (Ctrl-C); the message says what was kept."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class SearchResult:
     min_latency_ms: Optional[float]  # None where the predictor is not additive
     best: List[Candidate]  # best first; in pareto mode the front, fastest first
     study: Optional[optuna.Study]  # None for the exact sampler
+    notes: Tuple[str, ...] = ()  # what the user should know: a resumed setting, misses
 
 
 def open_storage(spec: Optional[str]):
@@ -93,6 +111,385 @@ def open_storage(spec: Optional[str]):
     return JournalStorage(JournalFileBackend(spec))
 
 
+def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
+           objective: Union[str, Objective] = "macs", *, mode: str = "constraint",
+           sampler: Union[str, optuna.samplers.BaseSampler] = "tpe", n_trials: int = 500,
+           seed: Optional[int] = None, top: int = 5, feasible: bool = True,
+           enqueue_exact: bool = True, max_params: Optional[int] = None,
+           max_param_bytes: Optional[int] = None, max_activation_bytes: Optional[int] = None,
+           confidence: Optional[float] = None, penalty_weight: float = -0.07,
+           storage: Optional[str] = None, study_name: Optional[str] = None, workers: int = 1,
+           show_progress: bool = False) -> SearchResult:
+    """Search z for the best ``objective`` (maximised) under a latency budget.
+
+    Args:
+        space, predictor, budget_ms: what to search, how latency is predicted (no device is
+            touched), and the budget on the predicted latency (ms).
+        objective: ``macs``, ``params`` or any callable f(architecture) -> float; an objective
+            that raises or returns NaN/inf fails its trial and the search goes on.
+        mode: ``constraint`` (latency <= budget), ``penalty`` (objective x (latency /
+            budget)^penalty_weight, as MnasNet) or ``pareto`` (objective up, latency down).
+        sampler: ``tpe``, ``nsga2``, ``random``, an Optuna sampler of your own, or ``exact``
+            (the optimum by dynamic programming: additive predictor, built-in objective,
+            constraint mode).
+        feasible: wrap the sampler in ``FeasibleSampler``, so that every trial meets the
+            budgets (exactly where latency is additive); False leaves infeasible proposals to
+            Optuna's constraint handling.
+        enqueue_exact: where latency and objective are additive (built-in objective), enqueue
+            the exact Pareto front's best points first (the study then starts from the
+            optimum); the least-latency z is always enqueued.
+        top: how many distinct architectures to report, best objective first, for every
+            sampler (in pareto mode the result is the whole feasible front, fastest first).
+        max_params, max_param_bytes, max_activation_bytes: memory budgets, in every mode.
+        confidence: constrain the predictor's q-quantile (tree, tree_z) instead of its mean.
+        storage, study_name, workers: an Optuna storage URL or ``.journal`` path; a named
+            study resumes (another budget, predictor or memory budget re-evaluates its earlier
+            trials; another space, objective or mode is refused); ``workers`` processes share
+            ``n_trials``.
+
+    Returns:
+        A SearchResult; BudgetError if no architecture meets the budget.
+
+    Example:
+        >>> result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
+        >>> result.best[0].z, result.best[0].predicted_latency_ms
+    """
+    _check_arguments(budget_ms, mode, sampler, n_trials, top, penalty_weight, workers)
+    name, call, value_matrix = resolve_objective(space, objective)
+    model = LatencyModel(space, predictor, confidence)
+    budgets = Budgets(model, None if mode == "penalty" else budget_ms, max_params=max_params,
+                      max_param_bytes=max_param_bytes, max_activation_bytes=max_activation_bytes)
+    min_latency_ms = _least_latency(model, budget_ms, mode)
+    if sampler == "exact":
+        return _exact_result(space, model, budgets, name, value_matrix, mode, top,
+                             min_latency_ms)
+    setting = _setting(space, predictor, budget_ms, name, mode, budgets, confidence,
+                       penalty_weight)
+
+    def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
+        base = _base_sampler(sampler, None if seed is None else seed + worker)
+        if feasible and (budgets.names or not model.additive):
+            return FeasibleSampler(space, predictor, budget_ms, base, budgets=budgets,
+                                   seed=None if seed is None else seed + worker)
+        return base
+
+    if workers > 1 and storage is None:
+        raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
+    if workers > 1 and study_name is None:
+        study_name = f"hwnas-{uuid.uuid4().hex[:8]}"
+    study, notes = open_study(setting, storage=storage, study_name=study_name,
+                              directions=["maximize", "minimize"] if mode == "pareto"
+                              else ["maximize"], sampler=make_sampler(0))
+    _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_trials,
+                   enqueue_exact and value_matrix is not None, budget_ms, penalty_weight)
+    evaluate = _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
+                               penalty_weight)
+    misses = run_trials(study, storage, n_trials, workers, make_sampler, evaluate,
+                        show_progress)
+    if misses:
+        notes.append(f"the feasible sampler found no feasible z near {misses} proposal(s) in "
+                     f"its bounded rejection ({model.predictor.kind} latency is not additive); "
+                     f"those trials were infeasible")
+    return rank(study, space, model, budgets, name, mode, budget_ms, penalty_weight, top,
+                min_latency_ms, _sampler_name(sampler, feasible), tuple(notes))
+
+
+def _check_arguments(budget_ms, mode, sampler, n_trials, top, penalty_weight, workers) -> None:
+    def number(x) -> bool:
+        return isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
+
+    if not (number(budget_ms) and 0 < budget_ms < math.inf):
+        raise InputError(f"budget_ms must be a finite number > 0, got {budget_ms!r}")
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}: expected one of {MODES}")
+    if isinstance(sampler, str) and sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}: expected one of {SAMPLERS} or an "
+                         f"optuna sampler")
+    if not isinstance(sampler, (str, optuna.samplers.BaseSampler)):
+        raise InputError(f"sampler must be a name or an optuna sampler, got {sampler!r}")
+    for what, value in (("n_trials", n_trials), ("top", top), ("workers", workers)):
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                and value >= 1):
+            raise InputError(f"{what} must be an integer >= 1, got {value!r}")
+    if not (number(penalty_weight) and math.isfinite(penalty_weight)):
+        raise InputError(f"penalty_weight must be a finite number, got {penalty_weight!r}")
+
+
+def resolve_objective(space: SearchSpace, objective: Union[str, Objective]
+                      ) -> Tuple[str, Objective, Optional[Tuple[float, np.ndarray]]]:
+    """(name, callable, (fixed, V) cost matrix where the objective is built in and additive)."""
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {objective!r}: expected one of "
+                             f"{sorted(OBJECTIVES)} or a callable")
+        return objective, OBJECTIVES[objective], layer_matrix(
+            space, lambda ly: getattr(ly, objective))
+    if not callable(objective):
+        raise InputError(f"objective must be a name or a callable, got {objective!r}")
+    return getattr(objective, "__name__", "custom"), objective, None
+
+
+def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> Optional[float]:
+    if not model.additive:
+        return None
+    least = float(model.fixed + np.nanmin(model.C, axis=1).sum())
+    if least > budget_ms and mode != "penalty":
+        raise BudgetError(budget_ms, least)
+    return least
+
+
+def _base_sampler(sampler: Union[str, optuna.samplers.BaseSampler], seed: Optional[int]
+                  ) -> optuna.samplers.BaseSampler:
+    if not isinstance(sampler, str):
+        return sampler
+    native = {} if _NATIVE_CONSTRAINTS else {"constraints_func": _stored_constraints}
+    if sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **native)
+    if sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, **native)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _stored_constraints(trial: optuna.trial.FrozenTrial) -> List[float]:
+    return trial.user_attrs["constraints"]
+
+
+def _sampler_name(sampler, feasible: bool) -> str:
+    name = sampler if isinstance(sampler, str) else type(sampler).__name__
+    return f"feasible {name}" if feasible else name
+
+
+def _setting(space, predictor, budget_ms, objective, mode, budgets, confidence,
+             penalty_weight) -> Dict[str, Any]:
+    """What a study's trials depend on, stored in its user attrs to check a resume."""
+    digest = hashlib.sha1(json.dumps(predictor.to_dict(), sort_keys=True).encode())
+    setting = {"space": space.name, "space_signature": space.signature, "objective": objective,
+               "mode": mode, "budget_ms": budget_ms, "predictor": predictor.kind,
+               "predictor_digest": digest.hexdigest()[:12],
+               "device": predictor.fingerprint_.describe(), "confidence": confidence,
+               **{f"max_{k}": v for k, v in budgets.limits.items()}}
+    if mode == "penalty":  # stored values depend on them
+        setting["penalty_weight"] = penalty_weight
+    return setting
+
+
+def open_study(setting: Dict[str, Any], *, storage: Optional[str], study_name: Optional[str],
+               directions: List[str], sampler: optuna.samplers.BaseSampler
+               ) -> Tuple[optuna.Study, List[str]]:
+    """Create or resume the study; refuse a resume whose trials cannot be compared, and note
+    a changed setting (its earlier trials are then re-evaluated for the new one)."""
+    try:
+        study = optuna.create_study(directions=directions, sampler=sampler,
+                                    storage=open_storage(storage), study_name=study_name,
+                                    load_if_exists=study_name is not None)
+        old = study.user_attrs.get("setting")
+        has_trials = bool(study.get_trials(deepcopy=False))
+    except (HwnasError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # the storage's own errors: a bad URL, a server, a folder
+        raise InputError(f"storage {storage!r}: cannot open the study: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    notes = []
+    if old is not None and has_trials:
+        fixed = [k for k in _FIXED_SETTINGS + ("penalty_weight",)
+                 if old.get(k) != setting.get(k)]
+        if setting["mode"] == "penalty" and old.get("budget_ms") != setting["budget_ms"]:
+            fixed.append("budget_ms")
+        if fixed:
+            k = fixed[0]
+            raise InputError(f"study {study.study_name!r} in {storage} was run with {k} = "
+                             f"{old.get(k)!r}, not {setting.get(k)!r}: its trials cannot be "
+                             f"compared; give another --study-name (or the same {k})")
+        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in setting.items()
+                   if old.get(k) != v]
+        if changed:
+            notes.append(f"resumed study {study.study_name!r} with another setting "
+                         f"({'; '.join(changed)}): its earlier trials were re-evaluated for "
+                         f"this one")
+    study.set_user_attr("setting", setting)
+    for key in ("space", "objective", "mode", "budget_ms", "predictor", "device"):
+        study.set_user_attr(key, setting[key])
+    return study, notes
+
+
+def _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_trials,
+                   front: bool, budget_ms: float, penalty_weight: float) -> None:
+    """Enqueue the least-latency z (a feasible start) and, where objective and latency are
+    additive, the best points of the exact front."""
+    names = [d.name for d in space.decisions]
+    if not model.additive:
+        return
+    feasibility = budgets.feasibility()
+    cost = np.where(feasibility.allowed, model.C, np.nan)
+    points: List[Tuple[int, ...]] = []
+    if front and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
+        fixed_v, V = value_matrix
+        limit = math.inf if mode == "penalty" else budgets.latency_ms
+        found = knapsack(fixed_cost=model.fixed, cost=cost, fixed_value=fixed_v, value=V,
+                         budget=limit)
+        if mode == "pareto":  # spread over the front
+            count = max(top, n_trials // 10)
+            points = [z for _, _, z in found[::max(1, len(found) // count)][:count]]
+        else:  # the best by the mode's score
+            score = [v * (c / budget_ms) ** penalty_weight if mode == "penalty" else v
+                     for c, v, _ in found]
+            points = [found[i][2] for i in np.argsort(score, kind="stable")[::-1][:top]]
+    z_min = tuple(int(c) for c in np.nanargmin(np.where(feasibility.allowed, model.C, np.inf),
+                                               axis=1))
+    for z in [z_min] + points:
+        study.enqueue_trial(dict(zip(names, z)), skip_if_exists=True)
+
+
+class _ObjectiveFailed(Exception):
+    """The user's objective raised or returned a value that is not finite."""
+
+
+def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
+                    penalty_weight) -> Callable[[optuna.Trial], Any]:
+    """One trial: z, its latency and budgets (errors here are bugs and propagate), then the
+    objective (its errors fail the trial)."""
+    rows = np.arange(len(space.decisions))
+
+    def evaluate(trial: optuna.Trial):
+        Z = np.array([suggest_z(trial, space)], dtype=np.int64)
+        latency_ms = float(model.mean(Z)[0])
+        upper = model.upper(Z)
+        upper_ms = None if upper is None else float(upper[0])
+        limits = {k: float(v[0]) for k, v in budgets.violations(
+            Z, np.array([latency_ms]) if upper is None else upper).items()}
+        if mode == "penalty" and math.isnan(latency_ms):
+            limits["latency_known"] = math.inf
+        trial.set_user_attr("predicted_latency_ms", latency_ms)
+        if upper_ms is not None:
+            trial.set_user_attr("latency_upper_ms", upper_ms)
+        if _NATIVE_CONSTRAINTS:
+            for key, v in limits.items():
+                trial.set_constraint(key, v)
+        else:
+            trial.set_user_attr("constraints", list(limits.values()))
+        if value_matrix is not None:
+            value = float(value_matrix[0] + value_matrix[1][rows, Z[0]].sum())
+        else:
+            arch = space.decode(Z[0])
+            try:
+                value = float(call(arch))
+            except Exception as e:
+                raise _ObjectiveFailed(f"raised {type(e).__name__}: {e}") from e
+            if not math.isfinite(value):
+                raise _ObjectiveFailed(f"returned {value}")
+        trial.set_user_attr("objective", value)
+        if mode == "penalty":
+            return value * (latency_ms / budget_ms) ** penalty_weight \
+                if math.isfinite(latency_ms) else -math.inf
+        return (value, latency_ms) if mode == "pareto" else value
+
+    return evaluate
+
+
+def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Optional[Progress]) -> None:
+    """An ask-and-tell loop: a failed objective fails its trial (its error is stored, no
+    traceback); anything else fails the trial and propagates."""
+    for _ in range(n_trials):
+        trial = study.ask()
+        try:
+            values = evaluate(trial)
+        except _ObjectiveFailed as e:
+            trial.set_user_attr("error", str(e))
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        else:
+            study.tell(trial, values)
+        if bar is not None:
+            bar.update()
+
+
+def run_trials(study: optuna.Study, storage: Optional[str], n_trials: int, workers: int,
+               make_sampler: Callable[[int], optuna.samplers.BaseSampler], evaluate,
+               show_progress: bool) -> int:
+    """Run ``n_trials`` on ``workers`` processes sharing the study; return the feasible
+    sampler's misses in this process."""
+    shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
+
+    def work(worker: int) -> None:  # in a forked process: its own connection to the storage
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        mine = optuna.load_study(study_name=study.study_name, storage=open_storage(storage),
+                                 sampler=make_sampler(worker))
+        try:
+            _optimize(mine, shares[worker], evaluate, None)
+        except KeyboardInterrupt:
+            pass
+
+    context = multiprocessing.get_context("fork")
+    others = [context.Process(target=work, args=(i,)) for i in range(1, workers)]
+    for process in others:
+        process.start()
+    bar = Progress(shares[0], "searching", show_progress)
+    try:
+        _optimize(study, shares[0], evaluate, bar)
+    except KeyboardInterrupt:
+        for process in others:
+            process.join(timeout=10)
+        kept = "nothing was kept (the study was in memory; give --study-name or --storage " \
+               "to keep one)" if storage is None else \
+            f"study {study.study_name!r} is kept in {storage}: run the same command with " \
+            f"--study-name {study.study_name} to resume it"
+        raise SearchInterrupted(f"interrupted after {len(study.get_trials(deepcopy=False))} "
+                                f"trials; {kept}") from None
+    finally:
+        bar.close()
+    for process in others:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"a search worker exited with status {process.exitcode}")
+    sampler = study.sampler
+    return sampler.misses if isinstance(sampler, FeasibleSampler) else 0
+
+
+def rank(study, space, model, budgets, objective, mode, budget_ms, penalty_weight, top,
+         min_latency_ms, sampler, notes) -> SearchResult:
+    """Re-evaluate every complete trial for this setting (latency and budgets from its z) and
+    rank the feasible ones: best distinct architectures by objective (penalised in penalty
+    mode), or the Pareto front, fastest first."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    names = [d.name for d in space.decisions]
+    if not complete:
+        failed = [t for t in trials if "error" in t.user_attrs]
+        first = failed[0].user_attrs["error"] if failed else "no trial completed"
+        raise InputError(f"every trial failed: the objective {objective!r} {first}")
+    Z = np.array([[t.params[n] for n in names] for t in complete], dtype=np.int64)
+    value = np.array([t.user_attrs["objective"] for t in complete])
+    latency = model.mean(Z)
+    upper = model.upper(Z)
+    ok = budgets.fits(Z)
+    if not ok.any():
+        if mode != "penalty" and np.nanmin(latency if upper is None else upper) > budget_ms:
+            raise BudgetError(budget_ms, float(np.nanmin(latency if upper is None else upper)),
+                              exact=False)
+        raise InputError(f"no trial met every budget: {', '.join(budgets.names)}")
+    if mode == "penalty":
+        value_ranked = value * (latency / budget_ms) ** penalty_weight
+    else:
+        value_ranked = value
+    idx = np.flatnonzero(ok)
+    if mode == "pareto":
+        idx = idx[np.lexsort((-value[idx], latency[idx]))]
+        idx = idx[value[idx] > np.concatenate([[-np.inf],
+                                               np.maximum.accumulate(value[idx])[:-1]])]
+    else:
+        idx = idx[np.lexsort((latency[idx], -value_ranked[idx]))]
+    best: Dict[Tuple[int, ...], Candidate] = {}
+    for i in idx:
+        z = tuple(int(x) for x in Z[i])
+        if z not in best and (mode == "pareto" or len(best) < top):
+            best[z] = _candidate(space, z, float(latency[i]), float(value[i]),
+                                 None if upper is None else float(upper[i]))
+    return SearchResult(space.name, budget_ms, objective, mode, sampler, len(complete),
+                        int(ok.sum()), min_latency_ms, list(best.values()), study, notes)
+
+
 def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Candidate:
     arch = space.decode(z)
     return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
@@ -100,213 +497,26 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Cand
                      upper_ms)
 
 
-def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
-           objective: Union[str, Objective] = "macs", n_trials: int = 500,
-           seed: int | None = None, top: int = 5, storage: str | None = None,
-           study_name: str | None = None, show_progress: bool = False,
-           mode: str = "constraint", penalty_weight: float = -0.07, sampler: str = "tpe",
-           max_params: int | None = None, max_param_bytes: int | None = None,
-           max_activation_bytes: int | None = None,
-           confidence: float | None = None, workers: int = 1) -> SearchResult:
-    """Search z for the best ``objective`` (maximised) under a latency budget.
-
-    Modes: ``constraint`` (predicted latency <= budget, Optuna's constraint API),
-    ``penalty`` (objective x (latency / budget)^penalty_weight, as MnasNet), ``pareto``
-    (objective up and latency down; the result is the feasible Pareto front). Parameter and
-    peak-activation budgets are constraints in every mode. Samplers: ``tpe``, ``nsga2``,
-    ``random``, and ``exact``: the optimum by dynamic programming where latency and objective
-    are additive (built-in objectives, an additive predictor, constraint mode). With
-    ``confidence`` q (e.g. 0.95) the latency constraint holds for the predictor's q-quantile
-    (predictors with a spread: tree, tree_z, calibrated over them) instead of its mean.
-
-    ``storage`` is an Optuna storage URL (``sqlite:///s.db``, ``postgresql://...``) or a
-    ``.journal`` file path; with ``study_name`` a search resumes. ``workers`` > 1 runs that many
-    processes on one study (it needs a storage), sharing ``n_trials`` between them.
-
-    No device is touched: latency comes from ``predictor``, through the space's cost matrix
-    where it is additive. The least-latency architecture is then enqueued first, so the study
-    always has a feasible trial when one exists; if none exists, BudgetError says the least
-    reachable latency. An objective that raises fails its trial; the search goes on.
-
-    Example:
-        >>> result = search(get_space("mobilenet"), predictor, budget_ms=5.0,
-        ...                 seed=0)  # doctest: +SKIP
-        >>> result.best[0].z, result.best[0].predicted_latency_ms  # doctest: +SKIP
-    """
-    if not budget_ms > 0:
-        raise ValueError(f"budget_ms must be > 0, got {budget_ms}")
-    if n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}: expected one of {SAMPLERS}")
-    objective_name = objective if isinstance(objective, str) else getattr(
-        objective, "__name__", "custom")
-    if isinstance(objective, str):
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}: expected one of "
-                             f"{sorted(OBJECTIVES)} or a callable")
-        objective = OBJECTIVES[objective]
-    try:
-        fixed, C = predictor.cost_matrix(space)
-    except NotAdditiveError:
-        fixed = C = z_min = min_latency_ms = None
-
-        def latency(z):
-            return float(predictor.predict_z(space, z)[0])
-    else:
-        z_min, min_latency_ms = space.min_z(fixed, C)
-        if min_latency_ms > budget_ms and mode != "penalty":
-            raise BudgetError(budget_ms, min_latency_ms)
-
-        def latency(z):
-            return float(space.evaluate_z(z, fixed, C)[0])
-
-    if confidence is not None:
-        if not 0 < confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-        predictor.predict_z_quantile(space, z_min if z_min is not None else
-                                     space.random_z(1, 0)[0], confidence)  # fails early
-        if sampler == "exact":
-            raise ValueError("the exact sampler constrains the mean; use tpe, nsga2 or random "
-                             "with a confidence")
-
-    def upper(z) -> Optional[float]:
-        if confidence is None:
-            return None
-        return float(predictor.predict_z_quantile(space, z, confidence)[0])
-
-    budgets = {"params": (max_params, lambda a: a.params),
-               "param_bytes": (max_param_bytes, lambda a: a.param_bytes),
-               "peak_activation_bytes": (max_activation_bytes,
-                                         lambda a: a.peak_activation_bytes)}
-    budgets = {k: v for k, v in budgets.items() if v[0] is not None}
-    if sampler == "exact":
-        return _exact(space, fixed, C, budget_ms, objective_name, mode, budgets, top,
-                      min_latency_ms)
-
-    def constraints(trial: optuna.trial.FrozenTrial) -> List[float]:
-        return trial.user_attrs["constraints"]
-
-    native = {} if _NATIVE_CONSTRAINTS else {"constraints_func": constraints}
-
-    def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
-        worker_seed = None if seed is None else seed + worker
-        return {"tpe": lambda: optuna.samplers.TPESampler(seed=worker_seed, **native),
-                "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=worker_seed, **native),
-                "random": lambda: optuna.samplers.RandomSampler(seed=worker_seed)}[sampler]()
-
-    if workers > 1 and storage is None:
-        raise ValueError("workers > 1 need a shared storage (a URL or a .journal file)")
-    if workers > 1 and study_name is None:
-        study_name = f"hwnas-{uuid.uuid4().hex[:8]}"
-    directions = ["maximize", "minimize"] if mode == "pareto" else ["maximize"]
-    study = optuna.create_study(directions=directions, sampler=make_sampler(0),
-                                storage=open_storage(storage), study_name=study_name,
-                                load_if_exists=study_name is not None)
-    for key, value in {"space": space.name, "budget_ms": budget_ms, "objective": objective_name,
-                       "mode": mode, "sampler": sampler,
-                       "predictor": predictor.kind,
-                       "device": predictor.fingerprint_.describe()}.items():
-        study.set_user_attr(key, value)
-    params = [d.name for d in space.decisions]
-    if z_min is not None:
-        study.enqueue_trial(dict(zip(params, map(int, z_min))), skip_if_exists=True)
-
-    def run_trial(trial: optuna.Trial):
-        z = [trial.suggest_categorical(name, list(range(k)))
-             for name, k in zip(params, space.n_choices)]
-        arch = space.decode(z)
-        latency_ms, upper_ms = latency(z), upper(z)
-        trial.set_user_attr("predicted_latency_ms", latency_ms)
-        trial.set_user_attr("latency_upper_ms", upper_ms)
-        limits = {k: float(fn(arch) - limit) for k, (limit, fn) in budgets.items()}
-        if mode != "penalty":
-            limits["latency_ms"] = (latency_ms if upper_ms is None else upper_ms) - budget_ms
-        trial.set_user_attr("constraints", list(limits.values()))
-        if _NATIVE_CONSTRAINTS:
-            for key, value in limits.items():
-                trial.set_constraint(key, value)
-        value = float(objective(arch))
-        trial.set_user_attr("objective", value)
-        if mode == "penalty":
-            return value * (latency_ms / budget_ms) ** penalty_weight
-        return (value, latency_ms) if mode == "pareto" else value
-
-    shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
-
-    def work(worker: int) -> None:  # in a forked process: its own connection to the storage
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        mine = optuna.load_study(study_name=study.study_name, storage=open_storage(storage),
-                                 sampler=make_sampler(worker))
-        mine.optimize(run_trial, n_trials=shares[worker], catch=(Exception,))
-
-    context = multiprocessing.get_context("fork")
-    others = [context.Process(target=work, args=(i,)) for i in range(1, workers)]
-    for process in others:
-        process.start()
-    bar = Progress(shares[0], "searching", show_progress)
-    study.optimize(run_trial, n_trials=shares[0], callbacks=[lambda s, t: bar.update()],
-                   catch=(Exception,))
-    bar.close()
-    for process in others:
-        process.join()
-        if process.exitcode != 0:
-            raise RuntimeError(f"a search worker exited with status {process.exitcode}")
-    if others:
-        study = optuna.load_study(study_name=study.study_name, storage=open_storage(storage))
-
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    feasible = [t for t in complete if all(v <= 0 for v in t.user_attrs["constraints"])]
-    if not feasible and mode != "penalty":
-        if not complete:
-            raise ValueError(f"every trial failed: the objective {objective_name!r} raised "
-                             f"(see the warnings above)")
-        least = min(t.user_attrs["predicted_latency_ms"] for t in complete)
-        if least > budget_ms:
-            raise BudgetError(budget_ms, least, exact=False)
-        raise ValueError(f"no trial met every budget: {', '.join(budgets)} as well as latency")
-    if mode == "pareto":
-        front = {t.number for t in study.best_trials}
-        ranked = sorted((t for t in feasible if t.number in front),
-                        key=lambda t: t.user_attrs["predicted_latency_ms"])
-    else:
-        ranked = sorted(feasible, key=lambda t: (-t.values[0],
-                                                 t.user_attrs["predicted_latency_ms"]))
-    best: Dict[Tuple[int, ...], Candidate] = {}
-    for t in ranked:
-        z = tuple(int(t.params[name]) for name in params)
-        if z not in best and (mode == "pareto" or len(best) < top):
-            best[z] = _candidate(space, z, t.user_attrs["predicted_latency_ms"],
-                                 t.user_attrs["objective"], t.user_attrs["latency_upper_ms"])
-    return SearchResult(space.name, budget_ms, objective_name, mode, sampler, len(complete),
-                        len(feasible), min_latency_ms, list(best.values()), study)
-
-
-def _exact(space, fixed, C, budget_ms, objective_name, mode, budgets, top, min_latency_ms):
-    if C is None:
-        raise ValueError("the exact sampler needs an additive predictor (not tree_z)")
-    if objective_name not in OBJECTIVES or mode != "constraint":
-        raise ValueError("the exact sampler needs a built-in objective (macs, params) and "
+def _exact_result(space, model, budgets, objective, value_matrix, mode, top,
+                  min_latency_ms) -> SearchResult:
+    """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
+    if not model.additive:
+        raise InputError("the exact sampler needs an additive predictor (not tree_z)")
+    if value_matrix is None or mode != "constraint":
+        raise InputError("the exact sampler needs a built-in objective (macs, params) and "
                          "--mode constraint")
-    if set(budgets) - {"peak_activation_bytes"}:
-        raise ValueError("the exact sampler supports latency and activation budgets; use tpe, "
-                         "nsga2 or random with --max-params / --max-param-kb")
-    attribute = {"macs": "macs", "params": "params"}[objective_name]
-    fixed_value, V = space.cost_matrix(lambda layers: [getattr(ly, attribute) for ly in layers])
-    cost = C.copy()
-    if budgets:  # a max over layers: a choice is allowed iff each of its layers fits
-        limit = budgets["peak_activation_bytes"][0]
-        if any(ly.peak_activation_bytes > limit for ly in space.stem + space.head):
-            raise ValueError("the fixed layers alone exceed the activation budget")
-        for d, decision in enumerate(space.decisions):
-            for c, group in enumerate(decision.layers):
-                if any(ly.peak_activation_bytes > limit for ly in group):
-                    cost[d, c] = np.nan
-    front = pareto_knapsack(fixed, cost, fixed_value, V, budget_ms)
-    if not front:
-        raise BudgetError(budget_ms, min_latency_ms)
-    best = [_candidate(space, z, lat, value) for lat, value, z in front[:top]]
-    return SearchResult(space.name, budget_ms, objective_name, mode, "exact", 0, len(front),
-                        min_latency_ms, best, None)
+    if model.confidence is not None:
+        raise InputError("the exact sampler constrains the mean; use tpe, nsga2 or random "
+                         "with a confidence")
+    if set(budgets.memory) - {"peak_activation_bytes"}:
+        raise InputError("the exact sampler supports latency and activation budgets; use "
+                         "tpe, nsga2 or random with --max-params / --max-param-kb")
+    allowed = budgets.feasibility().allowed
+    fixed_v, V = value_matrix
+    found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
+                     fixed_value=fixed_v, value=V, budget=budgets.latency_ms, keep=top)
+    if not found:
+        raise BudgetError(budgets.latency_ms, min_latency_ms)
+    best = [_candidate(space, z, lat, value) for lat, value, z in found[:top]]
+    return SearchResult(space.name, budgets.latency_ms, objective, mode, "exact", 0,
+                        len(found), min_latency_ms, best, None)

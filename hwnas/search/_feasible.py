@@ -1,0 +1,437 @@
+"""Feasible by construction: the latency model, the budgets a z must meet, and an Optuna
+sampler that proposes only z within them.
+
+Latency is additive where the predictor has a cost matrix (latency(z) = fixed + sum_d
+C[d, z_d]); so are parameter counts and bytes. Peak activation memory is a max over layers,
+so a choice is allowed iff each of its layers fits. A cost nobody measured (NaN) is never
+allowed. Where latency is not additive (``tree_z``) or an upper quantile is constrained, a
+batch check on the predictor decides, by bounded rejection.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from hwnas.errors import InputError
+from hwnas.predictors import NotAdditiveError
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from hwnas.layers import Layer
+    from hwnas.predictors import Predictor
+    from hwnas.spaces import SearchSpace
+
+#: budget bins of the dynamic programme: costs are rounded up to 1/BINS of the slack, so the
+#: sampled z always fit; z within D/BINS of the slack from the budget may be missed by the
+#: uniform draw (never by the repair, which checks exact sums)
+BINS = 4096
+#: candidates per round and rounds of the bounded rejection for non-additive checks
+BATCH, ROUNDS = 128, 4
+
+
+class LatencyModel:
+    """Predicted latency of z: the mean (through the cost matrix where additive) and, with a
+    ``confidence`` q, the predictor's q-quantile."""
+
+    def __init__(self, space: SearchSpace, predictor: Predictor,
+                 confidence: Optional[float] = None):
+        if confidence is not None and not 0 < confidence < 1:
+            raise InputError(f"confidence must be in (0, 1), got {confidence}")
+        self.space, self.predictor, self.confidence = space, predictor, confidence
+        try:
+            self.fixed, self.C = predictor.cost_matrix(space)
+        except NotAdditiveError:
+            self.fixed, self.C = None, None
+        if confidence is not None:  # fails early for predictors without a spread
+            predictor.predict_z_quantile(space, np.zeros((1, len(space.decisions)), int),
+                                         confidence)
+
+    @property
+    def additive(self) -> bool:
+        return self.C is not None
+
+    def mean(self, Z: np.ndarray) -> np.ndarray:
+        """Mean predicted latency of each row of Z (checked int z, shape (N, D))."""
+        if self.C is None:
+            return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
+        return gather(self.fixed, self.C, Z)
+
+    def upper(self, Z: np.ndarray) -> Optional[np.ndarray]:
+        """The constrained quantile of each row, or None without a confidence."""
+        if self.confidence is None:
+            return None
+        return np.asarray(self.predictor.predict_z_quantile(self.space, Z, self.confidence),
+                          dtype=float)
+
+    def constrained(self, Z: np.ndarray) -> np.ndarray:
+        """What the budget bounds: the upper quantile with a confidence, else the mean."""
+        upper = self.upper(Z)
+        return self.mean(Z) if upper is None else upper
+
+
+def gather(fixed: float, C: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """fixed + sum_d C[d, Z[:, d]] for checked int rows Z."""
+    return fixed + C[np.arange(C.shape[0]), Z].sum(axis=1)
+
+
+def layer_matrix(space: SearchSpace, cost: Callable[[Layer], float]) -> tuple[float, np.ndarray]:
+    """(fixed, C) of an additive per-layer quantity such as params or MACs."""
+    return space.cost_matrix(lambda layers: [cost(layer) for layer in layers])
+
+
+def peak_matrix(space: SearchSpace) -> tuple[float, np.ndarray]:
+    """(fixed, A) with peak activation(z) = max(fixed, max_d A[d, z_d]); 0 for a skip."""
+    A = np.full((len(space.decisions), max(space.n_choices)), np.nan)
+    for d, decision in enumerate(space.decisions):
+        A[d, :len(decision.layers)] = [max((ly.peak_activation_bytes for ly in group),
+                                           default=0) for group in decision.layers]
+    fixed = max(ly.peak_activation_bytes for ly in space.stem + space.head)
+    return float(fixed), A
+
+
+@dataclass(frozen=True)
+class AdditiveBudget:
+    """fixed + sum_d C[d, z_d] <= limit; NaN in C is a choice that is not allowed."""
+
+    name: str
+    fixed: float
+    C: np.ndarray
+    limit: float
+
+
+class Budgets:
+    """Every budget a z must meet in one place: latency (unless ``latency_ms`` is None, as in
+    penalty mode), parameter count and bytes, and peak activation memory."""
+
+    def __init__(self, model: LatencyModel, latency_ms: Optional[float], *,
+                 max_params: Optional[int] = None, max_param_bytes: Optional[int] = None,
+                 max_activation_bytes: Optional[int] = None):
+        space = model.space
+        self.model, self.latency_ms = model, latency_ms
+        self.limits = {"params": max_params, "param_bytes": max_param_bytes,
+                       "peak_activation_bytes": max_activation_bytes}
+        for name, limit in self.limits.items():
+            if limit is not None and not (isinstance(limit, (int, float, np.number))
+                                          and 0 < limit < math.inf):
+                raise InputError(f"max_{name}: expected a finite number > 0, got {limit!r}")
+        self.memory: Dict[str, tuple[float, np.ndarray]] = {}
+        if max_params is not None:
+            self.memory["params"] = layer_matrix(space, lambda ly: ly.params)
+        if max_param_bytes is not None:
+            self.memory["param_bytes"] = layer_matrix(space, lambda ly: ly.param_bytes)
+        if max_activation_bytes is not None:
+            self.memory["peak_activation_bytes"] = peak_matrix(space)
+
+    @property
+    def names(self) -> List[str]:
+        return list(self.memory) + ([] if self.latency_ms is None else ["latency_ms"])
+
+    def violations(self, Z: np.ndarray, latency_ms: Optional[np.ndarray] = None
+                   ) -> Dict[str, np.ndarray]:
+        """value - limit of each budget for each row of Z (<= 0 fits; inf where unknown)."""
+        out = {}
+        for name, (fixed, M) in self.memory.items():
+            if name == "peak_activation_bytes":
+                value = np.maximum(fixed, M[np.arange(M.shape[0]), Z].max(axis=1))
+            else:
+                value = gather(fixed, M, Z)
+            out[name] = value - self.limits[name]
+        if self.latency_ms is not None:
+            lat = self.model.constrained(Z) if latency_ms is None else latency_ms
+            out["latency_ms"] = lat - self.latency_ms
+        return {k: np.where(np.isnan(v), np.inf, v) for k, v in out.items()}
+
+    def fits(self, Z: np.ndarray) -> np.ndarray:
+        """Whether each row of Z meets every budget (a NaN cost never does)."""
+        ok = np.ones(len(Z), dtype=bool)
+        for v in self.violations(Z).values():
+            ok &= v <= 0
+        if self.latency_ms is None:  # penalty mode: an unknown latency is still not allowed
+            ok &= ~np.isnan(self.model.mean(Z))
+        return ok
+
+    def feasibility(self) -> "Feasibility":
+        """The exact feasible-set machinery for these budgets."""
+        space, model = self.model.space, self.model
+        n = np.asarray(space.n_choices)
+        allowed = np.arange(max(n))[None, :] < n[:, None]
+        additive: List[AdditiveBudget] = []
+        if model.additive:
+            allowed &= ~np.isnan(model.C)
+            if self.latency_ms is not None and model.confidence is None:
+                additive.append(AdditiveBudget("latency_ms", model.fixed, model.C,
+                                               self.latency_ms))
+        for name, (fixed, M) in self.memory.items():
+            if name == "peak_activation_bytes":
+                limit = self.limits[name]
+                if fixed > limit:
+                    raise InputError(f"max_activation_bytes = {limit}: the fixed layers alone "
+                                     f"need {fixed:.0f} bytes")
+                allowed &= M <= limit
+            else:
+                additive.append(AdditiveBudget(name, fixed, M, float(self.limits[name])))
+        exact = model.additive and (model.confidence is None or self.latency_ms is None)
+        return Feasibility(space, additive, allowed, None if exact else self.fits)
+
+
+class Feasibility:
+    """The z that meet the budgets: uniform sampling and least-change repair.
+
+    Additive budgets are exact: the first by dynamic programming over its slack in ``BINS``
+    bins (uniform over the z whose rounded-up costs fit), the others by rejection. A
+    ``check`` (non-additive latency, an upper quantile) is applied by bounded rejection.
+    """
+
+    def __init__(self, space: SearchSpace, additive: Sequence[AdditiveBudget],
+                 allowed: np.ndarray, check: Optional[Callable[[np.ndarray], np.ndarray]]):
+        self.space, self.additive, self.allowed, self.check = space, list(additive), allowed, check
+        self.D = len(space.decisions)
+        self.misses = 0  # proposals for which bounded rejection found nothing feasible
+        self.proposals = 0
+        empty = [space.decisions[d].name for d in np.flatnonzero(~allowed.any(axis=1))]
+        if empty:
+            raise InputError(f"decision {empty[0]!r} has no allowed choice: every choice has an "
+                             f"unknown (NaN) cost or exceeds the activation budget")
+        self.C = [np.where(allowed, b.C, np.inf) for b in self.additive]
+        self.floor = [c.min(axis=1) for c in self.C]
+        self.slack = [b.limit - b.fixed - f.sum() for b, f in zip(self.additive, self.floor)]
+        if self.additive:
+            slack = self.slack[0]
+            self.unit = slack / BINS if slack > 0 else 1.0
+            over = self.C[0] - self.floor[0][:, None]
+            q = np.ceil(over / self.unit - 1e-9)
+            self.q = np.where(np.isfinite(q) & (q <= BINS), q, BINS + 1).astype(np.int64)
+            self.table = _count_table(self.q, BINS)
+
+    @property
+    def empty(self) -> bool:
+        """No z fits the additive budgets."""
+        return any(s < -1e-9 * max(1.0, abs(b.limit)) for s, b in zip(self.slack, self.additive))
+
+    def fits(self, Z: np.ndarray) -> np.ndarray:
+        """Exact check of every budget for checked int rows Z."""
+        ok = self.allowed[np.arange(self.D), Z].all(axis=1)
+        for b in self.additive:
+            with np.errstate(invalid="ignore"):
+                ok &= gather(b.fixed, b.C, Z) <= b.limit
+        if self.check is not None and ok.any():
+            ok[ok] = self.check(Z[ok])
+        return ok
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n z drawn uniformly from the additive-feasible set (not checked by ``check``)."""
+        if not self.additive:
+            return _draw_allowed(self.allowed, n, rng)
+        Z = _draw(self.q, self.table, np.full(n, BINS), rng)
+        if len(self.additive) > 1:  # the other additive budgets by rejection
+            ok = np.ones(n, dtype=bool)
+            for b in self.additive[1:]:
+                ok &= gather(b.fixed, b.C, Z) <= b.limit
+            Z = Z[ok] if ok.any() else Z[:0]
+        return Z
+
+    def repair(self, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A feasible z with the least change to ``z``: the fewest decisions changed (by the
+        largest savings), redrawn uniformly among the completions that fit; for a ``check``,
+        the nearest feasible z among bounded batches of candidates."""
+        self.proposals += 1
+        z = np.asarray(z, dtype=np.int64)
+        if self.fits(z[None])[0]:
+            return z
+        fixed = self._fix_additive(z, rng)
+        if self.check is None:
+            return fixed
+        if fixed is not z and self.check(fixed[None])[0]:
+            return fixed
+        for _ in range(ROUNDS):
+            cand = np.vstack([self._neighbours(fixed, BATCH // 2, rng),
+                              self.sample(BATCH - BATCH // 2, rng)])
+            cand = cand[self.fits(cand)] if len(cand) else cand
+            if len(cand):
+                return cand[np.argmin((cand != z).sum(axis=1))]
+        self.misses += 1
+        return fixed
+
+    def _fix_additive(self, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not self.additive:
+            bad = ~self.allowed[np.arange(self.D), z]
+            if not bad.any():
+                return z
+            out = z.copy()
+            out[bad] = _draw_allowed(self.allowed[bad], 1, rng)[0]
+            return out
+        rows = np.arange(self.D)
+        # savings of moving each decision to its cheapest allowed choice, per budget, in
+        # units of that budget's slack; a choice that is not allowed must move first
+        cost = np.stack([c[rows, z] - f for c, f in zip(self.C, self.floor)])
+        scale = np.array([max(s, 1e-12) for s in self.slack])[:, None]
+        saving = np.where(np.isfinite(cost), cost / scale, np.inf).sum(axis=0)
+        order = np.argsort(-saving, kind="stable")
+        cheapest = np.argmin(sum(c / max(s, 1e-12) for c, s in zip(self.C, self.slack)), axis=1)
+        out = z.copy()
+        for k in range(1, self.D + 1):
+            changed = order[:k]
+            out[changed] = cheapest[changed]
+            if self._additive_fits(out):
+                break
+        else:
+            return self._first_sample(rng, z)
+        return self._redraw(out, changed, rng)
+
+    def _additive_fits(self, z: np.ndarray) -> bool:
+        rows = np.arange(self.D)
+        return all(b.fixed + c[rows, z].sum() <= b.limit for b, c in zip(self.additive, self.C))
+
+    def _redraw(self, z: np.ndarray, changed: np.ndarray, rng: np.random.Generator
+                ) -> np.ndarray:
+        """Redraw the changed decisions uniformly among their completions that fit."""
+        keep = np.ones(self.D, dtype=bool)
+        keep[changed] = False
+        b = self.additive[0]
+        used = b.fixed + self.C[0][np.arange(self.D)[keep], z[keep]].sum() \
+            + self.floor[0][changed].sum()
+        bins = int(math.floor((b.limit - used) / self.unit + 1e-9))
+        if bins < 0:
+            return z
+        q = self.q[changed]
+        table = _count_table(q, min(bins, BINS))
+        for _ in range(4):
+            out = z.copy()
+            out[changed] = _draw(q, table, np.array([min(bins, BINS)]), rng)[0]
+            if self._additive_fits(out):
+                return out
+        return z
+
+    def _first_sample(self, rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
+        Z = self.sample(BATCH, rng)
+        return Z[0] if len(Z) else z
+
+    def _neighbours(self, z: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """z with 1-3 decisions redrawn among their allowed choices."""
+        out = np.repeat(z[None], n, axis=0)
+        for row, k in enumerate(rng.integers(1, 4, size=n)):
+            for d in rng.choice(self.D, size=min(k, self.D), replace=False):
+                out[row, d] = rng.choice(np.flatnonzero(self.allowed[d]))
+        return out
+
+
+def _count_table(q: np.ndarray, bins: int) -> np.ndarray:
+    """N[d, b]: how many completions of decisions d.. have rounded cost <= b."""
+    D = len(q)
+    N = np.zeros((D + 1, bins + 1))
+    N[D] = 1.0
+    for d in range(D - 1, -1, -1):
+        for c in q[d]:
+            if c <= bins:
+                N[d, c:] += N[d + 1, :bins + 1 - c]
+    return N
+
+
+def _draw(q: np.ndarray, N: np.ndarray, start: np.ndarray, rng: np.random.Generator
+          ) -> np.ndarray:
+    """Rows drawn uniformly from the completions counted in N, each from its own budget."""
+    n, D = len(start), len(q)
+    left = start.astype(np.int64).copy()
+    Z = np.zeros((n, D), dtype=np.int64)
+    width = N.shape[1]
+    for d in range(D):
+        rest = left[:, None] - q[d][None, :]
+        w = np.where(rest >= 0, N[d + 1][np.clip(rest, 0, width - 1)], 0.0)
+        total = w.sum(axis=1)
+        pick = (w.cumsum(axis=1) < (rng.random(n) * total)[:, None]).sum(axis=1)
+        pick = np.minimum(pick, q.shape[1] - 1)
+        Z[:, d] = pick
+        left -= q[d][pick]
+    return Z
+
+
+def _draw_allowed(allowed: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n rows, each entry uniform among its row's allowed choices."""
+    counts = allowed.sum(axis=1)
+    ranks = (rng.random((n, len(allowed))) * counts).astype(np.int64)
+    order = np.argsort(~allowed, axis=1, kind="stable")  # allowed choices first
+    return order[np.arange(len(allowed)), ranks]
+
+
+def suggest_z(trial: optuna.Trial, space: SearchSpace) -> List[int]:
+    """z from a trial: one categorical parameter per decision, named after it."""
+    return [trial.suggest_categorical(d.name, list(range(len(d.choices))))
+            for d in space.decisions]
+
+
+class FeasibleSampler(optuna.samplers.BaseSampler):
+    """An Optuna sampler that proposes only z within the budgets, wrapping any base sampler.
+
+    The base sampler (default TPE) proposes a z; if it does not fit, the fewest decisions are
+    changed (those that save most), and redrawn uniformly among the completions that fit.
+    Where latency is additive (a cost matrix) the result always fits: exact sums, NaN costs
+    never chosen. Where it is not (``tree_z``, or an upper quantile with ``confidence``), the
+    nearest feasible z among at most ``ROUNDS`` x ``BATCH`` candidates is taken, and
+    ``misses`` counts proposals for which none was found. The objective must read z with
+    ``suggest_z(trial, space)`` (one categorical parameter per decision). Works with any
+    storage and any number of workers: it keeps no state between trials but the base's.
+
+    Example:
+        >>> sampler = FeasibleSampler(space, predictor, 5.0, optuna.samplers.TPESampler(seed=0))
+        >>> study = optuna.create_study(direction="maximize", sampler=sampler)
+        >>> study.optimize(lambda t: space.decode(suggest_z(t, space)).macs, n_trials=100)
+    """
+
+    def __init__(self, space: SearchSpace, predictor: Predictor, budget_ms: Optional[float],
+                 base: Optional[optuna.samplers.BaseSampler] = None, *,
+                 max_params: Optional[int] = None, max_param_bytes: Optional[int] = None,
+                 max_activation_bytes: Optional[int] = None, confidence: Optional[float] = None,
+                 seed: Optional[int] = None, budgets: Optional[Budgets] = None):
+        if budgets is None:
+            budgets = Budgets(LatencyModel(space, predictor, confidence), budget_ms,
+                              max_params=max_params, max_param_bytes=max_param_bytes,
+                              max_activation_bytes=max_activation_bytes)
+        self.budgets = budgets
+        self.feasibility = budgets.feasibility()
+        self.base = base if base is not None else optuna.samplers.TPESampler(seed=seed)
+        self._rng = np.random.default_rng(seed)
+        self._space = {d.name: CategoricalDistribution(list(range(len(d.choices))))
+                       for d in space.decisions}
+
+    @property
+    def misses(self) -> int:
+        """Proposals for which bounded rejection found no feasible z (non-additive only)."""
+        return self.feasibility.misses
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+        self._rng = np.random.default_rng()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
+                                    ) -> Dict[str, BaseDistribution]:
+        return dict(self._space)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: Dict[str, BaseDistribution]) -> Dict[str, Any]:
+        if not search_space:
+            return {}
+        base_space = self.base.infer_relative_search_space(study, trial)
+        proposal = self.base.sample_relative(study, trial, base_space) if base_space else {}
+        z = np.array([proposal[name] if name in proposal else
+                      self.base.sample_independent(study, trial, name, dist)
+                      for name, dist in self._space.items()], dtype=np.int64)
+        z = self.feasibility.repair(z, self._rng)
+        return dict(zip(self._space, map(int, z)))
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial,
+                    state: optuna.trial.TrialState, values: Optional[Sequence[float]]) -> None:
+        self.base.after_trial(study, trial, state, values)
