@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from test_tables import write_table
+from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor
 from hwnas.search import search
 from hwnas.spaces import get_space
@@ -24,16 +25,36 @@ def nb201(tmp_path):
     return space, LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
 
 
-def brute_force(space, predictor, budget, value=lambda arch: arch.macs, ok=lambda arch: True):
-    Z = np.array(list(itertools.product(*[range(k) for k in space.n_choices])))
-    lat = predictor.predict_z(space, Z)
-    best = None
-    for z, ms in zip(Z, lat):
-        if ms <= budget:
-            arch = space.decode(z)
-            if ok(arch) and (best is None or value(arch) > best[0]):
-                best = (value(arch), ms)
-    return best
+def all_z(space):
+    return np.array(list(itertools.product(*[range(k) for k in space.n_choices])))
+
+
+def layer_sums(space, Z, attribute):
+    fixed, M = space.cost_matrix(lambda layers: [getattr(ly, attribute) for ly in layers])
+    return space.evaluate_z(Z, fixed, M)
+
+
+def peak_activation(space, Z):
+    from hwnas.search._feasible import peak_matrix
+    fixed, A = peak_matrix(space)
+    return np.maximum(fixed, A[np.arange(A.shape[0]), Z].max(axis=1))
+
+
+def brute_force(space, predictor, budget, ok=None, k=1):
+    """The k best MACs of all z within the budget, through the cost matrices (no decoding)."""
+    Z = all_z(space)
+    fits = predictor.predict_z(space, Z) <= budget
+    if ok is not None:
+        fits &= ok(Z)
+    return sorted(layer_sums(space, Z[fits], "macs"), reverse=True)[:k]
+
+
+def test_brute_force_through_cost_matrices_matches_decoding(nb201):
+    space, _ = nb201
+    Z = space.random_z(20, seed=0)
+    archs = [space.decode(z) for z in Z]
+    assert list(layer_sums(space, Z, "macs")) == [a.macs for a in archs]
+    assert list(peak_activation(space, Z)) == [a.peak_activation_bytes for a in archs]
 
 
 def test_exact_equals_brute_force_and_beats_the_samplers(nb201):
@@ -42,10 +63,11 @@ def test_exact_equals_brute_force_and_beats_the_samplers(nb201):
     for share in (0.2, 0.5, 0.8):
         budget = space.min_z(fixed, C)[1] + share * np.nansum(np.nanmax(C, axis=1))
         exact = search(space, predictor, budget, sampler="exact")
-        assert exact.best[0].objective == brute_force(space, predictor, budget)[0]
+        assert [c.objective for c in exact.best] == brute_force(space, predictor, budget, k=5)
         assert all(c.predicted_latency_ms <= budget for c in exact.best)
         for sampler in ("tpe", "nsga2", "random"):
-            found = search(space, predictor, budget, n_trials=40, seed=0, sampler=sampler)
+            found = search(space, predictor, budget, n_trials=40, seed=0, sampler=sampler,
+                           enqueue_exact=False)
             assert found.best[0].objective <= exact.best[0].objective, sampler
 
 
@@ -55,8 +77,8 @@ def test_exact_with_an_activation_budget(nb201):
     limit = 4 * 16 * 32 * 32 * 2  # two 16x32x32 tensors: rules out the 3-tensor adds
     exact = search(space, predictor, budget, sampler="exact", max_activation_bytes=limit)
     expected = brute_force(space, predictor, budget,
-                           ok=lambda a: a.peak_activation_bytes <= limit)
-    assert exact.best[0].objective == expected[0]
+                           ok=lambda Z: peak_activation(space, Z) <= limit, k=5)
+    assert [c.objective for c in exact.best] == expected
     assert all(c.peak_activation_bytes <= limit for c in exact.best)
 
 
@@ -185,3 +207,166 @@ def test_four_workers_share_one_study_on_postgresql(nb201):
     assert sorted(t.number for t in trials) == list(range(200))  # none lost or duplicated
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert study.user_attrs["space"] == "nb201" and study.user_attrs["predictor"] == "lookup"
+
+
+# --- the feasibility-aware sampler ---------------------------------------------------------
+
+def mobilenet_lookup(tmp_path):
+    from test_predictors import synthetic_table
+    return get_space("mobilenet"), LookupPredictor().fit(synthetic_table(tmp_path))
+
+
+def tight_budget(space, predictor, share):
+    fixed, C = predictor.cost_matrix(space)
+    least = space.min_z(fixed, C)[1]
+    return least + share * (fixed + np.nanmax(C, axis=1).sum() - least)
+
+
+def feasible_share(result, budget):
+    trials = result.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    return np.mean([t.user_attrs["predicted_latency_ms"] <= budget for t in trials])
+
+
+@pytest.mark.parametrize("space_name", ["mobilenet", "nb201"])
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_the_wrapped_samplers_propose_only_feasible_trials(tmp_path, space_name, sampler):
+    if space_name == "nb201":
+        space = get_space("nb201")
+        write_table(tmp_path / "nb.csv", space.unique_layers())
+        predictor = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    else:
+        space, predictor = mobilenet_lookup(tmp_path)
+    budget = tight_budget(space, predictor, 0.2)
+    wrapped = search(space, predictor, budget, sampler=sampler, n_trials=60, seed=0,
+                     enqueue_exact=False)
+    assert feasible_share(wrapped, budget) >= 0.95 and wrapped.sampler == f"feasible {sampler}"
+    plain = search(space, predictor, budget, sampler=sampler, n_trials=60, seed=0,
+                   enqueue_exact=False, feasible=False)
+    assert feasible_share(plain, budget) < feasible_share(wrapped, budget)
+
+
+@pytest.mark.nnabla
+def test_the_wrapped_sampler_on_a_measured_table(mobilenet_table):
+    from hwnas.search import FeasibleSampler, suggest_z
+    space = get_space("mobilenet")
+    predictor = LookupPredictor().fit(mobilenet_table)
+    budget = tight_budget(space, predictor, 0.15)
+    sampler = FeasibleSampler(space, predictor, budget, optuna.samplers.TPESampler(seed=0),
+                              seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: float(space.decode(suggest_z(t, space)).macs), n_trials=40)
+    Z = np.array([[t.params[d.name] for d in space.decisions] for t in study.trials])
+    assert (predictor.predict_z(space, Z) <= budget).all()
+
+
+def test_workers_on_a_journal_storage_stay_feasible(tmp_path):
+    space, predictor = mobilenet_lookup(tmp_path)
+    budget = tight_budget(space, predictor, 0.2)
+    result = search(space, predictor, budget, n_trials=20, seed=0, workers=2,
+                    storage=str(tmp_path / "s.journal"), sampler="random", enqueue_exact=False)
+    trials = result.study.get_trials(deepcopy=False)
+    assert len(trials) == 20 and result.trials == 20
+    assert feasible_share(result, budget) == 1.0
+
+
+def test_a_resumed_study_with_a_tighter_budget_reports_no_infeasible_rank_1(tmp_path):
+    space, predictor = mobilenet_lookup(tmp_path)
+    loose, tight = tight_budget(space, predictor, 0.9), tight_budget(space, predictor, 0.1)
+    options = dict(storage=str(tmp_path / "s.journal"), study_name="s", seed=0)
+    first = search(space, predictor, loose, n_trials=12, **options)
+    assert first.best[0].predicted_latency_ms > tight  # the old rank 1 is now infeasible
+    second = search(space, predictor, tight, n_trials=3, **options)
+    assert second.trials == 15 and second.best
+    assert all(c.predicted_latency_ms <= tight for c in second.best)
+    assert any("resumed study 's' with another setting (budget_ms" in n for n in second.notes)
+    with pytest.raises(InputError, match="was run with objective = 'macs', not 'params'"):
+        search(space, predictor, tight, "params", n_trials=5, **options)
+
+
+def test_exact_top_is_the_best_distinct_architectures(nb201):
+    space, predictor = nb201
+    budget = tight_budget(space, predictor, 0.4)
+    exact = search(space, predictor, budget, sampler="exact", top=8)
+    assert len({c.z for c in exact.best}) == 8
+    assert [c.objective for c in exact.best] == brute_force(space, predictor, budget, k=8)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "exact"])
+@pytest.mark.parametrize("feasible", [True, False])
+def test_a_choice_of_unknown_cost_is_never_chosen(nb201, sampler, feasible):
+    space, predictor = nb201
+    conv3 = space.decisions[0].choices.index("nor_conv_3x3")
+    for layer in space.decisions[0].layers[conv3]:  # a gap in the table: cost unknown
+        predictor.values_[layer.key] = float("nan")
+    assert np.isnan(predictor.cost_matrix(space)[1][:, conv3]).all()
+    result = search(space, predictor, 1e9, sampler=sampler, n_trials=30, seed=0, top=10,
+                    feasible=feasible)
+    assert result.best and all(conv3 not in c.z for c in result.best)
+    if sampler != "exact" and feasible:
+        assert all(t.params[d.name] != conv3 for t in result.study.trials
+                   for d in space.decisions)
+
+
+@pytest.mark.parametrize("returned, message", [
+    ("float('nan')", "returned nan"), ("float('inf')", "returned inf"),
+    ("1 / 0", "raised ZeroDivisionError: division by zero")])
+def test_an_objective_that_never_works_is_one_clear_error(nb201, returned, message):
+    space, predictor = nb201
+    namespace = {}
+    exec(f"def broken(arch):\n    return {returned}\n", namespace)
+    with pytest.raises(InputError, match=f"every trial failed: the objective 'broken' "
+                                         f"{message}"):
+        search(space, predictor, 1e9, namespace["broken"], n_trials=5, seed=0)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(workers=0), "workers must be an integer >= 1"),
+    (dict(n_trials=0), "n_trials must be an integer >= 1"),
+    (dict(top=0), "top must be an integer >= 1"),
+    (dict(mode="penalty", penalty_weight=float("nan")), "penalty_weight must be a finite"),
+    (dict(max_params=float("inf")), "max_params: expected a finite number > 0"),
+])
+def test_bad_search_arguments_name_themselves(nb201, options, message):
+    space, predictor = nb201
+    with pytest.raises(InputError, match=message):
+        search(space, predictor, 1e9, **options)
+
+
+@pytest.mark.parametrize("storage", ["foo://bar", "sqlite:///{tmp}/missing/dir/s.db",
+                                     "postgresql://nobody@127.0.0.1:1/none"])
+def test_a_bad_storage_is_one_line(nb201, tmp_path, storage):
+    storage = storage.format(tmp=tmp_path)
+    run = subprocess.run([sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
+                          str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--trials", "3",
+                          "--storage", storage, "--quiet"], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"storage {storage!r}: cannot open the study" in lines[0], lines
+    assert not (tmp_path / "missing").exists()
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(nb201, tmp_path):
+    import signal
+    import time
+    (tmp_path / "slow.py").write_text(
+        "import pathlib, time\n"
+        "def slow(arch):\n"
+        f"    pathlib.Path({str(tmp_path / 'started')!r}).touch()\n"
+        "    time.sleep(0.2)\n"
+        "    return float(arch.macs)\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
+         str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--trials", "500", "--objective",
+         "slow:slow", "--study-name", "kept", "--json", str(tmp_path / "r.json"), "--quiet"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    for _ in range(600):
+        if (tmp_path / "started").exists():
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    lines = err.strip().splitlines()
+    assert process.returncode == 130 and len(lines) == 1, err
+    assert "interrupted after" in lines[0] and "--study-name kept" in lines[0], err
+    assert (tmp_path / "kept.journal").exists()

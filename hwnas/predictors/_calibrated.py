@@ -9,7 +9,8 @@ import numpy as np
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._base import Predictor, check_same_device, from_dict
+from hwnas.predictors._base import (NotAdditiveError, Predictor, check_same_device,
+                                    from_dict)
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
 
@@ -70,7 +71,11 @@ class CalibratedPredictor(Predictor):
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
         self._check_fitted()
-        return self.a_ * self.base.predict_z(space, z) + self.b_
+        try:  # one pass over z through the scaled cost matrix
+            fixed, C = self.cost_matrix(space)
+        except NotAdditiveError:
+            return self.a_ * self.base.predict_z(space, z) + self.b_
+        return space.evaluate_z(z, fixed, C)
 
     def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
         self._check_fitted()

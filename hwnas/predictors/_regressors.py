@@ -118,11 +118,21 @@ class TreePredictor(_PerOpRegressor):
     def predict_z_quantile(self, space, z, q: float) -> np.ndarray:
         """Quantile over trees of each tree's whole-network sum: an architecture-level spread."""
         Z = space.check_z(z)
-        layers = space.unique_layers()
-        members = self.predict_members(layers)
-        sums = np.stack([space.evaluate_z(Z, *space.cost_matrix(lambda _, m=m: m))
-                         for m in members])
+        fixed, C = self._member_costs(space)
+        sums = fixed[:, None] + C[:, np.arange(Z.shape[1]), Z].sum(axis=2)
         return np.quantile(sums, q, axis=0)
+
+    def _member_costs(self, space) -> tuple[np.ndarray, np.ndarray]:
+        """Each tree's (fixed, C) over the space, computed once per fit and space: a search
+        asks for quantiles every trial."""
+        cached = self.__dict__.get("_member_cache")
+        if cached is None or cached[0] != space.signature or cached[1] is not self.models_:
+            members = self.predict_members(space.unique_layers())
+            pairs = [space.cost_matrix(lambda _, m=m: m) for m in members]
+            cached = (space.signature, self.models_,
+                      (np.array([f for f, _ in pairs]), np.stack([c for _, c in pairs])))
+            self.__dict__["_member_cache"] = cached
+        return cached[2]
 
     def _state(self) -> dict[str, Any]:
         return {"n_estimators": self.n_estimators, "random_state": self.random_state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -189,9 +190,10 @@ class SearchSpace:
         """z in the space's own notation: the chosen candidate of each decision."""
         return " | ".join(d.choices[c] for d, c in zip(self.decisions, z))
 
-    @property
+    @functools.cached_property
     def signature(self) -> str:
-        """Changes whenever z would decode to other layers: fitted predictors check it."""
+        """Changes whenever z would decode to other layers: fitted predictors check it
+        (computed once: the space is frozen)."""
         text = repr((self.name, self.stem, self.decisions, self.head))
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
