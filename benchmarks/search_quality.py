@@ -1,12 +1,25 @@
-"""Best objective found by each sampler against the exact optimum, at a latency budget.
+"""Search quality with and without the feasibility-aware sampler, against exact optima.
 
-For the mobilenet space and a predictor (default: this machine's calibrated lookup, cached
-by the search command's default flow), runs tpe, nsga2 and random for 1000 trials with 3 seeds
-and reports the best feasible objective after 100, 300 and 1000 trials (mean of the seeds)
-next to the exact optimum, plus the time per trial against a bare Optuna study with the same
-sampler over the same decisions (hwnas's overhead). Writes JSON and a Pareto-front plot.
+1. mobilenet, MACs under the latency budget: for tpe, nsga2 and random, each plain and wrapped
+   in FeasibleSampler (mean of --seeds seeds, nothing enqueued): the share of feasible
+   trials, the best feasible MACs / the exact optimum (dynamic programming) after 100, 300
+   and 1000 trials, and ms per trial next to a bare Optuna study with the same base sampler
+   over the same decisions (trivial objective).
+2. mobilenet, pareto mode, nsga2 for 200 trials: the size of the feasible front, plain and
+   wrapped.
+3. nb201 with a black-box objective that is not additive (``cell_paths`` below: a sum over
+   the cell's four input-to-output paths of the product of per-op factors), whose optimum
+   under the budget is found by brute force over all 15,625 cells: best / optimum, so that the
+   wrapper is judged where dynamic programming cannot help.
+A plot shows the trials of a plain and a wrapped TPE search (latency against MACs).
 
-    .venv/bin/python benchmarks/search_quality.py [--budget-ms 5] [--predictor p.json]
+The predictor: this machine's calibrated lookup (the search command's default flow, cached),
+or ``--table`` (a layer table, e.g. benchmarks/results/search_layers_nnabla_cpu.csv, measured
+with nnabla by hwnas.profile) by lookup, or ``--predictor``. The budget: ``--budget-ms``, or
+``--budget-share`` s: least + s x (most - least) reachable latency of each space.
+
+    .venv/bin/python benchmarks/search_quality.py [--budget-ms 5] [--table T | --predictor P]
+    .venv/bin/python benchmarks/search_quality.py --quick   # a smoke run: 1 seed, <= 300 trials
 """
 
 from __future__ import annotations
@@ -22,17 +35,32 @@ import optuna
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, get_backend
 from hwnas.search import search
-from hwnas.search._plot import plot_search
 from hwnas.spaces import get_space
+from hwnas.tables import read_layer_table
 
-CHECKPOINTS = (100, 300, 1000)
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+SAMPLERS = ("tpe", "nsga2", "random")
+#: per-op factor of the black-box nb201 objective (none cuts a path)
+OP_FACTOR = {"none": 0.0, "skip_connect": 0.55, "nor_conv_1x1": 0.8, "nor_conv_3x3": 1.0,
+             "avg_pool_3x3": 0.45}
+#: the cell's paths from node 0 to node 3, as indices of z (NAS-Bench-201's edge order:
+#: 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2)
+PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
+
+
+def cell_paths(arch) -> float:
+    """A non-additive stand-in for accuracy on nb201: the sum over the cell's input-to-output
+    paths of the product of its ops' factors (deeper convolutional paths score more, a none
+    edge cuts every path through it), plus 0.2 per distinct op kind used."""
+    ops = arch.choices
+    paths = sum(np.prod([OP_FACTOR[ops[e]] * (1.15 if len(p) > 1 else 1.0) for e in p])
+                for p in PATHS)
+    return float(paths + 0.2 * len(set(ops) - {"none"}))
 
 
 def bare_ms_per_trial(space, sampler: str, n: int, seed: int) -> float:
     """A bare Optuna study over the same decisions with a trivial objective."""
-    make = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-            "random": optuna.samplers.RandomSampler}[sampler]
-    study = optuna.create_study(direction="maximize", sampler=make(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed))
 
     def objective(trial):
         return sum(trial.suggest_categorical(d.name, list(range(len(d.choices))))
@@ -43,59 +71,160 @@ def bare_ms_per_trial(space, sampler: str, n: int, seed: int) -> float:
     return 1e3 * (time.perf_counter() - t0) / n
 
 
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    return {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+            "random": optuna.samplers.RandomSampler}[name](seed=seed)
+
+
+def budget_for(space, predictor, args) -> float:
+    if args.budget_share is None:
+        return args.budget_ms
+    fixed, C = predictor.cost_matrix(space)
+    least = space.min_z(fixed, C)[1]
+    return float(least + args.budget_share * (fixed + np.nanmax(C, axis=1).sum() - least))
+
+
+def sampler_runs(space, predictor, budget, objective, optimum, checkpoints, seeds):
+    """Per sampler, plain and wrapped: feasible share, best / optimum at each checkpoint,
+    ms per trial, and one TPE study of each for the plot."""
+    rows, studies = {}, {}
+    for sampler in SAMPLERS:
+        bare = bare_ms_per_trial(space, sampler, checkpoints[-1], 0)
+        for feasible in (False, True):
+            share, found, ms = [], [], []
+            for seed in range(seeds):
+                t0 = time.perf_counter()
+                result = search(space, predictor, budget, objective, sampler=sampler,
+                                n_trials=checkpoints[-1], seed=seed, feasible=feasible,
+                                enqueue_exact=False)
+                ms.append(1e3 * (time.perf_counter() - t0) / checkpoints[-1])
+                trials = sorted(result.study.get_trials(
+                    deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
+                    key=lambda t: t.number)
+                ok = [t.user_attrs["predicted_latency_ms"] <= budget for t in trials]
+                share.append(float(np.mean(ok)))
+                found.append([max([t.user_attrs["objective"] for t, f in
+                                   zip(trials[:n], ok[:n]) if f], default=np.nan) / optimum
+                              for n in checkpoints])
+                if sampler == "tpe" and seed == 0:
+                    studies[feasible] = result.study
+            key = f"{'feasible ' if feasible else ''}{sampler}"
+            rows[key] = {"feasible_share": float(np.mean(share)),
+                         "best_over_optimum": np.nanmean(found, axis=0).tolist(),
+                         "ms_per_trial": float(np.mean(ms)),
+                         "bare_optuna_ms_per_trial": bare}
+    return rows, studies
+
+
+def print_rows(title: str, rows: dict, checkpoints) -> None:
+    print(title)
+    print(f"{'sampler':<16} {'feasible':>8} " + " ".join(f"{f'@{n}':>7}" for n in checkpoints)
+          + f" {'ms/trial':>9} {'bare ms':>8}")
+    for key, r in rows.items():
+        print(f"{key:<16} {r['feasible_share']:>8.1%} " +
+              " ".join(f"{v:>7.1%}" for v in r["best_over_optimum"]) +
+              f" {r['ms_per_trial']:>9.2f} {r['bare_optuna_ms_per_trial']:>8.2f}")
+
+
+def plot_trials(studies, budget: float, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
+    for ax, feasible in zip(axes, (False, True)):
+        trials = [t for t in studies[feasible].trials if "objective" in t.user_attrs]
+        lat = np.array([t.user_attrs["predicted_latency_ms"] for t in trials])
+        obj = np.array([t.user_attrs["objective"] for t in trials]) / 1e6
+        ok = lat <= budget
+        ax.scatter(lat[~ok], obj[~ok], s=6, color="0.7", label=f"{(~ok).sum()} infeasible")
+        ax.scatter(lat[ok], obj[ok], s=6, color="C2", label=f"{ok.sum()} feasible")
+        ax.axvline(budget, color="C0", ls="--", lw=1, label=f"budget {budget:.3g} ms")
+        ax.set(xlabel="predicted latency (ms)", title=("wrapped in FeasibleSampler" if feasible
+                                                        else "plain") + f" TPE, {len(trials)} trials")
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].set_ylabel("MMACs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def load(args, space):
+    if args.predictor:
+        return load_predictor(args.predictor)
+    if args.table:
+        return LookupPredictor().fit(read_layer_table(args.table))
+    layers, nets = device_tables(get_backend(available_backends()[0]), space)
+    return CalibratedPredictor(LookupPredictor().fit(layers)).fit(nets, space)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget-ms", type=float, default=5.0)
-    p.add_argument("--predictor")
+    p.add_argument("--budget-share", type=float, help="budget = least + share x (most - "
+                   "least) predicted latency of each space, instead of --budget-ms")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--predictor")
+    source.add_argument("--table", help="a layer table: predict by lookup")
     p.add_argument("--seeds", type=int, default=3)
-    here = os.path.join(os.path.dirname(__file__), "results")
-    p.add_argument("--json", default=os.path.join(here, "search_quality.json"))
-    p.add_argument("--plot", default=os.path.join(here, "search_pareto.png"))
+    p.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 100 and 300 "
+                   "trials")
+    p.add_argument("--json", default=os.path.join(HERE, "search_quality.json"))
+    p.add_argument("--plot", default=os.path.join(HERE, "search_trials.png"))
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    checkpoints = (100, 300) if args.quick else (100, 300, 1000)
+    seeds = 1 if args.quick else args.seeds
+
     space = get_space("mobilenet")
-    if args.predictor:
-        predictor = load_predictor(args.predictor)
-    else:
-        layers, nets = device_tables(get_backend(available_backends()[0]), space)
-        predictor = CalibratedPredictor(LookupPredictor().fit(layers)).fit(nets, space)
+    predictor = load(args, space)
+    budget = budget_for(space, predictor, args)
     t0 = time.perf_counter()
-    exact = search(space, predictor, args.budget_ms, sampler="exact").best[0].objective
+    exact = search(space, predictor, budget, sampler="exact")
     exact_s = time.perf_counter() - t0
-    rows = {}
-    for sampler in ("tpe", "nsga2", "random"):
-        found, seconds = [], []
-        for seed in range(args.seeds):
-            t0 = time.perf_counter()
-            result = search(space, predictor, args.budget_ms, n_trials=CHECKPOINTS[-1],
-                            seed=seed, sampler=sampler)
-            seconds.append((time.perf_counter() - t0) / CHECKPOINTS[-1])
-            trials = sorted(result.study.trials, key=lambda t: t.number)
-            best = []
-            for n in CHECKPOINTS:
-                ok = [t.user_attrs["objective"] for t in trials[:n]
-                      if t.user_attrs["predicted_latency_ms"] <= args.budget_ms]
-                best.append(max(ok) if ok else np.nan)
-            found.append(best)
-        rows[sampler] = {"best": np.nanmean(found, axis=0).tolist(),
-                         "ms_per_trial": 1e3 * float(np.mean(seconds)),
-                         "bare_optuna_ms_per_trial": bare_ms_per_trial(
-                             space, sampler, CHECKPOINTS[-1], 0)}
-    print(f"mobilenet at {args.budget_ms:g} ms, {predictor.fingerprint_.describe()}")
-    print(f"exact optimum: {exact / 1e6:.3f} MMACs ({exact_s:.2f} s)")
-    print(f"{'sampler':<8} " + " ".join(f"{n:>6} trials" for n in CHECKPOINTS) +
-          "  ms/trial  bare Optuna ms/trial")
-    for sampler, r in rows.items():
-        print(f"{sampler:<8} " + " ".join(f"{v / 1e6:>7.3f} MMACs"[:13].rjust(13)
-                                         for v in r["best"]) +
-              f"  {r['ms_per_trial']:>8.2f}  {r['bare_optuna_ms_per_trial']:>8.2f}")
-    front = search(space, predictor, args.budget_ms, n_trials=1000, seed=0, sampler="nsga2",
-                   mode="pareto")
-    plot_search(front, args.plot)
+    optimum = exact.best[0].objective
+    rows, studies = sampler_runs(space, predictor, budget, "macs", optimum, checkpoints, seeds)
+    print(f"mobilenet at {budget:.4g} ms, {predictor.kind} predictor, "
+          f"{predictor.fingerprint_.describe()}; exact optimum {optimum / 1e6:.3f} MMACs "
+          f"({exact_s:.2f} s); mean of {seeds} seed(s), nothing enqueued")
+    print_rows("best feasible MACs / exact optimum after n trials:", rows, checkpoints)
+    fronts = {}
+    for feasible in (False, True):
+        front = search(space, predictor, budget, sampler="nsga2", mode="pareto", n_trials=200,
+                       seed=0, feasible=feasible, enqueue_exact=False)
+        fronts["feasible nsga2" if feasible else "nsga2"] = len(front.best)
+    print("pareto mode, 200 nsga2 trials, front size: " +
+          ", ".join(f"{k} {v}" for k, v in fronts.items()))
+
+    nb = get_space("nb201")
+    nb_predictor = predictor if args.table or args.predictor else load(args, nb)
+    nb_budget = budget_for(nb, nb_predictor, argparse.Namespace(
+        budget_ms=args.budget_ms, budget_share=0.3 if args.budget_share is None
+        else args.budget_share))
+    Z = np.array(np.meshgrid(*[range(k) for k in nb.n_choices], indexing="ij")).reshape(
+        len(nb.n_choices), -1).T
+    fits = nb_predictor.predict_z(nb, Z) <= nb_budget
+    t0 = time.perf_counter()
+    values = np.array([cell_paths(nb.decode(z)) for z in Z[fits]])
+    brute_s = time.perf_counter() - t0
+    nb_optimum = float(values.max())
+    nb_rows, _ = sampler_runs(nb, nb_predictor, nb_budget, cell_paths, nb_optimum,
+                              checkpoints, seeds)
+    print(f"nb201 at {nb_budget:.4g} ms, black-box objective cell_paths: brute-force optimum "
+          f"{nb_optimum:.4f} over {fits.sum()} feasible of {len(Z)} cells ({brute_s:.1f} s)")
+    print_rows("best feasible objective / brute-force optimum after n trials:", nb_rows,
+               checkpoints)
+
+    plot_trials(studies, budget, args.plot)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"budget_ms": args.budget_ms, "exact": exact, "exact_s": exact_s,
-                   "samplers": rows, "checkpoints": CHECKPOINTS}, f, indent=1)
+        json.dump({"quick": args.quick, "seeds": seeds, "checkpoints": checkpoints,
+                   "predictor": predictor.kind, "device": predictor.fingerprint_.describe(),
+                   "optuna": optuna.__version__,
+                   "mobilenet": {"budget_ms": budget, "exact": optimum, "exact_s": exact_s,
+                                 "samplers": rows, "pareto_front_size_200_nsga2": fronts},
+                   "nb201": {"budget_ms": nb_budget, "objective": "cell_paths",
+                             "brute_force_optimum": nb_optimum, "samplers": nb_rows}},
+                  f, indent=1)
     print(f"wrote {args.json} and {args.plot}")
 
 

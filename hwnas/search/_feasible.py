@@ -268,22 +268,23 @@ class Feasibility:
             out[bad] = _draw_allowed(self.allowed[bad], 1, rng)[0]
             return out
         rows = np.arange(self.D)
-        # savings of moving each decision to its cheapest allowed choice, per budget, in
-        # units of that budget's slack; a choice that is not allowed must move first
-        cost = np.stack([c[rows, z] - f for c, f in zip(self.C, self.floor)])
-        scale = np.array([max(s, 1e-12) for s in self.slack])[:, None]
-        saving = np.where(np.isfinite(cost), cost / scale, np.inf).sum(axis=0)
-        order = np.argsort(-saving, kind="stable")
-        cheapest = np.argmin(sum(c / max(s, 1e-12) for c, s in zip(self.C, self.slack)), axis=1)
+        # move the decisions that save most (in units of each budget's slack) to their
+        # cheapest allowed choice; a choice that is not allowed saves inf, so it moves first
+        scale = [max(s, 1e-12) for s in self.slack]
+        cheapest = np.argmin(sum(c / s for c, s in zip(self.C, scale)), axis=1)
+        gain = np.stack([c[rows, z] - c[rows, cheapest] for c in self.C])
+        order = np.argsort(-(gain / np.array(scale)[:, None]).sum(axis=0), kind="stable")
+        excess = np.array([b.fixed + c[rows, z].sum() - b.limit
+                           for b, c in zip(self.additive, self.C)])
+        with np.errstate(invalid="ignore"):
+            enough = (np.cumsum(gain[:, order], axis=1) >= excess[:, None]).all(axis=0)
         out = z.copy()
-        for k in range(1, self.D + 1):
+        for k in range(int(np.argmax(enough)) + 1 if enough.any() else 1, self.D + 1):
             changed = order[:k]
             out[changed] = cheapest[changed]
             if self._additive_fits(out):
-                break
-        else:
-            return self._first_sample(rng, z)
-        return self._redraw(out, changed, rng)
+                return self._redraw(out, changed, rng)
+        return self._first_sample(rng, z)
 
     def _additive_fits(self, z: np.ndarray) -> bool:
         rows = np.arange(self.D)

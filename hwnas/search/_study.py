@@ -387,22 +387,26 @@ def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
 
 
 def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Optional[Progress]) -> None:
-    """An ask-and-tell loop: a failed objective fails its trial (its error is stored, no
-    traceback); anything else fails the trial and propagates."""
-    for _ in range(n_trials):
-        trial = study.ask()
+    """Optimise with a failed objective failing its trial (its error is stored in the trial;
+    Optuna's per-trial warning with a traceback is silenced); anything else fails the trial
+    and propagates."""
+
+    def objective(trial: optuna.Trial):
         try:
-            values = evaluate(trial)
+            return evaluate(trial)
         except _ObjectiveFailed as e:
             trial.set_user_attr("error", str(e))
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        except BaseException:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        else:
-            study.tell(trial, values)
-        if bar is not None:
-            bar.update()
+        finally:
+            if bar is not None:
+                bar.update()
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study.optimize(objective, n_trials=n_trials, catch=(_ObjectiveFailed,))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def run_trials(study: optuna.Study, storage: Optional[str], n_trials: int, workers: int,
@@ -455,10 +459,13 @@ def rank(study, space, model, budgets, objective, mode, budget_ms, penalty_weigh
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     names = [d.name for d in space.decisions]
+    failed = [t for t in trials if "error" in t.user_attrs]
     if not complete:
-        failed = [t for t in trials if "error" in t.user_attrs]
-        first = failed[0].user_attrs["error"] if failed else "no trial completed"
+        first = failed[0].user_attrs["error"] if failed else "did not complete"
         raise InputError(f"every trial failed: the objective {objective!r} {first}")
+    if failed:
+        notes += (f"{len(failed)} trial(s) failed: the objective {objective!r} "
+                  f"{failed[0].user_attrs['error']} (first)",)
     Z = np.array([[t.params[n] for n in names] for t in complete], dtype=np.int64)
     value = np.array([t.user_attrs["objective"] for t in complete])
     latency = model.mean(Z)
