@@ -85,43 +85,47 @@ def budget_for(space, predictor, args) -> float:
 
 
 def sampler_runs(space, predictor, budget, objective, optimum, checkpoints, seeds):
-    """Per sampler, plain and wrapped: feasible share, best / optimum at each checkpoint,
+    """Per sampler, plain and wrapped (and, for a built-in objective, wrapped TPE with the
+    exact front enqueued, as by default): feasible share, best / optimum at each checkpoint,
     ms per trial, and one TPE study of each for the plot."""
-    rows, studies = {}, {}
-    for sampler in SAMPLERS:
-        bare = bare_ms_per_trial(space, sampler, checkpoints[-1], 0)
-        for feasible in (False, True):
-            share, found, ms = [], [], []
-            for seed in range(seeds):
-                t0 = time.perf_counter()
-                result = search(space, predictor, budget, objective, sampler=sampler,
-                                n_trials=checkpoints[-1], seed=seed, feasible=feasible,
-                                enqueue_exact=False)
-                ms.append(1e3 * (time.perf_counter() - t0) / checkpoints[-1])
-                trials = sorted(result.study.get_trials(
-                    deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
-                    key=lambda t: t.number)
-                ok = [t.user_attrs["predicted_latency_ms"] <= budget for t in trials]
-                share.append(float(np.mean(ok)))
-                found.append([max([t.user_attrs["objective"] for t, f in
-                                   zip(trials[:n], ok[:n]) if f], default=np.nan) / optimum
-                              for n in checkpoints])
-                if sampler == "tpe" and seed == 0:
-                    studies[feasible] = result.study
-            key = f"{'feasible ' if feasible else ''}{sampler}"
-            rows[key] = {"feasible_share": float(np.mean(share)),
-                         "best_over_optimum": np.nanmean(found, axis=0).tolist(),
-                         "ms_per_trial": float(np.mean(ms)),
-                         "bare_optuna_ms_per_trial": bare}
+    rows, studies, bare = {}, {}, {}
+    runs = [(s, f, False) for s in SAMPLERS for f in (False, True)]
+    if isinstance(objective, str):
+        runs.append(("tpe", True, True))
+    for sampler, feasible, enqueue in runs:
+        if sampler not in bare:
+            bare[sampler] = bare_ms_per_trial(space, sampler, checkpoints[-1], 0)
+        share, found, ms = [], [], []
+        for seed in range(seeds):
+            t0 = time.perf_counter()
+            result = search(space, predictor, budget, objective, sampler=sampler,
+                            n_trials=checkpoints[-1], seed=seed, feasible=feasible,
+                            enqueue_exact=enqueue)
+            ms.append(1e3 * (time.perf_counter() - t0) / checkpoints[-1])
+            trials = sorted(result.study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
+                key=lambda t: t.number)
+            ok = [t.user_attrs["predicted_latency_ms"] <= budget for t in trials]
+            share.append(float(np.mean(ok)))
+            found.append([max([t.user_attrs["objective"] for t, f in
+                               zip(trials[:n], ok[:n]) if f], default=np.nan) / optimum
+                          for n in checkpoints])
+            if sampler == "tpe" and seed == 0 and not enqueue:
+                studies[feasible] = result.study
+        key = f"{'feasible ' if feasible else ''}{sampler}{' +front' if enqueue else ''}"
+        rows[key] = {"feasible_share": float(np.mean(share)),
+                     "best_over_optimum": np.nanmean(found, axis=0).tolist(),
+                     "ms_per_trial": float(np.mean(ms)),
+                     "bare_optuna_ms_per_trial": bare[sampler]}
     return rows, studies
 
 
 def print_rows(title: str, rows: dict, checkpoints) -> None:
     print(title)
-    print(f"{'sampler':<16} {'feasible':>8} " + " ".join(f"{f'@{n}':>7}" for n in checkpoints)
+    print(f"{'sampler':<18} {'feasible':>8} " + " ".join(f"{f'@{n}':>7}" for n in checkpoints)
           + f" {'ms/trial':>9} {'bare ms':>8}")
     for key, r in rows.items():
-        print(f"{key:<16} {r['feasible_share']:>8.1%} " +
+        print(f"{key:<18} {r['feasible_share']:>8.1%} " +
               " ".join(f"{v:>7.1%}" for v in r["best_over_optimum"]) +
               f" {r['ms_per_trial']:>9.2f} {r['bare_optuna_ms_per_trial']:>8.2f}")
 
@@ -139,8 +143,8 @@ def plot_trials(studies, budget: float, path: str) -> None:
         ax.scatter(lat[~ok], obj[~ok], s=6, color="0.7", label=f"{(~ok).sum()} infeasible")
         ax.scatter(lat[ok], obj[ok], s=6, color="C2", label=f"{ok.sum()} feasible")
         ax.axvline(budget, color="C0", ls="--", lw=1, label=f"budget {budget:.3g} ms")
-        ax.set(xlabel="predicted latency (ms)", title=("wrapped in FeasibleSampler" if feasible
-                                                        else "plain") + f" TPE, {len(trials)} trials")
+        ax.set(xlabel="predicted latency (ms)", title=("TPE wrapped in FeasibleSampler" if feasible
+                                                        else "plain TPE") + f", {len(trials)} trials")
         ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("MMACs")
     fig.tight_layout()
@@ -168,9 +172,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 100 and 300 "
                    "trials")
-    p.add_argument("--json", default=os.path.join(HERE, "search_quality.json"))
+    p.add_argument("--json", help="default: results/search_quality.json "
+                   "(search_quality_quick.json with --quick)")
     p.add_argument("--plot", default=os.path.join(HERE, "search_trials.png"))
     args = p.parse_args()
+    if args.json is None:
+        args.json = os.path.join(HERE, "search_quality_quick.json" if args.quick
+                                 else "search_quality.json")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     checkpoints = (100, 300) if args.quick else (100, 300, 1000)
     seeds = 1 if args.quick else args.seeds

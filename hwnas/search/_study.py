@@ -168,7 +168,7 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
 
     def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
         base = _base_sampler(sampler, None if seed is None else seed + worker)
-        if feasible and (budgets.names or not model.additive):
+        if feasible:
             return FeasibleSampler(space, predictor, budget_ms, base, budgets=budgets,
                                    seed=None if seed is None else seed + worker)
         return base
@@ -182,8 +182,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
                               else ["maximize"], sampler=make_sampler(0))
     _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_trials,
                    enqueue_exact and value_matrix is not None, budget_ms, penalty_weight)
+    # every trial of an exact feasible sampler fits: Optuna need not weigh constraints
+    guaranteed = feasible and study.sampler.feasibility.check is None and _NATIVE_CONSTRAINTS
     evaluate = _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
-                               penalty_weight)
+                               penalty_weight, record_constraints=not guaranteed)
     misses = run_trials(study, storage, n_trials, workers, make_sampler, evaluate,
                         show_progress)
     if misses:
@@ -345,7 +347,8 @@ class _ObjectiveFailed(Exception):
 
 
 def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
-                    penalty_weight) -> Callable[[optuna.Trial], Any]:
+                    penalty_weight, *, record_constraints: bool
+                    ) -> Callable[[optuna.Trial], Any]:
     """One trial: z, its latency and budgets (errors here are bugs and propagate), then the
     objective (its errors fail the trial)."""
     rows = np.arange(len(space.decisions))
@@ -355,18 +358,19 @@ def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
         latency_ms = float(model.mean(Z)[0])
         upper = model.upper(Z)
         upper_ms = None if upper is None else float(upper[0])
-        limits = {k: float(v[0]) for k, v in budgets.violations(
-            Z, np.array([latency_ms]) if upper is None else upper).items()}
-        if mode == "penalty" and math.isnan(latency_ms):
-            limits["latency_known"] = math.inf
         trial.set_user_attr("predicted_latency_ms", latency_ms)
         if upper_ms is not None:
             trial.set_user_attr("latency_upper_ms", upper_ms)
-        if _NATIVE_CONSTRAINTS:
-            for key, v in limits.items():
-                trial.set_constraint(key, v)
-        else:
-            trial.set_user_attr("constraints", list(limits.values()))
+        if record_constraints:
+            limits = {k: float(v[0]) for k, v in budgets.violations(
+                Z, np.array([latency_ms]) if upper is None else upper).items()}
+            if mode == "penalty" and math.isnan(latency_ms):
+                limits["latency_known"] = math.inf
+            if _NATIVE_CONSTRAINTS:
+                for key, v in limits.items():
+                    trial.set_constraint(key, v)
+            else:
+                trial.set_user_attr("constraints", list(limits.values()))
         if value_matrix is not None:
             value = float(value_matrix[0] + value_matrix[1][rows, Z[0]].sum())
         else:
