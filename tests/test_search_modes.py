@@ -370,3 +370,14 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(nb201, tmp_path):
     assert process.returncode == 130 and len(lines) == 1, err
     assert "interrupted after" in lines[0] and "--study-name kept" in lines[0], err
     assert (tmp_path / "kept.journal").exists()
+
+
+def test_bounded_rejection_where_latency_is_not_additive(tmp_path):
+    space = get_space("nb201-pruned")  # which layers run depends on several decisions
+    write_table(tmp_path / "nb.csv", get_space("nb201").unique_layers())
+    predictor = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    budget = float(np.quantile(predictor.predict_z(space, space.random_z(200, seed=0)), 0.2))
+    result = search(space, predictor, budget, sampler="tpe", n_trials=30, seed=0)
+    assert result.min_latency_ms is None and result.best
+    assert feasible_share(result, budget) >= 0.95
+    assert all(c.predicted_latency_ms <= budget for c in result.best)

@@ -121,13 +121,17 @@ class Budgets:
             if limit is not None and not (isinstance(limit, (int, float, np.number))
                                           and 0 < limit < math.inf):
                 raise InputError(f"max_{name}: expected a finite number > 0, got {limit!r}")
-        self.memory: Dict[str, tuple[float, np.ndarray]] = {}
-        if max_params is not None:
-            self.memory["params"] = layer_matrix(space, lambda ly: ly.params)
-        if max_param_bytes is not None:
-            self.memory["param_bytes"] = layer_matrix(space, lambda ly: ly.param_bytes)
-        if max_activation_bytes is not None:
-            self.memory["peak_activation_bytes"] = peak_matrix(space)
+        # per decision where the space is additive; None: from each decoded z
+        self.memory: Dict[str, Optional[tuple[float, np.ndarray]]] = {}
+        for name, limit in self.limits.items():
+            if limit is None:
+                continue
+            if not space.additive:
+                self.memory[name] = None
+            elif name == "peak_activation_bytes":
+                self.memory[name] = peak_matrix(space)
+            else:
+                self.memory[name] = layer_matrix(space, lambda ly, n=name: getattr(ly, n))
 
     @property
     def names(self) -> List[str]:
@@ -137,11 +141,14 @@ class Budgets:
                    ) -> Dict[str, np.ndarray]:
         """value - limit of each budget for each row of Z (<= 0 fits; inf where unknown)."""
         out = {}
-        for name, (fixed, M) in self.memory.items():
-            if name == "peak_activation_bytes":
+        for name, matrix in self.memory.items():
+            if matrix is None:
+                value = np.array([getattr(self.model.space.decode(z), name) for z in Z], float)
+            elif name == "peak_activation_bytes":
+                fixed, M = matrix
                 value = np.maximum(fixed, M[np.arange(M.shape[0]), Z].max(axis=1))
             else:
-                value = gather(fixed, M, Z)
+                value = gather(*matrix, Z)
             out[name] = value - self.limits[name]
         if self.latency_ms is not None:
             lat = self.model.constrained(Z) if latency_ms is None else latency_ms
@@ -168,7 +175,10 @@ class Budgets:
             if self.latency_ms is not None and model.confidence is None:
                 additive.append(AdditiveBudget("latency_ms", model.fixed, model.C,
                                                self.latency_ms))
-        for name, (fixed, M) in self.memory.items():
+        for name, matrix in self.memory.items():
+            if matrix is None:
+                continue
+            fixed, M = matrix
             if name == "peak_activation_bytes":
                 limit = self.limits[name]
                 if fixed > limit:
@@ -177,7 +187,8 @@ class Budgets:
                 allowed &= M <= limit
             else:
                 additive.append(AdditiveBudget(name, fixed, M, float(self.limits[name])))
-        exact = model.additive and (model.confidence is None or self.latency_ms is None)
+        exact = model.additive and (model.confidence is None or self.latency_ms is None) \
+            and None not in self.memory.values()
         return Feasibility(space, additive, allowed, None if exact else self.fits)
 
 

@@ -224,8 +224,9 @@ def resolve_objective(space: SearchSpace, objective: Union[str, Objective]
         if objective not in OBJECTIVES:
             raise InputError(f"unknown objective {objective!r}: expected one of "
                              f"{sorted(OBJECTIVES)} or a callable")
-        return objective, OBJECTIVES[objective], layer_matrix(
-            space, lambda ly: getattr(ly, objective))
+        matrix = layer_matrix(space, lambda ly: getattr(ly, objective)) if space.additive \
+            else None
+        return objective, OBJECTIVES[objective], matrix
     if not callable(objective):
         raise InputError(f"objective must be a name or a callable, got {objective!r}")
     return getattr(objective, "__name__", "custom"), objective, None
@@ -512,7 +513,8 @@ def _exact_result(space, model, budgets, objective, value_matrix, mode, top,
                   min_latency_ms) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
     if not model.additive:
-        raise InputError("the exact sampler needs an additive predictor (not tree_z)")
+        raise InputError("the exact sampler needs an additive predictor (not tree_z) and "
+                         "space (not nb201-pruned)")
     if value_matrix is None or mode != "constraint":
         raise InputError("the exact sampler needs a built-in objective (macs, params) and "
                          "--mode constraint")
