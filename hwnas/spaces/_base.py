@@ -161,12 +161,14 @@ class SearchSpace:
             if not np.all(np.equal(np.mod(arr, 1), 0)):
                 raise ValueError(f"space {self.name!r}: z must be integers, got {arr.dtype}")
             arr = arr.astype(np.int64)
-        bad = (arr < 0) | (arr >= np.asarray(self.n_choices))
-        if bad.any():
+        arr = arr.astype(np.int64, copy=False)
+        # one reduction per column (negatives wrap to huge unsigned values): cheap for 1e6 z
+        if arr.size and (arr.view(np.uint64).max(axis=0) >= np.asarray(self.n_choices)).any():
+            bad = (arr < 0) | (arr >= np.asarray(self.n_choices))
             row, d = map(int, np.argwhere(bad)[0])
             raise ValueError(f"space {self.name!r}: z[{d}] = {arr[row, d]} is out of range "
                              f"0..{self.n_choices[d] - 1} for decision {self.decisions[d].name!r}")
-        return arr.astype(np.int64, copy=False)
+        return arr
 
     def decode(self, z: Sequence[int]) -> Architecture:
         zz = tuple(int(v) for v in self.check_z(z)[0])
