@@ -390,10 +390,11 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     ``suggest_z(trial, space)`` (one categorical parameter per decision). Works with any
     storage and any number of workers: it keeps no state between trials but the base's.
 
-    Example:
-        >>> sampler = FeasibleSampler(space, predictor, 5.0, optuna.samplers.TPESampler(seed=0))
-        >>> study = optuna.create_study(direction="maximize", sampler=sampler)
-        >>> study.optimize(lambda t: space.decode(suggest_z(t, space)).macs, n_trials=100)
+    Example (``space`` and a fitted ``predictor`` as in the README)::
+
+        sampler = FeasibleSampler(space, predictor, 5.0, optuna.samplers.TPESampler(seed=0))
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(lambda t: space.decode(suggest_z(t, space)).macs, n_trials=100)
     """
 
     def __init__(self, space: SearchSpace, predictor: Predictor, budget_ms: Optional[float],

@@ -150,9 +150,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     Returns:
         A SearchResult; BudgetError if no architecture meets the budget.
 
-    Example:
-        >>> result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
-        >>> result.best[0].z, result.best[0].predicted_latency_ms
+    Example (a fitted ``predictor`` as in the README)::
+
+        result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
+        print(result.best[0].z, result.best[0].predicted_latency_ms)
     """
     _check_arguments(budget_ms, mode, sampler, n_trials, top, penalty_weight, workers)
     name, call, value_matrix = resolve_objective(space, objective)
@@ -189,9 +190,9 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     misses = run_trials(study, storage, n_trials, workers, make_sampler, evaluate,
                         show_progress)
     if misses:
-        notes.append(f"the feasible sampler found no feasible z near {misses} proposal(s) in "
-                     f"its bounded rejection ({model.predictor.kind} latency is not additive); "
-                     f"those trials were infeasible")
+        notes.append(f"the feasible sampler's bounded rejection (latency or memory is not "
+                     f"additive here) found no feasible z near {misses} proposal(s) of this "
+                     f"process: those trials are infeasible")
     return rank(study, space, model, budgets, name, mode, budget_ms, penalty_weight, top,
                 min_latency_ms, _sampler_name(sampler, feasible), tuple(notes))
 
