@@ -143,8 +143,8 @@ def plot_trials(studies, budget: float, path: str) -> None:
         ax.scatter(lat[~ok], obj[~ok], s=6, color="0.7", label=f"{(~ok).sum()} infeasible")
         ax.scatter(lat[ok], obj[ok], s=6, color="C2", label=f"{ok.sum()} feasible")
         ax.axvline(budget, color="C0", ls="--", lw=1, label=f"budget {budget:.3g} ms")
-        ax.set(xlabel="predicted latency (ms)", title=("TPE wrapped in FeasibleSampler" if feasible
-                                                        else "plain TPE") + f", {len(trials)} trials")
+        name = "TPE wrapped in FeasibleSampler" if feasible else "plain TPE"
+        ax.set(xlabel="predicted latency (ms)", title=f"{name}, {len(trials)} trials")
         ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("MMACs")
     fig.tight_layout()

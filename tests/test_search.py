@@ -5,9 +5,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import HAVE_NNABLA
 from test_predictors import synthetic_table
+
 from hwnas.predictors import LookupPredictor
 from hwnas.search import BudgetError, search
 from hwnas.spaces import get_space

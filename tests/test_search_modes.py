@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import optuna
 import pytest
-
 from test_tables import write_table
+
 from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor
 from hwnas.search import search

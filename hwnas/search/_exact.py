@@ -4,16 +4,15 @@ a multiple-choice knapsack solved by dynamic programming over (cost, value) stat
 from __future__ import annotations
 
 import heapq
-from typing import List, Tuple
 
 import numpy as np
 
 #: (cost, value, z) of one architecture
-Point = Tuple[float, float, Tuple[int, ...]]
+Point = tuple[float, float, tuple[int, ...]]
 
 
 def knapsack(*, fixed_cost: float, cost: np.ndarray, fixed_value: float, value: np.ndarray,
-             budget: float, keep: int = 1) -> List[Point]:
+             budget: float, keep: int = 1) -> list[Point]:
     """z with fixed_cost + sum_d cost[d, z_d] <= budget, as (cost, value, z), best value first
     (then least cost).
 
@@ -58,7 +57,7 @@ def _undominated(v: np.ndarray, keep: int) -> np.ndarray:
     if keep == 1:
         return v > np.concatenate([[-np.inf], np.maximum.accumulate(v)[:-1]])
     mask = np.zeros(len(v), dtype=bool)
-    best: List[float] = []  # a min-heap of the keep largest values so far
+    best: list[float] = []  # a min-heap of the keep largest values so far
     for i, x in enumerate(v.tolist()):
         if len(best) < keep or x > best[0]:
             mask[i] = True

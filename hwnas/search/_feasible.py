@@ -11,8 +11,9 @@ batch check on the predictor decides, by bounded rejection.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import optuna
@@ -41,7 +42,7 @@ class LatencyModel:
     ``confidence`` q, the predictor's q-quantile."""
 
     def __init__(self, space: SearchSpace, predictor: Predictor,
-                 confidence: Optional[float] = None):
+                 confidence: float | None = None):
         if confidence is not None and not 0 < confidence < 1:
             raise InputError(f"confidence must be in (0, 1), got {confidence}")
         self.space, self.predictor, self.confidence = space, predictor, confidence
@@ -63,7 +64,7 @@ class LatencyModel:
             return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
         return gather(self.fixed, self.C, Z)
 
-    def upper(self, Z: np.ndarray) -> Optional[np.ndarray]:
+    def upper(self, Z: np.ndarray) -> np.ndarray | None:
         """The constrained quantile of each row, or None without a confidence."""
         if self.confidence is None:
             return None
@@ -110,9 +111,9 @@ class Budgets:
     """Every budget a z must meet in one place: latency (unless ``latency_ms`` is None, as in
     penalty mode), parameter count and bytes, and peak activation memory."""
 
-    def __init__(self, model: LatencyModel, latency_ms: Optional[float], *,
-                 max_params: Optional[int] = None, max_param_bytes: Optional[int] = None,
-                 max_activation_bytes: Optional[int] = None):
+    def __init__(self, model: LatencyModel, latency_ms: float | None, *,
+                 max_params: int | None = None, max_param_bytes: int | None = None,
+                 max_activation_bytes: int | None = None):
         space = model.space
         self.model, self.latency_ms = model, latency_ms
         self.limits = {"params": max_params, "param_bytes": max_param_bytes,
@@ -122,7 +123,7 @@ class Budgets:
                                           and 0 < limit < math.inf):
                 raise InputError(f"max_{name}: expected a finite number > 0, got {limit!r}")
         # per decision where the space is additive; None: from each decoded z
-        self.memory: Dict[str, Optional[tuple[float, np.ndarray]]] = {}
+        self.memory: dict[str, tuple[float, np.ndarray] | None] = {}
         for name, limit in self.limits.items():
             if limit is None:
                 continue
@@ -134,11 +135,11 @@ class Budgets:
                 self.memory[name] = layer_matrix(space, lambda ly, n=name: getattr(ly, n))
 
     @property
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         return list(self.memory) + ([] if self.latency_ms is None else ["latency_ms"])
 
-    def violations(self, Z: np.ndarray, latency_ms: Optional[np.ndarray] = None
-                   ) -> Dict[str, np.ndarray]:
+    def violations(self, Z: np.ndarray, latency_ms: np.ndarray | None = None
+                   ) -> dict[str, np.ndarray]:
         """value - limit of each budget for each row of Z (<= 0 fits; inf where unknown)."""
         out = {}
         for name, matrix in self.memory.items():
@@ -164,12 +165,12 @@ class Budgets:
             ok &= ~np.isnan(self.model.mean(Z))
         return ok
 
-    def feasibility(self) -> "Feasibility":
+    def feasibility(self) -> Feasibility:
         """The exact feasible-set machinery for these budgets."""
         space, model = self.model.space, self.model
         n = np.asarray(space.n_choices)
         allowed = np.arange(max(n))[None, :] < n[:, None]
-        additive: List[AdditiveBudget] = []
+        additive: list[AdditiveBudget] = []
         if model.additive:
             allowed &= ~np.isnan(model.C)
             if self.latency_ms is not None and model.confidence is None:
@@ -201,7 +202,7 @@ class Feasibility:
     """
 
     def __init__(self, space: SearchSpace, additive: Sequence[AdditiveBudget],
-                 allowed: np.ndarray, check: Optional[Callable[[np.ndarray], np.ndarray]]):
+                 allowed: np.ndarray, check: Callable[[np.ndarray], np.ndarray] | None):
         self.space, self.additive, self.allowed, self.check = space, list(additive), allowed, check
         self.D = len(space.decisions)
         self.misses = 0  # proposals for which bounded rejection found nothing feasible
@@ -372,7 +373,7 @@ def _draw_allowed(allowed: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     return order[np.arange(len(allowed)), ranks]
 
 
-def suggest_z(trial: optuna.Trial, space: SearchSpace) -> List[int]:
+def suggest_z(trial: optuna.Trial, space: SearchSpace) -> list[int]:
     """z from a trial: one categorical parameter per decision, named after it."""
     return [trial.suggest_categorical(d.name, list(range(len(d.choices))))
             for d in space.decisions]
@@ -397,11 +398,11 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         study.optimize(lambda t: space.decode(suggest_z(t, space)).macs, n_trials=100)
     """
 
-    def __init__(self, space: SearchSpace, predictor: Predictor, budget_ms: Optional[float],
-                 base: Optional[optuna.samplers.BaseSampler] = None, *,
-                 max_params: Optional[int] = None, max_param_bytes: Optional[int] = None,
-                 max_activation_bytes: Optional[int] = None, confidence: Optional[float] = None,
-                 seed: Optional[int] = None, budgets: Optional[Budgets] = None):
+    def __init__(self, space: SearchSpace, predictor: Predictor, budget_ms: float | None,
+                 base: optuna.samplers.BaseSampler | None = None, *,
+                 max_params: int | None = None, max_param_bytes: int | None = None,
+                 max_activation_bytes: int | None = None, confidence: float | None = None,
+                 seed: int | None = None, budgets: Budgets | None = None):
         if budgets is None:
             budgets = Budgets(LatencyModel(space, predictor, confidence), budget_ms,
                               max_params=max_params, max_param_bytes=max_param_bytes,
@@ -423,11 +424,11 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
-                                    ) -> Dict[str, BaseDistribution]:
+                                    ) -> dict[str, BaseDistribution]:
         return dict(self._space)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: Dict[str, BaseDistribution]) -> Dict[str, Any]:
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
         base_space = self.base.infer_relative_search_space(study, trial)
@@ -446,5 +447,5 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self.base.before_trial(study, trial)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial,
-                    state: optuna.trial.TrialState, values: Optional[Sequence[float]]) -> None:
+                    state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
         self.base.after_trial(study, trial, state, values)

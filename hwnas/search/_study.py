@@ -13,7 +13,7 @@ import math
 import multiprocessing
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import optuna
@@ -21,8 +21,7 @@ import optuna
 from hwnas._progress import Progress
 from hwnas.errors import HwnasError, InputError
 from hwnas.search._exact import knapsack
-from hwnas.search._feasible import (Budgets, FeasibleSampler, LatencyModel, layer_matrix,
-                                    suggest_z)
+from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 Objective = Callable[["Architecture"], float]
 
 #: built-in analytic proxies of quality (maximised): the largest network that fits the budget
-OBJECTIVES: Dict[str, Objective] = {
+OBJECTIVES: dict[str, Objective] = {
     "macs": lambda arch: float(arch.macs),
     "params": lambda arch: float(arch.params),
 }
@@ -65,8 +64,8 @@ class SearchInterrupted(KeyboardInterrupt):
 class Candidate:
     """One searched architecture with its predicted latency and objective."""
 
-    z: Tuple[int, ...]
-    choices: Tuple[str, ...]
+    z: tuple[int, ...]
+    choices: tuple[str, ...]
     predicted_latency_ms: float
     objective: float
     macs: int
@@ -74,7 +73,7 @@ class Candidate:
     param_bytes: int
     peak_activation_bytes: int
     notation: str
-    latency_upper_ms: Optional[float] = None  # the constrained quantile, with --confidence
+    latency_upper_ms: float | None = None  # the constrained quantile, with --confidence
 
     def as_dict(self) -> dict:
         return {"z": list(self.z), "choices": list(self.choices), "notation": self.notation,
@@ -93,13 +92,13 @@ class SearchResult:
     sampler: str
     trials: int
     feasible_trials: int
-    min_latency_ms: Optional[float]  # None where the predictor is not additive
-    best: List[Candidate]  # best first; in pareto mode the front, fastest first
-    study: Optional[optuna.Study]  # None for the exact sampler
-    notes: Tuple[str, ...] = ()  # what the user should know: a resumed setting, misses
+    min_latency_ms: float | None  # None where the predictor is not additive
+    best: list[Candidate]  # best first; in pareto mode the front, fastest first
+    study: optuna.Study | None  # None for the exact sampler
+    notes: tuple[str, ...] = ()  # what the user should know: a resumed setting, misses
 
 
-def open_storage(spec: Optional[str]):
+def open_storage(spec: str | None):
     """An Optuna storage URL as it is, or a ``.journal`` file as a JournalStorage."""
     if spec is None or not spec.endswith(".journal"):
         return spec
@@ -112,13 +111,13 @@ def open_storage(spec: Optional[str]):
 
 
 def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
-           objective: Union[str, Objective] = "macs", *, mode: str = "constraint",
-           sampler: Union[str, optuna.samplers.BaseSampler] = "tpe", n_trials: int = 500,
-           seed: Optional[int] = None, top: int = 5, feasible: bool = True,
-           enqueue_exact: bool = True, max_params: Optional[int] = None,
-           max_param_bytes: Optional[int] = None, max_activation_bytes: Optional[int] = None,
-           confidence: Optional[float] = None, penalty_weight: float = -0.07,
-           storage: Optional[str] = None, study_name: Optional[str] = None, workers: int = 1,
+           objective: str | Objective = "macs", *, mode: str = "constraint",
+           sampler: str | optuna.samplers.BaseSampler = "tpe", n_trials: int = 500,
+           seed: int | None = None, top: int = 5, feasible: bool = True,
+           enqueue_exact: bool = True, max_params: int | None = None,
+           max_param_bytes: int | None = None, max_activation_bytes: int | None = None,
+           confidence: float | None = None, penalty_weight: float = -0.07,
+           storage: str | None = None, study_name: str | None = None, workers: int = 1,
            show_progress: bool = False) -> SearchResult:
     """Search z for the best ``objective`` (maximised) under a latency budget.
 
@@ -218,8 +217,8 @@ def _check_arguments(budget_ms, mode, sampler, n_trials, top, penalty_weight, wo
         raise InputError(f"penalty_weight must be a finite number, got {penalty_weight!r}")
 
 
-def resolve_objective(space: SearchSpace, objective: Union[str, Objective]
-                      ) -> Tuple[str, Objective, Optional[Tuple[float, np.ndarray]]]:
+def resolve_objective(space: SearchSpace, objective: str | Objective
+                      ) -> tuple[str, Objective, tuple[float, np.ndarray] | None]:
     """(name, callable, (fixed, V) cost matrix where the objective is built in and additive)."""
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
@@ -233,7 +232,7 @@ def resolve_objective(space: SearchSpace, objective: Union[str, Objective]
     return getattr(objective, "__name__", "custom"), objective, None
 
 
-def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> Optional[float]:
+def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> float | None:
     if not model.additive:
         return None
     least = float(model.fixed + np.nanmin(model.C, axis=1).sum())
@@ -242,7 +241,7 @@ def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> Optional
     return least
 
 
-def _base_sampler(sampler: Union[str, optuna.samplers.BaseSampler], seed: Optional[int]
+def _base_sampler(sampler: str | optuna.samplers.BaseSampler, seed: int | None
                   ) -> optuna.samplers.BaseSampler:
     if not isinstance(sampler, str):
         return sampler
@@ -254,7 +253,7 @@ def _base_sampler(sampler: Union[str, optuna.samplers.BaseSampler], seed: Option
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _stored_constraints(trial: optuna.trial.FrozenTrial) -> List[float]:
+def _stored_constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
     return trial.user_attrs["constraints"]
 
 
@@ -264,7 +263,7 @@ def _sampler_name(sampler, feasible: bool) -> str:
 
 
 def _setting(space, predictor, budget_ms, objective, mode, budgets, confidence,
-             penalty_weight) -> Dict[str, Any]:
+             penalty_weight) -> dict[str, Any]:
     """What a study's trials depend on, stored in its user attrs to check a resume."""
     digest = hashlib.sha1(json.dumps(predictor.to_dict(), sort_keys=True).encode())
     setting = {"space": space.name, "space_signature": space.signature, "objective": objective,
@@ -277,9 +276,9 @@ def _setting(space, predictor, budget_ms, objective, mode, budgets, confidence,
     return setting
 
 
-def open_study(setting: Dict[str, Any], *, storage: Optional[str], study_name: Optional[str],
-               directions: List[str], sampler: optuna.samplers.BaseSampler
-               ) -> Tuple[optuna.Study, List[str]]:
+def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str | None,
+               directions: list[str], sampler: optuna.samplers.BaseSampler
+               ) -> tuple[optuna.Study, list[str]]:
     """Create or resume the study; refuse a resume whose trials cannot be compared, and note
     a changed setting (its earlier trials are then re-evaluated for the new one)."""
     try:
@@ -325,7 +324,7 @@ def _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_tria
         return
     feasibility = budgets.feasibility()
     cost = np.where(feasibility.allowed, model.C, np.nan)
-    points: List[Tuple[int, ...]] = []
+    points: list[tuple[int, ...]] = []
     if front and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
         fixed_v, V = value_matrix
         limit = math.inf if mode == "penalty" else budgets.latency_ms
@@ -392,7 +391,7 @@ def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
     return evaluate
 
 
-def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Optional[Progress]) -> None:
+def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Progress | None) -> None:
     """Optimise with a failed objective failing its trial (its error is stored in the trial;
     Optuna's per-trial warning with a traceback is silenced); anything else fails the trial
     and propagates."""
@@ -415,7 +414,7 @@ def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Optional[Progre
         optuna.logging.set_verbosity(verbosity)
 
 
-def run_trials(study: optuna.Study, storage: Optional[str], n_trials: int, workers: int,
+def run_trials(study: optuna.Study, storage: str | None, n_trials: int, workers: int,
                make_sampler: Callable[[int], optuna.samplers.BaseSampler], evaluate,
                show_progress: bool) -> int:
     """Run ``n_trials`` on ``workers`` processes sharing the study; return the feasible
@@ -493,7 +492,7 @@ def rank(study, space, model, budgets, objective, mode, budget_ms, penalty_weigh
                                                np.maximum.accumulate(value[idx])[:-1]])]
     else:
         idx = idx[np.lexsort((latency[idx], -value_ranked[idx]))]
-    best: Dict[Tuple[int, ...], Candidate] = {}
+    best: dict[tuple[int, ...], Candidate] = {}
     for i in idx:
         z = tuple(int(x) for x in Z[i])
         if z not in best and (mode == "pareto" or len(best) < top):
