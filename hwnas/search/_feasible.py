@@ -11,6 +11,7 @@ batch check on the predictor decides, by bounded rejection.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -46,6 +47,8 @@ class LatencyModel:
         if confidence is not None and not 0 < confidence < 1:
             raise InputError(f"confidence must be in (0, 1), got {confidence}")
         self.space, self.predictor, self.confidence = space, predictor, confidence
+        self.fixed: float | None
+        self.C: np.ndarray | None
         try:
             self.fixed, self.C = predictor.cost_matrix(space)
         except NotAdditiveError:
@@ -60,7 +63,7 @@ class LatencyModel:
 
     def mean(self, Z: np.ndarray) -> np.ndarray:
         """Mean predicted latency of each row of Z (checked int z, shape (N, D))."""
-        if self.C is None:
+        if self.C is None or self.fixed is None:
             return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
         return gather(self.fixed, self.C, Z)
 
@@ -84,7 +87,7 @@ def gather(fixed: float, C: np.ndarray, Z: np.ndarray) -> np.ndarray:
 
 def layer_matrix(space: SearchSpace, cost: Callable[[Layer], float]) -> tuple[float, np.ndarray]:
     """(fixed, C) of an additive per-layer quantity such as params or MACs."""
-    return space.cost_matrix(lambda layers: [cost(layer) for layer in layers])
+    return space.cost_matrix(lambda layers: np.array([cost(ly) for ly in layers], float))
 
 
 def peak_matrix(space: SearchSpace) -> tuple[float, np.ndarray]:
@@ -132,7 +135,7 @@ class Budgets:
             elif name == "peak_activation_bytes":
                 self.memory[name] = peak_matrix(space)
             else:
-                self.memory[name] = layer_matrix(space, lambda ly, n=name: getattr(ly, n))
+                self.memory[name] = layer_matrix(space, operator.attrgetter(name))
 
     @property
     def names(self) -> list[str]:
@@ -150,7 +153,7 @@ class Budgets:
                 value = np.maximum(fixed, M[np.arange(M.shape[0]), Z].max(axis=1))
             else:
                 value = gather(*matrix, Z)
-            out[name] = value - self.limits[name]
+            out[name] = value - float(self.limits[name] or 0)
         if self.latency_ms is not None:
             lat = self.model.constrained(Z) if latency_ms is None else latency_ms
             out["latency_ms"] = lat - self.latency_ms
@@ -171,7 +174,7 @@ class Budgets:
         n = np.asarray(space.n_choices)
         allowed = np.arange(max(n))[None, :] < n[:, None]
         additive: list[AdditiveBudget] = []
-        if model.additive:
+        if model.C is not None and model.fixed is not None:
             allowed &= ~np.isnan(model.C)
             if self.latency_ms is not None and model.confidence is None:
                 additive.append(AdditiveBudget("latency_ms", model.fixed, model.C,
@@ -181,13 +184,13 @@ class Budgets:
                 continue
             fixed, M = matrix
             if name == "peak_activation_bytes":
-                limit = self.limits[name]
+                limit = float(self.limits[name] or 0)
                 if fixed > limit:
                     raise InputError(f"max_activation_bytes = {limit}: the fixed layers alone "
                                      f"need {fixed:.0f} bytes")
                 allowed &= M <= limit
             else:
-                additive.append(AdditiveBudget(name, fixed, M, float(self.limits[name])))
+                additive.append(AdditiveBudget(name, fixed, M, float(self.limits[name] or 0)))
         exact = model.additive and (model.confidence is None or self.latency_ms is None) \
             and None not in self.memory.values()
         return Feasibility(space, additive, allowed, None if exact else self.fits)

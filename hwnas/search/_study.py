@@ -183,7 +183,8 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_trials,
                    enqueue_exact and value_matrix is not None, budget_ms, penalty_weight)
     # every trial of an exact feasible sampler fits: Optuna need not weigh constraints
-    guaranteed = feasible and study.sampler.feasibility.check is None and _NATIVE_CONSTRAINTS
+    guaranteed = isinstance(study.sampler, FeasibleSampler) and _NATIVE_CONSTRAINTS \
+        and study.sampler.feasibility.check is None
     evaluate = _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
                                penalty_weight, record_constraints=not guaranteed)
     misses = run_trials(study, storage, n_trials, workers, make_sampler, evaluate,
@@ -233,7 +234,7 @@ def resolve_objective(space: SearchSpace, objective: str | Objective
 
 
 def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> float | None:
-    if not model.additive:
+    if model.C is None or model.fixed is None:
         return None
     least = float(model.fixed + np.nanmin(model.C, axis=1).sum())
     if least > budget_ms and mode != "penalty":
@@ -245,7 +246,8 @@ def _base_sampler(sampler: str | optuna.samplers.BaseSampler, seed: int | None
                   ) -> optuna.samplers.BaseSampler:
     if not isinstance(sampler, str):
         return sampler
-    native = {} if _NATIVE_CONSTRAINTS else {"constraints_func": _stored_constraints}
+    native: dict[str, Any] = {} if _NATIVE_CONSTRAINTS else {
+        "constraints_func": _stored_constraints}
     if sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **native)
     if sampler == "nsga2":
@@ -277,7 +279,7 @@ def _setting(space, predictor, budget_ms, objective, mode, budgets, confidence,
 
 
 def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str | None,
-               directions: list[str], sampler: optuna.samplers.BaseSampler
+               directions: list[Any], sampler: optuna.samplers.BaseSampler
                ) -> tuple[optuna.Study, list[str]]:
     """Create or resume the study; refuse a resume whose trials cannot be compared, and note
     a changed setting (its earlier trials are then re-evaluated for the new one)."""
