@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
-from hwnas._imports import MissingDependency
 from hwnas.errors import HwnasError
 
-#: errors that a user's input or machine causes: shown as one line, never as a traceback
-USER_ERRORS = (ValueError, KeyError, NotImplementedError, MissingDependency, HwnasError,
-               OSError)
+#: the most networks one ``--networks`` run measures: more is a typo, not a plan (refused
+#: before anything is allocated)
+MAX_NETWORKS = 100_000
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -20,23 +22,38 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def positive_float(text: str) -> float:
+    """A finite number > 0 (``inf``, ``1e400`` and ``nan`` are refused)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
     return value
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, "
+                                             f"got {text}")
+        return value
+    parse.__name__ = "integer"
+    return parse
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+    """An integer >= 1."""
+    return int_in(1, sys.maxsize)(text)
+
+
+#: a random seed: numpy and Optuna take 0 .. 2**32 - 1
+seed = int_in(0, 2**32 - 1)
 
 
 def add_space_option(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -49,14 +66,35 @@ def add_space_option(parser: argparse.ArgumentParser, default: str | None) -> No
 
 def run(main: Callable[[Sequence[str] | None], int], prog: str,
         argv: Sequence[str] | None = None) -> int:
-    """Run a command's main; turn the errors a user can fix into one line on stderr."""
+    """Run a command's main: a HwnasError (bad input, an unusable machine) or an I/O error on
+    a named file is one line on stderr and exit status 2; Ctrl-C is one line and status 130;
+    anything else is a bug and keeps its traceback (status 1). ``HWNAS_DEBUG=1`` shows the
+    traceback of every error."""
+    debug = os.environ.get("HWNAS_DEBUG", "") not in ("", "0")
     try:
         return main(argv)
-    except USER_ERRORS as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; what was measured is kept, run again to resume",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if debug:
+            traceback.print_exc()
+        message = str(e) or "what was measured is kept, run again to resume"
+        print(f"\n{prog}: interrupted; {message}", file=sys.stderr)
         return 130
+    except Exception as e:
+        # an OSError naming a file (a missing folder, no permission, a full disk) is the
+        # user's to fix; one naming no file is not
+        if isinstance(e, HwnasError) or (isinstance(e, OSError) and e.filename is not None):
+            if debug:
+                traceback.print_exc()
+            print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print(f"{prog}: internal error: this is a bug in hwnas, not in your input; please "
+              f"report it with the traceback above", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and not isinstance(e, HwnasError):
+        return f"{e.filename}: {e.strerror or e}"
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(text.split())

@@ -13,6 +13,7 @@ import warnings
 from typing import Optional, Sequence, Tuple
 
 from hwnas import _cli
+from hwnas.errors import InputError
 from hwnas.predictors import KINDS, CalibratedPredictor, Predictor, UnknownChoiceWarning
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import read_layer_table, read_network_table
@@ -49,16 +50,16 @@ def fit_predictor(args) -> Tuple[Predictor, Optional[SearchSpace]]:
     kwargs = {"target": args.target}
     if args.fallback:
         if args.model != "lookup":
-            raise ValueError("--fallback is for --model lookup")
+            raise InputError("--fallback is for --model lookup")
         kwargs["fallback"] = KINDS[args.fallback]()
     model = cls(**kwargs)
     space = None
     if args.device and not (cls.from_networks or args.calibrate_with):
-        raise ValueError("--device names the device of network tables (--networks, "
+        raise InputError("--device names the device of network tables (--networks, "
                          "--calibrate-with); a layer table carries its own")
     if cls.from_networks:
         if not args.networks:
-            raise ValueError(f"--model {args.model} is fitted from measured networks: give "
+            raise InputError(f"--model {args.model} is fitted from measured networks: give "
                              f"--networks")
         networks = read_network_table(args.networks, _space(args), target=args.target,
                                       device=args.device)
@@ -66,7 +67,7 @@ def fit_predictor(args) -> Tuple[Predictor, Optional[SearchSpace]]:
         model.fit(networks, space)
     else:
         if not args.layers:
-            raise ValueError(f"--model {args.model} is fitted from a layer table: give --layers")
+            raise InputError(f"--model {args.model} is fitted from a layer table: give --layers")
         model.fit(read_layer_table(args.layers))
     if args.calibrate_with:
         calibration = read_network_table(args.calibrate_with, _space(args), target=args.target,

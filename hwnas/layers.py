@@ -10,9 +10,12 @@ Shapes are (channels, height, width) of one sample; costs are per sample, float3
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from hwnas.errors import InputError
 
 DTYPE_BYTES = 4  # float32
 
@@ -147,22 +150,27 @@ class Layer:
     _costs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if self.op not in OPS:
-            raise ValueError(f"unknown op {self.op!r}: expected one of {sorted(OPS)}")
+        if not isinstance(self.op, str) or self.op not in OPS:
+            raise InputError(f"unknown op {self.op!r}: expected one of {sorted(OPS)}")
+        try:
+            if len(self.in_shape) != 3 or not all(_is_int(v) and v >= 1 for v in self.in_shape):
+                raise TypeError
+        except TypeError:
+            raise InputError(f"{self.op}: in_shape must be 3 positive ints (C, H, W), "
+                             f"got {self.in_shape!r}") from None
         shape = tuple(int(v) for v in self.in_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"{self.op}: in_shape must be 3 positive ints (C, H, W), "
-                             f"got {self.in_shape!r}")
         object.__setattr__(self, "in_shape", shape)
         if self.op in ("gap", "avgpool", "bn", "add"):
             object.__setattr__(self, "out_channels", shape[0])
         for name in ("out_channels", "kernel", "stride", "groups", "expand"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{self.op}: {name} must be >= 1, got {getattr(self, name)!r}")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"{self.op}: act must be one of {ACTIVATIONS}, got {self.act!r}")
+            value = getattr(self, name)
+            if not (_is_int(value) and value >= 1):
+                raise InputError(f"{self.op}: {name} must be >= 1 and an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.act, str) or self.act not in ACTIVATIONS:
+            raise InputError(f"{self.op}: act must be one of {ACTIVATIONS}, got {self.act!r}")
         if self.op == "conv" and (shape[0] % self.groups or self.out_channels % self.groups):
-            raise ValueError(f"conv: groups={self.groups} must divide in channels {shape[0]} "
+            raise InputError(f"conv: groups={self.groups} must divide in channels {shape[0]} "
                              f"and out channels {self.out_channels}")
         object.__setattr__(self, "_costs", _costs(self))
 
@@ -176,13 +184,14 @@ class Layer:
 
     @classmethod
     def from_key(cls, key: str) -> Layer:
-        """Parse a canonical key back into a Layer; raises ValueError naming the key."""
+        """Parse a canonical key back into a Layer; raises InputError naming the key."""
         m = _KEY.match(key.strip())
         if not m:
-            raise ValueError(f"not a layer key: {key!r} (expected e.g. 'conv(in=3x32x32,...)')")
+            raise InputError(f"not a layer key: {key!r} (expected e.g. 'conv(in=3x32x32,...)')")
         op = m["op"]
         if op not in OPS:
-            raise ValueError(f"layer key {key!r}: unknown op {op!r}, expected one of {sorted(OPS)}")
+            raise InputError(f"layer key {key!r}: unknown op {op!r}, expected one of "
+                             f"{sorted(OPS)}")
         kwargs: dict[str, Any] = {}
         try:
             for part in m["args"].split(","):
@@ -194,14 +203,14 @@ class Layer:
                 elif name in OPS[op]:
                     kwargs[ATTR_FIELDS[name]] = int(value)
                 else:
-                    raise ValueError(f"unknown attribute {name!r}")
+                    raise InputError(f"unknown attribute {name!r}")
             if "in_shape" not in kwargs:
-                raise ValueError("missing in=CxHxW")
+                raise InputError("missing in=CxHxW")
             layer = cls(op, **kwargs)
         except ValueError as e:
-            raise ValueError(f"layer key {key!r}: {e}") from None
+            raise InputError(f"layer key {key!r}: {e}") from None
         if layer.key != key.strip():
-            raise ValueError(f"layer key {key!r} is not canonical: expected {layer.key!r}")
+            raise InputError(f"layer key {key!r} is not canonical: expected {layer.key!r}")
         return layer
 
     @property
@@ -242,7 +251,7 @@ class Layer:
 
 def step_shapes(layer: Layer) -> list:
     """The shape of every tensor of ``steps(layer)``: the layer's inputs, then each step's
-    output; raises ValueError if a step does not fit its input."""
+    output; raises InputError if a step does not fit its input."""
     program = steps(layer)
     shapes = [layer.in_shape] * ARITY.get(layer.op, 1)
     for step in program:
@@ -256,9 +265,14 @@ def step_shapes(layer: Layer) -> list:
             shapes.append((step.out, 1, 1))
         else:  # bn, relu, add: element-wise
             if any(shapes[i] != shapes[step.inputs[0]] for i in step.inputs):
-                raise ValueError(f"{layer.op}: add of shapes {[shapes[i] for i in step.inputs]}")
+                raise InputError(f"{layer.op}: add of shapes {[shapes[i] for i in step.inputs]}")
             shapes.append((c, h, w))
     return shapes
+
+
+def _is_int(value) -> bool:
+    """An integer (Python or numpy), not a bool and not 16.0."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _costs(layer: Layer) -> dict:

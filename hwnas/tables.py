@@ -33,6 +33,7 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from hwnas._files import read_text
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.spaces import format_z as format_z  # z's text form, re-exported from spaces
@@ -373,23 +374,32 @@ def _cut_partial_line(path: str) -> None:
 
 
 def _read_rows(path: str, columns: Sequence[str]):
+    """(line, row) of each data row; the file must be UTF-8 text (a BOM is accepted) with a
+    header naming each of ``columns`` once."""
+    reader = csv.DictReader(io.StringIO(read_text(path, "table", TableError), newline=""))
     try:
-        f = open(path, newline="")
-    except OSError as e:
-        raise TableError(f"{path}: cannot read the table: {e.strerror}") from None
-    with f:
-        reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise TableError(f"{path}, line 1: missing column(s) {', '.join(missing)} "
-                             f"(expected {', '.join(columns)})")
+        _check_header(path, header, columns)
         for row in reader:
             line = reader.line_num
             if None in row or any(row[c] is None for c in columns):
                 raise TableError(f"{path}, line {line}: expected {len(header)} fields "
                                  f"({', '.join(header)})")
             yield line, row
+    except csv.Error as e:  # e.g. a field longer than csv.field_size_limit() (128 KiB)
+        # line_num counts the lines of the records read before the bad one
+        raise TableError(f"{path}, line {reader.line_num + 1}: not a CSV row ({e})") from None
+
+
+def _check_header(path: str, header: Sequence[str], columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise TableError(f"{path}, line 1: missing column(s) {', '.join(missing)} "
+                         f"(expected {', '.join(columns)})")
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise TableError(f"{path}, line 1: column(s) {', '.join(map(repr, twice))} appear more "
+                         f"than once in the header")
 
 
 def _number(row: dict, column: str, where: str, kind=float):

@@ -59,7 +59,7 @@ class LatencyPenalty:
         self.mask = np.arange(C.shape[1])[None, :] < np.asarray(space.n_choices)[:, None]
         if np.isnan(C[self.mask]).any():  # unknown is not free: never a 0 in the loss
             d, c = np.argwhere(np.isnan(C) & self.mask)[0]
-            raise ValueError(f"the {predictor.kind} predictor cannot price choice "
+            raise InputError(f"the {predictor.kind} predictor cannot price choice "
                              f"{space.decisions[d].choices[c]!r} of decision "
                              f"{space.decisions[d].name!r} (and maybe others): measure networks "
                              f"that use every choice (hwnas.profile --networks N --design)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 from abc import ABC, abstractmethod
@@ -13,7 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-from hwnas.errors import InputError
+from hwnas._files import read_text
+from hwnas.errors import HwnasError, InputError
 from hwnas.layers import Layer
 from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
 from hwnas.tables import Fingerprint
@@ -31,9 +33,13 @@ FORMAT = "hwnas.predictor"
 FORMAT_VERSION = 1
 
 
-class NotFittedError(_SklearnNotFittedError):
+class NotFittedError(HwnasError, _SklearnNotFittedError):
     """A predictor was used before ``fit`` (scikit-learn's error: a ValueError and an
     AttributeError)."""
+
+
+class NotSupportedError(HwnasError, NotImplementedError):
+    """The predictor kind cannot do what was asked; the message says which kinds can."""
 
 
 class Predictor(BaseEstimator, ABC):
@@ -68,7 +74,7 @@ class Predictor(BaseEstimator, ABC):
 
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
         """Latency (or the target) of each layer."""
-        raise NotImplementedError(f"the {self.kind} predictor predicts whole architectures "
+        raise NotSupportedError(f"the {self.kind} predictor predicts whole architectures "
                                   f"of its space, not layers")
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
@@ -87,7 +93,7 @@ class Predictor(BaseEstimator, ABC):
 
     def predict_z_quantile(self, space: SearchSpace, z: ArrayLike, q: float) -> np.ndarray:
         """The q-quantile of each z's latency, for predictors with a spread estimate."""
-        raise NotImplementedError(f"the {self.kind} predictor gives no spread estimate: use "
+        raise NotSupportedError(f"the {self.kind} predictor gives no spread estimate: use "
                                   f"tree or tree_z")
 
     def predict_architecture(self, arch) -> float:
@@ -118,7 +124,7 @@ class Predictor(BaseEstimator, ABC):
     def _check_space(self, space: SearchSpace) -> None:
         self._check_fitted()
         if space.signature != self.space_signature_:
-            raise ValueError(f"the {self.kind} predictor was fitted on space "
+            raise InputError(f"the {self.kind} predictor was fitted on space "
                              f"{self.space_name_!r} (signature {self.space_signature_}), not "
                              f"on {space.name!r} (signature {space.signature})")
 
@@ -144,37 +150,77 @@ class Predictor(BaseEstimator, ABC):
 
 
 def from_dict(doc: Any, where: str = "predictor") -> Predictor:
-    """Rebuild a predictor from ``to_dict()``; raise ValueError saying what is wrong."""
+    """Rebuild a predictor from ``to_dict()``; raise InputError saying what is wrong."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{where}: not a predictor file (no \"format\": \"{FORMAT}\")")
+        raise InputError(f"{where}: not a predictor file (no \"format\": \"{FORMAT}\")")
     if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{where}: predictor format version {doc.get('version')!r} is not "
+        raise InputError(f"{where}: predictor format version {doc.get('version')!r} is not "
                          f"supported (this hwnas reads version {FORMAT_VERSION})")
-    cls = Predictor._registry.get(str(doc.get("kind")))
+    kind = doc.get("kind")
+    cls = Predictor._registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"{where}: unknown predictor kind {doc.get('kind')!r}: expected one "
-                         f"of {sorted(Predictor._registry)}")
+        raise InputError(f"{where}: unknown predictor kind {kind!r}: expected one of "
+                         f"{sorted(Predictor._registry)}")
     try:
         fingerprint = Fingerprint.from_row(doc["fingerprint"])
+        _check_numbers(doc["state"], "state")
         predictor = cls._from_state(doc["state"])
-        predictor.target = str(doc["target"])
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise ValueError(f"{where}: corrupt {doc['kind']} predictor: {e!r}") from None
+        if not isinstance(doc["target"], str):
+            raise ValueError(f"target must be a column name, got {doc['target']!r}")
+        predictor.target = doc["target"]
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
+        raise InputError(f"{where}: corrupt {kind} predictor ({type(e).__name__}: {e})") \
+            from None
     predictor.fingerprint_ = fingerprint
     return predictor
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
-    """Load a predictor saved with ``save``; raise ValueError naming the file if it is not one."""
+    """Load a predictor saved with ``save``; raise InputError naming the file if it is not
+    one."""
     path = os.fspath(path)
+    text = read_text(path, "predictor file")
     try:
-        with open(path) as f:
-            doc = json.load(f)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the predictor: {e.strerror}") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not a predictor file (invalid JSON: {e})") from None
-    return from_dict(doc, path)
+        raise InputError(f"{path}: not a predictor file (invalid JSON: {e})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a predictor file (nested too deeply)") from None
+    try:
+        return from_dict(doc, path)
+    except RecursionError:
+        raise InputError(f"{path}: not a predictor file (nested too deeply)") from None
+
+
+def _check_numbers(value: Any, key: str) -> None:
+    """Every number saved in a state is finite (an unknown is stored as null, never NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{key} is {value}: a saved number must be finite")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_numbers(v, f"{key}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_numbers(v, f"{key}[{i}]")
+
+
+def saved_int(value: Any, name: str, low: int, high: int) -> int:
+    """A saved setting that must be an integer from low to high; raise InputError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def check_finite(value: Any, name: str, positive: bool = False) -> float:
+    """A saved number: finite (and > 0 where ``positive``); raise InputError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or (positive and not value > 0):
+        raise InputError(f"{name} must be a finite number{' > 0' if positive else ''}, got "
+                         f"{value!r}")
+    return float(value)
 
 
 def check_features(state: dict[str, Any], features: Sequence[str]) -> None:
@@ -185,6 +231,6 @@ def check_features(state: dict[str, Any], features: Sequence[str]) -> None:
 
 def check_same_device(a: Fingerprint, b: Fingerprint, what: str, allow: bool) -> None:
     if a != b and not allow:
-        raise ValueError(f"{what} were measured on {b.describe()}, but the predictor on "
+        raise InputError(f"{what} were measured on {b.describe()}, but the predictor on "
                          f"{a.describe()}: tables from two devices are not mixed unless "
                          f"allowed (allow_mixed_devices=True, --allow-mixed-devices)")

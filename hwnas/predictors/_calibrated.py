@@ -9,7 +9,8 @@ import numpy as np
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._base import NotAdditiveError, Predictor, check_same_device, from_dict
+from hwnas.errors import InputError
+from hwnas.predictors._base import NotAdditiveError, Predictor, check_finite, check_same_device, from_dict
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
 
@@ -43,16 +44,16 @@ class CalibratedPredictor(Predictor):
                           f"the calibration networks in {networks.path}",
                           self.allow_mixed_devices)
         if len(networks.z) < 2:
-            raise ValueError(f"{networks.path}: calibration needs at least 2 measured networks, "
+            raise InputError(f"{networks.path}: calibration needs at least 2 measured networks, "
                              f"got {len(networks.z)}")
         raw = self.base.predict_z(space, np.array(networks.z))
         y = networks.values(self.target)
         if np.ptp(raw) == 0:
-            raise ValueError(f"{networks.path}: the calibration networks all have the same "
+            raise InputError(f"{networks.path}: the calibration networks all have the same "
                              f"predicted latency; measure networks of different sizes")
         a, b = np.polyfit(raw, y, 1)
         if a <= 0:
-            raise ValueError(f"{networks.path}: calibration gives a slope a = {a:.3g} <= 0: the "
+            raise InputError(f"{networks.path}: calibration gives a slope a = {a:.3g} <= 0: the "
                              f"base predictor does not rank these networks; measure more")
         self.a_, self.b_ = float(a), float(b)
         self.fingerprint_ = self.base.fingerprint_
@@ -90,5 +91,7 @@ class CalibratedPredictor(Predictor):
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> CalibratedPredictor:
         predictor = cls(from_dict(state["base"], "base predictor"))
-        predictor.a_, predictor.b_ = float(state["a"]), float(state["b"])
+        # a <= 0 would invert the ranking and report negative latencies
+        predictor.a_ = check_finite(state["a"], "calibration slope a", positive=True)
+        predictor.b_ = check_finite(state["b"], "calibration offset b")
         return predictor

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 
 #: what the regressors see of a layer: costs, shapes and attributes
@@ -32,10 +33,10 @@ def by_op(layers: Sequence[Layer]) -> dict[str, list[int]]:
 
 def per_op(layers: Sequence[Layer], models: Mapping[str, Any], what: str
            ) -> Iterator[tuple[Any, list[int]]]:
-    """(model, indices of its layers) for each op kind of ``layers``; raises ValueError naming
+    """(model, indices of its layers) for each op kind of ``layers``; raises InputError naming
     the first op kind that ``models`` lacks (``what`` names the predictor)."""
     for op, rows in by_op(layers).items():
         if op not in models:
-            raise ValueError(f"the {what} predictor has no model for op {op!r} (it was fitted "
+            raise InputError(f"the {what} predictor has no model for op {op!r} (it was fitted "
                              f"on {sorted(models)}), e.g. layer {layers[rows[0]].key}")
         yield models[op], rows

@@ -15,7 +15,7 @@ from hwnas.predictors._base import Predictor, from_dict
 from hwnas.tables import LayerTable
 
 
-class UnseenLayerError(KeyError):
+class UnseenLayerError(InputError, KeyError):
     """A layer has no row in the lookup table (and there is no fallback)."""
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._base import NotAdditiveError, Predictor, check_features
+from hwnas.predictors._base import NotAdditiveError, Predictor, check_features, saved_int
 from hwnas.predictors._features import by_op, per_op
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
@@ -83,7 +83,7 @@ class _SpacePredictor(Predictor):
 
     def _bind(self, networks: NetworkTable, space: SearchSpace) -> np.ndarray:
         if networks.space != space.name:
-            raise ValueError(f"{networks.path}: rows are for space {networks.space!r}, not "
+            raise InputError(f"{networks.path}: rows are for space {networks.space!r}, not "
                              f"{space.name!r}")
         self.space_name_, self.space_signature_ = space.name, space.signature
         self.fingerprint_ = networks.fingerprint
@@ -143,6 +143,10 @@ class AdditivePredictor(_SpacePredictor):
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_space(space)
+        if self.C_.shape != (len(space.decisions), max(space.n_choices)):
+            raise InputError(f"the additive predictor's cost matrix has shape {self.C_.shape}, "
+                             f"but space {space.name!r} needs "
+                             f"{(len(space.decisions), max(space.n_choices))}: a corrupt file")
         return self.fixed_, self.C_.copy()
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
@@ -154,7 +158,7 @@ class AdditivePredictor(_SpacePredictor):
     def predict_architecture(self, arch) -> float:
         self._check_fitted()
         if arch.space != self.space_name_:
-            raise ValueError(f"the additive predictor was fitted on space {self.space_name_!r}, "
+            raise InputError(f"the additive predictor was fitted on space {self.space_name_!r}, "
                              f"not {arch.space!r}")
         cost = self.C_[np.arange(len(arch.z)), list(arch.z)]
         if np.isnan(cost).any():
@@ -356,7 +360,8 @@ class TreeZPredictor(_SpacePredictor):
 
     @classmethod
     def _from_state(cls, state: Dict[str, Any]) -> "TreeZPredictor":
-        predictor = cls(int(state["n_estimators"]), int(state["random_state"]))
+        predictor = cls(saved_int(state["n_estimators"], "n_estimators", 1, 10_000),
+                        saved_int(state["random_state"], "random_state", 0, 2**32 - 1))
         predictor._load_space_state(state)
         predictor._fit_rows(np.asarray(state["z"], dtype=int), np.asarray(state["y"], float),
                             [int(k) for k in state["n_choices"]])

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._base import Predictor, check_features
+from hwnas.predictors._base import Predictor, check_features, saved_int
 from hwnas.predictors._features import FEATURES, by_op, features, per_op
 from hwnas.tables import LayerTable
 
@@ -142,7 +143,8 @@ class TreePredictor(_PerOpRegressor):
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> TreePredictor:
         check_features(state, FEATURES)
-        predictor = cls(int(state["n_estimators"]), int(state["random_state"]))
+        predictor = cls(saved_int(state["n_estimators"], "n_estimators", 1, 10_000),
+                        saved_int(state["random_state"], "random_state", 0, 2**32 - 1))
         predictor.models_ = {op: predictor._fit_op(np.asarray(r["X"], float),
                                                    np.asarray(r["y"], float))
                              for op, r in state["rows"].items()}

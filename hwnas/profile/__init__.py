@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from hwnas._progress import Progress
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
@@ -46,7 +47,7 @@ def get_backend(name: str, **options) -> Backend:
     (``context``, ``device_id``, ``batch``; for onnxruntime also ``threads``,
     ``optimization``)."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}: expected one of {sorted(BACKENDS)}")
+        raise InputError(f"unknown backend {name!r}: expected one of {sorted(BACKENDS)}")
     module, _, cls = BACKENDS[name][1].partition(":")
     return getattr(importlib.import_module(module), cls)(**options)
 

@@ -11,6 +11,8 @@ import sys
 from typing import List, Sequence
 
 from hwnas import _cli
+from hwnas._files import read_text
+from hwnas.errors import InputError
 from hwnas.profile import (TimingProtocol, add_backend_options, backend_from_args,
                            profile_layers, profile_networks)
 from hwnas.spaces import SearchSpace, load_space
@@ -24,14 +26,14 @@ def parser() -> _cli.ArgumentParser:
     _cli.add_space_option(p, "mobilenet")
     add_backend_options(p, default="nnabla")
     p.add_argument("--out", help="table to write or resume (CSV; not with --export)")
-    p.add_argument("--networks", type=_cli.positive_int, metavar="N",
+    p.add_argument("--networks", type=_cli.int_in(1, _cli.MAX_NETWORKS), metavar="N",
                    help="measure N random whole networks (a network table) instead of layers")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random networks")
+    p.add_argument("--seed", type=_cli.seed, default=0, help="seed of the random networks")
     p.add_argument("--from", dest="from_file", metavar="PATH",
                    help="measure the networks of a search result JSON (its 'best' z), or of "
                         "a text file with one z per line (e.g. 0-3-6-...)")
     defaults = TimingProtocol()
-    p.add_argument("--warmup", type=int, default=defaults.warmup,
+    p.add_argument("--warmup", type=_cli.int_in(0, 10**6), default=defaults.warmup,
                    help="untimed runs per unit and round (default: %(default)s)")
     p.add_argument("--runs", type=_cli.positive_int, default=defaults.runs,
                    help="timed runs per unit and round, at most (default: %(default)s)")
@@ -88,13 +90,12 @@ def export(args, space: SearchSpace) -> int:
 
 def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
     """z from a search result JSON or from a text file of one z per line."""
-    with open(path) as f:
-        text = f.read()
+    text = read_text(path, "file of z")
     if text.lstrip().startswith("{"):
         try:
             zs = [entry["z"] for entry in json.loads(text)["best"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a search result JSON with best[].z ({e})") from None
+        except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+            raise InputError(f"{path}: not a search result JSON with best[].z ({e})") from None
     else:
         zs = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -102,14 +103,14 @@ def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
                 try:
                     zs.append(parse_z(line.replace(",", "-").replace(" ", "-")))
                 except ValueError as e:
-                    raise ValueError(f"{path}, line {number}: {e}") from None
+                    raise InputError(f"{path}, line {number}: {e}") from None
     if not zs:
-        raise ValueError(f"{path}: no z found")
+        raise InputError(f"{path}: no z found")
     for i, z in enumerate(zs):
         try:
             space.check_z(z)
         except ValueError as e:
-            raise ValueError(f"{path}: z number {i + 1}: {e}") from None
+            raise InputError(f"{path}: z number {i + 1}: {e}") from None
     return zs
 
 
@@ -119,9 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.export:
         return export(args, space)
     if not args.out:
-        raise ValueError("--out: give the table to write (or --export DIR)")
+        raise InputError("--out: give the table to write (or --export DIR)")
     if args.design and not args.networks:
-        raise ValueError("--design chooses the networks of --networks N: give --networks")
+        raise InputError("--design chooses the networks of --networks N: give --networks")
     protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                               min_runs=min(TimingProtocol.min_runs, args.runs),
                               max_seconds=args.max_seconds)

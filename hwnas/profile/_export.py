@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.profile._onnxruntime import export_onnx
 from hwnas.spaces import SearchSpace, unit_graph
@@ -42,7 +43,7 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
         >>> # on the device: python to_phone/runner.py --device "Pixel 7"
     """
     if (zs is None or len(zs) == 0) and not layers:
-        raise ValueError("nothing to export: give networks (zs) and/or layers")
+        raise InputError("nothing to export: give networks (zs) and/or layers")
     folder = Path(directory)
     units: List[Dict] = []
     for z in (space.check_z(zs) if zs is not None else []):

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from hwnas._imports import require
+from hwnas.errors import InputError
 from hwnas.layers import Layer, Step, steps
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
@@ -80,7 +81,7 @@ class NNablaBackend(Backend):
     def __init__(self, context: str = "cpu", device_id: int = 0, batch: int = 1,
                  seed: int = 0):
         if context not in CONTEXTS:
-            raise ValueError(f"unknown nnabla context {context!r}: expected one of {CONTEXTS}")
+            raise InputError(f"unknown nnabla context {context!r}: expected one of {CONTEXTS}")
         self.context, self.device_id, self.batch, self.seed = context, device_id, batch, seed
         tune_malloc()
         nn, _, _ = _modules()

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from hwnas._imports import require
+from hwnas.errors import InputError
 from hwnas.layers import Layer, Step, step_shapes, steps
 from hwnas.profile._base import Backend, ProfileError, cpu_name, gpu_name
 from hwnas.profile._timing import tune_malloc
@@ -128,10 +129,10 @@ class OnnxRuntimeBackend(Backend):
         tune_malloc()
         ort = require("onnxruntime", "the onnxruntime backend")
         if context not in PROVIDERS:
-            raise ValueError(f"unknown onnxruntime provider {context!r}: expected one of "
+            raise InputError(f"unknown onnxruntime provider {context!r}: expected one of "
                              f"{sorted(PROVIDERS)}")
         if optimization not in OPTIMIZATION_LEVELS:
-            raise ValueError(f"unknown graph optimisation {optimization!r}: expected one of "
+            raise InputError(f"unknown graph optimisation {optimization!r}: expected one of "
                              f"{OPTIMIZATION_LEVELS}")
         if PROVIDERS[context] not in ort.get_available_providers():
             raise ProfileError(f"onnxruntime provider {context!r} is not available: the cuda "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas._cli import positive_int
+from hwnas._cli import int_in
 from hwnas.profile._base import Backend
 from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
 
@@ -17,10 +17,10 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str | None) ->
     parser.add_argument("--context", default="cpu",
                         help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda) "
                              "(default: cpu)")
-    parser.add_argument("--device-id", type=int, default=0, help="GPU index")
-    parser.add_argument("--batch", type=positive_int, default=1,
+    parser.add_argument("--device-id", type=int_in(0, 1023), default=0, help="GPU index")
+    parser.add_argument("--batch", type=int_in(1, 65536), default=1,
                         help="batch size to measure (default: 1)")
-    parser.add_argument("--threads", type=positive_int, default=1,
+    parser.add_argument("--threads", type=int_in(1, 1024), default=1,
                         help="onnxruntime intra-op threads (default: 1; nnabla's CPU context "
                              "always uses one)")
     parser.add_argument("--optimization", choices=OPTIMIZATION_LEVELS, default="all",

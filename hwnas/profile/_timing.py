@@ -11,6 +11,7 @@ from typing import Callable, List, Sequence
 
 import numpy as np
 
+from hwnas.errors import InputError
 from hwnas.tables import Timing
 
 # glibc's defaults return freed memory to the OS and map it again on the next forward pass:
@@ -59,7 +60,7 @@ class TimingProtocol:
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.rounds < 1 or not 1 <= self.min_runs <= self.runs:
-            raise ValueError(f"invalid timing protocol {self}: need warmup >= 0, rounds >= 1 "
+            raise InputError(f"invalid timing protocol {self}: need warmup >= 0, rounds >= 1 "
                              f"and 1 <= min_runs <= runs")
 
 

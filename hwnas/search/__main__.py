@@ -18,6 +18,7 @@ from typing import Sequence
 import optuna
 
 from hwnas import _cli
+from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import (add_backend_options, available_backends, backend_from_args,
                            device_tables, export_onnx)
@@ -77,7 +78,7 @@ def parser() -> _cli.ArgumentParser:
                    help="processes searching one study together (default: %(default)s)")
     p.add_argument("--trials", type=_cli.positive_int, default=500,
                    help="Optuna trials (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible "
+    p.add_argument("--seed", type=_cli.seed, default=None, help="sampler seed, for a reproducible "
                    "search")
     p.add_argument("--top", type=_cli.positive_int, default=5,
                    help="architectures to report (default: %(default)s)")
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         backend_name = args.backend or next(iter(available_backends()), None)
         if backend_name is None:
-            raise ValueError("no profiler backend is installed to measure this machine: "
+            raise InputError("no profiler backend is installed to measure this machine: "
                              "run scripts/setup (nnabla in .venv), or give --table")
         backend = backend_from_args(backend_name, args)
         layers, networks = device_tables(backend, space, show_progress=not args.quiet)
@@ -145,17 +146,28 @@ def _bytes(kib):
 
 
 def load_objective(text: str):
-    """A built-in objective's name, or ``module:function``."""
+    """A built-in objective's name, or ``module:function``; raise InputError naming
+    --objective if the module cannot be imported (a SyntaxError or any error in its code)
+    or has no such callable."""
     if text in OBJECTIVES:
         return text
     module, _, function = text.partition(":")
     if not module or not function:
-        raise ValueError(f"--objective {text!r}: expected one of {sorted(OBJECTIVES)} or "
+        raise InputError(f"--objective {text!r}: expected one of {sorted(OBJECTIVES)} or "
                          f"module:function")
     try:
-        return getattr(importlib.import_module(module), function)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--objective {text!r}: cannot load it ({e})") from None
+        loaded = importlib.import_module(module)
+    except SyntaxError as e:
+        raise InputError(f"--objective {text!r}: cannot load it: {e.filename}, line "
+                         f"{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:  # the module is the user's code: whatever it raises is theirs
+        raise InputError(f"--objective {text!r}: cannot load it: importing {module!r} "
+                         f"raised {type(e).__name__}: {e}") from None
+    objective = getattr(loaded, function, None)
+    if not callable(objective):
+        raise InputError(f"--objective {text!r}: module {module!r} has no callable "
+                         f"{function!r}")
+    return objective
 
 
 def describe(predictor) -> str:

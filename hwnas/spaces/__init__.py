@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from hwnas.errors import InputError
 from hwnas.spaces._base import (
     INPUT,
     Architecture,
@@ -27,11 +28,11 @@ SPACES: dict[str, Callable[[], SearchSpace]] = {
 
 
 def get_space(name: str) -> SearchSpace:
-    """Return a built-in space by name; raise ValueError listing the known ones."""
+    """Return a built-in space by name; raise InputError listing the known ones."""
     try:
         return SPACES[name]()
-    except KeyError:
-        raise ValueError(f"unknown space {name!r}: expected one of {sorted(SPACES)}, or a "
+    except (KeyError, TypeError):
+        raise InputError(f"unknown space {name!r}: expected one of {sorted(SPACES)}, or a "
                          f".json/.yaml space file") from None
 
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
+from hwnas.errors import HwnasError, InputError
 from hwnas.layers import ARITY, Layer
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 
-class NotAdditiveError(TypeError):
+class NotAdditiveError(HwnasError, TypeError):
     """Latency is not additive over the decisions of z: no per-decision cost matrix exists."""
 
 
@@ -33,15 +35,15 @@ def format_z(z: Iterable[int]) -> str:
 
 
 def parse_z(text: str) -> tuple[int, ...]:
-    """z from its text form (``0-3-6``); raises ValueError saying what is expected.
+    """z from its text form (``0-3-6``); raises InputError saying what is expected.
 
     Example:
         >>> parse_z(format_z([0, 3, 6]))
         (0, 3, 6)
     """
     parts = text.strip().split("-")
-    if not all(p.isdigit() for p in parts):
-        raise ValueError(f"z must be choice indices joined by '-', e.g. '0-3-6', got {text!r}")
+    if not all(p.isascii() and p.isdigit() and len(p) < 10 for p in parts):
+        raise InputError(f"z must be choice indices joined by '-', e.g. '0-3-6', got {text!r}")
     return tuple(int(p) for p in parts)
 
 
@@ -74,6 +76,12 @@ def walk(graph: Graph, source: Any, zeros: Callable[[Layer], Any],
     return outs[-1], [(out, graph[i][0]) for i, out in enumerate(outs[:-1]) if i not in used]
 
 
+def _short(value: Any) -> str:
+    """A value for an error message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 @dataclass(frozen=True)
 class Decision:
     """One entry of z: a named choice among candidates, each a (possibly empty) layer tuple.
@@ -87,7 +95,7 @@ class Decision:
 
     def __post_init__(self) -> None:
         if len(self.choices) != len(self.layers) or not self.choices:
-            raise ValueError(f"decision {self.name!r}: needs one layer tuple per choice")
+            raise InputError(f"decision {self.name!r}: needs one layer tuple per choice")
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,7 @@ class Architecture:
     @property
     def peak_activation_bytes(self) -> int:
         """Peak of live activations in a sequential forward pass (one unit at a time)."""
-        return max(layer.peak_activation_bytes for layer in self.layers)
+        return max((layer.peak_activation_bytes for layer in self.layers), default=0)
 
 
 @dataclass(frozen=True)
@@ -150,25 +158,52 @@ class SearchSpace:
         return int(np.prod(self.n_choices, dtype=object))
 
     def check_z(self, z: ArrayLike) -> np.ndarray:
-        """Return z as an int array of shape (N, D); raise ValueError naming what is wrong."""
-        arr = np.asarray(z)
+        """Return z as an int array of shape (N, D); raise InputError naming what is wrong
+        (a wrong length, a value out of range, a string, a bool or a fraction)."""
+        where = f"space {self.name!r}: z"
+        try:
+            arr = np.asarray(z)
+        except (ValueError, TypeError):
+            raise InputError(f"{where} must be rows of {len(self.decisions)} integers, got "
+                             f"{_short(z)}") from None
+        if arr.dtype.kind in "iu" and not isinstance(z, np.ndarray) and any(
+                isinstance(v, (bool, np.bool_)) for v in np.asarray(z, dtype=object).flat):
+            raise InputError(f"{where} must be integers, got booleans: {_short(z)}")
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != len(self.decisions):
-            raise ValueError(f"space {self.name!r}: z must have {len(self.decisions)} entries, "
-                             f"got shape {np.shape(z)}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            if not np.all(np.equal(np.mod(arr, 1), 0)):
-                raise ValueError(f"space {self.name!r}: z must be integers, got {arr.dtype}")
-            arr = arr.astype(np.int64)
+            raise InputError(f"{where} must have {len(self.decisions)} entries, got shape "
+                             f"{arr.shape}")
+        if arr.dtype.kind == "O":  # e.g. Python ints beyond int64, or mixed types
+            if any(isinstance(v, bool) or not isinstance(v, (numbers.Integral, numbers.Real))
+                   for v in arr.flat):
+                raise InputError(f"{where} must be integers, got {_short(z)}")
+            try:
+                arr = arr.astype(float)
+            except OverflowError:
+                raise InputError(f"{where} holds a value far out of range: {_short(z)}") \
+                    from None
+        if arr.size and arr.dtype.kind not in "iuf":
+            kind = {"b": "booleans", "U": "strings", "S": "bytes"}.get(arr.dtype.kind,
+                                                                      str(arr.dtype))
+            raise InputError(f"{where} must be integers, got {kind}: {_short(z)}")
+        n = np.asarray(self.n_choices)
+        if arr.size and arr.dtype.kind == "f":
+            if not np.all(np.mod(arr, 1) == 0):
+                raise InputError(f"{where} must be integers, got {_short(z)}")
+            self._check_range(arr, (arr < 0) | (arr >= n))  # before the cast: 2**70 > int64
         arr = arr.astype(np.int64, copy=False)
         # one reduction per column (negatives wrap to huge unsigned values): cheap for 1e6 z
-        if arr.size and (arr.view(np.uint64).max(axis=0) >= np.asarray(self.n_choices)).any():
-            bad = (arr < 0) | (arr >= np.asarray(self.n_choices))
-            row, d = map(int, np.argwhere(bad)[0])
-            raise ValueError(f"space {self.name!r}: z[{d}] = {arr[row, d]} is out of range "
-                             f"0..{self.n_choices[d] - 1} for decision {self.decisions[d].name!r}")
+        if arr.size and (arr.view(np.uint64).max(axis=0) >= n).any():
+            self._check_range(arr, (arr < 0) | (arr >= n))
         return arr
+
+    def _check_range(self, arr: np.ndarray, bad: np.ndarray) -> None:
+        """Raise InputError naming the first z entry that ``bad`` marks."""
+        if bad.any():
+            row, d = map(int, np.argwhere(bad)[0])
+            raise InputError(f"space {self.name!r}: z[{d}] = {arr[row, d]:g} is out of range "
+                             f"0..{self.n_choices[d] - 1} for decision {self.decisions[d].name!r}")
 
     def decode(self, z: Sequence[int]) -> Architecture:
         zz = tuple(int(v) for v in self.check_z(z)[0])
@@ -229,7 +264,7 @@ class SearchSpace:
         """
         k_max = max(self.n_choices)
         if n < k_max:
-            raise ValueError(f"space {self.name!r}: a design that covers every choice needs "
+            raise InputError(f"space {self.name!r}: a design that covers every choice needs "
                              f"n >= {k_max} networks, got {n}")
         n = min(n, self.size)
         rng = np.random.default_rng(seed)
@@ -238,7 +273,7 @@ class SearchSpace:
                                  for k in self.n_choices])
             if len(np.unique(Z, axis=0)) == n:
                 return Z.astype(np.int64)
-        raise ValueError(f"space {self.name!r}: found no design of {n} distinct z")
+        raise InputError(f"space {self.name!r}: found no design of {n} distinct z")
 
     def cost_matrix(self, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
                     ) -> tuple[float, np.ndarray]:

@@ -33,9 +33,14 @@ import json
 import os
 from typing import Any, List, Tuple
 
+from hwnas._files import read_text
 from hwnas.errors import InputError
-from hwnas.layers import ATTR_FIELDS, OPS, Layer
+from hwnas.layers import ACTIVATIONS, ATTR_FIELDS, OPS, Layer
 from hwnas.spaces._base import Decision, SearchSpace
+
+
+#: the largest shape or attribute value a space file may give
+MAX_SIZE = 2**31 - 1
 
 
 class SpaceFileError(InputError):
@@ -43,28 +48,65 @@ class SpaceFileError(InputError):
 
 
 def read_space_file(path: str | os.PathLike) -> SearchSpace:
+    """Read a space from a .json or .yaml/.yml file; raise SpaceFileError naming the file and
+    the key or line at fault."""
     path = os.fspath(path)
+    text = read_text(path, "space file", SpaceFileError)
     try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise SpaceFileError(f"{path}: cannot read the space file: {e.strerror}") from None
-    if path.endswith((".yaml", ".yml")):
-        from hwnas._imports import require
-        yaml = require("yaml", "a YAML space file")
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f", line {mark.line + 1}" if mark else ""
-            raise SpaceFileError(f"{path}{where}: not valid YAML: "
-                                 f"{getattr(e, 'problem', e)}") from None
-    else:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpaceFileError(f"{path}, line {e.lineno}: not valid JSON: {e.msg}") from None
+        if path.endswith((".yaml", ".yml")):
+            doc = _load_yaml(text, path)
+        else:
+            try:
+                doc = json.loads(text, object_pairs_hook=_unique_keys)
+            except json.JSONDecodeError as e:
+                raise SpaceFileError(f"{path}, line {e.lineno}: not valid JSON: {e.msg}") \
+                    from None
+    except RecursionError:
+        raise SpaceFileError(f"{path}: nested too deeply to be a space file") from None
+    except _DuplicateKey as e:
+        raise SpaceFileError(f"{path}{e.args[1]}: key {e.args[0]!r} appears twice in one "
+                             f"mapping") from None
     return space_from_dict(doc, path)
+
+
+class _DuplicateKey(Exception):
+    """A mapping with one key twice (JSON and YAML readers keep only the last silently)."""
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise _DuplicateKey(k, "")
+    return dict(pairs)
+
+
+def _load_yaml(text: str, path: str) -> Any:
+    from hwnas._imports import require
+    yaml = require("yaml", "a YAML space file")
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise _DuplicateKey(key, f", line {key_node.start_mark.line + 1}")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    try:
+        return yaml.load(text, Loader=Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        position = getattr(e, "position", None)  # a character YAML does not allow
+        line = mark.line + 1 if mark else None if position is None else \
+            text.count("\n", 0, position) + 1
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+        where = f", line {line}" if line else ""
+        raise SpaceFileError(f"{path}{where}: not valid YAML: {problem}") from None
+    except TypeError as e:  # a mapping key that cannot be a key, e.g. {[1]: 2}
+        raise SpaceFileError(f"{path}: not a valid space file: {e}") from None
 
 
 def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
@@ -83,9 +125,9 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
     if not isinstance(doc["name"], str) or not doc["name"]:
         fail("name", "must be a non-empty string")
     shape = doc["input_shape"]
-    if not (isinstance(shape, list) and len(shape) == 3 and
-            all(isinstance(v, int) and v > 0 for v in shape)):
-        fail("input_shape", f"must be 3 positive integers [C, H, W], got {shape!r}")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_size(v) for v in shape)):
+        fail("input_shape", f"must be 3 positive integers [C, H, W] (at most {MAX_SIZE}), "
+                            f"got {shape!r}")
     shape = tuple(shape)
 
     def layers(specs: Any, key: str, shape: Tuple[int, int, int]):
@@ -107,7 +149,19 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
         if not isinstance(entry, dict) or not isinstance(entry.get("choices"), dict) \
                 or not entry["choices"]:
             fail(key, "must be a mapping with 'name' and a non-empty 'choices' mapping")
-        name = str(entry.get("name", f"decision{d}"))
+        if set(entry) - {"name", "choices"}:
+            fail(f"{key}.{sorted(map(str, set(entry) - {'name', 'choices'}))[0]}",
+                 "unknown key (expected name, choices)")
+        name = entry.get("name", f"decision{d}")
+        if not isinstance(name, str) or not name:
+            fail(f"{key}.name", f"must be a non-empty string, got {name!r}")
+        if name in [decision.name for decision in decisions]:
+            fail(f"{key}.name", f"{name!r} is the name of an earlier decision: every decision "
+                                f"needs its own name")
+        choice_names = [str(c) for c in entry["choices"]]
+        twice = [c for c in choice_names if choice_names.count(c) > 1]
+        if twice:
+            fail(f"{key}.choices", f"two choices are both named {twice[0]!r}")
         groups, out_shapes = [], set()
         for choice, specs in entry["choices"].items():
             group, out_shape = layers(specs if specs is not None else [],
@@ -120,7 +174,14 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
         decisions.append(Decision(name, tuple(str(c) for c in entry["choices"]), tuple(groups)))
         shape = out_shapes.pop()
     head, _ = layers(doc.get("head", []), "head", shape)
+    if not stem and not head and not any(group for d in decisions for group in d.layers):
+        fail("top level", "the space has no layers: stem, decisions and head are all empty")
     return SearchSpace(doc["name"], tuple(doc["input_shape"]), stem, tuple(decisions), head)
+
+
+def _is_size(value: Any) -> bool:
+    """An integer (not a bool, not 16.0) that a shape or attribute can take."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SIZE
 
 
 def _layer(spec: Any, shape: Tuple[int, int, int], key: str, fail) -> Layer:
@@ -137,7 +198,7 @@ def _layer(spec: Any, shape: Tuple[int, int, int], key: str, fail) -> Layer:
         fail(key, f"a layer is a mapping with 'op' (one of {sorted(OPS)}) or a layer key, "
                   f"got {spec!r}")
     op = spec["op"]
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         fail(key, f"unknown op {op!r}: expected one of {sorted(OPS)}")
     kwargs = {}
     for name, value in spec.items():
@@ -145,6 +206,13 @@ def _layer(spec: Any, shape: Tuple[int, int, int], key: str, fail) -> Layer:
             continue
         if name not in OPS[op]:
             fail(f"{key}.{name}", f"not an attribute of {op} (it takes {', '.join(OPS[op])})")
+        if name == "act" and not isinstance(value, str):
+            fail(f"{key}.{name}", f"must be a string, one of {', '.join(ACTIVATIONS)}, got "
+                                  f"{value!r}")
+        if name != "act" and not _is_size(value):
+            quoted = " (a string: write it without quotes)" if isinstance(value, str) else ""
+            fail(f"{key}.{name}", f"must be an integer from 1 to {MAX_SIZE}, got "
+                                  f"{value!r}{quoted}")
         kwargs[ATTR_FIELDS[name]] = value
     try:
         return Layer(op, shape, **kwargs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.spaces._base import Decision, SearchSpace
 
@@ -31,7 +32,7 @@ def mobilenet(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
         (21, (6, 7, 7))
     """
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise InputError(f"num_classes must be >= 1, got {num_classes}")
     stem_conv = Layer("conv", tuple(input_shape), 32, kernel=3, stride=2)
     first = Layer("mbconv", stem_conv.out_shape, 16, kernel=3, stride=1, expand=1)
     shape = first.out_shape

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.spaces._base import INPUT, Architecture, Decision, Graph, SearchSpace
 
@@ -134,7 +135,7 @@ def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
     """
     c, h, w = (int(v) for v in input_shape)
     if h % 4 or w % 4:
-        raise ValueError(f"nb201: input height and width must be multiples of 4, got {h}x{w}")
+        raise InputError(f"nb201: input height and width must be multiples of 4, got {h}x{w}")
     stem = Layer("conv", (c, h, w), STAGES[0], kernel=3, stride=1, act="none")
     reductions = tuple(Layer("resblock", (STAGES[i], h >> i, w >> i), STAGES[i + 1], stride=2)
                        for i in range(len(STAGES) - 1))
@@ -159,24 +160,24 @@ _ARCH = re.compile(r"^\|(?P<node1>[^+]*)\|\+\|(?P<node2>[^+]*)\|\+\|(?P<node3>[^
 
 
 def arch_to_z(arch: str) -> Tuple[int, ...]:
-    """Parse a NAS-Bench-201 arch string; raise ValueError naming what is wrong."""
+    """Parse a NAS-Bench-201 arch string; raise InputError naming what is wrong."""
     m = _ARCH.match(arch.strip())
     if not m:
-        raise ValueError(f"not a NAS-Bench-201 arch string: {arch!r} (expected "
+        raise InputError(f"not a NAS-Bench-201 arch string: {arch!r} (expected "
                          f"'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|')")
     z = []
     for to in (1, 2, 3):
         edges = m[f"node{to}"].split("|")
         if len(edges) != to:
-            raise ValueError(f"arch string {arch!r}: node {to} needs {to} edges, got "
+            raise InputError(f"arch string {arch!r}: node {to} needs {to} edges, got "
                              f"{len(edges)}")
         for frm, edge in enumerate(edges):
             op, _, src = edge.partition("~")
             if op not in OPS:
-                raise ValueError(f"arch string {arch!r}: unknown op {op!r}, expected one of "
+                raise InputError(f"arch string {arch!r}: unknown op {op!r}, expected one of "
                                  f"{OPS}")
             if src != str(frm):
-                raise ValueError(f"arch string {arch!r}: edge {edge!r} of node {to} must come "
+                raise InputError(f"arch string {arch!r}: edge {edge!r} of node {to} must come "
                                  f"from node {frm}")
             z.append(OPS.index(op))
     return tuple(z)

@@ -1,0 +1,268 @@
+"""Fuzzing the commands with mutated tables, space files and predictor files (seeded).
+
+Each case spoils one valid file (byte flips, truncation, deleted or duplicated columns and
+keys, swapped values, huge numbers, NaN, empty files, ...) and runs a real command on it: in
+process through the command's ``main`` for speed, and a few cases as ``python -m hwnas.<cmd>``.
+Every case must end with exit status 0 or 2 (1 only for search's "no architecture meets the
+budget"), no exception other than a HwnasError may escape, and every input stays byte for byte
+as it was."""
+
+import contextlib
+import hashlib
+import importlib
+import io
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import yaml
+
+from hwnas.errors import HwnasError
+from hwnas.predictors import AdditivePredictor, CalibratedPredictor, LookupPredictor
+from hwnas.spaces import get_space, load_space
+from hwnas.tables import (NETWORK_COLUMNS, Fingerprint, TableWriter, Timing, format_z,
+                          read_layer_table, read_network_table)
+from test_bad_input import SPACE_YAML, write_layers
+
+#: more cases or another seed: HWNAS_FUZZ_CASES=5000 HWNAS_FUZZ_SEED=1 pytest <this file>
+CASES = int(os.environ.get("HWNAS_FUZZ_CASES", 300))
+SEED = int(os.environ.get("HWNAS_FUZZ_SEED", 14))
+SUBPROCESS_CASES = 6
+FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
+ODD_VALUES = ["nan", "NaN", "inf", "-inf", "1e400", "-1", "0", "1" + "0" * 30, "", "x", "1.5",
+              "true", "\0", "9" * 5000, "-0", "2147483648"]
+DEEP = "deeply nested"
+ODD_OBJECTS = [None, float("nan"), float("inf"), -1, 0, 10**30, 1e308, "16", True, [], {},
+               1.5, "", [[[[1]]]], {"op": "conv"}, -1.5]
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory):
+    """Valid inputs of each kind: the files to spoil, and the files each command also reads."""
+    folder = tmp_path_factory.mktemp("valid")
+    space = get_space("nb201")
+    write_layers(folder / "layers.csv", space.unique_layers())
+    lookup = LookupPredictor().fit(read_layer_table(folder / "layers.csv"))
+    Z = space.design(12)
+    with TableWriter(folder / "nets.csv", NETWORK_COLUMNS, "z", FP) as w:
+        for z, raw in zip(Z, lookup.predict_z(space, Z)):
+            ms = 1.2 * raw + 0.3
+            w.append({"space": "nb201", "z": format_z(z),
+                      **Timing(ms, ms, ms, ms, 5, 0.01).as_row()})
+    nets = read_network_table(folder / "nets.csv")
+    lookup.save(folder / "lookup.json")
+    CalibratedPredictor(lookup).fit(nets, space).save(folder / "calibrated.json")
+    AdditivePredictor().fit(nets, space).save(folder / "additive.json")
+    (folder / "space.yaml").write_text(SPACE_YAML)
+    (folder / "space.json").write_text(json.dumps(yaml.safe_load(SPACE_YAML), indent=1))
+    write_layers(folder / "tiny_layers.csv", load_space(str(folder / "space.yaml"))
+                 .unique_layers())
+    return folder
+
+
+# --- mutations -------------------------------------------------------------------------------
+
+def byte_mutation(rng, data: bytes) -> bytes:
+    kind = rng.choice(["flip", "truncate", "delete", "insert", "empty", "nul", "latin1",
+                       "duplicate_line", "bom"])
+    n = len(data)
+    i = rng.randrange(max(n, 1))
+    if kind == "flip" and n:
+        return data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:]
+    if kind == "truncate":
+        return data[:i]
+    if kind == "delete":
+        return data[:i] + data[i + rng.randrange(1, 40):]
+    if kind == "insert":
+        return data[:i] + rng.choice([b",", b"\n", b'"', b"{", b"]", b":", b"-", b"\r"]) + \
+            data[i:]
+    if kind == "empty":
+        return b""
+    if kind == "nul":
+        return data[:i] + b"\0" + data[i:]
+    if kind == "latin1":
+        return data[:i] + b"\xe9\xff" + data[i:]
+    if kind == "duplicate_line":
+        lines = data.split(b"\n")
+        j = rng.randrange(len(lines))
+        return b"\n".join(lines[:j + 1] + lines[j:])
+    return b"\xef\xbb\xbf" + data  # a BOM: must still be read
+
+
+def csv_mutation(rng, data: bytes) -> bytes:
+    rows = [line.split(",") for line in data.decode().rstrip("\n").split("\n")]
+    width = len(rows[0])
+    kind = rng.choice(["delete_column", "duplicate_column", "swap_values", "odd_value",
+                       "rename_column", "delete_rows", "shuffle_rows", "huge_field",
+                       "swap_columns"])
+    c, c2 = rng.randrange(width), rng.randrange(width)
+    r = rng.randrange(1, len(rows))
+    if kind == "delete_column":
+        rows = [row[:c] + row[c + 1:] for row in rows]
+    elif kind == "duplicate_column":
+        rows = [row + [row[c]] for row in rows]
+    elif kind == "swap_values":
+        rows[r][c], rows[r][c2] = rows[r][c2], rows[r][c]
+    elif kind == "odd_value":
+        rows[r][c] = rng.choice(ODD_VALUES)
+    elif kind == "rename_column":
+        rows[0][c] = rng.choice([rows[0][c2], rows[0][c].upper(), " " + rows[0][c], ""])
+    elif kind == "delete_rows":
+        rows = rows[:1] + rows[1:][rng.randrange(len(rows)):]
+    elif kind == "shuffle_rows":
+        body = rows[1:]
+        rng.shuffle(body)
+        rows = rows[:1] + body
+    elif kind == "huge_field":
+        rows[r][c] = "7" * 140_000
+    else:
+        rows[0][c], rows[0][c2] = rows[0][c2], rows[0][c]
+    return ("\n".join(",".join(row) for row in rows) + "\n").encode()
+
+
+def _paths(doc, path=()):
+    yield path
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _paths(v, path + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _paths(v, path + (i,))
+
+
+def doc_mutation(rng, doc):
+    """The document with one node replaced, deleted, or nested deeply."""
+    paths = [p for p in _paths(doc) if p]
+    path = rng.choice(paths)
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    kind = rng.choice(["replace", "replace", "replace", "delete", "deep"])
+    if kind == "delete":
+        del parent[path[-1]]
+    elif kind == "deep":
+        parent[path[-1]] = DEEP  # replaced by 3,000 nested lists once written
+    else:
+        parent[path[-1]] = rng.choice(ODD_OBJECTS)
+    return doc
+
+
+def mutate(rng, name: str, data: bytes) -> tuple[str, bytes]:
+    """(what was done, the spoiled bytes)."""
+    choice = rng.random()
+    if choice < 0.35:
+        return "bytes", byte_mutation(rng, data)
+    if name.endswith(".csv"):
+        return "csv", csv_mutation(rng, data)
+    doc = yaml.safe_load(data) if name.endswith(".yaml") else json.loads(data)
+    doc = doc_mutation(rng, doc)
+    text = yaml.safe_dump(doc) if name.endswith(".yaml") else json.dumps(doc)
+    return name.rsplit(".")[-1], text.replace(json.dumps(DEEP), "[" * 3000 + "]" * 3000) \
+        .replace(DEEP, "[" * 3000 + "]" * 3000).encode()
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+def command(name: str, bad: str, valid, out) -> list:
+    """The command (module, argv) that reads the spoiled copy of ``name``."""
+    v = lambda f: str(valid / f)  # noqa: E731
+    search = ["--budget-ms", "50", "--trials", "4", "--sampler", "random", "--seed", "0",
+              "--quiet", "--json", str(out / "r.json")]
+    return {
+        "layers.csv": ("fit", ["--model", "lookup", "--layers", bad, "--calibrate-with",
+                               v("nets.csv"), "--out", str(out / "p.json")]),
+        "nets.csv": ("evaluate", ["--predictor", v("calibrated.json"), "--networks", bad,
+                                  "--json", str(out / "m.json")]),
+        "lookup.json": ("search", ["--space", "nb201", "--predictor", bad] + search),
+        "calibrated.json": ("search", ["--space", "nb201", "--predictor", bad] + search),
+        "additive.json": ("evaluate", ["--predictor", bad, "--networks", v("nets.csv")]),
+        "space.yaml": ("search", ["--space", bad, "--table", v("tiny_layers.csv")] + search),
+        "space.json": ("search", ["--space", bad, "--table", v("tiny_layers.csv")] + search),
+    }[name]
+
+
+def run_in_process(module: str, argv: list) -> tuple[int, str]:
+    """Run a command's main as the command line does; a HwnasError is status 2, and any
+    other exception fails the test (it would be a traceback)."""
+    main = importlib.import_module(f"hwnas.{module}" if module in ("fit", "evaluate") else
+                                   f"hwnas.{module}.__main__").main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main(argv)
+        except HwnasError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+        except SystemExit as e:  # argparse
+            status = e.code
+    return status, err.getvalue()
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path):
+    rng = random.Random(SEED)
+    names = ["layers.csv", "nets.csv", "lookup.json", "calibrated.json", "additive.json",
+             "space.yaml", "space.json"]
+    originals = {p: digest(valid / p) for p in os.listdir(valid)}
+    statuses, kinds = Counter(), Counter()
+    start = time.perf_counter()
+    for case in range(CASES):
+        name = names[case % len(names)]
+        kind, data = mutate(rng, name, (valid / name).read_bytes())
+        bad = tmp_path / f"case{case}-{name}"
+        bad.write_bytes(data)
+        out = tmp_path / f"out{case}"
+        out.mkdir()
+        module, argv = command(name, str(bad), valid, out)
+        status, err = run_in_process(module, argv)
+        statuses[status] += 1
+        kinds[kind] += 1
+        what = f"case {case} ({kind} on {name}): {module} {' '.join(argv)[:300]}\n{err[:2000]}"
+        assert status in (0, 2) or (status == 1 and "no architecture meets the budget" in err), \
+            what
+        if status == 2:
+            assert len(err.strip().splitlines()) == 1, what
+            assert not os.listdir(out), what  # a refused input writes nothing
+        assert bad.read_bytes() == data, what
+    assert {p: digest(valid / p) for p in os.listdir(valid)} == originals
+    seconds = time.perf_counter() - start
+    print(f"\nfuzz (seed {SEED}): {CASES} cases in {seconds:.1f} s; "
+          f"statuses {dict(sorted(statuses.items()))};"
+          f" mutations {dict(sorted(kinds.items()))}")
+    assert statuses[2] > CASES / 3 and statuses[0] > 0  # the mutations do spoil, not always
+
+
+def test_fuzzed_inputs_through_the_real_command_line(valid, tmp_path):
+    rng = random.Random(140)
+    names = ["layers.csv", "nets.csv", "calibrated.json", "space.yaml", "space.json",
+             "additive.json"]
+    for case, name in enumerate(names[:SUBPROCESS_CASES]):
+        kind, data = mutate(rng, name, (valid / name).read_bytes())
+        bad = tmp_path / f"case{case}-{name}"
+        bad.write_bytes(data)
+        out = tmp_path / f"out{case}"
+        out.mkdir()
+        module, argv = command(name, str(bad), valid, out)
+        run = subprocess.run([sys.executable, "-m", f"hwnas.{module}", *argv],
+                             capture_output=True, text=True)
+        what = f"case {case} ({kind} on {name}): {run.stderr[:2000]}"
+        assert "Traceback" not in run.stderr, what
+        assert run.returncode in (0, 1, 2), what
+        if run.returncode == 2:
+            assert len(run.stderr.strip().splitlines()) == 1 and not os.listdir(out), what
+        assert bad.read_bytes() == data, what
+
+
+def test_odd_values_are_finite_or_refused():
+    """The fuzz's odd values include every number that broke a command once."""
+    assert any(v in ("nan", "inf", "1e400") for v in ODD_VALUES)
+    assert any(isinstance(v, float) and not math.isfinite(v) for v in ODD_OBJECTS)
