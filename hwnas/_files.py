@@ -3,12 +3,10 @@ file and the line."""
 
 from __future__ import annotations
 
-from typing import Type
-
 from hwnas.errors import InputError
 
 
-def read_text(path: str, what: str, error: Type[InputError] = InputError) -> str:
+def read_text(path: str, what: str, error: type[InputError] = InputError) -> str:
     """The text of ``path``; raise ``error`` naming the path (and line) if it cannot be read,
     is not UTF-8 or holds a NUL byte. ``what`` says what the file is meant to be."""
     try:

@@ -17,8 +17,16 @@ from hwnas import _cli
 from hwnas.errors import HwnasError, InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.spaces import get_space, load_space
-from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, Fingerprint, TableWriter, Timing,
-                          format_z, read_layer_table, read_network_table)
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    NETWORK_COLUMNS,
+    Fingerprint,
+    TableWriter,
+    Timing,
+    format_z,
+    read_layer_table,
+    read_network_table,
+)
 
 FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
 

@@ -22,13 +22,20 @@ from collections import Counter
 
 import pytest
 import yaml
+from test_bad_input import SPACE_YAML, write_layers
 
 from hwnas.errors import HwnasError
 from hwnas.predictors import AdditivePredictor, CalibratedPredictor, LookupPredictor
 from hwnas.spaces import get_space, load_space
-from hwnas.tables import (NETWORK_COLUMNS, Fingerprint, TableWriter, Timing, format_z,
-                          read_layer_table, read_network_table)
-from test_bad_input import SPACE_YAML, write_layers
+from hwnas.tables import (
+    NETWORK_COLUMNS,
+    Fingerprint,
+    TableWriter,
+    Timing,
+    format_z,
+    read_layer_table,
+    read_network_table,
+)
 
 #: more cases or another seed: HWNAS_FUZZ_CASES=5000 HWNAS_FUZZ_SEED=1 pytest <this file>
 CASES = int(os.environ.get("HWNAS_FUZZ_CASES", 300))

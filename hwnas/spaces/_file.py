@@ -38,7 +38,6 @@ from hwnas.errors import InputError
 from hwnas.layers import ACTIVATIONS, ATTR_FIELDS, OPS, Layer
 from hwnas.spaces._base import Decision, SearchSpace
 
-
 #: the largest shape or attribute value a space file may give
 MAX_SIZE = 2**31 - 1
 
@@ -73,7 +72,7 @@ class _DuplicateKey(Exception):
     """A mapping with one key twice (JSON and YAML readers keep only the last silently)."""
 
 
-def _unique_keys(pairs: List[Tuple[str, Any]]) -> dict:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     keys = [k for k, _ in pairs]
     for k in keys:
         if keys.count(k) > 1:
