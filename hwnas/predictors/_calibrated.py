@@ -9,8 +9,13 @@ import numpy as np
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._base import (NotAdditiveError, Predictor, check_finite,
-                                    check_same_device, from_dict)
+from hwnas.predictors._base import (
+    NotAdditiveError,
+    Predictor,
+    check_finite,
+    check_same_device,
+    from_dict,
+)
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
 
