@@ -7,7 +7,8 @@ import math
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from typing import Callable
+from collections.abc import Sequence
 
 from hwnas.errors import HwnasError
 
@@ -49,7 +50,13 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
-    return int_in(1, sys.maxsize)(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
 
 
 #: a random seed: numpy and Optuna take 0 .. 2**32 - 1

@@ -277,6 +277,34 @@ def test_bad_options_name_the_option(inputs, tmp_path, kind):
     assert os.listdir(tmp_path) == [] and snapshot(inputs) == before
 
 
+SEARCH_CASES = {
+    # what fails only once the search runs: one line, and no result written
+    "--penalty-weight nan": (["--mode", "penalty", "--penalty-weight", "nan"],
+                             "penalty_weight must be a finite number"),
+    "an objective that raises": (["--objective", "objs:boom"], "'boom' raised RuntimeError"),
+    "an objective returning NaN": (["--objective", "objs:nan"], "'nan' returned nan"),
+    "an objective returning inf": (["--objective", "objs:inf"], "'inf' returned inf"),
+    "--storage foo://bar": (["--storage", "foo://bar"], "storage 'foo://bar'"),
+    "SQLite in a missing folder": (["--storage", "sqlite:///no/such/dir/s.db"],
+                                   "cannot open the study"),
+    "--workers 0": (["--workers", "0"], "--workers: must be >= 1, got 0"),
+}
+
+
+@pytest.mark.parametrize("kind", SEARCH_CASES)
+def test_search_failures_are_one_line(inputs, tmp_path, kind):
+    args, message = SEARCH_CASES[kind]
+    (tmp_path / "objs.py").write_text("def boom(arch):\n    raise RuntimeError('x')\n"
+                                      "def nan(arch):\n    return float('nan')\n"
+                                      "def inf(arch):\n    return float('inf')\n")
+    run = hwnas("search", "--budget-ms", "50", "--space", "nb201", "--table",
+                inputs / "layers.csv", "--trials", "5", "--quiet", "--json",
+                tmp_path / "r.json", *args, cwd=tmp_path,
+                env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert_one_line(run, message)
+    assert not (tmp_path / "r.json").exists()
+
+
 OBJECTIVE_CASES = {
     "a SyntaxError": ("def f(arch)\n    return 1\n", "bad_objective.py, line 1: syntax error"),
     "an error at import": ("import no_such_module_here\n",
@@ -337,6 +365,19 @@ def test_predict_z_takes_integral_floats_and_numpy_ints(inputs):
 def test_api_errors_are_input_errors(tmp_path, call, message):
     with pytest.raises(InputError, match=message):
         call(tmp_path)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"workers": 0}, "workers must be an integer >= 1"),
+    ({"n_trials": 0}, "n_trials must be an integer >= 1"),
+    ({"budget_ms": float("nan")}, "budget_ms must be a finite number > 0"),
+    ({"budget_ms": float("inf")}, "budget_ms must be a finite number > 0"),
+])
+def test_search_api_refuses_bad_options(inputs, options, message):
+    from hwnas.search import search
+    predictor = load_predictor(inputs / "lookup.json")
+    with pytest.raises(InputError, match=message):
+        search(get_space("nb201"), predictor, **{"budget_ms": 50.0, **options})
 
 
 # --- what the commands do with errors --------------------------------------------------------
