@@ -7,8 +7,7 @@ import math
 import os
 import sys
 import traceback
-from typing import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hwnas.errors import HwnasError
 
