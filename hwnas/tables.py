@@ -17,8 +17,9 @@ tagged with the device it was measured on, and a table never mixes two devices. 
 written as the choice indices joined by ``-`` (e.g. ``0-3-6``). Latencies are milliseconds per
 forward pass of the whole batch.
 
-Tables are validated on read: errors name the file, the line and the column. Writers append
-and flush one row at a time, so an interrupted measurement resumes where it stopped.
+Tables are validated on read: errors name the file, the line and the column. Writers hold
+the table's lock, and append and flush one row at a time, so an interrupted measurement
+resumes where it stopped and two processes never interleave rows.
 """
 
 from __future__ import annotations
@@ -316,32 +317,133 @@ def _extras(row: dict, columns: Sequence[str], where: str) -> Dict[str, float]:
     return {c: _number(row, c, where) for c in row if c not in columns}
 
 
+#: how long a writer waits for another process to finish writing the same table
+LOCK_WAIT_S = 600.0
+
+
+class TableLockedError(InputError):
+    """Another process kept a table locked for longer than we wait; the message names both."""
+
+
+class table_lock:
+    """An exclusive (or shared) lock on a table, held on its ``.lock`` sibling with flock.
+
+    The holder's process id and command are written into the lock file so that a process
+    that waits in vain can name it. Waits at most ``wait_s`` seconds, then raises
+    TableLockedError. Locks are per open file: nesting two on one table in one process blocks.
+
+    Example:
+        >>> with table_lock("layers.csv"):
+        ...     pass  # read-modify-write layers.csv without another process interleaving
+    """
+
+    def __init__(self, path: str | os.PathLike, shared: bool = False,
+                 wait_s: float | None = None):
+        self.path = os.fspath(path)
+        self.lock_path = self.path + ".lock"
+        self.shared = shared
+        self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+
+    def __enter__(self) -> "table_lock":
+        import fcntl
+        import time
+
+        os.makedirs(os.path.dirname(os.path.abspath(self.lock_path)), exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        mode = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 400, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise TableLockedError(
+                        f"{self.path}: another process is writing it ({holder or 'unknown'}; "
+                        f"lock {self.lock_path}) and did not finish within {self.wait_s:g} s: "
+                        f"wait for it, or write another file") from None
+                time.sleep(0.05)
+        if not self.shared:
+            os.ftruncate(fd, 0)  # the lock file is ours: it only names the holder
+            os.pwrite(fd, f"process {os.getpid()}: {_command()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)  # closing releases the flock
+
+
+def _command() -> str:
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+    except OSError:
+        return "?"
+
+
 class TableWriter:
-    """Appends rows to a CSV table one at a time, each flushed to disk before the next.
+    """Appends rows to a CSV table one at a time, each flushed to disk before the next, while
+    holding the table's lock (see table_lock): two processes never interleave their rows; the
+    second waits, then sees the first one's rows in ``done``.
 
     Opening an existing table resumes it: a half-written last line (from a killed process) is
     cut off, the rows already there are kept, and ``done`` holds their ids (the value of
-    ``id_column``) so callers skip what is measured. A table measured on another device is
-    refused.
+    ``id_column``) so callers skip what is measured. A file whose first line is not this
+    table's header, or a table measured on another device, is refused before anything is
+    written; an existing file is only ever appended to. With ``discard_existing`` an existing
+    table is first renamed to ``<path>.discarded`` (under the lock) and a new one started.
     """
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str], id_column: str,
-                 fingerprint: Fingerprint):
+                 fingerprint: Fingerprint, discard_existing: bool = False,
+                 wait_s: float | None = None):
         self.path = os.fspath(path)
         self.columns = tuple(columns)
         self.fingerprint = fingerprint
         self.done: set[str] = set()
-        _cut_partial_line(self.path)
-        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            for line, row in _read_rows(self.path, self.columns):
-                _same_fingerprint(fingerprint, row, f"{self.path}, line {line}",
-                                  hint="measure into another file")
-                self.done.add(row[id_column])
-            self._file = open(self.path, "a", newline="")
-        else:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self._file = open(self.path, "w", newline="")
-            self._write_line(self.columns)
+        if not discard_existing:
+            self._check_header(complete_only=True)  # before the lock file: a foreign file
+        self._lock = table_lock(self.path, wait_s=wait_s).__enter__()
+        try:
+            if discard_existing and os.path.exists(self.path):
+                os.replace(self.path, self.path + ".discarded")
+            self._check_header()
+            _cut_partial_line(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            self._file = os.fdopen(fd, "a", newline="")
+            if os.path.getsize(self.path) == 0:
+                self._write_line(self.columns)
+            else:
+                for line, row in _read_rows(self.path, self.columns):
+                    _same_fingerprint(fingerprint, row, f"{self.path}, line {line}",
+                                      hint="measure into another file")
+                    self.done.add(row[id_column])
+        except BaseException:
+            if hasattr(self, "_file"):
+                self._file.close()
+            self._lock.__exit__()
+            raise
+
+    def _check_header(self, complete_only: bool = False) -> None:
+        """Refuse a file that is not this kind of table, touching nothing; with
+        ``complete_only``, let pass a first line still being written by another process."""
+        try:
+            with open(self.path, "rb") as f:
+                first = f.readline()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise TableError(f"{self.path}: cannot open the table: {e.strerror}") from None
+        if not first or (complete_only and not first.endswith(b"\n")):
+            return
+        expected = ",".join(self.columns)
+        if not first.endswith(b"\n") or first.decode(errors="replace").rstrip("\r\n") != expected:
+            shown = first[:60].decode(errors="replace").rstrip("\r\n")
+            raise TableError(f"{self.path}, line 1: not a table of this kind: it starts with "
+                             f"{shown!r}, expected the header {expected!r}; nothing was "
+                             f"written (choose another file)")
 
     def append(self, row: Dict[str, str]) -> None:
         values = {**row, **self.fingerprint.as_row()}
@@ -355,7 +457,10 @@ class TableWriter:
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        finally:
+            self._lock.__exit__()
 
     def __enter__(self) -> "TableWriter":
         return self
@@ -365,6 +470,8 @@ class TableWriter:
 
 
 def _cut_partial_line(path: str) -> None:
+    """Cut a half-written last row (its writer was killed); called only for a table whose
+    header was checked, under its lock."""
     if not os.path.exists(path):
         return
     with open(path, "rb+") as f:

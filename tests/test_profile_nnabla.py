@@ -1,5 +1,6 @@
 """The nnabla profiler, measuring real layers and networks (small shapes, few runs)."""
 
+import csv
 import math
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_profile_command_writes_the_layer_table(tmp_path):
     assert "measuring layers" in run.stderr and "ETA" in run.stderr
     assert len(read_layer_table(out).timings) == len(get_space("mobilenet").unique_layers())
     again = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True)
-    assert again.returncode == 0 and "measuring" not in again.stderr
+    assert again.returncode == 0 and "measuring layers" not in again.stderr
 
 
 def test_cudnn_context_without_a_gpu_is_a_clear_error():
@@ -98,3 +99,78 @@ def test_nb201_layers_and_networks(nnabla_backend, tmp_path):
     nets = profile_networks(nnabla_backend, space, space.random_z(2, seed=0).tolist() +
                             [[0] * 6], tmp_path / "n.csv", FAST, show_progress=False)
     assert len(nets.z) == 3 and all(t.latency_ms > 0 for t in nets.timings)
+
+
+QUICK = ["--runs", "2", "--warmup", "1", "--max-seconds", "0.01", "--quiet"]
+
+
+def test_two_profile_processes_on_one_file_never_interleave(tmp_path):
+    out = tmp_path / "layers.csv"
+    cmd = [sys.executable, "-m", "hwnas.profile", "--space", "nb201", "--out", str(out), *QUICK]
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(p.wait(), p.stderr.read()) for p in runs]
+    for code, stderr in results:  # both finish, or one says who holds the lock
+        assert code == 0 or (code == 2 and "another process is writing it" in stderr), stderr
+    assert any(code == 0 for code, _ in results)
+    rows = list(csv.reader(out.read_text().splitlines()))
+    keys = [row[0] for row in rows[1:]]
+    assert len(keys) == len(set(keys)) == 18  # each layer once
+    assert all(len(row) == len(rows[0]) for row in rows)  # no torn line
+    assert len(read_layer_table(out).timings) == 18
+
+
+def test_out_naming_a_file_that_is_not_a_table_leaves_it_untouched(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"l1\nl2")  # the last line has no newline
+    run = subprocess.run([sys.executable, "-m", "hwnas.profile", "--space", "nb201", "--out",
+                          str(notes), *QUICK], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "notes.txt, line 1: not a table of this kind" in run.stderr
+    assert notes.read_bytes() == b"l1\nl2"
+    layers = tmp_path / "layers.csv"
+    profile_layers(get_backend("nnabla"), get_space("nb201").unique_layers()[:2], layers, FAST,
+                   show_progress=False)
+    before = layers.read_bytes()
+    run = subprocess.run([sys.executable, "-m", "hwnas.profile", "--space", "nb201",
+                          "--networks", "2", "--out", str(layers), *QUICK],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "expected the header 'space,z," in run.stderr
+    assert layers.read_bytes() == before
+
+
+def test_profile_shows_and_discards_the_cache(tmp_path, monkeypatch):
+    from hwnas.profile import device_tables
+    cache = tmp_path / "hwcache"
+    monkeypatch.setenv("HWNAS_CACHE", str(cache))
+    device_tables(get_backend("nnabla"), get_space("nb201"), networks=2, protocol=FAST,
+                  show_progress=False, budget_ms=2.0)
+    shown = subprocess.run([sys.executable, "-m", "hwnas.profile", "--cache"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "layers.csv" in shown.stdout and "networks-nb201-" in shown.stdout
+    assert "measured (UTC)" in shown.stdout and ("good" in shown.stdout or "NOISY" in shown.stdout)
+    gone = subprocess.run([sys.executable, "-m", "hwnas.profile", "--remeasure"],
+                          capture_output=True, text=True)
+    assert gone.returncode == 0 and "discarded 2 cached table(s)" in gone.stdout, gone.stderr
+    assert not list(cache.glob("*/*.csv")) and len(list(cache.glob("*/*.csv.discarded"))) == 2
+
+
+def test_device_tables_calibrate_near_the_budget_and_remeasure_a_noisy_cache(tmp_path):
+    import json
+    from hwnas.profile import device_folder, device_tables
+    space, backend = get_space("nb201"), get_backend("nnabla")
+    layers, nets = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False,
+                                 budget_ms=2.0)
+    design = {tuple(z) for z in space.design(5, seed=0)}
+    assert design <= set(nets.z) and len(nets.z) >= len(design) + 2  # + least + near budget
+    status_path = device_folder(backend) / "measured.json"
+    status = json.loads(status_path.read_text())
+    assert set(status) == {"layers.csv", nets.path.split("/")[-1]}
+    assert all("measured_at" in s and "load_average" in s for s in status.values())
+    status["layers.csv"]["good"] = False  # as if measured while other jobs ran
+    status_path.write_text(json.dumps(status))
+    again, _ = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False,
+                             budget_ms=2.0)
+    assert (device_folder(backend) / "layers.csv.discarded").exists()  # measured anew
+    assert set(again.timings) == set(layers.timings)

@@ -1,7 +1,8 @@
 """python -m hwnas.profile: measure a space's unique layers, or whole networks, into a CSV.
 
-Rows are appended and flushed one at a time: run the same command again after an
-interruption and it measures only what is missing.
+Rows are appended and flushed one at a time, under a lock on the table: run the same command
+again after an interruption and it measures only what is missing. ``--cache`` shows the
+tables cached by the default flow of hwnas.search, ``--remeasure`` discards a device's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from hwnas import _cli
 from hwnas._files import read_text
 from hwnas.errors import InputError
 from hwnas.profile import (TimingProtocol, add_backend_options, backend_from_args,
-                           profile_layers, profile_networks)
+                           cache_report, discard_cache, profile_layers, profile_networks,
+                           table_quality)
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import parse_z
 
@@ -25,7 +27,13 @@ def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     _cli.add_space_option(p, "mobilenet")
     add_backend_options(p, default="nnabla")
-    p.add_argument("--out", help="table to write or resume (CSV; not with --export)")
+    p.add_argument("--out", help="table to write or resume (CSV; not with --export); needed "
+                   "unless --cache or --remeasure")
+    p.add_argument("--cache", action="store_true", help="show the cached tables (of "
+                   "python -m hwnas.search): when and how steadily each was measured")
+    p.add_argument("--remeasure", action="store_true", help="discard the cached tables of "
+                   "the device (--backend, --context, ...) so that the next use measures them "
+                   "again")
     p.add_argument("--networks", type=_cli.int_in(1, _cli.MAX_NETWORKS), metavar="N",
                    help="measure N random whole networks (a network table) instead of layers")
     p.add_argument("--seed", type=_cli.seed, default=0, help="seed of the random networks")
@@ -116,11 +124,22 @@ def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.cache:
+        print(cache_report())
+        return 0
+    if args.remeasure:
+        backend = backend_from_args(args.backend, args)
+        names = discard_cache(backend)
+        print(f"discarded {len(names)} cached table(s) of {backend.fingerprint().describe()}"
+              + (f": {', '.join(names)}" if names else ""))
+        if not args.out and not args.export:
+            return 0
     space = load_space(args.space)
     if args.export:
         return export(args, space)
     if not args.out:
-        raise InputError("--out: give the table to write (or --export DIR)")
+        raise InputError("--out: give the table to write (or --export DIR, --cache, "
+                         "--remeasure)")
     if args.design and not args.networks:
         raise InputError("--design chooses the networks of --networks N: give --networks")
     protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
@@ -138,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     spreads = sorted(t.round_spread for t in timings)
     print(f"{args.out}: {count} measured with {table.fingerprint.describe()}; "
           f"repeatability: median round spread {100 * spreads[len(spreads) // 2]:.1f} %")
+    warning = table_quality(args.out).warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.batch > 1 and (args.networks or args.from_file):
         per_s = sorted(args.batch / t.latency_ms * 1e3 for t in timings)
         print(f"throughput: {per_s[0]:.0f}-{per_s[-1]:.0f} samples/s at batch {args.batch}")

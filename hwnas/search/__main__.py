@@ -2,8 +2,10 @@
 
 With no --table or --predictor, this machine's layer table and a few whole networks are
 measured on first use (cached per device fingerprint under $HWNAS_CACHE, default
-~/.cache/hwnas), and the layer sums are calibrated on the networks, so that the budget is in
-true end-to-end milliseconds. Later runs reuse the cache.
+~/.cache/hwnas), and the layer sums are calibrated on the networks near the budget, so that
+the budget is in true end-to-end milliseconds. Later runs reuse the cache. Where the
+predictor's device is this machine, the reported architectures are then measured, and a miss
+recalibrates and searches again (hwnas.search._verify); --no-verify skips it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hwnas.profile import (add_backend_options, available_backends, backend_from
 from hwnas.search._plot import plot_search
 from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchInterrupted,
                                  SearchResult, search)
+from hwnas.search._verify import calibrate, verify_search
 from hwnas.spaces import load_space
 from hwnas.tables import format_z, read_layer_table
 
@@ -85,6 +88,11 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write the result as JSON")
     p.add_argument("--export-onnx", metavar="DIR", help="write each reported architecture "
                    "as DIR/<space>-<rank>-<z>.onnx (needs onnx)")
+    p.add_argument("--no-verify", action="store_true", help="report the predicted latencies "
+                   "without measuring the reported architectures on this device (by default "
+                   "they are measured, and a miss recalibrates and searches again)")
+    p.add_argument("--remeasure", action="store_true", help="discard this device's cached "
+                   "tables and measure them again (with neither --table nor --predictor)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -93,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
+    base = networks = backend = None
+    if args.remeasure and (args.predictor or args.table):
+        raise ValueError("--remeasure re-measures the cached tables of the default flow: "
+                         "drop --table / --predictor, or re-measure with python -m "
+                         "hwnas.profile")
     if args.predictor:
         predictor, source = load_predictor(args.predictor), args.predictor
     elif args.table:
@@ -103,22 +116,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("no profiler backend is installed to measure this machine: "
                              "run scripts/setup (nnabla in .venv), or give --table")
         backend = backend_from_args(backend_name, args)
-        layers, networks = device_tables(backend, space, show_progress=not args.quiet)
-        predictor = CalibratedPredictor(LookupPredictor().fit(layers)).fit(networks, space)
+        layers, networks = device_tables(backend, space, show_progress=not args.quiet,
+                                         budget_ms=args.budget_ms, remeasure=args.remeasure)
+        base = LookupPredictor().fit(layers)
+        predictor = calibrate(base, networks, space, args.budget_ms)
         source = layers.path
     try:
         storage = args.storage
         if storage is None and (args.study_name or args.workers > 1):
             folder = os.path.dirname(os.path.abspath(args.json)) if args.json else os.getcwd()
             storage = os.path.join(folder, f"{args.study_name or 'hwnas-search'}.journal")
-        result = search(space, predictor, args.budget_ms, load_objective(args.objective),
-                        mode=args.mode, sampler=args.sampler, n_trials=args.trials,
-                        seed=args.seed, top=args.top, feasible=not args.plain_sampler,
-                        max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
-                        max_activation_bytes=_bytes(args.max_activation_kb),
-                        confidence=args.confidence, penalty_weight=args.penalty_weight,
-                        storage=storage, study_name=args.study_name, workers=args.workers,
-                        show_progress=not args.quiet)
+        objective = load_objective(args.objective)
+        searches = []
+
+        def run_search(predictor):
+            # a named study is the first search's: a verify round's trials carry other
+            # predictions, so each round searches a study of its own
+            name = args.study_name and args.study_name + (
+                f"-verify-{len(searches)}" if searches else "")
+            searches.append(name)
+            return search(space, predictor, args.budget_ms, objective,
+                          mode=args.mode, sampler=args.sampler, n_trials=args.trials,
+                          seed=args.seed, top=args.top, feasible=not args.plain_sampler,
+                          max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
+                          max_activation_bytes=_bytes(args.max_activation_kb),
+                          confidence=args.confidence, penalty_weight=args.penalty_weight,
+                          storage=storage, study_name=name, workers=args.workers,
+                          show_progress=not args.quiet)
+
+        verification = None
+        if args.no_verify:
+            result = run_search(predictor)
+        else:
+            verification = verify_search(space, predictor, run_search, args.budget_ms,
+                                         mode=args.mode, top=args.top, base=base,
+                                         calibration=networks, backend=backend,
+                                         show_progress=not args.quiet, log=print)
+            result, predictor = verification.result, verification.predictor
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
@@ -126,9 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{PROG}: {e}", file=sys.stderr)
         return 130
     print(report(result, predictor))
+    if verification is not None:
+        print(verification_report(verification))
     if args.json:
+        doc = as_json(result, predictor, source)
+        if verification is not None:
+            doc.update(verification.as_dict())
+            for entry in doc["best"]:
+                entry["measured_latency_ms"] = verification.measured_ms.get(tuple(entry["z"]))
+        else:
+            doc["verified"] = False
+            doc["verification"] = {"note": "not verified: --no-verify"}
         with open(args.json, "w") as f:
-            json.dump(as_json(result, predictor, source), f, indent=1)
+            json.dump(doc, f, indent=1)
             f.write("\n")
     if args.plot:
         plot_search(result, args.plot)
@@ -139,6 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             export_onnx(space.decode(c.z).graph, path, batch=predictor.fingerprint_.batch)
             print(f"wrote {path}")
     return 0
+
+
+def verification_report(verification) -> str:
+    """Measured beside predicted latency of each reported architecture, and the verdict."""
+    v = verification
+    if not v.measured_ms:
+        return f"not verified: {v.note}"
+    lines = [f"{'rank':>4}  {'predicted_ms':>12}  {'measured_ms':>11}  {'error':>7}  z"]
+    for i, c in enumerate(v.result.best, 1):
+        true = v.measured_ms[c.z]
+        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {true:>11.3f}  "
+                     f"{100 * (c.predicted_latency_ms / true - 1):>+6.1f}%  {format_z(c.z)}")
+    lines.append(("verified: " if v.verified else "not verified: ") + v.note)
+    return "\n".join(lines)
 
 
 def _bytes(kib):
