@@ -51,7 +51,7 @@ class BurstyLoad:
             spin.wait()
             self._stop.wait(rng.uniform(1, 3))
 
-    def __enter__(self) -> "BurstyLoad":
+    def __enter__(self) -> BurstyLoad:
         for t in self._threads:
             t.start()
         return self

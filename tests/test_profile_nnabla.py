@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FAST, have_gpu
+
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space
@@ -158,6 +158,7 @@ def test_profile_shows_and_discards_the_cache(tmp_path, monkeypatch):
 
 def test_device_tables_calibrate_near_the_budget_and_remeasure_a_noisy_cache(tmp_path):
     import json
+
     from hwnas.profile import device_folder, device_tables
     space, backend = get_space("nb201"), get_backend("nnabla")
     layers, nets = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False,

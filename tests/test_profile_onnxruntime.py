@@ -11,11 +11,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import FAST
+
 from hwnas.layers import Layer
-from hwnas.profile import (ProfileError, export_onnx, get_backend, profile_layers,
-                           profile_networks)
+from hwnas.profile import ProfileError, export_onnx, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space
 from hwnas.tables import read_layer_table, read_network_table
 

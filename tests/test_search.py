@@ -190,6 +190,7 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
 @pytest.mark.nnabla
 def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path):
     from conftest import FAST
+
     from hwnas.predictors import CalibratedPredictor
     from hwnas.profile import device_tables
     from hwnas.search._verify import calibrate, verify_search

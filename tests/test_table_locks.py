@@ -6,10 +6,18 @@ import time
 from pathlib import Path
 
 import pytest
-
-from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, TableError,
-                          TableLockedError, TableWriter, Timing, read_layer_table, table_lock)
 from test_tables import FP, LAYERS, write_table
+
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    NETWORK_COLUMNS,
+    TableError,
+    TableLockedError,
+    TableWriter,
+    Timing,
+    read_layer_table,
+    table_lock,
+)
 
 
 def hold_lock(path, seconds):

@@ -16,10 +16,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable
 
 import numpy as np
 
@@ -31,9 +32,18 @@ from hwnas.profile._onnxruntime import export_onnx, to_onnx
 from hwnas.profile._options import add_backend_options, backend_from_args
 from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.spaces import Graph, SearchSpace, unit_graph
-from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, LayerTable, NetworkTable,
-                          TableWriter, Timing, format_z, read_layer_table, read_network_table,
-                          table_lock)
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    NETWORK_COLUMNS,
+    LayerTable,
+    NetworkTable,
+    TableWriter,
+    Timing,
+    format_z,
+    read_layer_table,
+    read_network_table,
+    table_lock,
+)
 
 #: backend name -> (module that must be importable, class path)
 BACKENDS = {"nnabla": ("nnabla", "hwnas.profile._nnabla:NNablaBackend"),
@@ -54,7 +64,7 @@ REMEASURE_PAUSE_S = 1.0
 NOISY_SHARE = 0.05
 
 
-def available_backends() -> List[str]:
+def available_backends() -> list[str]:
     """Installed backends, the user's framework (nnabla) first."""
     return [name for name, (module, _) in BACKENDS.items() if importlib.util.find_spec(module)]
 
@@ -89,7 +99,7 @@ def network_table_path(backend: Backend, space: SearchSpace) -> Path:
 def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
                   protocol: TimingProtocol = TimingProtocol(), show_progress: bool = True,
                   budget_ms: float | None = None, remeasure: bool = False
-                  ) -> Tuple[LayerTable, NetworkTable]:
+                  ) -> tuple[LayerTable, NetworkTable]:
     """This device's layer table for ``space`` and whole networks measured to calibrate it,
     measured on first use and cached per device fingerprint (and space): later calls measure
     only what is missing.
@@ -149,7 +159,7 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
     return layers, nets.select([i for i, z in enumerate(nets.z) if z in wanted])
 
 
-def _line(x: np.ndarray, y: np.ndarray) -> Tuple[float, float]:
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """y ~ a x + b by least squares; a ratio through 0 where that is not a rising line."""
     if len(x) >= 2 and np.ptp(x) > 0:
         a, b = np.polyfit(x, y, 1)
@@ -159,7 +169,7 @@ def _line(x: np.ndarray, y: np.ndarray) -> Tuple[float, float]:
 
 
 def _near_budget(space: SearchSpace, fixed: float, C: np.ndarray, target: float,
-                 n: int, seed: int = 1) -> List[np.ndarray]:
+                 n: int, seed: int = 1) -> list[np.ndarray]:
     """n distinct z whose layer sum is nearest ``target``, spread over their MACs (the
     largest first: what a search under that budget reports)."""
     Z = np.unique(space.random_z(4000, seed), axis=0)
@@ -197,7 +207,7 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
 
 def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
                      path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
-                     show_progress: bool = True) -> Dict[Tuple[int, ...], Timing]:
+                     show_progress: bool = True) -> dict[tuple[int, ...], Timing]:
     """Like profile_networks, but a measurement that stays noisy (see ``noise``) is returned
     without being cached, so that it is measured again next time. Returns z -> Timing for
     every z asked for; the table at ``path`` keeps only the steady ones."""
@@ -211,7 +221,7 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     return {tuple(int(v) for v in z): timings[tuple(int(v) for v in z)] for z in zs}
 
 
-Units = Dict[str, Tuple[Graph, Dict[str, str]]]
+Units = dict[str, tuple[Graph, dict[str, str]]]
 
 
 def _layer_units(layers: Sequence[Layer]) -> Units:
@@ -265,10 +275,10 @@ class TableQuality:
                 f"next use; python -m hwnas.profile --cache shows the cache)")
 
 
-def _measure(backend: Backend, jobs: Sequence[Tuple[str | os.PathLike, Sequence[str], str, Units]],
+def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[str], str, Units]],
              protocol: TimingProtocol, progress_label: str | None,
              discard_existing: bool = False, keep_noisy: bool = True
-             ) -> Tuple[List[TableQuality], Dict[str, Timing]]:
+             ) -> tuple[list[TableQuality], dict[str, Timing]]:
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
     tables (each job is ``(path, columns, id_column, units)``), so that units of different
     tables share machine states. Units whose noise is over NOISY_SPREAD are measured again
@@ -280,7 +290,7 @@ def _measure(backend: Backend, jobs: Sequence[Tuple[str | os.PathLike, Sequence[
     written: rows still noisy, unless ``keep_noisy``.
     """
     order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j][0])))
-    writers: Dict[int, TableWriter] = {}
+    writers: dict[int, TableWriter] = {}
     try:
         for j in order:
             path, columns, id_column, _ = jobs[j]
@@ -290,11 +300,11 @@ def _measure(backend: Backend, jobs: Sequence[Tuple[str | os.PathLike, Sequence[
                             for j in range(len(jobs))])
         bar = Progress(len(todo), progress_label or "", progress_label is not None)
         measured = {j: 0 for j in writers}
-        unsaved: Dict[str, Timing] = {}
+        unsaved: dict[str, Timing] = {}
         try:
             for start in range(0, len(todo), BATCH_UNITS):
                 batch = todo[start:start + BATCH_UNITS]
-                runners: List[Callable[[], None]] = []
+                runners: list[Callable[[], None]] = []
                 failure = None
                 for j, key in batch:
                     try:
@@ -335,7 +345,7 @@ def noise(timing: Timing) -> float:
     return max(timing.round_spread, timing.latency_ms / timing.min_ms - 1)
 
 
-def _interleave(lists: Sequence[List]) -> List:
+def _interleave(lists: Sequence[list]) -> list:
     """Merge lists so that each is spread evenly over the result (stable within a list)."""
     keyed = [((i + 0.5) / len(items), n, item) for n, items in enumerate(lists)
              for i, item in enumerate(items)]
@@ -359,7 +369,7 @@ def table_quality(path: str | os.PathLike) -> TableQuality:
 CACHE_STATUS = "measured.json"
 
 
-def read_cache_status(folder: str | os.PathLike) -> Dict[str, dict]:
+def read_cache_status(folder: str | os.PathLike) -> dict[str, dict]:
     """What a device's cache folder records about its tables: file name -> TableQuality
     fields and ``good``. Empty where nothing is recorded."""
     path = Path(folder) / CACHE_STATUS
@@ -390,7 +400,7 @@ def _record(folder: Path, qualities: Sequence[TableQuality]) -> None:
         os.replace(tmp, path)
 
 
-def discard_cache(backend: Backend) -> List[str]:
+def discard_cache(backend: Backend) -> list[str]:
     """Discard this device's cached tables (each renamed to ``<name>.discarded`` under its
     lock); returns their names."""
     folder = device_folder(backend)

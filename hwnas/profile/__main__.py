@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Sequence
+from collections.abc import Sequence
 
 from hwnas import _cli
 from hwnas._files import read_text
 from hwnas.errors import InputError
-from hwnas.profile import (TimingProtocol, add_backend_options, backend_from_args,
-                           cache_report, discard_cache, profile_layers, profile_networks,
-                           table_quality)
+from hwnas.profile import (
+    TimingProtocol,
+    add_backend_options,
+    backend_from_args,
+    cache_report,
+    discard_cache,
+    profile_layers,
+    profile_networks,
+    table_quality,
+)
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import parse_z
 
@@ -96,7 +103,7 @@ def export(args, space: SearchSpace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_zs(path: str, space: SearchSpace) -> List[Sequence[int]]:
+def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
     """z from a search result JSON or from a text file of one z per line."""
     text = read_text(path, "file of z")
     if text.lstrip().startswith("{"):

@@ -6,8 +6,9 @@ import ctypes
 import ctypes.util
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -64,9 +65,9 @@ class TimingProtocol:
                              f"and 1 <= min_runs <= runs")
 
 
-def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol) -> List[Timing]:
+def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol) -> list[Timing]:
     """Time each runner (one forward pass, synchronised) under ``protocol``, interleaved."""
-    samples: List[List[np.ndarray]] = [[] for _ in runners]
+    samples: list[list[np.ndarray]] = [[] for _ in runners]
     for _ in range(protocol.rounds):
         for run, rounds in zip(runners, samples):
             for _ in range(protocol.warmup):
@@ -84,7 +85,7 @@ def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol) -> 
     return [_timing(rounds) for rounds in samples]
 
 
-def _timing(rounds: List[np.ndarray]) -> Timing:
+def _timing(rounds: list[np.ndarray]) -> Timing:
     medians = np.array([np.median(r) for r in rounds])
     pooled = np.concatenate(rounds)
     p10, p90 = np.percentile(pooled, [10, 90])

@@ -22,11 +22,23 @@ import optuna
 from hwnas import _cli
 from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
-from hwnas.profile import (add_backend_options, available_backends, backend_from_args,
-                           device_tables, export_onnx)
+from hwnas.profile import (
+    add_backend_options,
+    available_backends,
+    backend_from_args,
+    device_tables,
+    export_onnx,
+)
 from hwnas.search._plot import plot_search
-from hwnas.search._study import (MODES, OBJECTIVES, SAMPLERS, BudgetError, SearchInterrupted,
-                                 SearchResult, search)
+from hwnas.search._study import (
+    MODES,
+    OBJECTIVES,
+    SAMPLERS,
+    BudgetError,
+    SearchInterrupted,
+    SearchResult,
+    search,
+)
 from hwnas.search._verify import calibrate, verify_search
 from hwnas.spaces import load_space
 from hwnas.tables import format_z, read_layer_table

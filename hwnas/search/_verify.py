@@ -19,14 +19,22 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.predictors import CalibratedPredictor, NotAdditiveError
-from hwnas.profile import (NOISY_SPREAD, TimingProtocol, available_backends, get_backend,
-                           measure_networks, network_table_path, noise, profile_networks)
+from hwnas.profile import (
+    NOISY_SPREAD,
+    TimingProtocol,
+    available_backends,
+    get_backend,
+    measure_networks,
+    network_table_path,
+    noise,
+    profile_networks,
+)
 from hwnas.search._study import BudgetError, SearchResult
 from hwnas.tables import NetworkTable, Timing, read_network_table
 
@@ -50,11 +58,11 @@ class Verification:
     predictor of the last round, measured latency per z, and the rounds' printed lines."""
 
     result: SearchResult
-    predictor: "Predictor"
+    predictor: Predictor
     verified: bool
     note: str  # how it was verified, or why not
-    measured_ms: Dict[Tuple[int, ...], float] = field(default_factory=dict)
-    rounds: List[str] = field(default_factory=list)
+    measured_ms: dict[tuple[int, ...], float] = field(default_factory=dict)
+    rounds: list[str] = field(default_factory=list)
     tolerance: float = TOLERANCE
 
     def as_dict(self) -> dict:
@@ -68,7 +76,7 @@ class Verification:
                                  "log": self.rounds}}
 
 
-def verifier_backend(predictor: "Predictor") -> Tuple[Optional["Backend"], str]:
+def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
     """The installed backend that measures on the predictor's device, or None and why not."""
     fp = predictor.fingerprint_
     target = getattr(predictor, "target", "latency_ms")
@@ -89,7 +97,7 @@ def verifier_backend(predictor: "Predictor") -> Tuple[Optional["Backend"], str]:
     return backend, ""
 
 
-def calibrate(base: "Predictor", networks: "NetworkTable", space: "SearchSpace",
+def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
               budget_ms: float) -> CalibratedPredictor:
     """true ~ a * base + b fitted on the networks measured within WINDOW of the budget where
     at least 3 are (and they rank), else on all of them. Noisy rows are left out where 3
@@ -107,14 +115,14 @@ def calibrate(base: "Predictor", networks: "NetworkTable", space: "SearchSpace",
     return CalibratedPredictor(base).fit(networks, space)
 
 
-def verify_search(space: "SearchSpace", predictor: "Predictor",
-                  run_search: Callable[["Predictor"], SearchResult], budget_ms: float, *,
+def verify_search(space: SearchSpace, predictor: Predictor,
+                  run_search: Callable[[Predictor], SearchResult], budget_ms: float, *,
                   mode: str = "constraint", top: int = 5,
-                  base: Optional["Predictor"] = None,
-                  calibration: Optional["NetworkTable"] = None,
-                  backend: Optional["Backend"] = None,
+                  base: Predictor | None = None,
+                  calibration: NetworkTable | None = None,
+                  backend: Backend | None = None,
                   tolerance: float = TOLERANCE, max_rounds: int = MAX_ROUNDS,
-                  protocol: TimingProtocol = TimingProtocol(), show_progress: bool = False,
+                  protocol: TimingProtocol | None = None, show_progress: bool = False,
                   log: Callable[[str], None] = lambda line: None) -> Verification:
     """Search with ``run_search(predictor)``, measure the reported architectures on the
     device (interleaved, into the device's cached network table), and while one is over the
@@ -137,11 +145,12 @@ def verify_search(space: "SearchSpace", predictor: "Predictor",
     if base is None:
         base = predictor.base if isinstance(predictor, CalibratedPredictor) else predictor
     path = network_table_path(backend, space)
+    protocol = protocol or TimingProtocol()
     calib = set(calibration.z) if calibration is not None else set()
-    measured: Dict[Tuple[int, ...], float] = {}
-    seen: Dict[Tuple[int, ...], Timing] = {}  # this run's measurements, cached or not
-    pool: Dict[Tuple[int, ...], object] = {}  # every reported candidate, by z
-    rounds: List[str] = []
+    measured: dict[tuple[int, ...], float] = {}
+    seen: dict[tuple[int, ...], Timing] = {}  # this run's measurements, cached or not
+    pool: dict[tuple[int, ...], object] = {}  # every reported candidate, by z
+    rounds: list[str] = []
     over = mode != "penalty"  # a budget that a true latency can break
     result = last = None
     for number in range(1, max_rounds + 1):
@@ -237,7 +246,7 @@ def _measured_over(budget_ms: float, least_ms: float) -> BudgetError:
     return e
 
 
-def _table(calibration, space, path, backend, calib, seen) -> "NetworkTable":
+def _table(calibration, space, path, backend, calib, seen) -> NetworkTable:
     """The calibration networks: the given table's rows and this run's measurements."""
     rows = dict(zip(calibration.z, calibration.timings)) if calibration is not None else {}
     rows.update((z, seen[z]) for z in calib if z in seen)
