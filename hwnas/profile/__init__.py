@@ -136,6 +136,8 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
     layers = _read(read_layer_table, layers_path)
     fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
     nets = _read(read_network_table, nets_path, space)
+    spanning = {tuple(int(v) for v in z) for z in span}  # the same line for the same cache
+    nets = nets.select([i for i, z in enumerate(nets.z) if z in spanning])
     a, b = _line(space.evaluate_z(np.array(nets.z), fixed, C), nets.values())
     zs = [space.min_z(fixed, C)[0]]
     if budget_ms is None:
