@@ -35,6 +35,7 @@ from hwnas.profile import (
     noise,
     profile_networks,
 )
+from hwnas.profile._base import cpu_name
 from hwnas.search._study import BudgetError, SearchResult
 from hwnas.tables import NetworkTable, Timing, read_network_table
 
@@ -84,6 +85,9 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
         return None, f"the predictor predicts {target}, not latency"
     if fp.backend not in available_backends():
         return None, f"the predictor is for {fp.describe()}; {fp.backend} is not installed here"
+    here_cpu = f"cpu: {cpu_name()}"
+    if fp.device.startswith("cpu: ") and fp.device != here_cpu:  # known without a runtime
+        return None, f"the predictor is for {fp.describe()}; this machine's CPU is {here_cpu}"
     options = {"context": fp.device.split(":")[0], "batch": fp.batch}
     if fp.backend == "onnxruntime":
         options.update(threads=fp.threads, optimization=fp.backend_version.rpartition("opt=")[2])
@@ -162,7 +166,13 @@ def verify_search(space: SearchSpace, predictor: Predictor,
             try:  # is the least-latency architecture truly over the budget, or the calibration?
                 z_min = tuple(int(v) for v in space.min_z(*predictor.cost_matrix(space))[0])
             except NotAdditiveError:
-                raise e from None
+                if last is None:
+                    raise e from None
+                rounds.append(f"verify round {number}: the recalibrated predictor finds no "
+                              f"architecture within the budget (the least is not known: it "
+                              f"is not additive)")
+                log(rounds[-1])
+                break
             zs, result = [z_min], None
         if not zs:
             break
