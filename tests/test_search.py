@@ -188,7 +188,12 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
 
 
 @pytest.mark.nnabla
-def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path):
+@pytest.mark.parametrize("scale, offset_ms, first", [
+    (0.5, 0.0, "over the budget or off by more than 5 %"),  # half the true latency
+    (1.0, 10.0, "no architecture predicted within the budget"),  # the b = 3-5 ms
+])
+def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path, scale, offset_ms,
+                                                first):
     from conftest import FAST
 
     from hwnas.predictors import CalibratedPredictor
@@ -199,18 +204,21 @@ def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path):
                                  show_progress=False, budget_ms=3.0)
     base = LookupPredictor().fit(layers)
     right = calibrate(base, nets, space, 3.0)
-    wrong = CalibratedPredictor(base)  # predicts half the true latency
-    wrong.a_, wrong.b_, wrong.fingerprint_ = right.a_ / 2, right.b_ / 2, right.fingerprint_
+    wrong = CalibratedPredictor(base)
+    wrong.a_, wrong.b_ = right.a_ * scale, right.b_ * scale + offset_ms
+    wrong.fingerprint_ = right.fingerprint_
     lines = []
     v = verify_search(space, wrong, lambda p: search(space, p, 3.0, n_trials=40, seed=0),
                       3.0, base=base, calibration=nets, backend=nnabla_backend,
                       protocol=FAST, max_rounds=4, log=lines.append)
     assert lines == v.rounds and len(v.rounds) >= 2
-    assert "over the budget or off by more than 5 %" in v.rounds[0]  # the wrong one missed
+    assert first in v.rounds[0]  # the wrong predictor missed
     assert v.result.best and all(c.z in v.measured_ms for c in v.result.best)
     if v.verified:
         assert all(v.measured_ms[c.z] <= 3.0 for c in v.result.best)
-        assert "recalibrated" in " ".join(v.rounds) and v.predictor.a_ > wrong.a_
+        assert "recalibrated" in " ".join(v.rounds)
+        assert abs(v.predictor.predict_z(space, [v.result.best[0].z])[0] - 3.0) < \
+            abs(wrong.predict_z(space, [v.result.best[0].z])[0] - 3.0)
         doc = v.as_dict()
         assert doc["verified"] is True and doc["verification"]["rounds"] == len(v.rounds)
     else:  # every measurement was disturbed by other jobs: it says so, never guesses
