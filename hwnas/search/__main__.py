@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     space = load_space(args.space)
     base = networks = backend = None
     if args.remeasure and (args.predictor or args.table):
-        raise ValueError("--remeasure re-measures the cached tables of the default flow: "
+        raise InputError("--remeasure re-measures the cached tables of the default flow: "
                          "drop --table / --predictor, or re-measure with python -m "
                          "hwnas.profile")
     if args.predictor:

@@ -223,8 +223,13 @@ def verify_search(space: SearchSpace, predictor: Predictor,
             table = read_network_table(path, space)
             by_z = dict(zip(table.z, table.timings))
             seen.update((z, by_z[z]) for z in design)
-        predictor = calibrate(base, _table(calibration, space, path, backend, calib, seen),
-                              space, budget_ms)
+        try:
+            predictor = calibrate(base, _table(calibration, space, path, backend, calib, seen),
+                                  space, budget_ms)
+        except ValueError as e:  # the networks do not give a rising line: keep the answer
+            rounds.append(line + f": cannot recalibrate ({e})")
+            log(rounds[-1])
+            break
         line += (f": recalibrated on {len(calib)} networks (a = {predictor.a_:.3f}, "
                  f"b = {predictor.b_:.3f} ms), searching again")
         rounds.append(line)
