@@ -18,8 +18,13 @@ import time
 
 from scipy.stats import kendalltau
 
-from hwnas.predictors import (CalibratedPredictor, LinearPredictor, LookupPredictor,
-                              TreePredictor, evaluate)
+from hwnas.predictors import (
+    CalibratedPredictor,
+    LinearPredictor,
+    LookupPredictor,
+    TreePredictor,
+    evaluate,
+)
 from hwnas.profile import available_backends, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space
 

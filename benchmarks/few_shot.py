@@ -25,8 +25,13 @@ import warnings
 
 import numpy as np
 
-from hwnas.predictors import (AdditiveFeaturesPredictor, AdditivePredictor, TreeZPredictor,
-                              UnknownChoiceError, evaluate)
+from hwnas.predictors import (
+    AdditiveFeaturesPredictor,
+    AdditivePredictor,
+    TreeZPredictor,
+    UnknownChoiceError,
+    evaluate,
+)
 from hwnas.profile import TimingProtocol, available_backends, get_backend, profile_networks
 from hwnas.search import search
 from hwnas.spaces import get_space

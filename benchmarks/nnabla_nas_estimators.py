@@ -21,8 +21,7 @@ import time
 
 import numpy as np
 
-from hwnas.integrations.nnabla_nas import (HwnasLatencyEstimator, import_nnabla_nas,
-                                           set_z)
+from hwnas.integrations.nnabla_nas import HwnasLatencyEstimator, import_nnabla_nas, set_z
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
 from hwnas.profile import TimingProtocol, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space

@@ -14,8 +14,15 @@ import os
 import time
 import warnings
 
-from hwnas.predictors import (AdditiveFeaturesPredictor, AdditivePredictor, CalibratedPredictor,
-                              LinearPredictor, LookupPredictor, TreePredictor, TreeZPredictor)
+from hwnas.predictors import (
+    AdditiveFeaturesPredictor,
+    AdditivePredictor,
+    CalibratedPredictor,
+    LinearPredictor,
+    LookupPredictor,
+    TreePredictor,
+    TreeZPredictor,
+)
 from hwnas.profile import available_backends, device_tables, get_backend
 from hwnas.spaces import get_space
 

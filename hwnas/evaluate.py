@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from hwnas import _cli
 from hwnas.predictors import evaluate, load_predictor

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from hwnas import _cli
 from hwnas.errors import InputError
@@ -44,7 +44,7 @@ def parser() -> _cli.ArgumentParser:
     return p
 
 
-def fit_predictor(args) -> Tuple[Predictor, Optional[SearchSpace]]:
+def fit_predictor(args) -> tuple[Predictor, SearchSpace | None]:
     """The fitted predictor and the space of its network tables (None for layer models)."""
     cls = KINDS[args.model]
     kwargs = {"target": args.target}
@@ -78,7 +78,7 @@ def fit_predictor(args) -> Tuple[Predictor, Optional[SearchSpace]]:
     return model, space
 
 
-def _unknown_choices(model: Predictor, space: Optional[SearchSpace]) -> list:
+def _unknown_choices(model: Predictor, space: SearchSpace | None) -> list:
     base = model.base if isinstance(model, CalibratedPredictor) else model
     if space is None or not hasattr(base, "unknown_choices"):
         return []

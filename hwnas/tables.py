@@ -29,8 +29,9 @@ import hashlib
 import io
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -76,11 +77,11 @@ class Fingerprint:
         return (f"{self.backend} {self.backend_version} on {self.device}, "
                 f"{self.threads} thread(s), {self.dtype}, batch {self.batch}")
 
-    def as_row(self) -> Dict[str, str]:
+    def as_row(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Fingerprint":
+    def from_row(cls, row: Mapping[str, Any]) -> Fingerprint:
         """Parse ``as_row()`` back (a table row or a saved predictor's fingerprint); raises
         KeyError for a missing field, ValueError naming a field that is not an integer."""
         values = {}
@@ -107,7 +108,7 @@ class Timing:
     runs: int
     round_spread: float  # (max - min) / min of the round medians
 
-    def as_row(self) -> Dict[str, str]:
+    def as_row(self) -> dict[str, str]:
         return {"latency_ms": f"{self.latency_ms:.6g}", "p10_ms": f"{self.p10_ms:.6g}",
                 "p90_ms": f"{self.p90_ms:.6g}", "min_ms": f"{self.min_ms:.6g}",
                 "runs": str(self.runs), "round_spread": f"{self.round_spread:.4g}"}
@@ -120,13 +121,13 @@ class LayerTable:
 
     path: str
     fingerprint: Fingerprint
-    timings: Dict[str, Timing]
-    extras: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    timings: dict[str, Timing]
+    extras: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def layers(self) -> list[Layer]:
         return [Layer.from_key(key) for key in self.timings]
 
-    def values(self, target: str = "latency_ms") -> Dict[str, float]:
+    def values(self, target: str = "latency_ms") -> dict[str, float]:
         """Layer key -> the target column's value."""
         if target == "latency_ms":
             return {key: t.latency_ms for key, t in self.timings.items()}
@@ -140,11 +141,11 @@ class NetworkTable:
     path: str
     fingerprint: Fingerprint
     space: str
-    z: Tuple[Tuple[int, ...], ...]
-    timings: Tuple[Timing, ...]
-    extras: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
+    z: tuple[tuple[int, ...], ...]
+    timings: tuple[Timing, ...]
+    extras: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
-    def select(self, rows: Sequence[int] | slice) -> "NetworkTable":
+    def select(self, rows: Sequence[int] | slice) -> NetworkTable:
         """The table with only the given rows (e.g. a training or test split)."""
         rows = list(range(len(self.z)))[rows] if isinstance(rows, slice) else list(rows)
         return NetworkTable(self.path, self.fingerprint, self.space,
@@ -174,8 +175,8 @@ def _extra(path: str, extras: dict, target: str):
 def read_layer_table(path: str | os.PathLike) -> LayerTable:
     """Read and validate a layer table; raise TableError naming file, line and column."""
     path = os.fspath(path)
-    timings: Dict[str, Timing] = {}
-    extras: Dict[str, Dict[str, float]] = {}
+    timings: dict[str, Timing] = {}
+    extras: dict[str, dict[str, float]] = {}
     fingerprint = None
     for line, row in _read_rows(path, LAYER_COLUMNS):
         where = f"{path}, line {line}"
@@ -220,8 +221,8 @@ def read_network_table(path: str | os.PathLike, space=None, *, target: str = "la
 
     path = os.fspath(path)
     zs, timings, fingerprint = [], [], None
-    extras: Dict[str, list] = {}
-    first_line: Dict[Tuple[int, ...], Tuple[int, tuple]] = {}
+    extras: dict[str, list] = {}
+    first_line: dict[tuple[int, ...], tuple[int, tuple]] = {}
     for line, row in _read_rows(path, NETWORK_REQUIRED + (target,)):
         where = f"{path}, line {line}"
         for column in NETWORK_REQUIRED + (target,):
@@ -312,7 +313,7 @@ def _network_fingerprint(expected: Fingerprint | None, row: dict, where: str, pa
     return found
 
 
-def _extras(row: dict, columns: Sequence[str], where: str) -> Dict[str, float]:
+def _extras(row: dict, columns: Sequence[str], where: str) -> dict[str, float]:
     """Columns beyond the schema are extra measured metrics: each value must be a number."""
     return {c: _number(row, c, where) for c in row if c not in columns}
 
@@ -344,7 +345,7 @@ class table_lock:
         self.shared = shared
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
 
-    def __enter__(self) -> "table_lock":
+    def __enter__(self) -> table_lock:
         import fcntl
         import time
 
@@ -445,7 +446,7 @@ class TableWriter:
                              f"{shown!r}, expected the header {expected!r}; nothing was "
                              f"written (choose another file)")
 
-    def append(self, row: Dict[str, str]) -> None:
+    def append(self, row: dict[str, str]) -> None:
         values = {**row, **self.fingerprint.as_row()}
         self._write_line([values[c] for c in self.columns])
 
@@ -462,7 +463,7 @@ class TableWriter:
         finally:
             self._lock.__exit__()
 
-    def __enter__(self) -> "TableWriter":
+    def __enter__(self) -> TableWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,19 +10,30 @@ import sys
 
 import numpy as np
 import pytest
-
 from test_predictor_kinds import network_table
 from test_tables import write_table
+
 from hwnas.fit import main as fit_main
-from hwnas.predictors import (AdditiveFeaturesPredictor, AdditivePredictor, LookupPredictor,
-                              NotAdditiveError, TreeZPredictor, UnknownChoiceError,
-                              load_predictor)
+from hwnas.predictors import (
+    AdditiveFeaturesPredictor,
+    AdditivePredictor,
+    LookupPredictor,
+    NotAdditiveError,
+    TreeZPredictor,
+    UnknownChoiceError,
+    load_predictor,
+)
 from hwnas.profile.__main__ import main as profile_main
 from hwnas.search import search
 from hwnas.spaces import SPACES, get_space
 from hwnas.spaces.nb201 import kept_edges
-from hwnas.tables import (LAYER_COLUMNS, NETWORK_COLUMNS, TableError, read_layer_table,
-                          read_network_table)
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    NETWORK_COLUMNS,
+    TableError,
+    read_layer_table,
+    read_network_table,
+)
 
 ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
         "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
@@ -282,8 +293,7 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
 
 def test_runner_repeats_the_protocol_and_columns_of_hwnas():
     pytest.importorskip("onnxruntime")
-    from hwnas.profile import _timing
-    from hwnas.profile import runner
+    from hwnas.profile import _timing, runner
     assert runner.COLUMNS == {"layers": LAYER_COLUMNS, "networks": NETWORK_COLUMNS}
     assert runner.MIN_RUNS == _timing.TimingProtocol.min_runs
     from hwnas.profile import BATCH_UNITS
@@ -315,6 +325,7 @@ def test_profile_networks_by_design(tmp_path):
 @pytest.mark.nnabla
 def test_pruned_network_runs_in_nnabla(nnabla_backend, tmp_path):
     from conftest import FAST
+
     from hwnas.profile import profile_networks
     pruned = get_space("nb201-pruned")
     zs = [(3, 3, 3, 0, 0, 0), (0, 3, 3, 0, 3, 3), (3, 3, 4, 1, 3, 1)]

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FAST
+
 from hwnas.predictors import evaluate, load_predictor
 from hwnas.profile import get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from test_predictors import synthetic_table
+
 from hwnas.errors import InputError
 from hwnas.integrations import LatencyPenalty
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
@@ -196,6 +196,7 @@ def test_graphs_of_sampled_architectures_map_onto_the_same_layers(searchnet):
     """The graph path: the nnabla graph a sampled SearchNet builds maps to the layers of the
     sampled z (expand + depthwise + projection [+ residual add] -> mbconv)."""
     import nnabla as nn
+
     from hwnas.integrations.nnabla_nas import get_z, graph_layers
     space = get_space("mobilenet")
     searchnet.apply(training=False)
@@ -211,10 +212,15 @@ def test_graphs_of_sampled_architectures_map_onto_the_same_layers(searchnet):
 def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet, tmp_path,
                                                                        mobilenet_table):
     import nnabla as nn
-    from test_predictor_kinds import network_table
     from nnabla_nas.utils.estimator.latency import LatencyEstimator, LatencyGraphEstimator
-    from hwnas.integrations.nnabla_nas import (HwnasLatencyEstimator,
-                                               HwnasLatencyGraphEstimator, get_z, set_z)
+    from test_predictor_kinds import network_table
+
+    from hwnas.integrations.nnabla_nas import (
+        HwnasLatencyEstimator,
+        HwnasLatencyGraphEstimator,
+        get_z,
+        set_z,
+    )
     space = get_space("mobilenet")
     lookup = LookupPredictor().fit(mobilenet_table)
     Z = space.random_z(6, seed=2)
@@ -249,10 +255,14 @@ def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet
 
 @pytest.mark.nnabla
 def test_unmappable_modules_are_errors_or_go_to_the_fallback(mobilenet_table):
-    from hwnas.integrations.nnabla_nas import (HwnasLatencyEstimator,
-                                               HwnasLatencyGraphEstimator,
-                                               UnmappedModuleError, import_nnabla_nas)
     import nnabla as nn
+
+    from hwnas.integrations.nnabla_nas import (
+        HwnasLatencyEstimator,
+        HwnasLatencyGraphEstimator,
+        UnmappedModuleError,
+        import_nnabla_nas,
+    )
     Mo = import_nnabla_nas().module
     net = Mo.Sequential(Mo.Conv(3, 8, (3, 3), pad=(1, 1), with_bias=False),
                         Mo.BatchNormalization(8, 4), Mo.ReLU6(), Mo.MaxPool((2, 2)))
@@ -284,8 +294,9 @@ def test_the_weights_check_catches_nnabla_nas_own_estimator_zeroing_them():
     """The check used below is real: NNabla NAS's own LatencyEstimator zeroes what it
     profiles, and ``same_parameters`` sees it."""
     import nnabla as nn
-    from hwnas.integrations.nnabla_nas import import_nnabla_nas
     from nnabla_nas.utils.estimator.latency import LatencyEstimator
+
+    from hwnas.integrations.nnabla_nas import import_nnabla_nas
     Mo = import_nnabla_nas().module
     conv = Mo.Conv(3, 4, (3, 3), pad=(1, 1), with_bias=False)
     conv(nn.Variable((1, 3, 8, 8)))
@@ -338,8 +349,11 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
         mobilenet_table, hydra_run_dir, capsys):
     """NNabla NAS's own ProxylessNasSearcher, a few iterations on its MobileNet SearchNet with
     both hwnas estimators as regularizers (module and graph path)."""
-    from hwnas.integrations.nnabla_nas import (HwnasLatencyEstimator,
-                                               HwnasLatencyGraphEstimator, import_nnabla_nas)
+    from hwnas.integrations.nnabla_nas import (
+        HwnasLatencyEstimator,
+        HwnasLatencyGraphEstimator,
+        import_nnabla_nas,
+    )
     import_nnabla_nas()
     import nnabla as nn
     from nnabla.ext_utils import get_extension_context
@@ -436,7 +450,8 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
     (tmp_path / "conf" / "config.yaml").write_text(config.replace("bound: 5", "bound: -1"))
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == "error: bound must be a latency in ms > 0, got -1.0"
+    assert run.stderr.strip().splitlines()[-1] == \
+        "error: bound must be a latency in ms > 0, got -1.0"
 
 
 @pytest.mark.nnabla

@@ -6,18 +6,34 @@ import warnings
 
 import numpy as np
 import pytest
-
 from test_predictors import synthetic_table
 from test_tables import FP, rows
+
 from hwnas.layers import Layer
-from hwnas.predictors import (KINDS, AdditiveFeaturesPredictor, AdditivePredictor,
-                              CalibratedPredictor, LinearPredictor, LookupPredictor,
-                              NotAdditiveError, TreePredictor, TreeZPredictor, evaluate,
-                              load_predictor)
+from hwnas.predictors import (
+    KINDS,
+    AdditiveFeaturesPredictor,
+    AdditivePredictor,
+    CalibratedPredictor,
+    LinearPredictor,
+    LookupPredictor,
+    NotAdditiveError,
+    TreePredictor,
+    TreeZPredictor,
+    evaluate,
+    load_predictor,
+)
 from hwnas.predictors._network import _layer_terms
 from hwnas.spaces import get_space
-from hwnas.tables import (NETWORK_COLUMNS, Fingerprint, TableWriter, Timing, format_z,
-                          read_layer_table, read_network_table)
+from hwnas.tables import (
+    NETWORK_COLUMNS,
+    Fingerprint,
+    TableWriter,
+    Timing,
+    format_z,
+    read_layer_table,
+    read_network_table,
+)
 
 
 def network_table(path, space, zs, latency_ms, fingerprint=FP, extra=None):

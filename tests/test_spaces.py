@@ -79,7 +79,8 @@ def test_unknown_space():
 
 
 
-ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+        "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 
 
 def test_nb201_arch_strings_both_ways():
@@ -111,7 +112,7 @@ def test_nb201_graph_uses_exactly_the_decoded_layers():
         arch = space.decode(z)
         assert Counter(layer.key for layer in arch.layers) == \
             Counter(layer.key for layer, _ in arch.graph)
-        for i, (layer, inputs) in enumerate(arch.graph):
+        for i, (_layer, inputs) in enumerate(arch.graph):
             assert all(j is None or -1 <= j < i for j in inputs)
     # an all-"none" cell feeds zeros to the next stage
     empty = space.decode((0,) * 6)

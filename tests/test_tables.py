@@ -3,8 +3,14 @@ import csv
 import pytest
 
 from hwnas.layers import Layer
-from hwnas.tables import (LAYER_COLUMNS, Fingerprint, TableError, TableWriter, Timing,
-                          read_layer_table)
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    Fingerprint,
+    TableError,
+    TableWriter,
+    Timing,
+    read_layer_table,
+)
 
 FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
 LAYERS = [Layer("conv", (3, 8, 8), 4), Layer("gap", (4, 8, 8)), Layer("linear", (4, 1, 1), 2)]
@@ -106,7 +112,8 @@ def write_networks(path, zs, space_name="nb201", extra_header="", extra_value=""
     path.write_text("\n".join(lines) + "\n")
 
 
-ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+        "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 
 
 def test_network_table_takes_z_or_arch_strings(tmp_path):

@@ -32,7 +32,8 @@ import importlib.util
 import os
 import sys
 import types
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -60,13 +61,13 @@ class UnmappedModuleError(InputError):
     """A module or graph function of NNabla NAS that has no hwnas Layer (and no fallback)."""
 
 
-Shape = Tuple[int, int, int]
+Shape = tuple[int, int, int]
 Fallback = Callable[[Any, Shape], float]
 
 
 def module_layers(module: Any, in_shape: Sequence[int],
-                  fallback: Optional[Fallback] = None
-                  ) -> Tuple[List[Layer], float, Shape]:
+                  fallback: Fallback | None = None
+                  ) -> tuple[list[Layer], float, Shape]:
     """The hwnas Layers a module runs for input (C, H, W): (layers, fallback ms, out shape)."""
     Mo = import_nnabla_nas().module
     mobilenet = sys.modules.get("nnabla_nas.contrib.classification.mobilenet.modules")
@@ -100,7 +101,7 @@ def module_layers(module: Any, in_shape: Sequence[int],
     return _container_layers(list(module.modules.values()), shape, fallback, Mo)
 
 
-def _container_layers(children: List[Any], shape: Shape, fallback, Mo):
+def _container_layers(children: list[Any], shape: Shape, fallback, Mo):
     """Children in order; Conv + BN [+ activation] and BN [+ activation] become one Layer."""
     layers, extra_ms, i = [], 0.0, 0
     acts = {Mo.ReLU: "relu", Mo.ReLU6: "relu6"}
@@ -143,7 +144,7 @@ def _feeds(f, g) -> bool:
     return g is not None and len(g.inputs) > 0 and g.inputs[0] == f.outputs[0]
 
 
-def _conv_unit(funcs: list, i: int) -> Tuple[dict, int]:
+def _conv_unit(funcs: list, i: int) -> tuple[dict, int]:
     """Convolution (no bias) + BatchNormalization [+ ReLU/ReLU6] from funcs[i]: its fields
     and the index after it."""
     f = funcs[i]
@@ -167,13 +168,13 @@ def _conv_unit(funcs: list, i: int) -> Tuple[dict, int]:
             "input": f.inputs[0], "output": funcs[end - 1].outputs[0]}, end
 
 
-def graph_layers(output, fallback: Optional[Fallback] = None) -> Tuple[List[Layer], float]:
+def graph_layers(output, fallback: Fallback | None = None) -> tuple[list[Layer], float]:
     """The hwnas Layers that an nnabla graph (its output Variable) runs, in order, and the
     fallback ms of functions with no Layer."""
     funcs: list = []
     output.visit(funcs.append)
-    layers: List[Layer] = []
-    units: List[Optional[dict]] = []  # the conv unit behind each of layers, else None
+    layers: list[Layer] = []
+    units: list[dict | None] = []  # the conv unit behind each of layers, else None
     extra_ms, i = 0.0, 0
     while i < len(funcs):
         f = funcs[i]
@@ -226,8 +227,8 @@ def graph_layers(output, fallback: Optional[Fallback] = None) -> Tuple[List[Laye
     return layers, extra_ms
 
 
-def _mbconv(layers: List[Layer], units: List[Optional[dict]], dw: dict, project: dict
-            ) -> Tuple[Layer, Any]:
+def _mbconv(layers: list[Layer], units: list[dict | None], dw: dict, project: dict
+            ) -> tuple[Layer, Any]:
     """The mbconv Layer of a depthwise + projection pair, taking the 1x1 expand conv that
     feeds it off ``layers``; returns it and the block's input Variable."""
     prev = units[-1] if units else None
@@ -268,7 +269,7 @@ def _predictor(predictor: Any) -> Predictor:
                      f"predictor (JSON), got {type(predictor).__name__}")
 
 
-def _reward_args(bound: Any, weight: Any) -> Tuple[float, float]:
+def _reward_args(bound: Any, weight: Any) -> tuple[float, float]:
     """bound > 0 and weight >= 0 (finite), as the reward acc * min(1, bound / lat)^weight
     needs."""
     try:
@@ -283,7 +284,7 @@ def _reward_args(bound: Any, weight: Any) -> Tuple[float, float]:
     return bound, weight
 
 
-def _estimate(predictor: Predictor, layers: List[Layer], extra_ms: float, network: bool
+def _estimate(predictor: Predictor, layers: list[Layer], extra_ms: float, network: bool
               ) -> float:
     """ms of the layers: their sum, or (network) the predictor's architecture prediction,
     which adds a calibrated predictor's offset."""
@@ -293,10 +294,10 @@ def _estimate(predictor: Predictor, layers: List[Layer], extra_ms: float, networ
     return float(np.sum(predictor.predict(layers))) + extra_ms if layers else extra_ms
 
 
-_CLASSES: Dict[str, type] = {}
+_CLASSES: dict[str, type] = {}
 
 
-def _define_estimators() -> Dict[str, type]:
+def _define_estimators() -> dict[str, type]:
     """Define the estimator classes over nnabla_nas's (once, on first use)."""
     if _CLASSES:
         return _CLASSES
@@ -321,15 +322,15 @@ def _define_estimators() -> Dict[str, type]:
         """
 
         def __init__(self, predictor: Any, bound: float = 5.0, weight: float = 0.1,
-                     input_shape: Optional[Sequence[int]] = None,
-                     fallback: Optional[Fallback] = None):
+                     input_shape: Sequence[int] | None = None,
+                     fallback: Fallback | None = None):
             # LatencyEstimator.__init__ only sets up the profiler, which this one never runs
             self.predictor = _predictor(predictor)
             self._bound, self._weight = _reward_args(bound, weight)
             self.input_shape = input_shape
             self.fallback = fallback
 
-        def _layers(self, module) -> Tuple[List[Layer], float]:
+        def _layers(self, module) -> tuple[list[Layer], float]:
             shape = self.input_shape
             if shape is None:
                 recorded = getattr(module, "input_shapes", None)
@@ -355,7 +356,7 @@ def _define_estimators() -> Dict[str, type]:
         ``fallback(function, in_shape) -> ms`` for graph functions with no hwnas Layer."""
 
         def __init__(self, predictor: Any, bound: float = 5.0, weight: float = 0.1,
-                     fallback: Optional[Fallback] = None):
+                     fallback: Fallback | None = None):
             # LatencyGraphEstimator.__init__ only sets up the profiler, never run here
             self.predictor = _predictor(predictor)
             self._bound, self._weight = _reward_args(bound, weight)
@@ -466,12 +467,12 @@ def choice_blocks(net) -> list:
     return [m for _, m in net.get_modules() if isinstance(m, mobilenet.ChoiceBlock)]
 
 
-def get_z(net) -> Tuple[int, ...]:
+def get_z(net) -> tuple[int, ...]:
     """hwnas ``mobilenet`` z of a SearchNet's active candidates (same candidate order)."""
     return tuple(int(block._mixed.active_index) for block in choice_blocks(net))
 
 
-def set_z(net, z: Sequence[int], space: Optional[SearchSpace] = None) -> None:
+def set_z(net, z: Sequence[int], space: SearchSpace | None = None) -> None:
     """Activate the candidates of hwnas ``mobilenet`` z in a SearchNet."""
     blocks = choice_blocks(net)
     if space is not None:

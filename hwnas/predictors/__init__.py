@@ -5,14 +5,23 @@ features, per op kind), ``additive`` and ``additive_features`` (fitted from meas
 networks), ``tree_z`` (non-additive, over z), and ``calibrated`` (a * any + b).
 """
 
-from hwnas.predictors._base import (NotAdditiveError, NotFittedError, Predictor, from_dict,
-                                    load_predictor)
+from hwnas.predictors._base import (
+                                    NotAdditiveError,
+                                    NotFittedError,
+                                    Predictor,
+                                    from_dict,
+                                    load_predictor,
+)
 from hwnas.predictors._calibrated import CalibratedPredictor
 from hwnas.predictors._evaluate import evaluate
 from hwnas.predictors._lookup import LookupPredictor, UnseenLayerError
-from hwnas.predictors._network import (AdditiveFeaturesPredictor, AdditivePredictor,
-                                       TreeZPredictor, UnknownChoiceError,
-                                       UnknownChoiceWarning)
+from hwnas.predictors._network import (
+                                    AdditiveFeaturesPredictor,
+                                    AdditivePredictor,
+                                    TreeZPredictor,
+                                    UnknownChoiceError,
+                                    UnknownChoiceWarning,
+)
 from hwnas.predictors._regressors import LinearPredictor, TreePredictor
 
 #: kind -> class, every predictor kind

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 
 from hwnas.tables import NetworkTable
 
 
-def metrics(predicted: np.ndarray, measured: np.ndarray) -> Dict[str, float]:
+def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     """MAPE and RMSPE (%), the share within +-5/10/15 %, Kendall's tau, Spearman's rho."""
     from scipy.stats import kendalltau, spearmanr
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
@@ -25,7 +23,7 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> Dict[str, float]:
     return out
 
 
-def evaluate(predictor, networks: NetworkTable, space, target: str = None) -> Dict[str, object]:
+def evaluate(predictor, networks: NetworkTable, space, target: str = None) -> dict[str, object]:
     """Predict each network of the table and score against its measurement.
 
     Returns the metrics with ``predicted`` and ``measured`` arrays beside them.
@@ -37,7 +35,7 @@ def evaluate(predictor, networks: NetworkTable, space, target: str = None) -> Di
             "measured": measured}
 
 
-def plot_predicted_vs_measured(result: Dict[str, object], path: str, title: str) -> None:
+def plot_predicted_vs_measured(result: dict[str, object], path: str, title: str) -> None:
     """Scatter of predicted against measured with y = x and a +-10 % band."""
     from hwnas._imports import require
     require("matplotlib", "--plot")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,13 +24,13 @@ class UnknownChoiceWarning(UserWarning):
     """A fitted predictor cannot price some choices (no measured network used them)."""
 
 
-def choice_names(space: SearchSpace, known: np.ndarray) -> List[str]:
+def choice_names(space: SearchSpace, known: np.ndarray) -> list[str]:
     """``decision=choice`` of every existing choice where ``known`` (D x K) is False."""
     return [f"{d.name}={d.choices[c]}" for i, d in enumerate(space.decisions)
             for c in range(len(d.choices)) if not known[i, c]]
 
 
-def _warn_unknown(kind: str, names: List[str]) -> None:
+def _warn_unknown(kind: str, names: list[str]) -> None:
     if names:
         warnings.warn(f"{len(names)} choice(s) appear in no measured network, so the {kind} "
                       f"predictor does not know their cost (NaN: infeasible in search, an error "
@@ -89,10 +90,10 @@ class _SpacePredictor(Predictor):
         self.fingerprint_ = networks.fingerprint
         return space.check_z(np.array(networks.z))
 
-    def _space_state(self) -> Dict[str, Any]:
+    def _space_state(self) -> dict[str, Any]:
         return {"space": self.space_name_, "space_signature": self.space_signature_}
 
-    def _load_space_state(self, state: Dict[str, Any]) -> None:
+    def _load_space_state(self, state: dict[str, Any]) -> None:
         self.space_name_ = str(state["space"])
         self.space_signature_ = str(state["space_signature"])
 
@@ -114,7 +115,7 @@ class AdditivePredictor(_SpacePredictor):
         self.ridge = ridge
         self.target = target
 
-    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "AdditivePredictor":
+    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> AdditivePredictor:
         self._check_params(ridge=("a number", 0))
         if not space.additive:
             raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
@@ -136,7 +137,7 @@ class AdditivePredictor(_SpacePredictor):
         _warn_unknown(self.kind, self.unobserved_)
         return self
 
-    def unknown_choices(self, space: SearchSpace) -> List[str]:
+    def unknown_choices(self, space: SearchSpace) -> list[str]:
         """The choices whose cost was not learned, as ``decision=choice``."""
         self._check_space(space)
         return list(self.unobserved_)
@@ -167,13 +168,13 @@ class AdditivePredictor(_SpacePredictor):
                                      f"z = {'-'.join(map(str, arch.z))}: it cannot price them")
         return float(self.fixed_ + cost.sum())
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {**self._space_state(), "ridge": self.ridge, "fixed": self.fixed_,
                 "C": [[None if np.isnan(v) else float(v) for v in row] for row in self.C_],
                 "unobserved": self.unobserved_}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "AdditivePredictor":
+    def _from_state(cls, state: dict[str, Any]) -> AdditivePredictor:
         predictor = cls(float(state["ridge"]))
         predictor._load_space_state(state)
         predictor.fixed_ = float(state["fixed"])
@@ -210,7 +211,7 @@ class AdditiveFeaturesPredictor(Predictor):
         self.target = target
 
     def fit(self, networks: NetworkTable, space: SearchSpace = None
-            ) -> "AdditiveFeaturesPredictor":
+            ) -> AdditiveFeaturesPredictor:
         self._check_params(ridge=("a number", 0))
         archs = [space.decode(z) for z in space.check_z(np.array(networks.z))]
         ops = sorted({layer.op for arch in archs for layer in arch.layers})
@@ -234,7 +235,7 @@ class AdditiveFeaturesPredictor(Predictor):
                 known[i, c] = all(layer.op in self.weights_ for layer in group)
         return known
 
-    def unknown_choices(self, space: SearchSpace) -> List[str]:
+    def unknown_choices(self, space: SearchSpace) -> list[str]:
         """The choices with a layer of an op kind no training network had."""
         self._check_fitted()
         return choice_names(space, self._known(space))
@@ -270,11 +271,11 @@ class AdditiveFeaturesPredictor(Predictor):
             out[rows] = terms[rows] @ np.asarray(weights)
         return out
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {"ridge": self.ridge, "features": list(FEATURES), "weights": self.weights_}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "AdditiveFeaturesPredictor":
+    def _from_state(cls, state: dict[str, Any]) -> AdditiveFeaturesPredictor:
         check_features(state, FEATURES)
         predictor = cls(float(state["ridge"]))
         predictor.weights_ = {op: [float(v) for v in w] for op, w in state["weights"].items()}
@@ -297,7 +298,7 @@ class TreeZPredictor(_SpacePredictor):
         self.random_state = random_state
         self.target = target
 
-    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> "TreeZPredictor":
+    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> TreeZPredictor:
         self._check_params(n_estimators=("an integer", 1), random_state=("an integer", 0))
         Z = self._bind(networks, space)
         self._fit_rows(Z, networks.values(self.target), list(space.n_choices))
@@ -311,12 +312,12 @@ class TreeZPredictor(_SpacePredictor):
             known[np.arange(len(row)), row] = True
         return known
 
-    def unknown_choices(self, space: SearchSpace) -> List[str]:
+    def unknown_choices(self, space: SearchSpace) -> list[str]:
         """The choices no training network used."""
         self._check_space(space)
         return choice_names(space, self._known())
 
-    def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: List[int]) -> None:
+    def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: list[int]) -> None:
         from sklearn.ensemble import RandomForestRegressor
         self.rows_ = (Z.tolist(), y.tolist(), n_choices)
         self.model_ = RandomForestRegressor(n_estimators=self.n_estimators,
@@ -353,13 +354,13 @@ class TreeZPredictor(_SpacePredictor):
                                      f"{'-'.join(map(str, arch.z))}: it cannot price them")
         return float(self.model_.predict(self._one_hot(Z))[0])
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         Z, y, n_choices = self.rows_
         return {**self._space_state(), "n_estimators": self.n_estimators,
                 "random_state": self.random_state, "n_choices": n_choices, "z": Z, "y": y}
 
     @classmethod
-    def _from_state(cls, state: Dict[str, Any]) -> "TreeZPredictor":
+    def _from_state(cls, state: dict[str, Any]) -> TreeZPredictor:
         predictor = cls(saved_int(state["n_estimators"], "n_estimators", 1, 10_000),
                         saved_int(state["random_state"], "random_state", 0, 2**32 - 1))
         predictor._load_space_state(state)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, check_features, saved_int
 from hwnas.predictors._features import FEATURES, by_op, features, per_op

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
@@ -32,8 +32,8 @@ RUNNER = Path(__file__).with_name("runner.py")
 
 
 def export_for_device(directory: str | os.PathLike, space: SearchSpace,
-                      zs: Optional[Sequence[Sequence[int]]] = None,
-                      layers: Optional[Sequence[Layer]] = None, batch: int = 1) -> Path:
+                      zs: Sequence[Sequence[int]] | None = None,
+                      layers: Sequence[Layer] | None = None, batch: int = 1) -> Path:
     """Write the networks ``zs`` of ``space`` and/or ``layers`` as ONNX files, with a manifest
     and the standalone runner, into ``directory``. Returns the manifest's path.
 
@@ -45,7 +45,7 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
     if (zs is None or len(zs) == 0) and not layers:
         raise InputError("nothing to export: give networks (zs) and/or layers")
     folder = Path(directory)
-    units: List[Dict] = []
+    units: list[dict] = []
     for z in (space.check_z(zs) if zs is not None else []):
         arch = space.decode(z)
         key = format_z(arch.z)

@@ -14,8 +14,8 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Sequence
 
 import optuna
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, List, Tuple
+from typing import Any
 
 from hwnas._files import read_text
 from hwnas.errors import InputError
@@ -129,10 +129,10 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
                             f"got {shape!r}")
     shape = tuple(shape)
 
-    def layers(specs: Any, key: str, shape: Tuple[int, int, int]):
+    def layers(specs: Any, key: str, shape: tuple[int, int, int]):
         if not isinstance(specs, list):
             fail(key, "must be a list of layers")
-        out: List[Layer] = []
+        out: list[Layer] = []
         for i, spec in enumerate(specs):
             layer = _layer(spec, shape, f"{key}[{i}]", fail)
             out.append(layer)
@@ -183,7 +183,7 @@ def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SIZE
 
 
-def _layer(spec: Any, shape: Tuple[int, int, int], key: str, fail) -> Layer:
+def _layer(spec: Any, shape: tuple[int, int, int], key: str, fail) -> Layer:
     if isinstance(spec, str):
         try:
             layer = Layer.from_key(spec)

@@ -6,7 +6,7 @@ defaults (width 1, skip_connect on), so z[i] is the index that its i-th ChoiceBl
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
@@ -21,7 +21,7 @@ SKIP = "skip_connect"
 
 
 def mobilenet(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
-              stages: Sequence[Tuple[int, int, int]] = STAGES) -> SearchSpace:
+              stages: Sequence[tuple[int, int, int]] = STAGES) -> SearchSpace:
     """MobileNetV2 space: 3x3/2 stem to 32, MB1 3x3 to 16, searched stages, 1x1 to 1280, pool,
     linear. Each searched block picks MB{3,6} x {3x3,5x5,7x7}, or skip where stride is 1 and
     channels match.

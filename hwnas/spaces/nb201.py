@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence, Tuple
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
@@ -36,7 +36,7 @@ STAGES = (16, 32, 64)
 CELLS_PER_STAGE = 5
 
 
-def _op_layers(op: str, shape: Tuple[int, int, int]) -> Tuple[Layer, ...]:
+def _op_layers(op: str, shape: tuple[int, int, int]) -> tuple[Layer, ...]:
     """The layers one edge adds to a cell: its op, then the add into its node."""
     if op == "none":
         return ()
@@ -49,7 +49,7 @@ def _op_layers(op: str, shape: Tuple[int, int, int]) -> Tuple[Layer, ...]:
     return (Layer("relu_conv_bn", shape, shape[0], kernel=kernel, stride=1), add)
 
 
-def kept_edges(z: Sequence[int]) -> Tuple[bool, ...]:
+def kept_edges(z: Sequence[int]) -> tuple[bool, ...]:
     """Per edge, whether a runtime that drops dead nodes computes it: the edge is not
     ``none``, its source has a path from the cell input and its target one to node 3."""
     ops = [OPS[int(c)] for c in z]
@@ -85,22 +85,22 @@ class NB201Space(SearchSpace):
             return arch
         return replace(arch, layers=tuple(layer for layer, _ in arch.graph))
 
-    def graph(self, z: Tuple[int, ...], layers: Sequence[Layer]) -> Graph:
-        nodes: List[Tuple[Layer, Tuple[Optional[int], ...]]] = []
+    def graph(self, z: tuple[int, ...], layers: Sequence[Layer]) -> Graph:
+        nodes: list[tuple[Layer, tuple[int | None, ...]]] = []
 
-        def node(layer: Layer, *inputs: Optional[int]) -> int:
+        def node(layer: Layer, *inputs: int | None) -> int:
             nodes.append((layer, inputs))
             return len(nodes) - 1
 
         stem, *reductions = self.stem  # the stem conv, then the fixed reduction blocks
-        h: Optional[int] = node(stem, INPUT)
+        h: int | None = node(stem, INPUT)
         for stage, channels in enumerate(STAGES):
             if stage:
                 h = node(reductions[stage - 1], h)
             shape = (channels, self.input_shape[1] >> stage, self.input_shape[2] >> stage)
             kept = kept_edges(z) if self.prune else (True,) * len(EDGES)
             for _ in range(CELLS_PER_STAGE):
-                outs: List[Optional[int]] = [h, None, None, None]
+                outs: list[int | None] = [h, None, None, None]
                 for (to, frm), choice, keep in zip(EDGES, z, kept):
                     op = OPS[choice]
                     if op == "none" or not keep:
@@ -114,7 +114,7 @@ class NB201Space(SearchSpace):
             h = node(layer, h)
         return tuple(nodes)
 
-    def parse_z(self, text: str) -> Tuple[int, ...]:
+    def parse_z(self, text: str) -> tuple[int, ...]:
         text = text.strip()
         return arch_to_z(text) if text.startswith("|") else super().parse_z(text)
 
@@ -143,7 +143,7 @@ def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
     for (to, frm) in EDGES:
         groups = []
         for op in OPS:
-            layers: Tuple[Layer, ...] = ()
+            layers: tuple[Layer, ...] = ()
             for stage, channels in enumerate(STAGES):
                 shape = (channels, h >> stage, w >> stage)
                 layers += _op_layers(op, shape) * CELLS_PER_STAGE
@@ -159,7 +159,7 @@ def nb201(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
 _ARCH = re.compile(r"^\|(?P<node1>[^+]*)\|\+\|(?P<node2>[^+]*)\|\+\|(?P<node3>[^+]*)\|$")
 
 
-def arch_to_z(arch: str) -> Tuple[int, ...]:
+def arch_to_z(arch: str) -> tuple[int, ...]:
     """Parse a NAS-Bench-201 arch string; raise InputError naming what is wrong."""
     m = _ARCH.match(arch.strip())
     if not m:
