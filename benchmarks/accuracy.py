@@ -11,11 +11,11 @@ networks, linear, tree; scored on the other networks of the first pass.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
+from _results import write_results
 from scipy.stats import kendalltau
 
 from hwnas.predictors import (
@@ -62,11 +62,11 @@ def main() -> None:
             print(f"{label:<22} {m['within_10_pct']:>10.0f}% {m['mape_pct']:>6.1f}% "
                   f"{m['kendall_tau']:>6.3f}")
             results.append({"backend": name, "predictor": label, "ceiling_tau": ceiling,
+                            "networks": args.networks, "true_ms_min": float(first.min()),
+                            "true_ms_max": float(first.max()),
                             **{k: v for k, v in m.items()
                                if k not in ("predicted", "measured", "target")}})
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+    write_results(args.json, "accuracy", results)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ Targets at 10 designed networks, additive_features: Spearman >= 0.97, >= 90 % wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 import warnings
 
 import numpy as np
+from _results import write_results
 
 from hwnas.predictors import (
     AdditiveFeaturesPredictor,
@@ -143,9 +143,7 @@ def main() -> None:
     for backend in backends:
         for space in spaces:
             results += run(backend, space, args.networks, protocol, folder)
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+    write_results(args.json, "few_shot", results)
     print(f"\n{args.json}")
 
 

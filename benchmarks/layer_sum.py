@@ -10,12 +10,12 @@ tau between the two, and the repeatability of both tables (median round spread).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
 import numpy as np
+from _results import write_results
 from scipy.stats import kendalltau
 
 from hwnas.predictors import LookupPredictor
@@ -65,9 +65,7 @@ def main() -> None:
               f"{r['layer_table_s']:>7.1f} {100 * r['layer_round_spread_median']:>12.1f}% "
               f"{100 * r['network_round_spread_median']:>10.1f}%")
     print("\n" + "\n".join(f"{r['backend']}: {r['device']}" for r in rows))
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(rows, f, indent=1)
+    write_results(args.json, "layer_sum", rows)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ nnabla backend, whole network). Prints a table with the time each took and write
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
 import numpy as np
+from _results import write_results
 
 from hwnas.integrations.nnabla_nas import HwnasLatencyEstimator, import_nnabla_nas, set_z
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
@@ -111,11 +111,9 @@ def main() -> None:
           f"{t_cal:.1f} s; true latency {t_true:.2f} s per network "
           f"({TimingProtocol().rounds} rounds)")
     print(f"device: {table.fingerprint.describe()}; nnabla-nas {nnas.__version__}")
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"rows": rows, "layer_table_s": t_table, "calibration_s": t_cal,
-                   "calibration_networks": len(cal.z), "rounds": TimingProtocol().rounds}, f,
-                  indent=1)
+    write_results(args.json, "nnabla_nas_estimators",
+                  {"rows": rows, "layer_table_s": t_table, "calibration_s": t_cal,
+                   "calibration_networks": len(cal.z), "rounds": TimingProtocol().rounds})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import threading
 import time
 
 import numpy as np
+from _results import write_results
 
 from hwnas.spaces import get_space
 from hwnas.tables import read_network_table
@@ -158,10 +159,9 @@ def main() -> None:
               f"{fmt(s['share_within_5pct'], '.0%'):>9}  "
               f"{fmt(s['share_true_within_budget'], '.0%'):>12}  "
               f"{' '.join(f'{m:.2f}' for m in s['best_mmacs']):<20}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"budget_ms": args.budget_ms, "runs": runs, "trials": trials,
-                   "cpus": os.cpu_count(), "conditions": conditions}, f, indent=1)
+    write_results(args.json, "robustness",
+                  {"budget_ms": args.budget_ms, "runs": runs, "trials": trials,
+                   "quick": args.quick, "cpus": os.cpu_count(), "conditions": conditions})
     print(f"wrote {args.json}")
 
 

@@ -25,12 +25,12 @@ with nnabla by hwnas.profile) by lookup, or ``--predictor``. The budget: ``--bud
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 import optuna
+from _results import write_results
 
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, get_backend
@@ -223,16 +223,15 @@ def main() -> None:
                checkpoints)
 
     plot_trials(studies, budget, args.plot)
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"quick": args.quick, "seeds": seeds, "checkpoints": checkpoints,
+    write_results(args.json, "search_quality",
+                  {"quick": args.quick, "seeds": seeds, "checkpoints": checkpoints,
                    "predictor": predictor.kind, "device": predictor.fingerprint_.describe(),
                    "optuna": optuna.__version__,
                    "mobilenet": {"budget_ms": budget, "exact": optimum, "exact_s": exact_s,
                                  "samplers": rows, "pareto_front_size_200_nsga2": fronts},
                    "nb201": {"budget_ms": nb_budget, "objective": "cell_paths",
-                             "brute_force_optimum": nb_optimum, "samplers": nb_rows}},
-                  f, indent=1)
+                             "brute_force_optimum": nb_optimum, "feasible_cells": int(fits.sum()),
+                             "cells": len(Z), "samplers": nb_rows}})
     print(f"wrote {args.json} and {args.plot}")
 
 

@@ -9,10 +9,11 @@ them) and times predict_z on one batch of z.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import warnings
+
+from _results import write_results
 
 from hwnas.predictors import (
     AdditiveFeaturesPredictor,
@@ -51,10 +52,8 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         rows[name] = {"z_per_s": args.n / seconds, "seconds": seconds}
         print(f"{name:<18} {args.n / seconds:>14,.0f} {seconds:>8.2f}")
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"n": args.n, "device": layers.fingerprint.describe(), "rows": rows}, f,
-                  indent=1)
+    write_results(args.json, "throughput",
+                  {"n": args.n, "device": layers.fingerprint.describe(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,324 @@
+"""Renders the README's "Performance" section from benchmarks/results/*.json.
+
+Every figure in that section comes from a results file, with the machine, versions, commit
+and date it was measured with; the text between the markers is this script's output only.
+
+    python benchmarks/readme.py           # rewrite README.md between the markers
+    python benchmarks/readme.py --check   # exit 1 with a diff when README.md differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import os
+import statistics
+import sys
+import textwrap
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+README = os.path.join(os.path.dirname(HERE), "README.md")
+BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
+# a benchmark whose full run is missing (or predates "meta") falls back to its smoke run
+SMOKE = {"search_quality": "search_quality_quick.json", "few_shot": "few_shot-quick.json"}
+
+
+class Result:
+    """One benchmark's results file: its payload, its meta (None in the old format), its name."""
+
+    def __init__(self, name: str, file: str, data: Any) -> None:
+        self.name, self.file = name, file
+        old = not (isinstance(data, dict) and "meta" in data)
+        self.meta: dict | None = None if old else data["meta"]
+        self.results: Any = data if old else data["results"]
+        self.smoke = file == SMOKE.get(name) or (
+            isinstance(self.results, dict) and bool(self.results.get("quick")))
+
+
+def _read(folder: str, file: str, name: str) -> Result | None:
+    path = os.path.join(folder, file)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return Result(name, file, json.load(f))
+
+
+def load(folder: str, name: str) -> Result | None:
+    """The results of benchmark ``name`` in folder: the full run, else its smoke run."""
+    full = _read(folder, f"{name}.json", name)
+    if name in SMOKE and (full is None or full.meta is None):
+        return _read(folder, SMOKE[name], name) or full
+    return full
+
+
+def provenance(r: Result) -> str:
+    """A line saying what the results were measured with."""
+    where = f"`results/{r.file}`" + (" (smoke run)" if r.smoke else "")
+    m = r.meta
+    if m is None:
+        return f"*{where}: measured before results recorded their machine.*"
+    machine = m["machine"]
+    loads = f"load average {machine['load_average_start'][0]:.1f} at start, " \
+            f"{machine['load_average_end'][0]:.1f} at end"
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    argv = " ".join(["benchmarks/" + m["benchmark"] + ".py", *m["argv"]])
+    return (f"*{where}: `{argv}` at commit {m['commit']}, {m['date']}, on {machine['cpu']} "
+            f"({machine['cores']} cores, {loads}); Python {m['python']}, {versions}.*")
+
+
+def _pct(share: float) -> str:
+    return "-" if share is None or math.isnan(share) else f"{100 * share:.0f} %"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _ms(x: float) -> str:
+    return f"{x:.2f}" if x < 1 else f"{x:.1f}"
+
+
+def _range(values: list[float], spec: str) -> str:
+    lo, hi = min(values), max(values)
+    return format(lo, spec) if format(lo, spec) == format(hi, spec) else \
+        f"{lo:{spec}}-{hi:{spec}}"
+
+
+def accuracy(r: Result) -> list[str]:
+    rows = r.results
+    n = rows[0]["n"]
+    networks = rows[0].get("networks")
+    scored = (f"{networks} random networks measured twice; predictors scored on {n}, "
+              f"calibration on the other {networks - n}" if networks else
+              f"random networks measured twice; predictors scored on {n}, calibration on the "
+              f"others")
+    out = [f"**Accuracy** (`.venv/bin/python benchmarks/accuracy.py`: {scored}):", "",
+           "| backend | true latency | noise ceiling (tau, 2 passes) | predictor | within 10 % "
+           "| MAPE | tau |", "|---|---|---|---|---|---|---|"]
+    seen, noisy = set(), []
+    for row in rows:
+        span = (f"{_ms(row['true_ms_min'])}-{_ms(row['true_ms_max'])} ms"
+                if "true_ms_min" in row else "not recorded")
+        first = row["backend"] not in seen
+        seen.add(row["backend"])
+        if first and row["ceiling_tau"] < 0.5:
+            noisy.append((row["backend"], row["ceiling_tau"]))
+        lead = (f"| {row['backend']} | {span} | {row['ceiling_tau']:.3f} |" if first
+                else "| | | |")
+        out.append(f"{lead} {row['predictor']} | {row['within_10_pct']:.0f} % | "
+                   f"{row['mape_pct']:.1f} % | {row['kendall_tau']:.3f} |")
+    out.append("")
+    for backend, tau in noisy:
+        out += [f"{backend} networks on this machine are dominated by noise (two passes over the "
+                f"same networks agree only to tau {tau:.2f}).", ""]
+    return out
+
+
+def nnabla_nas_estimators(r: Result) -> list[str]:
+    res, rows = r.results, r.results["rows"]
+
+    def ratios(key: str) -> list[float]:
+        return [row[key] / row["true_ms"] for row in rows]
+
+    theirs_s = [row["nnabla_nas_s"] for row in rows]
+    cal = statistics.mean(abs(x - 1) for x in ratios("hwnas calibrated_ms")) * 100
+    cal_nets = (f"{res['calibration_networks']} calibration networks"
+                if "calibration_networks" in res else "its calibration networks")
+    return [f"**Against NNabla NAS's estimators** (`benchmarks/nnabla_nas_estimators.py`, "
+            f"{len(rows)} networks; its LatencyGraphEstimator gets each architecture as an "
+            f"nnabla graph built by hwnas): its `LatencyEstimator` "
+            f"{_range(ratios('nnabla_nas_ms'), '.2f')} x true, "
+            f"{_range(theirs_s[1:], '.2f')} s per network after the first "
+            f"({theirs_s[0]:.1f} s for the first); `LatencyGraphEstimator` "
+            f"{statistics.mean(ratios('nnabla_nas_graph_ms')):.2f} x true, "
+            f"{statistics.mean(row['nnabla_nas_graph_s'] for row in rows):.2f} s per network; "
+            f"the hwnas adapter "
+            f"{1000 * statistics.mean(row['hwnas lookup_s'] for row in rows):.0f} ms per "
+            f"network, raw {_range(ratios('hwnas lookup_ms'), '.2f')} x true, calibrated MAPE "
+            f"{cal:.1f} %, after a one-off {res['layer_table_s']:.1f} s layer table and "
+            f"{res['calibration_s']:.1f} s for {cal_nets}.", ""]
+
+
+def throughput(r: Result) -> list[str]:
+    rows = r.results["rows"]
+    fast = {k: v["z_per_s"] for k, v in rows.items() if k != "tree_z"}
+    out = (f"**Throughput** (`benchmarks/throughput.py`, predict_z on {r.results['n']:.0e} z): "
+           f"{', '.join(list(fast)[:-1])} and {list(fast)[-1]} "
+           f"{_range([v / 1e6 for v in fast.values()], '.1f')} million z/s (through the cost "
+           f"matrix)")
+    if "tree_z" in rows:
+        out += f"; tree_z about {round(rows['tree_z']['z_per_s'], -3):,.0f} z/s"
+    return [out.replace("e+0", "e") + ".", ""]
+
+
+def search_quality(r: Result) -> list[str]:
+    res, mb, nb = r.results, r.results["mobilenet"], r.results["nb201"]
+    checkpoints = res["checkpoints"]
+    out = ["**Search** (`benchmarks/search_quality.py`): per sampler (tpe, nsga2, random), plain "
+           "and wrapped in `FeasibleSampler`, mean of 3 seeds with nothing enqueued: the share "
+           "of feasible trials, the best feasible objective / the exact optimum after 100, 300 "
+           "and 1000 trials, and ms per trial against a bare Optuna study with the same sampler "
+           "and a trivial objective; the Pareto front after 200 NSGA-II trials; and on `nb201` "
+           "a black-box objective that is not additive (`cell_paths`: products of per-op "
+           "factors along the cell's paths), judged against its brute-force optimum over all "
+           "15,625 cells.",
+           f"{'A smoke run' if r.smoke else 'The run'} ({_n(res['seeds'], 'seed')}, up to "
+           f"{checkpoints[-1]} trials, {res['predictor']} predictor on {res['device']}) gave on "
+           f"`mobilenet` at {mb['budget_ms']:.2f} ms:", "",
+           "| sampler | feasible trials | " +
+           " | ".join(f"best / optimum @{c}" for c in checkpoints) +
+           " | ms/trial | bare Optuna ms/trial |",
+           "|---|---|" + "---|" * len(checkpoints) + "---|---|"]
+    for key, row in mb["samplers"].items():
+        label = key.replace(" +front", ", exact front enqueued (the default)")
+        out.append(f"| {label} | {_pct(row['feasible_share'])} | " +
+                   " | ".join(f"{100 * b:.1f} %" for b in row["best_over_optimum"]) +
+                   f" | {row['ms_per_trial']:.2f} | {row['bare_optuna_ms_per_trial']:.2f} |")
+    front_key = next(k for k in mb if k.startswith("pareto_front_size_"))
+    front = mb[front_key]
+    cells = (f"{nb['feasible_cells']:,} of {nb['cells']:,} cells within {nb['budget_ms']:.2f} ms"
+             if "feasible_cells" in nb else f"budget {nb['budget_ms']:.2f} ms")
+    best = {k: 100 * v["best_over_optimum"][-1] for k, v in nb["samplers"].items()}
+    per_base = "; ".join(f"{b} {best[b]:.1f} %, feasible {best['feasible ' + b]:.1f} %"
+                         for b in ("tpe", "nsga2", "random")
+                         if b in best and "feasible " + b in best)
+    out += ["", f"Pareto fronts after {front_key.split('_')[3]} NSGA-II trials: "
+            f"{front['nsga2']} architectures plain, {front['feasible nsga2']} wrapped. On "
+            f"`nb201` with `cell_paths` ({cells}), best / brute-force optimum after "
+            f"{checkpoints[-1]} trials: {per_base}. `results/search_trials.png` shows the trials "
+            f"of a plain and a wrapped TPE search. The exact sampler takes {mb['exact_s']:.2f} s "
+            f"for `mobilenet`.", ""]
+    return out
+
+
+def layer_sum(r: Result) -> list[str]:
+    parts = [f"{row['backend']} {row['ratio_mean']:.2f} +- {row['ratio_std']:.2f} (tau "
+             f"{row['kendall_tau']:.2f}, {_ms(row['true_ms_min'])}-{_ms(row['true_ms_max'])} ms)"
+             for row in r.results]
+    devices = "; ".join(row["device"] for row in r.results)
+    return [f"**Layer sums** (`benchmarks/layer_sum.py`, {r.results[0]['networks']} networks): "
+            f"raw layer sum / true latency {', '.join(parts)}; {devices}.", ""]
+
+
+def few_shot(r: Result) -> list[str]:
+    rows = r.results
+    kinds = list(dict.fromkeys(row["predictor"] for row in rows))
+    groups: dict[tuple, dict] = {}
+    largest: dict[tuple, int] = {}
+    for row in rows:
+        key = (row["backend"], row["space"], row["train"])
+        largest[key] = max(largest.get(key, 0), row["n"])
+    for row in rows:
+        key = (row["backend"], row["space"], row["train"])
+        if row["n"] == largest[key]:
+            groups.setdefault(key, {})[row["predictor"]] = row
+    out = ["**Few networks** (`benchmarks/few_shot.py`: predictors fitted on a few measured "
+           "networks, a covering design or random ones, scored on other random networks; target "
+           "at 10 designed networks, additive_features: Spearman >= 0.97). Spearman rho (share "
+           "of test networks priced) at the most networks fitted:", "",
+           "| backend | space | fitted on | networks | " + " | ".join(kinds) + " |",
+           "|---|---|---|---|" + "---|" * len(kinds)]
+    for (backend, space, train), by_kind in groups.items():
+        cells = []
+        for kind in kinds:
+            row = by_kind.get(kind)
+            rho = None if row is None else row["spearman_rho"]
+            cells.append("-" if rho is None or math.isnan(rho) else
+                         f"{rho:.2f} ({row['priced_pct']:.0f} %)")
+        out.append(f"| {backend} | {space} | {train} | {largest[(backend, space, train)]} | "
+                   + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def robustness(r: Result) -> list[str]:
+    res = r.results
+    loads = [rec["load_average_after"] for c in res["conditions"].values()
+             for rec in c["records"] if "load_average_after" in rec]
+    out = ["**Robustness** (`benchmarks/robustness.py [--runs 3] [--quick]`: the default flow, "
+           f"`hwnas.search --budget-ms {res['budget_ms']:g}`, on fresh caches, quiet and under a "
+           "load generator of its own that keeps every core busy in 1-3 s bursts; afterwards "
+           "each reported architecture measured again on the quiet machine, 5 rounds). "
+           f"{'Smoke run' if r.smoke else 'Measured'}: {_n(res['runs'], 'run')} per condition, "
+           f"{res['trials']} trials, {res['cpus']} cores"
+           + (f", load average after each run {', '.join(f'{x:.1f}' for x in loads)}"
+              if loads else "") + ":", "",
+           "| condition | exit | verified | rounds | predicted / true (mean, worst) "
+           "| true <= budget | best MMACs |", "|---|---|---|---|---|---|---|"]
+    for name, c in res["conditions"].items():
+        s = c["summary"]
+        fit = round(s["share_true_within_budget"] * s["architectures"])
+        out.append(f"| {name} | {', '.join(map(str, s['exit_statuses']))} | "
+                   f"{', '.join('yes' if v else 'no' for v in s['verified'])} | "
+                   f"{', '.join(map(str, s['rounds']))} | "
+                   f"{s['predicted_over_true_mean']:.3f}, {s['predicted_over_true_worst']:.3f} | "
+                   f"{fit} of {s['architectures']} | "
+                   f"{', '.join(f'{m:.2f}' for m in s['best_mmacs'])} |")
+    return out + ["", "Targets: exit 0 in every run; every reported architecture true <= budget; "
+                  "predicted within +-5 % of true after verification; the best's MACs within "
+                  "5 % across quiet runs.", ""]
+
+
+SECTIONS = {"accuracy": accuracy, "nnabla_nas_estimators": nnabla_nas_estimators,
+            "throughput": throughput, "search_quality": search_quality,
+            "layer_sum": layer_sum, "few_shot": few_shot, "robustness": robustness}
+
+
+def render(folder: str = RESULTS) -> str:
+    """The Performance section's body, from the results files in folder."""
+    out = ["Run on the CPU (no GPU). Each script in `benchmarks/` prints its table and writes "
+           "JSON to `benchmarks/results/` with the machine, versions, commit and date it ran "
+           "with; `python benchmarks/readme.py` writes this section from those files, and "
+           "`python benchmarks/readme.py --check` (run by the tests) fails when it differs.", ""]
+    for name, section in SECTIONS.items():
+        r = load(folder, name)
+        if r is None:
+            out += [f"**{name}**: not measured yet (`benchmarks/{name}.py`).", ""]
+            continue
+        out += section(r)
+        out += [provenance(r), ""]
+    # tables stay one row a line; prose is wrapped as the rest of the README is
+    return "\n".join(line if line.startswith("|") else
+                     textwrap.fill(line, 95, break_long_words=False, break_on_hyphens=False)
+                     for line in out)
+
+
+def rewrite(readme: str, body: str) -> str:
+    """readme with the text between the markers replaced by body."""
+    start, end = readme.find(BEGIN), readme.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"README lacks the markers {BEGIN} ... {END}")
+    return readme[:start + len(BEGIN)] + "\n" + body + "\n" + readme[end:]
+
+
+def check(readme_path: str = README, folder: str = RESULTS) -> str:
+    """A unified diff from the README to what the results give; empty when they agree."""
+    with open(readme_path) as f:
+        text = f.read()
+    want = rewrite(text, render(folder))
+    return "".join(difflib.unified_diff(text.splitlines(True), want.splitlines(True),
+                                        "README.md", "README.md (from benchmarks/results)"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 with a diff when the README "
+                   "differs from what the results give")
+    p.add_argument("--results", default=RESULTS)
+    p.add_argument("--readme", default=README)
+    args = p.parse_args()
+    if args.check:
+        diff = check(args.readme, args.results)
+        sys.stdout.write(diff)
+        sys.exit(1 if diff else 0)
+    with open(args.readme) as f:
+        text = f.read()
+    with open(args.readme, "w") as f:
+        f.write(rewrite(text, render(args.results)))
+
+
+if __name__ == "__main__":
+    main()
