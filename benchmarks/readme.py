@@ -165,7 +165,7 @@ def search_quality(r: Result) -> list[str]:
            "and a trivial objective; the Pareto front after 200 NSGA-II trials; and on `nb201` "
            "a black-box objective that is not additive (`cell_paths`: products of per-op "
            "factors along the cell's paths), judged against its brute-force optimum over all "
-           "15,625 cells.",
+           "15,625 cells.", "",
            f"{'A smoke run' if r.smoke else 'The run'} ({_n(res['seeds'], 'seed')}, up to "
            f"{checkpoints[-1]} trials, {res['predictor']} predictor on {res['device']}) gave on "
            f"`mobilenet` at {mb['budget_ms']:.2f} ms:", "",
