@@ -84,7 +84,7 @@ class Fingerprint:
     def from_row(cls, row: Mapping[str, Any]) -> Fingerprint:
         """Parse ``as_row()`` back (a table row or a saved predictor's fingerprint); raises
         KeyError for a missing field, ValueError naming a field that is not an integer."""
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             text = row[f.name]
             if f.type in ("int", int):
@@ -293,7 +293,7 @@ UNKNOWN_FINGERPRINT = {"backend": "unknown", "backend_version": "unknown", "thre
 
 def _network_fingerprint(expected: Fingerprint | None, row: dict, where: str, path: str,
                          device: str | None) -> Fingerprint:
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(Fingerprint):
         if f.name == "device":
             named = None if _blank(row, "device") else row["device"].strip()

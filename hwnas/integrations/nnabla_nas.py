@@ -33,7 +33,7 @@ import os
 import sys
 import types
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def import_nnabla_nas() -> types.ModuleType:
     """Import nnabla_nas 0.15.0, whose wheel lacks ``contrib.classification.ofa.networks``:
     a stub stands in for that module (hwnas never uses it)."""
     if _BROKEN not in sys.modules:
-        stub = types.ModuleType(_BROKEN)
+        stub: Any = types.ModuleType(_BROKEN)  # Any: it gets attributes a module type lacks
         stub.ofa_mbv3 = stub.ofa_xception = stub.ofa_resnet50 = None
         sys.modules[_BROKEN] = stub
     return require("nnabla_nas", "the NNabla NAS integration")
@@ -71,7 +71,7 @@ def module_layers(module: Any, in_shape: Sequence[int],
     """The hwnas Layers a module runs for input (C, H, W): (layers, fallback ms, out shape)."""
     Mo = import_nnabla_nas().module
     mobilenet = sys.modules.get("nnabla_nas.contrib.classification.mobilenet.modules")
-    shape: Shape = tuple(int(v) for v in in_shape)
+    shape = cast(Shape, tuple(int(v) for v in in_shape))  # Layer checks that it is (C, H, W)
     name = type(module).__name__
     if mobilenet is not None and isinstance(module, mobilenet.InvertedResidual):
         k = module._kernel[0] if isinstance(module._kernel, tuple) else module._kernel
@@ -144,6 +144,11 @@ def _feeds(f, g) -> bool:
     return g is not None and len(g.inputs) > 0 and g.inputs[0] == f.outputs[0]
 
 
+def _activation(f, g) -> str:
+    """The activation (or "none") that function g, if it takes f's output, applies to it."""
+    return _ACTIVATIONS.get(g.info.type_name, "none") if _feeds(f, g) else "none"
+
+
 def _conv_unit(funcs: list, i: int) -> tuple[dict, int]:
     """Convolution (no bias) + BatchNormalization [+ ReLU/ReLU6] from funcs[i]: its fields
     and the index after it."""
@@ -160,8 +165,7 @@ def _conv_unit(funcs: list, i: int) -> tuple[dict, int]:
             or tuple(args.get("dilation", (1, 1))) != (1, 1):
         raise UnmappedModuleError(f"Convolution {kh}x{kw} stride {stride} pad {pad}: only "
                                   f"square kernels and strides with 'same' padding map to hwnas")
-    after = funcs[i + 2] if i + 2 < len(funcs) else None
-    act = _ACTIVATIONS.get(after.info.type_name, "none") if _feeds(nxt, after) else "none"
+    act = _activation(nxt, funcs[i + 2] if i + 2 < len(funcs) else None)
     end = i + 2 + (act != "none")
     return {"in_shape": tuple(f.inputs[0].shape[1:]), "out": int(f.inputs[1].shape[0]),
             "k": int(kh), "s": int(stride[0]), "g": int(args["group"]), "act": act,
@@ -206,8 +210,7 @@ def graph_layers(output, fallback: Fallback | None = None) -> tuple[list[Layer],
             continue
         i += 1
         if name == "BatchNormalization":
-            after = funcs[i] if i < len(funcs) else None
-            act = _ACTIVATIONS.get(after.info.type_name, "none") if _feeds(f, after) else "none"
+            act = _activation(f, funcs[i] if i < len(funcs) else None)
             i += act != "none"
             layer = Layer("bn", shape, act=act)
         elif name == "Add2":
@@ -302,7 +305,8 @@ def _define_estimators() -> dict[str, type]:
     if _CLASSES:
         return _CLASSES
     import_nnabla_nas()
-    latency = importlib.import_module("nnabla_nas.utils.estimator.latency")
+    # Any: nnabla_nas is untyped, and its classes are the bases below
+    latency: Any = importlib.import_module("nnabla_nas.utils.estimator.latency")
 
     class HwnasLatencyEstimator(latency.LatencyEstimator):
         """NNabla NAS's module-based ``LatencyEstimator``, backed by a fitted hwnas predictor.
@@ -414,10 +418,11 @@ def _import_cli() -> types.ModuleType:
     multi-process runs use, and parses the context's device id, which the cpu context leaves
     empty, as an integer. Without the extension a no-op handler stands in while it imports,
     and an empty device id reads as 0."""
+    cli: Any  # nnabla_nas is untyped, and get_extension_context is replaced below
     try:
         importlib.import_module("nnabla_ext.cuda")
     except ImportError:
-        stub = types.ModuleType("nnabla_ext.cuda")
+        stub: Any = types.ModuleType("nnabla_ext.cuda")  # Any: it gets a class set below
         stub.StreamEventHandler = _CpuStreamEventHandler
         sys.modules["nnabla_ext.cuda"] = stub
         try:

@@ -121,6 +121,13 @@ class Predictor(BaseEstimator, ABC):
                 raise InputError(f"{type(self).__name__}: {name} must be {kind}{bound}, got "
                                  f"{value!r}")
 
+    def _needs_space(self, space: SearchSpace | None) -> SearchSpace:
+        """``space``, without which a predictor fitted from a network table cannot fit."""
+        if space is None:
+            raise InputError(f"the {self.kind} predictor learns from a network table and its "
+                             f"space: call fit(networks, space)")
+        return space
+
     def _check_space(self, space: SearchSpace) -> None:
         self._check_fitted()
         if space.signature != self.space_signature_:

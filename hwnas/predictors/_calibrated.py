@@ -33,17 +33,19 @@ class CalibratedPredictor(Predictor):
     kind = "calibrated"
     from_networks = True
 
-    def __init__(self, base: Predictor = None, allow_mixed_devices: bool = False,
+    def __init__(self, base: Predictor, allow_mixed_devices: bool = False,
                  target: str = "latency_ms"):
         self.base = base
         self.allow_mixed_devices = allow_mixed_devices
         self.target = target
 
-    def fit(self, networks: NetworkTable, space: SearchSpace = None) -> CalibratedPredictor:
+    def fit(self, networks: NetworkTable, space: SearchSpace | None = None
+            ) -> CalibratedPredictor:
         self._check_params(allow_mixed_devices=("True or False", None))
-        if not isinstance(self.base, Predictor):
+        if not isinstance(self.base, Predictor):  # set_params(base=...) can put anything here
             raise InputError(f"CalibratedPredictor: base must be a fitted Predictor, got "
                              f"{self.base!r}")
+        space = self._needs_space(space)
         self.base._check_fitted()
         check_same_device(self.base.fingerprint_, networks.fingerprint,
                           f"the calibration networks in {networks.path}",

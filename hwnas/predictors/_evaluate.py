@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hwnas.tables import NetworkTable
@@ -23,7 +25,8 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     return out
 
 
-def evaluate(predictor, networks: NetworkTable, space, target: str = None) -> dict[str, object]:
+def evaluate(predictor, networks: NetworkTable, space, target: str | None = None
+             ) -> dict[str, Any]:
     """Predict each network of the table and score against its measurement.
 
     Returns the metrics with ``predicted`` and ``measured`` arrays beside them.
@@ -35,7 +38,7 @@ def evaluate(predictor, networks: NetworkTable, space, target: str = None) -> di
             "measured": measured}
 
 
-def plot_predicted_vs_measured(result: dict[str, object], path: str, title: str) -> None:
+def plot_predicted_vs_measured(result: dict[str, Any], path: str, title: str) -> None:
     """Scatter of predicted against measured with y = x and a +-10 % band."""
     from hwnas._imports import require
     require("matplotlib", "--plot")

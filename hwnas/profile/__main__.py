@@ -25,7 +25,7 @@ from hwnas.profile import (
     table_quality,
 )
 from hwnas.spaces import SearchSpace, load_space
-from hwnas.tables import parse_z
+from hwnas.tables import LayerTable, NetworkTable, Timing, parse_z
 
 PROG = "python -m hwnas.profile"
 
@@ -153,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               min_runs=min(TimingProtocol.min_runs, args.runs),
                               max_seconds=args.max_seconds)
     backend = backend_from_args(args.backend, args)
+    table: LayerTable | NetworkTable
+    timings: Sequence[Timing]
     if args.networks or args.from_file:
         zs = network_zs(args, space)
         table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)

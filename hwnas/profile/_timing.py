@@ -72,7 +72,7 @@ def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol) -> 
         for run, rounds in zip(runners, samples):
             for _ in range(protocol.warmup):
                 run()
-            ms = []
+            ms: list[float] = []
             start = time.perf_counter()
             while len(ms) < protocol.runs:
                 t0 = time.perf_counter()

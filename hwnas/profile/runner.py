@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -67,13 +68,13 @@ def statistics(rounds: list) -> dict:
 
 def measure(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float) -> list:
     """Time each runner (one synchronised forward pass) in interleaved rounds."""
-    samples = [[] for _ in runners]
+    samples: list[list[list[float]]] = [[] for _ in runners]
     min_runs = min(MIN_RUNS, runs)
     for _ in range(rounds):
         for run, unit_rounds in zip(runners, samples):
             for _ in range(warmup):
                 run()
-            ms = []
+            ms: list[float] = []
             start = time.perf_counter()
             while len(ms) < runs:
                 t0 = time.perf_counter()
@@ -86,7 +87,7 @@ def measure(runners: list, warmup: int, runs: int, rounds: int, max_seconds: flo
     return [statistics(r) for r in samples]
 
 
-def build(path: str, args) -> callable:
+def build(path: str, args) -> Callable[[], object]:
     """A session for one ONNX file, checked once; returns a function that runs one pass."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -112,10 +113,10 @@ def open_table(path: str, columns: tuple, fingerprint: dict) -> tuple:
     line is cut off; a table from another device is refused."""
     done = set()
     if os.path.exists(path) and os.path.getsize(path) > 0:
-        with open(path, "rb+") as f:
-            data = f.read()
+        with open(path, "rb+") as raw:
+            data = raw.read()
             if not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+                raw.truncate(data.rfind(b"\n") + 1)
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             if tuple(reader.fieldnames or ()) != columns:

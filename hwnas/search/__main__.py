@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder = os.path.dirname(os.path.abspath(args.json)) if args.json else os.getcwd()
             storage = os.path.join(folder, f"{args.study_name or 'hwnas-search'}.journal")
         objective = load_objective(args.objective)
-        searches = []
+        searches: list[str | None] = []
 
         def run_search(predictor):
             # a named study is the first search's: a verify round's trials carry other

@@ -275,7 +275,7 @@ class SearchSpace:
                 return Z.astype(np.int64)
         raise InputError(f"space {self.name!r}: found no design of {n} distinct z")
 
-    def cost_matrix(self, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
+    def cost_matrix(self, layer_cost: Callable[[Sequence[Layer]], ArrayLike]
                     ) -> tuple[float, np.ndarray]:
         """Per-decision costs: ``(fixed, C)`` with C[d, c] the cost of choice c of decision d.
 
@@ -299,7 +299,7 @@ class SearchSpace:
             C[i, :len(d.choices)] = [total(group) for group in d.layers]
         return total(self.stem) + total(self.head), C
 
-    def sum_z(self, z: ArrayLike, layer_cost: Callable[[Sequence[Layer]], np.ndarray]
+    def sum_z(self, z: ArrayLike, layer_cost: Callable[[Sequence[Layer]], ArrayLike]
               ) -> np.ndarray:
         """The cost of many z as the sum over each z's decoded layers, for any space (additive
         or not); ``layer_cost`` is called once, on the unique layers."""

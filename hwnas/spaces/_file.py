@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from hwnas._files import read_text
 from hwnas.errors import InputError
@@ -82,7 +83,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 def _load_yaml(text: str, path: str) -> Any:
     from hwnas._imports import require
-    yaml = require("yaml", "a YAML space file")
+    yaml: Any = require("yaml", "a YAML space file")  # imported lazily, so its classes are Any
 
     class Loader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
@@ -109,7 +110,7 @@ def _load_yaml(text: str, path: str) -> Any:
 
 
 def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
-    def fail(key: str, message: str):
+    def fail(key: str, message: str) -> NoReturn:
         raise SpaceFileError(f"{where}: {key}: {message}")
 
     if not isinstance(doc, dict):
@@ -142,7 +143,7 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
     stem, shape = layers(doc.get("stem", []), "stem", shape)
     if not isinstance(doc["decisions"], list) or not doc["decisions"]:
         fail("decisions", "must be a non-empty list")
-    decisions = []
+    decisions: list[Decision] = []
     for d, entry in enumerate(doc["decisions"]):
         key = f"decisions[{d}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("choices"), dict) \
@@ -183,7 +184,8 @@ def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SIZE
 
 
-def _layer(spec: Any, shape: tuple[int, int, int], key: str, fail) -> Layer:
+def _layer(spec: Any, shape: tuple[int, int, int], key: str,
+           fail: Callable[[str, str], NoReturn]) -> Layer:
     if isinstance(spec, str):
         try:
             layer = Layer.from_key(spec)

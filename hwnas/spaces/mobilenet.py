@@ -7,6 +7,7 @@ defaults (width 1, skip_connect on), so z[i] is the index that its i-th ChoiceBl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
@@ -33,7 +34,9 @@ def mobilenet(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
     """
     if num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
-    stem_conv = Layer("conv", tuple(input_shape), 32, kernel=3, stride=2)
+    # Layer checks that input_shape is 3 positive ints
+    stem_conv = Layer("conv", cast("tuple[int, int, int]", tuple(input_shape)), 32, kernel=3,
+                      stride=2)
     first = Layer("mbconv", stem_conv.out_shape, 16, kernel=3, stride=1, expand=1)
     shape = first.out_shape
     decisions = []
@@ -41,8 +44,9 @@ def mobilenet(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
         for i in range(n):
             stride = s if i == 0 else 1
             names = [name for name, _, _ in CANDIDATES]
-            groups = [(Layer("mbconv", shape, c, kernel=k, stride=stride, expand=e),)
-                      for _, e, k in CANDIDATES]
+            groups: list[tuple[Layer, ...]] = [
+                (Layer("mbconv", shape, c, kernel=k, stride=stride, expand=e),)
+                for _, e, k in CANDIDATES]
             if stride == 1 and shape[0] == c:
                 names.append(SKIP)
                 groups.append(())
@@ -51,5 +55,5 @@ def mobilenet(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
             shape = groups[0][0].out_shape
     last = Layer("conv", shape, 1280, kernel=1, stride=1)
     head = (last, Layer("gap", last.out_shape), Layer("linear", (1280, 1, 1), num_classes))
-    return SearchSpace("mobilenet", tuple(stem_conv.in_shape), (stem_conv, first),
+    return SearchSpace("mobilenet", stem_conv.in_shape, (stem_conv, first),
                        tuple(decisions), head)
