@@ -79,7 +79,7 @@ def fit_predictor(args) -> tuple[Predictor, SearchSpace | None]:
 
 
 def _unknown_choices(model: Predictor, space: SearchSpace | None) -> list:
-    base = model.base if isinstance(model, CalibratedPredictor) else model
+    base = model._base() if isinstance(model, CalibratedPredictor) else model
     if space is None or not hasattr(base, "unknown_choices"):
         return []
     return base.unknown_choices(space)

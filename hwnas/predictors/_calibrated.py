@@ -33,7 +33,7 @@ class CalibratedPredictor(Predictor):
     kind = "calibrated"
     from_networks = True
 
-    def __init__(self, base: Predictor, allow_mixed_devices: bool = False,
+    def __init__(self, base: Predictor | None = None, allow_mixed_devices: bool = False,
                  target: str = "latency_ms"):
         self.base = base
         self.allow_mixed_devices = allow_mixed_devices
@@ -42,18 +42,16 @@ class CalibratedPredictor(Predictor):
     def fit(self, networks: NetworkTable, space: SearchSpace | None = None
             ) -> CalibratedPredictor:
         self._check_params(allow_mixed_devices=("True or False", None))
-        if not isinstance(self.base, Predictor):  # set_params(base=...) can put anything here
-            raise InputError(f"CalibratedPredictor: base must be a fitted Predictor, got "
-                             f"{self.base!r}")
+        base = self._base()
+        base._check_fitted()
         space = self._needs_space(space)
-        self.base._check_fitted()
-        check_same_device(self.base.fingerprint_, networks.fingerprint,
+        check_same_device(base.fingerprint_, networks.fingerprint,
                           f"the calibration networks in {networks.path}",
                           self.allow_mixed_devices)
         if len(networks.z) < 2:
             raise InputError(f"{networks.path}: calibration needs at least 2 measured networks, "
                              f"got {len(networks.z)}")
-        raw = self.base.predict_z(space, np.array(networks.z))
+        raw = base.predict_z(space, np.array(networks.z))
         y = networks.values(self.target)
         if np.ptp(raw) == 0:
             raise InputError(f"{networks.path}: the calibration networks all have the same "
@@ -63,17 +61,24 @@ class CalibratedPredictor(Predictor):
             raise InputError(f"{networks.path}: calibration gives a slope a = {a:.3g} <= 0: the "
                              f"base predictor does not rank these networks; measure more")
         self.a_, self.b_ = float(a), float(b)
-        self.fingerprint_ = self.base.fingerprint_
+        self.fingerprint_ = base.fingerprint_
         return self
+
+    def _base(self) -> Predictor:
+        """``base``, refused (InputError) if it is not a Predictor (its default is None)."""
+        if not isinstance(self.base, Predictor):
+            raise InputError(f"CalibratedPredictor: base must be a fitted Predictor, got "
+                             f"{self.base!r}")
+        return self.base
 
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
         """Each layer scaled by a (the offset b belongs to whole networks)."""
         self._check_fitted()
-        return self.a_ * self.base.predict(layers)
+        return self.a_ * self._base().predict(layers)
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_fitted()
-        fixed, C = self.base.cost_matrix(space)
+        fixed, C = self._base().cost_matrix(space)
         return self.a_ * fixed + self.b_, self.a_ * C
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
@@ -81,19 +86,19 @@ class CalibratedPredictor(Predictor):
         try:  # one pass over z through the scaled cost matrix
             fixed, C = self.cost_matrix(space)
         except NotAdditiveError:
-            return self.a_ * self.base.predict_z(space, z) + self.b_
+            return self.a_ * self._base().predict_z(space, z) + self.b_
         return space.evaluate_z(z, fixed, C)
 
     def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
         self._check_fitted()
-        return self.a_ * self.base.predict_z_quantile(space, z, q) + self.b_
+        return self.a_ * self._base().predict_z_quantile(space, z, q) + self.b_
 
     def predict_architecture(self, arch) -> float:
         self._check_fitted()
-        return self.a_ * self.base.predict_architecture(arch) + self.b_
+        return self.a_ * self._base().predict_architecture(arch) + self.b_
 
     def _state(self) -> dict[str, Any]:
-        return {"a": self.a_, "b": self.b_, "base": self.base.to_dict()}
+        return {"a": self.a_, "b": self.b_, "base": self._base().to_dict()}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> CalibratedPredictor:

@@ -243,7 +243,7 @@ def load_objective(text: str):
 def describe(predictor) -> str:
     text = f"{predictor.kind} predictor"
     if isinstance(predictor, CalibratedPredictor):
-        text += f" (a = {predictor.a_:.3f} x {predictor.base.kind} + b = {predictor.b_:.3f} ms)"
+        text += f" (a = {predictor.a_:.3f} x {predictor._base().kind} + b = {predictor.b_:.3f} ms)"
     return text
 
 

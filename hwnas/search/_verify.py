@@ -147,7 +147,7 @@ def verify_search(space: SearchSpace, predictor: Predictor,
             return Verification(run_search(predictor), predictor, False,
                                 f"cannot be verified here: {why}")
     if base is None:
-        base = predictor.base if isinstance(predictor, CalibratedPredictor) else predictor
+        base = predictor._base() if isinstance(predictor, CalibratedPredictor) else predictor
     path = network_table_path(backend, space)
     protocol = protocol or TimingProtocol()
     calib = set(calibration.z) if calibration is not None else set()
