@@ -150,6 +150,7 @@ def test_profile_shows_and_discards_the_cache(tmp_path, monkeypatch):
     assert shown.returncode == 0, shown.stderr
     assert "layers.csv" in shown.stdout and "networks-nb201-" in shown.stdout
     assert "measured (UTC)" in shown.stdout and ("good" in shown.stdout or "NOISY" in shown.stdout)
+    _read_only_cache_shows(cache, shown.stdout)
     gone = subprocess.run([sys.executable, "-m", "hwnas.profile", "--remeasure"],
                           capture_output=True, text=True)
     assert gone.returncode == 0 and "discarded 2 cached table(s)" in gone.stdout, gone.stderr
@@ -174,4 +175,25 @@ def test_device_tables_calibrate_near_the_budget_and_remeasure_a_noisy_cache(tmp
     again, _ = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False,
                              budget_ms=2.0)
     assert (device_folder(backend) / "layers.csv.discarded").exists()  # measured anew
+    assert not list(device_folder(backend).glob("networks-*.discarded"))  # it was good: kept
     assert set(again.timings) == set(layers.timings)
+
+
+def _read_only_cache_shows(cache, expected):
+    """A shared cache this user cannot write: showing it needs no lock file."""
+    import os
+
+    from hwnas.profile import cache_report
+    if os.geteuid() == 0:  # root writes anywhere: nothing to show
+        return
+    folders = [p for p in cache.iterdir() if p.is_dir()]
+    for lock in cache.glob("*/*.lock"):
+        lock.unlink()
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        assert cache_report(cache).splitlines()[1:] == expected.strip().splitlines()[1:]
+        assert not list(cache.glob("*/*.lock"))
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)

@@ -20,9 +20,35 @@ from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
 
 
+def fit_line(x, y) -> tuple[float, float]:
+    """y ~ a x + b by least squares, where that is a rising line (a > 0); else the ratio
+    through 0 (a = sum y / sum x, b = 0), which still passes through the points' mean, so
+    that it is right where they are. The one calibration line of the project: the device
+    tables choose their networks near the budget with it, and the search predicts with it.
+
+    Raises InputError where not even the ratio is a finite a > 0 (no positive latencies).
+
+    Example:
+        >>> [round(v, 6) for v in fit_line([1.0, 2.0, 3.0], [2.5, 4.5, 6.5])]
+        [2.0, 0.5]
+        >>> fit_line([1.0, 2.0], [4.0, 2.0])  # falls: a ratio through 0
+        (2.0, 0.0)
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) >= 2 and np.ptp(x) > 0:
+        a, b = np.polyfit(x, y, 1)
+        if a > 0:
+            return float(a), float(b)
+    a = float(np.sum(y) / np.sum(x)) if len(x) and np.sum(x) != 0 else float("nan")
+    if not (np.isfinite(a) and a > 0):
+        raise InputError(f"the calibration gives no slope a > 0 (a = {a:.3g}): its latencies "
+                         f"are not positive; measure networks of different sizes")
+    return a, 0.0
+
+
 class CalibratedPredictor(Predictor):
-    """Wraps a fitted predictor: latency(z) = a * base(z) + b, with a and b fitted by least
-    squares on at least 2 measured networks (``a_``, ``b_``).
+    """Wraps a fitted predictor: latency(z) = a * base(z) + b, with a and b fitted on at least
+    2 measured networks by ``fit_line`` (``a_``, ``b_``).
 
     It corrects what a layer sum misses (layers timed alone keep their weights in cache;
     each call has an overhead), so that a budget means true end-to-end latency. Measure the
@@ -52,15 +78,10 @@ class CalibratedPredictor(Predictor):
             raise InputError(f"{networks.path}: calibration needs at least 2 measured networks, "
                              f"got {len(networks.z)}")
         raw = base.predict_z(space, np.array(networks.z))
-        y = networks.values(self.target)
-        if np.ptp(raw) == 0:
-            raise InputError(f"{networks.path}: the calibration networks all have the same "
-                             f"predicted latency; measure networks of different sizes")
-        a, b = np.polyfit(raw, y, 1)
-        if a <= 0:
-            raise InputError(f"{networks.path}: calibration gives a slope a = {a:.3g} <= 0: the "
-                             f"base predictor does not rank these networks; measure more")
-        self.a_, self.b_ = float(a), float(b)
+        try:
+            self.a_, self.b_ = fit_line(raw, networks.values(self.target))
+        except InputError as e:
+            raise InputError(f"{networks.path}: {e}") from None
         self.fingerprint_ = base.fingerprint_
         return self
 

@@ -27,6 +27,7 @@ import numpy as np
 from hwnas._progress import Progress
 from hwnas.errors import InputError
 from hwnas.layers import Layer
+from hwnas.predictors._calibrated import fit_line
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
 from hwnas.profile._options import add_backend_options, backend_from_args
@@ -121,24 +122,24 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
     layers_path, nets_path = device_folder(backend) / "layers.csv", \
         network_table_path(backend, space)
     status = read_cache_status(device_folder(backend))
-    stale = [p.name for p in (layers_path, nets_path)
-             if p.name in status and not status[p.name].get("good", True)]
-    if stale and not remeasure:
-        print(f"hwnas: {', '.join(stale)} in {device_folder(backend)} was measured while the "
+    stale = [p.name in status and not status[p.name].get("good", True)
+             for p in (layers_path, nets_path)]
+    if any(stale) and not remeasure:
+        names = [p.name for p, s in zip((layers_path, nets_path), stale) if s]
+        print(f"hwnas: {', '.join(names)} in {device_folder(backend)} was measured while the "
               f"machine was unsteady: measuring it again", file=sys.stderr)
-    discard = remeasure or bool(stale)
     span = space.design(max(space.n_choices), seed=0)
     layer_units = _layer_units(space.unique_layers())
     qualities, _ = _measure(backend, [(layers_path, LAYER_COLUMNS, "key", layer_units),
                                    (nets_path, NETWORK_COLUMNS, "z", _network_units(space, span))],
                          protocol, "measuring layers and networks" if show_progress else None,
-                         discard_existing=discard)
+                         discard_existing=[remeasure or s for s in stale])
     layers = _read(read_layer_table, layers_path)
     fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
     nets = _read(read_network_table, nets_path, space)
     spanning = {tuple(int(v) for v in z) for z in span}  # the same line for the same cache
     nets = nets.select([i for i, z in enumerate(nets.z) if z in spanning])
-    a, b = _line(space.evaluate_z(np.array(nets.z), fixed, C), nets.values())
+    a, b = fit_line(space.evaluate_z(np.array(nets.z), fixed, C), nets.values())
     zs = [space.min_z(fixed, C)[0]]
     if budget_ms is None:
         zs.extend([np.nanargmax(C, axis=1), *space.random_z(networks, 0)])
@@ -159,15 +160,6 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
     return layers, nets.select([i for i, z in enumerate(nets.z) if z in wanted])
-
-
-def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """y ~ a x + b by least squares; a ratio through 0 where that is not a rising line."""
-    if len(x) >= 2 and np.ptp(x) > 0:
-        a, b = np.polyfit(x, y, 1)
-        if a > 0:
-            return float(a), float(b)
-    return float(np.sum(y) / np.sum(x)), 0.0
 
 
 def _near_budget(space: SearchSpace, fixed: float, C: np.ndarray, target: float,
@@ -279,7 +271,7 @@ class TableQuality:
 
 def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[str], str, Units]],
              protocol: TimingProtocol, progress_label: str | None,
-             discard_existing: bool = False, keep_noisy: bool = True
+             discard_existing: Sequence[bool] = (), keep_noisy: bool = True
              ) -> tuple[list[TableQuality], dict[str, Timing]]:
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
     tables (each job is ``(path, columns, id_column, units)``), so that units of different
@@ -287,6 +279,7 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
     after a pause (at most REMEASURE more times; the fastest measurement is kept). A unit that
     fails to build stops it, after the units built before it are measured and kept.
 
+    ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
     Returns the quality of each table that gained rows, and the measurements that were not
     written: rows still noisy, unless ``keep_noisy``.
@@ -297,7 +290,7 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
         for j in order:
             path, columns, id_column, _ = jobs[j]
             writers[j] = TableWriter(path, columns, id_column, backend.fingerprint(),
-                                     discard_existing)
+                                     j < len(discard_existing) and discard_existing[j])
         todo = _interleave([[(j, key) for key in jobs[j][3] if key not in writers[j].done]
                             for j in range(len(jobs))])
         bar = Progress(len(todo), progress_label or "", progress_label is not None)
@@ -373,9 +366,14 @@ CACHE_STATUS = "measured.json"
 
 def read_cache_status(folder: str | os.PathLike) -> dict[str, dict]:
     """What a device's cache folder records about its tables: file name -> TableQuality
-    fields and ``good``. Empty where nothing is recorded."""
+    fields and ``good``. Empty where nothing is recorded. A folder this process cannot write
+    (a shared, read-only cache) is read without the lock, whose file it could not create:
+    nobody can be writing there through it either."""
     path = Path(folder) / CACHE_STATUS
     try:
+        if not os.access(folder, os.W_OK):
+            with open(path) as f:
+                return json.load(f)
         with table_lock(path, shared=True), open(path) as f:
             return json.load(f)
     except FileNotFoundError:
@@ -432,7 +430,8 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
         for path in sorted(folder.glob("*.csv")):
             q = status.get(path.name)
             if q is None:
-                rows = sum(1 for _ in open(path)) - 1
+                with open(path) as f:
+                    rows = sum(1 for _ in f) - 1
                 lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                              f"{'(not recorded)':<25}")
                 continue

@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
+    _check_outputs(args)
     base = networks = backend = None
     if args.remeasure and (args.predictor or args.table):
         raise InputError("--remeasure re-measures the cached tables of the default flow: "
@@ -141,13 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         objective = load_objective(args.objective)
         searches: list[str | None] = []
 
-        def run_search(predictor):
+        def run_search(predictor, budget_ms):
             # a named study is the first search's: a verify round's trials carry other
             # predictions, so each round searches a study of its own
             name = args.study_name and args.study_name + (
                 f"-verify-{len(searches)}" if searches else "")
             searches.append(name)
-            return search(space, predictor, args.budget_ms, objective,
+            return search(space, predictor, budget_ms, objective,
                           mode=args.mode, sampler=args.sampler, n_trials=args.trials,
                           seed=args.seed, top=args.top, feasible=not args.plain_sampler,
                           max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
@@ -158,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         verification = None
         if args.no_verify:
-            result = run_search(predictor)
+            result = run_search(predictor, args.budget_ms)
         else:
             verification = verify_search(space, predictor, run_search, args.budget_ms,
                                          mode=args.mode, top=args.top, base=base,
@@ -183,9 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             doc["verified"] = False
             doc["verification"] = {"note": "not verified: --no-verify"}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
+        _write_json(doc, args.json)
     if args.plot:
         plot_search(result, args.plot)
         print(f"wrote {args.plot}")
@@ -195,6 +194,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             export_onnx(space.decode(c.z).graph, path, batch=predictor.fingerprint_.batch)
             print(f"wrote {path}")
     return 0
+
+
+def _check_outputs(args) -> None:
+    """Refuse an output whose folder is missing or not writable before anything is measured
+    or searched (the search and its device measurements take minutes)."""
+    for option, path, is_folder in [
+            ("--json", args.json, False), ("--plot", args.plot, False),
+            ("--export-onnx", args.export_onnx, True)]:
+        if path is None:
+            continue
+        where = os.path.abspath(path)
+        if is_folder and os.path.exists(where) and not os.path.isdir(where):
+            raise InputError(f"{option} {path}: not a folder")
+        if not is_folder and os.path.isdir(where):
+            raise InputError(f"{option} {path}: is a folder; give a file name")
+        # a missing --export-onnx folder is created on writing: its parent must be there
+        folder = where if is_folder and os.path.isdir(where) else os.path.dirname(where)
+        if not os.path.isdir(folder):
+            raise InputError(f"{option} {path}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{option} {path}: the folder {folder} is not writable")
+
+
+def _write_json(doc: dict, path: str) -> None:
+    """Write ``doc`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader never sees a half-written result."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "x") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def verification_report(verification) -> str:

@@ -8,10 +8,11 @@ predictions shown are those of the last calibration, and how many fall within th
 of the measured latency is reported. An architecture measured over the budget is never
 reported.
 
-Example:
-    >>> from hwnas.search import search
-    >>> v = verify_search(space, predictor, lambda p: search(space, p, 5.0, seed=0), 5.0)
-    >>> v.verified, [v.measured_ms[c.z] for c in v.result.best]
+Example (it measures on this machine, so it is not run as a doctest)::
+
+    from hwnas.search import search
+    v = verify_search(space, predictor, lambda p, ms: search(space, p, ms, seed=0), 5.0)
+    v.verified, [v.measured_ms[c.z] for c in v.result.best]
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ from hwnas.profile import (
     measure_networks,
     network_table_path,
     noise,
-    profile_networks,
 )
 from hwnas.profile._base import cpu_name
 from hwnas.search._study import BudgetError, SearchResult
-from hwnas.tables import NetworkTable, Timing, read_network_table
+from hwnas.tables import NetworkTable, Timing
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -66,14 +66,21 @@ class Verification:
     rounds: list[str] = field(default_factory=list)
     tolerance: float = TOLERANCE
 
+    @property
+    def within_tolerance(self) -> int | None:
+        """How many reported architectures were predicted within the tolerance of their
+        measured latency; None where nothing was measured."""
+        if not self.measured_ms:
+            return None
+        return sum(bool(abs(c.predicted_latency_ms / self.measured_ms[c.z] - 1)
+                        <= self.tolerance) for c in self.result.best if c.z in self.measured_ms)
+
     def as_dict(self) -> dict:
         """The JSON fields: ``verified`` and ``verification``."""
-        within = sum(bool(abs(c.predicted_latency_ms / self.measured_ms[c.z] - 1)
-                          <= self.tolerance) for c in self.result.best if c.z in self.measured_ms)
         return {"verified": self.verified,
                 "verification": {"note": self.note, "rounds": len(self.rounds),
                                  "tolerance": self.tolerance,
-                                 "within_tolerance": within if self.measured_ms else None,
+                                 "within_tolerance": self.within_tolerance,
                                  "log": self.rounds}}
 
 
@@ -103,8 +110,8 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
 
 def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
               budget_ms: float) -> CalibratedPredictor:
-    """true ~ a * base + b fitted on the networks measured within WINDOW of the budget where
-    at least 3 are (and they rank), else on all of them. Noisy rows are left out where 3
+    """true ~ a * base + b (``fit_line``) fitted on the networks measured within WINDOW of
+    the budget where at least 3 are, else on all of them. Noisy rows are left out where 3
     others remain."""
     steady = [i for i, t in enumerate(networks.timings) if noise(t) <= NOISY_SPREAD]
     if len(steady) >= 3:
@@ -112,15 +119,12 @@ def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
     latency = networks.values()
     near = [i for i, t in enumerate(latency) if abs(t / budget_ms - 1) <= WINDOW]
     if len(near) >= 3:
-        try:
-            return CalibratedPredictor(base).fit(networks.select(near), space)
-        except ValueError:  # too alike to give a rising line: use the whole range
-            pass
+        return CalibratedPredictor(base).fit(networks.select(near), space)
     return CalibratedPredictor(base).fit(networks, space)
 
 
 def verify_search(space: SearchSpace, predictor: Predictor,
-                  run_search: Callable[[Predictor], SearchResult], budget_ms: float, *,
+                  run_search: Callable[[Predictor, float], SearchResult], budget_ms: float, *,
                   mode: str = "constraint", top: int = 5,
                   base: Predictor | None = None,
                   calibration: NetworkTable | None = None,
@@ -128,10 +132,16 @@ def verify_search(space: SearchSpace, predictor: Predictor,
                   tolerance: float = TOLERANCE, max_rounds: int = MAX_ROUNDS,
                   protocol: TimingProtocol | None = None, show_progress: bool = False,
                   log: Callable[[str], None] = lambda line: None) -> Verification:
-    """Search with ``run_search(predictor)``, measure the reported architectures on the
-    device (interleaved, into the device's cached network table), and while one is over the
-    budget or off its prediction by more than ``tolerance``, add those to the calibration
-    networks, refit ``a * base + b`` and search again (at most ``max_rounds`` searches).
+    """Search with ``run_search(predictor, search_budget_ms)``, measure the reported
+    architectures on the device (interleaved, into the device's cached network table), and
+    while one is over the budget or off its prediction by more than ``tolerance``, add those
+    to the calibration networks, refit ``a * base + b`` and search again (at most
+    ``max_rounds`` searches).
+
+    The first search is at ``budget_ms``; after a recalibration, at ``budget_ms`` less a
+    margin: how far the new calibration still predicts under the measured latency of this
+    run's steady networks within WINDOW of the budget (at most ``tolerance``), so that the
+    next answers measure within the budget rather than just over it.
 
     ``base`` is what the calibration scales (default: the predictor's own base if it is
     calibrated, else the predictor); ``calibration`` the networks it was calibrated on.
@@ -144,7 +154,7 @@ def verify_search(space: SearchSpace, predictor: Predictor,
     if backend is None:
         backend, why = verifier_backend(predictor)
         if backend is None:
-            return Verification(run_search(predictor), predictor, False,
+            return Verification(run_search(predictor, budget_ms), predictor, False,
                                 f"cannot be verified here: {why}")
     if base is None:
         base = predictor._base() if isinstance(predictor, CalibratedPredictor) else predictor
@@ -157,9 +167,10 @@ def verify_search(space: SearchSpace, predictor: Predictor,
     rounds: list[str] = []
     over = mode != "penalty"  # a budget that a true latency can break
     result = last = None
+    search_ms = budget_ms
     for number in range(1, max_rounds + 1):
         try:
-            result = last = run_search(predictor)
+            result = last = run_search(predictor, search_ms)
             zs = [c.z for c in result.best]
             pool.update((c.z, c) for c in result.best)
         except BudgetError as e:
@@ -183,6 +194,8 @@ def verify_search(space: SearchSpace, predictor: Predictor,
         predicted = predictor.predict_z(space, np.array(zs))
         error = predicted / true - 1
         off = [(over and t > budget_ms) or abs(e) > tolerance for t, e in zip(true, error)]
+        if result is None:  # predicted over the budget: measured within it, that is a miss
+            off = [True]
         # another job on the core only slows a run: a busy measurement within the budget
         # still shows that the architecture fits, but it never calibrates, and is not cached
         busy = [z for z in zs if noise(timings[z]) > NOISY_SPREAD]
@@ -199,7 +212,9 @@ def verify_search(space: SearchSpace, predictor: Predictor,
         if result is None and true[0] > budget_ms and not busy:
             rounds.append(line)
             log(line)
-            raise _measured_over(budget_ms, float(true[0]))
+            if not _fits(pool, measured, budget_ms):
+                raise _measured_over(budget_ms, float(true[0]))
+            break  # earlier rounds' architectures measured within it: the answer is theirs
         if not any(off):
             line += f"; all within {100 * tolerance:g} %" + (" and the budget" if over else "")
             rounds.append(line)
@@ -218,25 +233,35 @@ def verify_search(space: SearchSpace, predictor: Predictor,
         if len(calib) < 3:  # a line needs networks of different sizes: a covering design
             design = [tuple(int(v) for v in z)
                       for z in space.design(max(space.n_choices), seed=0)]
-            profile_networks(backend, space, design, path, protocol, show_progress)
+            found = measure_networks(backend, space, design, path, protocol, show_progress)
             calib.update(design)
-            table = read_network_table(path, space)
-            by_z = dict(zip(table.z, table.timings))
-            seen.update((z, by_z[z]) for z in design)
+            seen.update(found)
         try:
             predictor = calibrate(base, _table(calibration, space, path, backend, calib, seen),
                                   space, budget_ms)
-        except ValueError as e:  # the networks do not give a rising line: keep the answer
+        except ValueError as e:  # no calibration (see fit_line): keep the answer
             rounds.append(line + f": cannot recalibrate ({e})")
             log(rounds[-1])
             break
+        search_ms = budget_ms * (1 - _margin(space, predictor, seen, budget_ms, tolerance))
         line += (f": recalibrated on {len(calib)} networks (a = {predictor.a_:.3f}, "
-                 f"b = {predictor.b_:.3f} ms), searching again")
+                 f"b = {predictor.b_:.3f} ms), searching again at {search_ms:.3f} ms")
         rounds.append(line)
         log(line)
-    best = _answer(space, predictor, last, pool, measured, budget_ms, mode, top, over)
+    if last is None and min(measured.values()) <= budget_ms:
+        # no search found an architecture predicted within the budget, but the least-latency
+        # one measured within it: a search at the least predicted latency reports it (and
+        # any tie, measured too)
+        last = run_search(predictor, space.min_z(*predictor.cost_matrix(space))[1] * (1 + 1e-9))
+        new = [c.z for c in last.best if c.z not in measured]
+        if new:
+            found = measure_networks(backend, space, new, path, protocol, show_progress)
+            measured.update((z, t.latency_ms) for z, t in found.items())
+        pool.update((c.z, c) for c in last.best)
     if last is None:
         raise _measured_over(budget_ms, min(measured.values()))
+    best = _answer(space, predictor, last, pool, measured, budget_ms, mode, top, over)
+    last = dataclasses.replace(last, budget_ms=budget_ms)
     if not best:
         load = os.getloadavg()[0]
         return Verification(last, predictor, False,
@@ -245,13 +270,31 @@ def verify_search(space: SearchSpace, predictor: Predictor,
                             f"{100 * NOISY_SPREAD:g} % (load average {load:.1f} on "
                             f"{os.cpu_count()} cores); run again when it is quieter",
                             measured, rounds, tolerance)
-    within = sum(abs(c.predicted_latency_ms / measured[c.z] - 1) <= tolerance for c in best)
+    v = Verification(dataclasses.replace(last, best=best), predictor, True, "", measured,
+                     rounds, tolerance)
     note = (f"{len(best)} architecture(s) measured on {backend.fingerprint().describe()}"
             + (f", all within the budget of {budget_ms:g} ms" if over else "")
-            + f"; {within} of {len(best)} predicted within {100 * tolerance:g} %; "
+            + f"; {v.within_tolerance} of {len(best)} predicted within {100 * tolerance:g} %; "
               f"{len(rounds)} round(s)")
-    return Verification(dataclasses.replace(last, best=best), predictor, True, note, measured,
-                        rounds, tolerance)
+    return dataclasses.replace(v, note=note)
+
+
+def _fits(pool, measured, budget_ms) -> bool:
+    """Whether a reported architecture of some round measured within the budget."""
+    return any(measured[z] <= budget_ms for z in pool)
+
+
+def _margin(space, predictor, seen, budget_ms, tolerance) -> float:
+    """How far ``predictor`` predicts under the measured latency of this run's steady
+    networks within WINDOW of the budget (0 where it predicts none under), at most
+    ``tolerance``: the share by which the next search lowers its budget."""
+    near = [z for z, t in seen.items()
+            if noise(t) <= NOISY_SPREAD and abs(t.latency_ms / budget_ms - 1) <= WINDOW]
+    if not near:
+        return 0.0
+    true = np.array([seen[z].latency_ms for z in near])
+    under = true / predictor.predict_z(space, np.array(near)) - 1
+    return float(np.clip(under.max(), 0.0, tolerance))
 
 
 def _measured_over(budget_ms: float, least_ms: float) -> BudgetError:
