@@ -175,7 +175,9 @@ def test_device_tables_calibrate_near_the_budget_and_remeasure_a_noisy_cache(tmp
     again, _ = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False,
                              budget_ms=2.0)
     assert (device_folder(backend) / "layers.csv.discarded").exists()  # measured anew
-    assert not list(device_folder(backend).glob("networks-*.discarded"))  # it was good: kept
+    # the network table is discarded only where it too was recorded noisy (a busy machine)
+    nets_good = status[nets.path.split("/")[-1]]["good"]
+    assert bool(list(device_folder(backend).glob("networks-*.discarded"))) != nets_good
     assert set(again.timings) == set(layers.timings)
 
 
