@@ -15,6 +15,7 @@ ROOT = Path(hwnas.__file__).parent
 #: package or module -> its level; a module imports only from lower levels or its own unit
 #: (at any depth: an import inside a function counts too)
 LEVELS = {"hwnas.errors": 0, "hwnas._imports": 1, "hwnas._progress": 1, "hwnas._files": 1,
+          "hwnas._calibration": 1,
           "hwnas.layers": 2, "hwnas.spaces": 3, "hwnas.tables": 4,
           "hwnas._cli": 5,  # what the commands share: options, one-line errors
           "hwnas.predictors": 6, "hwnas.profile": 6,

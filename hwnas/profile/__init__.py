@@ -24,10 +24,10 @@ from typing import Callable
 
 import numpy as np
 
+from hwnas._calibration import fit_line
 from hwnas._progress import Progress
 from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._calibrated import fit_line
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
 from hwnas.profile._options import add_backend_options, backend_from_args
