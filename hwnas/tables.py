@@ -81,19 +81,32 @@ class Fingerprint:
         return {k: str(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Fingerprint:
-        """Parse ``as_row()`` back (a table row or a saved predictor's fingerprint); raises
-        KeyError for a missing field, ValueError naming a field that is not an integer."""
+    def from_row(cls, row: Mapping[str, Any],
+                 defaults: Mapping[str, Any] | None = None) -> Fingerprint:
+        """Parse ``as_row()`` back (a table row or a saved predictor's fingerprint).
+
+        Args:
+            row: field -> value (text or the value itself).
+            defaults: field -> value for a field the row leaves blank or lacks (an imported
+                table); without one, such a field is an error.
+
+        Returns:
+            The fingerprint; raises KeyError for a missing field without default, ValueError
+            naming a field that is not an integer.
+        """
         values: dict[str, Any] = {}
         for f in fields(cls):
-            text = row[f.name]
-            if f.type in ("int", int):
+            text = row.get(f.name)
+            if defaults is not None and f.name in defaults and \
+                    (text is None or not str(text).strip()):
+                values[f.name] = defaults[f.name]
+            elif f.type in ("int", int):
                 try:
-                    values[f.name] = int(text)
+                    values[f.name] = int(row[f.name])
                 except (TypeError, ValueError):
                     raise ValueError(f"column {f.name!r}: {text!r} is not a number") from None
             else:
-                values[f.name] = str(text)
+                values[f.name] = str(row[f.name])
         return cls(**values)
 
 
@@ -241,7 +254,7 @@ def read_network_table(path: str | os.PathLike, space=None, *, target: str = "la
             z = space.parse_z(row["z"])
         except ValueError as e:
             raise TableError(f"{where}, column 'z': {e}") from None
-        timing = _network_timing(row, where)
+        timing = _timing(row, where, required=False)
         fingerprint = _network_fingerprint(fingerprint, row, where, path, device)
         row_extras = {c: math.nan if _blank(row, c) else _number(row, c, where)
                       for c in row if c not in NETWORK_COLUMNS}  # extra metrics: blank is NaN
@@ -268,24 +281,6 @@ def _blank(row: dict, column: str) -> bool:
     return not (row.get(column) or "").strip()
 
 
-def _network_timing(row: dict, where: str) -> Timing:
-    """A network row's timing; absent or blank statistics are NaN (runs: 0), never 0 ms."""
-    values = {}
-    for column in ("latency_ms", "p10_ms", "p90_ms", "min_ms"):
-        values[column] = math.nan if _blank(row, column) else _number(row, column, where)
-        if values[column] <= 0:
-            raise TableError(f"{where}, column {column!r}: {values[column]} ms is not a valid "
-                             f"latency (must be > 0; a failed measurement is never recorded "
-                             f"as 0)")
-    runs = 0 if _blank(row, "runs") else _number(row, "runs", where, int)
-    if not _blank(row, "runs") and runs < 1:
-        raise TableError(f"{where}, column 'runs': must be >= 1, got {runs}")
-    spread = math.nan if _blank(row, "round_spread") else _number(row, "round_spread", where)
-    if spread < 0:
-        raise TableError(f"{where}, column 'round_spread': must be >= 0, got {spread}")
-    return Timing(runs=runs, round_spread=spread, **values)
-
-
 #: what an imported table's absent fingerprint columns read as
 UNKNOWN_FINGERPRINT = {"backend": "unknown", "backend_version": "unknown", "threads": 0,
                        "dtype": "unknown", "batch": 1}
@@ -293,24 +288,14 @@ UNKNOWN_FINGERPRINT = {"backend": "unknown", "backend_version": "unknown", "thre
 
 def _network_fingerprint(expected: Fingerprint | None, row: dict, where: str, path: str,
                          device: str | None) -> Fingerprint:
-    values: dict[str, Any] = {}
-    for f in fields(Fingerprint):
-        if f.name == "device":
-            named = None if _blank(row, "device") else row["device"].strip()
-            if device is not None and named is not None and named != device:
-                raise TableError(f"{where}, column 'device': {named!r} is not the device "
-                                 f"{device!r} given (--device)")
-            values["device"] = named or device or f"unnamed ({os.path.basename(path)})"
-        elif _blank(row, f.name):
-            values[f.name] = UNKNOWN_FINGERPRINT[f.name]
-        else:
-            values[f.name] = _number(row, f.name, where, int) if f.type in ("int", int) \
-                else row[f.name]
-    found = Fingerprint(**values)
-    if expected is not None and found != expected:
-        raise TableError(f"{where}: measured on {found.describe()}, but the table is for "
-                         f"{expected.describe()} (tables from two devices are never mixed)")
-    return found
+    """A network row's fingerprint: absent or blank columns read as UNKNOWN_FINGERPRINT, the
+    device as ``device`` (--device), else ``unnamed (<file name>)``."""
+    named = None if _blank(row, "device") else row["device"].strip()
+    if device is not None and named is not None and named != device:
+        raise TableError(f"{where}, column 'device': {named!r} is not the device "
+                         f"{device!r} given (--device)")
+    defaults = {**UNKNOWN_FINGERPRINT, "device": device or f"unnamed ({os.path.basename(path)})"}
+    return _same_fingerprint(expected, {**row, "device": named}, where, defaults=defaults)
 
 
 def _extras(row: dict, columns: Sequence[str], where: str) -> dict[str, float]:
@@ -334,7 +319,7 @@ class table_lock:
     TableLockedError. Locks are per open file: nesting two on one table in one process blocks.
 
     Example:
-        >>> with table_lock("layers.csv"):
+        >>> with table_lock("layers.csv"):  # doctest: +SKIP
         ...     pass  # read-modify-write layers.csv without another process interleaving
     """
 
@@ -521,25 +506,34 @@ def _number(row: dict, column: str, where: str, kind=float):
     return value
 
 
-def _timing(row: dict, where: str) -> Timing:
-    values = {c: _number(row, c, where) for c in ("latency_ms", "p10_ms", "p90_ms", "min_ms")}
+def _timing(row: dict, where: str, required: bool = True) -> Timing:
+    """A row's timing columns, validated. Unless ``required``, a blank or absent statistic is
+    NaN (runs: 0), never 0 ms."""
+
+    def read(column: str, kind=float, blank: float = math.nan):
+        return blank if not required and _blank(row, column) else \
+            _number(row, column, where, kind)
+
+    values = {c: read(c) for c in ("latency_ms", "p10_ms", "p90_ms", "min_ms")}
     for column, value in values.items():
         if value <= 0:
             raise TableError(f"{where}, column {column!r}: {value} ms is not a valid latency "
                              f"(must be > 0; a failed measurement is never recorded as 0)")
-    runs = _number(row, "runs", where, int)
-    if runs < 1:
+    runs = read("runs", int, 0)
+    if runs < 1 and not _blank(row, "runs"):
         raise TableError(f"{where}, column 'runs': must be >= 1, got {runs}")
-    spread = _number(row, "round_spread", where)
+    spread = read("round_spread")
     if spread < 0:
         raise TableError(f"{where}, column 'round_spread': must be >= 0, got {spread}")
     return Timing(runs=runs, round_spread=spread, **values)
 
 
 def _same_fingerprint(expected: Fingerprint | None, row: dict, where: str,
-                      hint: str = "tables from two devices are never mixed") -> Fingerprint:
+                      hint: str = "tables from two devices are never mixed",
+                      defaults: Mapping[str, Any] | None = None) -> Fingerprint:
+    """The row's fingerprint (see Fingerprint.from_row), which must be ``expected`` if given."""
     try:
-        found = Fingerprint.from_row(row)
+        found = Fingerprint.from_row(row, defaults)
     except ValueError as e:
         raise TableError(f"{where}, {e}") from None
     if expected is not None and found != expected:

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_spaces import SPACE_YAML
 
 from hwnas import _cli
 from hwnas.errors import HwnasError, InputError
@@ -30,24 +31,6 @@ from hwnas.tables import (
 
 FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
 
-SPACE_YAML = """\
-name: tiny
-input_shape: [3, 16, 16]
-stem:
-  - {op: conv, out: 8, k: 3, s: 2}
-decisions:
-  - name: block1
-    choices:
-      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 2, e: 3}]
-      MB6 5x5: [{op: mbconv, out: 16, k: 5, s: 2, e: 6}]
-  - name: block2
-    choices:
-      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 1, e: 3}]
-      skip: []
-head:
-  - {op: gap}
-  - {op: linear, out: 10}
-"""
 
 
 def write_layers(path, layers):
@@ -172,9 +155,9 @@ SPACE_CASES = {
                   "the space has no layers"),
     "one key twice": (("    choices:\n      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 1",
                        "    choices:\n      MB3 3x3: []\n      MB3 3x3: [{op: mbconv, out: 16, "
-                       "k: 3, s: 1"), ".yaml", "line 13: key 'MB3 3x3' appears twice"),
+                       "k: 3, s: 1"), ".yaml", "line 14: key 'MB3 3x3' appears twice"),
     "JSON nested 5,000 deep": (None, ".json", "nested too deeply"),
-    "not UTF-8": (("block1", "bl\xf6ck1"), ".yaml", "line 6: not UTF-8"),
+    "not UTF-8": (("block1", "bl\xf6ck1"), ".yaml", "line 7: not UTF-8"),
     "input_shape of bools": (("[3, 16, 16]", "[true, 16, 16]"), ".yaml",
                              "input_shape: must be 3 positive integers"),
 }

@@ -2,10 +2,10 @@
 
 Each case spoils one valid file (byte flips, truncation, deleted or duplicated columns and
 keys, swapped values, huge numbers, NaN, empty files, ...) and runs a real command on it: in
-process through the command's ``main`` for speed, and a few cases as ``python -m hwnas.<cmd>``.
-Every case must end with exit status 0 or 2 (1 only for search's "no architecture meets the
-budget"), no exception other than a HwnasError may escape, and every input stays byte for byte
-as it was."""
+process through ``hwnas._cli.run`` (what the command line runs) for speed, and a few cases as
+``python -m hwnas.<cmd>``. Every case must end with exit status 0 or 2 (1 only for search's "no
+architecture meets the budget"), never with a traceback (a bug), and every input stays byte for
+byte as it was."""
 
 import contextlib
 import hashlib
@@ -22,9 +22,10 @@ from collections import Counter
 
 import pytest
 import yaml
-from test_bad_input import SPACE_YAML, write_layers
+from test_bad_input import write_layers
+from test_spaces import SPACE_YAML
 
-from hwnas.errors import HwnasError
+from hwnas import _cli
 from hwnas.predictors import AdditivePredictor, CalibratedPredictor, LookupPredictor
 from hwnas.spaces import get_space, load_space
 from hwnas.tables import (
@@ -195,17 +196,14 @@ def command(name: str, bad: str, valid, out) -> list:
 
 
 def run_in_process(module: str, argv: list) -> tuple[int, str]:
-    """Run a command's main as the command line does; a HwnasError is status 2, and any
-    other exception fails the test (it would be a traceback)."""
+    """Run a command's main through ``hwnas._cli.run``, as the command line does: a HwnasError
+    is one line and status 2; any other exception is a bug, a traceback and status 1."""
     main = importlib.import_module(f"hwnas.{module}" if module in ("fit", "evaluate") else
                                    f"hwnas.{module}.__main__").main
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            status = main(argv)
-        except HwnasError as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 2
+            status = _cli.run(main, f"python -m hwnas.{module}", argv)
         except SystemExit as e:  # argparse
             status = e.code
     return status, err.getvalue()
@@ -215,7 +213,8 @@ def digest(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path):
+def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path, monkeypatch):
+    monkeypatch.delenv("HWNAS_DEBUG", raising=False)  # a traceback only for a bug
     rng = random.Random(SEED)
     names = ["layers.csv", "nets.csv", "lookup.json", "calibrated.json", "additive.json",
              "space.yaml", "space.json"]
@@ -234,6 +233,7 @@ def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path):
         statuses[status] += 1
         kinds[kind] += 1
         what = f"case {case} ({kind} on {name}): {module} {' '.join(argv)[:300]}\n{err[:2000]}"
+        assert "Traceback" not in err, what
         assert status in (0, 2) or (status == 1 and "no architecture meets the budget" in err), \
             what
         if status == 2:

@@ -450,7 +450,7 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
     (tmp_path / "conf" / "config.yaml").write_text(config.replace("bound: 5", "bound: -1"))
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == \
+    assert run.stderr.strip().splitlines()[-1] == "python -m hwnas.integrations.nnabla_nas: " \
         "error: bound must be a latency in ms > 0, got -1.0"
 
 

@@ -35,11 +35,9 @@ def test_a_second_writer_fails_after_its_wait_naming_the_other_process(tmp_path)
     write_table(path, LAYERS[:1])
     other = hold_lock(path, 30)
     try:
-        start = time.monotonic()
         with pytest.raises(TableLockedError, match=rf"t.csv: another process is writing it "
                                                    rf"\(process {other.pid}: .*python"):
             TableWriter(path, LAYER_COLUMNS, "key", FP, wait_s=0.3)
-        assert time.monotonic() - start < 10
     finally:
         other.kill()
         other.wait()

@@ -38,7 +38,7 @@ from typing import Any, Callable, cast
 import numpy as np
 
 from hwnas._imports import require
-from hwnas.errors import HwnasError, InputError
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors import Predictor, load_predictor
 from hwnas.spaces import Architecture, SearchSpace, chain
@@ -262,12 +262,7 @@ def _predictor(predictor: Any) -> Predictor:
             if HydraConfig.initialized():
                 from hydra.utils import to_absolute_path
                 path = to_absolute_path(path)
-        try:
-            return load_predictor(path)
-        except HwnasError:
-            raise
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        return load_predictor(path)
     raise InputError(f"predictor must be a fitted hwnas Predictor or the path of a saved "
                      f"predictor (JSON), got {type(predictor).__name__}")
 
@@ -443,15 +438,16 @@ def _import_cli() -> types.ModuleType:
     return cli
 
 
-def main() -> None:
-    """NNabla NAS's command line (its Hydra ``main.py``) with the hwnas estimators registered."""
-    try:
-        register()
-        hydra = require("hydra", "the NNabla NAS command line")
-    except HwnasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+PROG = "python -m hwnas.integrations.nnabla_nas"
+
+
+def main() -> int:
+    """NNabla NAS's command line (its Hydra ``main.py``, reading sys.argv) with the hwnas
+    estimators registered; run it with ``hwnas._cli.run`` for hwnas's error reporting."""
+    register()
+    hydra = require("hydra", "the NNabla NAS command line")
     cli = _import_cli()
+    failed: list[Exception] = []
 
     @hydra.main(config_path=os.path.join(os.getcwd(), "conf"), config_name="config",
                 version_base="1.1")
@@ -459,11 +455,13 @@ def main() -> None:
         sys.path.append(".")  # as NNabla NAS's main.py does
         try:
             cli.main(cfg)
-        except HwnasError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+        except Exception as e:  # raised below, past Hydra's own error report
+            failed.append(e)
 
     app()
+    if failed:
+        raise failed[0]
+    return 0
 
 
 def choice_blocks(net) -> list:
@@ -494,4 +492,6 @@ def set_z(net, z: Sequence[int], space: SearchSpace | None = None) -> None:
 if __name__ == "__main__":
     # run the imported module's main, so that the classes NNabla NAS finds are the ones that
     # ``import hwnas.integrations.nnabla_nas`` gives
-    importlib.import_module("hwnas.integrations.nnabla_nas").main()
+    from hwnas import _cli
+    module = importlib.import_module("hwnas.integrations.nnabla_nas")
+    sys.exit(_cli.run(lambda argv: module.main(), PROG))

@@ -8,6 +8,7 @@ tables cached by the default flow of hwnas.search, ``--remeasure`` discards a de
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 
@@ -25,7 +26,7 @@ from hwnas.profile import (
     table_quality,
 )
 from hwnas.spaces import SearchSpace, load_space
-from hwnas.tables import LayerTable, NetworkTable, Timing, parse_z
+from hwnas.tables import LayerTable, NetworkTable, Timing
 
 PROG = "python -m hwnas.profile"
 
@@ -46,7 +47,8 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--seed", type=_cli.seed, default=0, help="seed of the random networks")
     p.add_argument("--from", dest="from_file", metavar="PATH",
                    help="measure the networks of a search result JSON (its 'best' z), or of "
-                        "a text file with one z per line (e.g. 0-3-6-...)")
+                        "a text file with one z per line (e.g. 0-3-6-..., or the space's "
+                        "own notation: NAS-Bench-201 arch strings)")
     defaults = TimingProtocol()
     p.add_argument("--warmup", type=_cli.int_in(0, 10**6), default=defaults.warmup,
                    help="untimed runs per unit and round (default: %(default)s)")
@@ -111,21 +113,21 @@ def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
             zs = [entry["z"] for entry in json.loads(text)["best"]]
         except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
             raise InputError(f"{path}: not a search result JSON with best[].z ({e})") from None
-    else:
+        for i, z in enumerate(zs):
+            try:
+                space.check_z(z)
+            except ValueError as e:
+                raise InputError(f"{path}: z number {i + 1}: {e}") from None
+    else:  # one z a line, checked by the space, which also reads its own notation
         zs = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
                 try:
-                    zs.append(parse_z(line.replace(",", "-").replace(" ", "-")))
+                    zs.append(space.parse_z(re.sub(r"[,\s]+", "-", line.strip())))
                 except ValueError as e:
                     raise InputError(f"{path}, line {number}: {e}") from None
     if not zs:
         raise InputError(f"{path}: no z found")
-    for i, z in enumerate(zs):
-        try:
-            space.check_z(z)
-        except ValueError as e:
-            raise InputError(f"{path}: z number {i + 1}: {e}") from None
     return zs
 
 

@@ -53,15 +53,24 @@ def unit_name(graph: Graph) -> str:
     return f"layer {graph[0][0].key}" if len(graph) == 1 else f"network of {len(graph)} layers"
 
 
-def cpu_name() -> str:
+#: /proc/cpuinfo fields naming the CPU, in order of preference (ARM boards without a
+#: ``model name`` name the board); runner.py reads the same, so that a device has one name
+CPU_NAME_FIELDS = ("model name", "Model", "Hardware")
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The first of CPU_NAME_FIELDS that cpuinfo has, else the platform's processor."""
+    found: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                name, sep, value = line.partition(":")
+                if sep and name.strip() in CPU_NAME_FIELDS and value.strip():
+                    found.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return next((found[n] for n in CPU_NAME_FIELDS if n in found), None) or \
+        platform.processor() or platform.machine()
 
 
 def gpu_name(device_id: int) -> str:

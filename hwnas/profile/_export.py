@@ -7,17 +7,20 @@
     layers/L<i>.onnx     one file per layer
     runner.py            needs only numpy and onnxruntime (no hwnas, no nnabla)
 
-Copy the folder to the device and run ``python runner.py --device NAME``: it times every unit
+The folder must be new or empty, or hold an export of the same units (then only missing
+files are written: an interrupted export resumes, and the device's tables are kept). Copy the
+folder to the device and run ``python runner.py --device NAME``: it times every unit
 with hwnas's timing protocol and writes ``networks.csv`` and ``layers.csv`` beside the
 manifest, tables that ``hwnas.fit --networks`` / ``--layers`` read back.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hwnas.errors import InputError
@@ -46,23 +49,60 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
         raise InputError("nothing to export: give networks (zs) and/or layers")
     folder = Path(directory)
     units: list[dict] = []
+    graphs = []
     for z in (space.check_z(zs) if zs is not None else []):
         arch = space.decode(z)
         key = format_z(arch.z)
         units.append({"table": "networks", "id": key, "space": space.name, "z": key,
                       "arch": space.describe(arch.z), "file": f"networks/{key}.onnx",
                       "input_shape": [batch, *space.input_shape]})
-        export_onnx(arch.graph, folder / units[-1]["file"], batch)
+        graphs.append(arch.graph)
     for i, layer in enumerate(layers or []):
         units.append({"table": "layers", "id": layer.key, "key": layer.key, "op": layer.op,
                       "macs": layer.macs, "params": layer.params,
                       "file": f"layers/L{i:04d}.onnx", "input_shape": [batch, *layer.in_shape]})
-        export_onnx(unit_graph(layer), folder / units[-1]["file"], batch)
+        graphs.append(unit_graph(layer))
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "space": space.name,
                 "space_signature": space.signature, "batch": batch, "units": units}
+    text = json.dumps(manifest, indent=1) + "\n"
     path = folder / "manifest.json"
-    with open(path, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
-    shutil.copyfile(RUNNER, folder / "runner.py")
+    if not _same_export(folder, path, json.loads(text)):
+        raise InputError(f"{folder}: the folder is not empty and holds no export of these "
+                         f"units (its manifest.json differs or is absent), so its tables "
+                         f"would mix two exports: export into a new or empty folder")
+    # the manifest first: an interrupted export then resumes (same manifest), writing only
+    # the files still missing; every file appears whole (written aside, then renamed)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _write_aside(path, lambda tmp: tmp.write_text(text))
+    for unit, graph in zip(units, graphs):
+        if not (folder / unit["file"]).exists():
+            _write_aside(folder / unit["file"], functools.partial(export_onnx, graph,
+                                                                 batch=batch))
+    if not (folder / "runner.py").exists():
+        _write_aside(folder / "runner.py", lambda tmp: shutil.copyfile(RUNNER, tmp))
     return path
+
+
+def _same_export(folder: Path, manifest_path: Path, manifest: dict) -> bool:
+    """Whether ``folder`` is new or empty, or holds an export of exactly ``manifest``."""
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder: export into a new or empty folder")
+    if not any(folder.iterdir()):
+        return True
+    try:
+        return json.loads(manifest_path.read_text()) == manifest
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def _write_aside(path: Path, write: Callable[[Path], object]) -> None:
+    """Create ``path`` by ``write``-ing a new file beside it, then renaming it into place."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
