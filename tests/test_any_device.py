@@ -13,6 +13,8 @@ import pytest
 from test_predictor_kinds import network_table
 from test_tables import write_table
 
+from hwnas import _cli
+from hwnas.errors import InputError
 from hwnas.fit import main as fit_main
 from hwnas.predictors import (
     AdditiveFeaturesPredictor,
@@ -293,18 +295,217 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
 
 def test_runner_repeats_the_protocol_and_columns_of_hwnas():
     pytest.importorskip("onnxruntime")
-    from hwnas.profile import _timing, runner
+    from hwnas import profile
+    from hwnas.profile import _onnxruntime, _timing, runner
     assert runner.COLUMNS == {"layers": LAYER_COLUMNS, "networks": NETWORK_COLUMNS}
     assert runner.MIN_RUNS == _timing.TimingProtocol.min_runs
-    from hwnas.profile import BATCH_UNITS
-    assert runner.BATCH_UNITS == BATCH_UNITS
+    assert runner.BATCH_UNITS == profile.BATCH_UNITS
+    assert (runner.NOISY_SPREAD, runner.REMEASURE, runner.REMEASURE_PAUSE_S) == \
+        (profile.NOISY_SPREAD, profile.REMEASURE, profile.REMEASURE_PAUSE_S)
+    assert tuple(runner.OPTIMIZATION_LEVELS) == _onnxruntime.OPTIMIZATION_LEVELS
+    assert runner.PROVIDERS == _onnxruntime.PROVIDERS
     rng = np.random.default_rng(0)
-    rounds = [rng.uniform(1, 2, 7) for _ in range(3)]
-    assert runner.statistics(rounds) == _timing._timing(rounds).as_row()
+    for _ in range(20):
+        rounds = [rng.uniform(1, 2, 7) * rng.uniform(1, 1.5) for _ in range(3)]
+        timing = _timing._timing(rounds)
+        assert runner.row(runner.statistics(rounds)) == timing.as_row()
+        assert runner.noise(runner.statistics(rounds)) == profile.noise(timing)
+
+
+class FakeClock:
+    """A perf_counter that only fake forward passes advance, and a sleep that only records."""
+
+    def __init__(self):
+        self.now, self.pauses = 0.0, []
+
+    def sleep(self, seconds):
+        self.pauses.append(seconds)
+
+    def module(self):
+        """The time module, with this clock's perf_counter and sleep."""
+        import time
+        import types
+        names = {n: getattr(time, n) for n in dir(time) if not n.startswith("_")}
+        return types.SimpleNamespace(**{**names, "perf_counter": lambda: self.now,
+                                        "sleep": self.sleep})
+
+
+class FakePass:
+    """A unit's forward pass: advances the clock by ``cost(n)`` ms on the n-th call."""
+
+    def __init__(self, clock, cost):
+        self.clock, self.cost, self.calls = clock, cost, 0
+
+    def __call__(self):
+        self.clock.now += self.cost(self.calls) / 1e3
+        self.calls += 1
+
+
+#: unit -> ms of its n-th pass (protocol below: 6 passes a round, 18 a measurement): steady;
+#: slow (max_seconds ends its rounds after 3 runs); noisy in its first measurement only;
+#: noisy in every measurement (re-measured REMEASURE times)
+COSTS = {"0-0": lambda n: 1.0 + 0.01 * (n % 5),
+         "0-1": lambda n: 300.0,
+         "1-0": lambda n: 1.5 if n < 6 else 2.0 if n < 18 else 1.0,
+         "1-1": lambda n: 1.0 + (n // 6) % 2}
+
+
+def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
+    """Both measure loops, driven by the same fake passes and clock: the same passes, pauses
+    and rows."""
+    pytest.importorskip("onnxruntime")
+    from hwnas import profile
+    from hwnas.profile import Backend, TimingProtocol, _timing, runner
+    from hwnas.tables import Fingerprint
+
+    hwnas_clock, runner_clock = FakeClock(), FakeClock()
+    monkeypatch.setattr(_timing, "time", hwnas_clock.module())
+    monkeypatch.setattr(profile, "time", hwnas_clock.module())
+    monkeypatch.setattr(runner, "time", runner_clock.module())
+
+    class FakeBackend(Backend):
+        name = "fake"
+
+        def __init__(self):
+            self.passes = {}
+
+        def fingerprint(self):
+            return Fingerprint("fake", "0", "test", 1)
+
+        def build(self, graph):
+            return self.passes.setdefault(graph, FakePass(hwnas_clock, COSTS[graph]))
+
+    backend = FakeBackend()
+    protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_seconds=0.5)
+    path = tmp_path / "n.csv"
+    profile._measure(backend, [(path, NETWORK_COLUMNS, "z",
+                                {z: (z, {"space": "fake", "z": z}) for z in COSTS})],
+                     protocol, None)
+    with open(path, newline="") as f:
+        hwnas_rows = [{c: row[c] for c in runner.TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+    passes = [FakePass(runner_clock, cost) for cost in COSTS.values()]
+    timings = runner.measure_steady(passes, protocol.warmup, protocol.runs, protocol.rounds,
+                                    protocol.max_seconds)
+    assert [runner.row(t) for t in timings] == hwnas_rows
+    calls = [p.calls for p in passes]
+    assert calls == [backend.passes[z].calls for z in COSTS] == [18, 12, 36, 72]
+    assert runner_clock.pauses == hwnas_clock.pauses == [profile.REMEASURE_PAUSE_S] * 3
+    assert runner_clock.now == hwnas_clock.now
+    assert [float(r["latency_ms"]) for r in hwnas_rows[1:3]] == [300.0, 1.0]
+
+
+def test_runner_sets_up_sessions_and_fingerprints_as_the_backend(tmp_path, monkeypatch):
+    """Same session options and provider for each optimisation level, and the same
+    fingerprint: a predictor fitted on the runner's table is verifiable here."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import types
+
+    from test_tables import write_table
+
+    from hwnas.layers import Layer
+    from hwnas.predictors import LookupPredictor
+    from hwnas.profile import runner
+    from hwnas.profile._onnxruntime import OnnxRuntimeBackend, export_onnx
+    from hwnas.search._verify import verifier_backend
+    from hwnas.spaces import unit_graph
+    from hwnas.tables import Fingerprint
+
+    seen = []
+    session = ort.InferenceSession
+
+    def recording(model, options, providers):
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        seen.append({"providers": names, **{a: getattr(options, a) for a in (
+            "intra_op_num_threads", "inter_op_num_threads", "execution_mode",
+            "graph_optimization_level", "log_severity_level")}})
+        return session(model, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    graph = unit_graph(Layer("conv", (3, 8, 8), 4))
+    export_onnx(graph, tmp_path / "conv.onnx")
+    for level in runner.OPTIMIZATION_LEVELS:
+        args = types.SimpleNamespace(threads=2, optimization=level, provider="cpu", device=None)
+        runner.build(str(tmp_path / "conv.onnx"), args)
+        backend = OnnxRuntimeBackend(threads=2, optimization=level)
+        backend.build(graph)
+        assert seen[-2] == seen[-1]
+        assert runner.fingerprint(args, 1) == backend.fingerprint().as_row()
+        table = tmp_path / f"{level}.csv"
+        write_table(table, [Layer("conv", (3, 8, 8), 4)],
+                    Fingerprint.from_row(runner.fingerprint(args, 1)))
+        verifier, why = verifier_backend(LookupPredictor().fit(read_layer_table(table)))
+        assert verifier is not None, why
+        assert (verifier.optimization, verifier.threads) == (level, 2)
+    assert len({str(s["graph_optimization_level"]) for s in seen}) == 4
+
+
+ARM_BOARD = """processor\t: 0
+BogoMIPS\t: 108.00
+CPU implementer\t: 0x41
+
+Hardware\t: BCM2835
+Revision\t: d04170
+Model\t\t: Raspberry Pi 5 Model B Rev 1.0
+"""
+
+
+@pytest.mark.parametrize("cpuinfo, name", [
+    ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t: fpu\n",
+     "Intel(R) Xeon(R) CPU @ 2.20GHz"),
+    (ARM_BOARD, "Raspberry Pi 5 Model B Rev 1.0"),
+    ("model name\t: ARMv7 Processor rev 4 (v7l)\n" + ARM_BOARD, "ARMv7 Processor rev 4 (v7l)"),
+    ("processor\t: 0\nHardware\t: Qualcomm SM8150\n", "Qualcomm SM8150"),
+    ("processor\t: 0\n", None),
+])
+def test_runner_and_hwnas_name_the_cpu_alike(tmp_path, cpuinfo, name):
+    pytest.importorskip("onnxruntime")
+    from hwnas.profile import _base, runner
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo)
+    assert runner.cpu_name(str(path)) == _base.cpu_name(str(path))
+    assert name is None or _base.cpu_name(str(path)) == name
+    assert runner.cpu_name() == _base.cpu_name()
+
+
+def test_profile_from_reads_the_spaces_own_notation(tmp_path):
+    from hwnas.profile.__main__ import read_zs
+    space = get_space("nb201")
+    path = write(tmp_path / "zs.txt", f"# two networks\n{ARCH}\n 0, 1, 2, 3, 4, 0\n")
+    assert read_zs(str(path), space) == [(3, 3, 4, 1, 3, 1), (0, 1, 2, 3, 4, 0)]
+    write(path, "|nor_conv_3x3~0|+|bad|")
+    with pytest.raises(InputError, match="zs.txt, line 1: "):
+        read_zs(str(path), space)
+
+
+@needs_ort
+def test_export_refuses_another_exports_folder_and_resumes_its_own(tmp_path):
+    from hwnas.profile._export import export_for_device
+    space = get_space("nb201")
+    folder, zs = tmp_path / "to_device", [(0, 1, 2, 3, 4, 0), (1, 2, 3, 4, 0, 1)]
+    manifest = export_for_device(folder, space, zs)
+    (folder / "networks.csv").write_text("the device's table\n")
+    os.remove(folder / "networks" / "1-2-3-4-0-1.onnx")  # as if the export was interrupted
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert export_for_device(folder, space, zs) == manifest
+    assert (folder / "networks" / "1-2-3-4-0-1.onnx").exists()
+    assert all(p.read_bytes() == data for p, data in before.items())  # nothing rewritten
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match="to_device: the folder is not empty and holds no "
+                                         "export of these units"):
+        export_for_device(folder, space, zs[:1])
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert not list(folder.rglob(".*"))  # no temporary file left
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code = _cli.run(profile_main, "p", ["--space", "nb201", "--export", str(other),
+                                        "--networks", "5"])
+    assert code == 2 and os.listdir(other) == ["notes.txt"]
 
 
 def test_export_needs_enough_networks_for_a_design(tmp_path, capsys):
-    from hwnas import _cli
     code = _cli.run(profile_main, "p", ["--space", "mobilenet", "--export", str(tmp_path),
                                        "--networks", "3"])
     assert code == 2 and "needs n >= 7 networks" in capsys.readouterr().err

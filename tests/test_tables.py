@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 
@@ -150,3 +151,54 @@ def test_network_table_of_another_space(tmp_path):
     write_networks(path, ["0-1-2-3-4-0"])
     with pytest.raises(TableError, match="'nb201' is not the space 'mobilenet'"):
         read_network_table(path, get_space("mobilenet"))
+
+
+@pytest.mark.parametrize("column, value", [
+    ("latency_ms", "0"), ("p10_ms", "-1"), ("min_ms", "inf"), ("p90_ms", "fast"), ("runs", "0"),
+    ("runs", "1.5"), ("round_spread", "-0.1"), ("threads", "two"), ("batch", "nan"),
+    ("device", "cpu: other"), ("dtype", "float16"),
+])
+def test_layer_and_network_rows_are_checked_alike(tmp_path, column, value):
+    """One parser of the timing and fingerprint columns: a bad value gets the same message in
+    a layer table and in a network table."""
+    from hwnas.tables import read_network_table
+    layers, networks = tmp_path / "l.csv", tmp_path / "n.csv"
+    write_table(layers)
+    write_networks(networks, ["0-1-2-3-4-0", "1-1-2-3-4-0"])
+    messages = []
+    for path, read in ((layers, read_layer_table), (networks, read_network_table)):
+        rewrite(path, 3, column, value)
+        with pytest.raises(TableError) as e:
+            read(path)
+        messages.append(str(e.value).replace(str(path), "<table>"))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("<table>, line 3")
+
+
+def test_blank_columns_are_required_in_layer_tables_and_unknown_in_network_tables(tmp_path):
+    from hwnas.tables import UNKNOWN_FINGERPRINT, read_network_table
+    layers, networks = tmp_path / "l.csv", tmp_path / "n.csv"
+    write_table(layers)
+    write_networks(networks, ["0-1-2-3-4-0"])
+    for column in ("p10_ms", "runs", "threads", "device"):
+        rewrite(layers, 2, column, "")
+        rewrite(networks, 2, column, "")
+    with pytest.raises(TableError, match=r"line 2, column 'p10_ms': '' is not a number"):
+        read_layer_table(layers)
+    table = read_network_table(networks)
+    assert math.isnan(table.timings[0].p10_ms) and table.timings[0].runs == 0
+    assert table.timings[0].latency_ms == 1.5
+    assert table.fingerprint == Fingerprint("nnabla", "1.39.0", "unnamed (n.csv)",
+                                            UNKNOWN_FINGERPRINT["threads"])
+    assert read_network_table(networks, device="board").fingerprint.device == "board"
+
+
+def test_fingerprint_from_row_with_defaults():
+    row = {**FP.as_row(), "threads": " ", "device": ""}
+    assert Fingerprint.from_row(row, {"threads": 4, "device": "board"}) == \
+        Fingerprint("nnabla", "1.39.0", "board", 4)
+    assert Fingerprint.from_row(FP.as_row()) == FP
+    with pytest.raises(ValueError, match="column 'threads': ' ' is not a number"):
+        Fingerprint.from_row(row)
+    with pytest.raises(KeyError):
+        Fingerprint.from_row({"backend": "nnabla"})
