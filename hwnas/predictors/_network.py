@@ -153,10 +153,10 @@ class AdditivePredictor(_SpacePredictor):
         return self.fixed_, self.C_.copy()
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
-        self._check_space(space)
+        fixed, C = self.cost_matrix(space)  # checks C's shape: a corrupt file is an InputError
         Z = space.check_z(z)
-        check_known(space, Z, ~np.isnan(self.C_), self.kind)
-        return space.evaluate_z(Z, self.fixed_, self.C_)
+        check_known(space, Z, ~np.isnan(C), self.kind)
+        return space.evaluate_z(Z, fixed, C)
 
     def predict_architecture(self, arch) -> float:
         self._check_fitted()

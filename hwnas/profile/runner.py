@@ -51,7 +51,7 @@ CPU_NAME_FIELDS = ("model name", "Model", "Hardware")
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The first of CPU_NAME_FIELDS that cpuinfo has (ARM boards without ``model name`` name
     the board), else the platform's processor."""
-    found = {}
+    found: dict[str, str] = {}
     try:
         with open(cpuinfo) as f:
             for line in f:
