@@ -15,6 +15,8 @@ from hwnas.errors import HwnasError
 #: the most networks one ``--networks`` run measures: more is a typo, not a plan (refused
 #: before anything is allocated)
 MAX_NETWORKS = 100_000
+#: the most trials and worker processes (each one forked) of a search: more is a typo
+MAX_TRIALS, MAX_WORKERS = 10_000_000, 256
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -33,14 +35,16 @@ def positive_float(text: str) -> float:
     return value
 
 
-def int_in(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer from ``low`` to ``high``."""
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (None: no upper bound)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        if high is not None and not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, "
                                              f"got {text}")
         return value
@@ -48,16 +52,10 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
+#: an integer >= 1
+positive_int = int_in(1)
+workers = int_in(1, MAX_WORKERS)
+trials = int_in(1, MAX_TRIALS)
 
 #: a random seed: numpy and Optuna take 0 .. 2**32 - 1
 seed = int_in(0, 2**32 - 1)

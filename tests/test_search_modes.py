@@ -251,8 +251,8 @@ def test_the_wrapped_sampler_on_a_measured_table(mobilenet_table):
     space = get_space("mobilenet")
     predictor = LookupPredictor().fit(mobilenet_table)
     budget = tight_budget(space, predictor, 0.15)
-    sampler = FeasibleSampler(space, predictor, budget, optuna.samplers.TPESampler(seed=0),
-                              seed=0)
+    sampler = FeasibleSampler.for_budget(space, predictor, budget,
+                                         optuna.samplers.TPESampler(seed=0), seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: float(space.decode(suggest_z(t, space)).macs), n_trials=40)
     Z = np.array([[t.params[d.name] for d in space.decisions] for t in study.trials])

@@ -394,28 +394,43 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     ``suggest_z(trial, space)`` (one categorical parameter per decision). Works with any
     storage and any number of workers: it keeps no state between trials but the base's.
 
+    Built from ``Budgets`` (one latency model and every budget), or, for a latency budget and
+    optional memory budgets, with ``FeasibleSampler.for_budget``.
+
     Example (``space`` and a fitted ``predictor`` as in the README)::
 
-        sampler = FeasibleSampler(space, predictor, 5.0, optuna.samplers.TPESampler(seed=0))
+        sampler = FeasibleSampler.for_budget(space, predictor, 5.0,
+                                             optuna.samplers.TPESampler(seed=0))
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(lambda t: space.decode(suggest_z(t, space)).macs, n_trials=100)
     """
 
-    def __init__(self, space: SearchSpace, predictor: Predictor, budget_ms: float | None,
-                 base: optuna.samplers.BaseSampler | None = None, *,
-                 max_params: int | None = None, max_param_bytes: int | None = None,
-                 max_activation_bytes: int | None = None, confidence: float | None = None,
-                 seed: int | None = None, budgets: Budgets | None = None):
-        if budgets is None:
-            budgets = Budgets(LatencyModel(space, predictor, confidence), budget_ms,
-                              max_params=max_params, max_param_bytes=max_param_bytes,
-                              max_activation_bytes=max_activation_bytes)
+    def __init__(self, budgets: Budgets, base: optuna.samplers.BaseSampler | None = None, *,
+                 seed: int | None = None):
+        if not isinstance(budgets, Budgets):
+            raise InputError(f"FeasibleSampler(budgets, base): budgets must be a Budgets, got "
+                             f"{type(budgets).__name__}; for a latency budget use "
+                             f"FeasibleSampler.for_budget(space, predictor, budget_ms, base)")
+        space = budgets.model.space
         self.budgets = budgets
         self.feasibility = budgets.feasibility()
         self.base = base if base is not None else optuna.samplers.TPESampler(seed=seed)
         self._rng = np.random.default_rng(seed)
         self._space = {d.name: CategoricalDistribution(list(range(len(d.choices))))
                        for d in space.decisions}
+
+    @classmethod
+    def for_budget(cls, space: SearchSpace, predictor: Predictor, budget_ms: float | None,
+                   base: optuna.samplers.BaseSampler | None = None, *,
+                   max_params: int | None = None, max_param_bytes: int | None = None,
+                   max_activation_bytes: int | None = None, confidence: float | None = None,
+                   seed: int | None = None) -> FeasibleSampler:
+        """A sampler for a latency budget (None: no latency budget) and memory budgets, on
+        the predictor's mean latency or, with ``confidence``, its upper quantile."""
+        budgets = Budgets(LatencyModel(space, predictor, confidence), budget_ms,
+                          max_params=max_params, max_param_bytes=max_param_bytes,
+                          max_activation_bytes=max_activation_bytes)
+        return cls(budgets, base, seed=seed)
 
     @property
     def misses(self) -> int:

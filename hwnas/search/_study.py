@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import optuna
 
+from hwnas._cli import MAX_TRIALS, MAX_WORKERS
 from hwnas._progress import Progress
 from hwnas.errors import HwnasError, InputError
 from hwnas.search._exact import knapsack
@@ -110,41 +111,119 @@ def open_storage(spec: str | None):
     return JournalStorage(JournalFileBackend(spec))
 
 
-def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
-           objective: str | Objective = "macs", *, mode: str = "constraint",
-           sampler: str | optuna.samplers.BaseSampler = "tpe", n_trials: int = 500,
-           seed: int | None = None, top: int = 5, feasible: bool = True,
-           enqueue_exact: bool = True, max_params: int | None = None,
-           max_param_bytes: int | None = None, max_activation_bytes: int | None = None,
-           confidence: float | None = None, penalty_weight: float = -0.07,
-           storage: str | None = None, study_name: str | None = None, workers: int = 1,
-           show_progress: bool = False) -> SearchResult:
-    """Search z for the best ``objective`` (maximised) under a latency budget.
+@dataclass(frozen=True)
+class SearchSettings:
+    """How to search, besides what (space, predictor) and the budget: checked on creation.
 
     Args:
-        space, predictor, budget_ms: what to search, how latency is predicted (no device is
-            touched), and the budget on the predicted latency (ms).
-        objective: ``macs``, ``params`` or any callable f(architecture) -> float; an objective
-            that raises or returns NaN/inf fails its trial and the search goes on.
+        objective: ``macs``, ``params`` or any callable f(architecture) -> float (maximised);
+            an objective that raises or returns NaN/inf fails its trial and the search goes on.
         mode: ``constraint`` (latency <= budget), ``penalty`` (objective x (latency /
             budget)^penalty_weight, as MnasNet) or ``pareto`` (objective up, latency down).
         sampler: ``tpe``, ``nsga2``, ``random``, an Optuna sampler of your own, or ``exact``
             (the optimum by dynamic programming: additive predictor, built-in objective,
             constraint mode).
+        n_trials, seed: Optuna trials (shared by the workers) and the random seed.
+        top: how many distinct architectures to report, best objective first, for every
+            sampler (in pareto mode the result is the whole feasible front, fastest first).
         feasible: wrap the sampler in ``FeasibleSampler``, so that every trial meets the
             budgets (exactly where latency is additive); False leaves infeasible proposals to
             Optuna's constraint handling.
         enqueue_exact: where latency and objective are additive (built-in objective), enqueue
             the exact Pareto front's best points first (the study then starts from the
             optimum); the least-latency z is always enqueued.
-        top: how many distinct architectures to report, best objective first, for every
-            sampler (in pareto mode the result is the whole feasible front, fastest first).
         max_params, max_param_bytes, max_activation_bytes: memory budgets, in every mode.
         confidence: constrain the predictor's q-quantile (tree, tree_z) instead of its mean.
+        penalty_weight: the exponent of penalty mode.
         storage, study_name, workers: an Optuna storage URL or ``.journal`` path; a named
             study resumes (another budget, predictor or memory budget re-evaluates its earlier
             trials; another space, objective or mode is refused); ``workers`` processes share
-            ``n_trials``.
+            ``n_trials`` (more than one needs a storage).
+        show_progress: a progress bar on stderr.
+
+    Example:
+        >>> SearchSettings(sampler="random", n_trials=100, seed=0).n_trials
+        100
+        >>> SearchSettings(workers=0)
+        Traceback (most recent call last):
+        ...
+        hwnas.errors.InputError: workers must be an integer >= 1 (at most 256), got 0
+    """
+
+    objective: str | Objective = "macs"
+    mode: str = "constraint"
+    sampler: str | optuna.samplers.BaseSampler = "tpe"
+    n_trials: int = 500
+    seed: int | None = None
+    top: int = 5
+    feasible: bool = True
+    enqueue_exact: bool = True
+    max_params: int | None = None
+    max_param_bytes: int | None = None
+    max_activation_bytes: int | None = None
+    confidence: float | None = None
+    penalty_weight: float = -0.07
+    storage: str | None = None
+    study_name: str | None = None
+    workers: int = 1
+    show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.objective, str) and self.objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {self.objective!r}: expected one of "
+                             f"{sorted(OBJECTIVES)} or a callable")
+        if not isinstance(self.objective, str) and not callable(self.objective):
+            raise InputError(f"objective must be a name or a callable, got {self.objective!r}")
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode {self.mode!r}: expected one of {MODES}")
+        if isinstance(self.sampler, str) and self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {self.sampler!r}: expected one of {SAMPLERS} "
+                             f"or an optuna sampler")
+        if not isinstance(self.sampler, (str, optuna.samplers.BaseSampler)):
+            raise InputError(f"sampler must be a name or an optuna sampler, got "
+                             f"{self.sampler!r}")
+        for what, high in (("n_trials", MAX_TRIALS), ("top", None), ("workers", MAX_WORKERS)):
+            value = getattr(self, what)
+            if not (_integer(value) and value >= 1 and (high is None or value <= high)):
+                most = "" if high is None else f" (at most {high})"
+                raise InputError(f"{what} must be an integer >= 1{most}, got {value!r}")
+        if self.seed is not None and not (_integer(self.seed) and 0 <= self.seed < 2**32):
+            raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
+        for what in ("max_params", "max_param_bytes", "max_activation_bytes"):
+            limit = getattr(self, what)
+            if limit is not None and not (_number(limit) and 0 < limit < math.inf):
+                raise InputError(f"{what}: expected a finite number > 0, got {limit!r}")
+        if self.confidence is not None and not (_number(self.confidence)
+                                                and 0 < self.confidence < 1):
+            raise InputError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        if not (_number(self.penalty_weight) and math.isfinite(self.penalty_weight)):
+            raise InputError(f"penalty_weight must be a finite number, got "
+                             f"{self.penalty_weight!r}")
+        for what in ("storage", "study_name"):
+            if getattr(self, what) is not None and not isinstance(getattr(self, what), str):
+                raise InputError(f"{what} must be a string, got {getattr(self, what)!r}")
+        if self.workers > 1 and self.storage is None:
+            raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
+
+
+def _integer(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
+
+
+def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
+           objective: str | Objective | None = None, *, settings: SearchSettings | None = None,
+           **options: Any) -> SearchResult:
+    """Search z for the best objective (maximised) under a latency budget.
+
+    Args:
+        space, predictor, budget_ms: what to search, how latency is predicted (no device is
+            touched), and the budget on the predicted latency (ms).
+        objective, options: the fields of ``SearchSettings`` (objective ``macs`` by default);
+            or ``settings``, a SearchSettings, instead of them.
 
     Returns:
         A SearchResult; BudgetError if no architecture meets the budget.
@@ -154,83 +233,67 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
         print(result.best[0].z, result.best[0].predicted_latency_ms)
     """
-    _check_arguments(budget_ms, mode, sampler, n_trials, top, penalty_weight, workers)
-    name, call, value_matrix = resolve_objective(space, objective)
-    model = LatencyModel(space, predictor, confidence)
-    budgets = Budgets(model, None if mode == "penalty" else budget_ms, max_params=max_params,
-                      max_param_bytes=max_param_bytes, max_activation_bytes=max_activation_bytes)
-    min_latency_ms = _least_latency(model, budget_ms, mode)
-    if sampler == "exact":
-        return _exact_result(space, model, budgets, name, value_matrix, mode, top,
-                             min_latency_ms)
-    setting = _setting(space, predictor, budget_ms, name, mode, budgets, confidence,
-                       penalty_weight)
+    if settings is None:
+        try:
+            settings = SearchSettings(**({} if objective is None else
+                                         {"objective": objective}), **options)
+        except TypeError as e:  # an unknown keyword
+            raise InputError(f"search: {e}".replace("__init__()", "SearchSettings")) from None
+    elif objective is not None or options:
+        raise InputError("search: give either settings= or the options as keywords, not both")
+    if not (_number(budget_ms) and 0 < budget_ms < math.inf):
+        raise InputError(f"budget_ms must be a finite number > 0, got {budget_ms!r}")
+    goal = resolve_objective(space, settings.objective)
+    model = LatencyModel(space, predictor, settings.confidence)
+    budgets = Budgets(model, None if settings.mode == "penalty" else budget_ms,
+                      max_params=settings.max_params, max_param_bytes=settings.max_param_bytes,
+                      max_activation_bytes=settings.max_activation_bytes)
+    min_latency_ms = _least_latency(model, budget_ms, settings.mode)
+    if settings.sampler == "exact":
+        return _exact_result(budgets, goal, settings, min_latency_ms)
+    setting = _setting(predictor, budget_ms, settings, budgets)
 
     def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
-        base = _base_sampler(sampler, None if seed is None else seed + worker)
-        if feasible:
-            return FeasibleSampler(space, predictor, budget_ms, base, budgets=budgets,
-                                   seed=None if seed is None else seed + worker)
-        return base
+        seed = None if settings.seed is None else settings.seed + worker
+        base = _base_sampler(settings.sampler, seed)
+        return FeasibleSampler(budgets, base, seed=seed) if settings.feasible else base
 
-    if workers > 1 and storage is None:
-        raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
-    if workers > 1 and study_name is None:
+    study_name = settings.study_name
+    if settings.workers > 1 and study_name is None:
         study_name = f"hwnas-{uuid.uuid4().hex[:8]}"
-    study, notes = open_study(setting, storage=storage, study_name=study_name,
-                              directions=["maximize", "minimize"] if mode == "pareto"
+    study, notes = open_study(setting, storage=settings.storage, study_name=study_name,
+                              directions=["maximize", "minimize"] if settings.mode == "pareto"
                               else ["maximize"], sampler=make_sampler(0))
-    _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_trials,
-                   enqueue_exact and value_matrix is not None, budget_ms, penalty_weight)
+    _enqueue_start(study, budgets, goal, settings, budget_ms)
     # every trial of an exact feasible sampler fits: Optuna need not weigh constraints
     guaranteed = isinstance(study.sampler, FeasibleSampler) and _NATIVE_CONSTRAINTS \
         and study.sampler.feasibility.check is None
-    evaluate = _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
-                               penalty_weight, record_constraints=not guaranteed)
-    misses = run_trials(study, storage, n_trials, workers, make_sampler, evaluate,
-                        show_progress)
+    evaluate = _trial_function(budgets, goal, settings, budget_ms,
+                               record_constraints=not guaranteed)
+    misses = run_trials(study, settings, make_sampler, evaluate)
     if misses:
         notes.append(f"the feasible sampler's bounded rejection (latency or memory is not "
                      f"additive here) found no feasible z near {misses} proposal(s) of this "
                      f"process: those trials are infeasible")
-    return rank(study, space, model, budgets, name, mode, budget_ms, penalty_weight, top,
-                min_latency_ms, _sampler_name(sampler, feasible), tuple(notes))
+    return rank(study, budgets, goal.name, settings, budget_ms, min_latency_ms, tuple(notes))
 
 
-def _check_arguments(budget_ms, mode, sampler, n_trials, top, penalty_weight, workers) -> None:
-    def number(x) -> bool:
-        return isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
+@dataclass(frozen=True)
+class ResolvedObjective:
+    """The objective: its name, its function, and (fixed, V) where it is additive."""
 
-    if not (number(budget_ms) and 0 < budget_ms < math.inf):
-        raise InputError(f"budget_ms must be a finite number > 0, got {budget_ms!r}")
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}: expected one of {MODES}")
-    if isinstance(sampler, str) and sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler {sampler!r}: expected one of {SAMPLERS} or an "
-                         f"optuna sampler")
-    if not isinstance(sampler, (str, optuna.samplers.BaseSampler)):
-        raise InputError(f"sampler must be a name or an optuna sampler, got {sampler!r}")
-    for what, value in (("n_trials", n_trials), ("top", top), ("workers", workers)):
-        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-                and value >= 1):
-            raise InputError(f"{what} must be an integer >= 1, got {value!r}")
-    if not (number(penalty_weight) and math.isfinite(penalty_weight)):
-        raise InputError(f"penalty_weight must be a finite number, got {penalty_weight!r}")
+    name: str
+    call: Objective
+    matrix: tuple[float, np.ndarray] | None
 
 
-def resolve_objective(space: SearchSpace, objective: str | Objective
-                      ) -> tuple[str, Objective, tuple[float, np.ndarray] | None]:
-    """(name, callable, (fixed, V) cost matrix where the objective is built in and additive)."""
+def resolve_objective(space: SearchSpace, objective: str | Objective) -> ResolvedObjective:
+    """The objective's function, and its cost matrix where it is built in and additive."""
     if isinstance(objective, str):
-        if objective not in OBJECTIVES:
-            raise InputError(f"unknown objective {objective!r}: expected one of "
-                             f"{sorted(OBJECTIVES)} or a callable")
         matrix = layer_matrix(space, lambda ly: getattr(ly, objective)) if space.additive \
             else None
-        return objective, OBJECTIVES[objective], matrix
-    if not callable(objective):
-        raise InputError(f"objective must be a name or a callable, got {objective!r}")
-    return getattr(objective, "__name__", "custom"), objective, None
+        return ResolvedObjective(objective, OBJECTIVES[objective], matrix)
+    return ResolvedObjective(getattr(objective, "__name__", "custom"), objective, None)
 
 
 def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> float | None:
@@ -259,23 +322,39 @@ def _stored_constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
     return trial.user_attrs["constraints"]
 
 
-def _sampler_name(sampler, feasible: bool) -> str:
+def _sampler_name(settings: SearchSettings) -> str:
+    sampler = settings.sampler
     name = sampler if isinstance(sampler, str) else type(sampler).__name__
-    return f"feasible {name}" if feasible else name
+    return f"feasible {name}" if settings.feasible else name
 
 
-def _setting(space, predictor, budget_ms, objective, mode, budgets, confidence,
-             penalty_weight) -> dict[str, Any]:
+def _setting(predictor: Predictor, budget_ms: float, settings: SearchSettings,
+             budgets: Budgets) -> dict[str, Any]:
     """What a study's trials depend on, stored in its user attrs to check a resume."""
+    space = budgets.model.space
     digest = hashlib.sha1(json.dumps(predictor.to_dict(), sort_keys=True).encode())
-    setting = {"space": space.name, "space_signature": space.signature, "objective": objective,
-               "mode": mode, "budget_ms": budget_ms, "predictor": predictor.kind,
+    setting = {"space": space.name, "space_signature": space.signature,
+               "objective": resolve_objective(space, settings.objective).name,
+               "mode": settings.mode, "budget_ms": budget_ms, "predictor": predictor.kind,
                "predictor_digest": digest.hexdigest()[:12],
-               "device": predictor.fingerprint_.describe(), "confidence": confidence,
+               "device": predictor.fingerprint_.describe(), "confidence": settings.confidence,
                **{f"max_{k}": v for k, v in budgets.limits.items()}}
-    if mode == "penalty":  # stored values depend on them
-        setting["penalty_weight"] = penalty_weight
+    if settings.mode == "penalty":  # stored values depend on them
+        setting["penalty_weight"] = settings.penalty_weight
     return setting
+
+
+def _masked(url: str | None) -> str | None:
+    """A storage URL without its password, for messages."""
+    if url is None or url.endswith(".journal"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy reads: keep only scheme://host
+        scheme, _, rest = url.partition("://")
+        host = rest.rpartition("@")[2].split("/")[0]
+        return f"{scheme}://{host}" if rest else url
 
 
 def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str | None,
@@ -292,7 +371,7 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
     except (HwnasError, KeyboardInterrupt):
         raise
     except Exception as e:  # the storage's own errors: a bad URL, a server, a folder
-        raise InputError(f"storage {storage!r}: cannot open the study: "
+        raise InputError(f"storage {_masked(storage)!r}: cannot open the study: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     notes = []
     if old is not None and has_trials:
@@ -302,9 +381,9 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
             fixed.append("budget_ms")
         if fixed:
             k = fixed[0]
-            raise InputError(f"study {study.study_name!r} in {storage} was run with {k} = "
-                             f"{old.get(k)!r}, not {setting.get(k)!r}: its trials cannot be "
-                             f"compared; give another --study-name (or the same {k})")
+            raise InputError(f"study {study.study_name!r} in {_masked(storage)} was run "
+                             f"with {k} = {old.get(k)!r}, not {setting.get(k)!r}: its trials "
+                             f"cannot be compared; give another --study-name (or the same {k})")
         changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in setting.items()
                    if old.get(k) != v]
         if changed:
@@ -317,23 +396,26 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
     return study, notes
 
 
-def _enqueue_start(study, space, model, budgets, value_matrix, mode, top, n_trials,
-                   front: bool, budget_ms: float, penalty_weight: float) -> None:
+def _enqueue_start(study: optuna.Study, budgets: Budgets, goal: ResolvedObjective,
+                   settings: SearchSettings, budget_ms: float) -> None:
     """Enqueue the least-latency z (a feasible start) and, where objective and latency are
-    additive, the best points of the exact front."""
-    names = [d.name for d in space.decisions]
+    additive (and ``enqueue_exact``), the best points of the exact front."""
+    model = budgets.model
+    names = [d.name for d in model.space.decisions]
     if not model.additive:
         return
+    mode, top, penalty_weight = settings.mode, settings.top, settings.penalty_weight
     feasibility = budgets.feasibility()
     cost = np.where(feasibility.allowed, model.C, np.nan)
     points: list[tuple[int, ...]] = []
-    if front and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
-        fixed_v, V = value_matrix
+    if settings.enqueue_exact and goal.matrix is not None \
+            and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
+        fixed_v, V = goal.matrix
         limit = math.inf if mode == "penalty" else budgets.latency_ms
         found = knapsack(fixed_cost=model.fixed, cost=cost, fixed_value=fixed_v, value=V,
                          budget=limit)
         if mode == "pareto":  # spread over the front
-            count = max(top, n_trials // 10)
+            count = max(top, settings.n_trials // 10)
             points = [z for _, _, z in found[::max(1, len(found) // count)][:count]]
         else:  # the best by the mode's score
             score = [v * (c / budget_ms) ** penalty_weight if mode == "penalty" else v
@@ -349,11 +431,13 @@ class _ObjectiveFailed(Exception):
     """The user's objective raised or returned a value that is not finite."""
 
 
-def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
-                    penalty_weight, *, record_constraints: bool
+def _trial_function(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
+                    budget_ms: float, *, record_constraints: bool
                     ) -> Callable[[optuna.Trial], Any]:
     """One trial: z, its latency and budgets (errors here are bugs and propagate), then the
     objective (its errors fail the trial)."""
+    model, mode, penalty_weight = budgets.model, settings.mode, settings.penalty_weight
+    space = model.space
     rows = np.arange(len(space.decisions))
 
     def evaluate(trial: optuna.Trial):
@@ -374,12 +458,12 @@ def _trial_function(space, model, budgets, call, value_matrix, mode, budget_ms,
                     trial.set_constraint(key, v)
             else:
                 trial.set_user_attr("constraints", list(limits.values()))
-        if value_matrix is not None:
-            value = float(value_matrix[0] + value_matrix[1][rows, Z[0]].sum())
+        if goal.matrix is not None:
+            value = float(goal.matrix[0] + goal.matrix[1][rows, Z[0]].sum())
         else:
             arch = space.decode(Z[0])
             try:
-                value = float(call(arch))
+                value = float(goal.call(arch))
             except Exception as e:
                 raise _ObjectiveFailed(f"raised {type(e).__name__}: {e}") from e
             if not math.isfinite(value):
@@ -416,11 +500,11 @@ def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Progress | None
         optuna.logging.set_verbosity(verbosity)
 
 
-def run_trials(study: optuna.Study, storage: str | None, n_trials: int, workers: int,
-               make_sampler: Callable[[int], optuna.samplers.BaseSampler], evaluate,
-               show_progress: bool) -> int:
+def run_trials(study: optuna.Study, settings: SearchSettings,
+               make_sampler: Callable[[int], optuna.samplers.BaseSampler], evaluate) -> int:
     """Run ``n_trials`` on ``workers`` processes sharing the study; return the feasible
     sampler's misses in this process."""
+    storage, n_trials, workers = settings.storage, settings.n_trials, settings.workers
     shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
 
     def work(worker: int) -> None:  # in a forked process: its own connection to the storage
@@ -436,7 +520,7 @@ def run_trials(study: optuna.Study, storage: str | None, n_trials: int, workers:
     others = [context.Process(target=work, args=(i,)) for i in range(1, workers)]
     for process in others:
         process.start()
-    bar = Progress(shares[0], "searching", show_progress)
+    bar = Progress(shares[0], "searching", settings.show_progress)
     try:
         _optimize(study, shares[0], evaluate, bar)
     except KeyboardInterrupt:
@@ -444,8 +528,8 @@ def run_trials(study: optuna.Study, storage: str | None, n_trials: int, workers:
             process.join(timeout=10)
         kept = "nothing was kept (the study was in memory; give --study-name or --storage " \
                "to keep one)" if storage is None else \
-            f"study {study.study_name!r} is kept in {storage}: run the same command with " \
-            f"--study-name {study.study_name} to resume it"
+            f"study {study.study_name!r} is kept in {_masked(storage)}: run the same command " \
+            f"with --study-name {study.study_name} to resume it"
         raise SearchInterrupted(f"interrupted after {len(study.get_trials(deepcopy=False))} "
                                 f"trials; {kept}") from None
     finally:
@@ -458,11 +542,14 @@ def run_trials(study: optuna.Study, storage: str | None, n_trials: int, workers:
     return sampler.misses if isinstance(sampler, FeasibleSampler) else 0
 
 
-def rank(study, space, model, budgets, objective, mode, budget_ms, penalty_weight, top,
-         min_latency_ms, sampler, notes) -> SearchResult:
+def rank(study: optuna.Study, budgets: Budgets, objective: str, settings: SearchSettings,
+         budget_ms: float, min_latency_ms: float | None, notes: tuple[str, ...]
+         ) -> SearchResult:
     """Re-evaluate every complete trial for this setting (latency and budgets from its z) and
     rank the feasible ones: best distinct architectures by objective (penalised in penalty
     mode), or the Pareto front, fastest first."""
+    model, mode, top = budgets.model, settings.mode, settings.top
+    space = model.space
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     names = [d.name for d in space.decisions]
@@ -484,7 +571,7 @@ def rank(study, space, model, budgets, objective, mode, budget_ms, penalty_weigh
                               exact=False)
         raise InputError(f"no trial met every budget: {', '.join(budgets.names)}")
     if mode == "penalty":
-        value_ranked = value * (latency / budget_ms) ** penalty_weight
+        value_ranked = value * (latency / budget_ms) ** settings.penalty_weight
     else:
         value_ranked = value
     idx = np.flatnonzero(ok)
@@ -500,8 +587,9 @@ def rank(study, space, model, budgets, objective, mode, budget_ms, penalty_weigh
         if z not in best and (mode == "pareto" or len(best) < top):
             best[z] = _candidate(space, z, float(latency[i]), float(value[i]),
                                  None if upper is None else float(upper[i]))
-    return SearchResult(space.name, budget_ms, objective, mode, sampler, len(complete),
-                        int(ok.sum()), min_latency_ms, list(best.values()), study, notes)
+    return SearchResult(space.name, budget_ms, objective, mode, _sampler_name(settings),
+                        len(complete), int(ok.sum()), min_latency_ms, list(best.values()),
+                        study, notes)
 
 
 def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Candidate:
@@ -511,13 +599,15 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Cand
                      upper_ms)
 
 
-def _exact_result(space, model, budgets, objective, value_matrix, mode, top,
-                  min_latency_ms) -> SearchResult:
+def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
+                  min_latency_ms: float | None) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
+    model, mode, top = budgets.model, settings.mode, settings.top
+    space = model.space
     if not model.additive:
         raise InputError("the exact sampler needs an additive predictor (not tree_z) and "
                          "space (not nb201-pruned)")
-    if value_matrix is None or mode != "constraint":
+    if goal.matrix is None or mode != "constraint":
         raise InputError("the exact sampler needs a built-in objective (macs, params) and "
                          "--mode constraint")
     if model.confidence is not None:
@@ -527,11 +617,17 @@ def _exact_result(space, model, budgets, objective, value_matrix, mode, top,
         raise InputError("the exact sampler supports latency and activation budgets; use "
                          "tpe, nsga2 or random with --max-params / --max-param-kb")
     allowed = budgets.feasibility().allowed
-    fixed_v, V = value_matrix
+    fixed_v, V = goal.matrix
     found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
                      fixed_value=fixed_v, value=V, budget=budgets.latency_ms, keep=top)
     if not found:
+        if budgets.memory:  # the least latency fits: the activation budget leaves nothing
+            raise InputError(f"no architecture meets both budgets: the least predicted "
+                             f"latency ({min_latency_ms:.3f} ms) fits {budgets.latency_ms:g} "
+                             f"ms, but max_activation_bytes = "
+                             f"{budgets.limits['peak_activation_bytes']:g} leaves no "
+                             f"architecture within it")
         raise BudgetError(budgets.latency_ms, min_latency_ms)
     best = [_candidate(space, z, lat, value) for lat, value, z in found[:top]]
-    return SearchResult(space.name, budgets.latency_ms, objective, mode, "exact", 0,
+    return SearchResult(space.name, budgets.latency_ms, goal.name, mode, "exact", 0,
                         len(found), min_latency_ms, best, None)
