@@ -381,3 +381,75 @@ def test_bounded_rejection_where_latency_is_not_additive(tmp_path):
     assert result.min_latency_ms is None and result.best
     assert feasible_share(result, budget) >= 0.95
     assert all(c.predicted_latency_ms <= budget for c in result.best)
+
+
+# --- the settings object and the messages of its parts ---------------------------------------
+
+def test_settings_are_one_object_checked_on_creation(nb201):
+    from hwnas.search import SearchSettings
+    space, predictor = nb201
+    budget = tight_budget(space, predictor, 0.4)
+    settings = SearchSettings(sampler="random", n_trials=20, seed=3, enqueue_exact=False)
+    a = search(space, predictor, budget, settings=settings)
+    b = search(space, predictor, budget, sampler="random", n_trials=20, seed=3,
+               enqueue_exact=False)
+    assert [c.z for c in a.best] == [c.z for c in b.best] and a.trials == 20
+    with pytest.raises(InputError, match="either settings= or the options"):
+        search(space, predictor, budget, settings=settings, n_trials=5)
+    with pytest.raises(InputError, match="unexpected keyword argument 'n_trial'"):
+        search(space, predictor, budget, n_trial=5)
+    for options, message in [(dict(workers=257), r"workers must be an integer >= 1 \(at most"),
+                             (dict(n_trials=10**8), r"n_trials must be an integer >= 1"),
+                             (dict(confidence=1.5), r"confidence must be in \(0, 1\)"),
+                             (dict(objective="flops"), "unknown objective 'flops'"),
+                             (dict(workers=2), "workers > 1 need a shared storage")]:
+        with pytest.raises(InputError, match=message):
+            SearchSettings(**options)
+
+
+def test_the_feasible_sampler_is_built_one_way(nb201):
+    from hwnas.search import Budgets, FeasibleSampler, LatencyModel
+    space, predictor = nb201
+    with pytest.raises(InputError, match="use FeasibleSampler.for_budget"):
+        FeasibleSampler(space)
+    budgets = Budgets(LatencyModel(space, predictor), 5.0, max_params=10**6)
+    assert FeasibleSampler(budgets).budgets is budgets
+    sampler = FeasibleSampler.for_budget(space, predictor, 5.0, max_params=10**6)
+    assert sampler.budgets.limits == budgets.limits and sampler.budgets.latency_ms == 5.0
+
+
+def test_an_activation_budget_that_leaves_nothing_says_so(tmp_path):
+    from hwnas.search._feasible import peak_matrix
+    space, predictor = mobilenet_lookup(tmp_path)
+    fixed_bytes, A = peak_matrix(space)
+    for d, c in np.argwhere(A > fixed_bytes):  # the choices over the activation budget...
+        for layer in space.decisions[d].layers[c]:
+            predictor.values_[layer.key] = 1e-6  # ...are the fastest
+    fixed, C = predictor.cost_matrix(space)
+    least = space.min_z(fixed, C)[1]
+    least_within = fixed + np.where(A <= fixed_bytes, C, np.inf).min(axis=1).sum()
+    assert least < least_within
+    with pytest.raises(InputError, match=f"within max_activation_bytes = {fixed_bytes:g} the "
+                                         f"smallest predicted latency is {least_within:.3f} ms"):
+        search(space, predictor, (least + least_within) / 2, sampler="exact",
+               max_activation_bytes=int(fixed_bytes))
+
+
+def test_a_storage_error_hides_the_password(nb201):
+    space, predictor = nb201
+    with pytest.raises(InputError) as error:
+        search(space, predictor, 1e9, n_trials=1,
+               storage="postgresql://me:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(error.value) and "postgresql://me:***@127.0.0.1:1/none" in \
+        str(error.value)
+
+
+def test_command_bounds_for_workers_and_trials():
+    import argparse
+
+    from hwnas import _cli
+    assert _cli.workers("256") == 256 and _cli.trials("10000000") == 10_000_000
+    for parse, text in [(_cli.workers, "257"), (_cli.workers, "0"),
+                        (_cli.trials, "10000001"), (_cli.positive_int, "0")]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)

@@ -154,9 +154,10 @@ class AdditivePredictor(_SpacePredictor):
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
         fixed, C = self.cost_matrix(space)  # checks C's shape: a corrupt file is an InputError
-        Z = space.check_z(z)
-        check_known(space, Z, ~np.isnan(C), self.kind)
-        return space.evaluate_z(Z, fixed, C)
+        y = space.evaluate_z(z, fixed, C)
+        if np.isnan(y).any():  # an unknown choice (NaN cost) was used: name it
+            check_known(space, space.check_z(z), ~np.isnan(C), self.kind)
+        return y
 
     def predict_architecture(self, arch) -> float:
         self._check_fitted()
@@ -262,9 +263,10 @@ class AdditiveFeaturesPredictor(Predictor):
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
         self._check_fitted()
-        Z = space.check_z(z)
-        check_known(space, Z, self._known(space), self.kind)
-        return super().predict_z(space, Z)
+        y = super().predict_z(space, z)
+        if np.isnan(y).any():  # an unknown choice (NaN cost) was used: name it
+            check_known(space, space.check_z(z), self._known(space), self.kind)
+        return y
 
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
         self._check_fitted()

@@ -82,7 +82,7 @@ class LatencyModel:
 
 def gather(fixed: float, C: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """fixed + sum_d C[d, Z[:, d]] for checked int rows Z."""
-    return fixed + C[np.arange(C.shape[0]), Z].sum(axis=1)
+    return fixed + C[np.arange(C.shape[0]), Z] @ np.ones(C.shape[0])
 
 
 def layer_matrix(space: SearchSpace, cost: Callable[[Layer], float]) -> tuple[float, np.ndarray]:
@@ -217,6 +217,14 @@ class Feasibility:
         self.C = [np.where(allowed, b.C, np.inf) for b in self.additive]
         self.floor = [c.min(axis=1) for c in self.C]
         self.slack = [b.limit - b.fixed - f.sum() for b, f in zip(self.additive, self.floor)]
+        self._rows = np.arange(self.D)
+        if self.additive:  # what the repair needs for every proposal
+            self._scale = np.array([max(s, 1e-12) for s in self.slack])
+            self._cheapest = np.argmin(sum(c / s for c, s in zip(self.C, self._scale)), axis=1)
+            self._stacked = np.stack(self.C)  # (budgets, D, choices)
+            self._cheapest_cost = self._stacked[:, self._rows, self._cheapest]
+            self._fixed = np.array([b.fixed for b in self.additive])
+            self._limit = np.array([b.limit for b in self.additive])
         if self.additive:
             slack = self.slack[0]
             self.unit = slack / BINS if slack > 0 else 1.0
@@ -282,15 +290,14 @@ class Feasibility:
             out = z.copy()
             out[bad] = _draw_allowed(self.allowed[bad], 1, rng)[0]
             return out
-        rows = np.arange(self.D)
         # move the decisions that save most (in units of each budget's slack) to their
         # cheapest allowed choice; a choice that is not allowed saves inf, so it moves first
-        scale = [max(s, 1e-12) for s in self.slack]
-        cheapest = np.argmin(sum(c / s for c, s in zip(self.C, scale)), axis=1)
-        gain = np.stack([c[rows, z] - c[rows, cheapest] for c in self.C])
-        order = np.argsort(-(gain / np.array(scale)[:, None]).sum(axis=0), kind="stable")
-        excess = np.array([b.fixed + c[rows, z].sum() - b.limit
-                           for b, c in zip(self.additive, self.C)])
+        cheapest = self._cheapest
+        now = self._stacked[:, self._rows, z]
+        with np.errstate(invalid="ignore"):
+            gain = now - self._cheapest_cost
+        order = np.argsort(-(gain / self._scale[:, None]).sum(axis=0), kind="stable")
+        excess = self._fixed + now.sum(axis=1) - self._limit
         with np.errstate(invalid="ignore"):
             enough = (np.cumsum(gain[:, order], axis=1) >= excess[:, None]).all(axis=0)
         out = z.copy()
@@ -302,12 +309,20 @@ class Feasibility:
         return self._first_sample(rng, z)
 
     def _additive_fits(self, z: np.ndarray) -> bool:
-        rows = np.arange(self.D)
-        return all(b.fixed + c[rows, z].sum() <= b.limit for b, c in zip(self.additive, self.C))
+        return bool((self._fixed + self._stacked[:, self._rows, z].sum(axis=1)
+                     <= self._limit).all())
 
     def _redraw(self, z: np.ndarray, changed: np.ndarray, rng: np.random.Generator
                 ) -> np.ndarray:
-        """Redraw the changed decisions uniformly among their completions that fit."""
+        """Redraw the changed decisions uniformly among their completions that fit: by
+        rejection from one batch where that is likely to succeed (exactly uniform), else by
+        dynamic programming over the binned slack."""
+        out = np.repeat(z[None], BATCH, axis=0)
+        out[:, changed] = _draw_allowed(self.allowed[changed], BATCH, rng)
+        totals = self._fixed[:, None] + self._stacked[:, self._rows, out].sum(axis=2)
+        fit = np.flatnonzero((totals <= self._limit[:, None]).all(axis=0))
+        if len(fit):
+            return out[fit[0]]
         keep = np.ones(self.D, dtype=bool)
         keep[changed] = False
         b = self.additive[0]
@@ -418,6 +433,8 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._space = {d.name: CategoricalDistribution(list(range(len(d.choices))))
                        for d in space.decisions}
+        self._choices = {name: dist.choices for name, dist in self._space.items()}
+        self._proposed: dict[int, dict[str, int]] = {}  # z of the trials running here
 
     @classmethod
     def for_budget(cls, space: SearchSpace, predictor: Predictor, budget_ms: float | None,
@@ -443,27 +460,39 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
                                     ) -> dict[str, BaseDistribution]:
-        return dict(self._space)
+        # z is proposed whole on a trial's first decision (sample_independent): Optuna's
+        # relative-parameter path compares every distribution choice by choice per trial
+        return {}
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if not search_space:
-            return {}
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        choices = self._choices.get(param_name)
+        if choices is None or not isinstance(param_distribution, CategoricalDistribution) \
+                or param_distribution.choices != choices:  # not a decision of z
+            return self.base.sample_independent(study, trial, param_name, param_distribution)
+        z = self._proposed.get(trial.number)
+        if z is None:
+            z = self._proposed[trial.number] = self._propose(study, trial)
+        return z[param_name]
+
+    def _propose(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, int]:
+        """The base sampler's z for this trial, repaired to fit the budgets."""
         base_space = self.base.infer_relative_search_space(study, trial)
         proposal = self.base.sample_relative(study, trial, base_space) if base_space else {}
         z = np.array([proposal[name] if name in proposal else
                       self.base.sample_independent(study, trial, name, dist)
                       for name, dist in self._space.items()], dtype=np.int64)
         z = self.feasibility.repair(z, self._rng)
-        return dict(zip(self._space, map(int, z)))
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self.base.sample_independent(study, trial, param_name, param_distribution)
+        return dict(zip(self._space, z.tolist()))
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.base.before_trial(study, trial)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial,
                     state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
+        self._proposed.pop(trial.number, None)
         self.base.after_trial(study, trial, state, values)

@@ -622,11 +622,11 @@ def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSet
                      fixed_value=fixed_v, value=V, budget=budgets.latency_ms, keep=top)
     if not found:
         if budgets.memory:  # the least latency fits: the activation budget leaves nothing
-            raise InputError(f"no architecture meets both budgets: the least predicted "
-                             f"latency ({min_latency_ms:.3f} ms) fits {budgets.latency_ms:g} "
-                             f"ms, but max_activation_bytes = "
-                             f"{budgets.limits['peak_activation_bytes']:g} leaves no "
-                             f"architecture within it")
+            least = model.fixed + np.where(allowed, model.C, np.inf).min(axis=1).sum()
+            raise InputError(f"no architecture meets both budgets: within max_activation_bytes "
+                             f"= {budgets.limits['peak_activation_bytes']:g} the smallest "
+                             f"predicted latency is {least:.3f} ms (without it "
+                             f"{min_latency_ms:.3f} ms), over {budgets.latency_ms:g} ms")
         raise BudgetError(budgets.latency_ms, min_latency_ms)
     best = [_candidate(space, z, lat, value) for lat, value, z in found[:top]]
     return SearchResult(space.name, budgets.latency_ms, goal.name, mode, "exact", 0,

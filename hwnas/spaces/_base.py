@@ -313,7 +313,8 @@ class SearchSpace:
     def evaluate_z(self, z: ArrayLike, fixed: float, C: np.ndarray) -> np.ndarray:
         """Additive cost of many z at once: fixed + sum_d C[d, z_d] (no Python loop over z)."""
         Z = self.check_z(z)
-        return fixed + C[np.arange(Z.shape[1]), Z].sum(axis=1)
+        # a product with ones sums the short rows faster than .sum(axis=1) (BLAS, one pass)
+        return fixed + C[np.arange(Z.shape[1]), Z] @ np.ones(Z.shape[1])
 
     def min_z(self, fixed: float, C: np.ndarray) -> tuple[np.ndarray, float]:
         """The z of least additive cost and that cost."""
