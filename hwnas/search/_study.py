@@ -234,9 +234,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         print(result.best[0].z, result.best[0].predicted_latency_ms)
     """
     if settings is None:
+        if objective is not None:
+            options["objective"] = objective
         try:
-            settings = SearchSettings(**({} if objective is None else
-                                         {"objective": objective}), **options)
+            settings = SearchSettings(**options)
         except TypeError as e:  # an unknown keyword
             raise InputError(f"search: {e}".replace("__init__()", "SearchSettings")) from None
     elif objective is not None or options:
@@ -250,7 +251,7 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
                       max_activation_bytes=settings.max_activation_bytes)
     min_latency_ms = _least_latency(model, budget_ms, settings.mode)
     if settings.sampler == "exact":
-        return _exact_result(budgets, goal, settings, min_latency_ms)
+        return _exact_result(budgets, goal, settings, budget_ms)
     setting = _setting(predictor, budget_ms, settings, budgets)
 
     def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
@@ -402,7 +403,7 @@ def _enqueue_start(study: optuna.Study, budgets: Budgets, goal: ResolvedObjectiv
     additive (and ``enqueue_exact``), the best points of the exact front."""
     model = budgets.model
     names = [d.name for d in model.space.decisions]
-    if not model.additive:
+    if model.C is None or model.fixed is None:  # not additive
         return
     mode, top, penalty_weight = settings.mode, settings.top, settings.penalty_weight
     feasibility = budgets.feasibility()
@@ -411,7 +412,7 @@ def _enqueue_start(study: optuna.Study, budgets: Budgets, goal: ResolvedObjectiv
     if settings.enqueue_exact and goal.matrix is not None \
             and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
         fixed_v, V = goal.matrix
-        limit = math.inf if mode == "penalty" else budgets.latency_ms
+        limit = math.inf if budgets.latency_ms is None else budgets.latency_ms
         found = knapsack(fixed_cost=model.fixed, cost=cost, fixed_value=fixed_v, value=V,
                          budget=limit)
         if mode == "pareto":  # spread over the front
@@ -600,11 +601,11 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Cand
 
 
 def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
-                  min_latency_ms: float | None) -> SearchResult:
+                  budget_ms: float) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
     model, mode, top = budgets.model, settings.mode, settings.top
-    space = model.space
-    if not model.additive:
+    space, fixed, C = model.space, model.fixed, model.C
+    if C is None or fixed is None:
         raise InputError("the exact sampler needs an additive predictor (not tree_z) and "
                          "space (not nb201-pruned)")
     if goal.matrix is None or mode != "constraint":
@@ -618,16 +619,17 @@ def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSet
                          "tpe, nsga2 or random with --max-params / --max-param-kb")
     allowed = budgets.feasibility().allowed
     fixed_v, V = goal.matrix
-    found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
-                     fixed_value=fixed_v, value=V, budget=budgets.latency_ms, keep=top)
+    found = knapsack(fixed_cost=fixed, cost=np.where(allowed, C, np.nan),
+                     fixed_value=fixed_v, value=V, budget=budget_ms, keep=top)
+    min_latency_ms = float(fixed + np.nanmin(C, axis=1).sum())
     if not found:
         if budgets.memory:  # the least latency fits: the activation budget leaves nothing
-            least = model.fixed + np.where(allowed, model.C, np.inf).min(axis=1).sum()
+            least = fixed + np.where(allowed, C, np.inf).min(axis=1).sum()
             raise InputError(f"no architecture meets both budgets: within max_activation_bytes "
                              f"= {budgets.limits['peak_activation_bytes']:g} the smallest "
                              f"predicted latency is {least:.3f} ms (without it "
-                             f"{min_latency_ms:.3f} ms), over {budgets.latency_ms:g} ms")
-        raise BudgetError(budgets.latency_ms, min_latency_ms)
+                             f"{min_latency_ms:.3f} ms), over {budget_ms:g} ms")
+        raise BudgetError(budget_ms, min_latency_ms)
     best = [_candidate(space, z, lat, value) for lat, value, z in found[:top]]
-    return SearchResult(space.name, budgets.latency_ms, goal.name, mode, "exact", 0,
+    return SearchResult(space.name, budget_ms, goal.name, mode, "exact", 0,
                         len(found), min_latency_ms, best, None)
