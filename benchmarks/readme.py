@@ -149,7 +149,7 @@ def throughput(r: Result) -> list[str]:
     out = (f"**Throughput** (`benchmarks/throughput.py`, predict_z on {r.results['n']:.0e} z): "
            f"{', '.join(list(fast)[:-1])} and {list(fast)[-1]} "
            f"{_range([v / 1e6 for v in fast.values()], '.1f')} million z/s (through the cost "
-           f"matrix)")
+           f"matrix, once it is cached; best of three calls)")
     if "tree_z" in rows:
         out += f"; tree_z about {round(rows['tree_z']['z_per_s'], -3):,.0f} z/s"
     return [out.replace("e+0", "e") + ".", ""]

@@ -1,7 +1,8 @@
 """Predictions per second for a batch of 1e6 z, per predictor kind (mobilenet).
 
 Fits every kind on this machine's cached tables (the search command's default flow measures
-them) and times predict_z on one batch of z.
+them) and times predict_z on one batch of z: the best of three calls after the first, which
+also builds and caches the space's cost matrix (its time is reported too).
 
     .venv/bin/python benchmarks/throughput.py [--n 1000000]
 """
@@ -45,13 +46,17 @@ def main() -> None:
     kinds["calibrated"] = CalibratedPredictor(kinds["lookup"]).fit(nets, space)
     Z = space.random_z(args.n, seed=0)
     rows = {}
-    print(f"{'predictor':<18} {'z per second':>14} {'seconds':>8}")
+    print(f"{'predictor':<18} {'z per second':>14} {'first call s':>12}")
     for name, predictor in kinds.items():
-        t0 = time.perf_counter()
-        predictor.predict_z(space, Z)
-        seconds = time.perf_counter() - t0
-        rows[name] = {"z_per_s": args.n / seconds, "seconds": seconds}
-        print(f"{name:<18} {args.n / seconds:>14,.0f} {seconds:>8.2f}")
+        calls = []  # the first call also builds and caches the space's cost matrix
+        for _ in range(4):
+            t0 = time.perf_counter()
+            predictor.predict_z(space, Z)
+            calls.append(time.perf_counter() - t0)
+        seconds = min(calls[1:])
+        rows[name] = {"z_per_s": args.n / seconds, "seconds": seconds,
+                      "first_call_s": calls[0]}
+        print(f"{name:<18} {args.n / seconds:>14,.0f} {calls[0]:>12.2f}")
     write_results(args.json, "throughput",
                   {"n": args.n, "device": layers.fingerprint.describe(), "rows": rows})
 

@@ -270,7 +270,10 @@ SEARCH_CASES = {
     "--storage foo://bar": (["--storage", "foo://bar"], "storage 'foo://bar'"),
     "SQLite in a missing folder": (["--storage", "sqlite:///no/such/dir/s.db"],
                                    "cannot open the study"),
-    "--workers 0": (["--workers", "0"], "--workers: must be >= 1, got 0"),
+    "--workers 0": (["--workers", "0"], "--workers: must be an integer from 1 to 256, got 0"),
+    "--workers 100000": (["--workers", "100000"],
+                         "--workers: must be an integer from 1 to 256, got 100000"),
+    "--trials 0": (["--trials", "0"], "--trials: must be an integer from 1 to"),
 }
 
 

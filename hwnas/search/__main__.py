@@ -89,9 +89,9 @@ def parser() -> _cli.ArgumentParser:
                    "postgresql://user@host/db) or a .journal file; default: in memory, or "
                    "with --study-name or --workers a journal file beside the results")
     p.add_argument("--study-name", help="name of the study, to resume or share it")
-    p.add_argument("--workers", type=_cli.positive_int, default=1,
+    p.add_argument("--workers", type=_cli.workers, default=1,
                    help="processes searching one study together (default: %(default)s)")
-    p.add_argument("--trials", type=_cli.positive_int, default=500,
+    p.add_argument("--trials", type=_cli.trials, default=500,
                    help="Optuna trials (default: %(default)s)")
     p.add_argument("--seed", type=_cli.seed, default=None, help="sampler seed, for a reproducible "
                    "search")

@@ -22,6 +22,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from hwnas.errors import InputError
 from hwnas.predictors import NotAdditiveError
+from hwnas.spaces import additive_cost
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -65,7 +66,7 @@ class LatencyModel:
         """Mean predicted latency of each row of Z (checked int z, shape (N, D))."""
         if self.C is None or self.fixed is None:
             return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
-        return gather(self.fixed, self.C, Z)
+        return additive_cost(self.fixed, self.C, Z)
 
     def upper(self, Z: np.ndarray) -> np.ndarray | None:
         """The constrained quantile of each row, or None without a confidence."""
@@ -78,11 +79,6 @@ class LatencyModel:
         """What the budget bounds: the upper quantile with a confidence, else the mean."""
         upper = self.upper(Z)
         return self.mean(Z) if upper is None else upper
-
-
-def gather(fixed: float, C: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """fixed + sum_d C[d, Z[:, d]] for checked int rows Z."""
-    return fixed + C[np.arange(C.shape[0]), Z] @ np.ones(C.shape[0])
 
 
 def layer_matrix(space: SearchSpace, cost: Callable[[Layer], float]) -> tuple[float, np.ndarray]:
@@ -152,7 +148,7 @@ class Budgets:
                 fixed, M = matrix
                 value = np.maximum(fixed, M[np.arange(M.shape[0]), Z].max(axis=1))
             else:
-                value = gather(*matrix, Z)
+                value = additive_cost(*matrix, Z)
             out[name] = value - float(self.limits[name] or 0)
         if self.latency_ms is not None:
             lat = self.model.constrained(Z) if latency_ms is None else latency_ms
@@ -243,7 +239,7 @@ class Feasibility:
         ok = self.allowed[np.arange(self.D), Z].all(axis=1)
         for b in self.additive:
             with np.errstate(invalid="ignore"):
-                ok &= gather(b.fixed, b.C, Z) <= b.limit
+                ok &= additive_cost(b.fixed, b.C, Z) <= b.limit
         if self.check is not None and ok.any():
             ok[ok] = self.check(Z[ok])
         return ok
@@ -256,7 +252,7 @@ class Feasibility:
         if len(self.additive) > 1:  # the other additive budgets by rejection
             ok = np.ones(n, dtype=bool)
             for b in self.additive[1:]:
-                ok &= gather(b.fixed, b.C, Z) <= b.limit
+                ok &= additive_cost(b.fixed, b.C, Z) <= b.limit
             Z = Z[ok] if ok.any() else Z[:0]
         return Z
 
@@ -480,7 +476,14 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         return z[param_name]
 
     def _propose(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, int]:
-        """The base sampler's z for this trial, repaired to fit the budgets."""
+        """The base sampler's z for this trial, repaired to fit the budgets. A random base
+        draws from the feasible set itself (uniform where latency is additive): the same
+        distribution as random proposals kept only when they fit, without the misses."""
+        if isinstance(self.base, optuna.samplers.RandomSampler) and self.feasibility.check is None:
+            Z = self.feasibility.sample(1, self._rng)
+            if len(Z):
+                self.feasibility.proposals += 1
+                return dict(zip(self._space, Z[0].tolist()))
         base_space = self.base.infer_relative_search_space(study, trial)
         proposal = self.base.sample_relative(study, trial, base_space) if base_space else {}
         z = np.array([proposal[name] if name in proposal else

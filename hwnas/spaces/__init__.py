@@ -12,6 +12,7 @@ from hwnas.spaces._base import (
     Graph,
     NotAdditiveError,
     SearchSpace,
+    additive_cost,
     chain,
     format_z,
     parse_z,
@@ -44,5 +45,6 @@ def load_space(name_or_path: str) -> SearchSpace:
 
 
 __all__ = ["INPUT", "Architecture", "Decision", "Graph", "NotAdditiveError", "SearchSpace",
-           "SpaceFileError", "SPACES", "chain", "format_z", "get_space", "load_space", "mobilenet",
-           "nb201", "parse_z", "read_space_file", "space_from_dict", "unit_graph", "walk"]
+           "SpaceFileError", "SPACES", "additive_cost", "chain", "format_z", "get_space",
+           "load_space", "mobilenet", "nb201", "parse_z", "read_space_file", "space_from_dict",
+           "unit_graph", "walk"]

@@ -82,6 +82,25 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+#: rows gathered at a time by ``additive_cost``: the gathered block stays in the CPU cache
+ADDITIVE_CHUNK = 8192
+
+
+def additive_cost(fixed: float, C: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """fixed + sum_d C[d, Z[:, d]] for checked int rows Z (no Python loop over z).
+
+    Gathers from the flattened matrix in chunks of rows and sums each block by a product with
+    ones (BLAS): about twice the throughput of one fancy-indexed gather and ``.sum(axis=1)``.
+    """
+    flat = np.ascontiguousarray(C, dtype=float).ravel()
+    offsets = np.arange(C.shape[0]) * C.shape[1]
+    ones = np.ones(C.shape[0])
+    out = np.empty(len(Z))
+    for start in range(0, len(Z), ADDITIVE_CHUNK):
+        out[start:start + ADDITIVE_CHUNK] = flat[Z[start:start + ADDITIVE_CHUNK] + offsets] @ ones
+    return fixed + out
+
+
 @dataclass(frozen=True)
 class Decision:
     """One entry of z: a named choice among candidates, each a (possibly empty) layer tuple.
@@ -312,9 +331,7 @@ class SearchSpace:
 
     def evaluate_z(self, z: ArrayLike, fixed: float, C: np.ndarray) -> np.ndarray:
         """Additive cost of many z at once: fixed + sum_d C[d, z_d] (no Python loop over z)."""
-        Z = self.check_z(z)
-        # a product with ones sums the short rows faster than .sum(axis=1) (BLAS, one pass)
-        return fixed + C[np.arange(Z.shape[1]), Z] @ np.ones(Z.shape[1])
+        return additive_cost(fixed, C, self.check_z(z))
 
     def min_z(self, fixed: float, C: np.ndarray) -> tuple[np.ndarray, float]:
         """The z of least additive cost and that cost."""
