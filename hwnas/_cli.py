@@ -77,13 +77,20 @@ def run(main: Callable[[Sequence[str] | None], int], prog: str,
     traceback of every error."""
     debug = os.environ.get("HWNAS_DEBUG", "") not in ("", "0")
     try:
-        return main(argv)
+        status = main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return status
     except KeyboardInterrupt as e:
         if debug:
             traceback.print_exc()
         message = str(e) or "what was measured is kept, run again to resume"
         print(f"\n{prog}: interrupted; {message}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (`| head`): nothing to report, as for any Unix tool;
+        # stdout goes to devnull so that the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:
         # an OSError naming a file (a missing folder, no permission, a full disk) is the
         # user's to fix; one naming no file is not

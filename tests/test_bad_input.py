@@ -396,6 +396,16 @@ def test_interruption_is_one_line(capsys):
     assert capsys.readouterr().err.strip() == "prog: interrupted; 12 trials kept in s.journal"
 
 
+def test_a_closed_stdout_is_no_bug(tmp_path):
+    # `python -m hwnas.profile --cache | head -0`: the reader goes before the command writes
+    run = subprocess.Popen([sys.executable, "-m", "hwnas.profile", "--cache"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={**os.environ, "HWNAS_CACHE": str(tmp_path)})
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait() == 141 and "Traceback" not in err and "bug" not in err
+
+
 def test_hwnas_debug_shows_the_traceback(inputs, tmp_path):
     args = ("fit", "--layers", tmp_path / "absent.csv", "--out", tmp_path / "p.json")
     assert "Traceback" not in hwnas(*args).stderr
