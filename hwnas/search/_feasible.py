@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 BINS = 4096
 #: candidates per round and rounds of the bounded rejection for non-additive checks
 BATCH, ROUNDS = 128, 4
+#: feasible z drawn at once for a random base sampler
+RANDOM_BATCH = 256
 
 
 class LatencyModel:
@@ -431,6 +433,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
                        for d in space.decisions}
         self._choices = {name: dist.choices for name, dist in self._space.items()}
         self._proposed: dict[int, dict[str, int]] = {}  # z of the trials running here
+        self._drawn: list[list[int]] = []  # uniform feasible z not yet proposed (random base)
 
     @classmethod
     def for_budget(cls, space: SearchSpace, predictor: Predictor, budget_ms: float | None,
@@ -453,6 +456,7 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     def reseed_rng(self) -> None:
         self.base.reseed_rng()
         self._rng = np.random.default_rng()
+        self._drawn = []
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
                                     ) -> dict[str, BaseDistribution]:
@@ -480,10 +484,11 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
         draws from the feasible set itself (uniform where latency is additive): the same
         distribution as random proposals kept only when they fit, without the misses."""
         if isinstance(self.base, optuna.samplers.RandomSampler) and self.feasibility.check is None:
-            Z = self.feasibility.sample(1, self._rng)
-            if len(Z):
+            if not self._drawn:  # drawn in batches: one dynamic-programming pass for many
+                self._drawn = self.feasibility.sample(RANDOM_BATCH, self._rng).tolist()[::-1]
+            if self._drawn:
                 self.feasibility.proposals += 1
-                return dict(zip(self._space, Z[0].tolist()))
+                return dict(zip(self._space, self._drawn.pop()))
         base_space = self.base.infer_relative_search_space(study, trial)
         proposal = self.base.sample_relative(study, trial, base_space) if base_space else {}
         z = np.array([proposal[name] if name in proposal else
