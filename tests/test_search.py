@@ -192,6 +192,25 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
         assert "measuring it again" in second.stderr
 
 
+def _wrong_nb201_predictor(backend, scale: float, offset_ms: float):
+    """nb201's measured tables near a 3 ms budget, the raw lookup, the calibration networks,
+    and the right calibration made wrong: scale x (a, b), then b + offset_ms."""
+    from conftest import FAST
+
+    from hwnas.predictors import CalibratedPredictor
+    from hwnas.profile import device_tables
+    from hwnas.search._verify import calibrate
+    space = get_space("nb201")
+    layers, nets = device_tables(backend, space, networks=3, protocol=FAST,
+                                 show_progress=False, budget_ms=3.0)
+    base = LookupPredictor().fit(layers)
+    right = calibrate(base, nets, space, 3.0)
+    wrong = CalibratedPredictor(base)
+    wrong.a_, wrong.b_ = right.a_ * scale, right.b_ * scale + offset_ms
+    wrong.fingerprint_ = right.fingerprint_
+    return space, base, nets, wrong
+
+
 @pytest.mark.nnabla
 @pytest.mark.parametrize("scale, offset_ms, first", [
     (0.5, 0.0, "over the budget or off by more than 5 %"),  # half the true latency
@@ -201,17 +220,8 @@ def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path, scale,
                                                 first):
     from conftest import FAST
 
-    from hwnas.predictors import CalibratedPredictor
-    from hwnas.profile import device_tables
-    from hwnas.search._verify import calibrate, verify_search
-    space = get_space("nb201")
-    layers, nets = device_tables(nnabla_backend, space, networks=3, protocol=FAST,
-                                 show_progress=False, budget_ms=3.0)
-    base = LookupPredictor().fit(layers)
-    right = calibrate(base, nets, space, 3.0)
-    wrong = CalibratedPredictor(base)
-    wrong.a_, wrong.b_ = right.a_ * scale, right.b_ * scale + offset_ms
-    wrong.fingerprint_ = right.fingerprint_
+    from hwnas.search._verify import verify_search
+    space, base, nets, wrong = _wrong_nb201_predictor(nnabla_backend, scale, offset_ms)
     lines = []
     v = verify_search(space, wrong, lambda p, ms: search(space, p, ms, n_trials=40, seed=0),
                       3.0, base=base, calibration=nets, backend=nnabla_backend,
@@ -241,16 +251,8 @@ def test_verify_reports_the_least_latency_architecture_that_measured_within_the_
     'no architecture meets the budget' with a latency under it)."""
     from conftest import FAST
 
-    from hwnas.predictors import CalibratedPredictor
-    from hwnas.profile import device_tables
-    from hwnas.search._verify import calibrate, verify_search
-    space = get_space("nb201")
-    layers, nets = device_tables(nnabla_backend, space, networks=3, protocol=FAST,
-                                 show_progress=False, budget_ms=3.0)
-    base = LookupPredictor().fit(layers)
-    right = calibrate(base, nets, space, 3.0)
-    wrong = CalibratedPredictor(base)
-    wrong.a_, wrong.b_, wrong.fingerprint_ = right.a_, right.b_ + 10.0, right.fingerprint_
+    from hwnas.search._verify import verify_search
+    space, base, nets, wrong = _wrong_nb201_predictor(nnabla_backend, 1.0, 10.0)
     z_min = tuple(int(v) for v in space.min_z(*wrong.cost_matrix(space))[0])
     budgets = []
 
