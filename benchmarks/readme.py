@@ -205,32 +205,35 @@ def layer_sum(r: Result) -> list[str]:
 
 
 def few_shot(r: Result) -> list[str]:
-    rows = r.results
+    rows = [row for row in r.results if row["n"] in (10, 20)]
     kinds = list(dict.fromkeys(row["predictor"] for row in rows))
     groups: dict[tuple, dict] = {}
-    largest: dict[tuple, int] = {}
     for row in rows:
-        key = (row["backend"], row["space"], row["train"])
-        largest[key] = max(largest.get(key, 0), row["n"])
-    for row in rows:
-        key = (row["backend"], row["space"], row["train"])
-        if row["n"] == largest[key]:
-            groups.setdefault(key, {})[row["predictor"]] = row
-    out = ["**Few networks** (`benchmarks/few_shot.py`: predictors fitted on a few measured "
-           "networks, a covering design or random ones, scored on other random networks; target "
-           "at 10 designed networks, additive_features: Spearman >= 0.97). Spearman rho (share "
-           "of test networks priced) at the most networks fitted:", "",
+        key = (row["backend"], row["space"], row["train"], row["n"])
+        groups.setdefault(key, {})[row["predictor"]] = row
+    out = ["**Few networks** (`benchmarks/few_shot.py`: predictors fitted on 10 or 20 measured "
+           "networks, a covering design or random ones, and scored on 100 other random "
+           "networks). Each cell: Spearman rho, share within +-10 %, and (where not all) the "
+           "share of test networks the predictor can price at all:", "",
            "| backend | space | fitted on | networks | " + " | ".join(kinds) + " |",
            "|---|---|---|---|" + "---|" * len(kinds)]
-    for (backend, space, train), by_kind in groups.items():
+    for (backend, space, train, n), by_kind in sorted(groups.items()):
         cells = []
         for kind in kinds:
             row = by_kind.get(kind)
             rho = None if row is None else row["spearman_rho"]
+            priced = "" if row is None or row["priced_pct"] >= 100 else \
+                f" ({row['priced_pct']:.0f} % priced)"
             cells.append("-" if rho is None or math.isnan(rho) else
-                         f"{rho:.2f} ({row['priced_pct']:.0f} %)")
-        out.append(f"| {backend} | {space} | {train} | {largest[(backend, space, train)]} | "
-                   + " | ".join(cells) + " |")
+                         f"{rho:.2f}, {row['within_10_pct']:.0f} %{priced}")
+        out.append(f"| {backend} | {space} | {train} | {n} | " + " | ".join(cells) + " |")
+    target = [row for row in rows if "meets_target" in row]
+    met = [f"{row['backend']} {row['space']}" for row in target if row["meets_target"]]
+    missed = [f"{row['backend']} {row['space']} (rho {row['spearman_rho']:.2f}, "
+              f"{row['within_10_pct']:.0f} %)" for row in target if not row["meets_target"]]
+    out += ["", "Target at 10 designed networks, additive_features: Spearman >= 0.97 and >= 90 % "
+            f"within +-10 %: met on {', '.join(met) or 'none'}; missed on "
+            f"{', '.join(missed) or 'none'}."]
     return out + [""]
 
 
@@ -257,9 +260,20 @@ def robustness(r: Result) -> list[str]:
                    f"{s['predicted_over_true_mean']:.3f}, {s['predicted_over_true_worst']:.3f} | "
                    f"{fit} of {s['architectures']} | "
                    f"{', '.join(f'{m:.2f}' for m in s['best_mmacs'])} |")
+    verdicts = []
+    for name, c in res["conditions"].items():
+        s = c["summary"]
+        checks = [("exit 0", all(e == 0 for e in s["exit_statuses"])),
+                  ("every true <= budget", s["share_true_within_budget"] >= 1),
+                  (f"within +-5 % {s['share_within_5pct']:.0%}", s["share_within_5pct"] >= 1)]
+        if name == "quiet":
+            checks.append((f"best MACs spread {s['best_macs_spread']:.1%}",
+                           s["best_macs_spread"] <= 0.05))
+        verdicts.append(f"{name}: " + ", ".join(f"{what} {'met' if ok else 'MISSED'}"
+                                               for what, ok in checks))
     return out + ["", "Targets: exit 0 in every run; every reported architecture true <= budget; "
                   "predicted within +-5 % of true after verification; the best's MACs within "
-                  "5 % across quiet runs.", ""]
+                  "5 % across quiet runs. " + "; ".join(verdicts) + ".", ""]
 
 
 SECTIONS = {"accuracy": accuracy, "nnabla_nas_estimators": nnabla_nas_estimators,
