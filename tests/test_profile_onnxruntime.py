@@ -139,7 +139,7 @@ def test_networks_from_a_search_result(tmp_path):
     listing.write_text("# one z per line\n" + "-".join(map(str, zs[0])) + "\n0-1\n")
     bad = subprocess.run(PROFILE + ["--from", str(listing), "--out", str(out)],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "z number 2" in bad.stderr and "21 entries" in bad.stderr
+    assert bad.returncode == 2 and f"{listing}, line 3" in bad.stderr and "21 entries" in bad.stderr
 
 
 def test_random_networks_are_seeded(tmp_path):
