@@ -213,6 +213,29 @@ def digest(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def fuzz_case(rng, case: int, name: str, valid, tmp_path):
+    """A mutation of the valid file ``name`` written as its own file, an empty output folder,
+    and the command that reads it: (kind, data, path, out, module, argv)."""
+    kind, data = mutate(rng, name, (valid / name).read_bytes())
+    bad = tmp_path / f"case{case}-{name}"
+    bad.write_bytes(data)
+    out = tmp_path / f"out{case}"
+    out.mkdir()
+    return (kind, data, bad, out, *command(name, str(bad), valid, out))
+
+
+def check_outcome(status, err: str, data: bytes, bad, out, what: str) -> None:
+    """Status 0 or 2 (1 only for search's "no architecture meets the budget"), never a
+    traceback; a refusal is one line and writes nothing; the input is unchanged."""
+    what = f"{what}\n{err[:2000]}"
+    assert "Traceback" not in err, what
+    assert status in (0, 2) or (status == 1 and "no architecture meets the budget" in err), what
+    if status == 2:
+        assert len(err.strip().splitlines()) == 1, what
+        assert not os.listdir(out), what  # a refused input writes nothing
+    assert bad.read_bytes() == data, what
+
+
 def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path, monkeypatch):
     monkeypatch.delenv("HWNAS_DEBUG", raising=False)  # a traceback only for a bug
     rng = random.Random(SEED)
@@ -223,23 +246,12 @@ def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path, 
     start = time.perf_counter()
     for case in range(CASES):
         name = names[case % len(names)]
-        kind, data = mutate(rng, name, (valid / name).read_bytes())
-        bad = tmp_path / f"case{case}-{name}"
-        bad.write_bytes(data)
-        out = tmp_path / f"out{case}"
-        out.mkdir()
-        module, argv = command(name, str(bad), valid, out)
+        kind, data, bad, out, module, argv = fuzz_case(rng, case, name, valid, tmp_path)
         status, err = run_in_process(module, argv)
         statuses[status] += 1
         kinds[kind] += 1
-        what = f"case {case} ({kind} on {name}): {module} {' '.join(argv)[:300]}\n{err[:2000]}"
-        assert "Traceback" not in err, what
-        assert status in (0, 2) or (status == 1 and "no architecture meets the budget" in err), \
-            what
-        if status == 2:
-            assert len(err.strip().splitlines()) == 1, what
-            assert not os.listdir(out), what  # a refused input writes nothing
-        assert bad.read_bytes() == data, what
+        check_outcome(status, err, data, bad, out,
+                      f"case {case} ({kind} on {name}): {module} {' '.join(argv)[:300]}")
     assert {p: digest(valid / p) for p in os.listdir(valid)} == originals
     seconds = time.perf_counter() - start
     print(f"\nfuzz (seed {SEED}): {CASES} cases in {seconds:.1f} s; "
@@ -253,20 +265,11 @@ def test_fuzzed_inputs_through_the_real_command_line(valid, tmp_path):
     names = ["layers.csv", "nets.csv", "calibrated.json", "space.yaml", "space.json",
              "additive.json"]
     for case, name in enumerate(names[:SUBPROCESS_CASES]):
-        kind, data = mutate(rng, name, (valid / name).read_bytes())
-        bad = tmp_path / f"case{case}-{name}"
-        bad.write_bytes(data)
-        out = tmp_path / f"out{case}"
-        out.mkdir()
-        module, argv = command(name, str(bad), valid, out)
+        kind, data, bad, out, module, argv = fuzz_case(rng, case, name, valid, tmp_path)
         run = subprocess.run([sys.executable, "-m", f"hwnas.{module}", *argv],
                              capture_output=True, text=True)
-        what = f"case {case} ({kind} on {name}): {run.stderr[:2000]}"
-        assert "Traceback" not in run.stderr, what
-        assert run.returncode in (0, 1, 2), what
-        if run.returncode == 2:
-            assert len(run.stderr.strip().splitlines()) == 1 and not os.listdir(out), what
-        assert bad.read_bytes() == data, what
+        check_outcome(run.returncode, run.stderr, data, bad, out,
+                      f"case {case} ({kind} on {name})")
 
 
 def test_odd_values_are_finite_or_refused():
