@@ -61,9 +61,10 @@ trials = int_in(1, MAX_TRIALS)
 seed = int_in(0, 2**32 - 1)
 
 
-def add_space_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+def add_space_option(parser: argparse.ArgumentParser, default: str | None,
+                     default_text: str | None = None) -> None:
     from hwnas.spaces import SPACES
-    default_text = default or "the network table's space"
+    default_text = default_text or default or "the network table's space"
     parser.add_argument("--space", default=default,
                         help=f"search space: {', '.join(SPACES)}, or a .json/.yaml space file "
                              f"(default: {default_text})")

@@ -89,19 +89,21 @@ def test_evaluate_rejects_a_foreign_file(tables, tmp_path):
     assert ev.returncode == 2 and "not a predictor file" in ev.stderr
 
 
-@pytest.mark.parametrize("model", ["additive", "tree_z"])
+@pytest.mark.parametrize("model", ["additive", "additive_features", "tree_z"])
 def test_search_with_a_saved_network_predictor(tables, tmp_path, model):
     assert run("fit", "--model", model, "--networks", tables / "nets.csv", "--out",
                tmp_path / "p.json").returncode == 0
     predictor = load_predictor(tmp_path / "p.json")
+    assert predictor.space_ == "nb201"  # recorded, so the search needs no --space
     space = get_space("nb201")
     budget = float(sorted(predictor.predict_z(space, space.random_z(50, seed=3)))[25])
-    out = run("search", "--space", "nb201", "--predictor", tmp_path / "p.json", "--budget-ms",
+    out = run("search", "--predictor", tmp_path / "p.json", "--budget-ms",
               budget, "--trials", 60, "--seed", 0, "--json", tmp_path / "r.json", "--quiet",
               "--no-verify")  # the predictor's own predictions (FAST, noisy tables)
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["predictor"].startswith(model) and result["best"]
+    assert result["space"] == "nb201"
     for best in result["best"]:
         assert best["predicted_latency_ms"] <= budget
         assert predictor.predict_z(space, best["z"])[0] == pytest.approx(

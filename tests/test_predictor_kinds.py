@@ -10,6 +10,7 @@ from scipy.stats import kendalltau
 from test_predictors import synthetic_table
 from test_tables import FP, rows
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors import (
     KINDS,
@@ -162,6 +163,19 @@ def test_calibration_needs_two_networks(tmp_path):
     nets = network_table(tmp_path / "n.csv", space, space.random_z(1, seed=0), [5.0])
     with pytest.raises(ValueError, match="at least 2 measured networks"):
         CalibratedPredictor(base).fit(nets, space)
+
+
+def test_network_predictors_refuse_another_space_and_record_theirs(tmp_path):
+    nb = get_space("nb201")
+    nets = network_table(tmp_path / "n.csv", nb, nb.design(6), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    base = LookupPredictor().fit(synthetic_table(tmp_path))
+    for predictor in (CalibratedPredictor(base), AdditivePredictor()):
+        with pytest.raises(InputError, match="its networks are of space 'nb201', not "
+                                             "'mobilenet'"):
+            predictor.fit(nets, get_space("mobilenet"))
+    fitted = AdditivePredictor().fit(nets, nb)
+    fitted.save(tmp_path / "p.json")
+    assert fitted.space_ == load_predictor(tmp_path / "p.json").space_ == "nb201"
 
 
 def test_any_measured_column_can_be_the_target(tmp_path):

@@ -18,7 +18,7 @@ from hwnas._files import read_text
 from hwnas.errors import HwnasError, InputError
 from hwnas.layers import Layer
 from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
-from hwnas.tables import Fingerprint
+from hwnas.tables import Fingerprint, NetworkTable
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -121,11 +121,16 @@ class Predictor(BaseEstimator, ABC):
                 raise InputError(f"{type(self).__name__}: {name} must be {kind}{bound}, got "
                                  f"{value!r}")
 
-    def _needs_space(self, space: SearchSpace | None) -> SearchSpace:
-        """``space``, without which a predictor fitted from a network table cannot fit."""
+    def _needs_space(self, space: SearchSpace | None, networks: NetworkTable) -> SearchSpace:
+        """``space``, without which a predictor fitted from a network table cannot fit, and
+        which must be the table's; recorded as ``space_`` (saved), so that a search knows it."""
         if space is None:
             raise InputError(f"the {self.kind} predictor learns from a network table and its "
                              f"space: call fit(networks, space)")
+        if networks.space != space.name:
+            raise InputError(f"{networks.path}: its networks are of space {networks.space!r}, "
+                             f"not {space.name!r}")
+        self.space_ = space.name
         return space
 
     def _check_space(self, space: SearchSpace) -> None:
@@ -148,7 +153,7 @@ class Predictor(BaseEstimator, ABC):
         self._check_fitted()
         return {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind,
                 "target": self.target, "fingerprint": self.fingerprint_.as_row(),
-                "state": self._state()}
+                "space": getattr(self, "space_", None), "state": self._state()}
 
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w") as f:
@@ -175,6 +180,11 @@ def from_dict(doc: Any, where: str = "predictor") -> Predictor:
         if not isinstance(doc["target"], str):
             raise ValueError(f"target must be a column name, got {doc['target']!r}")
         predictor.target = doc["target"]
+        space = doc.get("space")  # absent from files saved before it was recorded
+        if space is not None:
+            if not isinstance(space, str):
+                raise ValueError(f"space must be a space name, got {space!r}")
+            predictor.space_ = space
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:

@@ -45,7 +45,7 @@ class CalibratedPredictor(Predictor):
         self._check_params(allow_mixed_devices=("True or False", None))
         base = self._base()
         base._check_fitted()
-        space = self._needs_space(space)
+        space = self._needs_space(space, networks)
         check_same_device(base.fingerprint_, networks.fingerprint,
                           f"the calibration networks in {networks.path}",
                           self.allow_mixed_devices)

@@ -118,7 +118,7 @@ class AdditivePredictor(_SpacePredictor):
     def fit(self, networks: NetworkTable, space: SearchSpace | None = None
             ) -> AdditivePredictor:
         self._check_params(ridge=("a number", 0))
-        space = self._needs_space(space)
+        space = self._needs_space(space, networks)
         if not space.additive:
             raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
                              f"additive_features or tree_z instead of additive")
@@ -216,7 +216,7 @@ class AdditiveFeaturesPredictor(Predictor):
     def fit(self, networks: NetworkTable, space: SearchSpace | None = None
             ) -> AdditiveFeaturesPredictor:
         self._check_params(ridge=("a number", 0))
-        space = self._needs_space(space)
+        space = self._needs_space(space, networks)
         archs = [space.decode(z) for z in space.check_z(np.array(networks.z))]
         ops = sorted({layer.op for arch in archs for layer in arch.layers})
         X = np.zeros((len(archs), len(ops) * len(FEATURES)))
@@ -305,7 +305,7 @@ class TreeZPredictor(_SpacePredictor):
 
     def fit(self, networks: NetworkTable, space: SearchSpace | None = None) -> TreeZPredictor:
         self._check_params(n_estimators=("an integer", 1), random_state=("an integer", 0))
-        space = self._needs_space(space)
+        space = self._needs_space(space, networks)
         Z = self._bind(networks, space)
         self._fit_rows(Z, networks.values(self.target), list(space.n_choices))
         _warn_unknown(self.kind, self.unknown_choices(space))

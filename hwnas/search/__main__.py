@@ -21,7 +21,7 @@ import optuna
 
 from hwnas import _cli
 from hwnas.errors import InputError
-from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
+from hwnas.predictors import CalibratedPredictor, LookupPredictor, Predictor, load_predictor
 from hwnas.profile import (
     add_backend_options,
     available_backends,
@@ -40,7 +40,7 @@ from hwnas.search._study import (
     search,
 )
 from hwnas.search._verify import calibrate, verify_search
-from hwnas.spaces import load_space
+from hwnas.spaces import SPACES, load_space
 from hwnas.tables import format_z, read_layer_table
 
 PROG = "python -m hwnas.search"
@@ -54,7 +54,7 @@ def parser() -> _cli.ArgumentParser:
                "budget); --objective params maximises the parameter count instead.")
     p.add_argument("--budget-ms", type=_cli.positive_float, required=True,
                    help="latency budget in milliseconds (predicted latency <= budget)")
-    _cli.add_space_option(p, "mobilenet")
+    _cli.add_space_option(p, None, "the --predictor's space if it records one, else mobilenet")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
                         "latencies")
@@ -112,15 +112,16 @@ def parser() -> _cli.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = load_space(args.space)
     _check_outputs(args)
     base = networks = backend = None
     if args.remeasure and (args.predictor or args.table):
         raise InputError("--remeasure re-measures the cached tables of the default flow: "
                          "drop --table / --predictor, or re-measure with python -m "
                          "hwnas.profile")
-    if args.predictor:
-        predictor, source = load_predictor(args.predictor), args.predictor
+    loaded = load_predictor(args.predictor) if args.predictor else None
+    space = load_space(args.space or _predictor_space(loaded, args.predictor) or "mobilenet")
+    if loaded is not None:
+        predictor, source = loaded, args.predictor
     elif args.table:
         predictor, source = LookupPredictor().fit(read_layer_table(args.table)), args.table
     else:
@@ -249,6 +250,15 @@ def verification_report(verification) -> str:
 
 def _bytes(kib):
     return None if kib is None else int(kib * 1024)
+
+
+def _predictor_space(predictor: Predictor | None, path: str | None) -> str | None:
+    """The built-in space a loaded predictor was fitted on, where it records one."""
+    name = getattr(predictor, "space_", None)
+    if name is None or name in SPACES:
+        return name
+    raise InputError(f"{path} was fitted on networks of space {name!r}: give its space file "
+                     f"with --space")
 
 
 def load_objective(text: str):
