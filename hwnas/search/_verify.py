@@ -27,6 +27,7 @@ import numpy as np
 from hwnas.errors import HwnasError
 from hwnas.predictors import CalibratedPredictor, NotAdditiveError
 from hwnas.profile import (
+    BACKENDS,
     NOISY_SPREAD,
     TimingProtocol,
     available_backends,
@@ -90,12 +91,17 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
     target = getattr(predictor, "target", "latency_ms")
     if target != "latency_ms":
         return None, f"the predictor predicts {target}, not latency"
+    if fp.backend not in BACKENDS:  # a table imported from another tool or device
+        return None, f"the predictor is for {fp.describe()}, measured outside hwnas"
     if fp.backend not in available_backends():
         return None, f"the predictor is for {fp.describe()}; {fp.backend} is not installed here"
+    context = fp.device.split(":")[0]
+    if ":" not in fp.device or context not in ("cpu", "cuda", "cudnn"):  # named by hand
+        return None, f"the predictor is for device {fp.device!r}, not a device of this machine"
     here_cpu = f"cpu: {cpu_name()}"
     if fp.device.startswith("cpu: ") and fp.device != here_cpu:  # known without a runtime
         return None, f"the predictor is for {fp.describe()}; this machine's CPU is {here_cpu}"
-    options = {"context": fp.device.split(":")[0], "batch": fp.batch}
+    options = {"context": context, "batch": fp.batch}
     if fp.backend == "onnxruntime":
         options.update(threads=fp.threads, optimization=fp.backend_version.rpartition("opt=")[2])
     try:
