@@ -293,6 +293,14 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
                      "--calibrate-with", str(export / "networks.csv"), "--out", str(out)]) == 0
 
 
+def test_runner_without_onnxruntime_says_what_to_install():
+    import hwnas.profile.runner as runner
+    run = subprocess.run([sys.executable, "-S", "-I", runner.__file__, "--device", "x"],
+                         capture_output=True, text=True)  # no site-packages: a bare board
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().endswith("pip install numpy onnxruntime")
+
+
 def test_runner_repeats_the_protocol_and_columns_of_hwnas():
     pytest.importorskip("onnxruntime")
     from hwnas import profile

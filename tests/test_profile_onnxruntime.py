@@ -133,8 +133,11 @@ def test_networks_from_a_search_result(tmp_path):
     run = subprocess.run(PROFILE + ["--from", str(result), "--out", str(out)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "2 networks" in run.stdout and "repeatability" in run.stdout
+    assert "2 networks (2 measured now)" in run.stdout and "repeatability" in run.stdout
     assert [list(z) for z in read_network_table(out).z] == zs
+    again = subprocess.run(PROFILE + ["--from", str(result), "--out", str(out)],
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and "2 networks (0 measured now)" in again.stdout
     listing = tmp_path / "z.txt"
     listing.write_text("# one z per line\n" + "-".join(map(str, zs[0])) + "\n0-1\n")
     bad = subprocess.run(PROFILE + ["--from", str(listing), "--out", str(out)],

@@ -428,14 +428,14 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
     for folder in folders:
         status = read_cache_status(folder)
         for path in sorted(folder.glob("*.csv")):
+            with open(path) as f:  # rows now: verification adds networks after the record
+                rows = sum(1 for _ in f) - 1
             q = status.get(path.name)
             if q is None:
-                with open(path) as f:
-                    rows = sum(1 for _ in f) - 1
                 lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                              f"{'(not recorded)':<25}")
                 continue
-            lines.append(f"{folder.name:<22}  {path.name:<36}  {q['rows']:>5}  "
+            lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                          f"{q['measured_at']:<25}  {100 * q['median_noise']:>5.1f}%  "
                          f"{100 * q['worst_noise']:>5.0f}%  {q['noisy_rows']:>5}  "
                          f"{q['load_average']:>5.1f}  {'good' if q['good'] else 'NOISY'}")

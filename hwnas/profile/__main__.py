@@ -131,6 +131,15 @@ def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
     return zs
 
 
+def _complete_rows(path: str) -> int:
+    """Rows a table already holds (complete lines after the header; 0 for a new file)."""
+    try:
+        with open(path, "rb") as f:
+            return max(sum(1 for line in f if line.endswith(b"\n") and line.strip()) - 1, 0)
+    except FileNotFoundError:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cache:
@@ -157,16 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = backend_from_args(args.backend, args)
     table: LayerTable | NetworkTable
     timings: Sequence[Timing]
+    before = _complete_rows(args.out)
     if args.networks or args.from_file:
         zs = network_zs(args, space)
         table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)
-        timings, count = table.timings, f"{len(table.z)} networks"
+        timings, unit = table.timings, "network"
     else:
         table = profile_layers(backend, space.unique_layers(), args.out, protocol,
                                not args.quiet)
-        timings, count = list(table.timings.values()), f"{len(table.timings)} layers"
+        timings, unit = list(table.timings.values()), "layer"
+    count = f"{len(timings)} {unit}{'s' if len(timings) != 1 else ''} " \
+            f"({max(len(timings) - before, 0)} measured now)"
     spreads = sorted(t.round_spread for t in timings)
-    print(f"{args.out}: {count} measured with {table.fingerprint.describe()}; "
+    print(f"{args.out}: {count} with {table.fingerprint.describe()}; "
           f"repeatability: median round spread {100 * spreads[len(spreads) // 2]:.1f} %")
     warning = table_quality(args.out).warning()
     if warning:

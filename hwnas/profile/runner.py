@@ -30,8 +30,11 @@ import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
-import onnxruntime as ort
+try:
+    import numpy as np
+    import onnxruntime as ort
+except ImportError as e:  # on a bare board: say what to install, not a traceback
+    sys.exit(f"runner.py needs numpy and onnxruntime ({e}): pip install numpy onnxruntime")
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
 TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")

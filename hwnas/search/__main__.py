@@ -186,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             doc["verified"] = False
             doc["verification"] = {"note": "not verified: --no-verify"}
         _write_json(doc, args.json)
+        print(f"wrote {args.json}")
     if args.plot:
         plot_search(result, args.plot)
         print(f"wrote {args.plot}")
