@@ -137,7 +137,7 @@ class Predictor(BaseEstimator, ABC):
         self._check_fitted()
         if space.signature != self.space_signature_:
             raise InputError(f"the {self.kind} predictor was fitted on space "
-                             f"{self.space_name_!r} (signature {self.space_signature_}), not "
+                             f"{self.space_!r} (signature {self.space_signature_}), not "
                              f"on {space.name!r} (signature {space.signature})")
 
     @abstractmethod

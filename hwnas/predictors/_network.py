@@ -83,18 +83,16 @@ class _SpacePredictor(Predictor):
     from_networks = True
 
     def _bind(self, networks: NetworkTable, space: SearchSpace) -> np.ndarray:
-        if networks.space != space.name:
-            raise InputError(f"{networks.path}: rows are for space {networks.space!r}, not "
-                             f"{space.name!r}")
-        self.space_name_, self.space_signature_ = space.name, space.signature
+        """The table's z, after ``_needs_space`` has checked the space and set ``space_``."""
+        self.space_signature_ = space.signature
         self.fingerprint_ = networks.fingerprint
         return space.check_z(np.array(networks.z))
 
     def _space_state(self) -> dict[str, Any]:
-        return {"space": self.space_name_, "space_signature": self.space_signature_}
+        return {"space": self.space_, "space_signature": self.space_signature_}
 
     def _load_space_state(self, state: dict[str, Any]) -> None:
-        self.space_name_ = str(state["space"])
+        self.space_ = str(state["space"])
         self.space_signature_ = str(state["space_signature"])
 
 
@@ -161,8 +159,8 @@ class AdditivePredictor(_SpacePredictor):
 
     def predict_architecture(self, arch) -> float:
         self._check_fitted()
-        if arch.space != self.space_name_:
-            raise InputError(f"the additive predictor was fitted on space {self.space_name_!r}, "
+        if arch.space != self.space_:
+            raise InputError(f"the additive predictor was fitted on space {self.space_!r}, "
                              f"not {arch.space!r}")
         cost = self.C_[np.arange(len(arch.z)), list(arch.z)]
         if np.isnan(cost).any():
