@@ -9,6 +9,7 @@ Shapes are (channels, height, width) of one sample; costs are per sample, float3
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -174,7 +175,7 @@ class Layer:
                              f"and out channels {self.out_channels}")
         object.__setattr__(self, "_costs", _costs(self))
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """Canonical key, e.g. ``mbconv(in=16x16x16,out=24,k=5,s=2,e=6)``."""
         c, h, w = self.in_shape

@@ -21,6 +21,7 @@ no cost matrix (NotAdditiveError), and predictors sum each z's decoded layers in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -36,8 +37,10 @@ STAGES = (16, 32, 64)
 CELLS_PER_STAGE = 5
 
 
+@functools.cache
 def _op_layers(op: str, shape: tuple[int, int, int]) -> tuple[Layer, ...]:
-    """The layers one edge adds to a cell: its op, then the add into its node."""
+    """The layers one edge adds to a cell: its op, then the add into its node (made once per
+    op and shape: decoding builds no layer)."""
     if op == "none":
         return ()
     add = Layer("add", shape)
@@ -105,10 +108,10 @@ class NB201Space(SearchSpace):
                     op = OPS[choice]
                     if op == "none" or not keep:
                         continue
-                    src = outs[frm]
+                    src, edge = outs[frm], _op_layers(op, shape)
                     if op != "skip_connect":
-                        src = node(_op_layers(op, shape)[0], src)
-                    outs[to] = node(Layer("add", shape), outs[to], src)
+                        src = node(edge[0], src)
+                    outs[to] = node(edge[-1], outs[to], src)
                 h = outs[3]
         for layer in self.head:
             h = node(layer, h)
