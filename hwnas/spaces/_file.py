@@ -85,7 +85,9 @@ def _load_yaml(text: str, path: str) -> Any:
     from hwnas._imports import require
     yaml: Any = require("yaml", "a YAML space file")  # imported lazily, so its classes are Any
 
-    class Loader(yaml.SafeLoader):
+    # libyaml's parser where PyYAML was built with it: the pure-Python one takes 0.1 s and
+    # more for a space file of a few hundred lines
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
