@@ -64,7 +64,8 @@ def main() -> None:
                    "E[latency] of the uniform mixture, where the loss equals CE)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--quick", action="store_true",
-                   help="fewer training images and timing runs (for the tests)")
+                   help="fewer training images, fewer timing runs and no pause before a "
+                        "noisy layer is measured again (for the tests)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -72,8 +73,8 @@ def main() -> None:
     nn.seed(args.seed)
     space = mobilenet(input_shape=(1, 8, 8), num_classes=10, stages=STAGES)
     backend = get_backend("nnabla")
-    protocol = TimingProtocol(warmup=1, runs=5, min_runs=3, max_seconds=0.05) if args.quick \
-        else TimingProtocol()
+    protocol = TimingProtocol(warmup=1, runs=5, min_runs=3, max_seconds=0.05, pause_s=0) \
+        if args.quick else TimingProtocol()
     folder = tempfile.mkdtemp()
     table = profile_layers(backend, space.unique_layers(), os.path.join(folder, "layers.csv"),
                            protocol, show_progress=False)

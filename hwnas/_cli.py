@@ -24,15 +24,26 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0 (``inf``, ``1e400`` and ``nan`` are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
-    return value
+def _float_over(low: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number > low (>= low where ``inclusive``); ``inf``, ``1e400``
+    and ``nan`` are refused."""
+    sign = ">=" if inclusive else ">"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not ((value >= low if inclusive else value > low) and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be {sign} {low:g} and finite, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+#: a finite number > 0, or >= 0
+positive_float = _float_over(0, inclusive=False)
+non_negative_float = _float_over(0, inclusive=True)
 
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -266,7 +266,8 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
                            capture_output=True, text=True, cwd=tmp_path)
     assert check.returncode != 0 and "No module named 'hwnas'" in check.stderr
     command = [sys.executable, "-S", str(export / "runner.py"), "--device", "test box",
-               "--warmup", "1", "--runs", "3", "--rounds", "2", "--max-seconds", "0.05"]
+               "--warmup", "1", "--runs", "3", "--rounds", "2", "--max-seconds", "0.05",
+               "--pause-s", "0"]
     run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "6 networks (6 measured now) on test box" in run.stdout
@@ -306,10 +307,11 @@ def test_runner_repeats_the_protocol_and_columns_of_hwnas():
     from hwnas import profile
     from hwnas.profile import _onnxruntime, _timing, runner
     assert runner.COLUMNS == {"layers": LAYER_COLUMNS, "networks": NETWORK_COLUMNS}
-    assert runner.MIN_RUNS == _timing.TimingProtocol.min_runs
+    defaults = _timing.TimingProtocol()
+    assert runner.MIN_RUNS == defaults.min_runs
     assert runner.BATCH_UNITS == profile.BATCH_UNITS
     assert (runner.NOISY_SPREAD, runner.REMEASURE, runner.REMEASURE_PAUSE_S) == \
-        (profile.NOISY_SPREAD, profile.REMEASURE, profile.REMEASURE_PAUSE_S)
+        (profile.NOISY_SPREAD, defaults.remeasure, defaults.pause_s)
     assert tuple(runner.OPTIMIZATION_LEVELS) == _onnxruntime.OPTIMIZATION_LEVELS
     assert runner.PROVIDERS == _onnxruntime.PROVIDERS
     rng = np.random.default_rng(0)
@@ -351,7 +353,7 @@ class FakePass:
 
 #: unit -> ms of its n-th pass (protocol below: 6 passes a round, 18 a measurement): steady;
 #: slow (max_seconds ends its rounds after 3 runs); noisy in its first measurement only;
-#: noisy in every measurement (re-measured REMEASURE times)
+#: noisy in every measurement (re-measured TimingProtocol.remeasure times)
 COSTS = {"0-0": lambda n: 1.0 + 0.01 * (n % 5),
          "0-1": lambda n: 300.0,
          "1-0": lambda n: 1.5 if n < 6 else 2.0 if n < 18 else 1.0,
@@ -384,7 +386,8 @@ def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
             return self.passes.setdefault(graph, FakePass(hwnas_clock, COSTS[graph]))
 
     backend = FakeBackend()
-    protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_seconds=0.5)
+    protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_seconds=0.5,
+                              pause_s=0.25)
     path = tmp_path / "n.csv"
     profile._measure(backend, [(path, NETWORK_COLUMNS, "z",
                                 {z: (z, {"space": "fake", "z": z}) for z in COSTS})],
@@ -394,11 +397,11 @@ def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
 
     passes = [FakePass(runner_clock, cost) for cost in COSTS.values()]
     timings = runner.measure_steady(passes, protocol.warmup, protocol.runs, protocol.rounds,
-                                    protocol.max_seconds)
+                                    protocol.max_seconds, protocol.pause_s)
     assert [runner.row(t) for t in timings] == hwnas_rows
     calls = [p.calls for p in passes]
     assert calls == [backend.passes[z].calls for z in COSTS] == [18, 12, 36, 72]
-    assert runner_clock.pauses == hwnas_clock.pauses == [profile.REMEASURE_PAUSE_S] * 3
+    assert runner_clock.pauses == hwnas_clock.pauses == [protocol.pause_s] * 3
     assert runner_clock.now == hwnas_clock.now
     assert [float(r["latency_ms"]) for r in hwnas_rows[1:3]] == [300.0, 1.0]
 

@@ -57,10 +57,6 @@ BATCH_UNITS = 24
 #: over its fastest run, was measured while the machine was unsteady (quiet rows here: round
 #: spread median 3 %, 90th percentile 5 %; latency / fastest run at most 1.05)
 NOISY_SPREAD = 0.15
-#: noisy units are measured again at most this many times, each after a pause (bursts of
-#: other jobs last seconds)
-REMEASURE = 3
-REMEASURE_PAUSE_S = 1.0
 #: a table with more noisy rows than this share (and more than one) is not trusted
 NOISY_SHARE = 0.05
 
@@ -115,8 +111,8 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
 
     A cached table recorded as noisy (see ``cache_report``), or every table with
     ``remeasure``, is discarded and measured again. Units whose ``noise`` is over
-    NOISY_SPREAD are re-measured (at most REMEASURE times); a table that stays noisy is kept
-    for this call but recorded as noisy (``measured.json`` beside the tables), with a warning
+    NOISY_SPREAD are re-measured (as ``protocol`` says); a table that stays noisy is kept for
+    this call but recorded as noisy (``measured.json`` beside the tables), with a warning
     on stderr that says how noisy, the machine's load and what to do.
     """
     layers_path, nets_path = device_folder(backend) / "layers.csv", \
@@ -276,8 +272,9 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
     tables (each job is ``(path, columns, id_column, units)``), so that units of different
     tables share machine states. Units whose noise is over NOISY_SPREAD are measured again
-    after a pause (at most REMEASURE more times; the fastest measurement is kept). A unit that
-    fails to build stops it, after the units built before it are measured and kept.
+    after a pause (at most ``protocol.remeasure`` more times; the fastest measurement is
+    kept). A unit that fails to build stops it, after the units built before it are measured
+    and kept.
 
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
@@ -308,11 +305,11 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
                         failure = e
                         break
                 timings = measure(runners, protocol)
-                for _ in range(REMEASURE):
+                for _ in range(protocol.remeasure):
                     noisy = [i for i, t in enumerate(timings) if noise(t) > NOISY_SPREAD]
                     if not noisy:
                         break
-                    time.sleep(REMEASURE_PAUSE_S)
+                    time.sleep(protocol.pause_s)
                     for i, t in zip(noisy, measure([runners[i] for i in noisy], protocol)):
                         # another job on the core only slows a round down: keep the faster
                         timings[i] = min(timings[i], t, key=lambda x: x.latency_ms)

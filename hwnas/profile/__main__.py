@@ -59,6 +59,9 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--max-seconds", type=_cli.positive_float, default=defaults.max_seconds,
                    help="stop a unit's round after this long, once 3 runs are done "
                         "(default: %(default)s)")
+    p.add_argument("--pause-s", type=_cli.non_negative_float, default=defaults.pause_s,
+                   help="pause before measuring a noisy unit again (at most "
+                        f"{defaults.remeasure} times; default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_any_device_options(p)
     return p
@@ -162,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--design chooses the networks of --networks N: give --networks")
     protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                               min_runs=min(TimingProtocol.min_runs, args.runs),
-                              max_seconds=args.max_seconds)
+                              max_seconds=args.max_seconds, pause_s=args.pause_s)
     backend = backend_from_args(args.backend, args)
     table: LayerTable | NetworkTable
     timings: Sequence[Timing]

@@ -111,16 +111,16 @@ def measure(runners: list, warmup: int, runs: int, rounds: int, max_seconds: flo
     return [statistics(r) for r in samples]
 
 
-def measure_steady(runners: list, warmup: int, runs: int, rounds: int,
-                   max_seconds: float) -> list:
-    """``measure``, then the noisy units again after a pause (at most REMEASURE times),
-    keeping each unit's faster measurement."""
+def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float,
+                   pause_s: float = REMEASURE_PAUSE_S) -> list:
+    """``measure``, then the noisy units again after a pause of ``pause_s`` (at most REMEASURE
+    times), keeping each unit's faster measurement."""
     timings = measure(runners, warmup, runs, rounds, max_seconds)
     for _ in range(REMEASURE):
         noisy = [i for i, t in enumerate(timings) if noise(t) > NOISY_SPREAD]
         if not noisy:
             break
-        time.sleep(REMEASURE_PAUSE_S)
+        time.sleep(pause_s)
         again = measure([runners[i] for i in noisy], warmup, runs, rounds, max_seconds)
         for i, t in zip(noisy, again):
             timings[i] = min(timings[i], t, key=lambda x: x["latency_ms"])
@@ -204,6 +204,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-seconds", type=float, default=0.5)
+    p.add_argument("--pause-s", type=float, default=REMEASURE_PAUSE_S,
+                   help="pause before measuring a noisy unit again")
     args = p.parse_args(argv)
     with open(os.path.join(args.export_dir, "manifest.json")) as f:
         manifest = json.load(f)
@@ -226,7 +228,7 @@ def main(argv=None) -> int:
                 batch = todo[first:first + BATCH_UNITS]
                 runners = [build(os.path.join(args.export_dir, u["file"]), args) for u in batch]
                 timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
-                                         args.max_seconds)
+                                         args.max_seconds, args.pause_s)
                 for unit, timing in zip(batch, timings):
                     values = {**unit, **row(timing), **device_fingerprint}
                     write(f, [values[c] for c in columns])
