@@ -1,10 +1,15 @@
 """Shared fixtures. Tests marked ``nnabla`` skip without nnabla, or fail when
 HWNAS_REQUIRE_NNABLA=1 (scripts/test sets it for .venv, so they cannot silently skip there)."""
 
+import contextlib
+import importlib
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
+import sys
+import warnings
 
 import pytest
 
@@ -13,8 +18,64 @@ from hwnas.profile import TimingProtocol
 HAVE_NNABLA = importlib.util.find_spec("nnabla") is not None
 REQUIRE_NNABLA = os.environ.get("HWNAS_REQUIRE_NNABLA") == "1"
 
-#: few, short runs: tests check behaviour, never timings
-FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_seconds=0.05)
+#: few, short runs, and a noisy unit measured again without a pause: tests check behaviour,
+#: never timings
+FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_seconds=0.05, pause_s=0)
+
+
+#: the module whose ``main`` each ``python -m hwnas.<command>`` runs
+_COMMANDS = {"search": "hwnas.search.__main__", "profile": "hwnas.profile.__main__",
+             "fit": "hwnas.fit", "evaluate": "hwnas.evaluate"}
+
+
+def hwnas(command: str, *args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """``python -m hwnas.<command> args``, run in this process: its ``main`` through
+    ``hwnas._cli.run`` as on the command line, with stdout and stderr captured, ``env`` added to
+    the environment, ``cwd`` as working directory and first on ``sys.path`` (as ``-m`` puts it,
+    for ``--objective module:function``; the modules imported from there are forgotten after),
+    and Python's default warning filters. A new interpreter costs half a second of imports per
+    call; the tests of what only a process has (signals, a closed pipe, concurrent writers,
+    import isolation, the ``__main__`` entry points themselves) start real ones."""
+    from hwnas import _cli
+    module = importlib.import_module(_COMMANDS[command])
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    environ, here, path, modules = dict(os.environ), os.getcwd(), list(sys.path), set(sys.modules)
+    os.environ.update({k: str(v) for k, v in (env or {}).items()})
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+            sys.path.insert(0, str(cwd))
+            importlib.invalidate_caches()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings():
+            _default_warnings()
+            try:
+                status = _cli.run(module.main, module.PROG, argv)
+            except SystemExit as e:  # argparse: --help, or a usage error already printed
+                status = e.code if isinstance(e.code, int) else (e.code is not None)
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
+        if cwd is not None:
+            for name in set(sys.modules) - modules:
+                if str(getattr(sys.modules[name], "__file__", "")).startswith(
+                        os.path.abspath(cwd)):
+                    del sys.modules[name]
+    return subprocess.CompletedProcess(["python", "-m", f"hwnas.{command}", *argv], status,
+                                       out.getvalue(), err.getvalue())
+
+
+def _default_warnings() -> None:
+    """The warning filters and printing of a fresh interpreter (pytest records warnings)."""
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                     ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def have_gpu() -> bool:

@@ -1,8 +1,8 @@
 """Bad input, as a new user gives it: every kind is answered by one line naming the file, line,
 column, key or option at fault, exit status 2, nothing written and the inputs unchanged.
 
-Each command runs for real (``python -m hwnas.<cmd>`` in a subprocess) on real files; the API
-cases call the library."""
+Each command runs for real (``python -m hwnas.<cmd>``'s main, in this process: conftest.hwnas)
+on real files; the API cases call the library."""
 
 import hashlib
 import json
@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import hwnas
 from test_spaces import SPACE_YAML
 
 from hwnas import _cli
@@ -70,12 +71,6 @@ def snapshot(folder):
     return {os.path.relpath(os.path.join(root, name), folder):
             hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
             for root, _, names in os.walk(folder) for name in names}
-
-
-def hwnas(command, *args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", f"hwnas.{command}", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})})
 
 
 def assert_one_line(run, message):
@@ -239,6 +234,8 @@ OPTION_CASES = {
                                 "--max-activation-kb: must be > 0 and finite"),
     "search --seed -1": (["search", "--budget-ms", "5", "--seed", "-1"],
                          "--seed: must be an integer from 0 to 4294967295, got -1"),
+    "profile --pause-s -1": (["profile", "--pause-s", "-1", "--out", "o.csv"],
+                             "--pause-s: must be >= 0 and finite, got -1"),
     "profile --seed -1": (["profile", "--networks", "3", "--seed", "-1", "--out", "o.csv"],
                           "--seed: must be an integer from 0 to 4294967295"),
     "profile --networks 1000000000": (

@@ -1,11 +1,10 @@
 """The fit and evaluate commands, and search --predictor, on real ONNX Runtime measurements."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from conftest import FAST
+from conftest import hwnas as run
 
 from hwnas.predictors import evaluate, load_predictor
 from hwnas.profile import get_backend, profile_layers, profile_networks
@@ -24,11 +23,6 @@ def tables(tmp_path_factory):
     profile_networks(backend, space, space.random_z(8, seed=1), folder / "test.csv", FAST,
                      show_progress=False)
     return folder
-
-
-def run(module, *args):
-    return subprocess.run([sys.executable, "-m", f"hwnas.{module}", *map(str, args)],
-                          capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("args", [

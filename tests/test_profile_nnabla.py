@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST, have_gpu
+from conftest import FAST, have_gpu, hwnas
 
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, get_backend, profile_layers, profile_networks
@@ -64,13 +64,13 @@ def test_network_table(nnabla_backend, tmp_path):
 
 def test_profile_command_writes_the_layer_table(tmp_path):
     out = tmp_path / "layers.csv"
-    cmd = [sys.executable, "-m", "hwnas.profile", "--space", "mobilenet", "--backend", "nnabla",
-           "--out", str(out), "--runs", "2", "--warmup", "1", "--max-seconds", "0.01"]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["--space", "mobilenet", "--backend", "nnabla", "--out", out, "--runs", "2",
+           "--warmup", "1", "--max-seconds", "0.01", "--pause-s", "0"]
+    run = hwnas("profile", *cmd)
     assert run.returncode == 0, run.stderr
     assert "measuring layers" in run.stderr and "ETA" in run.stderr
     assert len(read_layer_table(out).timings) == len(get_space("mobilenet").unique_layers())
-    again = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True)
+    again = hwnas("profile", *cmd, "--quiet")
     assert again.returncode == 0 and "measuring layers" not in again.stderr
 
 
@@ -101,7 +101,7 @@ def test_nb201_layers_and_networks(nnabla_backend, tmp_path):
     assert len(nets.z) == 3 and all(t.latency_ms > 0 for t in nets.timings)
 
 
-QUICK = ["--runs", "2", "--warmup", "1", "--max-seconds", "0.01", "--quiet"]
+QUICK = ["--runs", "2", "--warmup", "1", "--max-seconds", "0.01", "--pause-s", "0", "--quiet"]
 
 
 def test_two_profile_processes_on_one_file_never_interleave(tmp_path):
@@ -123,8 +123,7 @@ def test_two_profile_processes_on_one_file_never_interleave(tmp_path):
 def test_out_naming_a_file_that_is_not_a_table_leaves_it_untouched(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"l1\nl2")  # the last line has no newline
-    run = subprocess.run([sys.executable, "-m", "hwnas.profile", "--space", "nb201", "--out",
-                          str(notes), *QUICK], capture_output=True, text=True)
+    run = hwnas("profile", "--space", "nb201", "--out", notes, *QUICK)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "notes.txt, line 1: not a table of this kind" in run.stderr
     assert notes.read_bytes() == b"l1\nl2"
@@ -132,9 +131,7 @@ def test_out_naming_a_file_that_is_not_a_table_leaves_it_untouched(tmp_path):
     profile_layers(get_backend("nnabla"), get_space("nb201").unique_layers()[:2], layers, FAST,
                    show_progress=False)
     before = layers.read_bytes()
-    run = subprocess.run([sys.executable, "-m", "hwnas.profile", "--space", "nb201",
-                          "--networks", "2", "--out", str(layers), *QUICK],
-                         capture_output=True, text=True)
+    run = hwnas("profile", "--space", "nb201", "--networks", "2", "--out", layers, *QUICK)
     assert run.returncode == 2 and "expected the header 'space,z," in run.stderr
     assert layers.read_bytes() == before
 
@@ -145,14 +142,12 @@ def test_profile_shows_and_discards_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_CACHE", str(cache))
     device_tables(get_backend("nnabla"), get_space("nb201"), networks=2, protocol=FAST,
                   show_progress=False, budget_ms=2.0)
-    shown = subprocess.run([sys.executable, "-m", "hwnas.profile", "--cache"],
-                           capture_output=True, text=True)
+    shown = hwnas("profile", "--cache")
     assert shown.returncode == 0, shown.stderr
     assert "layers.csv" in shown.stdout and "networks-nb201-" in shown.stdout
     assert "measured (UTC)" in shown.stdout and ("good" in shown.stdout or "NOISY" in shown.stdout)
     _read_only_cache_shows(cache, shown.stdout)
-    gone = subprocess.run([sys.executable, "-m", "hwnas.profile", "--remeasure"],
-                          capture_output=True, text=True)
+    gone = hwnas("profile", "--remeasure")
     assert gone.returncode == 0 and "discarded 2 cached table(s)" in gone.stdout, gone.stderr
     assert not list(cache.glob("*/*.csv")) and len(list(cache.glob("*/*.csv.discarded"))) == 2
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import FAST
+from conftest import FAST, hwnas
 
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, export_onnx, get_backend, profile_layers, profile_networks
@@ -94,8 +94,8 @@ def test_cuda_provider(tmp_path):
     assert table.fingerprint.device.startswith("cuda: ") and len(table.timings) == 3
 
 
-PROFILE = [sys.executable, "-m", "hwnas.profile", "--backend", "onnxruntime", "--warmup", "1",
-           "--runs", "3", "--rounds", "2", "--max-seconds", "0.01"]
+QUICK = ["--backend", "onnxruntime", "--warmup", "1", "--runs", "3", "--rounds", "2",
+         "--max-seconds", "0.01", "--pause-s", "0"]
 
 
 def rows_in(path):
@@ -107,7 +107,8 @@ def test_sigkill_at_several_points_then_resume_gives_every_layer_once(tmp_path):
     expected = {layer.key for layer in get_space("mobilenet").unique_layers()}
     rows_seen = []
     for at_least in (-1, 0, 24, 48):  # at once, header only, after 1 and 2 batches of 24
-        proc = subprocess.Popen(PROFILE + ["--out", str(out), "--quiet"],
+        proc = subprocess.Popen([sys.executable, "-m", "hwnas.profile", *QUICK, "--out", str(out),
+                                 "--quiet"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while rows_in(out) < at_least and proc.poll() is None and time.monotonic() < deadline:
@@ -117,7 +118,7 @@ def test_sigkill_at_several_points_then_resume_gives_every_layer_once(tmp_path):
         rows_seen.append(rows_in(out))
     assert sum(0 <= n < len(expected) for n in rows_seen) >= 3, rows_seen  # killed mid-run
     assert rows_seen == sorted(rows_seen)  # each kill kept what was written before it
-    done = subprocess.run(PROFILE + ["--out", str(out)], capture_output=True, text=True)
+    done = hwnas("profile", *QUICK, "--out", out)
     assert done.returncode == 0, done.stderr
     table = read_layer_table(out)
     assert set(table.timings) == expected
@@ -130,25 +131,21 @@ def test_networks_from_a_search_result(tmp_path):
     result = tmp_path / "result.json"
     result.write_text(json.dumps({"best": [{"z": z} for z in zs]}))
     out = tmp_path / "nets.csv"
-    run = subprocess.run(PROFILE + ["--from", str(result), "--out", str(out)],
-                         capture_output=True, text=True)
+    run = hwnas("profile", *QUICK, "--from", result, "--out", out)
     assert run.returncode == 0, run.stderr
     assert "2 networks (2 measured now)" in run.stdout and "repeatability" in run.stdout
     assert [list(z) for z in read_network_table(out).z] == zs
-    again = subprocess.run(PROFILE + ["--from", str(result), "--out", str(out)],
-                           capture_output=True, text=True)
+    again = hwnas("profile", *QUICK, "--from", result, "--out", out)
     assert again.returncode == 0 and "2 networks (0 measured now)" in again.stdout
     listing = tmp_path / "z.txt"
     listing.write_text("# one z per line\n" + "-".join(map(str, zs[0])) + "\n0-1\n")
-    bad = subprocess.run(PROFILE + ["--from", str(listing), "--out", str(out)],
-                         capture_output=True, text=True)
+    bad = hwnas("profile", *QUICK, "--from", listing, "--out", out)
     assert bad.returncode == 2 and f"{listing}, line 3" in bad.stderr and "21 entries" in bad.stderr
 
 
 def test_random_networks_are_seeded(tmp_path):
-    runs = [subprocess.run(PROFILE + ["--networks", "2", "--seed", "3", "--out",
-                                      str(tmp_path / f"n{i}.csv")], capture_output=True,
-                           text=True) for i in range(2)]
+    runs = [hwnas("profile", *QUICK, "--networks", "2", "--seed", "3", "--out",
+                  tmp_path / f"n{i}.csv") for i in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     assert read_network_table(tmp_path / "n0.csv").z == read_network_table(tmp_path / "n1.csv").z
     assert os.path.getsize(tmp_path / "n0.csv") > 0
@@ -173,7 +170,7 @@ def test_whole_networks_of_every_space_run(backend, space_name, tmp_path):
 def test_device_tables_are_cached_and_give_only_the_networks_asked_for(backend):
     from hwnas.profile import TimingProtocol, device_tables, table_quality
     space = get_space("nb201")
-    quick = TimingProtocol(warmup=0, runs=2, rounds=1, min_runs=1, max_seconds=0.01)
+    quick = TimingProtocol(warmup=0, runs=2, rounds=1, min_runs=1, max_seconds=0.01, pause_s=0)
     layers, nets = device_tables(backend, space, networks=5, protocol=quick,
                                  show_progress=False)
     assert len(nets.z) == 5 + 2 + 5 and len(layers.timings) == 18  # design, least, most, 5

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HAVE_NNABLA
+from conftest import HAVE_NNABLA, hwnas
 from test_predictors import synthetic_table
 
 from hwnas.predictors import LookupPredictor
@@ -80,16 +80,11 @@ def test_study_records_its_settings(predictor):
     assert "cpu: test" in attrs["device"]
 
 
-def hwnas_search(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "hwnas.search", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})})
-
-
 def test_command_with_a_table_writes_json(predictor, tmp_path):
     budget = budget_between(predictor, 0.3)
     out = tmp_path / "result.json"
-    run = hwnas_search("--budget-ms", str(budget), "--table", str(tmp_path / "layers.csv"),
-                       "--trials", "60", "--seed", "0", "--json", str(out), "--quiet")
+    run = hwnas("search", "--budget-ms", str(budget), "--table", str(tmp_path / "layers.csv"),
+                "--trials", "60", "--seed", "0", "--json", str(out), "--quiet")
     assert run.returncode == 0, run.stderr
     assert "predicted_ms" in run.stdout and "MMACs" in run.stdout
     result = json.loads(out.read_text())
@@ -110,10 +105,10 @@ def test_command_with_a_table_writes_json(predictor, tmp_path):
 
 def test_command_exports_the_architectures_as_onnx(predictor, tmp_path):
     import onnxruntime as ort
-    run = hwnas_search("--budget-ms", str(budget_between(predictor, 0.6)), "--table",
-                       str(tmp_path / "layers.csv"), "--trials", "40", "--top", "2",
-                       "--export-onnx", str(tmp_path / "onnx"), "--json",
-                       str(tmp_path / "r.json"), "--quiet", "--seed", "0")
+    run = hwnas("search", "--budget-ms", str(budget_between(predictor, 0.6)), "--table",
+                str(tmp_path / "layers.csv"), "--trials", "40", "--top", "2",
+                "--export-onnx", str(tmp_path / "onnx"), "--json",
+                str(tmp_path / "r.json"), "--quiet", "--seed", "0")
     assert run.returncode == 0, run.stderr
     best = json.loads((tmp_path / "r.json").read_text())["best"]
     files = sorted((tmp_path / "onnx").glob("mobilenet-*.onnx"))
@@ -135,21 +130,21 @@ def test_command_exports_the_architectures_as_onnx(predictor, tmp_path):
      "--remeasure re-measures the cached tables of the default flow"),
 ])
 def test_bad_arguments_get_one_line(args, message):
-    run = hwnas_search(*args)
+    run = hwnas("search", *args)
     assert run.returncode == 2
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "Traceback" not in run.stderr
 
 
 def test_impossible_budget_exits_non_zero(tmp_path, predictor):
-    run = hwnas_search("--budget-ms", "0.001", "--table", str(tmp_path / "layers.csv"))
+    run = hwnas("search", "--budget-ms", "0.001", "--table", str(tmp_path / "layers.csv"))
     assert run.returncode == 1
     assert "smallest predicted latency this space can reach is" in run.stderr
 
 
 @pytest.mark.skipif(HAVE_NNABLA, reason="checks the message where nnabla is not installed")
 def test_nnabla_missing_says_what_to_do():
-    run = hwnas_search("--budget-ms", "5", "--backend", "nnabla")
+    run = hwnas("search", "--budget-ms", "5", "--backend", "nnabla")
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
     assert "needs nnabla" in run.stderr and "Python <= 3.10" in run.stderr
 
@@ -159,8 +154,11 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
     """Whatever the machine's load: a busy machine gives a noisy cache, which the verify loop
     and the next run deal with; the command still answers with measured latencies."""
     cache = tmp_path / "hwcache"
-    first = hwnas_search("--budget-ms", "5", "--trials", "100", "--seed", "0", "--json",
-                         str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(cache)})
+    # the README's main command, as a real process
+    first = subprocess.run([sys.executable, "-m", "hwnas.search", "--budget-ms", "5", "--trials",
+                            "100", "--seed", "0", "--json", str(tmp_path / "r.json")],
+                           capture_output=True, text=True,
+                           env={**os.environ, "HWNAS_CACHE": str(cache)})
     assert first.returncode == 0, first.stderr
     assert "measuring layers" in first.stderr and "measuring networks" in first.stderr
     # under load the first search may find nothing within the budget: round 1 then measures
@@ -182,8 +180,8 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
         assert "too busy" in result["verification"]["note"]
     steady = json.loads((tables[0].parent / "measured.json").read_text())
     contents = [t.read_text() for t in tables]
-    second = hwnas_search("--budget-ms", "5", "--trials", "20", "--no-verify",
-                          env={"HWNAS_CACHE": str(cache)})
+    second = hwnas("search", "--budget-ms", "5", "--trials", "20", "--no-verify",
+                   env={"HWNAS_CACHE": cache})
     assert second.returncode == 0, second.stderr
     if all(s["good"] for s in steady.values()):
         assert "measuring" not in second.stderr and "verify round" not in second.stdout
@@ -282,9 +280,9 @@ def test_verify_reports_the_least_latency_architecture_that_measured_within_the_
 def test_outputs_are_checked_before_the_search(predictor, tmp_path, option, make, message):
     (tmp_path / "file.txt").write_text("x")
     path = make(tmp_path)
-    run = hwnas_search("--budget-ms", str(budget_between(predictor, 0.3)), "--table",
-                       str(tmp_path / "layers.csv"), "--trials", "5", option, str(path),
-                       "--quiet")
+    run = hwnas("search", "--budget-ms", str(budget_between(predictor, 0.3)), "--table",
+                str(tmp_path / "layers.csv"), "--trials", "5", option, str(path),
+                "--quiet")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"{option} {path}" in run.stderr and message in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "predicted_ms" not in run.stdout
@@ -296,8 +294,8 @@ def test_an_unwritable_json_folder_is_refused_before_the_search(predictor, tmp_p
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        run = hwnas_search("--budget-ms", str(budget_between(predictor, 0.3)), "--table",
-                           str(tmp_path / "layers.csv"), "--json", str(folder / "r.json"))
+        run = hwnas("search", "--budget-ms", str(budget_between(predictor, 0.3)), "--table",
+                    str(tmp_path / "layers.csv"), "--json", str(folder / "r.json"))
     finally:
         folder.chmod(0o700)
     assert run.returncode == 2 and "--json" in run.stderr and "not writable" in run.stderr
@@ -307,9 +305,9 @@ def test_an_unwritable_json_folder_is_refused_before_the_search(predictor, tmp_p
 def test_search_a_space_of_your_own_on_onnxruntime(tmp_path):
     from test_spaces import SPACE_YAML
     (tmp_path / "tiny.yaml").write_text(SPACE_YAML)
-    run = hwnas_search("--space", str(tmp_path / "tiny.yaml"), "--backend", "onnxruntime",
-                       "--budget-ms", "1000", "--trials", "10", "--json",
-                       str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(tmp_path / "c")})
+    run = hwnas("search", "--space", str(tmp_path / "tiny.yaml"), "--backend", "onnxruntime",
+                "--budget-ms", "1000", "--trials", "10", "--json",
+                str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(tmp_path / "c")})
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["space"] == "tiny" and result["backend"] == "onnxruntime"

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import optuna
 import pytest
+from conftest import hwnas
 from test_tables import write_table
 
 from hwnas.errors import InputError
@@ -133,20 +134,16 @@ def test_an_objective_that_raises_fails_its_trial_and_the_search_goes_on(nb201):
 def test_command_with_a_module_objective_and_the_exact_sampler(nb201, tmp_path):
     (tmp_path / "my_objective.py").write_text(
         "def wide(arch):\n    return float(sum(layer.out_channels for layer in arch.layers))\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    base = [sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
-            str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--quiet"]
-    run = subprocess.run(base + ["--objective", "my_objective:wide", "--trials", "20",
-                                 "--json", str(tmp_path / "r.json")],
-                         capture_output=True, text=True, env=env)
+    base = ["--space", "nb201", "--table", tmp_path / "nb.csv", "--budget-ms", "1e9", "--quiet"]
+    run = hwnas("search", *base, "--objective", "my_objective:wide", "--trials", "20",
+                "--json", tmp_path / "r.json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["objective"] == "wide" and result["best"][0]["notation"].startswith("|")
-    bad = subprocess.run(base + ["--objective", "nowhere:thing"], capture_output=True,
-                         text=True, env=env)
+    bad = hwnas("search", *base, "--objective", "nowhere:thing", cwd=tmp_path)
     assert bad.returncode == 2 and "cannot load it" in bad.stderr
-    exact = subprocess.run(base + ["--sampler", "exact", "--objective", "my_objective:wide"],
-                           capture_output=True, text=True, env=env)
+    exact = hwnas("search", *base, "--sampler", "exact", "--objective", "my_objective:wide",
+                  cwd=tmp_path)
     assert exact.returncode == 2 and "needs a built-in objective" in exact.stderr
 
 
@@ -162,10 +159,8 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
         assert c.latency_upper_ms <= budget
         assert c.latency_upper_ms == pytest.approx(tree.predict_z_quantile(space, c.z, 0.9)[0])
     tree.save(tmp_path / "tree.json")
-    run = subprocess.run([sys.executable, "-m", "hwnas.search", "--space", "nb201",
-                          "--predictor", str(tmp_path / "tree.json"), "--budget-ms", str(budget),
-                          "--confidence", "0.9", "--trials", "20", "--quiet"],
-                         capture_output=True, text=True)
+    run = hwnas("search", "--space", "nb201", "--predictor", tmp_path / "tree.json",
+                "--budget-ms", budget, "--confidence", "0.9", "--trials", "20", "--quiet")
     assert run.returncode == 0 and "(upper quantile " in run.stdout, run.stderr
     lookup = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
     with pytest.raises(NotImplementedError, match="gives no spread estimate"):
@@ -173,21 +168,19 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
 
 
 def test_command_plots_the_front(nb201, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
-                          str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--mode", "pareto",
-                          "--sampler", "nsga2", "--trials", "30", "--plot",
-                          str(tmp_path / "front.png"), "--quiet"], capture_output=True, text=True)
+    run = hwnas("search", "--space", "nb201", "--table", tmp_path / "nb.csv", "--budget-ms",
+                "1e9", "--mode", "pareto", "--sampler", "nsga2", "--trials", "30", "--plot",
+                tmp_path / "front.png", "--quiet")
     assert run.returncode == 0, run.stderr
     assert "Pareto front, fastest first" in run.stdout
     assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_default_journal_storage_resumes_a_named_study(nb201, tmp_path):
-    base = [sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
-            str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--quiet", "--study-name", "s1",
-            "--json", str(tmp_path / "r.json")]
+    base = ["--space", "nb201", "--table", tmp_path / "nb.csv", "--budget-ms", "1e9", "--quiet",
+            "--study-name", "s1", "--json", tmp_path / "r.json"]
     for trials, total in ((12, 12), (8, 20)):
-        run = subprocess.run(base + ["--trials", str(trials)], capture_output=True, text=True)
+        run = hwnas("search", *base, "--trials", trials)
         assert run.returncode == 0, run.stderr
         assert json.loads((tmp_path / "r.json").read_text())["trials"] == total
     assert (tmp_path / "s1.journal").exists()
@@ -336,9 +329,8 @@ def test_bad_search_arguments_name_themselves(nb201, options, message):
                                      "postgresql://nobody@127.0.0.1:1/none"])
 def test_a_bad_storage_is_one_line(nb201, tmp_path, storage):
     storage = storage.format(tmp=tmp_path)
-    run = subprocess.run([sys.executable, "-m", "hwnas.search", "--space", "nb201", "--table",
-                          str(tmp_path / "nb.csv"), "--budget-ms", "1e9", "--trials", "3",
-                          "--storage", storage, "--quiet"], capture_output=True, text=True)
+    run = hwnas("search", "--space", "nb201", "--table", tmp_path / "nb.csv", "--budget-ms",
+                "1e9", "--trials", "3", "--storage", storage, "--quiet")
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and f"storage {storage!r}: cannot open the study" in lines[0], lines
