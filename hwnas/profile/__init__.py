@@ -30,7 +30,12 @@ from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
-from hwnas.profile._options import add_backend_options, backend_from_args
+from hwnas.profile._options import (
+    add_backend_options,
+    add_protocol_options,
+    backend_from_args,
+    protocol_from_args,
+)
 from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.spaces import Graph, SearchSpace, unit_graph
 from hwnas.tables import (
@@ -440,7 +445,7 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
 
 
 __all__ = ["BACKENDS", "Backend", "ProfileError", "TimingProtocol", "add_backend_options",
-           "available_backends", "backend_from_args", "cache_dir", "cache_report",
-           "device_tables", "discard_cache", "export_onnx", "get_backend", "measure_networks",
-           "network_table_path", "noise", "profile_layers", "profile_networks",
-           "read_cache_status", "table_quality", "to_onnx"]
+           "add_protocol_options", "available_backends", "backend_from_args", "cache_dir",
+           "cache_report", "device_tables", "discard_cache", "export_onnx", "get_backend",
+           "measure_networks", "network_table_path", "noise", "profile_layers", "profile_networks",
+           "protocol_from_args", "read_cache_status", "table_quality", "to_onnx"]

@@ -16,13 +16,14 @@ from hwnas import _cli
 from hwnas._files import read_text
 from hwnas.errors import InputError
 from hwnas.profile import (
-    TimingProtocol,
     add_backend_options,
+    add_protocol_options,
     backend_from_args,
     cache_report,
     discard_cache,
     profile_layers,
     profile_networks,
+    protocol_from_args,
     table_quality,
 )
 from hwnas.spaces import SearchSpace, load_space
@@ -49,19 +50,7 @@ def parser() -> _cli.ArgumentParser:
                    help="measure the networks of a search result JSON (its 'best' z), or of "
                         "a text file with one z per line (e.g. 0-3-6-..., or the space's "
                         "own notation: NAS-Bench-201 arch strings)")
-    defaults = TimingProtocol()
-    p.add_argument("--warmup", type=_cli.int_in(0, 10**6), default=defaults.warmup,
-                   help="untimed runs per unit and round (default: %(default)s)")
-    p.add_argument("--runs", type=_cli.positive_int, default=defaults.runs,
-                   help="timed runs per unit and round, at most (default: %(default)s)")
-    p.add_argument("--rounds", type=_cli.positive_int, default=defaults.rounds,
-                   help="interleaved rounds per unit (default: %(default)s)")
-    p.add_argument("--max-seconds", type=_cli.positive_float, default=defaults.max_seconds,
-                   help="stop a unit's round after this long, once 3 runs are done "
-                        "(default: %(default)s)")
-    p.add_argument("--pause-s", type=_cli.non_negative_float, default=defaults.pause_s,
-                   help="pause before measuring a noisy unit again (at most "
-                        f"{defaults.remeasure} times; default: %(default)s)")
+    add_protocol_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_any_device_options(p)
     return p
@@ -163,9 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "--remeasure)")
     if args.design and not args.networks:
         raise InputError("--design chooses the networks of --networks N: give --networks")
-    protocol = TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
-                              min_runs=min(TimingProtocol.min_runs, args.runs),
-                              max_seconds=args.max_seconds, pause_s=args.pause_s)
+    protocol = protocol_from_args(args)
     backend = backend_from_args(args.backend, args)
     table: LayerTable | NetworkTable
     timings: Sequence[Timing]

@@ -1,12 +1,14 @@
-"""Command-line options that choose and configure a profiler backend (profile and search)."""
+"""Command-line options that choose and configure a profiler backend and its timing protocol
+(profile and search)."""
 
 from __future__ import annotations
 
 import argparse
 
-from hwnas._cli import int_in
+from hwnas._cli import int_in, non_negative_float, positive_float, positive_int
 from hwnas.profile._base import Backend
 from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
+from hwnas.profile._timing import TimingProtocol
 
 
 def add_backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -34,3 +36,27 @@ def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
     if name == "onnxruntime":
         options.update(threads=args.threads, optimization=args.optimization)
     return get_backend(name, **options)
+
+
+def add_protocol_options(parser: argparse.ArgumentParser) -> None:
+    """Add --warmup, --runs, --rounds, --max-seconds and --pause-s (``TimingProtocol``)."""
+    defaults = TimingProtocol()
+    parser.add_argument("--warmup", type=int_in(0, 10**6), default=defaults.warmup,
+                        help="untimed runs per unit and round (default: %(default)s)")
+    parser.add_argument("--runs", type=positive_int, default=defaults.runs,
+                        help="timed runs per unit and round, at most (default: %(default)s)")
+    parser.add_argument("--rounds", type=positive_int, default=defaults.rounds,
+                        help="interleaved rounds per unit (default: %(default)s)")
+    parser.add_argument("--max-seconds", type=positive_float, default=defaults.max_seconds,
+                        help=f"stop a unit's round after this long, once {defaults.min_runs} "
+                             f"runs are done (default: %(default)s)")
+    parser.add_argument("--pause-s", type=non_negative_float, default=defaults.pause_s,
+                        help="pause before measuring a noisy unit again (at most "
+                             f"{defaults.remeasure} times; default: %(default)s)")
+
+
+def protocol_from_args(args: argparse.Namespace) -> TimingProtocol:
+    """The timing protocol of the options of ``add_protocol_options``."""
+    return TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
+                          min_runs=min(TimingProtocol.min_runs, args.runs),
+                          max_seconds=args.max_seconds, pause_s=args.pause_s)

@@ -24,10 +24,12 @@ from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, Predictor, load_predictor
 from hwnas.profile import (
     add_backend_options,
+    add_protocol_options,
     available_backends,
     backend_from_args,
     device_tables,
     export_onnx,
+    protocol_from_args,
 )
 from hwnas.search._plot import plot_search
 from hwnas.search._study import (
@@ -60,6 +62,7 @@ def parser() -> _cli.ArgumentParser:
                         "latencies")
     source.add_argument("--predictor", help="a saved predictor (from python -m hwnas.fit)")
     add_backend_options(p, default=None)
+    add_protocol_options(p)
     p.add_argument("--objective", default="macs", help="quantity to maximise: macs, params, "
                    "or module:function, any f(architecture) -> float such as a supernet's "
                    "validation accuracy (default: %(default)s)")
@@ -114,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_outputs(args)
     base = networks = backend = None
+    protocol = protocol_from_args(args)  # how the default flow and the verify loop measure
     if args.remeasure and (args.predictor or args.table):
         raise InputError("--remeasure re-measures the cached tables of the default flow: "
                          "drop --table / --predictor, or re-measure with python -m "
@@ -130,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("no profiler backend is installed to measure this machine: "
                              "run scripts/setup (nnabla in .venv), or give --table")
         backend = backend_from_args(backend_name, args)
-        layers, networks = device_tables(backend, space, show_progress=not args.quiet,
+        layers, networks = device_tables(backend, space, protocol=protocol,
+                                         show_progress=not args.quiet,
                                          budget_ms=args.budget_ms, remeasure=args.remeasure)
         base = LookupPredictor().fit(layers)
         predictor = calibrate(base, networks, space, args.budget_ms)
@@ -165,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             verification = verify_search(space, predictor, run_search, args.budget_ms,
                                          mode=args.mode, top=args.top, base=base,
                                          calibration=networks, backend=backend,
-                                         show_progress=not args.quiet, log=print)
+                                         protocol=protocol, show_progress=not args.quiet,
+                                         log=print)
             result, predictor = verification.result, verification.predictor
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
