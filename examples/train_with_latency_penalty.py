@@ -64,8 +64,8 @@ def main() -> None:
                    "E[latency] of the uniform mixture, where the loss equals CE)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--quick", action="store_true",
-                   help="fewer training images, fewer timing runs and no pause before a "
-                        "noisy layer is measured again (for the tests)")
+                   help="fewer training and test images, fewer timing runs and no pause "
+                        "before a noisy layer is measured again (for the tests)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -88,7 +88,7 @@ def main() -> None:
     order = rng.permutation(len(images))
     test, train = order[:400], order[400:]
     if args.quick:
-        train = train[:640]
+        test, train = test[:200], train[:320]
     x_test = nn.Variable.from_numpy_array(images[test])
 
     alpha = nn.Variable.from_numpy_array(np.zeros(penalty.C.shape, np.float32), need_grad=True)

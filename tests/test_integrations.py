@@ -1,7 +1,7 @@
 """LatencyPenalty and the NNabla NAS estimators, searcher and command line."""
 
-import os
 import pathlib
+import runpy
 import subprocess
 import sys
 
@@ -351,8 +351,8 @@ def hydra_run_dir(tmp_path, monkeypatch):
 @pytest.mark.nnabla
 def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
         mobilenet_table, hydra_run_dir, capsys):
-    """NNabla NAS's own ProxylessNasSearcher, a few iterations on its MobileNet SearchNet with
-    both hwnas estimators as regularizers (module and graph path)."""
+    """NNabla NAS's own ProxylessNasSearcher, one iteration (10 sampled architectures) on its
+    MobileNet SearchNet with both hwnas estimators as regularizers (module and graph path)."""
     from hwnas.integrations.nnabla_nas import (
         HwnasLatencyEstimator,
         HwnasLatencyGraphEstimator,
@@ -392,7 +392,7 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
         net, optimizer={"train": Optimizer(name="Momentum", lr=0.01),
                         "valid": Optimizer(name="Adam", alpha=0.05)},
         regularizer=regularizer,
-        dataloader={"train": DigitsLoader(0, 16, 8), "valid": DigitsLoader(16, 16, 8)},
+        dataloader={"train": DigitsLoader(0, 8, 8), "valid": DigitsLoader(8, 8, 8)},
         hparams=hparams, args=args)
     arch_before = {k: v.d.copy() for k, v in net.get_arch_parameters().items()}
     searcher.run()
@@ -402,7 +402,7 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
     costs = LatencyPenalty(get_space("mobilenet"), lookup)
     fastest = costs.fixed + np.where(costs.mask, costs.C, np.inf).min(axis=1).sum()
     slowest = costs.fixed + costs.C.max(axis=1).sum()
-    iterations = 2  # 16 training images, batch 8
+    iterations = 1  # 8 training images, batch 8
     assert len(checks) == 2 * 10 * iterations and all(checks)  # 10 samples per valid step
     for name in regularizer:
         meter = searcher.monitor[name]
@@ -421,7 +421,7 @@ def test_nnabla_nas_command_line_finds_the_estimator_by_name(tmp_path, mobilenet
     """``python -m hwnas.integrations.nnabla_nas`` runs NNabla NAS's own (Hydra) command line
     on a configuration that names HwnasLatencyEstimator, with its csv dataloader."""
     LookupPredictor().fit(mobilenet_table).save(tmp_path / "p.json")
-    loader = DigitsLoader(0, 32, 8)
+    loader = DigitsLoader(0, 16, 8)
     rows = ["x:image,y:label"]
     for i, (x, y) in enumerate(zip(loader.x, loader.y[:, 0])):
         np.save(tmp_path / f"{i}.npy", x)
@@ -447,7 +447,7 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = [line for line in run.stdout.splitlines() if "HwnasLatencyEstimator" in line]
-    assert len(lines) == 2, run.stdout[-3000:]  # 16 training images, batch 8, printed each
+    assert len(lines) == 1, run.stdout[-3000:]  # 8 training images, batch 8: one iteration
     assert "reward" in lines[0]
     assert (tmp_path / "log" / "arch.h5").exists()
     # a bad argument in the configuration is one line and exit 2
@@ -460,22 +460,23 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
 
 @pytest.mark.nnabla
 @pytest.mark.parametrize("script", ["train_with_latency_penalty.py", "nnabla_nas_estimator.py"])
-def test_examples_run(script, mobilenet_table):
+def test_examples_run(script, mobilenet_table, monkeypatch, capsys):
+    """Each example as a script (its ``__main__``), in this process: nnabla is loaded already."""
     args = ["--epochs", "1", "--quick"] if script.startswith("train") else \
         ["--table", mobilenet_table.path]
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
-                         capture_output=True, text=True, env={**os.environ})
-    assert run.returncode == 0, run.stderr
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
+    stdout = capsys.readouterr().out
     if script.startswith("train"):
-        epochs = [line for line in run.stdout.splitlines() if line.startswith("epoch")]
+        epochs = [line for line in stdout.splitlines() if line.startswith("epoch")]
         assert len(epochs) == 2  # before training, after one epoch
         accuracy = [float(line.split("accuracy")[1].split()[0]) for line in epochs]
         expected = [float(line.split("E[latency]")[1].split()[0]) for line in epochs]
         assert accuracy[-1] > 0.5 > accuracy[0]  # real digits: the mixed network learned
         assert expected[-1] < expected[0]  # the penalty pulled the architecture towards speed
-        assert "derived z" in run.stdout and "true" in run.stdout
+        assert "derived z" in stdout and "true" in stdout
     else:
-        assert run.stdout.count("reward at accuracy 0.5") == 5
+        assert stdout.count("reward at accuracy 0.5") == 5
 
 
 def test_our_tests_are_not_shadowed_by_nnabla_nas_tests_package():

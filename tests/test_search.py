@@ -154,9 +154,10 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
     """Whatever the machine's load: a busy machine gives a noisy cache, which the verify loop
     and the next run deal with; the command still answers with measured latencies."""
     cache = tmp_path / "hwcache"
-    # the README's main command, as a real process
+    # the README's main command, as a real process, measuring with fewer runs and no pauses
+    quick = ["--warmup", "1", "--runs", "3", "--rounds", "2", "--pause-s", "0"]
     first = subprocess.run([sys.executable, "-m", "hwnas.search", "--budget-ms", "5", "--trials",
-                            "100", "--seed", "0", "--json", str(tmp_path / "r.json")],
+                            "100", "--seed", "0", "--json", str(tmp_path / "r.json"), *quick],
                            capture_output=True, text=True,
                            env={**os.environ, "HWNAS_CACHE": str(cache)})
     assert first.returncode == 0, first.stderr
@@ -167,6 +168,7 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
     tables = sorted(cache.glob("nnabla-*/*.csv"))
     assert [t.name.split("-")[0] for t in tables] == ["layers.csv", "networks"]
     nets = read_network_table(tables[1])
+    assert all(t.runs <= 3 * 2 for t in nets.timings)  # measured as --runs and --rounds say
     assert len(nets.z) >= 7 + 1 + 2  # a covering design, the least, networks near 5 ms
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["predictor"].startswith("calibrated predictor (a = ")
@@ -180,7 +182,7 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
         assert "too busy" in result["verification"]["note"]
     steady = json.loads((tables[0].parent / "measured.json").read_text())
     contents = [t.read_text() for t in tables]
-    second = hwnas("search", "--budget-ms", "5", "--trials", "20", "--no-verify",
+    second = hwnas("search", "--budget-ms", "5", "--trials", "20", "--no-verify", *quick,
                    env={"HWNAS_CACHE": cache})
     assert second.returncode == 0, second.stderr
     if all(s["good"] for s in steady.values()):
@@ -190,17 +192,25 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
         assert "measuring it again" in second.stderr
 
 
-def _wrong_nb201_predictor(backend, scale: float, offset_ms: float):
-    """nb201's measured tables near a 3 ms budget, the raw lookup, the calibration networks,
-    and the right calibration made wrong: scale x (a, b), then b + offset_ms."""
+@pytest.fixture(scope="module")
+def nb201_near_3ms(nnabla_backend, tmp_path_factory):
+    """nb201's tables measured near a 3 ms budget, once for the verify tests (each test's
+    verify loop measures into a cache of its own)."""
     from conftest import FAST
 
-    from hwnas.predictors import CalibratedPredictor
     from hwnas.profile import device_tables
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("HWNAS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        return device_tables(nnabla_backend, get_space("nb201"), networks=3, protocol=FAST,
+                             show_progress=False, budget_ms=3.0)
+
+
+def _wrong_nb201_predictor(tables, scale: float, offset_ms: float):
+    """The raw lookup of nb201's tables, their calibration networks, and the right
+    calibration made wrong: scale x (a, b), then b + offset_ms."""
+    from hwnas.predictors import CalibratedPredictor
     from hwnas.search._verify import calibrate
-    space = get_space("nb201")
-    layers, nets = device_tables(backend, space, networks=3, protocol=FAST,
-                                 show_progress=False, budget_ms=3.0)
+    space, (layers, nets) = get_space("nb201"), tables
     base = LookupPredictor().fit(layers)
     right = calibrate(base, nets, space, 3.0)
     wrong = CalibratedPredictor(base)
@@ -214,12 +224,12 @@ def _wrong_nb201_predictor(backend, scale: float, offset_ms: float):
     (0.5, 0.0, "over the budget or off by more than 5 %"),  # half the true latency
     (1.0, 10.0, "no architecture predicted within the budget"),  # the issue's b = 3-5 ms
 ])
-def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path, scale, offset_ms,
-                                                first):
+def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, nb201_near_3ms, scale,
+                                                offset_ms, first):
     from conftest import FAST
 
     from hwnas.search._verify import verify_search
-    space, base, nets, wrong = _wrong_nb201_predictor(nnabla_backend, scale, offset_ms)
+    space, base, nets, wrong = _wrong_nb201_predictor(nb201_near_3ms, scale, offset_ms)
     lines = []
     v = verify_search(space, wrong, lambda p, ms: search(space, p, ms, n_trials=40, seed=0),
                       3.0, base=base, calibration=nets, backend=nnabla_backend,
@@ -243,14 +253,14 @@ def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, tmp_path, scale,
 
 @pytest.mark.nnabla
 def test_verify_reports_the_least_latency_architecture_that_measured_within_the_budget(
-        nnabla_backend):
+        nnabla_backend, nb201_near_3ms):
     """A predictor whose offset puts every architecture over the budget, and no round left
     to recalibrate: the least-latency one, measured within the budget, is the answer (never
     'no architecture meets the budget' with a latency under it)."""
     from conftest import FAST
 
     from hwnas.search._verify import verify_search
-    space, base, nets, wrong = _wrong_nb201_predictor(nnabla_backend, 1.0, 10.0)
+    space, base, nets, wrong = _wrong_nb201_predictor(nb201_near_3ms, 1.0, 10.0)
     z_min = tuple(int(v) for v in space.min_z(*wrong.cost_matrix(space))[0])
     budgets = []
 
@@ -306,8 +316,8 @@ def test_search_a_space_of_your_own_on_onnxruntime(tmp_path):
     from test_spaces import SPACE_YAML
     (tmp_path / "tiny.yaml").write_text(SPACE_YAML)
     run = hwnas("search", "--space", str(tmp_path / "tiny.yaml"), "--backend", "onnxruntime",
-                "--budget-ms", "1000", "--trials", "10", "--json",
-                str(tmp_path / "r.json"), env={"HWNAS_CACHE": str(tmp_path / "c")})
+                "--budget-ms", "1000", "--trials", "10", "--json", str(tmp_path / "r.json"),
+                "--pause-s", "0", env={"HWNAS_CACHE": str(tmp_path / "c")})
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["space"] == "tiny" and result["backend"] == "onnxruntime"
