@@ -192,12 +192,12 @@ def test_four_workers_share_one_study_on_postgresql(nb201):
     space, predictor = nb201
     url = os.environ["HWNAS_TEST_POSTGRES_URL"]
     name = f"test-{uuid.uuid4().hex[:8]}"
-    result = search(space, predictor, 1e9, n_trials=200, seed=0, storage=url, study_name=name,
+    result = search(space, predictor, 1e9, n_trials=80, seed=0, storage=url, study_name=name,
                     workers=4, sampler="random")
     study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials(deepcopy=False)
-    assert len(trials) == 200 and result.trials == 200
-    assert sorted(t.number for t in trials) == list(range(200))  # none lost or duplicated
+    assert len(trials) == 80 and result.trials == 80
+    assert sorted(t.number for t in trials) == list(range(80))  # none lost or duplicated
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert study.user_attrs["space"] == "nb201" and study.user_attrs["predictor"] == "lookup"
 
