@@ -229,7 +229,7 @@ def test_calibration_beats_the_raw_layer_sum_on_held_out_networks(mobilenet_tabl
                                                                    nnabla_backend, tmp_path):
     from hwnas.profile import TimingProtocol, profile_networks
     space = get_space("mobilenet")
-    protocol = TimingProtocol(warmup=1, runs=5, rounds=2, min_runs=3, max_seconds=0.2)
+    protocol = TimingProtocol(warmup=1, runs=5, rounds=2, min_runs=3, max_seconds=0.2, pause_s=0)
     nets = profile_networks(nnabla_backend, space, space.random_z(16, seed=10),
                             tmp_path / "n.csv", protocol, show_progress=False)
     train, test = nets.select(slice(0, 6)), nets.select(slice(6, None))
