@@ -53,7 +53,9 @@ def hwnas(command: str, *args, cwd=None, env=None) -> subprocess.CompletedProces
             try:
                 status = _cli.run(module.main, module.PROG, argv)
             except SystemExit as e:  # argparse: --help, or a usage error already printed
-                status = e.code if isinstance(e.code, int) else (e.code is not None)
+                status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+                if not isinstance(e.code, (int, type(None))):
+                    print(e.code, file=sys.stderr)  # as the interpreter does
     finally:
         os.chdir(here)
         os.environ.clear()
