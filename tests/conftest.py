@@ -5,6 +5,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,10 @@ REQUIRE_NNABLA = os.environ.get("HWNAS_REQUIRE_NNABLA") == "1"
 #: few, short runs, and a noisy unit measured again without a pause: tests check behaviour,
 #: never timings
 FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_seconds=0.05, pause_s=0)
+#: FAST as the options of the commands that measure (their min_runs is min(3, --runs))
+FAST_ARGS = ["--warmup", str(FAST.warmup), "--runs", str(FAST.runs), "--rounds",
+             str(FAST.rounds), "--max-seconds", str(FAST.max_seconds), "--pause-s",
+             str(FAST.pause_s)]
 
 
 #: the module whose ``main`` each ``python -m hwnas.<command>`` runs
@@ -30,44 +35,65 @@ _COMMANDS = {"search": "hwnas.search.__main__", "profile": "hwnas.profile.__main
 
 def hwnas(command: str, *args, cwd=None, env=None) -> subprocess.CompletedProcess:
     """``python -m hwnas.<command> args``, run in this process: its ``main`` through
-    ``hwnas._cli.run`` as on the command line, with stdout and stderr captured, ``env`` added to
-    the environment, ``cwd`` as working directory and first on ``sys.path`` (as ``-m`` puts it,
-    for ``--objective module:function``; the modules imported from there are forgotten after),
-    and Python's default warning filters. A new interpreter costs half a second of imports per
-    call; the tests of what only a process has (signals, a closed pipe, concurrent writers,
-    import isolation, the ``__main__`` entry points themselves) start real ones."""
+    ``hwnas._cli.run`` as on the command line, with stdout and stderr captured (print, warnings
+    and the log handlers that write to stderr; not what C code writes to file descriptor 2),
+    ``env`` added to the environment, ``cwd`` as working directory and first on ``sys.path``
+    (as ``-m`` puts it, for ``--objective module:function``; the modules imported from there
+    are forgotten after), and Python's default warning filters. Ctrl-C stops the tests.
+
+    A new interpreter costs half a second of imports per call; the tests of what only a
+    process has (signals, a closed pipe, concurrent writers, import isolation, the
+    ``__main__`` entry points themselves) start real ones."""
     from hwnas import _cli
     module = importlib.import_module(_COMMANDS[command])
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
-    environ, here, path, modules = dict(os.environ), os.getcwd(), list(sys.path), set(sys.modules)
-    os.environ.update({k: str(v) for k, v in (env or {}).items()})
-    try:
+    here, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, str(value))
         if cwd is not None:
-            os.chdir(cwd)
-            sys.path.insert(0, str(cwd))
+            patch.chdir(cwd)
+            sys.path.insert(0, os.path.realpath(cwd))
             importlib.invalidate_caches()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                warnings.catch_warnings():
-            _default_warnings()
-            try:
-                status = _cli.run(module.main, module.PROG, argv)
-            except SystemExit as e:  # argparse: --help, or a usage error already printed
-                status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-                if not isinstance(e.code, (int, type(None))):
-                    print(e.code, file=sys.stderr)  # as the interpreter does
-    finally:
-        os.chdir(here)
-        os.environ.clear()
-        os.environ.update(environ)
-        sys.path[:] = path
-        if cwd is not None:
-            for name in set(sys.modules) - modules:
-                if str(getattr(sys.modules[name], "__file__", "")).startswith(
-                        os.path.abspath(cwd)):
-                    del sys.modules[name]
+        for handler in _stderr_log_handlers():
+            patch.setattr(handler, "stream", err)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                    warnings.catch_warnings():
+                _default_warnings()
+                try:
+                    status = _cli.run(module.main, module.PROG, argv)
+                except SystemExit as e:  # argparse: --help, or a usage error already printed
+                    status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+                    if not isinstance(e.code, (int, type(None))):
+                        print(e.code, file=sys.stderr)  # as the interpreter does
+        finally:
+            sys.path[:] = path
+            if cwd is not None:
+                _forget_modules_under(os.path.realpath(cwd), set(sys.modules) - modules)
+    assert os.getcwd() == here
+    if status == 130:  # _cli.run turned a Ctrl-C into its message: stop the tests
+        raise KeyboardInterrupt
     return subprocess.CompletedProcess(["python", "-m", f"hwnas.{command}", *argv], status,
                                        out.getvalue(), err.getvalue())
+
+
+def _stderr_log_handlers() -> list:
+    """The logging handlers that print to this process's stderr (optuna's, for one: a new
+    process would print them to the command's stderr)."""
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict
+                                      .values() if isinstance(logger, logging.Logger))]
+    return [h for logger in loggers for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+            and h.stream in (sys.stderr, sys.__stderr__)]
+
+
+def _forget_modules_under(folder: str, names) -> None:
+    for name in names:
+        file = getattr(sys.modules[name], "__file__", None)
+        if file and os.path.commonpath([os.path.realpath(file), folder]) == folder:
+            del sys.modules[name]
 
 
 def _default_warnings() -> None:

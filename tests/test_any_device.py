@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import FAST, FAST_ARGS
 from test_predictor_kinds import network_table
 from test_tables import write_table
 
@@ -266,8 +267,7 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
                            capture_output=True, text=True, cwd=tmp_path)
     assert check.returncode != 0 and "No module named 'hwnas'" in check.stderr
     command = [sys.executable, "-S", str(export / "runner.py"), "--device", "test box",
-               "--warmup", "1", "--runs", "3", "--rounds", "2", "--max-seconds", "0.05",
-               "--pause-s", "0"]
+               *FAST_ARGS]
     run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "6 networks (6 measured now) on test box" in run.stdout
@@ -302,6 +302,18 @@ def test_runner_without_onnxruntime_says_what_to_install():
     assert run.stderr.strip().endswith("pip install numpy onnxruntime")
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--runs", "0", "must be >= 1"), ("--rounds", "0", "must be >= 1"),
+    ("--pause-s", "-1", "must be >= 0"), ("--pause-s", "nan", "must be >= 0 and finite"),
+    ("--max-seconds", "0", "must be > 0"), ("--runs", "2.5", "'2.5' is not int")])
+def test_runner_refuses_bad_timing_options(tmp_path, capsys, option, value, message):
+    from hwnas.profile import runner
+    with pytest.raises(SystemExit) as stop:
+        runner.main(["--export-dir", str(tmp_path), option, value])
+    assert stop.value.code == 2
+    assert f"argument {option}: {message}" in capsys.readouterr().err
+
+
 def test_runner_repeats_the_protocol_and_columns_of_hwnas():
     pytest.importorskip("onnxruntime")
     from hwnas import profile
@@ -311,7 +323,7 @@ def test_runner_repeats_the_protocol_and_columns_of_hwnas():
     assert runner.MIN_RUNS == defaults.min_runs
     assert runner.BATCH_UNITS == profile.BATCH_UNITS
     assert (runner.NOISY_SPREAD, runner.REMEASURE, runner.REMEASURE_PAUSE_S) == \
-        (profile.NOISY_SPREAD, defaults.remeasure, defaults.pause_s)
+        (profile.NOISY_SPREAD, defaults.max_remeasures, defaults.pause_s)
     assert tuple(runner.OPTIMIZATION_LEVELS) == _onnxruntime.OPTIMIZATION_LEVELS
     assert runner.PROVIDERS == _onnxruntime.PROVIDERS
     rng = np.random.default_rng(0)
@@ -353,7 +365,7 @@ class FakePass:
 
 #: unit -> ms of its n-th pass (protocol below: 6 passes a round, 18 a measurement): steady;
 #: slow (max_seconds ends its rounds after 3 runs); noisy in its first measurement only;
-#: noisy in every measurement (re-measured TimingProtocol.remeasure times)
+#: noisy in every measurement (re-measured TimingProtocol.max_remeasures times)
 COSTS = {"0-0": lambda n: 1.0 + 0.01 * (n % 5),
          "0-1": lambda n: 300.0,
          "1-0": lambda n: 1.5 if n < 6 else 2.0 if n < 18 else 1.0,
@@ -526,8 +538,8 @@ def test_export_needs_enough_networks_for_a_design(tmp_path, capsys):
 def test_profile_networks_by_design(tmp_path):
     out = tmp_path / "n.csv"
     assert profile_main(["--space", "nb201", "--backend", "onnxruntime", "--networks", "5",
-                         "--design", "--seed", "2", "--out", str(out), "--quiet", "--warmup",
-                         "1", "--runs", "2", "--rounds", "1", "--max-seconds", "0.01"]) == 0
+                         "--design", "--seed", "2", "--out", str(out), "--quiet",
+                         *FAST_ARGS]) == 0
     Z = np.array(read_network_table(out).z)
     assert all(set(Z[:, d]) == set(range(5)) for d in range(6))
     with open(out) as f:
@@ -536,8 +548,6 @@ def test_profile_networks_by_design(tmp_path):
 
 @pytest.mark.nnabla
 def test_pruned_network_runs_in_nnabla(nnabla_backend, tmp_path):
-    from conftest import FAST
-
     from hwnas.profile import profile_networks
     pruned = get_space("nb201-pruned")
     zs = [(3, 3, 3, 0, 0, 0), (0, 3, 3, 0, 3, 3), (3, 3, 4, 1, 3, 1)]

@@ -155,11 +155,19 @@ SPACE_CASES = {
     "not UTF-8": (("block1", "bl\xf6ck1"), ".yaml", "line 7: not UTF-8"),
     "input_shape of bools": (("[3, 16, 16]", "[true, 16, 16]"), ".yaml",
                              "input_shape: must be 3 positive integers"),
+    "a control character after accented comments": (
+        (SPACE_YAML, "# \xe9t\xe9\n" * 11 + SPACE_YAML.replace("block2", "bl\x01ck2")), ".yaml",
+        f"line {12 + SPACE_YAML[:SPACE_YAML.index('block2')].count(chr(10))}: not valid YAML"),
 }
 
 
+@pytest.mark.parametrize("parser", ["libyaml", "python"])
 @pytest.mark.parametrize("kind", SPACE_CASES)
-def test_bad_space_files_get_one_line(inputs, tmp_path, kind):
+def test_bad_space_files_get_one_line(inputs, tmp_path, monkeypatch, kind, parser):
+    """Alike with PyYAML's libyaml parser and without it (its pure-Python one)."""
+    if parser == "python":
+        import yaml
+        monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
     change, suffix, message = SPACE_CASES[kind]
     bad = tmp_path / f"bad{suffix}"
     if change is None:
@@ -236,6 +244,10 @@ OPTION_CASES = {
                          "--seed: must be an integer from 0 to 4294967295, got -1"),
     "profile --pause-s -1": (["profile", "--pause-s", "-1", "--out", "o.csv"],
                              "--pause-s: must be >= 0 and finite, got -1"),
+    "profile --rounds 1000": (["profile", "--rounds", "1000", "--out", "o.csv"],
+                              "--rounds: must be an integer from 1 to 100"),
+    "profile --export with --runs": (["profile", "--space", "nb201", "--export", "x",
+                                      "--runs", "3"], "give the timing options (--warmup"),
     "profile --seed -1": (["profile", "--networks", "3", "--seed", "-1", "--out", "o.csv"],
                           "--seed: must be an integer from 0 to 4294967295"),
     "profile --networks 1000000000": (

@@ -3,9 +3,9 @@
 Each case spoils one valid file (byte flips, truncation, deleted or duplicated columns and
 keys, swapped values, huge numbers, NaN, empty files, ...) and runs a real command on it: in
 process through ``hwnas._cli.run`` (what the command line runs, see conftest.hwnas) for speed,
-and one case per command as ``python -m hwnas.<cmd>``. Every case must end with exit status 0
-or 2 (1 only for search's "no architecture meets the budget"), never with a traceback (a bug),
-and every input stays byte for byte as it was."""
+and a case per command and kind of input as ``python -m hwnas.<cmd>``. Every case must end
+with exit status 0 or 2 (1 only for search's "no architecture meets the budget"), never with a
+traceback (a bug), and every input stays byte for byte as it was."""
 
 import hashlib
 import json
@@ -245,7 +245,8 @@ def test_fuzzed_inputs_end_in_status_0_or_2_and_stay_unchanged(valid, tmp_path, 
 
 def test_fuzzed_inputs_through_the_real_command_line(valid, tmp_path):
     rng = random.Random(140)
-    names = ["layers.csv", "nets.csv", "calibrated.json"]  # fit, evaluate, search
+    # fit, evaluate, search with a predictor file and with a space file
+    names = ["layers.csv", "nets.csv", "calibrated.json", "space.yaml"]
     for case, name in enumerate(names):
         kind, data, bad, out, module, argv = fuzz_case(rng, case, name, valid, tmp_path)
         run = subprocess.run([sys.executable, "-m", f"hwnas.{module}", *argv],

@@ -351,8 +351,9 @@ def hydra_run_dir(tmp_path, monkeypatch):
 @pytest.mark.nnabla
 def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
         mobilenet_table, hydra_run_dir, capsys):
-    """NNabla NAS's own ProxylessNasSearcher, one iteration (10 sampled architectures) on its
-    MobileNet SearchNet with both hwnas estimators as regularizers (module and graph path)."""
+    """NNabla NAS's own ProxylessNasSearcher, two iterations (10 sampled architectures each) on
+    its MobileNet SearchNet with both hwnas estimators as regularizers (module and graph
+    path)."""
     from hwnas.integrations.nnabla_nas import (
         HwnasLatencyEstimator,
         HwnasLatencyGraphEstimator,
@@ -392,7 +393,7 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
         net, optimizer={"train": Optimizer(name="Momentum", lr=0.01),
                         "valid": Optimizer(name="Adam", alpha=0.05)},
         regularizer=regularizer,
-        dataloader={"train": DigitsLoader(0, 8, 8), "valid": DigitsLoader(8, 8, 8)},
+        dataloader={"train": DigitsLoader(0, 16, 8), "valid": DigitsLoader(16, 16, 8)},
         hparams=hparams, args=args)
     arch_before = {k: v.d.copy() for k, v in net.get_arch_parameters().items()}
     searcher.run()
@@ -402,7 +403,7 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
     costs = LatencyPenalty(get_space("mobilenet"), lookup)
     fastest = costs.fixed + np.where(costs.mask, costs.C, np.inf).min(axis=1).sum()
     slowest = costs.fixed + costs.C.max(axis=1).sum()
-    iterations = 1  # 8 training images, batch 8
+    iterations = 2  # 16 training images, batch 8: the estimators again after an update
     assert len(checks) == 2 * 10 * iterations and all(checks)  # 10 samples per valid step
     for name in regularizer:
         meter = searcher.monitor[name]
@@ -461,11 +462,17 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
 @pytest.mark.nnabla
 @pytest.mark.parametrize("script", ["train_with_latency_penalty.py", "nnabla_nas_estimator.py"])
 def test_examples_run(script, mobilenet_table, monkeypatch, capsys):
-    """Each example as a script (its ``__main__``), in this process: nnabla is loaded already."""
+    """Each example as a script (its ``__main__``), in this process: nnabla is loaded already.
+    nnabla's global parameters are cleared around it, as a new process would start."""
+    import nnabla as nn
     args = ["--epochs", "1", "--quick"] if script.startswith("train") else \
         ["--table", mobilenet_table.path]
     monkeypatch.setattr(sys, "argv", [script, *args])
-    runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
+    nn.clear_parameters()
+    try:
+        runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
+    finally:
+        nn.clear_parameters()
     stdout = capsys.readouterr().out
     if script.startswith("train"):
         epochs = [line for line in stdout.splitlines() if line.startswith("epoch")]

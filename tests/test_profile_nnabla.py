@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST, have_gpu, hwnas
+from conftest import FAST, FAST_ARGS, have_gpu, hwnas
 
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, get_backend, profile_layers, profile_networks
@@ -64,8 +64,7 @@ def test_network_table(nnabla_backend, tmp_path):
 
 def test_profile_command_writes_the_layer_table(tmp_path):
     out = tmp_path / "layers.csv"
-    cmd = ["--space", "mobilenet", "--backend", "nnabla", "--out", out, "--runs", "2",
-           "--warmup", "1", "--max-seconds", "0.01", "--pause-s", "0"]
+    cmd = ["--space", "mobilenet", "--backend", "nnabla", "--out", out, *FAST_ARGS]
     run = hwnas("profile", *cmd)
     assert run.returncode == 0, run.stderr
     assert "measuring layers" in run.stderr and "ETA" in run.stderr
@@ -101,7 +100,7 @@ def test_nb201_layers_and_networks(nnabla_backend, tmp_path):
     assert len(nets.z) == 3 and all(t.latency_ms > 0 for t in nets.timings)
 
 
-QUICK = ["--runs", "2", "--warmup", "1", "--max-seconds", "0.01", "--pause-s", "0", "--quiet"]
+QUICK = [*FAST_ARGS, "--quiet"]
 
 
 def test_two_profile_processes_on_one_file_never_interleave(tmp_path):

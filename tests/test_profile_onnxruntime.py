@@ -1,5 +1,6 @@
 """The ONNX Runtime profiler, ONNX export, network tables and killed-and-resumed profiling."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import FAST, hwnas
+from conftest import FAST, FAST_ARGS, hwnas
 
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, export_onnx, get_backend, profile_layers, profile_networks
@@ -94,8 +95,7 @@ def test_cuda_provider(tmp_path):
     assert table.fingerprint.device.startswith("cuda: ") and len(table.timings) == 3
 
 
-QUICK = ["--backend", "onnxruntime", "--warmup", "1", "--runs", "3", "--rounds", "2",
-         "--max-seconds", "0.01", "--pause-s", "0"]
+QUICK = ["--backend", "onnxruntime", *FAST_ARGS]
 
 
 def rows_in(path):
@@ -184,3 +184,19 @@ def test_device_tables_are_cached_and_give_only_the_networks_asked_for(backend):
         assert len(read_network_table(nets.path).z) == 12  # the cache keeps every network
     else:  # measured while other jobs ran (2 runs are few): measured again, never trusted
         assert os.path.exists(layers.path + ".discarded")
+
+
+def test_a_table_cached_with_another_timing_protocol_is_measured_again(backend, capsys):
+    from hwnas.profile import device_folder, device_tables, read_cache_status
+    space = get_space("nb201")
+    device_tables(backend, space, networks=2, protocol=FAST, show_progress=False)
+    recorded = read_cache_status(device_folder(backend))["layers.csv"]["protocol"]
+    assert recorded == {"warmup": FAST.warmup, "runs": FAST.runs, "rounds": FAST.rounds,
+                        "min_runs": FAST.min_runs, "max_seconds": FAST.max_seconds}
+    capsys.readouterr()
+    other = dataclasses.replace(FAST, runs=4)
+    layers, _ = device_tables(backend, space, networks=2, protocol=other, show_progress=False)
+    assert "was measured with another timing protocol (warmup 1, runs 3," in \
+        capsys.readouterr().err
+    assert os.path.exists(layers.path + ".discarded")
+    assert read_cache_status(device_folder(backend))["layers.csv"]["protocol"]["runs"] == 4

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HAVE_NNABLA, hwnas
+from conftest import FAST, FAST_ARGS, HAVE_NNABLA, hwnas
 from test_predictors import synthetic_table
 
 from hwnas.predictors import LookupPredictor
@@ -154,10 +154,9 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
     """Whatever the machine's load: a busy machine gives a noisy cache, which the verify loop
     and the next run deal with; the command still answers with measured latencies."""
     cache = tmp_path / "hwcache"
-    # the README's main command, as a real process, measuring with fewer runs and no pauses
-    quick = ["--warmup", "1", "--runs", "3", "--rounds", "2", "--pause-s", "0"]
+    # the README's main command, as a real process, measuring with FAST's few runs
     first = subprocess.run([sys.executable, "-m", "hwnas.search", "--budget-ms", "5", "--trials",
-                            "100", "--seed", "0", "--json", str(tmp_path / "r.json"), *quick],
+                            "100", "--seed", "0", "--json", str(tmp_path / "r.json"), *FAST_ARGS],
                            capture_output=True, text=True,
                            env={**os.environ, "HWNAS_CACHE": str(cache)})
     assert first.returncode == 0, first.stderr
@@ -168,7 +167,7 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
     tables = sorted(cache.glob("nnabla-*/*.csv"))
     assert [t.name.split("-")[0] for t in tables] == ["layers.csv", "networks"]
     nets = read_network_table(tables[1])
-    assert all(t.runs <= 3 * 2 for t in nets.timings)  # measured as --runs and --rounds say
+    assert all(t.runs <= FAST.runs * FAST.rounds for t in nets.timings)  # as the options say
     assert len(nets.z) >= 7 + 1 + 2  # a covering design, the least, networks near 5 ms
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["predictor"].startswith("calibrated predictor (a = ")
@@ -182,7 +181,7 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
         assert "too busy" in result["verification"]["note"]
     steady = json.loads((tables[0].parent / "measured.json").read_text())
     contents = [t.read_text() for t in tables]
-    second = hwnas("search", "--budget-ms", "5", "--trials", "20", "--no-verify", *quick,
+    second = hwnas("search", "--budget-ms", "5", "--trials", "20", "--no-verify", *FAST_ARGS,
                    env={"HWNAS_CACHE": cache})
     assert second.returncode == 0, second.stderr
     if all(s["good"] for s in steady.values()):
@@ -196,8 +195,6 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
 def nb201_near_3ms(nnabla_backend, tmp_path_factory):
     """nb201's tables measured near a 3 ms budget, once for the verify tests (each test's
     verify loop measures into a cache of its own)."""
-    from conftest import FAST
-
     from hwnas.profile import device_tables
     with pytest.MonkeyPatch.context() as m:
         m.setenv("HWNAS_CACHE", str(tmp_path_factory.mktemp("cache")))
@@ -226,8 +223,6 @@ def _wrong_nb201_predictor(tables, scale: float, offset_ms: float):
 ])
 def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, nb201_near_3ms, scale,
                                                 offset_ms, first):
-    from conftest import FAST
-
     from hwnas.search._verify import verify_search
     space, base, nets, wrong = _wrong_nb201_predictor(nb201_near_3ms, scale, offset_ms)
     lines = []
@@ -257,8 +252,6 @@ def test_verify_reports_the_least_latency_architecture_that_measured_within_the_
     """A predictor whose offset puts every architecture over the budget, and no round left
     to recalibrate: the least-latency one, measured within the budget, is the answer (never
     'no architecture meets the budget' with a latency under it)."""
-    from conftest import FAST
-
     from hwnas.search._verify import verify_search
     space, base, nets, wrong = _wrong_nb201_predictor(nb201_near_3ms, 1.0, 10.0)
     z_min = tuple(int(v) for v in space.min_z(*wrong.cost_matrix(space))[0])

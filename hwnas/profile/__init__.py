@@ -114,7 +114,8 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
     ones (seed 0). Cached networks near the budget (e.g. verified search results) join the
     returned calibration set.
 
-    A cached table recorded as noisy (see ``cache_report``), or every table with
+    A cached table recorded as noisy (see ``cache_report``) or as measured with another
+    ``protocol`` (warmup, runs, rounds, min_runs or max_seconds), or every table with
     ``remeasure``, is discarded and measured again. Units whose ``noise`` is over
     NOISY_SPREAD are re-measured (as ``protocol`` says); a table that stays noisy is kept for
     this call but recorded as noisy (``measured.json`` beside the tables), with a warning
@@ -123,18 +124,17 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
     layers_path, nets_path = device_folder(backend) / "layers.csv", \
         network_table_path(backend, space)
     status = read_cache_status(device_folder(backend))
-    stale = [p.name in status and not status[p.name].get("good", True)
-             for p in (layers_path, nets_path)]
-    if any(stale) and not remeasure:
-        names = [p.name for p, s in zip((layers_path, nets_path), stale) if s]
-        print(f"hwnas: {', '.join(names)} in {device_folder(backend)} was measured while the "
-              f"machine was unsteady: measuring it again", file=sys.stderr)
+    stale = [_stale(status.get(p.name), protocol) for p in (layers_path, nets_path)]
+    for path, why in zip((layers_path, nets_path), stale):
+        if why and not remeasure:
+            print(f"hwnas: {path.name} in {device_folder(backend)} was measured {why}: "
+                  f"measuring it again", file=sys.stderr)
     span = space.design(max(space.n_choices), seed=0)
     layer_units = _layer_units(space.unique_layers())
     qualities, _ = _measure(backend, [(layers_path, LAYER_COLUMNS, "key", layer_units),
                                    (nets_path, NETWORK_COLUMNS, "z", _network_units(space, span))],
                          protocol, "measuring layers and networks" if show_progress else None,
-                         discard_existing=[remeasure or s for s in stale])
+                         discard_existing=[remeasure or bool(why) for why in stale])
     layers = _read(read_layer_table, layers_path)
     fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
     nets = _read(read_network_table, nets_path, space)
@@ -156,11 +156,30 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
         wanted |= {z for z, p, t in zip(nets.z, predicted, nets.timings)
                    if abs(p - budget_ms) <= 0.1 * budget_ms and noise(t) <= NOISY_SPREAD}
     last = {q.path: q for q in qualities}  # a table's later pass describes all of it
-    _record(device_folder(backend), list(last.values()))
+    _record(device_folder(backend), list(last.values()), protocol)
     for q in last.values():
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
     return layers, nets.select([i for i, z in enumerate(nets.z) if z in wanted])
+
+
+def _measurement(protocol: TimingProtocol) -> dict:
+    """What in a protocol decides a table's timings (re-measuring noisy units only mends)."""
+    return {k: v for k, v in asdict(protocol).items() if k not in ("max_remeasures", "pause_s")}
+
+
+def _stale(record: dict | None, protocol: TimingProtocol) -> str | None:
+    """Why a cached table that ``record`` describes must be measured again, or None. A table
+    recorded without its protocol was measured with the default one."""
+    if record is None:
+        return None
+    measured = record.get("protocol", _measurement(TimingProtocol()))
+    if measured != _measurement(protocol):
+        return "with another timing protocol (" + ", ".join(
+            f"{k} {v}" for k, v in measured.items()) + ")"
+    if not record.get("good", True):
+        return "while the machine was unsteady"
+    return None
 
 
 def _near_budget(space: SearchSpace, fixed: float, C: np.ndarray, target: float,
@@ -277,7 +296,7 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
     tables (each job is ``(path, columns, id_column, units)``), so that units of different
     tables share machine states. Units whose noise is over NOISY_SPREAD are measured again
-    after a pause (at most ``protocol.remeasure`` more times; the fastest measurement is
+    after a pause (at most ``protocol.max_remeasures`` more times; the fastest measurement is
     kept). A unit that fails to build stops it, after the units built before it are measured
     and kept.
 
@@ -310,7 +329,7 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
                         failure = e
                         break
                 timings = measure(runners, protocol)
-                for _ in range(protocol.remeasure):
+                for _ in range(protocol.max_remeasures):
                     noisy = [i for i, t in enumerate(timings) if noise(t) > NOISY_SPREAD]
                     if not noisy:
                         break
@@ -384,8 +403,9 @@ def read_cache_status(folder: str | os.PathLike) -> dict[str, dict]:
         raise InputError(f"{path}: unreadable cache record ({e}); delete it") from None
 
 
-def _record(folder: Path, qualities: Sequence[TableQuality]) -> None:
-    """Record each table's quality in the folder's CACHE_STATUS (replaced atomically)."""
+def _record(folder: Path, qualities: Sequence[TableQuality], protocol: TimingProtocol) -> None:
+    """Record each table's quality and the protocol that measured it in the folder's
+    CACHE_STATUS (replaced atomically)."""
     if not qualities:
         return
     path = folder / CACHE_STATUS
@@ -395,7 +415,8 @@ def _record(folder: Path, qualities: Sequence[TableQuality]) -> None:
             with open(path) as f:
                 status = json.load(f)
         for q in qualities:
-            status[Path(q.path).name] = {**asdict(q), "good": q.good}
+            status[Path(q.path).name] = {**asdict(q), "good": q.good,
+                                         "protocol": _measurement(protocol)}
         tmp = path.with_name(f".{CACHE_STATUS}.{os.getpid()}")
         with open(tmp, "x") as f:
             json.dump(status, f, indent=1)

@@ -16,6 +16,7 @@ from hwnas import _cli
 from hwnas._files import read_text
 from hwnas.errors import InputError
 from hwnas.profile import (
+    TimingProtocol,
     add_backend_options,
     add_protocol_options,
     backend_from_args,
@@ -83,6 +84,10 @@ def network_zs(args, space: SearchSpace):
 
 def export(args, space: SearchSpace) -> int:
     from hwnas.profile._export import export_for_device
+    if protocol_from_args(args) != TimingProtocol():
+        raise InputError("--export measures nothing here: give the timing options (--warmup, "
+                         "--runs, --rounds, --max-seconds, --pause-s) to runner.py on the "
+                         "device")
     zs = network_zs(args, space) if args.networks or args.from_file else None
     layers = space.unique_layers() if zs is None or args.with_layers else None
     path = export_for_device(args.export, space, zs, layers, args.batch)

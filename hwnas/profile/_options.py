@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas._cli import int_in, non_negative_float, positive_float, positive_int
+from hwnas._cli import int_in, non_negative_float, positive_float
 from hwnas.profile._base import Backend
 from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
 from hwnas.profile._timing import TimingProtocol
@@ -15,7 +15,8 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str | None) ->
     """Add --backend, --context, --device-id, --batch, --threads and --optimization."""
     from hwnas.profile import BACKENDS
     parser.add_argument("--backend", choices=sorted(BACKENDS), default=default,
-                        help="profiler runtime (default: %(default)s)")
+                        help="profiler runtime (default: "
+                             f"{default or 'the first installed of ' + ', '.join(BACKENDS)})")
     parser.add_argument("--context", default="cpu",
                         help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda) "
                              "(default: cpu)")
@@ -38,21 +39,21 @@ def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
     return get_backend(name, **options)
 
 
-def add_protocol_options(parser: argparse.ArgumentParser) -> None:
+def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add --warmup, --runs, --rounds, --max-seconds and --pause-s (``TimingProtocol``)."""
     defaults = TimingProtocol()
     parser.add_argument("--warmup", type=int_in(0, 10**6), default=defaults.warmup,
                         help="untimed runs per unit and round (default: %(default)s)")
-    parser.add_argument("--runs", type=positive_int, default=defaults.runs,
+    parser.add_argument("--runs", type=int_in(1, 10**6), default=defaults.runs,
                         help="timed runs per unit and round, at most (default: %(default)s)")
-    parser.add_argument("--rounds", type=positive_int, default=defaults.rounds,
+    parser.add_argument("--rounds", type=int_in(1, 100), default=defaults.rounds,
                         help="interleaved rounds per unit (default: %(default)s)")
     parser.add_argument("--max-seconds", type=positive_float, default=defaults.max_seconds,
                         help=f"stop a unit's round after this long, once {defaults.min_runs} "
-                             f"runs are done (default: %(default)s)")
+                             f"runs (or --runs, if fewer) are done (default: %(default)s)")
     parser.add_argument("--pause-s", type=non_negative_float, default=defaults.pause_s,
                         help="pause before measuring a noisy unit again (at most "
-                             f"{defaults.remeasure} times; default: %(default)s)")
+                             f"{defaults.max_remeasures} times; default: %(default)s)")
 
 
 def protocol_from_args(args: argparse.Namespace) -> TimingProtocol:

@@ -51,7 +51,7 @@ class TimingProtocol:
     on these shared machines (1.4-1.7 % spread, against 5-7 % for a plain median).
     ``round_spread`` ((max - min) / min of the round medians) records how repeatable the unit
     was. A unit measured while the machine was unsteady (see ``hwnas.profile.noise``) is
-    measured again, at most ``remeasure`` times, each after a pause of ``pause_s`` seconds
+    measured again, at most ``max_remeasures`` times, each after a pause of ``pause_s`` seconds
     (bursts of other jobs last seconds), and keeps its fastest measurement.
     """
 
@@ -60,14 +60,14 @@ class TimingProtocol:
     rounds: int = 3
     min_runs: int = 3
     max_seconds: float = 0.5
-    remeasure: int = 3
+    max_remeasures: int = 3
     pause_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.rounds < 1 or not 1 <= self.min_runs <= self.runs \
-                or self.remeasure < 0 or not self.pause_s >= 0:
+                or self.max_remeasures < 0 or not self.pause_s >= 0:
             raise InputError(f"invalid timing protocol {self}: need warmup >= 0, rounds >= 1, "
-                             f"1 <= min_runs <= runs, remeasure >= 0 and pause_s >= 0")
+                             f"1 <= min_runs <= runs, max_remeasures >= 0 and pause_s >= 0")
 
 
 def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol) -> list[Timing]:

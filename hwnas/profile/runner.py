@@ -189,6 +189,21 @@ def fingerprint(args, batch: int) -> dict:
             "threads": str(args.threads), "dtype": "float32", "batch": str(batch)}
 
 
+def number(kind: type, low: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` >= low (> low where not ``inclusive``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind.__name__}") from None
+        if not (value >= low if inclusive else value > low) or value != value \
+                or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low} and "
+                                             f"finite, got {text}")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -200,12 +215,18 @@ def main(argv=None) -> int:
     p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
     p.add_argument("--optimization", choices=list(OPTIMIZATION_LEVELS), default="all")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--max-seconds", type=float, default=0.5)
-    p.add_argument("--pause-s", type=float, default=REMEASURE_PAUSE_S,
-                   help="pause before measuring a noisy unit again")
+    p.add_argument("--warmup", type=number(int, 0), default=3,
+                   help="untimed runs per unit and round (default: %(default)s)")
+    p.add_argument("--runs", type=number(int, 1), default=10,
+                   help="timed runs per unit and round, at most (default: %(default)s)")
+    p.add_argument("--rounds", type=number(int, 1), default=3,
+                   help="interleaved rounds per unit (default: %(default)s)")
+    p.add_argument("--max-seconds", type=number(float, 0, inclusive=False), default=0.5,
+                   help=f"stop a unit's round after this long, once {MIN_RUNS} runs (or "
+                        f"--runs, if fewer) are done (default: %(default)s)")
+    p.add_argument("--pause-s", type=number(float, 0), default=REMEASURE_PAUSE_S,
+                   help=f"pause before measuring a noisy unit again (at most {REMEASURE} "
+                        f"times; default: %(default)s)")
     args = p.parse_args(argv)
     with open(os.path.join(args.export_dir, "manifest.json")) as f:
         manifest = json.load(f)

@@ -62,7 +62,9 @@ def parser() -> _cli.ArgumentParser:
                         "latencies")
     source.add_argument("--predictor", help="a saved predictor (from python -m hwnas.fit)")
     add_backend_options(p, default=None)
-    add_protocol_options(p)
+    add_protocol_options(p.add_argument_group(
+        "timing", "how the default flow measures its tables and the verify loop its networks "
+                  "(see python -m hwnas.profile)"))
     p.add_argument("--objective", default="macs", help="quantity to maximise: macs, params, "
                    "or module:function, any f(architecture) -> float such as a supernet's "
                    "validation accuracy (default: %(default)s)")

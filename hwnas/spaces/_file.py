@@ -86,8 +86,11 @@ def _load_yaml(text: str, path: str) -> Any:
     yaml: Any = require("yaml", "a YAML space file")  # imported lazily, so its classes are Any
 
     # libyaml's parser where PyYAML was built with it: 10x faster than the pure-Python one on
-    # a space file, 0.7 ms instead of 0.9 s on 3,000 nested brackets
-    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    # a space file; 3,000 nested brackets, which the pure-Python one recurses into for 0.9 s,
+    # are refused at once (its nesting limit is 1,000)
+    libyaml = hasattr(yaml, "CSafeLoader")
+
+    class Loader(yaml.CSafeLoader if libyaml else yaml.SafeLoader):  # type: ignore[misc]
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -101,9 +104,10 @@ def _load_yaml(text: str, path: str) -> Any:
         return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        position = getattr(e, "position", None)  # a character YAML does not allow
-        line = mark.line + 1 if mark else None if position is None else \
-            text.count("\n", 0, position) + 1
+        position = getattr(e, "position", None)  # a character YAML does not allow, counted
+        before = text.encode()[:position].decode(errors="ignore") if libyaml and position \
+            else text[:position]  # in bytes by libyaml, in characters by Python
+        line = mark.line + 1 if mark else None if position is None else before.count("\n") + 1
         problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
         where = f", line {line}" if line else ""
         raise SpaceFileError(f"{path}{where}: not valid YAML: {problem}") from None
