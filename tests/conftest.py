@@ -151,9 +151,12 @@ def nnabla_backend():
 
 @pytest.fixture(scope="session")
 def mobilenet_table(nnabla_backend, tmp_path_factory):
-    """The mobilenet space's layer table, really measured with nnabla on this CPU."""
+    """The mobilenet space's layer table, really measured with nnabla on this CPU, once per
+    test run: xdist workers write one file, the second waiting on the table's lock and then
+    finding every row measured, as two profile processes do."""
     from hwnas.profile import profile_layers
     from hwnas.spaces import get_space
-    path = tmp_path_factory.mktemp("tables") / "layers.csv"
-    return profile_layers(nnabla_backend, get_space("mobilenet").unique_layers(), path, FAST,
-                          show_progress=False)
+    base = tmp_path_factory.getbasetemp()  # a worker's is in the run's folder
+    folder = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return profile_layers(nnabla_backend, get_space("mobilenet").unique_layers(),
+                          folder / "mobilenet-layers.csv", FAST, show_progress=False)
