@@ -156,7 +156,7 @@ def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
     cache = tmp_path / "hwcache"
     # the README's main command, as a real process, measuring with FAST's few runs
     first = subprocess.run([sys.executable, "-m", "hwnas.search", "--budget-ms", "5", "--trials",
-                            "100", "--seed", "0", "--json", str(tmp_path / "r.json"), *FAST_ARGS],
+                            "40", "--seed", "0", "--json", str(tmp_path / "r.json"), *FAST_ARGS],
                            capture_output=True, text=True,
                            env={**os.environ, "HWNAS_CACHE": str(cache)})
     assert first.returncode == 0, first.stderr
