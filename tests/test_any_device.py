@@ -305,7 +305,8 @@ def test_runner_without_onnxruntime_says_what_to_install():
 @pytest.mark.parametrize("option, value, message", [
     ("--runs", "0", "must be >= 1"), ("--rounds", "0", "must be >= 1"),
     ("--pause-s", "-1", "must be >= 0"), ("--pause-s", "nan", "must be >= 0 and finite"),
-    ("--max-seconds", "0", "must be > 0"), ("--runs", "2.5", "'2.5' is not int")])
+    ("--max-seconds", "0", "must be > 0"), ("--runs", "2.5", "'2.5' is not int"),
+    ("--threads", "0", "must be >= 1")])
 def test_runner_refuses_bad_timing_options(tmp_path, capsys, option, value, message):
     from hwnas.profile import runner
     with pytest.raises(SystemExit) as stop:

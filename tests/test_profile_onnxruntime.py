@@ -186,6 +186,28 @@ def test_device_tables_are_cached_and_give_only_the_networks_asked_for(backend):
         assert os.path.exists(layers.path + ".discarded")
 
 
+def test_verification_measures_a_cached_network_table_of_another_protocol_again(backend,
+                                                                               capsys):
+    from hwnas.profile import (
+        device_folder,
+        device_tables,
+        measure_networks,
+        network_table_path,
+        read_cache_status,
+    )
+    space = get_space("nb201")
+    _, nets = device_tables(backend, space, networks=2, protocol=FAST, show_progress=False)
+    path = network_table_path(backend, space)
+    other = dataclasses.replace(FAST, runs=4)
+    capsys.readouterr()
+    measure_networks(backend, space, nets.z[:2], path, other, show_progress=False)
+    assert f"{path.name} in {device_folder(backend)} was measured with another timing " \
+        f"protocol" in capsys.readouterr().err
+    # the discarded table's rows are gone; a network that stayed noisy is not written
+    assert os.path.exists(f"{path}.discarded") and rows_in(path) <= 2
+    assert read_cache_status(device_folder(backend))[path.name]["protocol"]["runs"] == 4
+
+
 def test_a_table_cached_with_another_timing_protocol_is_measured_again(backend, capsys):
     from hwnas.profile import device_folder, device_tables, read_cache_status
     space = get_space("nb201")
@@ -200,3 +222,21 @@ def test_a_table_cached_with_another_timing_protocol_is_measured_again(backend, 
         capsys.readouterr().err
     assert os.path.exists(layers.path + ".discarded")
     assert read_cache_status(device_folder(backend))["layers.csv"]["protocol"]["runs"] == 4
+    # the protocol is recorded before measuring: an interrupted pass's rows are never taken
+    # for another protocol's
+    build, built = backend.runner, []
+
+    def interrupted(graph):
+        if len(built) == 5:
+            raise KeyboardInterrupt
+        built.append(graph)
+        return build(graph)
+
+    with pytest.MonkeyPatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(backend, "runner", interrupted)
+        device_tables(backend, space, networks=2, protocol=FAST, show_progress=False)
+    assert read_cache_status(device_folder(backend))["layers.csv"]["protocol"]["runs"] == 3
+    capsys.readouterr()
+    device_tables(backend, space, networks=2, protocol=other, show_progress=False)
+    assert "was measured with another timing protocol (warmup 1, runs 3," in \
+        capsys.readouterr().err

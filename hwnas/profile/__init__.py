@@ -129,12 +129,16 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
         if why and not remeasure:
             print(f"hwnas: {path.name} in {device_folder(backend)} was measured {why}: "
                   f"measuring it again", file=sys.stderr)
+    discard = [remeasure or bool(why) for why in stale]
+    _record(device_folder(backend), {p.name: {"protocol": _measurement(protocol)} for p, d in
+                                     zip((layers_path, nets_path), discard)
+                                     if d or p.name not in status})
     span = space.design(max(space.n_choices), seed=0)
     layer_units = _layer_units(space.unique_layers())
     qualities, _ = _measure(backend, [(layers_path, LAYER_COLUMNS, "key", layer_units),
                                    (nets_path, NETWORK_COLUMNS, "z", _network_units(space, span))],
                          protocol, "measuring layers and networks" if show_progress else None,
-                         discard_existing=[remeasure or bool(why) for why in stale])
+                         discard_existing=discard)
     layers = _read(read_layer_table, layers_path)
     fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
     nets = _read(read_network_table, nets_path, space)
@@ -156,7 +160,9 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
         wanted |= {z for z, p, t in zip(nets.z, predicted, nets.timings)
                    if abs(p - budget_ms) <= 0.1 * budget_ms and noise(t) <= NOISY_SPREAD}
     last = {q.path: q for q in qualities}  # a table's later pass describes all of it
-    _record(device_folder(backend), list(last.values()), protocol)
+    _record(device_folder(backend), {Path(q.path).name: {**asdict(q), "good": q.good,
+                                                        "protocol": _measurement(protocol)}
+                                     for q in last.values()})
     for q in last.values():
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
@@ -168,18 +174,23 @@ def _measurement(protocol: TimingProtocol) -> dict:
     return {k: v for k, v in asdict(protocol).items() if k not in ("max_remeasures", "pause_s")}
 
 
+def _other_protocol(record: dict, protocol: TimingProtocol) -> str | None:
+    """How a cached table that ``record`` describes was measured, where not with ``protocol``
+    (a table recorded without its protocol was measured with the default one)."""
+    measured = record.get("protocol", _measurement(TimingProtocol()))
+    if measured == _measurement(protocol):
+        return None
+    return "with another timing protocol (" + ", ".join(
+        f"{k} {v}" for k, v in measured.items()) + ")"
+
+
 def _stale(record: dict | None, protocol: TimingProtocol) -> str | None:
-    """Why a cached table that ``record`` describes must be measured again, or None. A table
-    recorded without its protocol was measured with the default one."""
+    """Why a cached table that ``record`` describes must be measured again, or None."""
     if record is None:
         return None
-    measured = record.get("protocol", _measurement(TimingProtocol()))
-    if measured != _measurement(protocol):
-        return "with another timing protocol (" + ", ".join(
-            f"{k} {v}" for k, v in measured.items()) + ")"
     if not record.get("good", True):
-        return "while the machine was unsteady"
-    return None
+        return _other_protocol(record, protocol) or "while the machine was unsteady"
+    return _other_protocol(record, protocol)
 
 
 def _near_budget(space: SearchSpace, fixed: float, C: np.ndarray, target: float,
@@ -224,15 +235,24 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
                      show_progress: bool = True) -> dict[tuple[int, ...], Timing]:
     """Like profile_networks, but a measurement that stays noisy (see ``noise``) is returned
     without being cached, so that it is measured again next time. Returns z -> Timing for
-    every z asked for; the table at ``path`` keeps only the steady ones."""
+    every z asked for; the table at ``path`` keeps only the steady ones. A cached table (see
+    ``device_tables``) measured with another protocol is measured again."""
+    folder, name = Path(path).parent, Path(path).name
+    record = read_cache_status(folder).get(name)
+    other = record is not None and _other_protocol(record, protocol)
+    if other:
+        print(f"hwnas: {name} in {folder} was measured {other}: measuring it again",
+              file=sys.stderr)
+        _record(folder, {name: {"protocol": _measurement(protocol)}})
     _, unsaved = _measure(backend, [(path, NETWORK_COLUMNS, "z", _network_units(space, zs))],
                           protocol, "measuring networks" if show_progress else None,
-                          keep_noisy=False)
+                          discard_existing=[bool(other)], keep_noisy=False)
     timings = {space.parse_z(key): t for key, t in unsaved.items()}
-    if os.path.exists(path):
+    wanted = [tuple(int(v) for v in z) for z in zs]
+    if any(z not in timings for z in wanted):  # in the table (else it may have no rows yet)
         table = _read(read_network_table, path, space)
         timings.update((z, t) for z, t in zip(table.z, table.timings) if z not in timings)
-    return {tuple(int(v) for v in z): timings[tuple(int(v) for v in z)] for z in zs}
+    return {z: timings[z] for z in wanted}
 
 
 Units = dict[str, tuple[Graph, dict[str, str]]]
@@ -403,10 +423,12 @@ def read_cache_status(folder: str | os.PathLike) -> dict[str, dict]:
         raise InputError(f"{path}: unreadable cache record ({e}); delete it") from None
 
 
-def _record(folder: Path, qualities: Sequence[TableQuality], protocol: TimingProtocol) -> None:
-    """Record each table's quality and the protocol that measured it in the folder's
-    CACHE_STATUS (replaced atomically)."""
-    if not qualities:
+def _record(folder: Path, entries: dict[str, dict]) -> None:
+    """Set the entries (table file name -> what is known of it: the protocol measuring it,
+    then its TableQuality) of the folder's CACHE_STATUS (replaced atomically). The protocol is
+    recorded before a table is measured, so that an interrupted pass leaves its rows under
+    the protocol that measured them."""
+    if not entries:
         return
     path = folder / CACHE_STATUS
     with table_lock(path):
@@ -414,9 +436,7 @@ def _record(folder: Path, qualities: Sequence[TableQuality], protocol: TimingPro
         if path.exists():
             with open(path) as f:
                 status = json.load(f)
-        for q in qualities:
-            status[Path(q.path).name] = {**asdict(q), "good": q.good,
-                                         "protocol": _measurement(protocol)}
+        status.update(entries)
         tmp = path.with_name(f".{CACHE_STATUS}.{os.getpid()}")
         with open(tmp, "x") as f:
             json.dump(status, f, indent=1)
@@ -454,9 +474,9 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
             with open(path) as f:  # rows now: verification adds networks after the record
                 rows = sum(1 for _ in f) - 1
             q = status.get(path.name)
-            if q is None:
+            if q is None or "measured_at" not in q:
                 lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
-                             f"{'(not recorded)':<25}")
+                             f"{'(being measured)' if q else '(not recorded)':<25}")
                 continue
             lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                          f"{q['measured_at']:<25}  {100 * q['median_noise']:>5.1f}%  "

@@ -213,7 +213,8 @@ def main(argv=None) -> int:
                    "(default: the export folder)")
     p.add_argument("--device", help="the device's name in the tables (default: its CPU's)")
     p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
+    p.add_argument("--threads", type=number(int, 1), default=1,
+                   help="intra-op threads (default: 1)")
     p.add_argument("--optimization", choices=list(OPTIMIZATION_LEVELS), default="all")
     p.add_argument("--warmup", type=number(int, 0), default=3,
                    help="untimed runs per unit and round (default: %(default)s)")
