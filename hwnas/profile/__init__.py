@@ -125,14 +125,10 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
         network_table_path(backend, space)
     status = read_cache_status(device_folder(backend))
     stale = [_stale(status.get(p.name), protocol) for p in (layers_path, nets_path)]
-    for path, why in zip((layers_path, nets_path), stale):
-        if why and not remeasure:
-            print(f"hwnas: {path.name} in {device_folder(backend)} was measured {why}: "
-                  f"measuring it again", file=sys.stderr)
     discard = [remeasure or bool(why) for why in stale]
-    _record(device_folder(backend), {p.name: {"protocol": _measurement(protocol)} for p, d in
-                                     zip((layers_path, nets_path), discard)
-                                     if d or p.name not in status})
+    for path, why, d in zip((layers_path, nets_path), stale, discard):
+        if d or path.name not in status:
+            _start(path, protocol, None if remeasure else why)
     span = space.design(max(space.n_choices), seed=0)
     layer_units = _layer_units(space.unique_layers())
     qualities, _ = _measure(backend, [(layers_path, LAYER_COLUMNS, "key", layer_units),
@@ -182,6 +178,15 @@ def _other_protocol(record: dict, protocol: TimingProtocol) -> str | None:
         return None
     return "with another timing protocol (" + ", ".join(
         f"{k} {v}" for k, v in measured.items()) + ")"
+
+
+def _start(path: Path, protocol: TimingProtocol, why: str | None) -> None:
+    """Before a cached table is (re)filled: say ``why`` it is measured again, if given, and
+    record the protocol that will measure it (see ``_record``)."""
+    if why:
+        print(f"hwnas: {path.name} in {path.parent} was measured {why}: measuring it again",
+              file=sys.stderr)
+    _record(path.parent, {path.name: {"protocol": _measurement(protocol)}})
 
 
 def _stale(record: dict | None, protocol: TimingProtocol) -> str | None:
@@ -237,13 +242,10 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     without being cached, so that it is measured again next time. Returns z -> Timing for
     every z asked for; the table at ``path`` keeps only the steady ones. A cached table (see
     ``device_tables``) measured with another protocol is measured again."""
-    folder, name = Path(path).parent, Path(path).name
-    record = read_cache_status(folder).get(name)
+    record = read_cache_status(Path(path).parent).get(Path(path).name)
     other = record is not None and _other_protocol(record, protocol)
     if other:
-        print(f"hwnas: {name} in {folder} was measured {other}: measuring it again",
-              file=sys.stderr)
-        _record(folder, {name: {"protocol": _measurement(protocol)}})
+        _start(Path(path), protocol, other)
     _, unsaved = _measure(backend, [(path, NETWORK_COLUMNS, "z", _network_units(space, zs))],
                           protocol, "measuring networks" if show_progress else None,
                           discard_existing=[bool(other)], keep_noisy=False)
