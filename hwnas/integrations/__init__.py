@@ -5,11 +5,16 @@ expected latency fixed + sum_d sum_c p[d, c] C[d, c] of architecture probabiliti
 arrays or nnabla Variables (so it back-propagates into architecture parameters), with
 scale-free loss forms (multiplicative, log and additive in E[lat] / ref) and the reward of
 NNabla NAS's ProxylessNAS searcher.
+``BudgetConstraint`` is that penalty with its weight set by dual ascent, so that the expected
+latency (or a quantile of sampled latencies) lands on a budget; ``derive_z`` returns the most
+likely z within the budget (and memory budgets), exactly.
 ``hwnas.integrations.nnabla_nas.HwnasLatencyEstimator`` (and ``HwnasLatencyGraphEstimator``) are
 NNabla NAS estimators backed by a fitted predictor; ``python -m hwnas.integrations.nnabla_nas``
 runs its command line with them registered.
 """
 
+from hwnas.integrations._constraint import BudgetConstraint
+from hwnas.integrations._derive import Derived, derive_z, log_probs
 from hwnas.integrations._penalty import LatencyPenalty
 
-__all__ = ["LatencyPenalty"]
+__all__ = ["BudgetConstraint", "Derived", "LatencyPenalty", "derive_z", "log_probs"]

@@ -23,6 +23,12 @@ runs NNabla NAS's own command line (as its ``main.py`` does: configuration ``con
 under the working directory, or ``--config-path``) with both estimators registered, so a
 configuration may name ``"regularizer": {"HwnasLatencyEstimator": {"predictor": "p.json",
 "bound": 5, "weight": 0.1}}``.
+
+Constraint mode: ``weight="adaptive"`` makes the reward's exponent a Lagrange multiplier set
+by dual ascent (``hwnas.integrations.BudgetConstraint``): after every ``samples`` estimates
+(the architectures ProxylessNAS samples per validation step, 10) it moves by ``step`` x
+(L / bound - 1), L the mean of their latencies or, with ``quantile``, that quantile. At the
+end, ``derive_searchnet_z`` gives the most likely z of the searched alphas within the bound.
 """
 
 from __future__ import annotations
@@ -39,9 +45,11 @@ import numpy as np
 
 from hwnas._imports import require
 from hwnas.errors import InputError
+from hwnas.integrations._constraint import BudgetConstraint
+from hwnas.integrations._derive import Derived, derive_z
 from hwnas.layers import Layer
 from hwnas.predictors import Predictor, load_predictor
-from hwnas.spaces import Architecture, SearchSpace, chain
+from hwnas.spaces import Architecture, SearchSpace, chain, get_space
 
 _BROKEN = "nnabla_nas.contrib.classification.ofa.networks"
 ESTIMATORS = ("HwnasLatencyEstimator", "HwnasLatencyGraphEstimator")
@@ -269,17 +277,50 @@ def _predictor(predictor: Any) -> Predictor:
 
 def _reward_args(bound: Any, weight: Any) -> tuple[float, float]:
     """bound > 0 and weight >= 0 (finite), as the reward acc * min(1, bound / lat)^weight
-    needs."""
+    needs; weight "adaptive" reads as 0 (the constraint's initial lambda)."""
+    if weight == "adaptive":
+        weight = 0.0
     try:
         bound, weight = float(bound), float(weight)
     except (TypeError, ValueError):
-        raise InputError(f"bound and weight must be numbers, got {bound!r} and {weight!r}") \
-            from None
+        raise InputError(f"bound must be a number and weight a number or 'adaptive', got "
+                         f"{bound!r} and {weight!r}") from None
     if not (np.isfinite(bound) and bound > 0):
         raise InputError(f"bound must be a latency in ms > 0, got {bound}")
     if not (np.isfinite(weight) and weight >= 0):
         raise InputError(f"weight must be >= 0, got {weight}")
     return bound, weight
+
+
+class _Adaptive:
+    """The reward weight of an estimator: fixed, or (``weight="adaptive"``) the lambda of a
+    BudgetConstraint on the bound, updated once per ``samples`` estimates."""
+
+    def __init__(self, bound: Any, weight: Any, step: Any, quantile: Any, samples: Any):
+        self._bound, self._fixed_weight = _reward_args(bound, weight)
+        self.constraint: BudgetConstraint | None = None
+        if weight == "adaptive":
+            if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+                raise InputError(f"samples must be an integer >= 1, got {samples!r}")
+            self.constraint = BudgetConstraint(None, None, self._bound, step=step,
+                                               quantile=quantile)
+        self.samples = samples
+        self._pending: list[float] = []
+
+    @property
+    def _weight(self) -> float:
+        """The exponent NNabla NAS's searcher reads for its reward."""
+        return self._fixed_weight if self.constraint is None else self.constraint.lam
+
+    def _record(self, latency_ms: float) -> float:
+        """Note one estimate; the estimates of a finished validation step update lambda
+        first, so that every sample of a step is rewarded with the same weight."""
+        if self.constraint is not None:
+            if len(self._pending) == self.samples:
+                self.constraint.update(self._pending)
+                self._pending = []
+            self._pending.append(latency_ms)
+        return latency_ms
 
 
 def _estimate(predictor: Predictor, layers: list[Layer], extra_ms: float, network: bool
@@ -303,14 +344,17 @@ def _define_estimators() -> dict[str, type]:
     # Any: nnabla_nas is untyped, and its classes are the bases below
     latency: Any = importlib.import_module("nnabla_nas.utils.estimator.latency")
 
-    class HwnasLatencyEstimator(latency.LatencyEstimator):
+    class HwnasLatencyEstimator(_Adaptive, latency.LatencyEstimator):
         """NNabla NAS's module-based ``LatencyEstimator``, backed by a fitted hwnas predictor.
 
         Args:
             predictor: a fitted layer predictor (lookup, linear, tree, additive_features, or
                 calibrated over one of them), or the path of one saved as JSON.
             bound, weight: read by NNabla NAS's ProxylessNAS searcher for its reward
-                acc * min(1, bound / latency)^weight (bound in ms).
+                acc * min(1, bound / latency)^weight (bound in ms); weight "adaptive" sets
+                it by dual ascent (``constraint``, a BudgetConstraint on the bound).
+            step, quantile, samples: the constraint's step and quantile (None: the mean),
+                and how many estimates make one update (ProxylessNAS samples 10 per step).
             input_shape: (C, H, W) of the network input; by default the module's recorded
                 ``input_shapes``.
             fallback: ``fallback(module, in_shape) -> ms`` for modules with no hwnas Layer.
@@ -320,12 +364,13 @@ def _define_estimators() -> dict[str, type]:
             >>> est.get_estimation(search_net)  # ms of its active candidates
         """
 
-        def __init__(self, predictor: Any, bound: float = 5.0, weight: float = 0.1,
+        def __init__(self, predictor: Any, bound: float = 5.0, weight: float | str = 0.1,
                      input_shape: Sequence[int] | None = None,
-                     fallback: Fallback | None = None):
+                     fallback: Fallback | None = None, *, step: float = 0.5,
+                     quantile: float | None = None, samples: int = 10):
             # LatencyEstimator.__init__ only sets up the profiler, which this one never runs
             self.predictor = _predictor(predictor)
-            self._bound, self._weight = _reward_args(bound, weight)
+            _Adaptive.__init__(self, bound, weight, step, quantile, samples)
             self.input_shape = input_shape
             self.fallback = fallback
 
@@ -347,18 +392,19 @@ def _define_estimators() -> dict[str, type]:
         def get_estimation(self, module) -> float:
             """Latency in ms of a whole network, as the predictor predicts architectures (a
             calibrated predictor adds its offset)."""
-            return _estimate(self.predictor, *self._layers(module), network=True)
+            return self._record(_estimate(self.predictor, *self._layers(module), network=True))
 
-    class HwnasLatencyGraphEstimator(latency.LatencyGraphEstimator):
+    class HwnasLatencyGraphEstimator(_Adaptive, latency.LatencyGraphEstimator):
         """NNabla NAS's graph-based ``LatencyGraphEstimator``, backed by a fitted hwnas
         predictor: ``get_estimation(output_variable)``. Arguments as HwnasLatencyEstimator's;
         ``fallback(function, in_shape) -> ms`` for graph functions with no hwnas Layer."""
 
-        def __init__(self, predictor: Any, bound: float = 5.0, weight: float = 0.1,
-                     fallback: Fallback | None = None):
+        def __init__(self, predictor: Any, bound: float = 5.0, weight: float | str = 0.1,
+                     fallback: Fallback | None = None, *, step: float = 0.5,
+                     quantile: float | None = None, samples: int = 10):
             # LatencyGraphEstimator.__init__ only sets up the profiler, never run here
             self.predictor = _predictor(predictor)
-            self._bound, self._weight = _reward_args(bound, weight)
+            _Adaptive.__init__(self, bound, weight, step, quantile, samples)
             self.fallback = fallback
 
         def predict(self, graph) -> float:
@@ -368,7 +414,8 @@ def _define_estimators() -> dict[str, type]:
         def get_estimation(self, graph) -> float:
             """Latency in ms of the network whose output is ``graph``, as the predictor
             predicts architectures."""
-            return _estimate(self.predictor, *graph_layers(graph, self.fallback), network=True)
+            return self._record(_estimate(self.predictor, *graph_layers(graph, self.fallback),
+                                          network=True))
 
     for cls in (HwnasLatencyEstimator, HwnasLatencyGraphEstimator):
         cls.__module__ = __name__
@@ -473,6 +520,29 @@ def choice_blocks(net) -> list:
 def get_z(net) -> tuple[int, ...]:
     """hwnas ``mobilenet`` z of a SearchNet's active candidates (same candidate order)."""
     return tuple(int(block._mixed.active_index) for block in choice_blocks(net))
+
+
+def alphas(net) -> list[np.ndarray]:
+    """The architecture logits of a SearchNet, one 1-D array per ChoiceBlock (entry of z)."""
+    return [np.asarray(block._mixed._alpha.d, dtype=float).ravel()
+            for block in choice_blocks(net)]
+
+
+def derive_searchnet_z(net, predictor: Any, budget_ms: float, *,
+                       space: SearchSpace | None = None, top: int = 1,
+                       max_param_bytes: int | None = None,
+                       max_activation_bytes: int | None = None) -> list[Derived]:
+    """The most likely z of a searched SearchNet (by its alphas) whose predicted latency is
+    within ``budget_ms``: ``derive_z`` on hwnas's ``mobilenet`` space (or ``space``, the
+    one that the SearchNet's settings match).
+
+    Example:
+        >>> best = derive_searchnet_z(net, "p.json", budget_ms=5.0)[0]  # doctest: +SKIP
+        >>> set_z(net, best.z)  # doctest: +SKIP
+    """
+    space = get_space("mobilenet") if space is None else space
+    return derive_z(space, _predictor(predictor), alphas(net), budget_ms, top=top,
+                    max_param_bytes=max_param_bytes, max_activation_bytes=max_activation_bytes)
 
 
 def set_z(net, z: Sequence[int], space: SearchSpace | None = None) -> None:

@@ -1,0 +1,178 @@
+"""derive_z: the most likely architecture within the budgets, exactly.
+
+A differentiable or sampling-based search ends with scores per decision and choice
+(architecture logits or probabilities). Taking argmax per decision ignores the budget; here
+the z with the highest total log-probability whose predicted latency is within the budget is
+found by the multiple-choice knapsack that ``hwnas.search``'s exact sampler solves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import InputError
+from hwnas.predictors import Predictor
+from hwnas.search import BudgetError, Budgets, LatencyModel
+from hwnas.search._exact import knapsack
+from hwnas.spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class Derived:
+    """One derived architecture: its z, predicted latency and total log-probability."""
+
+    z: tuple[int, ...]
+    predicted_latency_ms: float
+    log_prob: float
+
+
+def log_probs(space: SearchSpace, scores: Any) -> np.ndarray:
+    """(decisions, choices) log-probabilities of ``scores``, NaN beyond a decision's choices
+    and where a probability is 0 (never chosen).
+
+    ``scores`` is an array (decisions x choices; columns beyond a decision's choices are
+    ignored) or a sequence of one 1-D array per decision (as NNabla NAS keeps its alphas). A
+    row of non-negative numbers that sums to 1 is read as probabilities; any other row as
+    logits (log-softmax over the decision's choices, which ranks z as the summed logits do).
+
+    Example:
+        >>> log_probs(space, np.zeros((len(space.decisions), 7)))  # doctest: +SKIP
+    """
+    n = space.n_choices
+    D, K = len(n), max(n)
+    if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence):
+        try:
+            array = np.asarray(scores, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(f"scores must be numbers, decisions x choices, got "
+                             f"{type(scores).__name__}") from None
+        if array.ndim != 2 or array.shape[0] != D or array.shape[1] < K:
+            raise InputError(f"scores must have shape ({D}, {K}) (decisions x choices) for "
+                             f"space {space.name!r}, got {array.shape}")
+        rows = [array[d, :n[d]] for d in range(D)]
+    else:
+        if len(scores) != D:
+            raise InputError(f"scores must have one row per decision ({D} for space "
+                             f"{space.name!r}), got {len(scores)}")
+        rows = []
+        for d, row in enumerate(scores):
+            try:
+                values = np.asarray(row, dtype=float).ravel()
+            except (TypeError, ValueError):
+                raise InputError(f"scores of decision {space.decisions[d].name!r} must be "
+                                 f"numbers, got {type(row).__name__}") from None
+            if len(values) < n[d]:
+                raise InputError(f"scores of decision {space.decisions[d].name!r} must have "
+                                 f"{n[d]} entries (one per choice), got {len(values)}")
+            rows.append(values[:n[d]])
+    out = np.full((D, K), np.nan)
+    for d, row in enumerate(rows):
+        if not np.all(np.isfinite(row)):
+            raise InputError(f"scores of decision {space.decisions[d].name!r} must be finite, "
+                             f"got {row}")
+        if np.all(row >= 0) and abs(row.sum() - 1.0) <= 1e-6:
+            with np.errstate(divide="ignore"):
+                logp = np.log(row)
+            out[d, :n[d]] = np.where(row > 0, logp, np.nan)
+        else:
+            shifted = row - row.max()
+            out[d, :n[d]] = shifted - np.log(np.exp(shifted).sum())
+    return out
+
+
+def derive_z(space: SearchSpace, predictor: Predictor, scores: Any, budget_ms: float, *,
+             top: int = 1, max_param_bytes: int | None = None,
+             max_activation_bytes: int | None = None) -> list[Derived]:
+    """The ``top`` z with the highest total log-probability whose predicted latency is within
+    ``budget_ms`` (and within the memory budgets), best first: exact, by the multiple-choice
+    knapsack of ``hwnas.search``'s exact sampler (dynamic programming over latency).
+
+    Args:
+        space: the searched space (additive: not ``nb201-pruned``).
+        predictor: a fitted predictor with a cost matrix (not ``tree_z``).
+        scores: logits or probabilities per decision x choice (see ``log_probs``).
+        budget_ms: the latency budget, in the predictor's ms.
+        top: how many z to return (fewer where fewer fit).
+        max_param_bytes: a budget on parameter bytes (additive: the knapsack keeps more z by
+            score until the best ones within it are certain).
+        max_activation_bytes: a budget on peak activation bytes (per choice: a choice that
+            exceeds it is never taken).
+
+    Returns:
+        ``Derived`` (z, predicted_latency_ms, log_prob), best first.
+
+    Raises:
+        InputError (``hwnas.search.BudgetError`` without memory budgets) where nothing fits,
+        naming the least latency that can be reached.
+
+    Example:
+        >>> best = derive_z(space, predictor, alpha, budget_ms=5.0)[0]  # doctest: +SKIP
+        >>> best.z, best.predicted_latency_ms  # doctest: +SKIP
+    """
+    try:
+        budget_ms = float(budget_ms)
+    except (TypeError, ValueError):
+        raise InputError(f"budget_ms must be a number, got {budget_ms!r}") from None
+    if not (math.isfinite(budget_ms) and budget_ms > 0):
+        raise InputError(f"budget_ms must be a finite latency > 0 ms, got {budget_ms}")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise InputError(f"top must be an integer >= 1, got {top!r}")
+    model = LatencyModel(space, predictor)
+    if model.C is None or model.fixed is None:
+        raise InputError(f"derive_z needs latency additive over decisions: the "
+                         f"{predictor.kind} predictor on space {space.name!r} has no cost "
+                         f"matrix (use a layer predictor, additive, or calibrated over one)")
+    budgets = Budgets(model, None, max_param_bytes=max_param_bytes,
+                      max_activation_bytes=max_activation_bytes)
+    value = log_probs(space, scores)
+    allowed = budgets.feasibility().allowed & ~np.isnan(value)
+    cost = np.where(allowed, model.C, np.nan)
+    value = np.where(allowed, value, np.nan)
+    by_params = "param_bytes" in budgets.memory
+    keep = top
+    while True:
+        found = knapsack(fixed_cost=model.fixed, cost=cost, fixed_value=0.0, value=value,
+                         budget=budget_ms, keep=keep)
+        complete = len(found) < keep  # nothing was pruned: every z within the budget is here
+        best = found[:keep]
+        if by_params and best:
+            best = [p for p, ok in zip(best, budgets.fits(np.array([z for _, _, z in best])))
+                    if ok]
+        if len(best) >= top or complete or not by_params:
+            break
+        keep *= 4
+    if not best:
+        raise _nothing_fits(space, budgets, model.fixed, cost, budget_ms)
+    return [Derived(z, lat, lp) for lat, lp, z in best[:top]]
+
+
+def _nothing_fits(space: SearchSpace, budgets: Budgets, fixed: float, cost: np.ndarray,
+                  budget_ms: float) -> InputError:
+    """The error for a budget nothing meets, naming the least latency within the other
+    budgets (and choices of probability 0 left out)."""
+    if "param_bytes" in budgets.memory:
+        matrix = budgets.memory["param_bytes"]
+        assert matrix is not None  # additive spaces only reach here
+        p_fixed, P = matrix
+        least = knapsack(fixed_cost=p_fixed, cost=np.where(np.isnan(cost), np.nan, P),
+                         fixed_value=-fixed, value=-cost,
+                         budget=float(budgets.limits["param_bytes"] or 0))
+        if not least:
+            return InputError(f"no architecture of space {space.name!r} fits max_param_bytes "
+                              f"= {budgets.limits['param_bytes']:g}")
+        min_latency_ms = -least[0][1]
+    else:
+        min_latency_ms = float(fixed + np.nanmin(cost, axis=1).sum())
+    limits = [f"{k} = {v:g}" for k, v in (("max_param_bytes", budgets.limits["param_bytes"]),
+              ("max_activation_bytes", budgets.limits["peak_activation_bytes"]))
+              if v is not None]
+    if not limits:
+        return BudgetError(budget_ms, min_latency_ms)
+    return InputError(f"no architecture meets the budget of {budget_ms:g} ms: within "
+                      f"{' and '.join(limits)} the smallest predicted latency is "
+                      f"{min_latency_ms:.3f} ms")
