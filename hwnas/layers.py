@@ -42,6 +42,10 @@ OPS = {
     "bn": ("act",),
     # element-wise sum of two tensors of in_shape
     "add": (),
+    # FBNet block (HW-NAS-Bench's ConvBlock): 1x1 conv (groups g) to in x e channels,
+    # bn-relu, channel shuffle when g > 1, kxk depthwise conv with the stride, bn-relu, 1x1
+    # conv (groups g) to out, bn, plus the residual add when stride is 1 and channels match
+    "fbblock": ("out", "k", "s", "e", "g"),
 }
 #: how many input tensors an op takes
 ARITY = {"add": 2}
@@ -63,7 +67,9 @@ class Step:
     Kinds: ``conv`` (no bias, padded by ``pad``; depthwise when ``groups`` equals its input
     channels), ``bn`` (batch norm in inference form, then ``act``), ``relu``, ``avgpool``
     (padding not counted), ``gap`` (global average pooling), ``linear`` (fully connected with
-    bias over the flattened input) and ``add`` (element-wise sum of two tensors).
+    bias over the flattened input), ``add`` (element-wise sum of two tensors) and ``shuffle``
+    (channel shuffle of ``groups`` groups: (C, H, W) seen as (g, C / g, H, W), the first two
+    axes swapped, as ShuffleNet).
     """
 
     kind: str
@@ -103,6 +109,19 @@ def steps(layer: Layer) -> tuple[Step, ...]:
         if s == 1 and c == out:  # the residual: only where the block keeps the shape
             program.append(Step("add", (0, n + 4)))
         return tuple(program)
+    if layer.op == "fbblock":
+        hidden, g = c * layer.expand, layer.groups
+        program = [_conv(0, hidden, 1, 1, g), Step("bn", (1,), act="relu")]
+        if g > 1:
+            program.append(Step("shuffle", (2,), groups=g))
+        n = len(program)
+        program += [_conv(n, hidden, k, s, hidden),
+                    Step("bn", (n + 1,), act="relu"),
+                    _conv(n + 2, out, 1, 1, g),
+                    Step("bn", (n + 3,))]
+        if s == 1 and c == out:
+            program.append(Step("add", (0, n + 4)))
+        return tuple(program)
     if layer.op == "relu_conv_bn":
         return (Step("relu", (0,)), _conv(1, out, k, s), Step("bn", (2,)))
     if layer.op == "avgpool":
@@ -131,8 +150,8 @@ class Layer:
         out_channels: output channels (for ``gap``: the input channels).
         kernel: square kernel size.
         stride: stride.
-        groups: convolution groups (``conv``).
-        expand: expansion ratio (``mbconv``).
+        groups: convolution groups (``conv``; the 1x1 convs of ``fbblock``).
+        expand: expansion ratio (``mbconv``, ``fbblock``).
         act: activation after batch norm (``conv``).
 
     Example:
@@ -170,9 +189,10 @@ class Layer:
             object.__setattr__(self, name, int(value))
         if not isinstance(self.act, str) or self.act not in ACTIVATIONS:
             raise InputError(f"{self.op}: act must be one of {ACTIVATIONS}, got {self.act!r}")
-        if self.op == "conv" and (shape[0] % self.groups or self.out_channels % self.groups):
-            raise InputError(f"conv: groups={self.groups} must divide in channels {shape[0]} "
-                             f"and out channels {self.out_channels}")
+        if self.op in ("conv", "fbblock") and (shape[0] % self.groups or
+                                                self.out_channels % self.groups):
+            raise InputError(f"{self.op}: groups={self.groups} must divide in channels "
+                             f"{shape[0]} and out channels {self.out_channels}")
         object.__setattr__(self, "_costs", _costs(self))
 
     @functools.cached_property
@@ -264,7 +284,7 @@ def step_shapes(layer: Layer) -> list:
             shapes.append((c, 1, 1))
         elif step.kind == "linear":
             shapes.append((step.out, 1, 1))
-        else:  # bn, relu, add: element-wise
+        else:  # bn, relu, add, shuffle: element-wise
             if any(shapes[i] != shapes[step.inputs[0]] for i in step.inputs):
                 raise InputError(f"{layer.op}: add of shapes {[shapes[i] for i in step.inputs]}")
             shapes.append((c, h, w))
@@ -299,10 +319,10 @@ def _costs(layer: Layer) -> dict:
     if macs == 0 and layer.op in ("bn", "add"):
         macs = size  # one per element; inside a block, element-wise steps are not counted
     out = shapes[-1]
-    if layer.op == "mbconv":
+    if layer.op in ("mbconv", "fbblock"):
         # the block input stays alive to the residual add; otherwise only neighbours coexist
         tensors = [size] + [math.prod(shapes[first + i]) for i, step in enumerate(program)
-                            if step.kind == "conv"]
+                            if step.kind in ("conv", "shuffle")]
         residual = program[-1].kind == "add"
         peak = max(a + b for a, b in zip(tensors, tensors[1:])) + (size if residual else 0)
     elif layer.op == "resblock":

@@ -72,7 +72,7 @@ class Fingerprint:
         return f"{self.backend}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
     def describe(self) -> str:
-        if self.backend == "unknown":  # an imported table that names only its device
+        if self.backend in ("unknown", "catalogue"):  # imported or shipped (hwnas.devices)
             return f"{self.device}, batch {self.batch}"
         return (f"{self.backend} {self.backend_version} on {self.device}, "
                 f"{self.threads} thread(s), {self.dtype}, batch {self.batch}")

@@ -94,7 +94,9 @@ def _every_op():
     extra = [Layer("bn", (8, 6, 6), act="relu"), Layer("add", (8, 6, 6)),
              Layer("conv", (8, 7, 7), 16, kernel=5, stride=2, groups=4, act="none"),
              Layer("mbconv", (8, 7, 7), 8, kernel=5, stride=1, expand=1),
-             Layer("avgpool", (8, 7, 7), kernel=3, stride=2)]
+             Layer("avgpool", (8, 7, 7), kernel=3, stride=2),
+             Layer("fbblock", (8, 7, 7), 8, kernel=3, stride=1, expand=1, groups=2),
+             Layer("fbblock", (8, 7, 7), 16, kernel=5, stride=2, expand=3, groups=1)]
     layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers() + extra
     assert {layer.op for layer in layers} == set(OPS)
     return layers

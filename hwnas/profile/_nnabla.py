@@ -52,6 +52,11 @@ def build(graph: Graph, x, batch_norm_stats: bool = False):
             return PF.affine(h, step.out)
         if step.kind == "add":
             return F.add2(xs[0], xs[1])
+        if step.kind == "shuffle":
+            n, c, height, width = h.shape
+            g = step.groups
+            h = F.transpose(F.reshape(h, (n, g, c // g, height, width)), (0, 2, 1, 3, 4))
+            return F.reshape(h, (n, c, height, width))
         raise ProfileError(f"the nnabla backend cannot build step {step.kind!r}")
 
     def apply(i: int, layer: Layer, xs: list):

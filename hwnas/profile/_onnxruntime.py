@@ -49,8 +49,8 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
     const("zero", np.array(0.0))
     const("six", np.array(6.0))
 
-    def step(s: Step, xs: list, cin: int, n_in: int, p: str) -> str:
-        h = xs[0]
+    def step(s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        h, cin, n_in = xs[0], shape[0], int(np.prod(shape))
         if s.kind == "conv":
             fan_in = cin // s.groups * s.kernel ** 2
             w = weight(f"{p}.w", (s.out, cin // s.groups, s.kernel, s.kernel),
@@ -78,14 +78,24 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
                                  weight(f"{p}.b", (s.out,))], f"{p}.gemm", transB=1)
         if s.kind == "add":
             return node("Add", xs, f"{p}.add")
+        if s.kind == "shuffle":
+            c, height, width = shape
+            g = s.groups
+            # shapes as Constant nodes, not initializers: initializers are the parameters
+            split = node("Constant", [], f"{p}.split", value=numpy_helper.from_array(
+                np.array([batch, g, c // g, height, width], np.int64)))
+            merge = node("Constant", [], f"{p}.merge", value=numpy_helper.from_array(
+                np.array([batch, c, height, width], np.int64)))
+            h = node("Reshape", [h, split], f"{p}.grouped")
+            h = node("Transpose", [h], f"{p}.swapped", perm=[0, 2, 1, 3, 4])
+            return node("Reshape", [h, merge], f"{p}.shuffle")
         raise ProfileError(f"ONNX export cannot build step {s.kind!r}")
 
     def apply(i: int, layer: Layer, xs: list) -> str:
         tensors, shapes = list(xs), step_shapes(layer)
         for j, s in enumerate(steps(layer)):
-            shape = shapes[s.inputs[0]]
-            tensors.append(step(s, [tensors[k] for k in s.inputs], shape[0],
-                                int(np.prod(shape)), f"{i}_{layer.op}.{j}"))
+            tensors.append(step(s, [tensors[k] for k in s.inputs], shapes[s.inputs[0]],
+                                f"{i}_{layer.op}.{j}"))
         return tensors[-1]
 
     inputs = [("x", [batch, *graph[0][0].in_shape])]

@@ -20,12 +20,14 @@ from hwnas.spaces._base import (
     walk,
 )
 from hwnas.spaces._file import SpaceFileError, read_space_file, space_from_dict
+from hwnas.spaces.fbnet import fbnet
 from hwnas.spaces.mobilenet import mobilenet
 from hwnas.spaces.nb201 import nb201
 
 #: built-in spaces by name, each a function returning a SearchSpace with its defaults
 SPACES: dict[str, Callable[[], SearchSpace]] = {
-    "mobilenet": mobilenet, "nb201": nb201, "nb201-pruned": lambda: nb201(prune=True)}
+    "mobilenet": mobilenet, "nb201": nb201, "nb201-pruned": lambda: nb201(prune=True),
+    "fbnet": fbnet}
 
 
 def get_space(name: str) -> SearchSpace:
@@ -45,6 +47,6 @@ def load_space(name_or_path: str) -> SearchSpace:
 
 
 __all__ = ["INPUT", "Architecture", "Decision", "Graph", "NotAdditiveError", "SearchSpace",
-           "SpaceFileError", "SPACES", "additive_cost", "chain", "format_z", "get_space",
+           "SpaceFileError", "SPACES", "additive_cost", "chain", "fbnet", "format_z", "get_space",
            "load_space", "mobilenet", "nb201", "parse_z", "read_space_file", "space_from_dict",
            "unit_graph", "walk"]

@@ -1,0 +1,28 @@
+"""Measured latency tables of real devices, shipped with hwnas: search for them offline.
+
+43 network tables (21 devices on ``nb201``, every cell; 22 on ``fbnet``, the same 5,000
+architectures each) from HW-NAS-Bench and BRP-NAS's LatBench, as redistributed by HELP (MIT
+licence, see ``data/LICENSE``). ``python -m hwnas.devices`` lists them.
+
+Example:
+    >>> from hwnas.devices import list_devices, load_device
+    >>> [d.name for d in list_devices("fbnet")][:2]
+    ['1080ti_1', '1080ti_32']
+    >>> load_device("pixel3", "nb201").space
+    'nb201'
+"""
+
+from hwnas.devices._catalogue import (
+    KINDS,
+    SOURCES,
+    DeviceInfo,
+    DeviceMatrix,
+    UnknownDeviceError,
+    device_info,
+    device_matrix,
+    list_devices,
+    load_device,
+)
+
+__all__ = ["KINDS", "SOURCES", "DeviceInfo", "DeviceMatrix", "UnknownDeviceError",
+           "device_info", "device_matrix", "list_devices", "load_device"]
