@@ -12,6 +12,10 @@ Example:
     'nb201'
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from hwnas.devices._catalogue import (
     KINDS,
     SOURCES,
@@ -24,5 +28,17 @@ from hwnas.devices._catalogue import (
     load_device,
 )
 
+if TYPE_CHECKING:
+    from hwnas.devices._predictor import device_predictor
+
+
+def __getattr__(name: str) -> Any:
+    """``device_predictor`` loads the predictors (scikit-learn) on first use only, so that
+    listing the tables stays quick."""
+    if name != "device_predictor":
+        raise AttributeError(f"module 'hwnas.devices' has no attribute {name!r}")
+    from hwnas.devices._predictor import device_predictor
+    return device_predictor
+
 __all__ = ["KINDS", "SOURCES", "DeviceInfo", "DeviceMatrix", "UnknownDeviceError",
-           "device_info", "device_matrix", "list_devices", "load_device"]
+           "device_info", "device_matrix", "device_predictor", "list_devices", "load_device"]

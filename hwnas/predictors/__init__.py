@@ -2,7 +2,8 @@
 
 Kinds: ``lookup`` (exact, from a layer table), ``linear`` and ``tree`` (regressors over layer
 features, per op kind), ``additive`` and ``additive_features`` (fitted from measured
-networks), ``tree_z`` (non-additive, over z), and ``calibrated`` (a * any + b).
+networks), ``tree_z`` (non-additive, over z), ``measured`` (each z's measured latency, looked
+up), and ``calibrated`` (a * any + b).
 """
 
 from hwnas.predictors._base import (
@@ -15,6 +16,7 @@ from hwnas.predictors._base import (
 from hwnas.predictors._calibrated import CalibratedPredictor
 from hwnas.predictors._evaluate import evaluate
 from hwnas.predictors._lookup import LookupPredictor, UnseenLayerError
+from hwnas.predictors._measured import MeasuredPredictor, UnmeasuredError
 from hwnas.predictors._network import (
                                     AdditiveFeaturesPredictor,
                                     AdditivePredictor,
@@ -28,6 +30,7 @@ from hwnas.predictors._regressors import LinearPredictor, TreePredictor
 KINDS = Predictor._registry
 
 __all__ = ["AdditiveFeaturesPredictor", "AdditivePredictor", "CalibratedPredictor", "KINDS",
-           "LinearPredictor", "LookupPredictor", "NotAdditiveError", "NotFittedError",
-           "Predictor", "TreePredictor", "TreeZPredictor", "UnknownChoiceError",
-           "UnknownChoiceWarning", "UnseenLayerError", "evaluate", "from_dict", "load_predictor"]
+           "LinearPredictor", "LookupPredictor", "MeasuredPredictor", "NotAdditiveError",
+           "NotFittedError", "Predictor", "TreePredictor", "TreeZPredictor",
+           "UnknownChoiceError", "UnknownChoiceWarning", "UnmeasuredError", "UnseenLayerError",
+           "evaluate", "from_dict", "load_predictor"]
