@@ -600,14 +600,38 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Cand
                      upper_ms)
 
 
+#: the most architectures the exact sampler enumerates where latency is not additive
+MAX_ENUMERATED = 1_000_000
+
+
+def _enumerated_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
+                       budget_ms: float, allowed: np.ndarray) -> SearchResult:
+    """The exact sampler where latency is not additive (a measured table, nb201-pruned):
+    every z of the (small) space evaluated, the ``top`` best within the budgets."""
+    model, space = budgets.model, budgets.model.space
+    assert goal.matrix is not None
+    Z = np.stack(np.meshgrid(*map(np.arange, space.n_choices), indexing="ij"),
+                 axis=-1).reshape(-1, len(space.n_choices))
+    latency = model.mean(Z)
+    value = space.evaluate_z(Z, *goal.matrix)
+    ok = (latency <= budget_ms) & allowed[np.arange(Z.shape[1]), Z].all(axis=1)
+    if not ok.any():
+        raise BudgetError(budget_ms, float(latency.min()))
+    rows = np.flatnonzero(ok)[np.lexsort((latency[ok], -value[ok]))][:settings.top]
+    best = [_candidate(space, Z[i], float(latency[i]), float(value[i])) for i in rows]
+    return SearchResult(space.name, budget_ms, goal.name, settings.mode, "exact", 0,
+                        int(ok.sum()), float(latency.min()), best, None)
+
+
 def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
                   budget_ms: float) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
     model, mode, top = budgets.model, settings.mode, settings.top
     space, fixed, C = model.space, model.fixed, model.C
-    if C is None or fixed is None:
-        raise InputError("the exact sampler needs an additive predictor (not tree_z) and "
-                         "space (not nb201-pruned)")
+    if (C is None or fixed is None) and space.size > MAX_ENUMERATED:
+        raise InputError(f"the exact sampler needs an additive predictor (not tree_z) and "
+                         f"space (not nb201-pruned), or a space of at most {MAX_ENUMERATED:,} "
+                         f"architectures to enumerate")
     if goal.matrix is None or mode != "constraint":
         raise InputError("the exact sampler needs a built-in objective (macs, params) and "
                          "--mode constraint")
@@ -619,6 +643,8 @@ def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSet
                          "tpe, nsga2 or random with --max-params / --max-param-kb")
     allowed = budgets.feasibility().allowed
     fixed_v, V = goal.matrix
+    if C is None or fixed is None:
+        return _enumerated_result(budgets, goal, settings, budget_ms, allowed)
     found = knapsack(fixed_cost=fixed, cost=np.where(allowed, C, np.nan),
                      fixed_value=fixed_v, value=V, budget=budget_ms, keep=top)
     min_latency_ms = float(fixed + np.nanmin(C, axis=1).sum())
