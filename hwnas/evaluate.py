@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from hwnas import _cli
+from hwnas.devices import load_device
+from hwnas.errors import InputError
 from hwnas.predictors import evaluate, load_predictor
 from hwnas.predictors._evaluate import plot_predicted_vs_measured
 from hwnas.spaces import load_space
@@ -22,12 +24,13 @@ PROG = "python -m hwnas.evaluate"
 def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--predictor", required=True, help="predictor file (from hwnas.fit)")
-    p.add_argument("--networks", required=True, metavar="CSV", help="measured network table")
+    p.add_argument("--networks", metavar="CSV", help="measured network table (or --device)")
     _cli.add_space_option(p, None)
     p.add_argument("--target", help="column to score (default: the predictor's target)")
     p.add_argument("--device", metavar="NAME",
-                   help="the device the network table was measured on, where it has no device "
-                        "column")
+                   help="without --networks: a shipped device (python -m hwnas.devices) whose "
+                        "measured networks to score on; with them: the device they were "
+                        "measured on, where they have no device column")
     p.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
     p.add_argument("--plot", metavar="PNG", help="plot predicted against measured")
     return p
@@ -37,8 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     predictor = load_predictor(args.predictor)
     space = load_space(args.space) if args.space else None
-    networks = read_network_table(args.networks, space, target=args.target or predictor.target,
-                                  device=args.device)
+    if args.networks:
+        networks = read_network_table(args.networks, space,
+                                      target=args.target or predictor.target, device=args.device)
+    elif args.device:
+        networks = load_device(args.device, args.space or getattr(predictor, "space_", None))
+    else:
+        raise InputError("give the measured networks: --networks CSV, or --device NAME of a "
+                         "shipped device")
     space = space or load_space(networks.space)
     if networks.fingerprint != predictor.fingerprint_:
         print(f"{PROG}: warning: the networks were measured on "
@@ -46,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{predictor.fingerprint_.describe()}", file=sys.stderr)
     result = evaluate(predictor, networks, space, args.target)
     metrics = {k: v for k, v in result.items() if k not in ("predicted", "measured")}
-    print(f"{predictor.kind} predictor on {metrics['n']} networks of {args.networks} "
+    print(f"{predictor.kind} predictor on {metrics['n']} networks of {networks.path} "
           f"({metrics['target']})")
     print(f"  MAPE {metrics['mape_pct']:.2f} %   RMSPE {metrics['rmspe_pct']:.2f} %   "
           f"within 5/10/15 %: {metrics['within_5_pct']:.0f} / {metrics['within_10_pct']:.0f} "
@@ -54,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"Spearman rho {metrics['spearman_rho']:.3f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"predictor": args.predictor, "networks": args.networks, **metrics}, f,
+            json.dump({"predictor": args.predictor, "networks": networks.path, **metrics}, f,
                       indent=1)
             f.write("\n")
     if args.plot:

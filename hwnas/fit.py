@@ -3,7 +3,8 @@
 Layer models (lookup, linear, tree) fit on --layers; network models (additive,
 additive_features, tree_z) on --networks. --calibrate-with wraps the model in a calibration
 true ~ a * predicted + b fitted on measured networks. Network tables need only space, z and the
-target column (numbers from any tool); --device names the device they were measured on.
+target column (numbers from any tool); --device names the device they were measured on, or
+without --networks a shipped device (python -m hwnas.devices) whose measured networks to fit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 from hwnas import _cli
+from hwnas.devices import load_device
 from hwnas.errors import InputError
 from hwnas.predictors import KINDS, CalibratedPredictor, Predictor, UnknownChoiceWarning
 from hwnas.spaces import SearchSpace, load_space
@@ -36,8 +38,9 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--target", default="latency_ms",
                    help="table column to fit, e.g. energy_mj (default: %(default)s)")
     p.add_argument("--device", metavar="NAME",
-                   help="the device the network tables were measured on, where they have no "
-                        "device column (e.g. 'Pixel 7, TFLite 2.16, 4 threads')")
+                   help="without --networks: a shipped device (python -m hwnas.devices) whose "
+                        "measured networks to fit on; with them: the device they were measured "
+                        "on, where they have no device column (e.g. 'Pixel 7, TFLite 2.16')")
     p.add_argument("--allow-mixed-devices", action="store_true",
                    help="allow calibration networks measured on another device than layers")
     p.add_argument("--out", required=True, help="predictor file to write (JSON)")
@@ -56,13 +59,15 @@ def fit_predictor(args) -> tuple[Predictor, SearchSpace | None]:
     space = None
     if args.device and not (cls.from_networks or args.calibrate_with):
         raise InputError("--device names the device of network tables (--networks, "
-                         "--calibrate-with); a layer table carries its own")
+                         "--calibrate-with) or a shipped device to fit a network model on; a "
+                         "layer table carries its own")
     if cls.from_networks:
-        if not args.networks:
+        if not args.networks and not args.device:
             raise InputError(f"--model {args.model} is fitted from measured networks: give "
-                             f"--networks")
+                             f"--networks, or --device NAME of a shipped device")
         networks = read_network_table(args.networks, _space(args), target=args.target,
-                                      device=args.device)
+                                      device=args.device) if args.networks else \
+            load_device(args.device, args.space)
         space = _space(args) or load_space(networks.space)
         model.fit(networks, space)
     else:
