@@ -1,33 +1,78 @@
-"""The one calibration line of the project: true latency ~ a * predicted + b."""
+"""The one calibration line of the project: true latency ~ a * predicted + b, inside physics."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from hwnas.errors import InputError
 
+#: the slopes a calibration may take where its caller names none (true latency over layer
+#: sum: 0.75-1.04 was measured across runtimes, see hwnas.profile.Backend.calibration_slope)
+SLOPE_BOUNDS = (0.5, 2.0)
+#: the predicted latencies must span at least this share of their median to fix a slope;
+#: narrower, the line is a ratio through 0
+MIN_SPAN = 0.15
 
-def fit_line(x, y) -> tuple[float, float]:
-    """y ~ a x + b by least squares, where that is a rising line (a > 0); else the ratio
-    through 0 (a = sum y / sum x, b = 0), which still passes through the points' mean, so
-    that it is right where they are. The one calibration line of the project: the device
-    tables choose their networks near the budget with it, and the search predicts with it.
 
-    Raises InputError where not even the ratio is a finite a > 0 (no positive latencies).
+@dataclass(frozen=True)
+class Line:
+    """true ~ a * predicted + b, and how it was fitted (``how``: what a user should know)."""
+
+    a: float
+    b: float
+    how: str
+
+
+def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS) -> Line:
+    """The calibration line through measured networks: predicted ``x``, measured ``y`` (ms).
+
+    Robust (Theil-Sen: the median of the pairwise slopes, the offset the median residual), so
+    that one network measured in a slow moment cannot tilt it; and physical:
+
+    - ``a`` within ``slope_bounds``; where the networks span less than MIN_SPAN of their
+      predicted latency, the data cannot fix a slope: a ratio through 0 (b = 0), and ``how``
+      says so;
+    - ``0 <= b <`` the least measured latency, so that no prediction is negative;
+    - the network of least ``x`` is predicted at least at its measured latency: the least
+      reachable latency is never below what the least-latency network measured.
+
+    Raises InputError with fewer than 2 networks or with latencies that are not positive.
 
     Example:
-        >>> [round(v, 6) for v in fit_line([1.0, 2.0, 3.0], [2.5, 4.5, 6.5])]
-        [2.0, 0.5]
-        >>> fit_line([1.0, 2.0], [4.0, 2.0])  # falls: a ratio through 0
-        (2.0, 0.0)
+        >>> line = fit_line([1.0, 2.0, 3.0, 4.0], [2.5, 4.5, 6.5, 8.5])
+        >>> round(line.a, 6), round(line.b, 6)
+        (2.0, 0.5)
+        >>> fit_line([1.0, 1.05], [4.0, 4.2]).how.split(" (")[0]
+        'a ratio through 0'
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) >= 2 and np.ptp(x) > 0:
-        a, b = np.polyfit(x, y, 1)
-        if a > 0:
-            return float(a), float(b)
-    a = float(np.sum(y) / np.sum(x)) if len(x) and np.sum(x) != 0 else float("nan")
-    if not (np.isfinite(a) and a > 0):
-        raise InputError(f"the calibration gives no slope a > 0 (a = {a:.3g}): its latencies "
-                         f"are not positive; measure networks of different sizes")
-    return a, 0.0
+    if len(x) < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise InputError(f"the calibration needs at least 2 networks with finite latencies, "
+                         f"got {len(x)}")
+    if np.any(y <= 0) or np.any(x <= 0):
+        raise InputError("the calibration gives no slope a > 0: its latencies are not "
+                         "positive; measure networks of different sizes")
+    low, high = slope_bounds
+    span = float(np.ptp(x) / np.median(x))
+    notes = []
+    if len(x) >= 3 and span >= MIN_SPAN:
+        i, j = np.triu_indices(len(x), 1)
+        dx = x[j] - x[i]
+        a = float(np.median((y[j] - y[i])[dx > 0] / dx[dx > 0]))
+        if not low <= a <= high:
+            notes.append(f"the fitted slope {a:.3g} lies outside the physical range "
+                         f"{low:g}-{high:g}: held at the bound")
+            a = float(np.clip(a, low, high))
+        b = float(np.median(y - a * x))
+        if b < 0:  # no offset below 0: a ratio through 0
+            a, b = float(np.clip(np.median(y / x), low, high)), 0.0
+            notes.append("the offset came out negative: a ratio through 0")
+    else:
+        a, b = float(np.clip(np.median(y / x), low, high)), 0.0
+        notes.append(f"a ratio through 0 (the networks span {100 * span:.0f} % of their "
+                     f"predicted latency: too narrow to fix a slope)")
+    least = int(np.argmin(x))
+    b = float(min(max(b, y[least] - a * x[least]), y.min() * (1 - 1e-6)))
+    return Line(a, b, "; ".join(notes) or "a robust line")

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas._files import read_text
+from hwnas._files import MAX_TABLE_BYTES, parse_float, parse_int, read_text
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.spaces import format_z as format_z  # z's text form, re-exported from spaces
@@ -43,7 +43,10 @@ from hwnas.spaces import get_space
 from hwnas.spaces import parse_z as parse_z
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
-TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")
+TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread",
+                  "median_ms", "noise_ms")
+#: timing columns that tables written before they existed lack: read as NaN
+LATER_TIMING_COLUMNS = ("median_ms", "noise_ms")
 LAYER_COLUMNS = ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 #: what a network table must have besides its target column (``latency_ms`` by default)
@@ -102,9 +105,10 @@ class Fingerprint:
                 values[f.name] = defaults[f.name]
             elif f.type in ("int", int):
                 try:
-                    values[f.name] = int(row[f.name])
-                except (TypeError, ValueError):
-                    raise ValueError(f"column {f.name!r}: {text!r} is not a number") from None
+                    values[f.name] = parse_int(str(row[f.name]))
+                except ValueError:
+                    raise ValueError(f"column {f.name!r}: {text!r} is not an integer") \
+                        from None
             else:
                 values[f.name] = str(row[f.name])
         return cls(**values)
@@ -114,17 +118,30 @@ class Fingerprint:
 class Timing:
     """Statistics of repeated timed runs, in milliseconds."""
 
-    latency_ms: float  # the protocol's statistic: least round median
+    latency_ms: float  # the protocol's statistic (the minimum of all runs by default)
     p10_ms: float
     p90_ms: float
     min_ms: float
     runs: int
-    round_spread: float  # (max - min) / min of the round medians
+    round_spread: float  # (max - min) / min of the round statistics
+    median_ms: float = math.nan  # the least round median
+    noise_ms: float = math.nan  # how far the statistic moves between rounds (see _stats)
 
     def as_row(self) -> dict[str, str]:
         return {"latency_ms": f"{self.latency_ms:.6g}", "p10_ms": f"{self.p10_ms:.6g}",
                 "p90_ms": f"{self.p90_ms:.6g}", "min_ms": f"{self.min_ms:.6g}",
-                "runs": str(self.runs), "round_spread": f"{self.round_spread:.4g}"}
+                "runs": str(self.runs), "round_spread": f"{self.round_spread:.4g}",
+                "median_ms": _blank_nan(self.median_ms, ".6g"),
+                "noise_ms": _blank_nan(self.noise_ms, ".4g")}
+
+    @property
+    def noise(self) -> float:
+        """``noise_ms`` relative to ``latency_ms`` (NaN where not recorded)."""
+        return self.noise_ms / self.latency_ms
+
+
+def _blank_nan(value: float, spec: str) -> str:
+    return "" if math.isnan(value) else format(value, spec)
 
 
 @dataclass(frozen=True)
@@ -191,16 +208,11 @@ def read_layer_table(path: str | os.PathLike) -> LayerTable:
     timings: dict[str, Timing] = {}
     extras: dict[str, dict[str, float]] = {}
     fingerprint = None
-    for line, row in _read_rows(path, LAYER_COLUMNS):
+    for line, row in _read_rows(path, [c for c in LAYER_COLUMNS
+                                       if c not in LATER_TIMING_COLUMNS]):
         where = f"{path}, line {line}"
         key = row["key"]
-        try:
-            layer = Layer.from_key(key)
-        except ValueError as e:
-            raise TableError(f"{where}, column 'key': {e}") from None
-        if row["op"] != layer.op:
-            raise TableError(f"{where}, column 'op': {row['op']!r} does not match the key's op "
-                             f"{layer.op!r}")
+        _layer_of(row, where)
         timing = _timing(row, where)
         fingerprint = _same_fingerprint(fingerprint, row, where)
         if key in timings and timings[key] != timing:
@@ -212,6 +224,19 @@ def read_layer_table(path: str | os.PathLike) -> LayerTable:
     if fingerprint is None:
         raise TableError(f"{path}: the table has no rows")
     return LayerTable(path, fingerprint, timings, extras)
+
+
+def _layer_of(row: dict, where: str) -> Layer:
+    """The layer a layer table's row names (its key, exactly: a key padded with blanks would
+    be stored padded and never found), with the op the row gives."""
+    try:
+        layer = Layer.from_key(row["key"])
+    except ValueError as e:
+        raise TableError(f"{where}, column 'key': {e}") from None
+    if row["op"] != layer.op:
+        raise TableError(f"{where}, column 'op': {row['op']!r} does not match the key's op "
+                         f"{layer.op!r}")
+    return layer
 
 
 def read_network_table(path: str | os.PathLike, space=None, *, target: str = "latency_ms",
@@ -314,8 +339,12 @@ class TableLockedError(InputError):
 class table_lock:
     """An exclusive (or shared) lock on a table, held on its ``.lock`` sibling with flock.
 
-    The holder's process id and command are written into the lock file so that a process
-    that waits in vain can name it. Waits at most ``wait_s`` seconds, then raises
+    The holder's process id, host and start time (never its command line, which may hold a
+    password) are written into the lock file so that a process that waits in vain can name
+    it. The lock file is created with mode 0644 and never through a link: a ``.lock`` planted
+    as a symbolic link is refused. Where the folder cannot be written (a read-only, shared
+    cache) and holds no lock file, no lock is taken: nobody can write there through one
+    either (``locked`` is then False). Waits at most ``wait_s`` seconds, then raises
     TableLockedError. Locks are per open file: nesting two on one table in one process blocks.
 
     Example:
@@ -329,13 +358,16 @@ class table_lock:
         self.lock_path = self.path + ".lock"
         self.shared = shared
         self.wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+        self.locked = False
 
     def __enter__(self) -> table_lock:
         import fcntl
         import time
 
-        os.makedirs(os.path.dirname(os.path.abspath(self.lock_path)), exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        self._fd = _open_lock(self.lock_path, self.path)
+        if self._fd is None:
+            return self
+        fd = self._fd
         mode = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
         deadline = time.monotonic() + self.wait_s
         while True:
@@ -351,22 +383,58 @@ class table_lock:
                         f"lock {self.lock_path}) and did not finish within {self.wait_s:g} s: "
                         f"wait for it, or write another file") from None
                 time.sleep(0.05)
+        self.locked = True
         if not self.shared:
-            os.ftruncate(fd, 0)  # the lock file is ours: it only names the holder
-            os.pwrite(fd, f"process {os.getpid()}: {_command()}\n".encode(), 0)
-        self._fd = fd
+            try:  # the lock file is ours: it only names the holder
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{_holder()}\n".encode(), 0)
+            except OSError:  # opened read-only (a read-only folder): the lock still holds
+                pass
         return self
 
     def __exit__(self, *exc) -> None:
-        os.close(self._fd)  # closing releases the flock
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
 
 
-def _command() -> str:
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_lock(lock_path: str, path: str) -> int | None:
+    """The lock file's descriptor, created (0644) or opened without following a link; None
+    where the folder cannot be written and has no lock file."""
+    import errno
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
     try:
-        with open("/proc/self/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
-    except OSError:
-        return "?"
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(lock_path):
+            raise TableError(f"{path}: its lock {lock_path} is a symbolic link: refused (hwnas "
+                             f"never writes through a link; delete it if no hwnas process "
+                             f"runs)") from None
+        if e.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+    try:  # a read-only folder: a lock file there can still be locked for reading
+        return os.open(lock_path, os.O_RDONLY | _NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
+def _holder() -> str:
+    """This process as a lock file names it: id, host and start time (no command line)."""
+    import socket
+    import time
+    started = "?"
+    try:
+        with open("/proc/self/stat", "rb") as f:  # field 22: start, in ticks after boot
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        start = boot + ticks / os.sysconf("SC_CLK_TCK")
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return f"process {os.getpid()} on {socket.gethostname()}, started {started}"
 
 
 class TableWriter:
@@ -377,9 +445,12 @@ class TableWriter:
     Opening an existing table resumes it: a half-written last line (from a killed process) is
     cut off, the rows already there are kept, and ``done`` holds their ids (the value of
     ``id_column``) so callers skip what is measured. A file whose first line is not this
-    table's header, or a table measured on another device, is refused before anything is
-    written; an existing file is only ever appended to. With ``discard_existing`` an existing
-    table is first renamed to ``<path>.discarded`` (under the lock) and a new one started.
+    table's header, a table measured on another device, a malformed row, or a table that is
+    a symbolic link is refused before anything is written; an existing file is only ever
+    appended to. With ``discard_existing`` an existing table is first renamed to
+    ``<path>.discarded`` (under the lock) and a new one started. A table that cannot be
+    written (a read-only cache) is still opened, so that a complete one is read; ``append``
+    then raises the OSError naming it.
     """
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str], id_column: str,
@@ -389,6 +460,11 @@ class TableWriter:
         self.columns = tuple(columns)
         self.fingerprint = fingerprint
         self.done: set[str] = set()
+        self._file: io.TextIOWrapper | None = None
+        self._unwritable: OSError | None = None
+        if os.path.islink(self.path):
+            raise TableError(f"{self.path}: a symbolic link: refused (hwnas never writes "
+                             f"through a link; give the file it points to, or another file)")
         if not discard_existing:
             self._check_header(complete_only=True)  # before the lock file: a foreign file
         self._lock = table_lock(self.path, wait_s=wait_s).__enter__()
@@ -397,17 +473,24 @@ class TableWriter:
                 os.replace(self.path, self.path + ".discarded")
             self._check_header()
             _cut_partial_line(self.path)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            self._file = os.fdopen(fd, "a", newline="")
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW |
+                             os.O_CLOEXEC, 0o644)
+                self._file = os.fdopen(fd, "a", newline="")
+            except OSError as e:
+                if not (os.path.isfile(self.path) and os.path.getsize(self.path) > 0):
+                    raise OSError(e.errno, e.strerror, self.path) from None
+                self._unwritable = OSError(e.errno, e.strerror, self.path)
             if os.path.getsize(self.path) == 0:
                 self._write_line(self.columns)
             else:
                 for line, row in _read_rows(self.path, self.columns):
-                    _same_fingerprint(fingerprint, row, f"{self.path}, line {line}",
-                                      hint="measure into another file")
+                    where = f"{self.path}, line {line}"
+                    _check_row(row, self.columns, where)
+                    _same_fingerprint(fingerprint, row, where, hint="measure into another file")
                     self.done.add(row[id_column])
         except BaseException:
-            if hasattr(self, "_file"):
+            if self._file is not None:
                 self._file.close()
             self._lock.__exit__()
             raise
@@ -417,7 +500,7 @@ class TableWriter:
         ``complete_only``, let pass a first line still being written by another process."""
         try:
             with open(self.path, "rb") as f:
-                first = f.readline()
+                first = f.readline(64 * 1024)
         except FileNotFoundError:
             return
         except OSError as e:
@@ -436,15 +519,24 @@ class TableWriter:
         self._write_line([values[c] for c in self.columns])
 
     def _write_line(self, values: Sequence[str]) -> None:
+        if self._file is None:
+            raise self._unwritable or OSError(f"{self.path}: closed")
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow(values)
-        self._file.write(buf.getvalue())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(buf.getvalue())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:  # a full disk: name the table (its earlier rows are kept)
+            raise OSError(e.errno, e.strerror, self.path) from None
 
     def close(self) -> None:
         try:
-            self._file.close()
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:  # what could not be flushed was reported by _write_line
+                    pass
         finally:
             self._lock.__exit__()
 
@@ -455,21 +547,49 @@ class TableWriter:
         self.close()
 
 
+def _check_row(row: dict, columns: Sequence[str], where: str) -> None:
+    """A row of a table being resumed, validated as its reader would, so that a bad row is
+    refused before new rows are appended after it."""
+    if "key" in columns:
+        _layer_of(row, where)
+    if "z" in columns:
+        try:
+            parse_z(row["z"])
+        except ValueError as e:
+            raise TableError(f"{where}, column 'z': {e}") from None
+    if "latency_ms" in columns:
+        _timing(row, where)
+    _extras(row, columns, where)
+
+
 def _cut_partial_line(path: str) -> None:
     """Cut a half-written last row (its writer was killed); called only for a table whose
     header was checked, under its lock."""
-    if not os.path.exists(path):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+    except FileNotFoundError:
         return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+    fd = os.open(path, os.O_WRONLY | _NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, data.rfind(b"\n") + 1)
+    finally:
+        os.close(fd)
 
 
 def _read_rows(path: str, columns: Sequence[str]):
     """(line, row) of each data row; the file must be UTF-8 text (a BOM is accepted) with a
     header naming each of ``columns`` once."""
-    reader = csv.DictReader(io.StringIO(read_text(path, "table", TableError), newline=""))
+    reader = csv.DictReader(io.StringIO(read_text(path, "table", TableError, MAX_TABLE_BYTES),
+                                        newline=""))
     try:
         header = reader.fieldnames or []
         _check_header(path, header, columns)
@@ -496,11 +616,14 @@ def _check_header(path: str, header: Sequence[str], columns: Sequence[str]) -> N
 
 
 def _number(row: dict, column: str, where: str, kind=float):
+    """A cell's number, parsed strictly (see parse_float, parse_int) and finite."""
     text = row[column]
     try:
-        value = kind(text)
-    except ValueError:
-        raise TableError(f"{where}, column {column!r}: {text!r} is not a number") from None
+        value = (parse_int if kind is int else parse_float)(text)
+    except ValueError as e:
+        detail = f" ({e})" if "digits" in str(e) else ""
+        raise TableError(f"{where}, column {column!r}: {text[:40]!r} is not a number"
+                         f"{detail}") from None
     if not math.isfinite(value):
         raise TableError(f"{where}, column {column!r}: {text!r} is not finite")
     return value
@@ -525,7 +648,12 @@ def _timing(row: dict, where: str, required: bool = True) -> Timing:
     spread = read("round_spread")
     if spread < 0:
         raise TableError(f"{where}, column 'round_spread': must be >= 0, got {spread}")
-    return Timing(runs=runs, round_spread=spread, **values)
+    later = {c: math.nan if _blank(row, c) else _number(row, c, where)
+             for c in LATER_TIMING_COLUMNS}
+    if later["median_ms"] <= 0 or later["noise_ms"] < 0:
+        raise TableError(f"{where}: median_ms must be > 0 and noise_ms >= 0, got "
+                         f"{later['median_ms']} and {later['noise_ms']}")
+    return Timing(runs=runs, round_spread=spread, **values, **later)
 
 
 def _same_fingerprint(expected: Fingerprint | None, row: dict, where: str,

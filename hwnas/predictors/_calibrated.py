@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas._calibration import fit_line
+from hwnas._calibration import SLOPE_BOUNDS, fit_line
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import (
@@ -23,26 +23,34 @@ from hwnas.tables import NetworkTable
 
 class CalibratedPredictor(Predictor):
     """Wraps a fitted predictor: latency(z) = a * base(z) + b, with a and b fitted on at least
-    2 measured networks by ``fit_line`` (``a_``, ``b_``).
+    2 measured networks by ``fit_line`` (``a_``, ``b_``; ``how_`` says how): robustly, with
+    ``a`` within ``slope_bounds`` and ``0 <= b <`` the least measured latency, so that no
+    prediction is negative.
 
     It corrects what a layer sum misses (layers timed alone keep their weights in cache;
     each call has an overhead), so that a budget means true end-to-end latency. Measure the
-    calibration networks in the same process as the layer table: timings drift between
-    processes.
+    calibration networks in one batch, spread over the space (``hwnas.profile.calibration_z``):
+    timings drift between processes, and a narrow range cannot fix a slope.
     """
 
     kind = "calibrated"
     from_networks = True
 
     def __init__(self, base: Predictor | None = None, allow_mixed_devices: bool = False,
-                 target: str = "latency_ms"):
+                 target: str = "latency_ms",
+                 slope_bounds: tuple[float, float] = SLOPE_BOUNDS):
         self.base = base
         self.allow_mixed_devices = allow_mixed_devices
         self.target = target
+        self.slope_bounds = slope_bounds
 
     def fit(self, networks: NetworkTable, space: SearchSpace | None = None
             ) -> CalibratedPredictor:
         self._check_params(allow_mixed_devices=("True or False", None))
+        low, high = self.slope_bounds
+        if not 0 < low <= high:
+            raise InputError(f"CalibratedPredictor: slope_bounds must be 0 < low <= high, got "
+                             f"{self.slope_bounds!r}")
         base = self._base()
         base._check_fitted()
         space = self._needs_space(space, networks)
@@ -54,9 +62,10 @@ class CalibratedPredictor(Predictor):
                              f"got {len(networks.z)}")
         raw = base.predict_z(space, np.array(networks.z))
         try:
-            self.a_, self.b_ = fit_line(raw, networks.values(self.target))
+            line = fit_line(raw, networks.values(self.target), self.slope_bounds)
         except InputError as e:
             raise InputError(f"{networks.path}: {e}") from None
+        self.a_, self.b_, self.how_ = line.a, line.b, line.how
         self.fingerprint_ = base.fingerprint_
         return self
 
@@ -94,12 +103,16 @@ class CalibratedPredictor(Predictor):
         return self.a_ * self._base().predict_architecture(arch) + self.b_
 
     def _state(self) -> dict[str, Any]:
-        return {"a": self.a_, "b": self.b_, "base": self._base().to_dict()}
+        return {"a": self.a_, "b": self.b_, "how": self.how_, "base": self._base().to_dict()}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> CalibratedPredictor:
         predictor = cls(from_dict(state["base"], "base predictor"))
-        # a <= 0 would invert the ranking and report negative latencies
+        # a <= 0 would invert the ranking, b < 0 predict negative latencies
         predictor.a_ = check_finite(state["a"], "calibration slope a", positive=True)
         predictor.b_ = check_finite(state["b"], "calibration offset b")
+        if predictor.b_ < 0:
+            raise InputError(f"calibration offset b: {predictor.b_} ms is negative (a "
+                             f"latency offset is >= 0)")
+        predictor.how_ = str(state.get("how", "a line"))
         return predictor

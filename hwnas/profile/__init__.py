@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -24,7 +24,6 @@ from typing import Callable
 
 import numpy as np
 
-from hwnas._calibration import fit_line
 from hwnas._progress import Progress
 from hwnas.errors import InputError
 from hwnas.layers import Layer
@@ -36,7 +35,7 @@ from hwnas.profile._options import (
     backend_from_args,
     protocol_from_args,
 )
-from hwnas.profile._timing import TimingProtocol, measure
+from hwnas.profile._timing import TimingProtocol, measure, measure_rounds, to_timing
 from hwnas.spaces import Graph, SearchSpace, unit_graph
 from hwnas.tables import (
     LAYER_COLUMNS,
@@ -53,26 +52,36 @@ from hwnas.tables import (
 
 #: backend name -> (module that must be importable, class path)
 BACKENDS = {"nnabla": ("nnabla", "hwnas.profile._nnabla:NNablaBackend"),
-            "onnxruntime": ("onnxruntime", "hwnas.profile._onnxruntime:OnnxRuntimeBackend")}
+            "onnxruntime": ("onnxruntime", "hwnas.profile._onnxruntime:OnnxRuntimeBackend"),
+            "simulated": ("numpy", "hwnas.profile._simulated:SimulatedBackend")}
+#: backends that measure this machine (the default flow takes the first installed)
+DEVICE_BACKENDS = ("nnabla", "onnxruntime")
 
 #: units built and timed together, interleaved; an interrupted run loses at most this many
 BATCH_UNITS = 24
 
-#: a row whose round medians differ by more than this share, or whose latency is this much
-#: over its fastest run, was measured while the machine was unsteady (quiet rows here: round
-#: spread median 3 %, 90th percentile 5 %; latency / fastest run at most 1.05)
-NOISY_SPREAD = 0.15
-#: a table with more noisy rows than this share (and more than one) is not trusted
-NOISY_SHARE = 0.05
+#: a table is good when the predicted latency of its space's networks moves between rounds by
+#: at most this share (the sum of a network's rows' noise_ms over its latency, 90th percentile
+#: over random networks): noise is judged by what it does to a prediction, not row by row
+PREDICTION_NOISE = 0.02
+#: a unit whose statistic moves between rounds by more than this share of its latency is
+#: measured again (as the protocol says); a whole network that stays so noisy is not cached
+UNIT_NOISE = 0.03
+#: networks re-timed on a warm run to check that the cache still describes this machine
+DRIFT_REFERENCES = 3
+#: the least drift a warm run's reference networks may show before the cache is re-measured
+#: (their own noise can allow more)
+DRIFT_TOLERANCE = 0.04
 
 
 def available_backends() -> list[str]:
     """Installed backends, the user's framework (nnabla) first."""
-    return [name for name, (module, _) in BACKENDS.items() if importlib.util.find_spec(module)]
+    return [name for name in DEVICE_BACKENDS if importlib.util.find_spec(BACKENDS[name][0])]
 
 
 def get_backend(name: str, **options) -> Backend:
-    """Return a backend by name (``nnabla`` or ``onnxruntime``); options go to its constructor
+    """Return a backend by name (``nnabla``, ``onnxruntime``, or ``simulated``: a device with
+    known latencies and noise, for tests and benchmarks); options go to its constructor
     (``context``, ``device_id``, ``batch``; for onnxruntime also ``threads``,
     ``optimization``)."""
     if name not in BACKENDS:
@@ -98,71 +107,104 @@ def network_table_path(backend: Backend, space: SearchSpace) -> Path:
     return device_folder(backend) / f"networks-{space.name}-{space.signature}.csv"
 
 
-def device_tables(backend: Backend, space: SearchSpace, networks: int = 6,
+def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
                   protocol: TimingProtocol = TimingProtocol(), show_progress: bool = True,
-                  budget_ms: float | None = None, remeasure: bool = False
-                  ) -> tuple[LayerTable, NetworkTable]:
-    """This device's layer table for ``space`` and whole networks measured to calibrate it,
-    measured on first use and cached per device fingerprint (and space): later calls measure
-    only what is missing.
+                  remeasure: bool = False) -> tuple[LayerTable, NetworkTable]:
+    """This device's layer table for ``space`` and the whole networks that calibrate it,
+    measured on first use and cached per device fingerprint (and space).
 
-    The layers and a balanced covering design of networks (every choice of every decision in
-    at least one network: ``space.design``) are timed in the same interleaved batches, so
-    both see the same machine state. Then the least-latency network by layer sum and
-    ``networks`` networks whose calibrated layer sum is near ``budget_ms`` (of different
-    sizes) are measured; without a budget, the most latent network and ``networks`` random
-    ones (seed 0). Cached networks near the budget (e.g. verified search results) join the
-    returned calibration set.
+    The calibration networks (``calibration_z``: a covering design, in which every choice of
+    every decision appears, and ``networks`` networks spread evenly over the space's MACs,
+    the least and the most included) are timed in the same interleaved batches as the layers,
+    so that all of them see the same machine states and the calibration line spans the whole
+    space. The network of least layer sum is then measured too (the floor of the calibration).
 
-    A cached table recorded as noisy (see ``cache_report``) or as measured with another
-    ``protocol`` (warmup, runs, rounds, min_runs or max_seconds), or every table with
-    ``remeasure``, is discarded and measured again. Units whose ``noise`` is over
-    NOISY_SPREAD are re-measured (as ``protocol`` says); a table that stays noisy is kept for
-    this call but recorded as noisy (``measured.json`` beside the tables), with a warning
-    on stderr that says how noisy, the machine's load and what to do.
+    A warm call re-times DRIFT_REFERENCES cached networks (``drift``): where they moved
+    beyond their noise (at least DRIFT_TOLERANCE), the machine is no longer what the cache
+    describes and both tables are measured again; else the cache is used as it is. A cached
+    table recorded as not good (``TableQuality``) or as measured with another ``protocol``,
+    or every table with ``remeasure``, is measured again too.
     """
     layers_path, nets_path = device_folder(backend) / "layers.csv", \
         network_table_path(backend, space)
     status = read_cache_status(device_folder(backend))
     stale = [_stale(status.get(p.name), protocol) for p in (layers_path, nets_path)]
+    calibration = calibration_z(space, networks)
+    layer_units = _layer_units(space.unique_layers())
+    if not (remeasure or any(stale)) and \
+            _complete(status, layers_path, layer_units, space) and \
+            _complete(status, nets_path, _network_units(space, calibration), space):
+        moved = drift(backend, space, _read(read_network_table, nets_path, space), protocol)
+        if moved:
+            stale = [f"before the machine's timings moved ({moved})"] * 2
     discard = [remeasure or bool(why) for why in stale]
     for path, why, d in zip((layers_path, nets_path), stale, discard):
         if d or path.name not in status:
             _start(path, protocol, None if remeasure else why)
-    span = space.design(max(space.n_choices), seed=0)
-    layer_units = _layer_units(space.unique_layers())
-    qualities, _ = _measure(backend, [(layers_path, LAYER_COLUMNS, "key", layer_units),
-                                   (nets_path, NETWORK_COLUMNS, "z", _network_units(space, span))],
-                         protocol, "measuring layers and networks" if show_progress else None,
-                         discard_existing=discard)
+    label = "measuring layers and networks" if show_progress else None
+    _measure(backend, [_Job(layers_path, LAYER_COLUMNS, "key", layer_units),
+                       _Job(nets_path, NETWORK_COLUMNS, "z", _network_units(space, calibration))],
+             protocol, label, discard_existing=discard)
     layers = _read(read_layer_table, layers_path)
     fixed, C = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
-    nets = _read(read_network_table, nets_path, space)
-    spanning = {tuple(int(v) for v in z) for z in span}  # the same line for the same cache
-    nets = nets.select([i for i, z in enumerate(nets.z) if z in spanning])
-    a, b = fit_line(space.evaluate_z(np.array(nets.z), fixed, C), nets.values())
-    zs = [space.min_z(fixed, C)[0]]
-    if budget_ms is None:
-        zs.extend([np.nanargmax(C, axis=1), *space.random_z(networks, 0)])
-    else:
-        zs.extend(_near_budget(space, fixed, C, (budget_ms - b) / a, networks))
-    qualities += _measure(backend, [(nets_path, NETWORK_COLUMNS, "z",
-                                     _network_units(space, zs))],
-                          protocol, "measuring networks" if show_progress else None)[0]
-    nets = _read(read_network_table, nets_path, space)
-    wanted = {tuple(int(v) for v in z) for z in np.vstack([span, zs])}
-    if budget_ms is not None:  # earlier networks near the budget: verified results, say
-        predicted = a * space.evaluate_z(np.array(nets.z), fixed, C) + b
-        wanted |= {z for z, p, t in zip(nets.z, predicted, nets.timings)
-                   if abs(p - budget_ms) <= 0.1 * budget_ms and noise(t) <= NOISY_SPREAD}
-    last = {q.path: q for q in qualities}  # a table's later pass describes all of it
-    _record(device_folder(backend), {Path(q.path).name: {**asdict(q), "good": q.good,
-                                                        "protocol": _measurement(protocol)}
-                                     for q in last.values()})
-    for q in last.values():
+    least = space.min_z(fixed, C)[0]
+    _measure(backend, [_Job(nets_path, NETWORK_COLUMNS, "z", _network_units(space, [least]))],
+             protocol, label)
+    qualities = [table_quality(path, space) for path in (layers_path, nets_path)]
+    _record(device_folder(backend), {
+        Path(q.path).name: {**asdict(q), "good": q.good, "protocol": _measurement(protocol)}
+        for q in qualities})
+    for q in qualities:
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
+    nets = _read(read_network_table, nets_path, space)
+    wanted = {tuple(int(v) for v in z) for z in np.vstack([calibration, [least]])}
     return layers, nets.select([i for i, z in enumerate(nets.z) if z in wanted])
+
+
+def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
+    """The networks that calibrate a layer table: a covering design of ``space`` (every choice
+    of every decision in some network) and ``n`` networks spread evenly over the space's MACs,
+    the least and the most included: a range wide enough to fix the calibration's slope.
+    Distinct rows, the same for the same space, n and seed."""
+    fixed, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
+    Z = np.vstack([np.nanargmin(macs, axis=1), np.nanargmax(macs, axis=1),
+                   space.random_z(4000, seed)])
+    total = space.evaluate_z(Z, fixed, macs)
+    targets = np.linspace(total.min(), total.max(), n)
+    spread = Z[[int(np.argmin(np.abs(total - t))) for t in targets]]
+    design = space.design(max(space.n_choices), seed=seed)
+    return np.unique(np.vstack([spread, design]), axis=0)
+
+
+def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
+          protocol: TimingProtocol) -> str | None:
+    """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
+    in one batch and compare them with the cache: how they moved, where the median move is
+    beyond DRIFT_TOLERANCE and their noise, else None."""
+    latency = cached.values()
+    order = np.argsort(latency)
+    picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
+                            .astype(int))]
+    runners = [backend.runner(space.decode(cached.z[i]).graph) for i in picks]
+    now = measure(runners, protocol, backend.clock)
+    moved = np.array([t.latency_ms / latency[i] - 1 for t, i in zip(now, picks)])
+    noise = max([_unit_noise(t) for t in now] + [_unit_noise(cached.timings[i]) for i in picks])
+    if abs(np.median(moved)) <= max(DRIFT_TOLERANCE, 2 * noise):
+        return None
+    return f"{len(picks)} cached networks now measure {100 * moved.min():+.1f} % to " \
+           f"{100 * moved.max():+.1f} %"
+
+
+def _complete(status: dict, path: Path, units: Units, space: SearchSpace) -> bool:
+    """Whether the cached table at ``path`` is recorded as good and has every unit."""
+    if not status.get(path.name, {}).get("good") or not path.exists():
+        return False
+    if path.name == "layers.csv":
+        done = set(_read(read_layer_table, path).timings)
+    else:
+        done = {format_z(z) for z in _read(read_network_table, path, space).z}
+    return set(units) <= done
 
 
 def _measurement(protocol: TimingProtocol) -> dict:
@@ -172,12 +214,12 @@ def _measurement(protocol: TimingProtocol) -> dict:
 
 def _other_protocol(record: dict, protocol: TimingProtocol) -> str | None:
     """How a cached table that ``record`` describes was measured, where not with ``protocol``
-    (a table recorded without its protocol was measured with the default one)."""
-    measured = record.get("protocol", _measurement(TimingProtocol()))
+    (a table recorded without its protocol was measured before statistics were chosen)."""
+    measured = record.get("protocol", {})
     if measured == _measurement(protocol):
         return None
-    return "with another timing protocol (" + ", ".join(
-        f"{k} {v}" for k, v in measured.items()) + ")"
+    return "with another timing protocol (" + (", ".join(
+        f"{k} {v}" for k, v in measured.items()) or "not recorded") + ")"
 
 
 def _start(path: Path, protocol: TimingProtocol, why: str | None) -> None:
@@ -198,20 +240,6 @@ def _stale(record: dict | None, protocol: TimingProtocol) -> str | None:
     return _other_protocol(record, protocol)
 
 
-def _near_budget(space: SearchSpace, fixed: float, C: np.ndarray, target: float,
-                 n: int, seed: int = 1) -> list[np.ndarray]:
-    """n distinct z whose layer sum is nearest ``target``, spread over their MACs (the
-    largest first: what a search under that budget reports)."""
-    Z = np.unique(space.random_z(4000, seed), axis=0)
-    sums = space.evaluate_z(Z, fixed, C)
-    order = np.argsort(np.abs(sums - target))
-    close = order[:max(n, int(np.sum(np.abs(sums - target) <= 0.05 * abs(target))))]
-    macs = np.array([space.decode(Z[i]).macs for i in close])
-    by_macs = close[np.argsort(-macs)]
-    picks = np.unique(np.linspace(0, len(by_macs) - 1, min(n, len(by_macs))).round().astype(int))
-    return [Z[by_macs[i]] for i in picks]
-
-
 def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.PathLike,
                    protocol: TimingProtocol = TimingProtocol(),
                    show_progress: bool = True) -> LayerTable:
@@ -219,9 +247,9 @@ def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.Pat
 
     Running it again after an interruption measures only what is missing. A layer that fails
     to build or run raises ProfileError naming it; nothing is recorded for it. Noisy rows are
-    re-measured (see device_tables); ``table_quality`` tells how steady the table is.
+    re-measured (see ``_measure``); ``table_quality`` tells how steady the table is.
     """
-    _measure(backend, [(path, LAYER_COLUMNS, "key", _layer_units(layers))], protocol,
+    _measure(backend, [_Job(path, LAYER_COLUMNS, "key", _layer_units(layers))], protocol,
              "measuring layers" if show_progress else None)
     return _read(read_layer_table, path)
 
@@ -230,7 +258,7 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
                      path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
                      show_progress: bool = True) -> NetworkTable:
     """Measure the end-to-end latency of each z not yet in the network table at ``path``."""
-    _measure(backend, [(path, NETWORK_COLUMNS, "z", _network_units(space, zs))], protocol,
+    _measure(backend, [_Job(path, NETWORK_COLUMNS, "z", _network_units(space, zs))], protocol,
              "measuring networks" if show_progress else None)
     return _read(read_network_table, path, space)
 
@@ -238,7 +266,7 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
 def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
                      path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
                      show_progress: bool = True) -> dict[tuple[int, ...], Timing]:
-    """Like profile_networks, but a measurement that stays noisy (see ``noise``) is returned
+    """Like profile_networks, but a measurement that stays noisy (over UNIT_NOISE) is returned
     without being cached, so that it is measured again next time. Returns z -> Timing for
     every z asked for; the table at ``path`` keeps only the steady ones. A cached table (see
     ``device_tables``) measured with another protocol is measured again."""
@@ -246,9 +274,9 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     other = record is not None and _other_protocol(record, protocol)
     if other:
         _start(Path(path), protocol, other)
-    _, unsaved = _measure(backend, [(path, NETWORK_COLUMNS, "z", _network_units(space, zs))],
-                          protocol, "measuring networks" if show_progress else None,
-                          discard_existing=[bool(other)], keep_noisy=False)
+    unsaved = _measure(backend, [_Job(path, NETWORK_COLUMNS, "z", _network_units(space, zs))],
+                       protocol, "measuring networks" if show_progress else None,
+                       discard_existing=[bool(other)], keep_noisy=False)
     timings = {space.parse_z(key): t for key, t in unsaved.items()}
     wanted = [tuple(int(v) for v in z) for z in zs]
     if any(z not in timings for z in wanted):  # in the table (else it may have no rows yet)
@@ -257,7 +285,24 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     return {z: timings[z] for z in wanted}
 
 
+def time_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
+                  protocol: TimingProtocol = TimingProtocol()) -> list[Timing]:
+    """Time whole networks in one interleaved batch, re-measuring the noisy ones, without any
+    table: fresh measurements that see one machine state (e.g. to verify or recalibrate)."""
+    return _steady(backend, [space.decode(z).graph for z in space.check_z(zs)], protocol)
+
+
 Units = dict[str, tuple[Graph, dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Units to measure into one table: its path, columns and id column."""
+
+    path: str | os.PathLike
+    columns: Sequence[str]
+    id_column: str
+    units: Units
 
 
 def _layer_units(layers: Sequence[Layer]) -> Units:
@@ -280,65 +325,92 @@ def _read(reader, path, *args):
         return reader(path, *args)
 
 
+def _unit_noise(timing: Timing) -> float:
+    """How far a unit's statistic moved between rounds, as a share of it (the round spread for
+    rows written before ``noise_ms`` was recorded)."""
+    return timing.noise if math.isfinite(timing.noise) else timing.round_spread
+
+
+def _steady(backend: Backend, graphs: Sequence[Graph], protocol: TimingProtocol,
+            runners: Sequence[Callable[[], None]] | None = None) -> list[Timing]:
+    """Time the graphs in one interleaved batch; units whose statistic moved between rounds
+    by more than UNIT_NOISE are timed again after ``protocol.pause_s`` (at most
+    ``protocol.max_remeasures`` times), their new rounds pooled with the old ones."""
+    runners = runners if runners is not None else [backend.runner(g) for g in graphs]
+    rounds = measure_rounds(runners, protocol, backend.clock)
+    timings = [to_timing(r, protocol) for r in rounds]
+    for _ in range(protocol.max_remeasures):
+        noisy = [i for i, t in enumerate(timings) if _unit_noise(t) > UNIT_NOISE]
+        if not noisy:
+            break
+        backend.sleep(protocol.pause_s)
+        for i, more in zip(noisy, measure_rounds([runners[i] for i in noisy], protocol,
+                                                 backend.clock)):
+            rounds[i] = rounds[i] + more
+            timings[i] = to_timing(rounds[i], protocol)
+    return timings
+
+
 @dataclass(frozen=True)
 class TableQuality:
-    """How well a table was measured: when, its rows' round spreads, the machine's load."""
+    """How well a table was measured: when, how far its predictions move between rounds, the
+    machine's load.
+
+    ``prediction_noise`` is the 90th percentile, over the space's networks, of how far their
+    prediction moves between rounds as a share of it: for a layer table the sum of its
+    layers' ``noise_ms`` over the sum of their latencies; for a network table the rows' own
+    relative noise. The table is good when that is at most PREDICTION_NOISE.
+    """
 
     path: str
     measured_at: str
     rows: int
-    noisy_rows: int  # noise still over NOISY_SPREAD
-    median_noise: float  # see noise(): the round spread, or latency over the fastest run
-    worst_noise: float
-    load_average: float  # 1-minute load average when the pass ended
+    noisy_rows: int  # rows whose statistic moved by more than UNIT_NOISE of it
+    median_noise: float  # the rows' median relative noise
+    prediction_noise: float
+    load_average: float  # 1-minute load average when the table was judged
     cpus: int
 
     @property
     def good(self) -> bool:
-        """Few enough noisy rows to trust the table."""
-        return self.noisy_rows <= max(1, int(NOISY_SHARE * self.rows))
+        """Whether the table's predictions repeat within PREDICTION_NOISE."""
+        return self.prediction_noise <= PREDICTION_NOISE
 
     def warning(self) -> str | None:
         """What to tell the user about a noisy table, or None."""
         if self.good:
             return None
-        return (f"{self.path}: {self.noisy_rows} of {self.rows} rows still varied by more than "
-                f"{100 * NOISY_SPREAD:.0f} % between rounds after re-measuring them (median "
-                f"{100 * self.median_noise:.1f} %, worst {100 * self.worst_noise:.0f} %); "
-                f"load average {self.load_average:.1f} on {self.cpus} core(s): other jobs "
-                f"were running. Its latencies are unreliable: measure it again when the "
-                f"machine is quieter (hwnas.search re-measures a noisy cached table on its "
-                f"next use; python -m hwnas.profile --cache shows the cache)")
+        return (f"{self.path}: its predictions move by up to {100 * self.prediction_noise:.1f} "
+                f"% between rounds (90th percentile; {self.noisy_rows} of {self.rows} rows "
+                f"moved by more than {100 * UNIT_NOISE:g} % after re-measuring them); load "
+                f"average {self.load_average:.1f} on {self.cpus} core(s): other jobs were "
+                f"running. Its latencies are unreliable: measure it again when the machine "
+                f"is quieter (hwnas.search re-measures a noisy cached table on its next use; "
+                f"python -m hwnas.profile --cache shows the cache)")
 
 
-def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[str], str, Units]],
-             protocol: TimingProtocol, progress_label: str | None,
-             discard_existing: Sequence[bool] = (), keep_noisy: bool = True
-             ) -> tuple[list[TableQuality], dict[str, Timing]]:
+def _measure(backend: Backend, jobs: Sequence[_Job], protocol: TimingProtocol,
+             progress_label: str | None, discard_existing: Sequence[bool] = (),
+             keep_noisy: bool = True) -> dict[str, Timing]:
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
-    tables (each job is ``(path, columns, id_column, units)``), so that units of different
-    tables share machine states. Units whose noise is over NOISY_SPREAD are measured again
-    after a pause (at most ``protocol.max_remeasures`` more times; the fastest measurement is
-    kept). A unit that fails to build stops it, after the units built before it are measured
-    and kept.
+    tables, so that units of different tables share machine states (``_steady``). A unit
+    that fails to build stops it, after the units built before it are measured and kept.
 
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
-    Returns the quality of each table that gained rows, and the measurements that were not
-    written: rows still noisy, unless ``keep_noisy``.
+    Returns the measurements that were not written: units still noisy, unless ``keep_noisy``.
     """
-    order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j][0])))
+    order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
     writers: dict[int, TableWriter] = {}
+    unsaved: dict[str, Timing] = {}
     try:
         for j in order:
-            path, columns, id_column, _ = jobs[j]
-            writers[j] = TableWriter(path, columns, id_column, backend.fingerprint(),
+            job = jobs[j]
+            writers[j] = TableWriter(job.path, job.columns, job.id_column, backend.fingerprint(),
                                      j < len(discard_existing) and discard_existing[j])
-        todo = _interleave([[(j, key) for key in jobs[j][3] if key not in writers[j].done]
+        todo = _interleave([[(j, key) for key in jobs[j].units if key not in writers[j].done]
                             for j in range(len(jobs))])
         bar = Progress(len(todo), progress_label or "", progress_label is not None)
-        measured = {j: 0 for j in writers}
-        unsaved: dict[str, Timing] = {}
         try:
             for start in range(0, len(todo), BATCH_UNITS):
                 batch = todo[start:start + BATCH_UNITS]
@@ -346,23 +418,14 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
                 failure = None
                 for j, key in batch:
                     try:
-                        runners.append(backend.runner(jobs[j][3][key][0]))
+                        runners.append(backend.runner(jobs[j].units[key][0]))
                     except ProfileError as e:
                         failure = e
                         break
-                timings = measure(runners, protocol)
-                for _ in range(protocol.max_remeasures):
-                    noisy = [i for i, t in enumerate(timings) if noise(t) > NOISY_SPREAD]
-                    if not noisy:
-                        break
-                    time.sleep(protocol.pause_s)
-                    for i, t in zip(noisy, measure([runners[i] for i in noisy], protocol)):
-                        # another job on the core only slows a round down: keep the faster
-                        timings[i] = min(timings[i], t, key=lambda x: x.latency_ms)
+                timings = _steady(backend, [], protocol, runners)
                 for (j, key), timing in zip(batch, timings):
-                    if keep_noisy or noise(timing) <= NOISY_SPREAD:
-                        writers[j].append({**jobs[j][3][key][1], **timing.as_row()})
-                        measured[j] += 1
+                    if keep_noisy or _unit_noise(timing) <= UNIT_NOISE:
+                        writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
                     else:
                         unsaved[key] = timing
                     bar.update()
@@ -373,14 +436,7 @@ def _measure(backend: Backend, jobs: Sequence[tuple[str | os.PathLike, Sequence[
     finally:
         for writer in writers.values():
             writer.close()
-    return [table_quality(jobs[j][0]) for j in sorted(writers) if measured[j]], unsaved
-
-
-def noise(timing: Timing) -> float:
-    """How unsteady a measurement was: its round spread, or how far its latency (the least
-    round median) lies above its fastest run where that is more (a whole round slowed by
-    another job on the core)."""
-    return max(timing.round_spread, timing.latency_ms / timing.min_ms - 1)
+    return unsaved
 
 
 def _interleave(lists: Sequence[list]) -> list:
@@ -390,18 +446,37 @@ def _interleave(lists: Sequence[list]) -> list:
     return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
-def table_quality(path: str | os.PathLike) -> TableQuality:
-    """How well the table at ``path`` is measured now: its rows' noise and the load."""
-    import csv
+def table_quality(path: str | os.PathLike, space: SearchSpace | None = None) -> TableQuality:
+    """How well the table at ``path`` is measured now (see TableQuality); a layer table is
+    judged through the networks of ``space`` where it is given and additive."""
     path = os.fspath(path)
-    with table_lock(path, shared=True), open(path, newline="") as f:
-        spreads = np.array([noise(Timing(float(row["latency_ms"]), 0, 0, float(row["min_ms"]), 1,
-                                         float(row["round_spread"])))
-                            for row in csv.DictReader(f)])
+    is_layers = Path(path).name == "layers.csv" or _header(path)[:1] == ["key"]
+    if is_layers:
+        layers = _read(read_layer_table, path)
+        timings = list(layers.timings.values())
+    else:
+        timings = list(_read(read_network_table, path, space).timings)
+    noise = np.array([_unit_noise(t) for t in timings])
+    predicted = np.percentile(noise, 90)
+    if is_layers and space is not None and space.additive:
+        def cost(column):
+            return space.cost_matrix(lambda ls: [getattr(layers.timings[ly.key], column)
+                                                 if ly.key in layers.timings else np.nan
+                                                 for ly in ls])
+        Z = space.random_z(1000, 0)
+        with np.errstate(invalid="ignore"):
+            moved = space.evaluate_z(Z, *cost("noise_ms")) / space.evaluate_z(Z, *cost(
+                "latency_ms"))
+        if np.isfinite(moved).all():
+            predicted = float(np.percentile(moved, 90))
     return TableQuality(path, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        len(spreads),
-                        int(np.sum(spreads > NOISY_SPREAD)), float(np.median(spreads)),
-                        float(spreads.max()), os.getloadavg()[0], os.cpu_count() or 1)
+                        len(noise), int(np.sum(noise > UNIT_NOISE)), float(np.median(noise)),
+                        float(predicted), os.getloadavg()[0], os.cpu_count() or 1)
+
+
+def _header(path: str) -> list[str]:
+    with open(path, newline="") as f:
+        return f.readline().strip().split(",")
 
 
 CACHE_STATUS = "measured.json"
@@ -469,7 +544,7 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
     if not folders:
         return lines[0] + ": empty"
     lines.append(f"{'device':<22}  {'table':<36}  {'rows':>5}  {'measured (UTC)':<25}  "
-                 f"{'median':>6}  {'worst':>6}  {'noisy':>5}  {'load':>5}  state")
+                 f"{'median':>6}  {'p90 net':>7}  {'noisy':>5}  {'load':>5}  state")
     for folder in folders:
         status = read_cache_status(folder)
         for path in sorted(folder.glob("*.csv")):
@@ -482,7 +557,7 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
                 continue
             lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                          f"{q['measured_at']:<25}  {100 * q['median_noise']:>5.1f}%  "
-                         f"{100 * q['worst_noise']:>5.0f}%  {q['noisy_rows']:>5}  "
+                         f"{100 * q['prediction_noise']:>6.1f}%  {q['noisy_rows']:>5}  "
                          f"{q['load_average']:>5.1f}  {'good' if q['good'] else 'NOISY'}")
     return "\n".join(lines)
 
@@ -490,5 +565,6 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
 __all__ = ["BACKENDS", "Backend", "ProfileError", "TimingProtocol", "add_backend_options",
            "add_protocol_options", "available_backends", "backend_from_args", "cache_dir",
            "cache_report", "device_tables", "discard_cache", "export_onnx", "get_backend",
-           "measure_networks", "network_table_path", "noise", "profile_layers", "profile_networks",
-           "protocol_from_args", "read_cache_status", "table_quality", "to_onnx"]
+           "calibration_z", "measure_networks", "network_table_path", "profile_layers",
+           "profile_networks", "protocol_from_args", "read_cache_status", "table_quality",
+           "time_networks", "to_onnx"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from typing import Callable
 
@@ -22,6 +23,17 @@ class Backend(ABC):
     """Builds Layers and whole architectures in a real runtime, ready to be timed."""
 
     name: str
+    #: the calibration slopes (true latency over layer sum) this runtime can physically show:
+    #: units timed alone keep their weights in cache (nnabla's sum is 0.75 of true, ONNX
+    #: Runtime's 0.92-1.04, a CPU PyTorch's 0.79: ../shared/MEASURING.md)
+    calibration_slope: tuple[float, float] = (0.5, 2.0)
+
+    def clock(self) -> float:
+        """Seconds, for timing (a simulated device keeps its own)."""
+        return time.perf_counter()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     @abstractmethod
     def fingerprint(self) -> Fingerprint:
@@ -41,12 +53,12 @@ class Backend(ABC):
                                f"{type(e).__name__}: {e}") from e
 
     def time_layer(self, layer: Layer, protocol: TimingProtocol = TimingProtocol()) -> Timing:
-        return measure([self.runner(unit_graph(layer))], protocol)[0]
+        return measure([self.runner(unit_graph(layer))], protocol, self.clock)[0]
 
     def time_architecture(self, arch: Architecture,
                           protocol: TimingProtocol = TimingProtocol()) -> Timing:
         """True end-to-end latency of a whole architecture."""
-        return measure([self.runner(arch.graph)], protocol)[0]
+        return measure([self.runner(arch.graph)], protocol, self.clock)[0]
 
 
 def unit_name(graph: Graph) -> str:

@@ -113,6 +113,9 @@ class NNablaBackend(Backend):
         nn = self._nn
         params: OrderedDict = OrderedDict()
         last = graph[-1][0]
+        # the same seeded weights in every process (latency depends on the data): nnabla's
+        # initialisers draw from its module-wide generator
+        require("nnabla.random", "nnabla").prng = np.random.RandomState(self.seed)
         with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
             x = nn.Variable((self.batch,) + tuple(graph[0][0].in_shape))
             x.d = np.random.default_rng(self.seed).standard_normal(x.shape)

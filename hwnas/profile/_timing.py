@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from hwnas.errors import InputError
+from hwnas.profile._stats import MIN_RUNS, STATISTIC, STATISTICS, statistics, time_rounds
 from hwnas.tables import Timing
 
 # glibc's defaults return freed memory to the OS and map it again on the next forward pass:
@@ -38,62 +39,55 @@ def tune_malloc() -> bool:
 
 @dataclass(frozen=True)
 class TimingProtocol:
-    """How every unit (a layer or a whole network) is timed.
+    """How every unit (a layer or a whole network) is timed (``hwnas.profile._stats``).
 
     Units are timed in ``rounds``, interleaved: round 1 of every unit of a batch, then
-    round 2, and so on, so that slow drifts of a shared machine hit all units alike. In each
-    round a unit runs ``warmup`` times untimed, then timed run by run (each ending with a
-    device synchronisation) until ``runs`` are done or ``max_seconds`` have passed, never fewer
-    than ``min_runs``.
+    round 2, and so on, so that slow states of a shared machine hit all units alike and each
+    unit's rounds are spread over the batch. In each round a unit runs ``warmup`` times
+    untimed, then timed run by run (each ending with a device synchronisation) until ``runs``
+    are done or ``max_seconds`` have passed, never fewer than ``min_runs``.
 
-    ``latency_ms`` is the minimum over rounds of the round medians: a median shrugs off one
-    slow run, and the least round median was the most repeatable statistic across processes
-    on these shared machines (1.4-1.7 % spread, against 5-7 % for a plain median).
-    ``round_spread`` ((max - min) / min of the round medians) records how repeatable the unit
-    was. A unit measured while the machine was unsteady (see ``hwnas.profile.noise``) is
-    measured again, at most ``max_remeasures`` times, each after a pause of ``pause_s`` seconds
-    (bursts of other jobs last seconds), and keeps its fastest measurement.
+    ``latency_ms`` is ``statistic`` over all runs: by default the minimum, the statistic that
+    agreed best between two processes on these shared machines (``_stats``,
+    ``benchmarks/repeatability.py``). ``noise_ms`` records how far it moved between rounds.
+    A unit whose noise is over the tolerance its caller gives (what it may move the
+    predictions it sums into) is measured again, at most ``max_remeasures`` times, each after
+    a pause of ``pause_s`` seconds (bursts of other jobs last seconds), and its rounds are
+    pooled: more rounds, a surer minimum.
     """
 
-    warmup: int = 3
+    warmup: int = 2
     runs: int = 10
-    rounds: int = 3
-    min_runs: int = 3
-    max_seconds: float = 0.5
-    max_remeasures: int = 3
+    rounds: int = 5
+    min_runs: int = MIN_RUNS
+    max_seconds: float = 0.05
+    max_remeasures: int = 2
     pause_s: float = 1.0
+    statistic: str = STATISTIC
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.rounds < 1 or not 1 <= self.min_runs <= self.runs \
-                or self.max_remeasures < 0 or not self.pause_s >= 0:
+                or self.max_remeasures < 0 or not self.pause_s >= 0 \
+                or self.statistic not in STATISTICS:
             raise InputError(f"invalid timing protocol {self}: need warmup >= 0, rounds >= 1, "
-                             f"1 <= min_runs <= runs, max_remeasures >= 0 and pause_s >= 0")
+                             f"1 <= min_runs <= runs, max_remeasures >= 0, pause_s >= 0 and "
+                             f"a statistic of {sorted(STATISTICS)}")
 
 
-def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol) -> list[Timing]:
+def measure_rounds(runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
+                   clock: Callable[[], float] = time.perf_counter) -> list[list[np.ndarray]]:
+    """Each runner's timed rounds (ms) under ``protocol``, interleaved (``_stats``)."""
+    return time_rounds(runners, warmup=protocol.warmup, runs=protocol.runs,
+                       rounds=protocol.rounds, max_seconds=protocol.max_seconds,
+                       min_runs=protocol.min_runs, clock=clock)
+
+
+def to_timing(rounds: Sequence[np.ndarray], protocol: TimingProtocol) -> Timing:
+    """The Timing of a unit's rounds under ``protocol``'s statistic."""
+    return Timing(**statistics(rounds, protocol.statistic))
+
+
+def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
+            clock: Callable[[], float] = time.perf_counter) -> list[Timing]:
     """Time each runner (one forward pass, synchronised) under ``protocol``, interleaved."""
-    samples: list[list[np.ndarray]] = [[] for _ in runners]
-    for _ in range(protocol.rounds):
-        for run, rounds in zip(runners, samples):
-            for _ in range(protocol.warmup):
-                run()
-            ms: list[float] = []
-            start = time.perf_counter()
-            while len(ms) < protocol.runs:
-                t0 = time.perf_counter()
-                run()
-                t1 = time.perf_counter()
-                ms.append((t1 - t0) * 1e3)
-                if len(ms) >= protocol.min_runs and t1 - start > protocol.max_seconds:
-                    break
-            rounds.append(np.asarray(ms))
-    return [_timing(rounds) for rounds in samples]
-
-
-def _timing(rounds: list[np.ndarray]) -> Timing:
-    medians = np.array([np.median(r) for r in rounds])
-    pooled = np.concatenate(rounds)
-    p10, p90 = np.percentile(pooled, [10, 90])
-    least = float(medians.min())
-    return Timing(least, float(p10), float(p90), float(pooled.min()), len(pooled),
-                  float((medians.max() - least) / least))
+    return [to_timing(r, protocol) for r in measure_rounds(runners, protocol, clock)]

@@ -1,11 +1,13 @@
 """python -m hwnas.search --budget-ms 5: latency-constrained architecture search.
 
-With no --table or --predictor, this machine's layer table and a few whole networks are
-measured on first use (cached per device fingerprint under $HWNAS_CACHE, default
-~/.cache/hwnas), and the layer sums are calibrated on the networks near the budget, so that
-the budget is in true end-to-end milliseconds. Later runs reuse the cache. Where the
-predictor's device is this machine, the reported architectures are then measured, and a miss
-recalibrates and searches again (hwnas.search._verify); --no-verify skips it.
+With no --table or --predictor, this machine's layer table and whole networks spread over the
+space are measured on first use, in one interleaved batch (cached per device fingerprint under
+$HWNAS_CACHE, default ~/.cache/hwnas), and the layer sums are calibrated on those networks, so
+that the budget is in true end-to-end milliseconds. Later runs re-time three cached networks
+and reuse the cache while they agree with it. Where the predictor's device is this machine,
+the reported architectures are then measured, and where the evidence beyond the measured
+noise says so, the line is refitted and the search runs again (hwnas.search._verify);
+--no-verify skips it.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import optuna
 
 from hwnas import _cli
+from hwnas.devices import device_predictor
 from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, Predictor, load_predictor
 from hwnas.profile import (
+    Backend,
     add_backend_options,
     add_protocol_options,
     available_backends,
@@ -39,11 +43,12 @@ from hwnas.search._study import (
     BudgetError,
     SearchInterrupted,
     SearchResult,
+    SearchSettings,
     search,
 )
-from hwnas.search._verify import calibrate, verify_search
-from hwnas.spaces import SPACES, load_space
-from hwnas.tables import format_z, read_layer_table
+from hwnas.search._verify import Verification, Verifier, calibrate
+from hwnas.spaces import SPACES, SearchSpace, load_space
+from hwnas.tables import NetworkTable, format_z, read_layer_table
 
 PROG = "python -m hwnas.search"
 
@@ -61,6 +66,9 @@ def parser() -> _cli.ArgumentParser:
     source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
                         "latencies")
     source.add_argument("--predictor", help="a saved predictor (from python -m hwnas.fit)")
+    source.add_argument("--device", metavar="NAME", help="a shipped device (python -m "
+                        "hwnas.devices): search for it offline, with its measured latencies "
+                        "(exact on nb201) or a predictor fitted on them (fbnet)")
     add_backend_options(p, default=None)
     add_protocol_options(p.add_argument_group(
         "timing", "how the default flow measures its tables and the verify loop its networks "
@@ -118,62 +126,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_outputs(args)
-    base = networks = backend = None
-    protocol = protocol_from_args(args)  # how the default flow and the verify loop measure
     if args.remeasure and (args.predictor or args.table):
         raise InputError("--remeasure re-measures the cached tables of the default flow: "
                          "drop --table / --predictor, or re-measure with python -m "
                          "hwnas.profile")
-    loaded = load_predictor(args.predictor) if args.predictor else None
-    space = load_space(args.space or _predictor_space(loaded, args.predictor) or "mobilenet")
-    if loaded is not None:
-        predictor, source = loaded, args.predictor
-    elif args.table:
-        predictor, source = LookupPredictor().fit(read_layer_table(args.table)), args.table
-    else:
-        backend_name = args.backend or next(iter(available_backends()), None)
-        if backend_name is None:
-            raise InputError("no profiler backend is installed to measure this machine: "
-                             "run scripts/setup (nnabla in .venv), or give --table")
-        backend = backend_from_args(backend_name, args)
-        layers, networks = device_tables(backend, space, protocol=protocol,
-                                         show_progress=not args.quiet,
-                                         budget_ms=args.budget_ms, remeasure=args.remeasure)
-        base = LookupPredictor().fit(layers)
-        predictor = calibrate(base, networks, space, args.budget_ms)
-        source = layers.path
+    source = _source(args)
+    settings = _settings(args)
     try:
-        storage = args.storage
-        if storage is None and (args.study_name or args.workers > 1):
-            folder = os.path.dirname(os.path.abspath(args.json)) if args.json else os.getcwd()
-            storage = os.path.join(folder, f"{args.study_name or 'hwnas-search'}.journal")
-        objective = load_objective(args.objective)
-        searches: list[str | None] = []
-
-        def run_search(predictor, budget_ms):
-            # a named study is the first search's: a verify round's trials carry other
-            # predictions, so each round searches a study of its own
-            name = args.study_name and args.study_name + (
-                f"-verify-{len(searches)}" if searches else "")
-            searches.append(name)
-            return search(space, predictor, budget_ms, objective,
-                          mode=args.mode, sampler=args.sampler, n_trials=args.trials,
-                          seed=args.seed, top=args.top, feasible=not args.plain_sampler,
-                          max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
-                          max_activation_bytes=_bytes(args.max_activation_kb),
-                          confidence=args.confidence, penalty_weight=args.penalty_weight,
-                          storage=storage, study_name=name, workers=args.workers,
-                          show_progress=not args.quiet)
-
         verification = None
         if args.no_verify:
-            result = run_search(predictor, args.budget_ms)
+            result = search(source.space, source.predictor, args.budget_ms, settings=settings)
+            predictor = source.predictor
         else:
-            verification = verify_search(space, predictor, run_search, args.budget_ms,
-                                         mode=args.mode, top=args.top, base=base,
-                                         calibration=networks, backend=backend,
-                                         protocol=protocol, show_progress=not args.quiet,
-                                         log=print)
+            verification = Verifier(source.space, settings, args.budget_ms,
+                                    backend=source.backend, base=source.base,
+                                    calibration=source.networks,
+                                    protocol=protocol_from_args(args), log=print
+                                    ).run(source.predictor)
             result, predictor = verification.result, verification.predictor
     except BudgetError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
@@ -185,25 +154,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verification is not None:
         print(verification_report(verification))
     if args.json:
-        doc = as_json(result, predictor, source)
-        if verification is not None:
-            doc.update(verification.as_dict())
-            for entry in doc["best"]:
-                entry["measured_latency_ms"] = verification.measured_ms.get(tuple(entry["z"]))
-        else:
-            doc["verified"] = False
-            doc["verification"] = {"note": "not verified: --no-verify"}
-        _write_json(doc, args.json)
+        _write_json(as_json(result, predictor, source.path, verification), args.json)
         print(f"wrote {args.json}")
     if args.plot:
         plot_search(result, args.plot)
         print(f"wrote {args.plot}")
     if args.export_onnx:
+        space = source.space
         for rank, c in enumerate(result.best, 1):
             path = os.path.join(args.export_onnx, f"{space.name}-{rank}-{format_z(c.z)}.onnx")
             export_onnx(space.decode(c.z).graph, path, batch=predictor.fingerprint_.batch)
             print(f"wrote {path}")
     return 0
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the search's predictions come from: the predictor and its space, the file it was
+    read from; for the default flow also the backend that measured it, the layer-sum
+    predictor it calibrates and the calibration networks."""
+
+    space: SearchSpace
+    predictor: Predictor
+    path: str
+    backend: Backend | None = None
+    base: Predictor | None = None
+    networks: NetworkTable | None = None
+
+
+def _source(args) -> Source:
+    """A saved predictor (--predictor), the raw layer sums of a table (--table), or this
+    machine measured and calibrated (the default flow: hwnas.profile.device_tables)."""
+    if args.device:
+        predictor = device_predictor(args.device, args.space)
+        return Source(load_space(predictor.space_), predictor,
+                      f"hwnas.devices:{predictor.space_}/{args.device}")
+    loaded = load_predictor(args.predictor) if args.predictor else None
+    space = load_space(args.space or _predictor_space(loaded, args.predictor) or "mobilenet")
+    if loaded is not None:
+        return Source(space, loaded, args.predictor)
+    if args.table:
+        return Source(space, LookupPredictor().fit(read_layer_table(args.table)), args.table)
+    name = args.backend or next(iter(available_backends()), None)
+    if name is None:
+        raise InputError("no profiler backend is installed to measure this machine: "
+                         "run scripts/setup (nnabla in .venv), or give --table")
+    backend = backend_from_args(name, args)
+    layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
+                                     show_progress=not args.quiet, remeasure=args.remeasure)
+    base = LookupPredictor().fit(layers)
+    return Source(space, calibrate(base, networks, space, backend), layers.path, backend, base,
+                  networks)
+
+
+def _settings(args) -> SearchSettings:
+    """The search settings of the command line; a named study, or several workers, without
+    --storage share a journal file beside the results."""
+    storage = args.storage
+    if storage is None and (args.study_name or args.workers > 1):
+        folder = os.path.dirname(os.path.abspath(args.json)) if args.json else os.getcwd()
+        storage = os.path.join(folder, f"{args.study_name or 'hwnas-search'}.journal")
+    return SearchSettings(
+        objective=load_objective(args.objective), mode=args.mode, sampler=args.sampler,
+        n_trials=args.trials, seed=args.seed, top=args.top, feasible=not args.plain_sampler,
+        max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
+        max_activation_bytes=_bytes(args.max_activation_kb), confidence=args.confidence,
+        penalty_weight=args.penalty_weight, storage=storage, study_name=args.study_name,
+        workers=args.workers, show_progress=not args.quiet)
 
 
 def _check_outputs(args) -> None:
@@ -298,7 +315,8 @@ def load_objective(text: str):
 def describe(predictor) -> str:
     text = f"{predictor.kind} predictor"
     if isinstance(predictor, CalibratedPredictor):
-        text += f" (a = {predictor.a_:.3f} x {predictor._base().kind} + b = {predictor.b_:.3f} ms)"
+        text += (f" (a = {predictor.a_:.3f} x {predictor._base().kind} + b = {predictor.b_:.3f} "
+                 f"ms: {predictor.how_})")
     return text
 
 
@@ -325,16 +343,24 @@ def report(result: SearchResult, predictor) -> str:
     return "\n".join(lines)
 
 
-def as_json(result: SearchResult, predictor, source: str) -> dict:
+def as_json(result: SearchResult, predictor, source: str,
+            verification: Verification | None = None) -> dict:
     fingerprint = predictor.fingerprint_
-    return {"budget_ms": result.budget_ms, "space": result.space,
-            "backend": fingerprint.backend, "device": asdict(fingerprint),
-            "predictor": describe(predictor), "source": source,
-            "objective": result.objective, "mode": result.mode, "sampler": result.sampler,
-            "trials": result.trials,
-            "feasible_trials": result.feasible_trials,
-            "min_latency_ms": result.min_latency_ms, "notes": list(result.notes),
-            "best": [c.as_dict() for c in result.best]}
+    doc = {"budget_ms": result.budget_ms, "space": result.space,
+           "backend": fingerprint.backend, "device": asdict(fingerprint),
+           "predictor": describe(predictor), "source": source,
+           "objective": result.objective, "mode": result.mode, "sampler": result.sampler,
+           "trials": result.trials,
+           "feasible_trials": result.feasible_trials,
+           "min_latency_ms": result.min_latency_ms, "notes": list(result.notes),
+           "best": [c.as_dict() for c in result.best]}
+    if verification is None:
+        doc.update(verified=False, verification={"note": "not verified: --no-verify"})
+        return doc
+    doc.update(verification.as_dict())
+    for entry in doc["best"]:
+        entry["measured_latency_ms"] = verification.measured_ms.get(tuple(entry["z"]))
+    return doc
 
 
 if __name__ == "__main__":

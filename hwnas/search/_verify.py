@@ -1,17 +1,21 @@
 """Verification in the loop: measure a search's reported architectures on the device, and
-where a prediction misses, recalibrate on them and search again.
+spend another round (recalibrate, search again) only where the evidence says the calibration
+is wrong or an answer is over the budget beyond its noise.
 
 What it guarantees, where it runs (the predictor's device is this machine): every reported
 architecture was measured end to end on this device with the timing protocol of the tables,
 and in constraint and Pareto modes its measured latency is within the budget; the
-predictions shown are those of the last calibration, and how many fall within the tolerance
-of the measured latency is reported. An architecture measured over the budget is never
-reported.
+predictions shown are those of the last calibration. On a quiet machine with a right
+calibration the answer is verified in one round.
+
+The tolerance is not a constant: a prediction is off when it misses the measured latency by
+more than the calibration's own error (MIN_TOLERANCE) or NOISE_SIGMAS times the measured
+noise of the networks being verified, whichever is more.
 
 Example (it measures on this machine, so it is not run as a doctest)::
 
-    from hwnas.search import search
-    v = verify_search(space, predictor, lambda p, ms: search(space, p, ms, seed=0), 5.0)
+    from hwnas.search import SearchSettings
+    v = Verifier(space, SearchSettings(seed=0), 5.0, backend=backend).run(predictor)
     v.verified, [v.measured_ms[c.z] for c in v.result.best]
 """
 
@@ -28,16 +32,15 @@ from hwnas.errors import HwnasError
 from hwnas.predictors import CalibratedPredictor, NotAdditiveError
 from hwnas.profile import (
     BACKENDS,
-    NOISY_SPREAD,
+    DEVICE_BACKENDS,
     TimingProtocol,
     available_backends,
     get_backend,
     measure_networks,
     network_table_path,
-    noise,
 )
 from hwnas.profile._base import cpu_name
-from hwnas.search._study import BudgetError, SearchResult
+from hwnas.search._study import BudgetError, Candidate, SearchResult, SearchSettings, search
 from hwnas.tables import NetworkTable, Timing
 
 if TYPE_CHECKING:
@@ -45,13 +48,16 @@ if TYPE_CHECKING:
     from hwnas.profile import Backend
     from hwnas.spaces import SearchSpace
 
-#: predicted and measured latency may differ by this share before the loop recalibrates
-TOLERANCE = 0.05
+Z = tuple[int, ...]
+#: the calibration's own error: a prediction within this share of its measurement is right
+MIN_TOLERANCE = 0.03
+#: a miss must exceed this many times the measured noise of the networks to count
+NOISE_SIGMAS = 3.0
+#: the noise of a measurement is taken as at least this share of it (the minimum over rounds
+#: repeated within 1.3-4 % across processes: ../shared/MEASURING.md)
+MIN_NOISE = 0.01
 #: searches at most (the first one included)
 MAX_ROUNDS = 3
-#: calibration networks within this share of the budget (measured) are fitted alone when
-#: there are at least 3: the calibration must be right where the answer lives
-WINDOW = 0.3
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,9 @@ class Verification:
     predictor: Predictor
     verified: bool
     note: str  # how it was verified, or why not
-    measured_ms: dict[tuple[int, ...], float] = field(default_factory=dict)
+    measured_ms: dict[Z, float] = field(default_factory=dict)
     rounds: list[str] = field(default_factory=list)
-    tolerance: float = TOLERANCE
+    tolerance: float = MIN_TOLERANCE
 
     @property
     def within_tolerance(self) -> int | None:
@@ -85,6 +91,233 @@ class Verification:
                                  "log": self.rounds}}
 
 
+@dataclass
+class VerifyState:
+    """What a verification has learned so far."""
+
+    predictor: Predictor
+    search_ms: float  # the budget the next search runs at
+    number: int = 0  # rounds begun
+    result: SearchResult | None = None  # the last search that found architectures
+    found: bool = True  # whether this round's search found any
+    pool: dict[Z, Candidate] = field(default_factory=dict)  # every reported candidate
+    measured: dict[Z, Timing] = field(default_factory=dict)  # this run's measurements
+    calibration: dict[Z, Timing] = field(default_factory=dict)  # what recalibration fits
+    lines: list[str] = field(default_factory=list)
+    tolerance: float = MIN_TOLERANCE
+    done: bool = False
+
+
+class Verifier:
+    """Search, measure the answers on ``backend``, judge them under their noise, and where the
+    evidence says so recalibrate ``a * base + b`` and search again (at most ``max_rounds``).
+
+    Args:
+        space, settings, budget_ms: what and how to search (``search``'s arguments); a named
+            study is the first round's, later rounds search studies of their own (their
+            trials carry other predictions).
+        backend: measures on the predictor's device (default: the installed one whose
+            fingerprint is the predictor's, see ``verifier_backend``).
+        base: what the calibration scales (default: the predictor's own base if it is
+            calibrated, else the predictor); ``calibration`` the networks it was fitted on.
+        protocol, show_progress: how networks are measured.
+        log: called with each round's line as it ends.
+    """
+
+    def __init__(self, space: SearchSpace, settings: SearchSettings, budget_ms: float, *,
+                 backend: Backend | None = None, base: Predictor | None = None,
+                 calibration: NetworkTable | None = None,
+                 protocol: TimingProtocol = TimingProtocol(), max_rounds: int = MAX_ROUNDS,
+                 log: Callable[[str], None] = lambda line: None):
+        self.space, self.settings, self.budget_ms = space, settings, budget_ms
+        self.backend, self.base, self.calibration = backend, base, calibration
+        self.protocol, self.max_rounds, self.log = protocol, max_rounds, log
+        self.over = settings.mode != "penalty"  # a budget that a true latency can break
+
+    def run(self, predictor: Predictor) -> Verification:
+        """The verified answer for ``predictor`` (see the module's guarantees). Raises
+        BudgetError when no measured architecture meets the budget."""
+        if self.backend is None:
+            self.backend, why = verifier_backend(predictor)
+            if self.backend is None:
+                return Verification(self._search(predictor, self.budget_ms, 1), predictor,
+                                    False, f"cannot be verified here: {why}")
+        if self.base is None:
+            self.base = predictor.base if isinstance(predictor, CalibratedPredictor) \
+                else predictor
+        state = VerifyState(predictor, self.budget_ms, calibration=dict(
+            zip(self.calibration.z, self.calibration.timings)) if self.calibration else {})
+        while not state.done:
+            state.number += 1
+            zs = self.search(state)
+            self.measure(state, zs)
+            line, wrong = self.judge(state, zs)
+            if wrong and state.number < self.max_rounds:
+                line += self.recalibrate(state, zs)
+            else:
+                state.done = True
+                if wrong:
+                    line += ": no rounds left"
+            state.lines.append(line)
+            self.log(line)
+        return self.answer(state)
+
+    # --- the steps --------------------------------------------------------------------------
+
+    def search(self, state: VerifyState) -> list[Z]:
+        """Search at ``state.search_ms``: the reported z; where nothing is predicted within
+        it, the least-latency z (is it truly over the budget, or is the calibration?)."""
+        try:
+            state.result = self._search(state.predictor, state.search_ms, state.number)
+        except BudgetError:
+            state.found = False
+            return [self._least(state.predictor)]
+        state.found = True
+        state.pool.update((c.z, c) for c in state.result.best)
+        return [c.z for c in state.result.best]
+
+    def measure(self, state: VerifyState, zs: list[Z]) -> None:
+        """Measure ``zs`` on the device, interleaved, into its cached network table (the
+        steady ones: a warm run reuses them)."""
+        assert self.backend is not None
+        state.measured.update(measure_networks(
+            self.backend, self.space, zs, network_table_path(self.backend, self.space),
+            self.protocol, self.settings.show_progress))
+
+    def judge(self, state: VerifyState, zs: list[Z]) -> tuple[str, bool]:
+        """The round's line, and whether the evidence says another round is needed: the
+        predictions are off beyond the tolerance as a whole (the median error: the
+        calibration is wrong), an answer is over the budget beyond its noise, or none is
+        within the budget."""
+        true = np.array([state.measured[z].latency_ms for z in zs])
+        noise = np.maximum([_noise(state.measured[z]) for z in zs], MIN_NOISE)
+        predicted = state.predictor.predict_z(self.space, np.array(zs))
+        error = predicted / true - 1
+        state.tolerance = tolerance = max(MIN_TOLERANCE, NOISE_SIGMAS * float(np.median(noise)))
+        beyond = self.over & (true * (1 - NOISE_SIGMAS * noise) > self.budget_ms)
+        within = true <= self.budget_ms if self.over else np.ones(len(zs), bool)
+        line = (f"verify round {state.number}: measured {len(zs)} architecture(s): predicted "
+                f"{predicted.min():.3f}-{predicted.max():.3f} ms, measured {true.min():.3f}-"
+                f"{true.max():.3f} ms, error {100 * error.min():+.1f} % to "
+                f"{100 * error.max():+.1f} % (tolerance {100 * tolerance:.1f} %)")
+        if not state.found:
+            line = (f"verify round {state.number}: no architecture predicted within "
+                    f"{state.search_ms:.3f} ms; the least-latency one, predicted "
+                    f"{predicted[0]:.3f} ms, measured {true[0]:.3f} ms")
+            if not beyond[0]:  # it may fit: the calibration predicts too much
+                return line, True
+            if not any(ms <= self.budget_ms for ms in self._fits(state)):
+                self.log(line)
+                raise _measured_over(self.budget_ms, float(true[0]))
+            return line + "; the answer is an earlier round's", False
+        wrong = abs(float(np.median(error))) > tolerance
+        reasons = []
+        if wrong:
+            reasons.append(f"the calibration is off by {100 * float(np.median(error)):+.1f} %")
+        if beyond.any():
+            reasons.append(f"{int(beyond.sum())} over the budget beyond their noise")
+        if not within.any():
+            reasons.append("none within the budget")
+        if not reasons:
+            return line + ("; all within the budget" if self.over else "") + \
+                f"; {int(within.sum())} of {len(zs)} reported", False
+        return line + "; " + ", ".join(reasons), True
+
+    def recalibrate(self, state: VerifyState, zs: list[Z]) -> str:
+        """Refit the line on the calibration networks and this run's measurements, and
+        search next below the budget by how far the new line still predicts under the
+        measured latency of this round's networks (at most the tolerance)."""
+        state.calibration.update((z, state.measured[z]) for z in zs)
+        rows = state.calibration
+        assert self.backend is not None and self.base is not None
+        table = NetworkTable(str(network_table_path(self.backend, self.space)),
+                             self.backend.fingerprint(), self.space.name, tuple(rows),
+                             tuple(rows.values()))
+        try:
+            state.predictor = CalibratedPredictor(
+                self.base, slope_bounds=self.backend.calibration_slope).fit(table, self.space)
+        except HwnasError as e:  # no calibration (see fit_line): keep the answer
+            state.done = True
+            return f": cannot recalibrate ({e})"
+        true = np.array([state.measured[z].latency_ms for z in zs])
+        under = true / state.predictor.predict_z(self.space, np.array(zs)) - 1
+        margin = float(np.clip(under.max(), 0.0, state.tolerance))
+        state.search_ms = self.budget_ms * (1 - margin)
+        p = state.predictor
+        return (f": recalibrated on {len(rows)} networks (a = {p.a_:.3f}, b = {p.b_:.3f} ms; "
+                f"{p.how_}), searching again at {state.search_ms:.3f} ms")
+
+    def answer(self, state: VerifyState) -> Verification:
+        """The reported candidates with the last predictor's predictions: in constraint mode
+        the best measured within the budget across rounds; otherwise the last round's, less
+        any measured over the budget."""
+        measured = {z: t.latency_ms for z, t in state.measured.items()}
+        if state.result is None:  # no search found an architecture predicted within it
+            if min(measured.values()) > self.budget_ms:
+                raise _measured_over(self.budget_ms, min(measured.values()))
+            # the least-latency network measured within the budget although predicted over
+            # it: a search at the least predicted latency reports it (and any tie)
+            least = self._least(state.predictor)
+            state.result = self._search(
+                state.predictor, float(state.predictor.predict_z(self.space, [least])[0])
+                * (1 + 1e-9), state.number + 1)
+            state.pool.update((c.z, c) for c in state.result.best)
+            self.measure(state, [c.z for c in state.result.best])
+            measured = {z: t.latency_ms for z, t in state.measured.items()}
+        if self.settings.mode == "constraint":
+            fits = [c for z, c in state.pool.items() if measured[z] <= self.budget_ms]
+            chosen = sorted(fits, key=lambda c: (-c.objective, measured[c.z]))
+            chosen = chosen[:self.settings.top]
+        else:
+            chosen = [c for c in state.result.best
+                      if not (self.over and measured[c.z] > self.budget_ms)]
+        result = dataclasses.replace(state.result, budget_ms=self.budget_ms)
+        if not chosen:
+            load = os.getloadavg()[0]
+            return Verification(result, state.predictor, False,
+                                f"every reported architecture measured over the budget, "
+                                f"within its noise (load average {load:.1f} on "
+                                f"{os.cpu_count()} cores); run again when it is quieter",
+                                measured, state.lines, state.tolerance)
+        predicted = state.predictor.predict_z(self.space, np.array([c.z for c in chosen]))
+        best = [dataclasses.replace(c, predicted_latency_ms=float(p))
+                for c, p in zip(chosen, predicted)]
+        v = Verification(dataclasses.replace(result, best=best), state.predictor, True, "",
+                         measured, state.lines, state.tolerance)
+        assert self.backend is not None
+        note = (f"{len(best)} architecture(s) measured on {self.backend.fingerprint().describe()}"
+                + (f", all within the budget of {self.budget_ms:g} ms" if self.over else "")
+                + f"; {v.within_tolerance} of {len(best)} predicted within "
+                  f"{100 * state.tolerance:.1f} %; {len(state.lines)} round(s)")
+        return dataclasses.replace(v, note=note)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _search(self, predictor: Predictor, budget_ms: float, number: int) -> SearchResult:
+        name = self.settings.study_name
+        if name and number > 1:
+            name = f"{name}-verify-{number - 1}"
+        return search(self.space, predictor, budget_ms,
+                      settings=dataclasses.replace(self.settings, study_name=name))
+
+    def _least(self, predictor: Predictor) -> Z:
+        try:
+            z = self.space.min_z(*predictor.cost_matrix(self.space))[0]
+        except NotAdditiveError:
+            raise BudgetError(self.budget_ms, float("nan"), exact=False) from None
+        return tuple(int(v) for v in z)
+
+    def _fits(self, state: VerifyState) -> list[float]:
+        """The measured latencies of the candidates reported in some round."""
+        return [state.measured[z].latency_ms for z in state.pool if z in state.measured]
+
+
+def _noise(timing: Timing) -> float:
+    """A measurement's relative noise (0 where not recorded)."""
+    noise = timing.noise
+    return noise if np.isfinite(noise) else 0.0
+
+
 def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
     """The installed backend that measures on the predictor's device, or None and why not."""
     fp = predictor.fingerprint_
@@ -93,6 +326,8 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
         return None, f"the predictor predicts {target}, not latency"
     if fp.backend not in BACKENDS:  # a table imported from another tool or device
         return None, f"the predictor is for {fp.describe()}, measured outside hwnas"
+    if fp.backend not in DEVICE_BACKENDS:
+        return None, f"the predictor is for {fp.describe()}, not a device of this machine"
     if fp.backend not in available_backends():
         return None, f"the predictor is for {fp.describe()}; {fp.backend} is not installed here"
     context = fp.device.split(":")[0]
@@ -115,192 +350,12 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
 
 
 def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
-              budget_ms: float) -> CalibratedPredictor:
-    """true ~ a * base + b (``fit_line``) fitted on the networks measured within WINDOW of
-    the budget where at least 3 are, else on all of them. Noisy rows are left out where 3
-    others remain."""
-    steady = [i for i, t in enumerate(networks.timings) if noise(t) <= NOISY_SPREAD]
-    if len(steady) >= 3:
-        networks = networks.select(steady)
-    latency = networks.values()
-    near = [i for i, t in enumerate(latency) if abs(t / budget_ms - 1) <= WINDOW]
-    if len(near) >= 3:
-        return CalibratedPredictor(base).fit(networks.select(near), space)
-    return CalibratedPredictor(base).fit(networks, space)
-
-
-def verify_search(space: SearchSpace, predictor: Predictor,
-                  run_search: Callable[[Predictor, float], SearchResult], budget_ms: float, *,
-                  mode: str = "constraint", top: int = 5,
-                  base: Predictor | None = None,
-                  calibration: NetworkTable | None = None,
-                  backend: Backend | None = None,
-                  tolerance: float = TOLERANCE, max_rounds: int = MAX_ROUNDS,
-                  protocol: TimingProtocol | None = None, show_progress: bool = False,
-                  log: Callable[[str], None] = lambda line: None) -> Verification:
-    """Search with ``run_search(predictor, search_budget_ms)``, measure the reported
-    architectures on the device (interleaved, into the device's cached network table), and
-    while one is over the budget or off its prediction by more than ``tolerance``, add those
-    to the calibration networks, refit ``a * base + b`` and search again (at most
-    ``max_rounds`` searches).
-
-    The first search is at ``budget_ms``; after a recalibration, at ``budget_ms`` less a
-    margin: how far the new calibration still predicts under the measured latency of this
-    run's steady networks within WINDOW of the budget (at most ``tolerance``), so that the
-    next answers measure within the budget rather than just over it.
-
-    ``base`` is what the calibration scales (default: the predictor's own base if it is
-    calibrated, else the predictor); ``calibration`` the networks it was calibrated on.
-    ``backend`` defaults to the installed one whose fingerprint is the predictor's; where
-    there is none, the search runs once and the result says why it is not verified.
-    In constraint mode the answer is the best (by objective) of every architecture measured
-    within the budget in any round. Raises BudgetError when no measured architecture meets
-    the budget (the least-latency one included).
-    """
-    if backend is None:
-        backend, why = verifier_backend(predictor)
-        if backend is None:
-            return Verification(run_search(predictor, budget_ms), predictor, False,
-                                f"cannot be verified here: {why}")
-    if base is None:
-        base = predictor._base() if isinstance(predictor, CalibratedPredictor) else predictor
-    path = network_table_path(backend, space)
-    protocol = protocol or TimingProtocol()
-    calib = set(calibration.z) if calibration is not None else set()
-    measured: dict[tuple[int, ...], float] = {}
-    seen: dict[tuple[int, ...], Timing] = {}  # this run's measurements, cached or not
-    pool: dict[tuple[int, ...], object] = {}  # every reported candidate, by z
-    rounds: list[str] = []
-    over = mode != "penalty"  # a budget that a true latency can break
-    result = last = None
-    search_ms = budget_ms
-    for number in range(1, max_rounds + 1):
-        try:
-            result = last = run_search(predictor, search_ms)
-            zs = [c.z for c in result.best]
-            pool.update((c.z, c) for c in result.best)
-        except BudgetError as e:
-            try:  # is the least-latency architecture truly over the budget, or the calibration?
-                z_min = tuple(int(v) for v in space.min_z(*predictor.cost_matrix(space))[0])
-            except NotAdditiveError:
-                if last is None:
-                    raise e from None
-                rounds.append(f"verify round {number}: the recalibrated predictor finds no "
-                              f"architecture within the budget (the least is not known: it "
-                              f"is not additive)")
-                log(rounds[-1])
-                break
-            zs, result = [z_min], None
-        if not zs:
-            break
-        timings = measure_networks(backend, space, zs, path, protocol, show_progress)
-        seen.update(timings)
-        true = np.array([timings[z].latency_ms for z in zs])
-        measured.update(zip(zs, map(float, true)))
-        predicted = predictor.predict_z(space, np.array(zs))
-        error = predicted / true - 1
-        off = [(over and t > budget_ms) or abs(e) > tolerance for t, e in zip(true, error)]
-        if result is None:  # predicted over the budget: measured within it, that is a miss
-            off = [True]
-        # another job on the core only slows a run: a busy measurement within the budget
-        # still shows that the architecture fits, but it never calibrates, and is not cached
-        busy = [z for z in zs if noise(timings[z]) > NOISY_SPREAD]
-        misses = [z for z, o in zip(zs, off) if o and z not in busy]
-        line = (f"verify round {number}: measured {len(zs)} architecture(s): predicted "
-                f"{predicted.min():.3f}-{predicted.max():.3f} ms, measured "
-                f"{true.min():.3f}-{true.max():.3f} ms, error {100 * error.min():+.1f} % to "
-                f"{100 * error.max():+.1f} %")
-        if result is None:
-            line = f"verify round {number}: no architecture predicted within the budget; the " \
-                   f"least-latency one, predicted {predicted[0]:.3f} ms, measured {true[0]:.3f} ms"
-        if busy:
-            line += f" ({len(busy)} on a busy machine: noise over {100 * NOISY_SPREAD:g} %)"
-        if result is None and true[0] > budget_ms and not busy:
-            rounds.append(line)
-            log(line)
-            if not _fits(pool, measured, budget_ms):
-                raise _measured_over(budget_ms, float(true[0]))
-            break  # earlier rounds' architectures measured within it: the answer is theirs
-        if not any(off):
-            line += f"; all within {100 * tolerance:g} %" + (" and the budget" if over else "")
-            rounds.append(line)
-            log(line)
-            break
-        line += f"; {sum(off)} over the budget or off by more than {100 * tolerance:g} %"
-        if number == max_rounds:
-            rounds.append(line + ": no rounds left")
-            log(rounds[-1])
-            break
-        if not misses:
-            rounds.append(line + ": measuring again")
-            log(rounds[-1])
-            continue
-        calib.update(misses)
-        if len(calib) < 3:  # a line needs networks of different sizes: a covering design
-            design = [tuple(int(v) for v in z)
-                      for z in space.design(max(space.n_choices), seed=0)]
-            found = measure_networks(backend, space, design, path, protocol, show_progress)
-            calib.update(design)
-            seen.update(found)
-        try:
-            predictor = calibrate(base, _table(calibration, space, path, backend, calib, seen),
-                                  space, budget_ms)
-        except ValueError as e:  # no calibration (see fit_line): keep the answer
-            rounds.append(line + f": cannot recalibrate ({e})")
-            log(rounds[-1])
-            break
-        search_ms = budget_ms * (1 - _margin(space, predictor, seen, budget_ms, tolerance))
-        line += (f": recalibrated on {len(calib)} networks (a = {predictor.a_:.3f}, "
-                 f"b = {predictor.b_:.3f} ms), searching again at {search_ms:.3f} ms")
-        rounds.append(line)
-        log(line)
-    if last is None and min(measured.values()) <= budget_ms:
-        # no search found an architecture predicted within the budget, but the least-latency
-        # one measured within it: a search at the least predicted latency reports it (and
-        # any tie, measured too)
-        last = run_search(predictor, space.min_z(*predictor.cost_matrix(space))[1] * (1 + 1e-9))
-        new = [c.z for c in last.best if c.z not in measured]
-        if new:
-            found = measure_networks(backend, space, new, path, protocol, show_progress)
-            measured.update((z, t.latency_ms) for z, t in found.items())
-        pool.update((c.z, c) for c in last.best)
-    if last is None:
-        raise _measured_over(budget_ms, min(measured.values()))
-    best = _answer(space, predictor, last, pool, measured, budget_ms, mode, top, over)
-    last = dataclasses.replace(last, budget_ms=budget_ms)
-    if not best:
-        load = os.getloadavg()[0]
-        return Verification(last, predictor, False,
-                            f"the machine was too busy to verify: every reported architecture "
-                            f"measured over the budget with noise over "
-                            f"{100 * NOISY_SPREAD:g} % (load average {load:.1f} on "
-                            f"{os.cpu_count()} cores); run again when it is quieter",
-                            measured, rounds, tolerance)
-    v = Verification(dataclasses.replace(last, best=best), predictor, True, "", measured,
-                     rounds, tolerance)
-    note = (f"{len(best)} architecture(s) measured on {backend.fingerprint().describe()}"
-            + (f", all within the budget of {budget_ms:g} ms" if over else "")
-            + f"; {v.within_tolerance} of {len(best)} predicted within {100 * tolerance:g} %; "
-              f"{len(rounds)} round(s)")
-    return dataclasses.replace(v, note=note)
-
-
-def _fits(pool, measured, budget_ms) -> bool:
-    """Whether a reported architecture of some round measured within the budget."""
-    return any(measured[z] <= budget_ms for z in pool)
-
-
-def _margin(space, predictor, seen, budget_ms, tolerance) -> float:
-    """How far ``predictor`` predicts under the measured latency of this run's steady
-    networks within WINDOW of the budget (0 where it predicts none under), at most
-    ``tolerance``: the share by which the next search lowers its budget."""
-    near = [z for z, t in seen.items()
-            if noise(t) <= NOISY_SPREAD and abs(t.latency_ms / budget_ms - 1) <= WINDOW]
-    if not near:
-        return 0.0
-    true = np.array([seen[z].latency_ms for z in near])
-    under = true / predictor.predict_z(space, np.array(near)) - 1
-    return float(np.clip(under.max(), 0.0, tolerance))
+              backend: Backend | None = None) -> CalibratedPredictor:
+    """true ~ a * base + b (``fit_line``: robust, within the backend's physical slopes)
+    over the calibration networks, which span the space."""
+    bounds = backend.calibration_slope if backend is not None else \
+        CalibratedPredictor().slope_bounds
+    return CalibratedPredictor(base, slope_bounds=bounds).fit(networks, space)
 
 
 def _measured_over(budget_ms: float, least_ms: float) -> BudgetError:
@@ -308,28 +363,3 @@ def _measured_over(budget_ms: float, least_ms: float) -> BudgetError:
     e.args = (f"no architecture meets the budget of {budget_ms:g} ms: the least-latency one "
               f"measured {least_ms:.3f} ms on this device",)
     return e
-
-
-def _table(calibration, space, path, backend, calib, seen) -> NetworkTable:
-    """The calibration networks: the given table's rows and this run's measurements."""
-    rows = dict(zip(calibration.z, calibration.timings)) if calibration is not None else {}
-    rows.update((z, seen[z]) for z in calib if z in seen)
-    return NetworkTable(str(path), backend.fingerprint(), space.name, tuple(rows),
-                        tuple(rows.values()))
-
-
-def _answer(space, predictor, last, pool, measured, budget_ms, mode, top, over):
-    """The reported candidates, with the last predictor's predictions: in constraint mode
-    the best measured within the budget across rounds; otherwise the last round's, less any
-    measured over the budget."""
-    if mode == "constraint":
-        fits = [c for z, c in pool.items() if measured[z] <= budget_ms]
-        chosen = sorted(fits, key=lambda c: (-c.objective, measured[c.z]))[:top]
-    else:
-        chosen = [c for c in (last.best if last is not None else [])
-                  if not (over and measured[c.z] > budget_ms)]
-    if not chosen:
-        return []
-    predicted = predictor.predict_z(space, np.array([c.z for c in chosen]))
-    return [dataclasses.replace(c, predicted_latency_ms=float(p))
-            for c, p in zip(chosen, predicted)]

@@ -1,0 +1,135 @@
+"""The default flow (profile, calibrate, search, verify) on a simulated device whose true
+latencies and noise are known: its guarantees, checked deterministically by seed, whatever
+the machine running the tests is doing."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import hwnas
+
+from hwnas.predictors import CalibratedPredictor, LookupPredictor
+from hwnas.profile import device_tables, get_backend, read_cache_status
+from hwnas.profile._simulated import NOISE
+from hwnas.search import SearchSettings
+from hwnas.search._verify import Verifier, calibrate
+from hwnas.spaces import get_space
+
+SIM = ["--backend", "simulated", "--trials", "40", "--seed", "0", "--quiet"]
+
+
+def run_flow(tmp_path, cache, *args):
+    run = hwnas("search", "--budget-ms", "6", *SIM, "--json", tmp_path / "r.json", *args,
+                env={"HWNAS_CACHE": cache})
+    assert run.returncode == 0, run.stderr
+    return run, json.loads((tmp_path / "r.json").read_text())
+
+
+def true_ms(device_id, context, z):
+    device = get_backend("simulated", context=context, device_id=device_id)
+    return device.true_latency_ms(get_space("mobilenet").decode(z).graph)
+
+
+def test_cold_then_warm_run_reuses_the_cache_and_verifies_in_one_round(tmp_path):
+    cache = tmp_path / "cache"
+    first, doc = run_flow(tmp_path, cache, "--context", "quiet")
+    assert "measuring it again" not in first.stderr
+    assert doc["verified"] is True and doc["verification"]["rounds"] == 1
+    for b in doc["best"]:
+        assert b["measured_latency_ms"] <= 6 and true_ms(0, "quiet", b["z"]) <= 6
+    tables = sorted(cache.glob("simulated-*/*.csv"))
+    contents = [t.read_text() for t in tables]
+    assert all(r["good"] for r in read_cache_status(tables[0].parent).values())
+    second, again = run_flow(tmp_path, cache, "--context", "quiet")
+    assert "measuring" not in second.stderr  # only the drift check timed anything
+    assert [t.read_text() for t in tables] == contents  # the answers were cached already
+    assert again["verification"]["rounds"] == 1 and again["best"] == doc["best"]
+
+
+def test_the_same_seed_gives_the_same_answer_and_calibration(tmp_path):
+    answers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _, doc = run_flow(tmp_path / name, tmp_path / name / "cache", "--device-id", "3")
+        answers.append((doc["predictor"], [b["z"] for b in doc["best"]],
+                        [b["measured_latency_ms"] for b in doc["best"]]))
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("context", sorted(NOISE))
+@pytest.mark.parametrize("device_id", range(4))
+def test_the_calibration_stays_inside_physics_under_any_noise(tmp_path, monkeypatch, context,
+                                                              device_id):
+    monkeypatch.setenv("HWNAS_CACHE", str(tmp_path))
+    space, device = get_space("mobilenet"), get_backend("simulated", context=context,
+                                                        device_id=device_id)
+    layers, nets = device_tables(device, space, show_progress=False)
+    predictor = calibrate(LookupPredictor().fit(layers), nets, space, device)
+    low, high = device.calibration_slope
+    measured = nets.values()
+    assert low <= predictor.a_ <= high and 0 <= predictor.b_ < measured.min()
+    z_min, least = space.min_z(*predictor.cost_matrix(space))
+    assert tuple(z_min) in set(nets.z)  # the least-latency network was measured
+    assert least >= measured[list(nets.z).index(tuple(z_min))] * (1 - 1e-9)
+    assert (predictor.predict_z(space, space.random_z(500, 1)) > 0).all()
+    # the simulated truth: a = 1 / alone, b = the overhead; noise only slows runs down
+    assert predictor.a_ == pytest.approx(1 / device.alone, rel=0.1)
+    truth = np.array([device.true_latency_ms(space.decode(z).graph)
+                      for z in space.random_z(50, 2)])
+    error = predictor.predict_z(space, space.random_z(50, 2)) / truth - 1
+    # a process that runs slow throughout predicts slow (safe for a budget), never fast
+    assert error.min() > -0.05
+    if context == "quiet":
+        assert np.abs(error).max() < 0.05
+
+
+@pytest.mark.parametrize("scale, offset_ms, first", [
+    (0.5, 0.0, "the calibration is off by"),
+    (1.0, 10.0, "no architecture predicted within"),
+])
+def test_verify_corrects_a_wrong_calibration(tmp_path, monkeypatch, scale, offset_ms, first):
+    monkeypatch.setenv("HWNAS_CACHE", str(tmp_path))
+    space, device = get_space("mobilenet"), get_backend("simulated", context="cpu")
+    layers, nets = device_tables(device, space, show_progress=False)
+    base = LookupPredictor().fit(layers)
+    right = calibrate(base, nets, space, device)
+    wrong = CalibratedPredictor(base)
+    wrong.a_, wrong.b_, wrong.how_ = right.a_ * scale, right.b_ * scale + offset_ms, "wrong"
+    wrong.fingerprint_ = right.fingerprint_
+    lines: list[str] = []
+    v = Verifier(space, SearchSettings(n_trials=40, seed=0), 6.0, backend=device, base=base,
+                 calibration=nets, log=lines.append).run(wrong)
+    assert lines == v.rounds and len(v.rounds) >= 2 and first in v.rounds[0]
+    assert "recalibrated" in " ".join(v.rounds) and v.verified
+    for c in v.result.best:
+        assert v.measured_ms[c.z] <= 6.0 and device.true_latency_ms(
+            space.decode(c.z).graph) <= 6.0
+    assert v.result.budget_ms == 6.0
+    assert low_error(v, space, device) < low_error_of(wrong, v, space, device)
+
+
+def low_error(v, space, device):
+    return low_error_of(v.predictor, v, space, device)
+
+
+def low_error_of(predictor, v, space, device):
+    z = v.result.best[0].z
+    return abs(predictor.predict_z(space, [z])[0] / device.true_latency_ms(
+        space.decode(z).graph) - 1)
+
+
+def test_a_machine_that_drifted_is_measured_again(tmp_path):
+    cache = tmp_path / "cache"
+    run_flow(tmp_path, cache, "--context", "quiet")
+    folder = next(cache.glob("simulated-*"))
+    nets = next(folder.glob("networks-*.csv"))
+    # the cache as a 30 % faster state of the machine would have left it
+    lines = nets.read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("latency_ms")
+    slower = [lines[0]] + [",".join(f"{float(v) * 0.7:.6g}" if i == col else v
+                                    for i, v in enumerate(line.split(",")))
+                           for line in lines[1:]]
+    nets.write_text("\n".join(slower) + "\n")
+    again, _ = run_flow(tmp_path, cache, "--context", "quiet")
+    assert "the machine's timings moved" in again.stderr and "measuring it again" in again.stderr
