@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -10,6 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from hwnas._files import DISK_ERRORS, MAX_INT_DIGITS, mask_secrets, parse_float, parse_int
 from hwnas.errors import HwnasError
 
 #: the most networks one ``--networks`` run measures: more is a typo, not a plan (refused
@@ -31,7 +33,7 @@ def _float_over(low: float, inclusive: bool) -> Callable[[str], float]:
 
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = parse_float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not ((value >= low if inclusive else value > low) and math.isfinite(value)):
@@ -50,9 +52,10 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer from ``low`` to ``high`` (None: no upper bound)."""
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = parse_int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (ASCII digits, "
+                                             f"at most {MAX_INT_DIGITS})") from None
         if high is None and value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
         if high is not None and not low <= value <= high:
@@ -84,9 +87,11 @@ def add_space_option(parser: argparse.ArgumentParser, default: str | None,
 def run(main: Callable[[Sequence[str] | None], int], prog: str,
         argv: Sequence[str] | None = None) -> int:
     """Run a command's main: a HwnasError (bad input, an unusable machine) or an I/O error on
-    a named file is one line on stderr and exit status 2; Ctrl-C is one line and status 130;
-    anything else is a bug and keeps its traceback (status 1). ``HWNAS_DEBUG=1`` shows the
-    traceback of every error."""
+    a named file (a missing folder, a full or read-only disk) is one line on stderr and exit
+    status 2; Ctrl-C is one line and status 130; anything else is a bug and keeps its
+    traceback (status 1). Every line and traceback printed has its secrets masked (a storage
+    URL's password: see ``mask_secrets``). ``HWNAS_DEBUG=1`` shows the traceback of every
+    error."""
     debug = os.environ.get("HWNAS_DEBUG", "") not in ("", "0")
     try:
         status = main(argv)
@@ -94,9 +99,9 @@ def run(main: Callable[[Sequence[str] | None], int], prog: str,
         return status
     except KeyboardInterrupt as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         message = str(e) or "what was measured is kept, run again to resume"
-        print(f"\n{prog}: interrupted; {message}", file=sys.stderr)
+        print(mask_secrets(f"\n{prog}: interrupted; {message}"), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader of stdout went away (`| head`): nothing to report, as for any Unix tool;
@@ -104,21 +109,30 @@ def run(main: Callable[[Sequence[str] | None], int], prog: str,
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as e:
-        # an OSError naming a file (a missing folder, no permission, a full disk) is the
-        # user's to fix; one naming no file is not
-        if isinstance(e, HwnasError) or (isinstance(e, OSError) and e.filename is not None):
+        # an OSError naming a file (a missing folder, no permission, a full disk) or a disk
+        # that refuses a write is the user's to fix; any other is not
+        if isinstance(e, HwnasError) or (isinstance(e, OSError) and (
+                e.filename is not None or e.errno in DISK_ERRORS)):
             if debug:
-                traceback.print_exc()
-            print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+                _print_traceback()
+            print(mask_secrets(f"{prog}: error: {_one_line(e)}"), file=sys.stderr)
             return 2
-        traceback.print_exc()
+        _print_traceback()
         print(f"{prog}: internal error: this is a bug in hwnas, not in your input; please "
               f"report it with the traceback above", file=sys.stderr)
         return 1
 
 
+def _print_traceback() -> None:
+    sys.stderr.write(mask_secrets(traceback.format_exc()))
+
+
 def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, HwnasError):
-        return f"{e.filename}: {e.strerror or e}"
+        text = f"{e.filename}: {e.strerror or e}" if e.filename is not None else \
+            f"{e.strerror or e}"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            text += " (what was there before is kept as it was)"
+        return text
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return " ".join(text.split())

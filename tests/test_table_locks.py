@@ -35,7 +35,7 @@ def test_a_second_writer_fails_after_its_wait_naming_the_other_process(tmp_path)
     other = hold_lock(path, 30)
     try:
         with pytest.raises(TableLockedError, match=rf"t.csv: another process is writing it "
-                                                   rf"\(process {other.pid}: .*python"):
+                                                   rf"\(process {other.pid} on .+, started "):
             TableWriter(path, LAYER_COLUMNS, "key", FP, wait_s=0.3)
     finally:
         other.kill()

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-from hwnas._files import read_text
+from hwnas._files import MAX_PREDICTOR_BYTES, json_int, read_text, write_json
 from hwnas.errors import HwnasError, InputError
 from hwnas.layers import Layer
 from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
@@ -156,9 +156,9 @@ class Predictor(BaseEstimator, ABC):
                 "space": getattr(self, "space_", None), "state": self._state()}
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-            f.write("\n")
+        """Write the predictor as JSON, atomically: a failure (a full disk) leaves an earlier
+        file at ``path`` as it was, and a symbolic link there is replaced, not followed."""
+        write_json(path, self.to_dict())
 
 
 def from_dict(doc: Any, where: str = "predictor") -> Predictor:
@@ -198,11 +198,13 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     """Load a predictor saved with ``save``; raise InputError naming the file if it is not
     one."""
     path = os.fspath(path)
-    text = read_text(path, "predictor file")
+    text = read_text(path, "predictor file", max_bytes=MAX_PREDICTOR_BYTES)
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_int=json_int)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not a predictor file (invalid JSON: {e})") from None
+    except ValueError as e:  # json_int: no count or index has that many digits
+        raise InputError(f"{path}: not a predictor file ({e})") from None
     except RecursionError:
         raise InputError(f"{path}: not a predictor file (nested too deeply)") from None
     try:
@@ -238,6 +240,16 @@ def check_finite(value: Any, name: str, positive: bool = False) -> float:
         raise InputError(f"{name} must be a finite number{' > 0' if positive else ''}, got "
                          f"{value!r}")
     return float(value)
+
+
+def check_non_negative(values: Any, name: str) -> np.ndarray:
+    """Saved costs (latencies, energies): finite or unknown (None, NaN), and never negative,
+    which would predict a negative latency. Raises InputError naming them."""
+    array = np.array([np.nan if v is None else v for v in np.ravel(np.array(values, object))],
+                     dtype=float)
+    if (array < 0).any():
+        raise InputError(f"{name} holds {array[array < 0].min():g}: a saved cost must be >= 0")
+    return array
 
 
 def check_features(state: dict[str, Any], features: Sequence[str]) -> None:

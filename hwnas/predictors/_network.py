@@ -10,7 +10,13 @@ import numpy as np
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
-from hwnas.predictors._base import NotAdditiveError, Predictor, check_features, saved_int
+from hwnas.predictors._base import (
+    NotAdditiveError,
+    Predictor,
+    check_features,
+    check_non_negative,
+    saved_int,
+)
 from hwnas.predictors._features import by_op, per_op
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
@@ -178,9 +184,10 @@ class AdditivePredictor(_SpacePredictor):
     def _from_state(cls, state: dict[str, Any]) -> AdditivePredictor:
         predictor = cls(float(state["ridge"]))
         predictor._load_space_state(state)
-        predictor.fixed_ = float(state["fixed"])
+        predictor.fixed_ = float(check_non_negative(state["fixed"], "fixed")[0])
         predictor.C_ = np.array([[np.nan if v is None else float(v) for v in row]
                                  for row in state["C"]])
+        check_non_negative(predictor.C_, "C")
         predictor.unobserved_ = list(state["unobserved"])
         return predictor
 
@@ -282,6 +289,8 @@ class AdditiveFeaturesPredictor(Predictor):
         check_features(state, FEATURES)
         predictor = cls(float(state["ridge"]))
         predictor.weights_ = {op: [float(v) for v in w] for op, w in state["weights"].items()}
+        for op, w in predictor.weights_.items():
+            check_non_negative(w, f"weights of {op}")
         return predictor
 
 
@@ -368,6 +377,6 @@ class TreeZPredictor(_SpacePredictor):
         predictor = cls(saved_int(state["n_estimators"], "n_estimators", 1, 10_000),
                         saved_int(state["random_state"], "random_state", 0, 2**32 - 1))
         predictor._load_space_state(state)
-        predictor._fit_rows(np.asarray(state["z"], dtype=int), np.asarray(state["y"], float),
+        predictor._fit_rows(np.asarray(state["z"], dtype=int), check_non_negative(state["y"], "y"),
                             [int(k) for k in state["n_choices"]])
         return predictor

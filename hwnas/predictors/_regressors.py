@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,8 +77,10 @@ class LinearPredictor(_PerOpRegressor):
 
 class TreePredictor(_PerOpRegressor):
     """Per op kind, a random forest over layer features; the spread of its trees gives
-    quantiles (``predict_quantile``, ``predict_z_quantile``). Stored as its training rows and
-    settings, and refitted identically on load (``random_state``).
+    quantiles (``predict_quantile``, ``predict_z_quantile``). Stored as its fitted trees'
+    arrays (see Forest), so that loading takes well under a second however large the
+    training table (refitting 20,000 rows took 15 s); files of hwnas 0.1, which stored the
+    training rows, are refitted identically on load (``random_state``).
     """
 
     kind = "tree"
@@ -95,12 +98,10 @@ class TreePredictor(_PerOpRegressor):
         from sklearn.ensemble import RandomForestRegressor
         model = RandomForestRegressor(n_estimators=self.n_estimators,
                                       random_state=self.random_state)
-        model.fit(X, y)
-        model.rows_ = (X.tolist(), y.tolist())
-        return model
+        return Forest.from_sklearn(model.fit(X, y))
 
     @staticmethod
-    def _predict_op(model, X: np.ndarray) -> np.ndarray:
+    def _predict_op(model: Forest, X: np.ndarray) -> np.ndarray:
         return model.predict(X)
 
     def predict_members(self, layers: Sequence[Layer]) -> np.ndarray:
@@ -109,7 +110,7 @@ class TreePredictor(_PerOpRegressor):
         out = np.empty((self.n_estimators, len(layers)))
         X = features(layers)
         for model, rows in per_op(layers, self.models_, self.kind):
-            out[:, rows] = [tree.predict(X[rows]) for tree in model.estimators_]
+            out[:, rows] = model.members(X[rows])
         return np.maximum(out, 0.0)
 
     def predict_quantile(self, layers: Sequence[Layer], q: float) -> np.ndarray:
@@ -137,14 +138,136 @@ class TreePredictor(_PerOpRegressor):
     def _state(self) -> dict[str, Any]:
         return {"n_estimators": self.n_estimators, "random_state": self.random_state,
                 "features": list(FEATURES),
-                "rows": {op: {"X": m.rows_[0], "y": m.rows_[1]} for op, m in self.models_.items()}}
+                "forests": {op: m.to_dict() for op, m in self.models_.items()}}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> TreePredictor:
         check_features(state, FEATURES)
         predictor = cls(saved_int(state["n_estimators"], "n_estimators", 1, 10_000),
                         saved_int(state["random_state"], "random_state", 0, 2**32 - 1))
-        predictor.models_ = {op: predictor._fit_op(np.asarray(r["X"], float),
-                                                   np.asarray(r["y"], float))
-                             for op, r in state["rows"].items()}
+        if "forests" in state:
+            predictor.models_ = {str(op): Forest.from_dict(f, predictor.n_estimators,
+                                                           f"forest of {op}")
+                                 for op, f in state["forests"].items()}
+        else:  # hwnas 0.1 stored the training rows: refit them
+            predictor.models_ = {op: predictor._fit_op(np.asarray(r["X"], float),
+                                                       np.asarray(r["y"], float))
+                                 for op, r in state["rows"].items()}
+            for op, m in predictor.models_.items():
+                m.check_non_negative(f"forest of {op}")
         return predictor
+
+
+#: how a Forest stores each array: (JSON key, dtype). ``split`` is a node's threshold, or at
+#: a leaf its value (scikit-learn keeps both for every node; each node uses one)
+_ARRAYS = (("left", "<i4"), ("right", "<i4"), ("feature", "<i2"), ("split", "<f8"))
+
+
+class Forest:
+    """A fitted regression forest as plain arrays, one set per tree (scikit-learn's
+    ``tree_`` internals: children, split feature and threshold, node value): predicts
+    exactly as the scikit-learn forest it came from, and is saved and loaded as JSON
+    (base64 of the arrays' little-endian bytes) without refitting and without pickles, so a newer
+    scikit-learn still loads it.
+
+    Example:
+        >>> forest = Forest.from_sklearn(RandomForestRegressor().fit(X, y))  # doctest: +SKIP
+        >>> Forest.from_dict(forest.to_dict(), 100).predict(X)  # doctest: +SKIP
+    """
+
+    def __init__(self, trees: list[dict[str, np.ndarray]], n_features: int):
+        """``trees``: per tree, the arrays of _ARRAYS (children -1 at a leaf)."""
+        self.trees = trees
+        self.n_features = n_features
+
+    @classmethod
+    def from_sklearn(cls, model) -> Forest:
+        trees = []
+        for estimator in model.estimators_:
+            t = estimator.tree_
+            leaf = t.children_left < 0
+            trees.append({"left": t.children_left.astype("<i4"),
+                          "right": t.children_right.astype("<i4"),
+                          "feature": np.where(leaf, 0, t.feature).astype("<i2"),
+                          "split": np.where(leaf, t.value[:, 0, 0], t.threshold).astype("<f8")})
+        return cls(trees, int(model.n_features_in_))
+
+    def members(self, X: np.ndarray) -> np.ndarray:
+        """(trees, len(X)): each tree's prediction. Features are compared as float32, as
+        scikit-learn's trees compare them."""
+        X = np.asarray(X, dtype=np.float32).astype(np.float64)
+        rows = np.arange(len(X))
+        out = np.empty((len(self.trees), len(X)))
+        for i, t in enumerate(self.trees):
+            left, right, feature, threshold = t["left"], t["right"], t["feature"], t["split"]
+            node = np.zeros(len(X), dtype=np.int64)
+            inner = left[node] >= 0
+            while inner.any():
+                at, n = rows[inner], node[inner]
+                node[inner] = np.where(X[at, feature[n]] <= threshold[n], left[n], right[n])
+                inner = left[node] >= 0
+            out[i] = threshold[node]  # at a leaf: its value
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The mean of the trees, summed in tree order as scikit-learn sums them."""
+        members = self.members(X)
+        out = np.zeros(members.shape[1])
+        for m in members:
+            out += m
+        return out / len(members)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_features": self.n_features,
+                "trees": [{key: base64.b64encode(t[key].tobytes()).decode()
+                           for key, _ in _ARRAYS} for t in self.trees]}
+
+    @classmethod
+    def from_dict(cls, doc: Any, n_trees: int, where: str) -> Forest:
+        """Rebuild from ``to_dict()``, checking every array (a corrupt file is a ValueError:
+        a child that is not a later node, a feature out of range, a negative or non-finite
+        value)."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("trees"), list):
+            raise ValueError(f"{where}: expected a mapping with trees")
+        n_features = saved_int(doc.get("n_features"), f"{where}: n_features", 1, 10_000)
+        if len(doc["trees"]) != n_trees:
+            raise ValueError(f"{where}: {len(doc['trees'])} trees, not n_estimators = {n_trees}")
+        trees = [cls._tree(t, n_features, f"{where}, tree {i}") for i, t in enumerate(doc["trees"])]
+        forest = cls(trees, n_features)
+        forest.check_non_negative(where)
+        return forest
+
+    @staticmethod
+    def _tree(doc: Any, n_features: int, where: str) -> dict[str, np.ndarray]:
+        if not isinstance(doc, dict):
+            raise ValueError(f"{where}: not a mapping")
+        tree = {}
+        for key, dtype in _ARRAYS:
+            try:
+                raw = base64.b64decode(doc[key])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{where}: array {key!r} unreadable ({e})") from None
+            if len(raw) % np.dtype(dtype).itemsize:
+                raise ValueError(f"{where}: array {key!r} is cut short")
+            tree[key] = np.frombuffer(raw, dtype=dtype)
+        n = len(tree["left"])
+        if n == 0 or any(len(a) != n for a in tree.values()):
+            raise ValueError(f"{where}: arrays of different lengths")
+        nodes = np.arange(n)
+        leaf = tree["left"] < 0
+        inner = ~leaf
+        if (leaf != (tree["right"] < 0)).any() or (tree["left"][leaf] != -1).any() or \
+                (tree["left"][inner] <= nodes[inner]).any() or (tree["left"] >= n).any() or \
+                (tree["right"][inner] <= nodes[inner]).any() or (tree["right"] >= n).any():
+            raise ValueError(f"{where}: children must be later nodes (or -1 for a leaf)")
+        if ((tree["feature"][inner] < 0) | (tree["feature"][inner] >= n_features)).any():
+            raise ValueError(f"{where}: a split feature out of range 0..{n_features - 1}")
+        if not np.isfinite(tree["split"]).all():
+            raise ValueError(f"{where}: a threshold or value is not finite")
+        return tree
+
+    def check_non_negative(self, where: str) -> None:
+        """A latency (or energy) is never negative: a forest predicting one is corrupt."""
+        least = min(float(t["split"][t["left"] < 0].min()) for t in self.trees)
+        if least < 0:
+            raise ValueError(f"{where}: a leaf value of {least:g}: saved costs must be >= 0")

@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from hwnas._files import read_text
+from hwnas._files import MAX_INT_DIGITS, MAX_SPACE_BYTES, is_safe_name, json_int, read_text
 from hwnas.errors import InputError
 from hwnas.layers import ACTIVATIONS, ATTR_FIELDS, OPS, Layer
 from hwnas.spaces._base import Decision, SearchSpace
@@ -51,16 +51,18 @@ def read_space_file(path: str | os.PathLike) -> SearchSpace:
     """Read a space from a .json or .yaml/.yml file; raise SpaceFileError naming the file and
     the key or line at fault."""
     path = os.fspath(path)
-    text = read_text(path, "space file", SpaceFileError)
+    text = read_text(path, "space file", SpaceFileError, MAX_SPACE_BYTES)
     try:
         if path.endswith((".yaml", ".yml")):
             doc = _load_yaml(text, path)
         else:
             try:
-                doc = json.loads(text, object_pairs_hook=_unique_keys)
+                doc = json.loads(text, object_pairs_hook=_unique_keys, parse_int=json_int)
             except json.JSONDecodeError as e:
                 raise SpaceFileError(f"{path}, line {e.lineno}: not valid JSON: {e.msg}") \
                     from None
+            except ValueError as e:  # json_int: an integer too long to be a size
+                raise SpaceFileError(f"{path}: not a valid space file: {e}") from None
     except RecursionError:
         raise SpaceFileError(f"{path}: nested too deeply to be a space file") from None
     except _DuplicateKey as e:
@@ -91,6 +93,16 @@ def _load_yaml(text: str, path: str) -> Any:
     libyaml = hasattr(yaml, "CSafeLoader")
 
     class Loader(yaml.CSafeLoader if libyaml else yaml.SafeLoader):  # type: ignore[misc]
+        def construct_document(self, node):
+            _refuse_aliases(node)
+            return super().construct_document(node)
+
+        def construct_yaml_int(self, node):
+            digits = len(str(node.value).lstrip("+-").replace("_", ""))
+            if digits > MAX_INT_DIGITS:
+                raise _TooLong(node.start_mark.line + 1, digits)
+            return super().construct_yaml_int(node)
+
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -100,8 +112,16 @@ def _load_yaml(text: str, path: str) -> Any:
                 seen.add(key)
             return super().construct_mapping(node, deep)
 
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     try:
         return yaml.load(text, Loader=Loader)
+    except _Alias as e:
+        raise SpaceFileError(f"{path}, line {e.args[0]}: a YAML alias (*name): refused in "
+                             f"space files (a few aliases can expand to billions of "
+                             f"entries); write the entries out") from None
+    except _TooLong as e:
+        raise SpaceFileError(f"{path}, line {e.args[0]}: an integer of {e.args[1]} digits (at "
+                             f"most {MAX_INT_DIGITS})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         position = getattr(e, "position", None)  # a character YAML does not allow, counted
@@ -113,6 +133,31 @@ def _load_yaml(text: str, path: str) -> Any:
         raise SpaceFileError(f"{path}{where}: not valid YAML: {problem}") from None
     except TypeError as e:  # a mapping key that cannot be a key, e.g. {[1]: 2}
         raise SpaceFileError(f"{path}: not a valid space file: {e}") from None
+
+
+class _Alias(Exception):
+    """A YAML node reached twice: an alias (``*name``) of an anchored node."""
+
+
+class _TooLong(Exception):
+    """A YAML integer too long to be a size or an index."""
+
+
+def _refuse_aliases(root: Any) -> None:
+    """Raise _Alias for the first node that the YAML graph reaches twice: every alias
+    (``*a``) is one, and refusing them all bounds the document by its size (a 510-byte
+    "billion laughs" expands to 10^9 entries). Iterative, linear in the nodes."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise _Alias(node.start_mark.line + 1)
+        seen.add(id(node))
+        value = node.value
+        if isinstance(value, list):
+            for item in value:
+                stack.extend(item if isinstance(item, tuple) else (item,))
 
 
 def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
@@ -130,6 +175,12 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
             fail(key, "missing")
     if not isinstance(doc["name"], str) or not doc["name"]:
         fail("name", "must be a non-empty string")
+    if not is_safe_name(doc["name"]):
+        # the name becomes part of file names (cached tables, --export-onnx): a '/', '..' or
+        # an absolute path would put them outside their folder
+        fail("name", f"{doc['name'][:60]!r}: a space name may hold only letters, digits, "
+                     f"'.', '_', '+' and '-', start with a letter, digit or '_', and have at "
+                     f"most 100 characters (it becomes part of file names)")
     shape = doc["input_shape"]
     if not (isinstance(shape, list) and len(shape) == 3 and all(_is_size(v) for v in shape)):
         fail("input_shape", f"must be 3 positive integers [C, H, W] (at most {MAX_SIZE}), "
