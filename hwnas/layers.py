@@ -205,8 +205,12 @@ class Layer:
 
     @classmethod
     def from_key(cls, key: str) -> Layer:
-        """Parse a canonical key back into a Layer; raises InputError naming the key."""
-        m = _KEY.match(key.strip())
+        """Parse a canonical key back into a Layer; raises InputError naming the key (also
+        for blanks around it: tables and predictors store keys exactly, so a padded one would
+        never be found)."""
+        if key != key.strip():
+            raise InputError(f"layer key {key!r} has blanks around it: write it without them")
+        m = _KEY.match(key)
         if not m:
             raise InputError(f"not a layer key: {key!r} (expected e.g. 'conv(in=3x32x32,...)')")
         op = m["op"]
@@ -230,7 +234,7 @@ class Layer:
             layer = cls(op, **kwargs)
         except ValueError as e:
             raise InputError(f"layer key {key!r}: {e}") from None
-        if layer.key != key.strip():
+        if layer.key != key:
             raise InputError(f"layer key {key!r} is not canonical: expected {layer.key!r}")
         return layer
 

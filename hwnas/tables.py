@@ -107,7 +107,7 @@ class Fingerprint:
                 try:
                     values[f.name] = parse_int(str(row[f.name]))
                 except ValueError:
-                    raise ValueError(f"column {f.name!r}: {text!r} is not an integer") \
+                    raise ValueError(f"column {f.name!r}: {text!r} is not a number") \
                         from None
             else:
                 values[f.name] = str(row[f.name])
