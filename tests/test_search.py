@@ -1,11 +1,12 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import FAST, FAST_ARGS, HAVE_NNABLA, hwnas
+from conftest import FAST_ARGS, HAVE_NNABLA, hwnas
 from test_predictors import synthetic_table
 
 from hwnas.predictors import LookupPredictor
@@ -150,127 +151,36 @@ def test_nnabla_missing_says_what_to_do():
 
 
 @pytest.mark.nnabla
-def test_default_flow_measures_verifies_then_reuses_the_cache(tmp_path):
-    """Whatever the machine's load: a busy machine gives a noisy cache, which the verify loop
-    and the next run deal with; the command still answers with measured latencies."""
+def test_default_flow_on_nnabla_smoke(tmp_path):
+    """The README's main command as a real process on nnabla, with FAST's few runs: what holds
+    under any load (the flow's guarantees are tested on the simulated device,
+    test_flow_simulated.py)."""
     cache = tmp_path / "hwcache"
-    # the README's main command, as a real process, measuring with FAST's few runs
     first = subprocess.run([sys.executable, "-m", "hwnas.search", "--budget-ms", "5", "--trials",
                             "40", "--seed", "0", "--json", str(tmp_path / "r.json"), *FAST_ARGS],
                            capture_output=True, text=True,
                            env={**os.environ, "HWNAS_CACHE": str(cache)})
-    assert first.returncode == 0, first.stderr
-    assert "measuring layers" in first.stderr and "measuring networks" in first.stderr
-    # under load the first search may find nothing within the budget: round 1 then measures
-    # the least-latency architecture; either way the answer is measured
-    assert "verify round 1: " in first.stdout and "measured_ms" in first.stdout
+    assert first.returncode in (0, 1), first.stderr  # 1: nothing meets 5 ms on a slow machine
+    assert "measuring layers and networks" in first.stderr
     tables = sorted(cache.glob("nnabla-*/*.csv"))
     assert [t.name.split("-")[0] for t in tables] == ["layers.csv", "networks"]
     nets = read_network_table(tables[1])
-    assert all(t.runs <= FAST.runs * FAST.rounds for t in nets.timings)  # as the options say
-    assert len(nets.z) >= 7 + 1 + 2  # a covering design, the least, networks near 5 ms
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert result["predictor"].startswith("calibrated predictor (a = ")
-    assert result["source"] == str(tables[0])
-    assert isinstance(result["verified"], bool) and result["verification"]["rounds"] >= 1
-    for b in result["best"]:
-        assert b["measured_latency_ms"] > 0
-        if result["verified"]:  # what the verify loop guarantees
-            assert b["measured_latency_ms"] <= 5
-    if not result["verified"]:
-        assert "too busy" in result["verification"]["note"]
-    steady = json.loads((tables[0].parent / "measured.json").read_text())
-    contents = [t.read_text() for t in tables]
-    second = hwnas("search", "--budget-ms", "5", "--trials", "20", "--no-verify", *FAST_ARGS,
-                   env={"HWNAS_CACHE": cache})
-    assert second.returncode == 0, second.stderr
-    if all(s["good"] for s in steady.values()):
-        assert "measuring" not in second.stderr and "verify round" not in second.stdout
-        assert [t.read_text() for t in tables] == contents
-    else:  # a table measured while other jobs ran is measured again, never trusted
-        assert "measuring it again" in second.stderr
-
-
-@pytest.fixture(scope="module")
-def nb201_near_3ms(nnabla_backend, tmp_path_factory):
-    """nb201's tables measured near a 3 ms budget, once for the verify tests (each test's
-    verify loop measures into a cache of its own)."""
-    from hwnas.profile import device_tables
-    with pytest.MonkeyPatch.context() as m:
-        m.setenv("HWNAS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        return device_tables(nnabla_backend, get_space("nb201"), networks=3, protocol=FAST,
-                             show_progress=False, budget_ms=3.0)
-
-
-def _wrong_nb201_predictor(tables, scale: float, offset_ms: float):
-    """The raw lookup of nb201's tables, their calibration networks, and the right
-    calibration made wrong: scale x (a, b), then b + offset_ms."""
-    from hwnas.predictors import CalibratedPredictor
-    from hwnas.search._verify import calibrate
-    space, (layers, nets) = get_space("nb201"), tables
-    base = LookupPredictor().fit(layers)
-    right = calibrate(base, nets, space, 3.0)
-    wrong = CalibratedPredictor(base)
-    wrong.a_, wrong.b_ = right.a_ * scale, right.b_ * scale + offset_ms
-    wrong.fingerprint_ = right.fingerprint_
-    return space, base, nets, wrong
-
-
-@pytest.mark.nnabla
-@pytest.mark.parametrize("scale, offset_ms, first", [
-    (0.5, 0.0, "over the budget or off by more than 5 %"),  # half the true latency
-    (1.0, 10.0, "no architecture predicted within the budget"),  # the issue's b = 3-5 ms
-])
-def test_verify_loop_corrects_a_wrong_predictor(nnabla_backend, nb201_near_3ms, scale,
-                                                offset_ms, first):
-    from hwnas.search._verify import verify_search
-    space, base, nets, wrong = _wrong_nb201_predictor(nb201_near_3ms, scale, offset_ms)
-    lines = []
-    v = verify_search(space, wrong, lambda p, ms: search(space, p, ms, n_trials=40, seed=0),
-                      3.0, base=base, calibration=nets, backend=nnabla_backend,
-                      protocol=FAST, max_rounds=4, log=lines.append)
-    assert lines == v.rounds and len(v.rounds) >= 2
-    assert first in v.rounds[0]  # the wrong predictor missed
-    assert v.result.best and all(c.z in v.measured_ms for c in v.result.best)
-    if v.verified:
-        assert all(v.measured_ms[c.z] <= 3.0 for c in v.result.best)
-        assert "recalibrated" in " ".join(v.rounds)
-        assert abs(v.predictor.predict_z(space, [v.result.best[0].z])[0] - 3.0) < \
-            abs(wrong.predict_z(space, [v.result.best[0].z])[0] - 3.0)
-        doc = v.as_dict()
-        assert doc["verified"] is True and doc["verification"]["rounds"] == len(v.rounds)
-        assert doc["verification"]["within_tolerance"] == v.within_tolerance == sum(
-            abs(c.predicted_latency_ms / v.measured_ms[c.z] - 1) <= 0.05 for c in v.result.best)
-        assert v.result.budget_ms == 3.0  # the user's budget, whatever the rounds searched at
-    else:  # every measurement was disturbed by other jobs: it says so, never guesses
-        assert "too busy" in v.note
-
-
-@pytest.mark.nnabla
-def test_verify_reports_the_least_latency_architecture_that_measured_within_the_budget(
-        nnabla_backend, nb201_near_3ms):
-    """A predictor whose offset puts every architecture over the budget, and no round left
-    to recalibrate: the least-latency one, measured within the budget, is the answer (never
-    'no architecture meets the budget' with a latency under it)."""
-    from hwnas.search._verify import verify_search
-    space, base, nets, wrong = _wrong_nb201_predictor(nb201_near_3ms, 1.0, 10.0)
-    z_min = tuple(int(v) for v in space.min_z(*wrong.cost_matrix(space))[0])
-    budgets = []
-
-    def run(p, ms):
-        budgets.append(ms)
-        return search(space, p, ms, n_trials=20, seed=0)
-
-    try:
-        v = verify_search(space, wrong, run, 3.0, base=base, calibration=nets,
-                          backend=nnabla_backend, protocol=FAST, max_rounds=1)
-    except BudgetError as e:  # only where z_min truly measured over the budget
-        assert e.min_latency_ms > 3.0 and "measured" in str(e)
+    assert all(0 <= t.noise_ms and t.latency_ms <= t.median_ms for t in nets.timings)
+    assert len(nets.z) >= 7 + 2  # a covering design and networks spread over the MACs
+    status = json.loads((tables[0].parent / "measured.json").read_text())
+    assert {s["protocol"]["statistic"] for s in status.values()} == {"min"}
+    if first.returncode == 1:
+        assert "no architecture meets the budget of 5 ms" in first.stderr
         return
-    assert "no architecture predicted within the budget" in v.rounds[0]
-    assert budgets[0] == 3.0 and budgets[-1] > 3.0  # the last: at z_min's prediction
-    assert z_min in [c.z for c in v.result.best] and v.verified
-    assert all(v.measured_ms[c.z] <= 3.0 for c in v.result.best)
+    result = json.loads((tmp_path / "r.json").read_text())
+    a, b = (float(v) for v in re.findall(r"a = ([\d.]+) x lookup \+ b = ([\d.]+) ms",
+                                          result["predictor"])[0])
+    assert 0.5 <= a <= 2.0 and 0 <= b < min(nets.values())
+    assert result["source"] == str(tables[0]) and result["verification"]["rounds"] >= 1
+    for entry in result["best"]:
+        assert entry["measured_latency_ms"] > 0
+        if result["verified"]:  # what the verify loop guarantees
+            assert entry["measured_latency_ms"] <= 5
 
 
 @pytest.mark.parametrize("option, make, message", [
