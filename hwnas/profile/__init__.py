@@ -35,7 +35,7 @@ from hwnas.profile._options import (
     backend_from_args,
     protocol_from_args,
 )
-from hwnas.profile._timing import TimingProtocol, measure, measure_rounds, to_timing
+from hwnas.profile._timing import TimingProtocol, measure_rounds, to_timing
 from hwnas.spaces import Graph, SearchSpace, unit_graph
 from hwnas.tables import (
     LAYER_COLUMNS,
@@ -69,8 +69,8 @@ PREDICTION_NOISE = 0.02
 UNIT_NOISE = 0.03
 #: networks re-timed on a warm run to check that the cache still describes this machine
 DRIFT_REFERENCES = 3
-#: the least drift a warm run's reference networks may show before the cache is re-measured
-#: (their own noise can allow more)
+#: how far reference networks may move (median) before the machine counts as in another
+#: state than when they were measured (the minimum repeated within 1.3-4 % across processes)
 DRIFT_TOLERANCE = 0.04
 
 
@@ -180,20 +180,18 @@ def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
 def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
           protocol: TimingProtocol) -> str | None:
     """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
-    in one batch and compare them with the cache: how they moved, where the median move is
-    beyond DRIFT_TOLERANCE and their noise, else None."""
+    in one batch (``_steady``: a burst is waited out once) and compare them with the cache:
+    how far they moved, where the median move is beyond DRIFT_TOLERANCE, else None."""
     latency = cached.values()
     order = np.argsort(latency)
     picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
                             .astype(int))]
-    runners = [backend.runner(space.decode(cached.z[i]).graph) for i in picks]
-    now = measure(runners, protocol, backend.clock)
-    moved = np.array([t.latency_ms / latency[i] - 1 for t, i in zip(now, picks)])
-    noise = max([_unit_noise(t) for t in now] + [_unit_noise(cached.timings[i]) for i in picks])
-    if abs(np.median(moved)) <= max(DRIFT_TOLERANCE, 2 * noise):
+    references = [(backend.runner(space.decode(cached.z[i]).graph), float(latency[i]))
+                  for i in picks]
+    _, moved = _steady(backend, [], protocol, references)
+    if abs(moved) <= DRIFT_TOLERANCE:
         return None
-    return f"{len(picks)} cached networks now measure {100 * moved.min():+.1f} % to " \
-           f"{100 * moved.max():+.1f} %"
+    return f"{len(picks)} cached networks now measure {100 * moved:+.1f} % (median)"
 
 
 def _complete(status: dict, path: Path, units: Units, space: SearchSpace) -> bool:
@@ -265,18 +263,25 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
 
 def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
                      path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
-                     show_progress: bool = True) -> dict[tuple[int, ...], Timing]:
+                     show_progress: bool = True,
+                     references: Sequence[tuple[Sequence[int], float]] = ()
+                     ) -> dict[tuple[int, ...], Timing]:
     """Like profile_networks, but a measurement that stays noisy (over UNIT_NOISE) is returned
     without being cached, so that it is measured again next time. Returns z -> Timing for
     every z asked for; the table at ``path`` keeps only the steady ones. A cached table (see
-    ``device_tables``) measured with another protocol is measured again."""
+    ``device_tables``) measured with another protocol is measured again.
+
+    ``references`` are (z, latency_ms) of networks measured before on this machine (e.g. the
+    calibration networks): they are re-timed in the same batch, and where they moved, the
+    batch is timed again (``_steady``), and what still moved is not cached."""
     record = read_cache_status(Path(path).parent).get(Path(path).name)
     other = record is not None and _other_protocol(record, protocol)
     if other:
         _start(Path(path), protocol, other)
+    refs = [(backend.runner(space.decode(z).graph), ms) for z, ms in references]
     unsaved = _measure(backend, [_Job(path, NETWORK_COLUMNS, "z", _network_units(space, zs))],
                        protocol, "measuring networks" if show_progress else None,
-                       discard_existing=[bool(other)], keep_noisy=False)
+                       discard_existing=[bool(other)], keep_noisy=False, references=refs)
     timings = {space.parse_z(key): t for key, t in unsaved.items()}
     wanted = [tuple(int(v) for v in z) for z in zs]
     if any(z not in timings for z in wanted):  # in the table (else it may have no rows yet)
@@ -289,7 +294,8 @@ def time_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[in
                   protocol: TimingProtocol = TimingProtocol()) -> list[Timing]:
     """Time whole networks in one interleaved batch, re-measuring the noisy ones, without any
     table: fresh measurements that see one machine state (e.g. to verify or recalibrate)."""
-    return _steady(backend, [space.decode(z).graph for z in space.check_z(zs)], protocol)
+    runners = [backend.runner(space.decode(z).graph) for z in space.check_z(zs)]
+    return _steady(backend, runners, protocol)[0]
 
 
 Units = dict[str, tuple[Graph, dict[str, str]]]
@@ -331,24 +337,38 @@ def _unit_noise(timing: Timing) -> float:
     return timing.noise if math.isfinite(timing.noise) else timing.round_spread
 
 
-def _steady(backend: Backend, graphs: Sequence[Graph], protocol: TimingProtocol,
-            runners: Sequence[Callable[[], None]] | None = None) -> list[Timing]:
-    """Time the graphs in one interleaved batch; units whose statistic moved between rounds
-    by more than UNIT_NOISE are timed again after ``protocol.pause_s`` (at most
-    ``protocol.max_remeasures`` times), their new rounds pooled with the old ones."""
-    runners = runners if runners is not None else [backend.runner(g) for g in graphs]
-    rounds = measure_rounds(runners, protocol, backend.clock)
+def _steady(backend: Backend, runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
+            references: Sequence[tuple[Callable[[], None], float]] = ()
+            ) -> tuple[list[Timing], float]:
+    """Time the runners in one interleaved batch, with ``references`` (runners of networks
+    whose latency this machine measured before, and that latency) among them. Units whose
+    statistic moved between rounds by more than UNIT_NOISE are timed again after
+    ``protocol.pause_s`` (at most ``protocol.max_remeasures`` times), their new rounds pooled
+    with the old ones; where the references moved by more than DRIFT_TOLERANCE, the machine
+    was in another state (another job's burst, a slow state lasting seconds), and the whole
+    batch is timed again so. Returns the timings and how far the references still moved
+    (their median share; 0 without references)."""
+    every = [*runners, *(run for run, _ in references)]
+    expected = np.array([ms for _, ms in references])
+    rounds = measure_rounds(every, protocol, backend.clock)
     timings = [to_timing(r, protocol) for r in rounds]
+
+    def shift() -> float:
+        if not len(expected):
+            return 0.0
+        return float(np.median([t.latency_ms for t in timings[len(runners):]] / expected) - 1)
+
     for _ in range(protocol.max_remeasures):
-        noisy = [i for i, t in enumerate(timings) if _unit_noise(t) > UNIT_NOISE]
-        if not noisy:
+        again = list(range(len(every))) if abs(shift()) > DRIFT_TOLERANCE else \
+            [i for i, t in enumerate(timings) if _unit_noise(t) > UNIT_NOISE]
+        if not again:
             break
         backend.sleep(protocol.pause_s)
-        for i, more in zip(noisy, measure_rounds([runners[i] for i in noisy], protocol,
+        for i, more in zip(again, measure_rounds([every[i] for i in again], protocol,
                                                  backend.clock)):
             rounds[i] = rounds[i] + more
             timings[i] = to_timing(rounds[i], protocol)
-    return timings
+    return timings[:len(runners)], shift()
 
 
 @dataclass(frozen=True)
@@ -391,14 +411,18 @@ class TableQuality:
 
 def _measure(backend: Backend, jobs: Sequence[_Job], protocol: TimingProtocol,
              progress_label: str | None, discard_existing: Sequence[bool] = (),
-             keep_noisy: bool = True) -> dict[str, Timing]:
+             keep_noisy: bool = True,
+             references: Sequence[tuple[Callable[[], None], float]] = ()
+             ) -> dict[str, Timing]:
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
-    tables, so that units of different tables share machine states (``_steady``). A unit
-    that fails to build stops it, after the units built before it are measured and kept.
+    tables, so that units of different tables share machine states, with the ``references``
+    in every batch (``_steady``). A unit that fails to build stops it, after the units built
+    before it are measured and kept.
 
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
-    Returns the measurements that were not written: units still noisy, unless ``keep_noisy``.
+    Returns the measurements that were not written: units still noisy, or measured while the
+    references had moved, unless ``keep_noisy``.
     """
     order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
     writers: dict[int, TableWriter] = {}
@@ -422,9 +446,10 @@ def _measure(backend: Backend, jobs: Sequence[_Job], protocol: TimingProtocol,
                     except ProfileError as e:
                         failure = e
                         break
-                timings = _steady(backend, [], protocol, runners)
+                timings, moved = _steady(backend, runners, protocol, references)
                 for (j, key), timing in zip(batch, timings):
-                    if keep_noisy or _unit_noise(timing) <= UNIT_NOISE:
+                    if keep_noisy or (_unit_noise(timing) <= UNIT_NOISE and
+                                      abs(moved) <= DRIFT_TOLERANCE):
                         writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
                     else:
                         unsaved[key] = timing
@@ -482,42 +507,60 @@ def _header(path: str) -> list[str]:
 CACHE_STATUS = "measured.json"
 
 
-def read_cache_status(folder: str | os.PathLike) -> dict[str, dict]:
+def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[str, dict]:
     """What a device's cache folder records about its tables: file name -> TableQuality
-    fields and ``good``. Empty where nothing is recorded. A folder this process cannot write
-    (a shared, read-only cache) is read without the lock, whose file it could not create:
-    nobody can be writing there through it either."""
+    fields and ``good``. Empty where nothing is recorded. Read under a shared lock (unless
+    ``lock`` is False: the caller holds the exclusive one); a folder this process cannot
+    write (a shared, read-only cache) is read without one, as table_lock does: nobody can be
+    writing there through it either. A record that is not JSON, too large (over
+    MAX_RECORD_BYTES), or not of this shape is an InputError naming the file."""
+    from dataclasses import fields
+
+    from hwnas._files import MAX_RECORD_BYTES, json_int, read_text
     path = Path(folder) / CACHE_STATUS
-    try:
-        if not os.access(folder, os.W_OK):
-            with open(path) as f:
-                return json.load(f)
-        with table_lock(path, shared=True), open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
+    if not path.exists():
         return {}
-    except (OSError, json.JSONDecodeError) as e:
+    if lock:
+        with table_lock(path, shared=True):
+            text = read_text(str(path), "cache record", max_bytes=MAX_RECORD_BYTES)
+    else:
+        text = read_text(str(path), "cache record", max_bytes=MAX_RECORD_BYTES)
+    try:
+        status = json.loads(text, parse_int=json_int)
+    except (ValueError, RecursionError) as e:
         raise InputError(f"{path}: unreadable cache record ({e}); delete it") from None
+    number = (int, float)
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "good": bool, "measured_at": str, "protocol": dict, "path": str,
+        **{f.name: number for f in fields(TableQuality) if f.type in ("int", "float")}}
+    if not isinstance(status, dict):
+        raise InputError(f"{path}: not a cache record (expected a mapping of table file names); "
+                         f"delete it")
+    for name, record in status.items():
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: the record of {name!r} is not a mapping; delete it")
+        for key, value in record.items():
+            kind = kinds.get(key, object)  # a field recorded by a later hwnas: any value
+            if not isinstance(value, kind) or (kind is number and isinstance(value, bool)):
+                raise InputError(f"{path}: {name!r}: {key} is {str(value)[:40]!r}, of the "
+                                 f"wrong type; delete the record")
+    return status
 
 
 def _record(folder: Path, entries: dict[str, dict]) -> None:
     """Set the entries (table file name -> what is known of it: the protocol measuring it,
-    then its TableQuality) of the folder's CACHE_STATUS (replaced atomically). The protocol is
+    then its TableQuality) of the folder's CACHE_STATUS (replaced atomically: a full disk
+    leaves the earlier record; a link there is replaced, not followed). The protocol is
     recorded before a table is measured, so that an interrupted pass leaves its rows under
     the protocol that measured them."""
+    from hwnas._files import write_json
     if not entries:
         return
     path = folder / CACHE_STATUS
     with table_lock(path):
-        status = {}
-        if path.exists():
-            with open(path) as f:
-                status = json.load(f)
+        status = read_cache_status(folder, lock=False)
         status.update(entries)
-        tmp = path.with_name(f".{CACHE_STATUS}.{os.getpid()}")
-        with open(tmp, "x") as f:
-            json.dump(status, f, indent=1)
-        os.replace(tmp, path)
+        write_json(path, status)
 
 
 def discard_cache(backend: Backend) -> list[str]:

@@ -45,11 +45,12 @@ def statistics(rounds: Sequence[Sequence[float] | np.ndarray], statistic: str = 
                ) -> dict:
     """A unit's timing columns from the timed runs (ms) of each of its rounds.
 
-    ``latency_ms`` is ``statistic`` over all runs; ``noise_ms`` how far that statistic moves
-    from round to round (the median over rounds of the round's statistic less the whole
-    unit's): what one unlucky or lucky round changes; ``round_spread`` the same range
-    relative to ``latency_ms`` ((max - min) / min of the round statistics); ``median_ms`` the
-    least round median.
+    ``latency_ms`` is ``statistic`` over all runs; ``noise_ms`` how much one round decides it
+    (the jackknife over rounds: the most the statistic moves when any one round is left
+    out; for the minimum, the gap between the two fastest rounds), so a unit whose fast
+    state was seen in two rounds is steady however slow its other rounds were;
+    ``round_spread`` how far the rounds' own statistics spread ((max - min) / min);
+    ``median_ms`` the least round median.
 
     Example:
         >>> s = statistics([[2.0, 2.2], [2.1, 2.4], [2.0, 3.0]])
@@ -61,12 +62,14 @@ def statistics(rounds: Sequence[Sequence[float] | np.ndarray], statistic: str = 
     f = STATISTICS[statistic]
     value = f(arrays)
     per_round = np.array([f([r]) for r in arrays])
+    left_out = [f(arrays[:i] + arrays[i + 1:]) for i in range(len(arrays))] \
+        if len(arrays) > 1 else [value]
     p10, p90 = np.percentile(pooled, [10, 90])
     return {"latency_ms": value, "p10_ms": float(p10), "p90_ms": float(p90),
             "min_ms": float(pooled.min()), "runs": int(len(pooled)),
             "round_spread": float((per_round.max() - per_round.min()) / per_round.min()),
             "median_ms": STATISTICS["least_round_median"](arrays),
-            "noise_ms": float(max(0.0, np.median(per_round) - value))}
+            "noise_ms": float(max(abs(v - value) for v in left_out))}
 
 
 def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: int, rounds: int,
