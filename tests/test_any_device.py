@@ -278,7 +278,8 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
     assert networks.fingerprint == layers.fingerprint
     assert networks.fingerprint.device == "test box" and networks.fingerprint.backend == \
         "onnxruntime"
-    assert all(t.runs >= 4 and t.latency_ms > 0 for t in networks.timings)
+    assert all(t.runs >= FAST.rounds * FAST.min_runs and 0 < t.latency_ms <= t.median_ms and
+               t.noise_ms >= 0 for t in networks.timings)
 
     with open(export / "networks.csv", "a") as f:  # a row cut short by a killed runner
         f.write("nb201,0-0-0")
@@ -315,28 +316,58 @@ def test_runner_refuses_bad_timing_options(tmp_path, capsys, option, value, mess
     assert f"argument {option}: {message}" in capsys.readouterr().err
 
 
-def test_runner_repeats_the_protocol_and_columns_of_hwnas():
+def test_runner_repeats_the_columns_and_protocol_defaults_of_hwnas():
     pytest.importorskip("onnxruntime")
     from hwnas import profile
-    from hwnas.profile import _onnxruntime, _timing, runner
+    from hwnas.profile import TimingProtocol, _onnxruntime, _stats, runner
     assert runner.COLUMNS == {"layers": LAYER_COLUMNS, "networks": NETWORK_COLUMNS}
-    defaults = _timing.TimingProtocol()
-    assert runner.MIN_RUNS == defaults.min_runs
-    assert runner.BATCH_UNITS == profile.BATCH_UNITS
-    assert (runner.NOISY_SPREAD, runner.REMEASURE, runner.REMEASURE_PAUSE_S) == \
-        (profile.NOISY_SPREAD, defaults.max_remeasures, defaults.pause_s)
+    d = TimingProtocol()
+    assert (runner.WARMUP, runner.RUNS, runner.ROUNDS, runner.MAX_SECONDS, runner.MIN_RUNS,
+            runner.REMEASURE, runner.REMEASURE_PAUSE_S) == \
+        (d.warmup, d.runs, d.rounds, d.max_seconds, d.min_runs, d.max_remeasures, d.pause_s)
+    assert d.statistic == _stats.STATISTIC  # the runner's statistic: the module's default
+    assert (runner.UNIT_NOISE, runner.BATCH_UNITS) == (profile.UNIT_NOISE, profile.BATCH_UNITS)
     assert tuple(runner.OPTIMIZATION_LEVELS) == _onnxruntime.OPTIMIZATION_LEVELS
     assert runner.PROVIDERS == _onnxruntime.PROVIDERS
+    # imported from hwnas, the runner times with hwnas's own module (an export copies it)
+    assert (runner.statistics, runner.time_rounds) == (_stats.statistics, _stats.time_rounds)
+
+
+@needs_ort
+def test_the_exported_runner_computes_hwnas_statistics_with_the_copied_module(tmp_path):
+    """The runner of an export, on a site without hwnas, imports the export's copy of
+    hwnas.profile._stats and turns the same rounds into the same table row as hwnas."""
+    from pathlib import Path
+
+    from hwnas.profile import TimingProtocol, _stats
+    from hwnas.profile._export import export_for_device
+    from hwnas.profile._timing import to_timing
+    export = tmp_path / "to_device"
+    export_for_device(export, get_space("nb201"), zs=[(0,) * 6])
+    assert (export / "hwnas_timing.py").read_bytes() == Path(_stats.__file__).read_bytes()
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        rounds = [rng.uniform(1, 2, 7) * rng.uniform(1, 1.5) for _ in range(3)]
-        timing = _timing._timing(rounds)
-        assert runner.row(runner.statistics(rounds)) == timing.as_row()
-        assert runner.noise(runner.statistics(rounds)) == profile.noise(timing)
+    rounds = [[list(rng.uniform(1, 2, n) * rng.uniform(1, 1.5)) for n in (7, 3, 5, 4, 6)]
+              for _ in range(20)]
+    code = ("import json, sys, runner; assert 'hwnas' not in sys.modules; "
+            "print(runner.statistics.__module__); "
+            "print(json.dumps([runner.row(runner.statistics(r)) for r in json.load(sys.stdin)]))")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(isolated_site(tmp_path))}
+    run = subprocess.run([sys.executable, "-S", "-c", code], input=json.dumps(rounds), env=env,
+                         capture_output=True, text=True, cwd=export)
+    assert run.returncode == 0, run.stderr
+    module, rows = run.stdout.splitlines()
+    assert module == "hwnas_timing"
+    assert json.loads(rows) == [to_timing([np.asarray(x) for x in r], TimingProtocol()).as_row()
+                                for r in rounds]
+    (export / "hwnas_timing.py").unlink()  # a runner copied without it says what is missing
+    bare = subprocess.run([sys.executable, "-S", str(export / "runner.py")], env=env,
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr
+    assert "runner.py needs hwnas_timing.py" in bare.stderr
 
 
 class FakeClock:
-    """A perf_counter that only fake forward passes advance, and a sleep that only records."""
+    """A clock that only fake forward passes advance, and a sleep that only records."""
 
     def __init__(self):
         self.now, self.pauses = 0.0, []
@@ -365,25 +396,24 @@ class FakePass:
 
 
 #: unit -> ms of its n-th pass (protocol below: 6 passes a round, 18 a measurement): steady;
-#: slow (max_seconds ends its rounds after 3 runs); noisy in its first measurement only;
-#: noisy in every measurement (re-measured TimingProtocol.max_remeasures times)
+#: slow (max_seconds ends its rounds after 3 runs); noisy in its first measurement only (then
+#: re-measured, its rounds pooled); noisy in every measurement (re-measured
+#: TimingProtocol.max_remeasures times, then kept with its noise)
 COSTS = {"0-0": lambda n: 1.0 + 0.01 * (n % 5),
          "0-1": lambda n: 300.0,
          "1-0": lambda n: 1.5 if n < 6 else 2.0 if n < 18 else 1.0,
-         "1-1": lambda n: 1.0 + (n // 6) % 2}
+         "1-1": lambda n: 1.0 if n < 6 else 2.0}
 
 
-def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
-    """Both measure loops, driven by the same fake passes and clock: the same passes, pauses
-    and rows."""
+def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
+    """Both re-measuring loops, driven by the same fake passes and clocks: the same passes,
+    pauses and rows."""
     pytest.importorskip("onnxruntime")
     from hwnas import profile
-    from hwnas.profile import Backend, TimingProtocol, _timing, runner
+    from hwnas.profile import Backend, TimingProtocol, runner
     from hwnas.tables import Fingerprint
 
     hwnas_clock, runner_clock = FakeClock(), FakeClock()
-    monkeypatch.setattr(_timing, "time", hwnas_clock.module())
-    monkeypatch.setattr(profile, "time", hwnas_clock.module())
     monkeypatch.setattr(runner, "time", runner_clock.module())
 
     class FakeBackend(Backend):
@@ -391,6 +421,12 @@ def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
 
         def __init__(self):
             self.passes = {}
+
+        def clock(self):
+            return hwnas_clock.now
+
+        def sleep(self, seconds):
+            hwnas_clock.sleep(seconds)
 
         def fingerprint(self):
             return Fingerprint("fake", "0", "test", 1)
@@ -402,9 +438,8 @@ def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
     protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_seconds=0.5,
                               pause_s=0.25)
     path = tmp_path / "n.csv"
-    profile._measure(backend, [(path, NETWORK_COLUMNS, "z",
-                                {z: (z, {"space": "fake", "z": z}) for z in COSTS})],
-                     protocol, None)
+    profile._measure(backend, [profile._Job(path, NETWORK_COLUMNS, "z", {
+        z: (z, {"space": "fake", "z": z}) for z in COSTS})], protocol, None)
     with open(path, newline="") as f:
         hwnas_rows = [{c: row[c] for c in runner.TIMING_COLUMNS} for row in csv.DictReader(f)]
 
@@ -413,10 +448,13 @@ def test_runner_measures_and_re_measures_as_hwnas_does(tmp_path, monkeypatch):
                                     protocol.max_seconds, protocol.pause_s)
     assert [runner.row(t) for t in timings] == hwnas_rows
     calls = [p.calls for p in passes]
-    assert calls == [backend.passes[z].calls for z in COSTS] == [18, 12, 36, 72]
-    assert runner_clock.pauses == hwnas_clock.pauses == [protocol.pause_s] * 3
+    assert calls == [backend.passes[z].calls for z in COSTS]
+    assert calls[:2] == [18, 12] and 18 < calls[2] and calls[3] == 18 * (1 + 2)
+    assert runner_clock.pauses == hwnas_clock.pauses == [protocol.pause_s] * 2
     assert runner_clock.now == hwnas_clock.now
-    assert [float(r["latency_ms"]) for r in hwnas_rows[1:3]] == [300.0, 1.0]
+    assert [float(r["latency_ms"]) for r in hwnas_rows] == [1.0, 300.0, 1.0, 1.0]
+    assert [runner.too_noisy(t) for t in timings] == [False, False, False, True]
+    assert float(hwnas_rows[3]["noise_ms"]) == 1.0 and timings[3]["runs"] == 45
 
 
 def test_runner_sets_up_sessions_and_fingerprints_as_the_backend(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from hwnas import _cli
 from hwnas._files import read_text
 from hwnas.errors import InputError
 from hwnas.profile import (
+    PREDICTION_NOISE,
     TimingProtocol,
     add_backend_options,
     add_protocol_options,
@@ -86,8 +87,8 @@ def export(args, space: SearchSpace) -> int:
     from hwnas.profile._export import export_for_device
     if protocol_from_args(args) != TimingProtocol():
         raise InputError("--export measures nothing here: give the timing options (--warmup, "
-                         "--runs, --rounds, --max-seconds, --pause-s) to runner.py on the "
-                         "device")
+                         "--runs, --rounds, --max-seconds, --pause-s, --statistic) to "
+                         "runner.py on the device")
     zs = network_zs(args, space) if args.networks or args.from_file else None
     layers = space.unique_layers() if zs is None or args.with_layers else None
     path = export_for_device(args.export, space, zs, layers, args.batch)
@@ -137,6 +138,12 @@ def _complete_rows(path: str) -> int:
         return 0
 
 
+def _predictions(table: LayerTable | NetworkTable) -> str:
+    """What a table's prediction noise is of (see TableQuality)."""
+    return "the predicted latency of the space's networks" if isinstance(table, LayerTable) \
+        else "its networks' latency"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cache:
@@ -172,10 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         timings, unit = list(table.timings.values()), "layer"
     count = f"{len(timings)} {unit}{'s' if len(timings) != 1 else ''} " \
             f"({max(len(timings) - before, 0)} measured now)"
-    spreads = sorted(t.round_spread for t in timings)
-    print(f"{args.out}: {count} with {table.fingerprint.describe()}; "
-          f"repeatability: median round spread {100 * spreads[len(spreads) // 2]:.1f} %")
-    warning = table_quality(args.out).warning()
+    quality = table_quality(args.out, space)
+    print(f"{args.out}: {count} with {table.fingerprint.describe()}; repeatability: a row's "
+          f"latency moves by {100 * quality.median_noise:.1f} % between rounds (median), "
+          f"{_predictions(table)} by up to {100 * quality.prediction_noise:.1f} % (90th "
+          f"percentile; good at most {100 * PREDICTION_NOISE:g} %)")
+    warning = quality.warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     if args.batch > 1 and (args.networks or args.from_file):

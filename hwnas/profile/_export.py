@@ -6,6 +6,7 @@
     networks/<z>.onnx    one file per network
     layers/L<i>.onnx     one file per layer
     runner.py            needs only numpy and onnxruntime (no hwnas, no nnabla)
+    hwnas_timing.py      hwnas's timing module (hwnas.profile._stats), which runner.py times with
 
 The folder must be new or empty, or hold an export of the same units (then only missing
 files are written: an interrupted export resumes, and the device's tables are kept). Copy the
@@ -32,6 +33,8 @@ from hwnas.tables import format_z
 FORMAT = "hwnas.export"
 FORMAT_VERSION = 1
 RUNNER = Path(__file__).with_name("runner.py")
+#: what the export copies beside the runner, so that a device times exactly as hwnas does
+TIMING = Path(__file__).with_name("_stats.py")
 
 
 def export_for_device(directory: str | os.PathLike, space: SearchSpace,
@@ -79,8 +82,9 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
         if not (folder / unit["file"]).exists():
             _write_aside(folder / unit["file"], functools.partial(export_onnx, graph,
                                                                  batch=batch))
-    if not (folder / "runner.py").exists():
-        _write_aside(folder / "runner.py", lambda tmp: shutil.copyfile(RUNNER, tmp))
+    for name, source in (("runner.py", RUNNER), ("hwnas_timing.py", TIMING)):
+        if not (folder / name).exists():
+            _write_aside(folder / name, functools.partial(shutil.copyfile, source))
     return path
 
 

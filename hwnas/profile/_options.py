@@ -8,19 +8,28 @@ import argparse
 from hwnas._cli import int_in, non_negative_float, positive_float
 from hwnas.profile._base import Backend
 from hwnas.profile._onnxruntime import OPTIMIZATION_LEVELS
+from hwnas.profile._stats import STATISTICS
 from hwnas.profile._timing import TimingProtocol
+
+#: the simulated device's contexts (hwnas.profile._simulated.NOISE, which tests compare), named
+#: here so that --help loads no simulator
+SIMULATED_CONTEXTS = ("quiet", "cpu", "bursty")
 
 
 def add_backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
     """Add --backend, --context, --device-id, --batch, --threads and --optimization."""
-    from hwnas.profile import BACKENDS
+    from hwnas.profile import BACKENDS, DEVICE_BACKENDS
+    contexts = ", ".join(SIMULATED_CONTEXTS)
     parser.add_argument("--backend", choices=sorted(BACKENDS), default=default,
                         help="profiler runtime (default: "
-                             f"{default or 'the first installed of ' + ', '.join(BACKENDS)})")
+                             f"{default or 'the first installed of ' + ', '.join(DEVICE_BACKENDS)}"
+                             f"); simulated: a device of known latencies and noise, for tests "
+                             f"and benchmarks (--context {contexts}; --device-id is its seed)")
     parser.add_argument("--context", default="cpu",
-                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda) "
-                             "(default: cpu)")
-    parser.add_argument("--device-id", type=int_in(0, 1023), default=0, help="GPU index")
+                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda); "
+                             f"for simulated its noise: {contexts} (default: cpu)")
+    parser.add_argument("--device-id", type=int_in(0, 1023), default=0,
+                        help="GPU index (simulated: the seed of its noise)")
     parser.add_argument("--batch", type=int_in(1, 65536), default=1,
                         help="batch size to measure (default: 1)")
     parser.add_argument("--threads", type=int_in(1, 1024), default=1,
@@ -40,7 +49,8 @@ def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
 
 
 def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """Add --warmup, --runs, --rounds, --max-seconds and --pause-s (``TimingProtocol``)."""
+    """Add --warmup, --runs, --rounds, --max-seconds, --pause-s and --statistic
+    (``TimingProtocol``)."""
     defaults = TimingProtocol()
     parser.add_argument("--warmup", type=int_in(0, 10**6), default=defaults.warmup,
                         help="untimed runs per unit and round (default: %(default)s)")
@@ -54,10 +64,15 @@ def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGro
     parser.add_argument("--pause-s", type=non_negative_float, default=defaults.pause_s,
                         help="pause before measuring a noisy unit again (at most "
                              f"{defaults.max_remeasures} times; default: %(default)s)")
+    parser.add_argument("--statistic", choices=sorted(STATISTICS), default=defaults.statistic,
+                        help="what latency_ms is, over a unit's timed runs of every round "
+                             "(default: %(default)s, the statistic that repeated best across "
+                             "processes on shared machines)")
 
 
 def protocol_from_args(args: argparse.Namespace) -> TimingProtocol:
     """The timing protocol of the options of ``add_protocol_options``."""
     return TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                           min_runs=min(TimingProtocol.min_runs, args.runs),
-                          max_seconds=args.max_seconds, pause_s=args.pause_s)
+                          max_seconds=args.max_seconds, pause_s=args.pause_s,
+                          statistic=args.statistic)

@@ -5,17 +5,19 @@ manifest that ``python -m hwnas.profile --export DIR`` wrote::
 
     python runner.py --device "Raspberry Pi 5, 4 threads" --threads 4
 
-It times every unit of ``manifest.json`` with hwnas's timing protocol (units built 24 at a
-time and timed in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs
-until ``--runs`` are done or ``--max-seconds`` have passed, never fewer than 3; ``latency_ms``
-is the least round median, ``round_spread`` = (max - min) / min of the round medians; a unit
-whose noise is over 15 % is measured again after a pause, at most 3 more times, keeping the
-fastest) and appends one row per unit, flushed, to ``networks.csv`` / ``layers.csv``: run
-it again after an interruption and it measures only what is missing. Bring the tables back
-and read them with ``python -m hwnas.fit --networks networks.csv`` (or ``--layers``).
+It times every unit of ``manifest.json`` as hwnas does, with hwnas's own timing module, which
+the export copied beside this file as ``hwnas_timing.py`` (units built 24 at a time and timed
+in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs until ``--runs``
+are done or ``--max-seconds`` have passed, never fewer than 3; ``latency_ms`` is the minimum
+over all runs (``--statistic``), ``noise_ms`` how far that moves from round to round; a unit
+whose noise is over 3 % of its latency is measured again after a pause, at most 2 more times,
+its rounds pooled) and appends one row per unit, flushed, to ``networks.csv`` /
+``layers.csv``: run it again after an interruption and it measures only what is missing.
+Bring the tables back and read them with ``python -m hwnas.fit --networks networks.csv`` (or
+``--layers``).
 
-This file repeats hwnas's protocol and table columns on purpose, so that it runs alone;
-hwnas's tests check that both agree.
+This file repeats hwnas's table columns, protocol defaults and re-measuring on purpose, so
+that it runs without hwnas; hwnas's tests check that both agree.
 """
 
 from __future__ import annotations
@@ -35,19 +37,36 @@ try:
     import onnxruntime as ort
 except ImportError as e:  # on a bare board: say what to install, not a traceback
     sys.exit(f"runner.py needs numpy and onnxruntime ({e}): pip install numpy onnxruntime")
+if __package__:  # imported from hwnas itself (its tests): the module that the export copies
+    from hwnas.profile._stats import MIN_RUNS, STATISTIC, STATISTICS, statistics, time_rounds
+else:  # python runner.py: its folder is on sys.path, with the export's copy
+    try:
+        from hwnas_timing import (  # type: ignore[no-redef]
+            MIN_RUNS,
+            STATISTIC,
+            STATISTICS,
+            statistics,
+            time_rounds,
+        )
+    except ImportError as e:
+        sys.exit(f"runner.py needs hwnas_timing.py, hwnas's timing module, beside it ({e}): "
+                 f"copy the whole export folder")
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
-TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread")
+TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spread",
+                  "median_ms", "noise_ms")
 COLUMNS = {"layers": ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS,
            "networks": ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS}
 BATCH_UNITS = 24
-MIN_RUNS = 3
 OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                        "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-NOISY_SPREAD = 0.15
-REMEASURE = 3
-REMEASURE_PAUSE_S = 1.0
+#: hwnas's timing protocol defaults (hwnas.profile.TimingProtocol)
+WARMUP, RUNS, ROUNDS, MAX_SECONDS = 2, 10, 5, 0.05
+REMEASURE, REMEASURE_PAUSE_S = 2, 1.0
+#: a unit whose statistic moves between rounds by more than this share of it is measured
+#: again (hwnas.profile.UNIT_NOISE)
+UNIT_NOISE = 0.03
 CPU_NAME_FIELDS = ("model name", "Model", "Hardware")
 
 
@@ -67,63 +86,38 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
         platform.processor() or platform.machine()
 
 
-def statistics(rounds: list) -> dict:
-    """A unit's timing statistics from the timed runs (ms) of each round."""
-    medians = np.array([np.median(r) for r in rounds])
-    pooled = np.concatenate([np.asarray(r, dtype=float) for r in rounds])
-    p10, p90 = np.percentile(pooled, [10, 90])
-    least = float(medians.min())
-    return {"latency_ms": least, "p10_ms": float(p10), "p90_ms": float(p90),
-            "min_ms": float(pooled.min()), "runs": len(pooled),
-            "round_spread": float((medians.max() - least) / least)}
-
-
 def row(timing: dict) -> dict:
-    """The timing columns of a table row."""
+    """The timing columns of a table row (as hwnas's ``Timing.as_row`` writes them)."""
     return {"latency_ms": f"{timing['latency_ms']:.6g}", "p10_ms": f"{timing['p10_ms']:.6g}",
             "p90_ms": f"{timing['p90_ms']:.6g}", "min_ms": f"{timing['min_ms']:.6g}",
-            "runs": str(timing["runs"]), "round_spread": f"{timing['round_spread']:.4g}"}
+            "runs": str(timing["runs"]), "round_spread": f"{timing['round_spread']:.4g}",
+            "median_ms": f"{timing['median_ms']:.6g}", "noise_ms": f"{timing['noise_ms']:.4g}"}
 
 
-def noise(timing: dict) -> float:
-    """Round spread, or how far the latency lies above the fastest run where that is more."""
-    return max(timing["round_spread"], timing["latency_ms"] / timing["min_ms"] - 1)
-
-
-def measure(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float) -> list:
-    """Time each runner (one synchronised forward pass) in interleaved rounds."""
-    samples: list[list[list[float]]] = [[] for _ in runners]
-    min_runs = min(MIN_RUNS, runs)
-    for _ in range(rounds):
-        for run, unit_rounds in zip(runners, samples):
-            for _ in range(warmup):
-                run()
-            ms: list[float] = []
-            start = time.perf_counter()
-            while len(ms) < runs:
-                t0 = time.perf_counter()
-                run()
-                t1 = time.perf_counter()
-                ms.append((t1 - t0) * 1e3)
-                if len(ms) >= min_runs and t1 - start > max_seconds:
-                    break
-            unit_rounds.append(ms)
-    return [statistics(r) for r in samples]
+def too_noisy(timing: dict) -> bool:
+    """Whether a unit's statistic moved between rounds by more than UNIT_NOISE of it."""
+    return timing["noise_ms"] / timing["latency_ms"] > UNIT_NOISE
 
 
 def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float,
-                   pause_s: float = REMEASURE_PAUSE_S) -> list:
-    """``measure``, then the noisy units again after a pause of ``pause_s`` (at most REMEASURE
-    times), keeping each unit's faster measurement."""
-    timings = measure(runners, warmup, runs, rounds, max_seconds)
+                   pause_s: float = REMEASURE_PAUSE_S, statistic: str = STATISTIC) -> list:
+    """Time each runner (one synchronised forward pass) in interleaved rounds, then the noisy
+    ones again after a pause of ``pause_s`` (at most REMEASURE times), their new rounds pooled
+    with the old (more rounds, a surer minimum). Returns each unit's statistics."""
+    def timed(chosen: list) -> list:
+        return time_rounds(chosen, warmup=warmup, runs=runs, rounds=rounds,
+                           max_seconds=max_seconds, clock=time.perf_counter)
+
+    samples = timed(runners)
+    timings = [statistics(r, statistic) for r in samples]
     for _ in range(REMEASURE):
-        noisy = [i for i, t in enumerate(timings) if noise(t) > NOISY_SPREAD]
+        noisy = [i for i, t in enumerate(timings) if too_noisy(t)]
         if not noisy:
             break
         time.sleep(pause_s)
-        again = measure([runners[i] for i in noisy], warmup, runs, rounds, max_seconds)
-        for i, t in zip(noisy, again):
-            timings[i] = min(timings[i], t, key=lambda x: x["latency_ms"])
+        for i, more in zip(noisy, timed([runners[i] for i in noisy])):
+            samples[i] = samples[i] + more
+            timings[i] = statistics(samples[i], statistic)
     return timings
 
 
@@ -216,18 +210,22 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=number(int, 1), default=1,
                    help="intra-op threads (default: 1)")
     p.add_argument("--optimization", choices=list(OPTIMIZATION_LEVELS), default="all")
-    p.add_argument("--warmup", type=number(int, 0), default=3,
+    p.add_argument("--warmup", type=number(int, 0), default=WARMUP,
                    help="untimed runs per unit and round (default: %(default)s)")
-    p.add_argument("--runs", type=number(int, 1), default=10,
+    p.add_argument("--runs", type=number(int, 1), default=RUNS,
                    help="timed runs per unit and round, at most (default: %(default)s)")
-    p.add_argument("--rounds", type=number(int, 1), default=3,
+    p.add_argument("--rounds", type=number(int, 1), default=ROUNDS,
                    help="interleaved rounds per unit (default: %(default)s)")
-    p.add_argument("--max-seconds", type=number(float, 0, inclusive=False), default=0.5,
+    p.add_argument("--max-seconds", type=number(float, 0, inclusive=False),
+                   default=MAX_SECONDS,
                    help=f"stop a unit's round after this long, once {MIN_RUNS} runs (or "
                         f"--runs, if fewer) are done (default: %(default)s)")
     p.add_argument("--pause-s", type=number(float, 0), default=REMEASURE_PAUSE_S,
                    help=f"pause before measuring a noisy unit again (at most {REMEASURE} "
                         f"times; default: %(default)s)")
+    p.add_argument("--statistic", choices=sorted(STATISTICS), default=STATISTIC,
+                   help="what latency_ms is, over a unit's timed runs of every round "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
     with open(os.path.join(args.export_dir, "manifest.json")) as f:
         manifest = json.load(f)
@@ -250,20 +248,21 @@ def main(argv=None) -> int:
                 batch = todo[first:first + BATCH_UNITS]
                 runners = [build(os.path.join(args.export_dir, u["file"]), args) for u in batch]
                 timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
-                                         args.max_seconds, args.pause_s)
+                                         args.max_seconds, args.pause_s, args.statistic)
                 for unit, timing in zip(batch, timings):
                     values = {**unit, **row(timing), **device_fingerprint}
                     write(f, [values[c] for c in columns])
-                    noisy += noise(timing) > NOISY_SPREAD
+                    noisy += too_noisy(timing)
                 n = first + len(batch)
                 print(f"{table}: {n}/{len(todo)} measured, {time.time() - start:.0f} s",
                       file=sys.stderr)
         print(f"{path}: {len(units)} {table} ({len(todo)} measured now) on "
               f"{device_fingerprint['device']}")
         if noisy:
-            print(f"warning: {noisy} of the {table} measured now stayed noisy (over "
-                  f"{100 * NOISY_SPREAD:.0f} % between rounds): stop other jobs on the device "
-                  f"and measure them again into another folder (--out-dir)", file=sys.stderr)
+            print(f"warning: {noisy} of the {table} measured now stayed noisy (their "
+                  f"latency moved by over {100 * UNIT_NOISE:g} % between rounds): stop other "
+                  f"jobs on the device and measure them again into another folder (--out-dir)",
+                  file=sys.stderr)
     return 0
 
 
