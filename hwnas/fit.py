@@ -1,10 +1,12 @@
 """python -m hwnas.fit: fit a predictor from measurement tables and save it as JSON.
 
 Layer models (lookup, linear, tree) fit on --layers; network models (additive,
-additive_features, tree_z) on --networks. --calibrate-with wraps the model in a calibration
-true ~ a * predicted + b fitted on measured networks. Network tables need only space, z and the
-target column (numbers from any tool); --device names the device they were measured on, or
-without --networks a shipped device (python -m hwnas.devices) whose measured networks to fit.
+additive_features, tree_z, transfer) on --networks; transfer leans on the shipped devices of
+the space, so that about 10 networks (hwnas.profile --networks 10 --design transfer) suffice.
+--calibrate-with wraps the model in a calibration true ~ a * predicted + b fitted on measured
+networks. Network tables need only space, z and the target column (numbers from any tool);
+--device names the device they were measured on, or without --networks a shipped device
+(python -m hwnas.devices) whose measured networks to fit.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import warnings
 from collections.abc import Sequence
 
 from hwnas import _cli
-from hwnas.devices import load_device
+from hwnas.devices import device_matrix, load_device
 from hwnas.errors import InputError
-from hwnas.predictors import KINDS, CalibratedPredictor, Predictor, UnknownChoiceWarning
+from hwnas.predictors import (
+    KINDS,
+    CalibratedPredictor,
+    Predictor,
+    TransferPredictor,
+    UnknownChoiceWarning,
+)
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import read_layer_table, read_network_table
 
@@ -69,6 +77,8 @@ def fit_predictor(args) -> tuple[Predictor, SearchSpace | None]:
                                       device=args.device) if args.networks else \
             load_device(args.device, args.space)
         space = _space(args) or load_space(networks.space)
+        if isinstance(model, TransferPredictor):  # the shipped devices are its prior knowledge
+            model.set_params(known=device_matrix(space.name))
         model.fit(networks, space)
     else:
         if not args.layers:
@@ -108,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(model, CalibratedPredictor):
         summary += f"; calibration a = {model.a_:.4f}, b = {model.b_:.4f}"
     print(summary)
+    base = model._base() if isinstance(model, CalibratedPredictor) else model
+    if isinstance(base, TransferPredictor):
+        print(f"leaned on the shipped devices {base.describe_weights()} ({base.features_}, "
+              f"ridge {base.ridge_:g}; leave-one-out error {100 * base.loo_error_:.1f} %)")
     unknown = _unknown_choices(model, space)
     if unknown:
         print(f"{len(unknown)} choice(s) unknown to it (in no measured network: NaN, infeasible "

@@ -3,7 +3,8 @@
 Kinds: ``lookup`` (exact, from a layer table), ``linear`` and ``tree`` (regressors over layer
 features, per op kind), ``additive`` and ``additive_features`` (fitted from measured
 networks), ``tree_z`` (non-additive, over z), ``measured`` (each z's measured latency, looked
-up), and ``calibrated`` (a * any + b).
+up), ``transfer`` (a new device from a few networks and the known devices), and
+``calibrated`` (a * any + b).
 """
 
 from hwnas.predictors._base import (
@@ -25,12 +26,13 @@ from hwnas.predictors._network import (
                                     UnknownChoiceWarning,
 )
 from hwnas.predictors._regressors import LinearPredictor, TreePredictor
+from hwnas.predictors._transfer import TransferPredictor, transfer_design
 
 #: kind -> class, every predictor kind
 KINDS = Predictor._registry
 
 __all__ = ["AdditiveFeaturesPredictor", "AdditivePredictor", "CalibratedPredictor", "KINDS",
            "LinearPredictor", "LookupPredictor", "MeasuredPredictor", "NotAdditiveError",
-           "NotFittedError", "Predictor", "TreePredictor", "TreeZPredictor",
+           "NotFittedError", "Predictor", "TransferPredictor", "TreePredictor", "TreeZPredictor",
            "UnknownChoiceError", "UnknownChoiceWarning", "UnmeasuredError", "UnseenLayerError",
-           "evaluate", "from_dict", "load_predictor"]
+           "evaluate", "from_dict", "load_predictor", "transfer_design"]

@@ -32,6 +32,8 @@ from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import LayerTable, NetworkTable, Timing
 
 PROG = "python -m hwnas.profile"
+#: how --design chooses the networks of --networks N
+DESIGNS = ("cover", "transfer")
 
 
 def parser() -> _cli.ArgumentParser:
@@ -61,9 +63,11 @@ def parser() -> _cli.ArgumentParser:
 # --- any device: choose networks by a covering design, export for a device -----------------
 
 def add_any_device_options(p: _cli.ArgumentParser) -> None:
-    p.add_argument("--design", action="store_true",
-                   help="with --networks N: N networks in which every choice of every "
-                        "decision appears, evenly (a covering design; seeded by --seed)")
+    p.add_argument("--design", nargs="?", const="cover", choices=DESIGNS,
+                   help="with --networks N: 'cover' (the default): N networks in which every "
+                        "choice of every decision appears, evenly (a covering design; seeded "
+                        "by --seed); 'transfer': the N networks that separate the shipped "
+                        "devices of the space best, to fit hwnas.fit --model transfer on")
     p.add_argument("--export", metavar="DIR",
                    help="measure nothing here: write ONNX files, a manifest and a standalone "
                         "runner (numpy + onnxruntime only) into DIR, for the layers, or for "
@@ -78,6 +82,10 @@ def network_zs(args, space: SearchSpace):
     else random."""
     if args.from_file:
         return read_zs(args.from_file, space)
+    if args.design == "transfer":
+        from hwnas.devices import device_matrix
+        from hwnas.predictors import transfer_design
+        return transfer_design(device_matrix(space.name), space, args.networks)
     if args.design or args.export:
         return space.design(args.networks, args.seed)
     return space.random_z(args.networks, args.seed)

@@ -1,0 +1,292 @@
+"""Few-shot transfer: a new device's additive latency model from about 10 measured networks,
+leaning on the known devices of the same space (``hwnas.devices``) as prior knowledge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from hwnas.errors import InputError
+from hwnas.predictors._base import check_finite
+from hwnas.predictors._network import AdditivePredictor, one_hot
+from hwnas.spaces import SearchSpace, get_space
+from hwnas.tables import NetworkTable
+
+#: the ridge strengths leave-one-out cross-validation chooses from (on scaled columns)
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
+#: the feature sets it chooses from: the known devices alone, or with per-op counts
+FEATURE_SETS = ("devices", "devices+ops")
+#: fewer networks leave nothing to cross-validate on
+MIN_NETWORKS = 3
+
+
+class KnownDevices(Protocol):
+    """What transfer needs of the known devices: ``hwnas.devices.device_matrix(space)``."""
+
+    space: str
+    devices: tuple[str, ...]
+    z: np.ndarray  # (networks, decisions)
+    latency_ms: np.ndarray  # (devices, networks)
+
+
+@dataclass(frozen=True)
+class DeviceBasis:
+    """Each known device's additive model on one space: latency_k(z) = fixed[k] + sum_d
+    C[k, d, z_d], least squares on all its measured networks (which is what lets transfer
+    predict z no known device was measured on)."""
+
+    devices: tuple[str, ...]
+    fixed: np.ndarray  # (devices,)
+    C: np.ndarray  # (devices, decisions, choices), NaN where a decision has no such choice
+
+    def predict(self, Z: np.ndarray) -> np.ndarray:
+        """(devices, N) latency of each known device's model on checked int rows Z."""
+        rows = np.arange(Z.shape[1])
+        return self.fixed[:, None] + self.C[:, rows, Z].sum(axis=2)
+
+
+def device_basis(known: KnownDevices, space: SearchSpace) -> DeviceBasis:
+    """The additive model of every known device, fitted at once (one least-squares solve).
+
+    Example:
+        >>> from hwnas.devices import device_matrix
+        >>> basis = device_basis(device_matrix("nb201"), get_space("nb201"))
+        >>> basis.C.shape[1:]
+        (6, 5)
+    """
+    _check_known(known, space)
+    Z = space.check_z(known.z)
+    X = np.hstack([np.ones((len(Z), 1)), one_hot(space.n_choices, Z)])
+    w = np.linalg.lstsq(X, np.asarray(known.latency_ms, dtype=float).T, rcond=None)[0]
+    C = np.full((len(known.devices), len(space.decisions), max(space.n_choices)), np.nan)
+    start = 1
+    for d, k in enumerate(space.n_choices):
+        C[:, d, :k] = w[start:start + k].T
+        start += k
+    least = np.nanmin(C, axis=2)  # each decision's cheapest choice into fixed: unique C
+    return DeviceBasis(tuple(known.devices), w[0] + least.sum(axis=1), C - least[:, :, None])
+
+
+def _check_known(known: KnownDevices | None, space: SearchSpace) -> KnownDevices:
+    """``known``, checked: given, of ``space`` (the built-in one), with devices."""
+    if known is None:
+        raise InputError("the transfer predictor needs the known devices of the space: "
+                         "TransferPredictor(known=hwnas.devices.device_matrix(space_name)) "
+                         "(python -m hwnas.fit --model transfer does this)")
+    if getattr(known, "space", None) != space.name:
+        raise InputError(f"the known devices are of space {getattr(known, 'space', None)!r}, "
+                         f"not {space.name!r}")
+    if space.signature != get_space(space.name).signature:
+        raise InputError(f"the known devices were measured on the built-in space "
+                         f"{space.name!r}; the space given differs from it")
+    if len(known.devices) == 0:
+        raise InputError(f"no known devices of space {space.name!r} to transfer from")
+    return known
+
+
+def op_counts(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The choice names of the space (op kinds: ``nor_conv_3x3``, ``k5_e6``) and how many
+    decisions of each z chose each: an additive feature (a count of choices)."""
+    names = sorted({c for d in space.decisions for c in d.choices})
+    index = np.full((len(space.decisions), max(space.n_choices)), -1)
+    for i, d in enumerate(space.decisions):
+        index[i, :len(d.choices)] = [names.index(c) for c in d.choices]
+    chosen = index[np.arange(Z.shape[1]), Z]
+    return names, np.stack([(chosen == j).sum(axis=1) for j in range(len(names))], axis=1
+                           ).astype(float)
+
+
+def _solve(devices: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """argmin ||devices a + signed b - y||^2 + ridge (||a||^2 + ||b||^2) on scaled columns,
+    with a >= 0 (a non-negative mix of known devices) and b of any sign (an offset and per-op
+    corrections); y is fitted relative to its mean, so ridge is scale-free."""
+    from scipy.optimize import nnls
+    X = np.hstack([devices, signed, -signed])
+    scale = np.abs(X).max(axis=0)
+    scale[scale == 0] = 1.0
+    mean = float(np.mean(y))
+    n = X.shape[1]
+    A = np.vstack([X / scale, np.sqrt(ridge) * np.eye(n)])
+    w, _ = nnls(A, np.concatenate([y / mean, np.zeros(n)]), maxiter=50 * n)
+    w = w / scale * mean
+    k, s = devices.shape[1], signed.shape[1]
+    return w[:k], w[k:k + s] - w[k + s:]
+
+
+def _features(kind: str, space: SearchSpace, basis: DeviceBasis, Z: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(known devices' latencies, signed columns: an offset, and op counts with ``+ops``)."""
+    signed = np.ones((len(Z), 1))
+    if kind == "devices+ops":
+        signed = np.hstack([signed, op_counts(space, Z)[1]])
+    return basis.predict(Z).T, signed
+
+
+class TransferPredictor(AdditivePredictor):
+    """An additive predictor for a new device from a few measured networks (about 10), by
+    transfer from known devices: latency(z) = b + sum_k a_k latency_k(z) (+ sum_op v_op
+    count_op(z)), a_k >= 0, where latency_k is known device k's additive model
+    (``device_basis``). The feature set (devices alone, or with per-op counts) and the ridge
+    are chosen by leave-one-out cross-validation on the networks. Being additive, it prices
+    every z of the space and gives the search a cost matrix; ``weights_`` says which known
+    devices it leaned on.
+
+    Args:
+        known: the known devices of the space, ``hwnas.devices.device_matrix(space)`` (any
+            object with ``space``, ``devices``, ``z`` and ``latency_ms``); not saved (the
+            fitted cost matrix is).
+        ridges: the ridge strengths to choose from.
+        target: the table column to fit (latency_ms, or e.g. energy_mj).
+
+    Example:
+        >>> from hwnas.devices import device_matrix
+        >>> from hwnas.tables import read_network_table
+        >>> mine = read_network_table("mine.csv")  # doctest: +SKIP
+        >>> p = TransferPredictor(device_matrix("nb201"))
+        >>> p.fit(mine, get_space("nb201")).describe_weights()  # doctest: +SKIP
+        'titan_rtx_1 x 0.62, 2080ti_1 x 0.31'
+    """
+
+    kind = "transfer"
+
+    def __init__(self, known: KnownDevices | None = None, ridges: Sequence[float] = RIDGES,
+                 target: str = "latency_ms"):
+        self.known = known
+        self.ridges = ridges
+        self.target = target
+
+    def fit(self, networks: NetworkTable, space: SearchSpace | None = None
+            ) -> TransferPredictor:
+        self._check_params()
+        ridges = self._checked_ridges()
+        space = self._needs_space(space, networks)
+        known = _check_known(self.known, space)
+        Z = self._bind(networks, space)
+        y = networks.values(self.target)
+        if len(Z) < MIN_NETWORKS:
+            raise InputError(f"{networks.path}: the transfer predictor needs at least "
+                             f"{MIN_NETWORKS} measured networks (about 10 is best), got {len(Z)}")
+        if not (np.all(np.isfinite(y)) and np.all(y > 0)):
+            raise InputError(f"{networks.path}: {self.target} must be finite and > 0 in every "
+                             f"row to transfer from known devices")
+        basis = device_basis(known, space)
+        best = None
+        for kind in FEATURE_SETS:
+            devices, signed = _features(kind, space, basis, Z)
+            for ridge in ridges:
+                error = _loo_error(devices, signed, y, ridge)
+                a, b = _solve(devices, signed, y, ridge)
+                fixed, C = _cost_matrix(space, basis, a, b)
+                least = fixed + np.nanmin(C, axis=1).sum()
+                if least > 0 and (best is None or error < best[0]):  # never a negative latency
+                    best = (error, kind, ridge, a, b, fixed, C)
+        if best is None:
+            raise InputError(f"{networks.path}: no mix of the known devices predicts a "
+                             f"positive {self.target} for every z of {space.name!r}")
+        self.loo_error_, self.features_, self.ridge_, a, b, fixed, C = best
+        order = np.argsort(-a, kind="stable")
+        self.weights_ = {basis.devices[i]: float(a[i]) for i in order if a[i] > 0}
+        self.offset_ = float(b[0])
+        self.op_costs_ = dict(zip(op_counts(space, Z[:1])[0], map(float, b[1:])))
+        least = np.nanmin(C, axis=1)
+        self.fixed_ = float(fixed + least.sum())
+        self.C_ = C - least[:, None]
+        self.unobserved_ = []
+        self.ridge = self.ridge_  # what AdditivePredictor's methods and state read
+        return self
+
+    def _checked_ridges(self) -> tuple[float, ...]:
+        try:
+            ridges = tuple(check_finite(r, "ridges", positive=True) for r in self.ridges)
+        except TypeError:
+            ridges = ()
+        if not ridges:
+            raise InputError(f"TransferPredictor: ridges must be numbers > 0, got "
+                             f"{self.ridges!r}")
+        return ridges
+
+    def describe_weights(self, top: int = 5) -> str:
+        """The known devices it leaned on, heaviest first, e.g. ``titan_rtx_1 x 0.93``."""
+        self._check_fitted()
+        parts = [f"{name} x {w:.3g}" for name, w in list(self.weights_.items())[:top]]
+        more = len(self.weights_) - top
+        return ", ".join(parts) + (f" and {more} more" if more > 0 else "") or "none"
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "weights": self.weights_, "features": self.features_,
+                "offset": self.offset_, "op_costs": self.op_costs_,
+                "loo_error": self.loo_error_}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> TransferPredictor:
+        base = AdditivePredictor._from_state(state)
+        predictor = cls()
+        predictor.__dict__.update({k: v for k, v in vars(base).items() if k.endswith("_")})
+        predictor.ridge = predictor.ridge_ = base.ridge
+        predictor.weights_ = {str(k): check_finite(v, f"weights.{k}")
+                              for k, v in dict(state["weights"]).items()}
+        if state["features"] not in FEATURE_SETS:
+            raise ValueError(f"features {state['features']!r} is not one of {FEATURE_SETS}")
+        predictor.features_ = state["features"]
+        predictor.offset_ = check_finite(state["offset"], "offset")
+        predictor.op_costs_ = {str(k): check_finite(v, f"op_costs.{k}")
+                               for k, v in dict(state["op_costs"]).items()}
+        predictor.loo_error_ = check_finite(state["loo_error"], "loo_error")
+        return predictor
+
+
+def _cost_matrix(space: SearchSpace, basis: DeviceBasis, a: np.ndarray, b: np.ndarray
+                 ) -> tuple[float, np.ndarray]:
+    """(fixed, C) of b[0] + sum_k a_k latency_k(z) + sum_op b[op] count_op(z)."""
+    fixed = float(b[0] + a @ basis.fixed)
+    C = np.tensordot(a, basis.C, axes=1)
+    if len(b) > 1:
+        names = sorted({c for d in space.decisions for c in d.choices})
+        for i, d in enumerate(space.decisions):
+            C[i, :len(d.choices)] += [b[1 + names.index(c)] for c in d.choices]
+    return fixed, C
+
+
+def _loo_error(devices: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """Root mean square relative error of leave-one-out predictions."""
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        a, b = _solve(devices[keep], signed[keep], y[keep], ridge)
+        errors.append((devices[i] @ a + signed[i] @ b) / y[i] - 1)
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def transfer_design(known: KnownDevices, space: SearchSpace, n: int) -> np.ndarray:
+    """n networks to measure on a new device so that they separate the known devices best:
+    greedy D-optimal selection, among the networks the known devices were measured on, over
+    their standardised latency vectors (each pick adds the most information about how the
+    new device mixes the known ones). Deterministic.
+
+    Example:
+        >>> from hwnas.devices import device_matrix
+        >>> Z = transfer_design(device_matrix("nb201"), get_space("nb201"), 10)
+        >>> Z.shape
+        (10, 6)
+    """
+    _check_known(known, space)
+    Z = space.check_z(known.z)
+    if not 1 <= n <= len(Z):
+        raise InputError(f"a transfer design chooses 1 to {len(Z)} networks of space "
+                         f"{space.name!r}, got {n}")
+    X = np.asarray(known.latency_ms, dtype=float).T
+    X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    X = np.hstack([np.ones((len(X), 1)), X / np.sqrt(X.shape[1])])
+    information = 1e-3 * np.eye(X.shape[1])
+    chosen: list[int] = []
+    for _ in range(n):
+        gain = np.einsum("ij,jk,ik->i", X, np.linalg.inv(information), X)
+        gain[chosen] = -np.inf
+        pick = int(np.argmax(gain))
+        chosen.append(pick)
+        information += np.outer(X[pick], X[pick])
+    return Z[chosen]

@@ -1,0 +1,158 @@
+"""Few-shot transfer: a device left out of the catalogue, fitted from 10 of its networks and
+the other shipped devices, ranks its other networks; the design, the file and the commands."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import FAST_ARGS, hwnas
+from scipy.stats import spearmanr
+
+from hwnas.devices import device_matrix, load_device
+from hwnas.errors import InputError
+from hwnas.predictors import TransferPredictor, load_predictor, transfer_design
+from hwnas.spaces import get_space
+from hwnas.tables import read_network_table
+
+
+def without(space: str, device: str):
+    """The shipped devices of ``space`` but ``device``: what a new device would lean on."""
+    known = device_matrix(space)
+    keep = [i for i, name in enumerate(known.devices) if name != device]
+    return replace(known, devices=tuple(known.devices[i] for i in keep),
+                   latency_ms=known.latency_ms[keep])
+
+
+def measured(space: str, device: str, Z: np.ndarray):
+    """The shipped table of ``device`` restricted to the networks Z (10 'measured' ones), and
+    the rows of its other networks."""
+    table = load_device(device, space)
+    row = {z: i for i, z in enumerate(table.z)}
+    chosen = [row[tuple(int(v) for v in z)] for z in Z]
+    return table.select(chosen), np.setdiff1d(np.arange(len(table.z)), chosen)
+
+
+@pytest.mark.parametrize("space_name, device", [("nb201", "titan_rtx_1"),
+                                                ("fbnet", "silver_4210r")])
+def test_ten_designed_networks_of_a_left_out_device_rank_its_other_networks(space_name,
+                                                                            device):
+    space = get_space(space_name)
+    known = without(space_name, device)
+    train, rest = measured(space_name, device, transfer_design(known, space, 10))
+    predictor = TransferPredictor(known).fit(train, space)
+    truth = load_device(device, space_name)
+    Z = np.array(truth.z)
+    predicted = predictor.predict_z(space, Z)
+    rho = spearmanr(predicted[rest], truth.values()[rest])[0]
+    assert rho >= 0.95, rho
+    assert predictor.weights_ and device not in predictor.weights_
+    assert all(w > 0 for w in predictor.weights_.values())
+    assert predictor.features_ in ("devices", "devices+ops") and predictor.loo_error_ > 0
+    fixed, C = predictor.cost_matrix(space)  # additive: the search can use it
+    assert np.allclose(space.evaluate_z(Z[:50], fixed, C), predicted[:50])
+    assert np.nanmin(C) >= 0 and fixed > 0
+
+
+def test_it_prices_networks_no_known_device_was_measured_on():
+    space = get_space("fbnet")
+    known = without("fbnet", "titanx_1")
+    train, _ = measured("fbnet", "titanx_1", transfer_design(known, space, 10))
+    predictor = TransferPredictor(known).fit(train, space)
+    Z = space.random_z(200, seed=1)
+    seen = {tuple(z) for z in known.z.tolist()}
+    assert not any(tuple(z) in seen for z in Z.tolist())
+    y = predictor.predict_z(space, Z)
+    assert np.isfinite(y).all() and (y > 0).all()
+    lo, hi = load_device("titanx_1", "fbnet").values().min(), \
+        load_device("titanx_1", "fbnet").values().max()
+    assert lo * 0.8 < np.median(y) < hi * 1.2
+
+
+def test_saved_as_json_and_loaded_with_the_same_predictions(tmp_path):
+    space = get_space("nb201")
+    known = without("nb201", "gold_6240")
+    train, _ = measured("nb201", "gold_6240", space.random_z(10, seed=3))
+    predictor = TransferPredictor(known).fit(train, space)
+    path = tmp_path / "p.json"
+    predictor.save(path)
+    doc = json.loads(path.read_text())
+    assert doc["kind"] == "transfer" and doc["state"]["weights"] == predictor.weights_
+    loaded = load_predictor(path)
+    assert isinstance(loaded, TransferPredictor) and loaded.known is None
+    Z = space.random_z(100, seed=0)
+    assert np.allclose(loaded.predict_z(space, Z), predictor.predict_z(space, Z))
+    assert loaded.describe_weights() == predictor.describe_weights()
+
+
+def test_the_design_separates_the_known_devices_and_is_checked():
+    space = get_space("nb201")
+    known = device_matrix("nb201")
+    Z = transfer_design(known, space, 12)
+    assert Z.shape == (12, 6) and len(np.unique(Z, axis=0)) == 12
+    assert np.array_equal(Z, transfer_design(known, space, 12))  # deterministic
+    # more spread across the devices' standardised latencies than random networks
+    rows = {tuple(z): i for i, z in enumerate(known.z.tolist())}
+    X = known.latency_ms.T
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+
+    def logdet(Zs):
+        S = X[[rows[tuple(z)] for z in Zs.tolist()]]
+        S = np.hstack([np.ones((len(S), 1)), S / np.sqrt(S.shape[1])])
+        return np.linalg.slogdet(S.T @ S + 1e-3 * np.eye(S.shape[1]))[1]
+
+    assert logdet(Z) > max(logdet(space.random_z(12, seed=s)) for s in range(5))
+    with pytest.raises(InputError, match="1 to 15625 networks"):
+        transfer_design(known, space, 0)
+    with pytest.raises(InputError, match="space 'nb201', not 'fbnet'"):
+        transfer_design(known, get_space("fbnet"), 10)
+
+
+def test_bad_input_is_one_clear_error():
+    space = get_space("nb201")
+    train, _ = measured("nb201", "gold_6240", space.random_z(10, seed=3))
+    with pytest.raises(InputError, match="needs the known devices"):
+        TransferPredictor().fit(train, space)
+    with pytest.raises(InputError, match="at least 3 measured networks"):
+        TransferPredictor(device_matrix("nb201")).fit(train.select([0, 1]), space)
+    with pytest.raises(InputError, match="ridges must be numbers > 0"):
+        TransferPredictor(device_matrix("nb201"), ridges=()).fit(train, space)
+    with pytest.raises(InputError, match="ridges must be"):
+        TransferPredictor(device_matrix("nb201"), ridges=(-1.0,)).fit(train, space)
+
+
+def test_fit_command_says_which_devices_it_leaned_on(tmp_path):
+    space = get_space("nb201")
+    truth = load_device("silver_4210r", "nb201")
+    Z = transfer_design(device_matrix("nb201"), space, 10)
+    rows = {z: i for i, z in enumerate(truth.z)}
+    mine = tmp_path / "mine.csv"
+    mine.write_text("space,z,latency_ms\n" + "".join(
+        f"nb201,{space.describe(z)},{truth.values()[rows[tuple(z)]]}\n" for z in Z.tolist()))
+    out = tmp_path / "p.json"
+    run = hwnas("fit", "--model", "transfer", "--networks", mine, "--space", "nb201",
+                "--device", "my board", "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert "transfer predictor of latency_ms for my board" in run.stdout
+    assert "leaned on the shipped devices silver_4210r x" in run.stdout  # itself, shipped
+    assert load_predictor(out).kind == "transfer"
+    ev = hwnas("evaluate", "--predictor", out, "--device", "silver_4210r", "--space", "nb201")
+    assert ev.returncode == 0, ev.stderr
+
+
+def test_profile_design_transfer_measures_this_machine_and_fit_transfers(tmp_path):
+    pytest.importorskip("onnxruntime")
+    table = tmp_path / "mine.csv"
+    run = hwnas("profile", "--space", "nb201", "--backend", "onnxruntime", "--networks", "10",
+                "--design", "transfer", "--out", table, "--quiet", *FAST_ARGS)
+    assert run.returncode == 0, run.stderr
+    space = get_space("nb201")
+    networks = read_network_table(table)
+    assert sorted(networks.z) == sorted(map(tuple, transfer_design(device_matrix("nb201"),
+                                                                   space, 10).tolist()))
+    out = tmp_path / "p.json"
+    fit = hwnas("fit", "--model", "transfer", "--networks", table, "--out", out)
+    assert fit.returncode == 0, fit.stderr
+    assert "leaned on the shipped devices" in fit.stdout
+    y = load_predictor(out).predict_z(space, space.random_z(100, seed=0))
+    assert np.isfinite(y).all() and (y > 0).all()
