@@ -14,11 +14,14 @@ ROOT = Path(hwnas.__file__).parent
 
 #: package or module -> its level; a module imports only from lower levels or its own unit
 #: (at any depth: an import inside a function counts too)
-LEVELS = {"hwnas.errors": 0, "hwnas._imports": 1, "hwnas._progress": 1, "hwnas._files": 1,
+LEVELS = {"hwnas.errors": 0,
+          "hwnas.profile._stats": 0,  # the timing module an export copies: no hwnas import
+          "hwnas._imports": 1, "hwnas._progress": 1, "hwnas._files": 1,
           "hwnas._calibration": 1,
           "hwnas.layers": 2, "hwnas.spaces": 3, "hwnas.tables": 4,
           "hwnas._cli": 5,  # what the commands share: options, one-line errors
           "hwnas.predictors": 6, "hwnas.profile": 6,
+          "hwnas.profile._simulated": 6.2,  # a device for tests and benchmarks, loaded by name
           "hwnas.devices": 6.5,  # shipped device tables and their predictors
           "hwnas.devices": 6.5,  # shipped device tables and their predictors
           "hwnas.profile.__main__": 7,  # the command: --design transfer reads the devices
@@ -61,6 +64,14 @@ def test_no_module_imports_one_above_it():
                 wrong.append(f"{path.relative_to(ROOT.parent)}:{line}: {unit} (level "
                              f"{LEVELS[unit]}) imports {imported} (level {LEVELS[target]})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_timing_module_an_export_copies_needs_only_the_standard_library_and_numpy():
+    tree = ast.parse((ROOT / "profile" / "_stats.py").read_text())
+    imported = {name.split(".")[0] for node in ast.walk(tree)
+                for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                             [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
+    assert "numpy" in imported and imported - {"numpy"} <= set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("module", ["hwnas", "hwnas.layers", "hwnas.spaces", "hwnas.tables"])
