@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import math
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hwnas._files import DISK_ERRORS, MAX_INT_DIGITS, mask_secrets, parse_float, parse_int
 from hwnas.errors import HwnasError
@@ -93,6 +94,16 @@ def run(main: Callable[[Sequence[str] | None], int], prog: str,
     URL's password: see ``mask_secrets``). ``HWNAS_DEBUG=1`` shows the traceback of every
     error."""
     debug = os.environ.get("HWNAS_DEBUG", "") not in ("", "0")
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Masking(sys.stdout), _Masking(sys.stderr)
+    try:
+        return _run(main, prog, argv, debug)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(main: Callable[[Sequence[str] | None], int], prog: str,
+         argv: Sequence[str] | None, debug: bool) -> int:
     try:
         status = main(argv)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
@@ -121,6 +132,34 @@ def run(main: Callable[[Sequence[str] | None], int], prog: str,
         print(f"{prog}: internal error: this is a bug in hwnas, not in your input; please "
               f"report it with the traceback above", file=sys.stderr)
         return 1
+
+
+class _Masking(io.TextIOBase):
+    """A text stream that masks secrets (mask_secrets) in what is written to it: whatever a
+    command prints, a storage URL's password never reaches the terminal or a log."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_secrets(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _print_traceback() -> None:

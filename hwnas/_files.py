@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import stat
@@ -216,6 +217,28 @@ def write_json(path: str | os.PathLike, doc: Any) -> None:
     """``doc`` as indented JSON, written atomically (see atomic_write). NaN or infinity
     anywhere is a ValueError (they are not JSON): a caller stores an unknown as null."""
     atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically (see atomic_write), in the format its file name
+    says (PNG where it says none)."""
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=ext))
+
+
+def json_ready(doc: Any) -> Any:
+    """``doc`` as a result file may hold it: every float that is not finite (an unknown: NaN,
+    or inf) as None, which JSON writes as null (JSON has no NaN), and every string with its
+    secrets masked (see mask_secrets: an objective's error message may quote a URL)."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, str):
+        return mask_secrets(doc)
+    if isinstance(doc, dict):
+        return {k: json_ready(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [json_ready(v) for v in doc]
+    return doc
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

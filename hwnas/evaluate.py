@@ -6,11 +6,13 @@ Spearman's rho; --plot draws predicted against measured.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
 from hwnas import _cli
+from hwnas._files import check_outputs_not_inputs, json_ready, write_json
 from hwnas.devices import load_device
 from hwnas.errors import InputError
 from hwnas.predictors import evaluate, load_predictor
@@ -38,6 +40,10 @@ def parser() -> _cli.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    check_outputs_not_inputs({"--json": args.json, "--plot": args.plot},
+                             {"--predictor": args.predictor, "--networks": args.networks,
+                              "--space": args.space})
+    check_outputs_not_inputs({"--json": args.json}, {"--plot": args.plot})
     predictor = load_predictor(args.predictor)
     space = load_space(args.space) if args.space else None
     if args.networks:
@@ -53,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: warning: the networks were measured on "
               f"{networks.fingerprint.describe()}, the predictor's tables on "
               f"{predictor.fingerprint_.describe()}", file=sys.stderr)
+    target = args.target or predictor.target
+    measured = networks.values(target)
+    if (measured <= 0).any():  # percentage errors divide by it
+        raise InputError(f"{networks.path}: column {target!r} is {measured.min():g} (<= 0) in "
+                         f"{int(np.sum(measured <= 0))} row(s): percentage errors (MAPE, "
+                         f"RMSPE) are undefined there; score another column or drop those rows")
     result = evaluate(predictor, networks, space, args.target)
     metrics = {k: v for k, v in result.items() if k not in ("predicted", "measured")}
     print(f"{predictor.kind} predictor on {metrics['n']} networks of {networks.path} "
@@ -62,10 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"/ {metrics['within_15_pct']:.0f} %   Kendall tau {metrics['kendall_tau']:.3f}   "
           f"Spearman rho {metrics['spearman_rho']:.3f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"predictor": args.predictor, "networks": networks.path, **metrics}, f,
-                      indent=1)
-            f.write("\n")
+        write_json(args.json, json_ready({"predictor": args.predictor,
+                                               "networks": networks.path, **metrics}))
     if args.plot:
         plot_predicted_vs_measured(result, args.plot, f"{predictor.kind} on {space.name}")
         print(f"wrote {args.plot}")

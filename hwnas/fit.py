@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from hwnas import _cli
+from hwnas._files import check_outputs_not_inputs
 from hwnas.devices import device_matrix, load_device
 from hwnas.errors import InputError
 from hwnas.predictors import (
@@ -25,6 +26,7 @@ from hwnas.predictors import (
     TransferPredictor,
     UnknownChoiceWarning,
 )
+from hwnas.predictors._base import from_dict
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import read_layer_table, read_network_table
 
@@ -104,14 +106,29 @@ def _space(args):
     return load_space(args.space) if args.space else None
 
 
+def check_loadable(model: Predictor, out: str) -> None:
+    """Refuse to write a predictor that ``load_predictor`` would refuse (a fit that overflowed
+    to inf or NaN, on latencies near 1e308; a zero or negative cost): an InputError naming
+    ``out``, before anything is written."""
+    try:
+        from_dict(model.to_dict(), "the fitted predictor")
+    except InputError as e:
+        raise InputError(f"{out}: not written: {e} (are the table's values plausible "
+                         f"latencies?)") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    check_outputs_not_inputs({"--out": args.out},
+                             {"--layers": args.layers, "--networks": args.networks,
+                              "--calibrate-with": args.calibrate_with, "--space": args.space})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, space = fit_predictor(args)
     for w in caught:
         if not issubclass(w.category, UnknownChoiceWarning):  # the summary lists them all
             print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+    check_loadable(model, args.out)
     model.save(args.out)
     summary = f"{args.out}: {model.kind} predictor of {model.target} for " \
               f"{model.fingerprint_.describe()}"

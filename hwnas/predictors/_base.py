@@ -175,7 +175,7 @@ def from_dict(doc: Any, where: str = "predictor") -> Predictor:
                          f"{sorted(Predictor._registry)}")
     try:
         fingerprint = Fingerprint.from_row(doc["fingerprint"])
-        _check_numbers(doc["state"], "state")
+        check_numbers(doc["state"], "state")
         predictor = cls._from_state(doc["state"])
         if not isinstance(doc["target"], str):
             raise ValueError(f"target must be a column name, got {doc['target']!r}")
@@ -213,16 +213,16 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         raise InputError(f"{path}: not a predictor file (nested too deeply)") from None
 
 
-def _check_numbers(value: Any, key: str) -> None:
+def check_numbers(value: Any, key: str) -> None:
     """Every number saved in a state is finite (an unknown is stored as null, never NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise InputError(f"{key} is {value}: a saved number must be finite")
     if isinstance(value, dict):
         for k, v in value.items():
-            _check_numbers(v, f"{key}.{k}")
+            check_numbers(v, f"{key}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _check_numbers(v, f"{key}[{i}]")
+            check_numbers(v, f"{key}[{i}]")
 
 
 def saved_int(value: Any, name: str, low: int, high: int) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas._files import save_figure
 from hwnas.tables import NetworkTable
 
 
@@ -61,5 +62,5 @@ def plot_predicted_vs_measured(result: dict[str, Any], path: str, title: str) ->
                  f"{result['within_10_pct']:.0f} %, tau {result['kendall_tau']:.2f}")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)  # atomically: a failure leaves an earlier plot
     plt.close(fig)

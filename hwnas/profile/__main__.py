@@ -146,6 +146,22 @@ def _complete_rows(path: str) -> int:
         return 0
 
 
+def _refuse_contradictions(args) -> None:
+    """Options that cannot both be meant are one line, not one of them ignored."""
+    pairs = [("--export", args.export, "--out", args.out),
+             ("--cache", args.cache, "--out", args.out),
+             ("--cache", args.cache, "--export", args.export),
+             ("--cache", args.cache, "--remeasure", args.remeasure),
+             ("--from", args.from_file, "--networks", args.networks),
+             ("--from", args.from_file, "--design", args.design)]
+    for a, given_a, b, given_b in pairs:
+        if given_a and given_b:
+            raise InputError(f"{a} and {b} contradict each other: give one of them "
+                             f"(see --help)")
+    if args.with_layers and not args.export:
+        raise InputError("--with-layers adds the layers to an export: give --export DIR")
+
+
 def _predictions(table: LayerTable | NetworkTable) -> str:
     """What a table's prediction noise is of (see TableQuality)."""
     return "the predicted latency of the space's networks" if isinstance(table, LayerTable) \
@@ -154,6 +170,7 @@ def _predictions(table: LayerTable | NetworkTable) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _refuse_contradictions(args)
     if args.cache:
         print(cache_report())
         return 0

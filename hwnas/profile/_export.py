@@ -17,13 +17,12 @@ manifest, tables that ``hwnas.fit --networks`` / ``--layers`` read back.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from hwnas._files import MAX_TABLE_BYTES, atomic_write, read_text
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.profile._onnxruntime import export_onnx
@@ -74,17 +73,17 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
                          f"units (its manifest.json differs or is absent), so its tables "
                          f"would mix two exports: export into a new or empty folder")
     # the manifest first: an interrupted export then resumes (same manifest), writing only
-    # the files still missing; every file appears whole (written aside, then renamed)
+    # the files still missing; every file appears whole (atomic_write: written aside, then
+    # renamed; a link planted in the folder is replaced, never written through)
     folder.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        _write_aside(path, lambda tmp: tmp.write_text(text))
+        atomic_write(path, text)
     for unit, graph in zip(units, graphs):
-        if not (folder / unit["file"]).exists():
-            _write_aside(folder / unit["file"], functools.partial(export_onnx, graph,
-                                                                 batch=batch))
+        if not (folder / unit["file"]).is_file():
+            export_onnx(graph, folder / unit["file"], batch=batch)
     for name, source in (("runner.py", RUNNER), ("hwnas_timing.py", TIMING)):
-        if not (folder / name).exists():
-            _write_aside(folder / name, functools.partial(shutil.copyfile, source))
+        if not (folder / name).is_file():
+            atomic_write(folder / name, source.read_bytes())
     return path
 
 
@@ -97,16 +96,7 @@ def _same_export(folder: Path, manifest_path: Path, manifest: dict) -> bool:
     if not any(folder.iterdir()):
         return True
     try:
-        return json.loads(manifest_path.read_text()) == manifest
-    except (OSError, ValueError, RecursionError):
+        return json.loads(read_text(str(manifest_path), "manifest", max_bytes=MAX_TABLE_BYTES)
+                          ) == manifest
+    except (InputError, ValueError, RecursionError):
         return False
-
-
-def _write_aside(path: Path, write: Callable[[Path], object]) -> None:
-    """Create ``path`` by ``write``-ing a new file beside it, then renaming it into place."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

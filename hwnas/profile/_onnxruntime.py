@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from hwnas._files import atomic_write
 from hwnas._imports import require
 from hwnas.errors import InputError
 from hwnas.layers import Layer, Step, step_shapes, steps
@@ -122,10 +123,12 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
 
 
 def export_onnx(graph: Graph, path: str | os.PathLike, batch: int = 1) -> None:
-    """Write a graph (e.g. ``arch.graph``) as an .onnx file."""
-    onnx = require("onnx", "ONNX export")
+    """Write a graph (e.g. ``arch.graph``) as an .onnx file, atomically (see atomic_write:
+    a failure leaves an earlier file, and a link at ``path`` is replaced, not followed)."""
+    require("onnx", "ONNX export")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    onnx.save(to_onnx(graph, batch), os.fspath(path))
+    model = to_onnx(graph, batch)
+    atomic_write(path, model.SerializeToString())
 
 
 class OnnxRuntimeBackend(Backend):

@@ -142,12 +142,19 @@ def build(path: str, args) -> Callable[[], object]:
     return lambda: session.run(None, feed)
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: the largest manifest read (100,000 units take about 30 MB)
+MAX_MANIFEST_BYTES = 256 << 20
+
+
 def open_table(path: str, columns: tuple, fingerprint: dict) -> tuple:
     """Open a table to append to; returns (file, ids already measured). A half-written last
-    line is cut off; a table from another device is refused."""
+    line is cut off; a table from another device, or a symbolic link, is refused."""
     done = set()
+    if os.path.islink(path):
+        sys.exit(f"{path}: a symbolic link: refused (the runner never writes through a link)")
     if os.path.exists(path) and os.path.getsize(path) > 0:
-        with open(path, "rb+") as raw:
+        with os.fdopen(os.open(path, os.O_RDWR | NOFOLLOW), "rb+") as raw:
             data = raw.read()
             if not data.endswith(b"\n"):
                 raw.truncate(data.rfind(b"\n") + 1)
@@ -161,10 +168,63 @@ def open_table(path: str, columns: tuple, fingerprint: dict) -> tuple:
                     sys.exit(f"{path}, line {reader.line_num}: measured with {found}, not "
                              f"{fingerprint}: measure into another folder (--out-dir)")
                 done.add(row["key"] if "key" in columns else row["z"])
-        return open(path, "a", newline=""), done
-    f = open(path, "w", newline="")
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | NOFOLLOW), "a", newline=""), \
+            done
+    f = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o644), "w",
+                  newline="")
     write(f, columns)
     return f, done
+
+
+def unit_path(folder: str, name: object) -> str:
+    """The file a manifest unit names: a relative path inside the export folder (no absolute
+    path, no '..', no link leading out of it), else ValueError."""
+    if not isinstance(name, str) or not name or os.path.isabs(name) or "\\" in name or \
+            "\0" in name or ".." in name.split("/"):
+        raise ValueError(f"file {name!r} is not a relative path inside the export folder")
+    root = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"file {name!r} leads outside the export folder (a link)")
+    return path
+
+
+def read_manifest(folder: str) -> dict:
+    """The export's manifest.json, checked: an hwnas export (format version 1) whose units
+    each name a table, an id, the columns of its table and a file inside the folder (which
+    ``file`` then holds as a checked path). Exits with a message naming what is wrong."""
+    where = os.path.join(folder, "manifest.json")
+    try:
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not os.path.isfile(where) or os.fstat(f.fileno()).st_size > MAX_MANIFEST_BYTES:
+                sys.exit(f"{where}: not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
+            manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        sys.exit(f"{where}: cannot read it ({e})")
+    if not isinstance(manifest, dict) or manifest.get("format") != "hwnas.export" or \
+            manifest.get("version") != 1:
+        sys.exit(f"{where}: not an hwnas export (format version 1)")
+    batch = manifest.get("batch")
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 1 << 20:
+        sys.exit(f"{where}: batch must be an integer from 1 to {1 << 20}, got {batch!r}")
+    units = manifest.get("units")
+    if not isinstance(units, list):
+        sys.exit(f"{where}: units must be a list")
+    for i, unit in enumerate(units):
+        table = unit.get("table") if isinstance(unit, dict) else None
+        if table not in COLUMNS:
+            sys.exit(f"{where}, unit {i}: table must be one of {sorted(COLUMNS)}")
+        needed = ("id", "file") + COLUMNS[table][:COLUMNS[table].index("latency_ms")]
+        bad = [k for k in needed if not isinstance(unit.get(k), (str, int)) or
+               isinstance(unit.get(k), bool)]
+        if bad:
+            sys.exit(f"{where}, unit {i}: {bad[0]!r} missing or not a string or integer")
+        try:
+            unit["file"] = unit_path(folder, unit["file"])
+        except ValueError as e:
+            sys.exit(f"{where}, unit {i}: {e}")
+    return manifest
 
 
 def write(f, values) -> None:
@@ -227,10 +287,7 @@ def main(argv=None) -> int:
                    help="what latency_ms is, over a unit's timed runs of every round "
                         "(default: %(default)s)")
     args = p.parse_args(argv)
-    with open(os.path.join(args.export_dir, "manifest.json")) as f:
-        manifest = json.load(f)
-    if manifest.get("format") != "hwnas.export" or manifest.get("version") != 1:
-        sys.exit(f"{args.export_dir}/manifest.json: not an hwnas export (format version 1)")
+    manifest = read_manifest(args.export_dir)
     device_fingerprint = fingerprint(args, manifest["batch"])
     out_dir = args.out_dir or args.export_dir
     os.makedirs(out_dir, exist_ok=True)
@@ -246,7 +303,7 @@ def main(argv=None) -> int:
         with f:
             for first in range(0, len(todo), BATCH_UNITS):
                 batch = todo[first:first + BATCH_UNITS]
-                runners = [build(os.path.join(args.export_dir, u["file"]), args) for u in batch]
+                runners = [build(u["file"], args) for u in batch]
                 timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
                                          args.max_seconds, args.pause_s, args.statistic)
                 for unit, timing in zip(batch, timings):

@@ -13,7 +13,6 @@ noise says so, the line is refitted and the search runs again (hwnas.search._ver
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass
 import optuna
 
 from hwnas import _cli
+from hwnas._files import check_outputs_not_inputs, json_ready, safe_name, write_json
 from hwnas.devices import device_predictor
 from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, Predictor, load_predictor
@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.export_onnx:
         space = source.space
         for rank, c in enumerate(result.best, 1):
-            path = os.path.join(args.export_onnx, f"{space.name}-{rank}-{format_z(c.z)}.onnx")
+            path = os.path.join(args.export_onnx,  # the name from a space file, made safe
+                                f"{safe_name(space.name)}-{rank}-{format_z(c.z)}.onnx")
             export_onnx(space.decode(c.z).graph, path, batch=predictor.fingerprint_.batch)
             print(f"wrote {path}")
     return 0
@@ -224,8 +225,15 @@ def _settings(args) -> SearchSettings:
 
 
 def _check_outputs(args) -> None:
-    """Refuse an output whose folder is missing or not writable before anything is measured
-    or searched (the search and its device measurements take minutes)."""
+    """Refuse an output whose folder is missing or not writable, or that names an input or
+    another output, before anything is measured or searched (the search and its device
+    measurements take minutes)."""
+    inputs = {"--predictor": args.predictor, "--table": args.table, "--space": args.space,
+              "--storage": args.storage if args.storage and "://" not in args.storage
+              else None}
+    check_outputs_not_inputs({"--json": args.json, "--plot": args.plot},
+                             {**inputs, "--export-onnx": args.export_onnx})
+    check_outputs_not_inputs({"--json": args.json}, {"--plot": args.plot})
     for option, path, is_folder in [
             ("--json", args.json, False), ("--plot", args.plot, False),
             ("--export-onnx", args.export_onnx, True)]:
@@ -245,19 +253,10 @@ def _check_outputs(args) -> None:
 
 
 def _write_json(doc: dict, path: str) -> None:
-    """Write ``doc`` to a temporary file beside ``path``, then rename it over ``path``: a
-    reader never sees a half-written result."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "x") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``doc`` atomically (hwnas._files.write_json): a reader never sees a
+    half-written result, a full disk leaves an earlier file as it was; an unknown number
+    (NaN) is null, as JSON has no NaN; secrets in strings are masked (json_ready)."""
+    write_json(path, json_ready(doc))
 
 
 def verification_report(verification) -> str:

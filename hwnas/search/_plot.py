@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hwnas._files import save_figure
 from hwnas._imports import require
 
 
@@ -27,5 +28,5 @@ def plot_search(result, path: str) -> None:
            title=f"{result.space}: {result.mode} mode, {result.sampler} sampler")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)  # atomically: a failure leaves an earlier plot
     plt.close(fig)

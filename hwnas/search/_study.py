@@ -11,6 +11,11 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,6 +24,7 @@ import numpy as np
 import optuna
 
 from hwnas._cli import MAX_TRIALS, MAX_WORKERS
+from hwnas._files import mask_secrets
 from hwnas._progress import Progress
 from hwnas.errors import HwnasError, InputError
 from hwnas.search._exact import knapsack
@@ -59,6 +65,11 @@ class BudgetError(InputError):
 
 class SearchInterrupted(KeyboardInterrupt):
     """The search was interrupted (Ctrl-C); the message says what was kept."""
+
+
+class WorkerDied(HwnasError):
+    """A search worker process was killed by a signal (the out-of-memory killer, a user's
+    kill): not a bug in hwnas; the message names the worker and the signal."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,15 @@ class SearchSettings:
                 raise InputError(f"{what} must be a string, got {getattr(self, what)!r}")
         if self.workers > 1 and self.storage is None:
             raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
+        if self.sampler == "exact":  # it solves in this process, keeping no study
+            given = [what for what, bad in (("workers > 1 (--workers)", self.workers > 1),
+                                            ("a study_name (--study-name)", self.study_name),
+                                            ("a storage (--storage)", self.storage),
+                                            ("feasible=False (--plain-sampler)",
+                                             not self.feasible)) if bad]
+            if given:
+                raise InputError(f"the exact sampler solves the search at once in one "
+                                 f"process and keeps no study: it takes no {given[0]}")
 
 
 def _integer(x: Any) -> bool:
@@ -346,16 +366,9 @@ def _setting(predictor: Predictor, budget_ms: float, settings: SearchSettings,
 
 
 def _masked(url: str | None) -> str | None:
-    """A storage URL without its password, for messages."""
-    if url is None or url.endswith(".journal"):
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL sqlalchemy reads: keep only scheme://host
-        scheme, _, rest = url.partition("://")
-        host = rest.rpartition("@")[2].split("/")[0]
-        return f"{scheme}://{host}" if rest else url
+    """A storage URL without its password (``user:***@``, ``?password=***``), for messages:
+    see ``mask_secrets``."""
+    return None if url is None else mask_secrets(url)
 
 
 def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str | None,
@@ -372,8 +385,9 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
     except (HwnasError, KeyboardInterrupt):
         raise
     except Exception as e:  # the storage's own errors: a bad URL, a server, a folder
-        raise InputError(f"storage {_masked(storage)!r}: cannot open the study: "
-                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        reason = mask_secrets(str(e).splitlines()[0]) if str(e) else type(e).__name__
+        raise InputError(f"storage {_masked(storage)!r}: cannot open the study: {reason}") \
+            from None
     notes = []
     if old is not None and has_trials:
         fixed = [k for k in _FIXED_SETTINGS + ("penalty_weight",)
@@ -465,7 +479,7 @@ def _trial_function(budgets: Budgets, goal: ResolvedObjective, settings: SearchS
             arch = space.decode(Z[0])
             try:
                 value = float(goal.call(arch))
-            except Exception as e:
+            except (Exception, SystemExit) as e:  # sys.exit() in it fails the trial too
                 raise _ObjectiveFailed(f"raised {type(e).__name__}: {e}") from e
             if not math.isfinite(value):
                 raise _ObjectiveFailed(f"returned {value}")
@@ -504,11 +518,18 @@ def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Progress | None
 def run_trials(study: optuna.Study, settings: SearchSettings,
                make_sampler: Callable[[int], optuna.samplers.BaseSampler], evaluate) -> int:
     """Run ``n_trials`` on ``workers`` processes sharing the study; return the feasible
-    sampler's misses in this process."""
+    sampler's misses in this process.
+
+    The workers are forked children that die with this process (even killed with SIGKILL)
+    and are stopped and reaped whatever happens here: Ctrl-C stops them within seconds
+    (SearchInterrupted says what the study kept); a worker killed by a signal is WorkerDied.
+    """
     storage, n_trials, workers = settings.storage, settings.n_trials, settings.workers
     shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
+    parent = os.getpid()
 
     def work(worker: int) -> None:  # in a forked process: its own connection to the storage
+        _die_with_parent(parent)
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         mine = optuna.load_study(study_name=study.study_name, storage=open_storage(storage),
                                  sampler=make_sampler(worker))
@@ -518,29 +539,83 @@ def run_trials(study: optuna.Study, settings: SearchSettings,
             pass
 
     context = multiprocessing.get_context("fork")
-    others = [context.Process(target=work, args=(i,)) for i in range(1, workers)]
-    for process in others:
-        process.start()
-    bar = Progress(shares[0], "searching", settings.show_progress)
+    others = [context.Process(target=work, args=(i,), name=f"hwnas search worker {i}")
+              for i in range(1, workers)]
     try:
-        _optimize(study, shares[0], evaluate, bar)
-    except KeyboardInterrupt:
         for process in others:
-            process.join(timeout=10)
+            process.start()
+        bar = Progress(shares[0], "searching", settings.show_progress)
+        try:
+            _optimize(study, shares[0], evaluate, bar)
+        finally:
+            bar.close()
+        for process in others:
+            process.join()
+    except KeyboardInterrupt:
+        _stop(others)
         kept = "nothing was kept (the study was in memory; give --study-name or --storage " \
                "to keep one)" if storage is None else \
             f"study {study.study_name!r} is kept in {_masked(storage)}: run the same command " \
             f"with --study-name {study.study_name} to resume it"
-        raise SearchInterrupted(f"interrupted after {len(study.get_trials(deepcopy=False))} "
-                                f"trials; {kept}") from None
+        try:  # Ctrl-C may have cut the storage's own lock handling short
+            done = f" after {len(study.get_trials(deepcopy=False))} trials"
+        except Exception:
+            done = ""
+        raise SearchInterrupted(f"interrupted{done}; {kept}") from None
     finally:
-        bar.close()
-    for process in others:
-        process.join()
-        if process.exitcode != 0:
-            raise RuntimeError(f"a search worker exited with status {process.exitcode}")
+        _stop(others)
+    for i, process in enumerate(others, 1):
+        code = process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else "?"
+            raise WorkerDied(f"search worker {i} (process {process.pid}) died (signal {-code}, "
+                             f"{name}): its running trial is lost; the study keeps the other "
+                             f"trials" + (f" in {_masked(storage)}" if storage else ""))
+        if code != 0:
+            raise RuntimeError(f"search worker {i} exited with status {code}")
     sampler = study.sampler
     return sampler.misses if isinstance(sampler, FeasibleSampler) else 0
+
+
+#: how long stopped workers may take to end their trial before they are killed
+STOP_WAIT_S = 3.0
+
+
+def _stop(processes: list) -> None:
+    """Stop the workers still running (SIGINT: each ends its trial; SIGKILL after
+    STOP_WAIT_S) and reap them all."""
+    alive = [p for p in processes if p.pid is not None and p.exitcode is None]
+    for p in alive:
+        try:
+            os.kill(p.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + STOP_WAIT_S
+    for p in alive:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this forked worker die when its parent does, even by SIGKILL: on Linux the kernel
+    sends it SIGKILL (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    else:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def rank(study: optuna.Study, budgets: Budgets, objective: str, settings: SearchSettings,
