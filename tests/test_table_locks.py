@@ -95,16 +95,41 @@ def test_shared_locks_do_not_block_each_other(tmp_path):
         pass
 
 
+def noisy_layer_table(path, layers, latency_ms, noise_ms):
+    """A layer table whose rows have the given latency and noise (ms)."""
+    with TableWriter(path, LAYER_COLUMNS, "key", FP) as w:
+        for layer, ms, noise in zip(layers, latency_ms, noise_ms):
+            w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
+                      "params": str(layer.params),
+                      **Timing(ms, ms, 2 * ms, ms, 10, noise / ms, ms + noise, noise).as_row()})
+
+
 def test_noisy_table_quality_says_what_to_do(tmp_path):
     from hwnas.profile import table_quality
     path = tmp_path / "t.csv"
-    with TableWriter(path, LAYER_COLUMNS, "key", FP) as w:
-        for i, layer in enumerate(LAYERS):
-            spread = 0.9 if i else 0.01  # two of three rows measured while others ran
-            w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
-                      "params": str(layer.params),
-                      **Timing(0.1, 0.09, 0.2, 0.09, 10, spread).as_row()})
+    # two of three rows moved by 90 % between rounds (measured while others ran)
+    noisy_layer_table(path, LAYERS, [0.1] * 3, [0.001, 0.09, 0.09])
     q = table_quality(path)
     assert (q.rows, q.noisy_rows, q.good) == (3, 2, False)
+    assert q.median_noise == pytest.approx(0.9) and q.prediction_noise > 0.5
     assert "2 of 3 rows" in q.warning() and "load average" in q.warning()
-    assert "worst 90 %" in q.warning()
+    assert "predictions move by up to" in q.warning()
+
+
+def test_a_layer_table_is_judged_by_how_far_its_predictions_move(tmp_path):
+    """Tiny noisy rows barely move the networks they sum into: the table is good for its
+    space, though most rows are noisy."""
+    from hwnas.profile import PREDICTION_NOISE, UNIT_NOISE, table_quality
+    from hwnas.spaces import get_space
+    space = get_space("nb201")
+    fixed = {layer.key for layer in space.decode([0] * 6).layers}  # in every network: 6 ms
+    layers = space.unique_layers()
+    latency = [1.0 if ly.key in fixed else 0.0002 for ly in layers]
+    noise = [0.001 if ly.key in fixed else 0.0001 for ly in layers]  # the cells' ops: 50 %
+    path = tmp_path / "layers.csv"
+    noisy_layer_table(path, layers, latency, noise)
+    rows = table_quality(path)
+    assert rows.noisy_rows == 12 and rows.prediction_noise > UNIT_NOISE and not rows.good
+    q = table_quality(path, space)
+    assert q.noisy_rows == 12 and q.prediction_noise < PREDICTION_NOISE and q.good
+    assert q.warning() is None
