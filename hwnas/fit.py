@@ -125,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, space = fit_predictor(args)
+    check_loadable(model, args.out)  # its error explains numpy's overflow warnings
     for w in caught:
         if not issubclass(w.category, UnknownChoiceWarning):  # the summary lists them all
             print(f"{PROG}: warning: {w.message}", file=sys.stderr)
-    check_loadable(model, args.out)
     model.save(args.out)
     summary = f"{args.out}: {model.kind} predictor of {model.target} for " \
               f"{model.fingerprint_.describe()}"

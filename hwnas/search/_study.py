@@ -29,6 +29,7 @@ from hwnas._progress import Progress
 from hwnas.errors import HwnasError, InputError
 from hwnas.search._exact import knapsack
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
+from hwnas.search._fleet import DeviceBudget, fleet_note, fleet_optimum
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -86,13 +87,17 @@ class Candidate:
     peak_activation_bytes: int
     notation: str
     latency_upper_ms: float | None = None  # the constrained quantile, with --confidence
+    #: each fleet budget's (name, predicted value, limit, unit), with SearchSettings.fleet
+    budgets: tuple[tuple[str, float, float, str], ...] = ()
 
     def as_dict(self) -> dict:
         return {"z": list(self.z), "choices": list(self.choices), "notation": self.notation,
                 "predicted_latency_ms": self.predicted_latency_ms,
                 "latency_upper_ms": self.latency_upper_ms, "objective": self.objective,
                 "macs": self.macs, "params": self.params, "param_bytes": self.param_bytes,
-                "peak_activation_bytes": self.peak_activation_bytes}
+                "peak_activation_bytes": self.peak_activation_bytes,
+                "budgets": [{"name": n, "predicted": v, "limit": lim, "unit": u}
+                            for n, v, lim, u in self.budgets]}
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,10 @@ class SearchSettings:
             the exact Pareto front's best points first (the study then starts from the
             optimum); the least-latency z is always enqueued.
         max_params, max_param_bytes, max_activation_bytes: memory budgets, in every mode.
+        fleet: budgets on other predictors (``DeviceBudget``: a shipped device, a fitted
+            predictor file), each with its limit in its own unit; every trial is evaluated on
+            each, the feasible sampler and the exact sampler keep within all of them, and
+            Pareto mode trades the objective against the worst value / limit.
         confidence: constrain the predictor's q-quantile (tree, tree_z) instead of its mean.
         penalty_weight: the exponent of penalty mode.
         storage, study_name, workers: an Optuna storage URL or ``.journal`` path; a named
@@ -172,6 +181,7 @@ class SearchSettings:
     max_params: int | None = None
     max_param_bytes: int | None = None
     max_activation_bytes: int | None = None
+    fleet: tuple[DeviceBudget, ...] = ()
     confidence: float | None = None
     penalty_weight: float = -0.07
     storage: str | None = None
@@ -215,12 +225,13 @@ class SearchSettings:
                 raise InputError(f"{what} must be a string, got {getattr(self, what)!r}")
         if self.workers > 1 and self.storage is None:
             raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
+        if not all(isinstance(b, DeviceBudget) for b in self.fleet):
+            raise InputError(f"fleet must be DeviceBudget entries, got {self.fleet!r}")
         if self.sampler == "exact":  # it solves in this process, keeping no study
             given = [what for what, bad in (("workers > 1 (--workers)", self.workers > 1),
                                             ("a study_name (--study-name)", self.study_name),
-                                            ("a storage (--storage)", self.storage),
-                                            ("feasible=False (--plain-sampler)",
-                                             not self.feasible)) if bad]
+                                            ("a storage (--storage)", self.storage))
+                     if bad]
             if given:
                 raise InputError(f"the exact sampler solves the search at once in one "
                                  f"process and keeps no study: it takes no {given[0]}")
@@ -268,7 +279,8 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     model = LatencyModel(space, predictor, settings.confidence)
     budgets = Budgets(model, None if settings.mode == "penalty" else budget_ms,
                       max_params=settings.max_params, max_param_bytes=settings.max_param_bytes,
-                      max_activation_bytes=settings.max_activation_bytes)
+                      max_activation_bytes=settings.max_activation_bytes,
+                      devices=settings.fleet)
     min_latency_ms = _least_latency(model, budget_ms, settings.mode)
     if settings.sampler == "exact":
         return _exact_result(budgets, goal, settings, budget_ms)
@@ -292,6 +304,8 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     evaluate = _trial_function(budgets, goal, settings, budget_ms,
                                record_constraints=not guaranteed)
     misses = run_trials(study, settings, make_sampler, evaluate)
+    if settings.fleet:
+        notes.append(fleet_note(settings.fleet))
     if misses:
         notes.append(f"the feasible sampler's bounded rejection (latency or memory is not "
                      f"additive here) found no feasible z near {misses} proposal(s) of this "
@@ -360,6 +374,8 @@ def _setting(predictor: Predictor, budget_ms: float, settings: SearchSettings,
                "predictor_digest": digest.hexdigest()[:12],
                "device": predictor.fingerprint_.describe(), "confidence": settings.confidence,
                **{f"max_{k}": v for k, v in budgets.limits.items()}}
+    if settings.fleet:
+        setting["fleet"] = [[b.name, b.limit] for b in settings.fleet]
     if settings.mode == "penalty":  # stored values depend on them
         setting["penalty_weight"] = settings.penalty_weight
     return setting
@@ -461,6 +477,8 @@ def _trial_function(budgets: Budgets, goal: ResolvedObjective, settings: SearchS
         upper = model.upper(Z)
         upper_ms = None if upper is None else float(upper[0])
         trial.set_user_attr("predicted_latency_ms", latency_ms)
+        for name, predicted in budgets.predictions(Z).items():  # every fleet budget
+            trial.set_user_attr(f"predicted {name}", float(predicted[0]))
         if upper_ms is not None:
             trial.set_user_attr("latency_upper_ms", upper_ms)
         if record_constraints:
@@ -487,6 +505,8 @@ def _trial_function(budgets: Budgets, goal: ResolvedObjective, settings: SearchS
         if mode == "penalty":
             return value * (latency_ms / budget_ms) ** penalty_weight \
                 if math.isfinite(latency_ms) else -math.inf
+        if mode == "pareto" and budgets.devices:
+            return value, float(budgets.worst_ratio(Z, np.array([latency_ms]))[0])
         return (value, latency_ms) if mode == "pareto" else value
 
     return evaluate
@@ -651,8 +671,9 @@ def rank(study: optuna.Study, budgets: Budgets, objective: str, settings: Search
     else:
         value_ranked = value
     idx = np.flatnonzero(ok)
-    if mode == "pareto":
-        idx = idx[np.lexsort((-value[idx], latency[idx]))]
+    if mode == "pareto":  # by latency, or with a fleet by the worst budget ratio
+        cost = budgets.worst_ratio(Z, latency) if budgets.devices else latency
+        idx = idx[np.lexsort((-value[idx], cost[idx]))]
         idx = idx[value[idx] > np.concatenate([[-np.inf],
                                                np.maximum.accumulate(value[idx])[:-1]])]
     else:
@@ -662,17 +683,21 @@ def rank(study: optuna.Study, budgets: Budgets, objective: str, settings: Search
         z = tuple(int(x) for x in Z[i])
         if z not in best and (mode == "pareto" or len(best) < top):
             best[z] = _candidate(space, z, float(latency[i]), float(value[i]),
-                                 None if upper is None else float(upper[i]))
+                                 None if upper is None else float(upper[i]), budgets)
     return SearchResult(space.name, budget_ms, objective, mode, _sampler_name(settings),
                         len(complete), int(ok.sum()), min_latency_ms, list(best.values()),
                         study, notes)
 
 
-def _candidate(space, z, latency_ms: float, value: float, upper_ms=None) -> Candidate:
+def _candidate(space, z, latency_ms: float, value: float, upper_ms=None,
+               budgets: Budgets | None = None) -> Candidate:
     arch = space.decode(z)
+    fleet = () if budgets is None else tuple(
+        (b.name, float(m.mean(np.array([arch.z]))[0]), b.limit, b.unit)
+        for b, m in budgets.devices)
     return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
                      arch.param_bytes, arch.peak_activation_bytes, space.describe(arch.z),
-                     upper_ms)
+                     upper_ms, fleet)
 
 
 #: the most architectures the exact sampler enumerates where latency is not additive
@@ -718,6 +743,8 @@ def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSet
                          "tpe, nsga2 or random with --max-params / --max-param-kb")
     allowed = budgets.feasibility().allowed
     fixed_v, V = goal.matrix
+    if budgets.devices:
+        return _fleet_result(budgets, goal, settings, budget_ms)
     if C is None or fixed is None:
         return _enumerated_result(budgets, goal, settings, budget_ms, allowed)
     found = knapsack(fixed_cost=fixed, cost=np.where(allowed, C, np.nan),
@@ -734,3 +761,23 @@ def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSet
     best = [_candidate(space, z, lat, value) for lat, value, z in found[:top]]
     return SearchResult(space.name, budget_ms, goal.name, mode, "exact", 0,
                         len(found), min_latency_ms, best, None)
+
+
+def _fleet_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
+                  budget_ms: float) -> SearchResult:
+    """The exact sampler under a fleet's budgets: the ``top`` best z within all of them
+    (hwnas.search._fleet.fleet_optimum)."""
+    assert goal.matrix is not None
+    model, space = budgets.model, budgets.model.space
+    found = fleet_optimum(budgets, goal.matrix, settings.top)
+    if not found:
+        raise InputError(f"no architecture meets every budget: {', '.join(budgets.names)}")
+    Z = np.array(found)
+    latency = model.mean(Z)
+    value = space.evaluate_z(Z, *goal.matrix)
+    best = [_candidate(space, z, float(lat), float(v), None, budgets)
+            for z, lat, v in zip(found, latency, value)]
+    least = None if model.C is None or model.fixed is None else \
+        float(model.fixed + np.nanmin(model.C, axis=1).sum())
+    return SearchResult(space.name, budget_ms, goal.name, settings.mode, "exact", 0,
+                        len(found), least, best, None, (fleet_note(settings.fleet),))
