@@ -13,11 +13,17 @@ of the architectures sampled in a step (sampling-based search: at most a share 1
 samples over the budget). At a fixed point lambda > 0 and L = budget, or lambda = 0 and L is
 under the budget: the loss (or reward) need not be tuned per budget.
 
+With ``equality`` the budget is a target (L = budget, as TF-NAS's latency loss aims): lambda
+<- lambda + step * (L / budget - 1) may turn negative, pulling latency up to the budget where
+the task loss alone would leave it under (in a supernet, the task loss hardly moves the
+expected latency). The derived network is still within the budget by ``derive_z``.
+
 Lambda integrates the excess, so alone it overshoots: far over the budget it grows until the
 latency has fallen below it. The loss therefore uses the augmented Lagrangian (the method of
 multipliers) with ``damping`` rho: the term psi(g) = (max(0, lambda + rho g)^2 - lambda^2) /
 (2 rho), whose slope max(0, lambda + rho g) adds a pull proportional to the excess now (a
-proportional term beside lambda's integral one); rho = 0 gives lambda g.
+proportional term beside lambda's integral one); rho = 0 gives lambda g. With ``equality``,
+psi(g) = lambda g + rho g^2 / 2.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ class BudgetConstraint:
     - ``multiplicative``: CE * exp(psi(log(E[lat] / budget))), which is CE * (E[lat] /
       budget)^lambda at rho = 0 (ProxylessNAS / MnasNet's form with its exponent adapted).
 
-    The reward is NNabla NAS's ProxylessNAS reward acc * min(1, budget / lat)^lambda.
+    The reward is NNabla NAS's ProxylessNAS reward acc * min(1, budget / lat)^lambda
+    (acc * (budget / lat)^lambda with ``equality``).
     On nnabla Variables the loss reads lambda from a Variable that ``update`` rewrites, so a
     graph built once follows lambda.
 
@@ -61,6 +68,7 @@ class BudgetConstraint:
         quantile: None to constrain the mean of the latencies given to ``update``, or q in
             (0, 1) to constrain their q-quantile.
         damping: rho >= 0 of the augmented Lagrangian in the loss (see the module).
+        equality: the budget as a target (lambda may be negative), not only a bound.
         lam: the initial lambda (>= 0).
 
     Example:
@@ -72,8 +80,8 @@ class BudgetConstraint:
     """
 
     def __init__(self, space: SearchSpace | None, predictor: Predictor | None,
-                 budget_ms: float, *, step: float = 0.1, quantile: float | None = None,
-                 damping: float = 5.0, lam: float = 0.0):
+                 budget_ms: float, *, step: float = 0.05, quantile: float | None = None,
+                 damping: float = 10.0, equality: bool = False, lam: float = 0.0):
         if (space is None) != (predictor is None):
             raise InputError("give both space and predictor (for expected latencies), or "
                              "neither (for latencies computed elsewhere)")
@@ -86,7 +94,10 @@ class BudgetConstraint:
             raise InputError(f"quantile must be in (0, 1) or None, got {quantile!r}")
         self.quantile = quantile
         self.damping = _positive("damping", damping, allow_zero=True)
-        self.lam = _positive("lam", lam, allow_zero=True)
+        if not isinstance(equality, bool):
+            raise InputError(f"equality must be True or False, got {equality!r}")
+        self.equality = equality
+        self.lam = self._check_lam("lam", lam)
         self.updates = 0
         self.last_latency_ms = math.nan
         self._lam_var: Any = None  # the nnabla Variable that loss graphs read lambda from
@@ -117,10 +128,12 @@ class BudgetConstraint:
         return float(np.quantile(values, self.quantile))
 
     def update(self, latency_ms) -> float:
-        """One dual-ascent step, lambda <- max(0, lambda + step * (L / budget - 1)), with L the
-        constrained latency of ``latency_ms``; returns the new lambda."""
+        """One dual-ascent step, lambda <- max(0, lambda + step * (L / budget - 1)) (without
+        the max with ``equality``), with L the constrained latency of ``latency_ms``; returns
+        the new lambda."""
         latency = self.constrained_latency(latency_ms)
-        self.lam = max(0.0, self.lam + self.step * (latency / self.budget_ms - 1.0))
+        lam = self.lam + self.step * (latency / self.budget_ms - 1.0)
+        self.lam = lam if self.equality else max(0.0, lam)
         self.updates += 1
         self.last_latency_ms = latency
         if self._lam_var is not None:
@@ -138,18 +151,36 @@ class BudgetConstraint:
             import nnabla.functions as F
             lam = self._lambda_variable()
             g = ratio - 1.0 if form == "additive" else F.log(ratio)
-            psi = lam * g if rho == 0 else \
-                (F.relu(lam + rho * g) ** 2 - lam * lam) / (2 * rho)
+            if self.equality or rho == 0:
+                psi = lam * g + (rho / 2) * g * g
+            else:
+                psi = (F.relu(lam + rho * g) ** 2 - lam * lam) / (2 * rho)
             return ce * F.exp(psi) if form == "multiplicative" else ce + psi
         g = ratio - 1.0 if form == "additive" else np.log(ratio)
-        psi = self.lam * g if rho == 0 else \
-            (np.maximum(0.0, self.lam + rho * g) ** 2 - self.lam ** 2) / (2 * rho)
+        if self.equality or rho == 0:
+            psi = self.lam * g + (rho / 2) * g * g
+        else:
+            psi = (np.maximum(0.0, self.lam + rho * g) ** 2 - self.lam ** 2) / (2 * rho)
         return ce * np.exp(psi) if form == "multiplicative" else ce + psi
 
     def reward(self, accuracy: float, latency_ms: float) -> float:
         """NNabla NAS's ProxylessNAS reward acc * min(1, budget / lat)^lambda of one sampled
-        architecture."""
-        return LatencyPenalty.reward(accuracy, latency_ms, self.budget_ms, self.lam)
+        architecture (acc * (budget / lat)^lambda with ``equality``)."""
+        if not self.equality:
+            return LatencyPenalty.reward(accuracy, latency_ms, self.budget_ms, self.lam)
+        return accuracy * (self.budget_ms / _positive("latency_ms", latency_ms)) ** self.lam
+
+    def _check_lam(self, name: str, value: Any) -> float:
+        """A finite lambda, >= 0 unless ``equality``."""
+        if self.equality:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{name} must be a number, got {value!r}") from None
+            if not math.isfinite(value):
+                raise InputError(f"{name} must be finite, got {value}")
+            return value
+        return _positive(name, value, allow_zero=True)
 
     def _lambda_variable(self):
         if self._lam_var is None:
@@ -164,7 +195,7 @@ class BudgetConstraint:
                 "last_latency_ms": None if math.isnan(self.last_latency_ms)
                 else self.last_latency_ms,
                 "budget_ms": self.budget_ms, "step": self.step, "quantile": self.quantile,
-                "damping": self.damping}
+                "damping": self.damping, "equality": self.equality}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()``: a state saved for another budget, step or quantile
@@ -172,14 +203,14 @@ class BudgetConstraint:
         if not isinstance(state, dict) or not {"lam", "updates"} <= state.keys():
             raise InputError("state must be a dict from BudgetConstraint.state_dict() (with "
                              "'lam' and 'updates')")
-        for key in ("budget_ms", "step", "quantile", "damping"):
+        for key in ("budget_ms", "step", "quantile", "damping", "equality"):
             if key in state and state[key] != getattr(self, key):
                 raise InputError(f"the state was saved with {key} = {state[key]!r}, this "
                                  f"constraint has {getattr(self, key)!r}")
         updates = state["updates"]
         if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
             raise InputError(f"state 'updates' must be an integer >= 0, got {updates!r}")
-        self.lam = _positive("state 'lam'", state["lam"], allow_zero=True)
+        self.lam = self._check_lam("state 'lam'", state["lam"])
         self.updates = updates
         last = state.get("last_latency_ms")
         self.last_latency_ms = math.nan if last is None else float(last)
