@@ -1,0 +1,110 @@
+"""hwnas.profile's guarantees on the simulated device, whose true latencies and noise are known:
+checked deterministically by seed, whatever the machine running the tests is doing (the real
+backends' tests keep smoke checks that hold under any load)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import hwnas
+
+from hwnas.profile import (
+    PREDICTION_NOISE,
+    TimingProtocol,
+    calibration_z,
+    device_folder,
+    device_tables,
+    get_backend,
+    read_cache_status,
+    table_quality,
+)
+from hwnas.spaces import get_space, unit_graph
+from hwnas.tables import read_layer_table, read_network_table
+
+
+def z_set(Z):
+    return {tuple(int(v) for v in z) for z in Z}
+
+
+def test_a_warm_call_reuses_the_cache_and_gives_only_the_networks_asked_for():
+    space, device = get_space("nb201"), get_backend("simulated", context="quiet")
+    layers, nets = device_tables(device, space, networks=5, show_progress=False)
+    folder = device_folder(device)
+    status = read_cache_status(folder)
+    assert len(status) == 2 and all(r["good"] for r in status.values())
+    assert all(r["protocol"]["statistic"] == "min" for r in status.values())
+    files = {p.name: p.read_bytes() for p in folder.glob("*.csv")}
+    again, fewer = device_tables(device, space, networks=3, show_progress=False)
+    assert again.timings == layers.timings
+    asked = z_set(calibration_z(space, 3))
+    assert asked <= set(fewer.z) <= set(nets.z) and len(fewer.z) - len(asked) in (0, 1)
+    assert {p.name: p.read_bytes() for p in folder.glob("*.csv")} == files  # nothing measured
+
+
+@pytest.mark.parametrize("device_id", range(3))
+def test_a_quiet_device_is_measured_at_its_true_latency(device_id):
+    space = get_space("mobilenet")
+    device = get_backend("simulated", context="quiet", device_id=device_id)
+    layers, nets = device_tables(device, space, show_progress=False)
+    ratio = [layers.timings[ly.key].latency_ms / device.true_latency_ms(unit_graph(ly))
+             for ly in space.unique_layers()]
+    ratio += [t.latency_ms / device.true_latency_ms(space.decode(z).graph)
+              for z, t in zip(nets.z, nets.timings)]
+    assert 1 - 1e-5 <= min(ratio) and max(ratio) < 1.005  # no run is faster than true
+    assert all(t.latency_ms <= t.median_ms and t.noise_ms >= 0 for t in nets.timings)
+    q = table_quality(layers.path, space)
+    assert q.good and q.prediction_noise < PREDICTION_NOISE / 10 and q.noisy_rows == 0
+
+
+@pytest.mark.parametrize("context", ["cpu", "bursty"])
+def test_noisy_units_are_measured_again_and_their_rounds_pooled(context):
+    """Under slow states and bursts (seeds where they hit some units), those units are
+    timed again, at most max_remeasures times, their rounds pooled with the first ones, and
+    leave tables whose predictions repeat within PREDICTION_NOISE."""
+    space = get_space("mobilenet")
+    device = get_backend("simulated", context=context, device_id=1)
+    protocol = TimingProtocol()
+    layers, nets = device_tables(device, space, protocol=protocol, show_progress=False)
+    once = protocol.rounds * protocol.runs  # the most runs one measurement gives
+    runs = [t.runs for t in layers.timings.values()] + [t.runs for t in nets.timings]
+    assert sum(n > once for n in runs) >= 5 and max(runs) <= once * (
+        1 + protocol.max_remeasures)
+    for path in (layers.path, nets.path):
+        assert table_quality(path, space).good
+
+
+def test_the_profile_command_times_with_the_statistic_asked_for(tmp_path):
+    sim = ["--space", "nb201", "--backend", "simulated", "--context", "quiet", "--quiet"]
+    run = hwnas("profile", *sim, "--networks", "4", "--out", tmp_path / "min.csv")
+    assert run.returncode == 0, run.stderr
+    assert "repeatability: a row's latency moves by" in run.stdout and not run.stderr
+    median = hwnas("profile", *sim, "--networks", "4", "--statistic", "median", "--out",
+                   tmp_path / "median.csv")
+    assert median.returncode == 0, median.stderr
+    lowest, middle = (read_network_table(tmp_path / f"{s}.csv") for s in ("min", "median"))
+    assert lowest.z == middle.z
+    assert all(t.latency_ms == t.min_ms for t in lowest.timings)
+    assert all(t.latency_ms > t.min_ms for t in middle.timings)
+    bad = hwnas("profile", *sim, "--statistic", "mean", "--out", tmp_path / "l.csv")
+    assert bad.returncode == 2 and "--statistic: invalid choice: 'mean'" in bad.stderr
+
+
+def test_layers_measured_again_with_another_statistic_replace_the_cache(capsys):
+    space, device = get_space("nb201"), get_backend("simulated", context="quiet")
+    layers, _ = device_tables(device, space, networks=2, show_progress=False)
+    median = dataclasses.replace(TimingProtocol(), statistic="median")
+    capsys.readouterr()
+    again, _ = device_tables(device, space, networks=2, protocol=median, show_progress=False)
+    assert "was measured with another timing protocol" in capsys.readouterr().err
+    assert read_cache_status(device_folder(device))["layers.csv"]["protocol"]["statistic"] == \
+        "median"
+    assert read_layer_table(layers.path + ".discarded").timings == layers.timings
+    values = np.array([again.timings[k].latency_ms / layers.timings[k].latency_ms
+                       for k in layers.timings])
+    assert (values > 1).all()  # a median is slower than the minimum of the same device
+
+
+def test_the_simulated_contexts_are_the_ones_the_options_name():
+    from hwnas.profile._options import SIMULATED_CONTEXTS
+    from hwnas.profile._simulated import NOISE
+    assert sorted(SIMULATED_CONTEXTS) == sorted(NOISE)
