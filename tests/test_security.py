@@ -441,7 +441,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     assert time.monotonic() - start < 5
 
 
-@pytest.mark.parametrize("where", ["space.yaml", "space.json", "predictor", "table", "option"])
+@pytest.mark.parametrize("where", ["space.yaml", "space.json", "predictor", "table", "result",
+                                   "option"])
 def test_a_5000_digit_integer_is_one_line(files, where):
     huge = "9" * 5000
     if where.startswith("space"):
@@ -461,6 +462,11 @@ def test_a_5000_digit_integer_is_one_line(files, where):
     elif where == "table":
         set_cell(files / "layers.csv", 2, "runs", huge)
         run = hwnas("fit", "--layers", files / "layers.csv", "--out", files / "p.json")
+    elif where == "result":  # the z of a search result, to measure or export
+        (files / "r.json").write_text(f'{{"best": [{{"z": [0, 1, 2, 3, 4, {huge}]}}]}}')
+        run = hwnas("profile", "--space", "nb201", "--from", files / "r.json", "--export",
+                    files / "export")
+        assert not (files / "export").exists()
     else:
         run = hwnas("search", "--space", "nb201", "--table", files / "layers.csv",
                     "--budget-ms", "1", "--trials", huge)

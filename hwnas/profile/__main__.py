@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from hwnas import _cli
-from hwnas._files import read_text
+from hwnas._files import json_int, read_text
 from hwnas.errors import InputError
 from hwnas.profile import (
     PREDICTION_NOISE,
@@ -116,8 +116,8 @@ def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
     text = read_text(path, "file of z")
     if text.lstrip().startswith("{"):
         try:
-            zs = [entry["z"] for entry in json.loads(text)["best"]]
-        except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+            zs = [entry["z"] for entry in json.loads(text, parse_int=json_int)["best"]]
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # json_int too
             raise InputError(f"{path}: not a search result JSON with best[].z ({e})") from None
         for i, z in enumerate(zs):
             try:

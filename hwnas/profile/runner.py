@@ -189,6 +189,14 @@ def unit_path(folder: str, name: object) -> str:
     return path
 
 
+def short_int(text: str) -> int:
+    """A JSON integer of at most 18 digits: no count or index is longer, and converting a
+    longer one costs seconds."""
+    if len(text.lstrip("-")) > 18:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
 def read_manifest(folder: str) -> dict:
     """The export's manifest.json, checked: an hwnas export (format version 1) whose units
     each name a table, an id, the columns of its table and a file inside the folder (which
@@ -199,7 +207,8 @@ def read_manifest(folder: str) -> dict:
         with os.fdopen(fd, "rb") as f:
             if not os.path.isfile(where) or os.fstat(f.fileno()).st_size > MAX_MANIFEST_BYTES:
                 sys.exit(f"{where}: not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
-            manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+            manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"),
+                                  parse_int=short_int)
     except (OSError, ValueError, RecursionError) as e:
         sys.exit(f"{where}: cannot read it ({e})")
     if not isinstance(manifest, dict) or manifest.get("format") != "hwnas.export" or \
