@@ -16,7 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import optuna
 
@@ -35,6 +35,7 @@ from hwnas.profile import (
     export_onnx,
     protocol_from_args,
 )
+from hwnas.search._fleet import fleet_budgets, is_predictor_file, split_budgets
 from hwnas.search._plot import plot_search
 from hwnas.search._study import (
     MODES,
@@ -59,8 +60,14 @@ def parser() -> _cli.ArgumentParser:
         epilog="The objective is an analytic proxy of accuracy, maximised under the budget: "
                "by default the MACs of the network (the largest network that fits the "
                "budget); --objective params maximises the parameter count instead.")
-    p.add_argument("--budget-ms", type=_cli.positive_float, required=True,
+    p.add_argument("--budget-ms", type=_cli.positive_float,
                    help="latency budget in milliseconds (predicted latency <= budget)")
+    p.add_argument("--budget", action="append", metavar="NAME=LIMIT",
+                   help="a budget of a fleet, repeatable: a shipped device (pixel3=15), this "
+                        "machine or the search's own predictor (local=5, as --budget-ms), or "
+                        "a fitted predictor file (p.json=3), each limit in its predictor's "
+                        "unit (ms; mJ for one fitted on energy_mj); every trial is predicted "
+                        "on each; without --budget-ms or local, the first is the search's own")
     _cli.add_space_option(p, None, "the --predictor's space if it records one, else mobilenet")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
@@ -130,15 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--remeasure re-measures the cached tables of the default flow: "
                          "drop --table / --predictor, or re-measure with python -m "
                          "hwnas.profile")
+    budget_ms, first, others = split_budgets(args.budget or [], args.budget_ms)
+    if first is not None:  # no budget of the search's own: the first --budget's predictor is
+        if args.table or args.predictor or args.device:
+            raise InputError("give --budget-ms (or --budget local=LIMIT) for the search's own "
+                             "predictor (--table, --predictor, --device)")
+        args.predictor, args.device = (first, None) if is_predictor_file(first) else (None,
+                                                                                      first)
     source = _source(args)
-    settings = _settings(args)
+    settings = replace(_settings(args), fleet=fleet_budgets(others, source.space))
     try:
         verification = None
         if args.no_verify:
-            result = search(source.space, source.predictor, args.budget_ms, settings=settings)
+            result = search(source.space, source.predictor, budget_ms, settings=settings)
             predictor = source.predictor
         else:
-            verification = Verifier(source.space, settings, args.budget_ms,
+            verification = Verifier(source.space, settings, budget_ms,
                                     backend=source.backend, base=source.base,
                                     calibration=source.networks,
                                     protocol=protocol_from_args(args), log=print
@@ -339,6 +353,10 @@ def report(result: SearchResult, predictor) -> str:
         upper = "" if c.latency_upper_ms is None else \
             f"   (upper quantile {c.latency_upper_ms:.3f} ms)"
         lines.append(f"{'':>4}  {c.notation}{upper}")
+        if c.budgets:
+            lines.append(f"{'':>4}  budgets: " + ", ".join(
+                f"{name} {value:.3f} / {limit:g} {unit}" for name, value, limit, unit
+                in c.budgets))
     return "\n".join(lines)
 
 

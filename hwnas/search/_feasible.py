@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from hwnas.layers import Layer
     from hwnas.predictors import Predictor
+    from hwnas.search._fleet import DeviceBudget
     from hwnas.spaces import SearchSpace
 
 #: budget bins of the dynamic programme: costs are rounded up to 1/BINS of the slack, so the
@@ -39,6 +40,8 @@ BINS = 4096
 BATCH, ROUNDS = 128, 4
 #: feasible z drawn at once for a random base sampler
 RANDOM_BATCH = 256
+#: the memory budgets, by name
+_MEMORY = ("params", "param_bytes", "peak_activation_bytes")
 
 
 class LatencyModel:
@@ -110,13 +113,21 @@ class AdditiveBudget:
 
 class Budgets:
     """Every budget a z must meet in one place: latency (unless ``latency_ms`` is None, as in
-    penalty mode), parameter count and bytes, and peak activation memory."""
+    penalty mode), parameter count and bytes, peak activation memory, and a fleet's budgets
+    (``devices``: a limit on each of other predictors, each in its own unit)."""
 
     def __init__(self, model: LatencyModel, latency_ms: float | None, *,
                  max_params: int | None = None, max_param_bytes: int | None = None,
-                 max_activation_bytes: int | None = None):
+                 max_activation_bytes: int | None = None,
+                 devices: Sequence[DeviceBudget] = ()):
         space = model.space
         self.model, self.latency_ms = model, latency_ms
+        #: each fleet budget with the model of its predictor (a cost matrix where additive)
+        self.devices = [(b, LatencyModel(space, b.predictor)) for b in devices]
+        names = [b.name for b in devices]
+        if len(set(names)) < len(names) or set(names) & {"latency_ms", *_MEMORY}:
+            raise InputError(f"budget names must differ from each other and from "
+                             f"{['latency_ms', *_MEMORY]}, got {names}")
         self.limits = {"params": max_params, "param_bytes": max_param_bytes,
                        "peak_activation_bytes": max_activation_bytes}
         for name, limit in self.limits.items():
@@ -137,7 +148,19 @@ class Budgets:
 
     @property
     def names(self) -> list[str]:
-        return list(self.memory) + ([] if self.latency_ms is None else ["latency_ms"])
+        return list(self.memory) + ([] if self.latency_ms is None else ["latency_ms"]) + \
+            [b.name for b, _ in self.devices]
+
+    def predictions(self, Z: np.ndarray) -> dict[str, np.ndarray]:
+        """Each fleet budget's predicted value of each row of Z (in its unit)."""
+        return {b.name: m.mean(Z) for b, m in self.devices}
+
+    def worst_ratio(self, Z: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
+        """The largest value / limit over the latency budget and the fleet's (what Pareto
+        mode trades against the objective); NaN where a value is unknown."""
+        ratios = [] if self.latency_ms is None else [latency_ms / self.latency_ms]
+        ratios += [m.mean(Z) / b.limit for b, m in self.devices]
+        return np.max(ratios, axis=0)
 
     def violations(self, Z: np.ndarray, latency_ms: np.ndarray | None = None
                    ) -> dict[str, np.ndarray]:
@@ -155,6 +178,8 @@ class Budgets:
         if self.latency_ms is not None:
             lat = self.model.constrained(Z) if latency_ms is None else latency_ms
             out["latency_ms"] = lat - self.latency_ms
+        for b, m in self.devices:
+            out[b.name] = m.mean(Z) - b.limit
         return {k: np.where(np.isnan(v), np.inf, v) for k, v in out.items()}
 
     def fits(self, Z: np.ndarray) -> np.ndarray:
@@ -189,8 +214,12 @@ class Budgets:
                 allowed &= M <= limit
             else:
                 additive.append(AdditiveBudget(name, fixed, M, float(self.limits[name] or 0)))
+        for b, m in self.devices:  # where additive, a fleet budget is exact like latency's
+            if m.C is not None and m.fixed is not None:
+                allowed &= ~np.isnan(m.C)
+                additive.append(AdditiveBudget(b.name, m.fixed, m.C, b.limit))
         exact = model.additive and (model.confidence is None or self.latency_ms is None) \
-            and None not in self.memory.values()
+            and None not in self.memory.values() and all(m.additive for _, m in self.devices)
         return Feasibility(space, additive, allowed, None if exact else self.fits)
 
 

@@ -455,6 +455,8 @@ def _enqueue_start(study: optuna.Study, budgets: Budgets, goal: ResolvedObjectiv
     z_min = tuple(int(c) for c in np.nanargmin(np.where(feasibility.allowed, model.C, np.inf),
                                                axis=1))
     for z in [z_min] + points:
+        if budgets.devices and not budgets.fits(np.array([z]))[0]:  # over a fleet budget
+            continue
         study.enqueue_trial(dict(zip(names, z)), skip_if_exists=True)
 
 
