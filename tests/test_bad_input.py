@@ -207,6 +207,8 @@ PREDICTOR_CASES = {
                            "state.b is nan: a saved number must be finite"),
     "calibrated a = \"1\"": ("calibrated.json", _calibrated(a="1"),
                              "slope a must be a number, got '1'"),
+    "calibrated b = -0.5": ("calibrated.json", _calibrated(b=-0.5),
+                            "calibration offset b: -0.5 ms is negative"),
     "nested 5,000 deep": ("lookup.json", lambda doc: "[" * 5000 + "]" * 5000,
                           "nested too deeply"),
     "lookup value NaN": ("lookup.json",
