@@ -48,7 +48,7 @@ def test_ten_designed_networks_of_a_left_out_device_rank_its_other_networks(spac
     assert rho >= 0.95, rho
     assert predictor.weights_ and device not in predictor.weights_
     assert all(w > 0 for w in predictor.weights_.values())
-    assert predictor.features_ in ("devices", "devices+ops") and predictor.loo_error_ > 0
+    assert predictor.features_ in ("mix", "devices", "devices+ops") and predictor.loo_error_ > 0
     fixed, C = predictor.cost_matrix(space)  # additive: the search can use it
     assert np.allclose(space.evaluate_z(Z[:50], fixed, C), predicted[:50])
     assert np.nanmin(C) >= 0 and fixed > 0

@@ -17,8 +17,9 @@ from hwnas.tables import NetworkTable
 
 #: the ridge strengths leave-one-out cross-validation chooses from (on scaled columns)
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
-#: the feature sets it chooses from: the known devices alone, or with per-op counts
-FEATURE_SETS = ("devices", "devices+ops")
+#: the feature sets it chooses from: a mix of the known devices alone (always positive), with
+#: an offset, or with an offset and per-op counts
+FEATURE_SETS = ("mix", "devices", "devices+ops")
 #: fewer networks leave nothing to cross-validate on
 MIN_NETWORKS = 3
 
@@ -119,8 +120,9 @@ def _solve(devices: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float
 
 def _features(kind: str, space: SearchSpace, basis: DeviceBasis, Z: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-    """(known devices' latencies, signed columns: an offset, and op counts with ``+ops``)."""
-    signed = np.ones((len(Z), 1))
+    """(known devices' latencies, signed columns: none for ``mix``, else an offset, and op
+    counts with ``+ops``)."""
+    signed = np.ones((len(Z), 0 if kind == "mix" else 1))
     if kind == "devices+ops":
         signed = np.hstack([signed, op_counts(space, Z)[1]])
     return basis.predict(Z).T, signed
@@ -130,10 +132,10 @@ class TransferPredictor(AdditivePredictor):
     """An additive predictor for a new device from a few measured networks (about 10), by
     transfer from known devices: latency(z) = b + sum_k a_k latency_k(z) (+ sum_op v_op
     count_op(z)), a_k >= 0, where latency_k is known device k's additive model
-    (``device_basis``). The feature set (devices alone, or with per-op counts) and the ridge
-    are chosen by leave-one-out cross-validation on the networks. Being additive, it prices
-    every z of the space and gives the search a cost matrix; ``weights_`` says which known
-    devices it leaned on.
+    (``device_basis``). The feature set (the mix alone, with the offset b, or with b and
+    per-op counts) and the ridge are chosen by leave-one-out cross-validation on the
+    networks. Being additive, it prices every z of the space and gives the search a cost
+    matrix; ``weights_`` says which known devices it leaned on.
 
     Args:
         known: the known devices of the space, ``hwnas.devices.device_matrix(space)`` (any
@@ -190,7 +192,7 @@ class TransferPredictor(AdditivePredictor):
         self.loo_error_, self.features_, self.ridge_, a, b, fixed, C = best
         order = np.argsort(-a, kind="stable")
         self.weights_ = {basis.devices[i]: float(a[i]) for i in order if a[i] > 0}
-        self.offset_ = float(b[0])
+        self.offset_ = float(b[0]) if len(b) else 0.0
         self.op_costs_ = dict(zip(op_counts(space, Z[:1])[0], map(float, b[1:])))
         least = np.nanmin(C, axis=1)
         self.fixed_ = float(fixed + least.sum())
@@ -242,7 +244,7 @@ class TransferPredictor(AdditivePredictor):
 def _cost_matrix(space: SearchSpace, basis: DeviceBasis, a: np.ndarray, b: np.ndarray
                  ) -> tuple[float, np.ndarray]:
     """(fixed, C) of b[0] + sum_k a_k latency_k(z) + sum_op b[op] count_op(z)."""
-    fixed = float(b[0] + a @ basis.fixed)
+    fixed = float((b[0] if len(b) else 0.0) + a @ basis.fixed)
     C = np.tensordot(a, basis.C, axes=1)
     if len(b) > 1:
         names = sorted({c for d in space.decisions for c in d.choices})
