@@ -126,7 +126,7 @@ def prepare(quick: bool, seed: int = 0, train_images: int | None = None,
     order = np.random.default_rng(seed).permutation(len(images))
     test, train = order[:400], order[400:]
     if quick:
-        test, train = test[:200], train[:320]
+        test, train = test[:100], train[:320]
     train = train[:train_images]
     return Setup(space, predictor, backend, protocol, images, digits.target, train, test,
                  fastest, slowest)
@@ -185,11 +185,17 @@ def train(setup: Setup, budget_ms: float, *, epochs: int, weight: float | None =
             x.d, t.d = setup.images[rows], setup.labels[rows, None]
             yield
 
+    history: list[dict[str, float]] = []
+
     def report(epoch: int, train_ce: float) -> None:
         expected_ms.forward()
-        log(f"epoch {epoch:2d}  train CE {train_ce:.3f}  test accuracy "
-            f"{accuracy(test_logits):.3f}  E[latency] {float(expected_ms.d):.4f} ms "
-            f"({float(expected_ms.d) / budget_ms:.3f} x budget)  lambda {constraint.lam:.3f}")
+        row = {"epoch": epoch, "train_ce": train_ce, "accuracy": accuracy(test_logits),
+               "expected_latency_ms": float(expected_ms.d), "lambda": constraint.lam}
+        history.append(row)
+        log(f"epoch {epoch:2d}  train CE {train_ce:.3f}  test accuracy {row['accuracy']:.3f}  "
+            f"E[latency] {row['expected_latency_ms']:.4f} ms "
+            f"({row['expected_latency_ms'] / budget_ms:.3f} x budget)  lambda "
+            f"{constraint.lam:.3f}")
 
     start = time.perf_counter()
     report(0, float("nan"))
@@ -231,7 +237,8 @@ def train(setup: Setup, budget_ms: float, *, epochs: int, weight: float | None =
               "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
               "accuracy": accuracy(derived_test), "supernet_accuracy": accuracy(test_logits),
               "expected_latency_ms": final_expected_ms, "lambda": constraint.lam,
-              "epochs": epochs, "search_s": search_s, "derive_ms": derive_ms}
+              "epochs": epochs, "search_s": search_s, "derive_ms": derive_ms,
+              "history": history}
     log(f"derived z {'-'.join(map(str, z))} ({space.describe(z)}): predicted "
         f"{predicted_ms:.4f} ms, measured {measured_ms:.4f} ms, budget {budget_ms:.4f} ms; "
         f"test accuracy {result['accuracy']:.3f} (after {finetune_epochs} epochs alone)")

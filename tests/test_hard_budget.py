@@ -190,6 +190,23 @@ def test_lambda_rises_over_the_budget_and_falls_to_zero_under_it(small):
         constraint.update(float("nan"))
 
 
+def test_equality_makes_the_budget_a_target(small):
+    """With equality, lambda turns negative under the budget (pulling latency up to it), and
+    the loss and reward reward latency there."""
+    space, predictor = small
+    constraint = BudgetConstraint(space, predictor, 2.0, step=0.5, damping=0.0, equality=True)
+    assert [constraint.update(1.0) for _ in range(2)] == pytest.approx([-0.25, -0.5])
+    assert constraint.loss(1.5, 1.0) == pytest.approx(1.5 + 0.25)  # -0.5 * (0.5 - 1)
+    assert constraint.loss(1.5, 1.0) > constraint.loss(1.5, 1.5)  # slower is better here
+    assert constraint.reward(0.9, 4.0) == pytest.approx(0.9 * 2.0 ** 0.5)
+    constraint.damping = 2.0  # psi = lambda g + rho g^2 / 2
+    assert constraint.loss(1.5, 3.0) == pytest.approx(1.5 - 0.5 * 0.5 + 0.25)
+    saved = constraint.state_dict()
+    assert saved["lam"] == -0.5 and saved["equality"] is True
+    with pytest.raises(InputError, match="saved with equality = True"):
+        BudgetConstraint(space, predictor, 2.0, step=0.5, damping=2.0).load_state_dict(saved)
+
+
 def test_the_quantile_constrains_the_tail_of_sampled_latencies():
     samples = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0])  # mean 1.4
     mean = BudgetConstraint(None, None, 2.0, step=1.0)

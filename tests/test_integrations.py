@@ -356,11 +356,14 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
         mobilenet_table, hydra_run_dir, capsys):
     """NNabla NAS's own ProxylessNasSearcher, two iterations (10 sampled architectures each) on
     its MobileNet SearchNet with both hwnas estimators as regularizers (module and graph
-    path)."""
+    path; the graph one in constraint mode, its weight adapted to a budget), ending with the
+    z derived from the searched alphas within the budget."""
     from hwnas.integrations.nnabla_nas import (
         HwnasLatencyEstimator,
         HwnasLatencyGraphEstimator,
+        derive_searchnet_z,
         import_nnabla_nas,
+        set_z,
     )
     import_nnabla_nas()
     import nnabla as nn
@@ -373,20 +376,27 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
     nn.set_default_context(get_extension_context("cpu"))
     net = SearchNet(num_classes=10, mode="sample")
     lookup = LookupPredictor().fit(mobilenet_table)
-    checks = []
+    costs = LatencyPenalty(get_space("mobilenet"), lookup)
+    fastest = costs.fixed + np.where(costs.mask, costs.C, np.inf).min(axis=1).sum()
+    slowest = costs.fixed + costs.C.max(axis=1).sum()
+    budget = fastest + 0.3 * (slowest - fastest)
+    checks, estimates = [], []
 
-    def checked(cls):
+    def checked(cls, **options):
         """The estimator, with the model's parameters compared around each of its calls."""
         class Checked(cls):
             def get_estimation(self, what):
                 before = parameters_of(net)
                 value = super().get_estimation(what)
                 checks.append(same_parameters(before, parameters_of(net)))
+                estimates.append((type(self).__mro__[1].__name__, value, self._weight))
                 return value
-        return Checked(lookup, bound=5.0, weight=0.5)
+        return Checked(lookup, **options)
 
-    regularizer = {"HwnasLatencyEstimator": checked(HwnasLatencyEstimator),
-                   "HwnasLatencyGraphEstimator": checked(HwnasLatencyGraphEstimator)}
+    regularizer = {"HwnasLatencyEstimator": checked(HwnasLatencyEstimator, bound=5.0,
+                                                    weight=0.5),
+                   "HwnasLatencyGraphEstimator": checked(HwnasLatencyGraphEstimator,
+                                                         bound=budget, weight="adaptive")}
     hparams = dict(epoch=1, warmup=0, batch_size_train=8, batch_size_valid=8,
                    mini_batch_train=8, mini_batch_valid=8, input_shapes=[[3, 32, 32]],
                    target_shapes=[[1]], loss_weights=None)
@@ -403,9 +413,6 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
     log = capsys.readouterr().out
     print(log)  # the searcher's own log lines (shown with -s)
 
-    costs = LatencyPenalty(get_space("mobilenet"), lookup)
-    fastest = costs.fixed + np.where(costs.mask, costs.C, np.inf).min(axis=1).sum()
-    slowest = costs.fixed + costs.C.max(axis=1).sum()
     iterations = 2  # 16 training images, batch 8: the estimators again after an update
     assert len(checks) == 2 * 10 * iterations and all(checks)  # 10 samples per valid step
     for name in regularizer:
@@ -418,6 +425,22 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
                if not np.array_equal(v.d, arch_before[k])]
     assert len(changed) == len(arch_before) == 21
     assert (hydra_run_dir / "arch.h5").exists()
+    # constraint mode: the first step's 10 estimates updated lambda once, before the second
+    # step's first reward; every reward of a step used the same weight
+    adaptive = regularizer["HwnasLatencyGraphEstimator"]
+    graph = [(value, weight) for name, value, weight in estimates
+             if name == "HwnasLatencyGraphEstimator"]
+    first = np.mean([value for value, _ in graph[:10]])
+    assert adaptive.constraint.updates == 1
+    assert adaptive._weight == pytest.approx(max(0.0, 0.05 * (first / budget - 1)))
+    assert {w for _, w in graph[:10]} == {0.0} and {w for _, w in graph[10:]} == \
+        {adaptive._weight}
+    # the searched alphas, derived within the budget exactly
+    best = derive_searchnet_z(net, lookup, budget, top=2)
+    assert best[0].predicted_latency_ms <= budget and best[1].log_prob <= best[0].log_prob
+    set_z(net, best[0].z)
+    estimator = HwnasLatencyEstimator(lookup)
+    assert estimator.get_estimation(net) == pytest.approx(best[0].predicted_latency_ms)
 
 
 @pytest.mark.nnabla
@@ -464,12 +487,19 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
 
 @pytest.mark.nnabla
 @pytest.mark.parametrize("script", ["train_with_latency_penalty.py", "nnabla_nas_estimator.py"])
-def test_examples_run(script, mobilenet_table, monkeypatch, capsys):
+def test_examples_run(script, mobilenet_table, monkeypatch, capsys, tmp_path):
     """Each example as a script (its ``__main__``), in this process: nnabla is loaded already.
     nnabla's global parameters are cleared around it, as a new process would start."""
+    import json
+
     import nnabla as nn
-    args = ["--epochs", "1", "--quick"] if script.startswith("train") else \
-        ["--table", mobilenet_table.path]
+    out = tmp_path / "derived.json"
+    if script.startswith("train"):
+        args = ["--epochs", "1", "--quick", "--json", str(out), "--plot", str(tmp_path / "a.png")]
+    else:
+        costs = LatencyPenalty(get_space("mobilenet"), LookupPredictor().fit(mobilenet_table))
+        bound = costs.fixed + np.nanmean(np.where(costs.mask, costs.C, np.nan), axis=1).sum()
+        args = ["--table", mobilenet_table.path, "--adaptive", "--bound-ms", f"{bound:.4f}"]
     monkeypatch.setattr(sys, "argv", [script, *args])
     nn.clear_parameters()
     try:
@@ -479,14 +509,31 @@ def test_examples_run(script, mobilenet_table, monkeypatch, capsys):
     stdout = capsys.readouterr().out
     if script.startswith("train"):
         epochs = [line for line in stdout.splitlines() if line.startswith("epoch")]
-        assert len(epochs) == 2  # before training, after one epoch
+        assert len(epochs) == 6  # three budgets: before training, after one epoch
         accuracy = [float(line.split("accuracy")[1].split()[0]) for line in epochs]
         expected = [float(line.split("E[latency]")[1].split()[0]) for line in epochs]
-        assert accuracy[-1] > 0.5 > accuracy[0]  # real digits: the mixed network learned
-        assert expected[-1] < expected[0]  # the penalty pulled the architecture towards speed
-        assert "derived z" in stdout and "true" in stdout
+        lams = [float(line.split("lambda")[1]) for line in epochs]
+        assert all(accuracy[i + 1] > 0.4 > accuracy[i] for i in (0, 2, 4))  # real digits
+        derived = json.loads(out.read_text())
+        budgets = [r["budget_ms"] for r in derived]
+        assert len(derived) == 3 and budgets == sorted(budgets)
+        # the lowest budget is under the uniform mixture's E[latency]: lambda rose and pulled
+        # the architecture towards speed; the highest is over it: lambda fell below 0
+        assert expected[0] > budgets[0] and lams[1] > 0 and expected[1] < expected[0]
+        assert expected[4] < budgets[2] and lams[5] < 0 and expected[5] > expected[4]
+        for r in derived:  # within the budget by construction, measured for real
+            assert r["predicted_latency_ms"] <= r["budget_ms"]
+            assert r["measured_latency_ms"] > 0 and 0 <= r["accuracy"] <= 1
+            assert len(r["z"]) == 5
+        assert stdout.count("derived z") == 3 and "measured" in stdout
+        assert (tmp_path / "a.png").stat().st_size > 1000
     else:
         assert stdout.count("reward at accuracy 0.5") == 5
+        weights = [float(line.split("(weight")[1].rstrip(")")) for line in stdout.splitlines()
+                   if "(weight" in line]
+        assert weights[0] == 0.0 and len(weights) == 5  # lambda starts at 0, then adapts
+        best = stdout.split("most likely z within ")[1].split("predicted ")[1].split()[0]
+        assert float(best) <= bound
 
 
 def test_our_tests_are_not_shadowed_by_nnabla_nas_tests_package():

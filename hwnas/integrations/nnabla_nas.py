@@ -366,7 +366,7 @@ def _define_estimators() -> dict[str, type]:
 
         def __init__(self, predictor: Any, bound: float = 5.0, weight: float | str = 0.1,
                      input_shape: Sequence[int] | None = None,
-                     fallback: Fallback | None = None, *, step: float = 0.5,
+                     fallback: Fallback | None = None, *, step: float = 0.05,
                      quantile: float | None = None, samples: int = 10):
             # LatencyEstimator.__init__ only sets up the profiler, which this one never runs
             self.predictor = _predictor(predictor)
@@ -400,7 +400,7 @@ def _define_estimators() -> dict[str, type]:
         ``fallback(function, in_shape) -> ms`` for graph functions with no hwnas Layer."""
 
         def __init__(self, predictor: Any, bound: float = 5.0, weight: float | str = 0.1,
-                     fallback: Fallback | None = None, *, step: float = 0.5,
+                     fallback: Fallback | None = None, *, step: float = 0.05,
                      quantile: float | None = None, samples: int = 10):
             # LatencyGraphEstimator.__init__ only sets up the profiler, never run here
             self.predictor = _predictor(predictor)
