@@ -244,6 +244,28 @@ def test_state_dict_round_trip_resumes_the_same_trajectory(small):
 
 
 @pytest.mark.nnabla
+@pytest.mark.parametrize("equality", [False, True])
+def test_nnabla_loss_equals_numpy_and_follows_lambda(equality):
+    """A graph built once reads lambda from a Variable: after updates it gives what the numpy
+    loss gives with the new lambda, for every form, with and without damping."""
+    import nnabla as nn
+    for form in ("additive", "log", "multiplicative"):
+        for damping in (0.0, 3.0):
+            constraint = BudgetConstraint(None, None, 2.0, step=0.4, damping=damping,
+                                          equality=equality)
+            ce = nn.Variable.from_numpy_array(np.array(1.5, np.float32))
+            e_lat = nn.Variable.from_numpy_array(np.array(2.6, np.float32))
+            graphs = [constraint.loss(ce, e_lat, form), constraint.loss(ce, 2.6, form)]
+            for latency in (3.0, 3.0, 1.0, 1.0, 1.0, 1.0):
+                constraint.update(latency)
+                for graph in graphs:
+                    graph.forward()
+                    assert float(graph.d) == pytest.approx(constraint.loss(1.5, 2.6, form),
+                                                           rel=1e-5), (form, damping)
+            assert (constraint.lam < 0) == equality
+
+
+@pytest.mark.nnabla
 @pytest.mark.parametrize("form", ["additive", "log", "multiplicative"])
 def test_adaptive_weight_lands_expected_latency_on_the_budget_in_nnabla(small, form):
     """Real nnabla steps on architecture logits whose task loss prefers the slowest z: a fixed

@@ -150,6 +150,9 @@ class BudgetConstraint:
         if _is_nnabla(ratio) or _is_nnabla(ce):
             import nnabla.functions as F
             lam = self._lambda_variable()
+            if not _is_nnabla(ratio):  # a number beside an nnabla task loss
+                import nnabla as nn
+                ratio = nn.Variable.from_numpy_array(np.asarray(ratio, dtype=np.float32))
             g = ratio - 1.0 if form == "additive" else F.log(ratio)
             if self.equality or rho == 0:
                 psi = lam * g + (rho / 2) * g * g
