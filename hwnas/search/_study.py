@@ -433,6 +433,13 @@ def _enqueue_start(study: optuna.Study, budgets: Budgets, goal: ResolvedObjectiv
     additive (and ``enqueue_exact``), the best points of the exact front."""
     model = budgets.model
     names = [d.name for d in model.space.decisions]
+    if budgets.devices and settings.enqueue_exact and goal.matrix is not None \
+            and settings.mode == "constraint":  # a fleet: its exact optimum starts the study
+        try:
+            for z in fleet_optimum(budgets, goal.matrix, settings.top):
+                study.enqueue_trial(dict(zip(names, z)), skip_if_exists=True)
+        except InputError:  # a large space with a budget that is not additive: no optimum
+            pass
     if model.C is None or model.fixed is None:  # not additive
         return
     mode, top, penalty_weight = settings.mode, settings.top, settings.penalty_weight
