@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import numpy as np
+import optuna
 from _results import write_results
 
 from hwnas.predictors import LookupPredictor
@@ -76,6 +77,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=300)
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     records = []
     t0 = time.perf_counter()
     for run in range(args.runs):

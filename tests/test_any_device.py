@@ -438,7 +438,7 @@ def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
     protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_seconds=0.5,
                               pause_s=0.25)
     path = tmp_path / "n.csv"
-    profile._measure(backend, [profile._Job(path, NETWORK_COLUMNS, "z", {
+    profile._batch.measure_jobs(backend, [profile._batch.Job(path, NETWORK_COLUMNS, "z", {
         z: (z, {"space": "fake", "z": z}) for z in COSTS})], protocol, None)
     with open(path, newline="") as f:
         hwnas_rows = [{c: row[c] for c in runner.TIMING_COLUMNS} for row in csv.DictReader(f)]

@@ -265,8 +265,8 @@ def test_no_secret_in_stdout_stderr_json_or_the_cache_record(files, tmp_path):
                          capture_output=True, text=True)
     assert err.returncode == 1 and "boom at postgresql://me:***@" in err.stderr
     assert SECRET not in err.stderr
-    from hwnas.profile import _record
-    _record(tmp_path, {"layers.csv": {"protocol": {"runs": 3}}})
+    from hwnas.profile._cache import record_status
+    record_status(tmp_path, {"layers.csv": {"protocol": {"runs": 3}}})
     assert SECRET not in (tmp_path / "measured.json").read_text()
     assert oct((tmp_path / "measured.json").stat().st_mode & 0o777) in ("0o644", "0o600")
 

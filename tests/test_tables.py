@@ -109,7 +109,8 @@ def write_networks(path, zs, space_name="nb201", extra_header="", extra_value=""
     from hwnas.tables import NETWORK_COLUMNS
     header = ",".join(NETWORK_COLUMNS) + extra_header
     fp = ",".join(FP.as_row().values())
-    lines = [header] + [f"{space_name},{z},1.5,1.4,1.6,1.3,5,0.01,{fp}{extra_value}" for z in zs]
+    lines = [header] + [f"{space_name},{z},1.5,1.4,1.6,1.3,5,0.01,1.5,0.01,{fp}{extra_value}"
+                        for z in zs]
     path.write_text("\n".join(lines) + "\n")
 
 

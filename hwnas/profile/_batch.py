@@ -1,0 +1,228 @@
+"""The batch measurement: units timed BATCH_UNITS at a time, interleaved across tables, noisy
+ones timed again, reference networks re-timed among them; rows appended to their tables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hwnas._progress import Progress
+from hwnas.layers import Layer
+from hwnas.profile._base import Backend, ProfileError
+from hwnas.profile._cache import (
+    UNIT_NOISE,
+    other_protocol,
+    read_cache_status,
+    read_locked,
+    start_table,
+    unit_noise,
+)
+from hwnas.profile._timing import TimingProtocol, measure_rounds, to_timing
+from hwnas.spaces import Graph, SearchSpace, unit_graph
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    NETWORK_COLUMNS,
+    LayerTable,
+    NetworkTable,
+    TableWriter,
+    Timing,
+    format_z,
+    read_layer_table,
+    read_network_table,
+)
+
+#: units built and timed together, interleaved; an interrupted run loses at most this many
+BATCH_UNITS = 24
+
+
+#: how far reference networks may move (median) before the machine counts as in another
+#: state than when they were measured (the minimum repeated within 1.3-4 % across processes)
+DRIFT_TOLERANCE = 0.04
+
+
+Units = dict[str, tuple[Graph, dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Units to measure into one table: its path, columns and id column."""
+
+    path: str | os.PathLike
+    columns: Sequence[str]
+    id_column: str
+    units: Units
+
+
+def layer_units(layers: Sequence[Layer]) -> Units:
+    return {layer.key: (unit_graph(layer), {"key": layer.key, "op": layer.op,
+                                            "macs": str(layer.macs), "params": str(layer.params)})
+            for layer in layers}
+
+
+def network_units(space: SearchSpace, zs) -> Units:
+    units = {}
+    for z in space.check_z(zs):
+        key = format_z(z)
+        units[key] = (space.decode(z).graph, {"space": space.name, "z": key})
+    return units
+
+
+def steady(backend: Backend, runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
+            references: Sequence[tuple[Callable[[], None], float]] = ()
+            ) -> tuple[list[Timing], float]:
+    """Time the runners in one interleaved batch, with ``references`` (runners of networks
+    whose latency this machine measured before, and that latency) among them. Units whose
+    statistic moved between rounds by more than UNIT_NOISE are timed again after
+    ``protocol.pause_s`` (at most ``protocol.max_remeasures`` times), their new rounds pooled
+    with the old ones; where the references moved by more than DRIFT_TOLERANCE, the machine
+    was in another state (another job's burst, a slow state lasting seconds), and the whole
+    batch is timed again so. Returns the timings and how far the references still moved
+    (their median share; 0 without references)."""
+    every = [*runners, *(run for run, _ in references)]
+    expected = np.array([ms for _, ms in references])
+    rounds = measure_rounds(every, protocol, backend.clock)
+    timings = [to_timing(r, protocol) for r in rounds]
+
+    def shift() -> float:
+        if not len(expected):
+            return 0.0
+        return float(np.median([t.latency_ms for t in timings[len(runners):]] / expected) - 1)
+
+    for _ in range(protocol.max_remeasures):
+        again = list(range(len(every))) if abs(shift()) > DRIFT_TOLERANCE else \
+            [i for i, t in enumerate(timings) if unit_noise(t) > UNIT_NOISE]
+        if not again:
+            break
+        backend.sleep(protocol.pause_s)
+        for i, more in zip(again, measure_rounds([every[i] for i in again], protocol,
+                                                 backend.clock)):
+            rounds[i] = rounds[i] + more
+            timings[i] = to_timing(rounds[i], protocol)
+    return timings[:len(runners)], shift()
+
+
+def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol,
+             progress_label: str | None, discard_existing: Sequence[bool] = (),
+             keep_noisy: bool = True,
+             references: Sequence[tuple[Callable[[], None], float]] = ()
+             ) -> dict[str, Timing]:
+    """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
+    tables, so that units of different tables share machine states, with the ``references``
+    in every batch (``steady``). A unit that fails to build stops it, after the units built
+    before it are measured and kept.
+
+    ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
+    Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
+    Returns the measurements that were not written: units still noisy, or measured while the
+    references had moved, unless ``keep_noisy``.
+    """
+    order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
+    writers: dict[int, TableWriter] = {}
+    unsaved: dict[str, Timing] = {}
+    try:
+        for j in order:
+            job = jobs[j]
+            writers[j] = TableWriter(job.path, job.columns, job.id_column, backend.fingerprint(),
+                                     j < len(discard_existing) and discard_existing[j])
+        todo = _interleave([[(j, key) for key in jobs[j].units if key not in writers[j].done]
+                            for j in range(len(jobs))])
+        bar = Progress(len(todo), progress_label or "", progress_label is not None)
+        try:
+            for start in range(0, len(todo), BATCH_UNITS):
+                batch = todo[start:start + BATCH_UNITS]
+                runners: list[Callable[[], None]] = []
+                failure = None
+                for j, key in batch:
+                    try:
+                        runners.append(backend.runner(jobs[j].units[key][0]))
+                    except ProfileError as e:
+                        failure = e
+                        break
+                timings, moved = steady(backend, runners, protocol, references)
+                for (j, key), timing in zip(batch, timings):
+                    if keep_noisy or (unit_noise(timing) <= UNIT_NOISE and
+                                      abs(moved) <= DRIFT_TOLERANCE):
+                        writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
+                    else:
+                        unsaved[key] = timing
+                    bar.update()
+                if failure is not None:
+                    raise failure
+        finally:
+            bar.close()
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return unsaved
+
+
+def _interleave(lists: Sequence[list]) -> list:
+    """Merge lists so that each is spread evenly over the result (stable within a list)."""
+    keyed = [((i + 0.5) / len(items), n, item) for n, items in enumerate(lists)
+             for i, item in enumerate(items)]
+    return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def profile_layers(backend: Backend, layers: Sequence[Layer], path: str | os.PathLike,
+                   protocol: TimingProtocol = TimingProtocol(),
+                   show_progress: bool = True) -> LayerTable:
+    """Measure every layer not yet in the table at ``path``, appending one row per layer.
+
+    Running it again after an interruption measures only what is missing. A layer that fails
+    to build or run raises ProfileError naming it; nothing is recorded for it. Noisy rows are
+    re-measured (see ``measure_jobs``); ``table_quality`` tells how steady the table is.
+    """
+    measure_jobs(backend, [Job(path, LAYER_COLUMNS, "key", layer_units(layers))], protocol,
+             "measuring layers" if show_progress else None)
+    return read_locked(read_layer_table, path)
+
+
+def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
+                     path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
+                     show_progress: bool = True) -> NetworkTable:
+    """Measure the end-to-end latency of each z not yet in the network table at ``path``."""
+    measure_jobs(backend, [Job(path, NETWORK_COLUMNS, "z", network_units(space, zs))], protocol,
+             "measuring networks" if show_progress else None)
+    return read_locked(read_network_table, path, space)
+
+
+def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
+                     path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
+                     show_progress: bool = True,
+                     references: Sequence[tuple[Sequence[int], float]] = ()
+                     ) -> dict[tuple[int, ...], Timing]:
+    """Like profile_networks, but a measurement that stays noisy (over UNIT_NOISE) is returned
+    without being cached, so that it is measured again next time. Returns z -> Timing for
+    every z asked for; the table at ``path`` keeps only the steady ones. A cached table (see
+    ``device_tables``) measured with another protocol is measured again.
+
+    ``references`` are (z, latency_ms) of networks measured before on this machine (e.g. the
+    calibration networks): they are re-timed in the same batch, and where they moved, the
+    batch is timed again (``steady``), and what still moved is not cached."""
+    record = read_cache_status(Path(path).parent).get(Path(path).name)
+    other = record is not None and other_protocol(record, protocol)
+    if other:
+        start_table(Path(path), protocol, other)
+    refs = [(backend.runner(space.decode(z).graph), ms) for z, ms in references]
+    unsaved = measure_jobs(backend, [Job(path, NETWORK_COLUMNS, "z", network_units(space, zs))],
+                       protocol, "measuring networks" if show_progress else None,
+                       discard_existing=[bool(other)], keep_noisy=False, references=refs)
+    timings = {space.parse_z(key): t for key, t in unsaved.items()}
+    wanted = [tuple(int(v) for v in z) for z in zs]
+    if any(z not in timings for z in wanted):  # in the table (else it may have no rows yet)
+        table = read_locked(read_network_table, path, space)
+        timings.update((z, t) for z, t in zip(table.z, table.timings) if z not in timings)
+    return {z: timings[z] for z in wanted}
+
+
+def time_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
+                  protocol: TimingProtocol = TimingProtocol()) -> list[Timing]:
+    """Time whole networks in one interleaved batch, re-measuring the noisy ones, without any
+    table: fresh measurements that see one machine state (e.g. to verify or recalibrate)."""
+    runners = [backend.runner(space.decode(z).graph) for z in space.check_z(zs)]
+    return steady(backend, runners, protocol)[0]

@@ -1,0 +1,160 @@
+"""This device's cached layer table and calibration networks for a space (the default flow)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.profile._base import Backend
+from hwnas.profile._batch import (
+    DRIFT_TOLERANCE,
+    Job,
+    layer_units,
+    measure_jobs,
+    network_units,
+    steady,
+)
+from hwnas.profile._cache import (
+    device_folder,
+    network_table_path,
+    protocol_record,
+    read_cache_status,
+    read_locked,
+    record_status,
+    stale_reason,
+    start_table,
+    table_quality,
+)
+from hwnas.profile._timing import TimingProtocol
+from hwnas.spaces import SearchSpace
+from hwnas.tables import (
+    LAYER_COLUMNS,
+    NETWORK_COLUMNS,
+    LayerTable,
+    NetworkTable,
+    read_layer_table,
+    read_network_table,
+)
+
+#: networks re-timed on a warm run to check that the cache still describes this machine
+DRIFT_REFERENCES = 3
+
+
+def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
+                  protocol: TimingProtocol = TimingProtocol(), show_progress: bool = True,
+                  remeasure: bool = False) -> tuple[LayerTable, NetworkTable]:
+    """This device's layer table for ``space`` and the whole networks that calibrate it,
+    measured on first use and cached per device fingerprint (and space).
+
+    The calibration networks (``calibration_z``: a covering design, in which every choice of
+    every decision appears, and ``networks`` networks spread evenly over the space's MACs,
+    the least and the most included) are timed in the same interleaved batches as the layers,
+    so that all of them see the same machine states and the calibration line spans the whole
+    space. The network of least layer sum is then measured too (the floor of the calibration).
+
+    A warm call re-times DRIFT_REFERENCES cached networks (``drift``): where they moved
+    beyond their noise (at least DRIFT_TOLERANCE), the machine is no longer what the cache
+    describes and both tables are measured again; else the cache is used as it is. A cached
+    table recorded as not good (``TableQuality``) or as measured with another ``protocol``,
+    or every table with ``remeasure``, is measured again too.
+    """
+    folder = device_folder(backend)
+    layers_path, nets_path = folder / "layers.csv", network_table_path(backend, space)
+    status = read_cache_status(folder)
+    stale = [stale_reason(status.get(p.name), protocol) for p in (layers_path, nets_path)]
+    calibration = calibration_z(space, networks)
+    cached = None if remeasure else _cached(status, layers_path, nets_path, space, calibration)
+    if cached is not None and not os.access(folder, os.W_OK):
+        if any(stale):  # a shared cache this process cannot mend: used, and said so
+            print(f"hwnas: warning: {folder} is read-only: its tables, measured "
+                  f"{next(why for why in stale if why)}, are used as they are", file=sys.stderr)
+        return cached
+    if cached is not None and not any(stale):
+        moved = drift(backend, space, cached[1], protocol)
+        if not moved:
+            return cached
+        stale = [f"before the machine's timings moved ({moved})"] * 2
+    discard = [remeasure or bool(why) for why in stale]
+    for path, why, d in zip((layers_path, nets_path), stale, discard):
+        if d or path.name not in status:
+            start_table(path, protocol, None if remeasure else why)
+    label = "measuring layers and networks" if show_progress else None
+    jobs = [Job(layers_path, LAYER_COLUMNS, "key", layer_units(space.unique_layers())),
+            Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
+    measure_jobs(backend, jobs, protocol, label, discard_existing=discard)
+    least = _least(space, read_locked(read_layer_table, layers_path))
+    measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, [least]))],
+                 protocol, label)
+    qualities = [table_quality(path, space) for path in (layers_path, nets_path)]
+    record_status(folder, {
+        Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol)}
+        for q in qualities})
+    for q in qualities:
+        if q.warning():
+            print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
+    cached = _cached(read_cache_status(folder), layers_path, nets_path, space, calibration,
+                     judged=False)
+    assert cached is not None  # every unit was just measured
+    return cached
+
+
+def _least(space: SearchSpace, layers: LayerTable) -> np.ndarray:
+    """The network of least layer sum."""
+    return space.min_z(*space.cost_matrix(
+        lambda ls: [layers.timings[ly.key].latency_ms for ly in ls]))[0]
+
+
+def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace,
+            calibration: np.ndarray, judged: bool = True
+            ) -> tuple[LayerTable, NetworkTable] | None:
+    """The cached layer table and calibration networks (the least-latency one included), or
+    None where a table is missing, lacks a unit, or (``judged``) is not recorded as good."""
+    if not (layers_path.exists() and nets_path.exists()) or judged and not all(
+            status.get(p.name, {}).get("good") for p in (layers_path, nets_path)):
+        return None
+    layers = read_locked(read_layer_table, layers_path)
+    if any(ly.key not in layers.timings for ly in space.unique_layers()):
+        return None
+    nets = read_locked(read_network_table, nets_path, space)
+    wanted = {tuple(int(v) for v in z) for z in np.vstack([calibration,
+                                                            [_least(space, layers)]])}
+    rows = [i for i, z in enumerate(nets.z) if z in wanted]
+    if len(rows) < len(wanted):
+        return None
+    return layers, nets.select(rows)
+
+
+def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
+    """The networks that calibrate a layer table: a covering design of ``space`` (every choice
+    of every decision in some network) and ``n`` networks spread evenly over the space's MACs,
+    the least and the most included: a range wide enough to fix the calibration's slope.
+    Distinct rows, the same for the same space, n and seed."""
+    fixed, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
+    Z = np.vstack([np.nanargmin(macs, axis=1), np.nanargmax(macs, axis=1),
+                   space.random_z(4000, seed)])
+    total = space.evaluate_z(Z, fixed, macs)
+    targets = np.linspace(total.min(), total.max(), n)
+    spread = Z[[int(np.argmin(np.abs(total - t))) for t in targets]]
+    design = space.design(max(space.n_choices), seed=seed)
+    return np.unique(np.vstack([spread, design]), axis=0)
+
+
+def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
+          protocol: TimingProtocol) -> str | None:
+    """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
+    in one batch (``steady``: a burst is waited out once) and compare them with the cache:
+    how far they moved, where the median move is beyond DRIFT_TOLERANCE, else None."""
+    latency = cached.values()
+    order = np.argsort(latency)
+    picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
+                            .astype(int))]
+    references = [(backend.runner(space.decode(cached.z[i]).graph), float(latency[i]))
+                  for i in picks]
+    _, moved = steady(backend, [], protocol, references)
+    if abs(moved) <= DRIFT_TOLERANCE:
+        return None
+    return f"{len(picks)} cached networks now measure {100 * moved:+.1f} % (median)"
