@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -101,6 +102,7 @@ class NNablaBackend(Backend):
                                f"context needs nnabla-ext-cuda and a CUDA GPU") from None
         self._nn = nn
 
+    @functools.cache  # noqa: B019 (one per backend: a GPU's name comes from nvidia-smi)
     def fingerprint(self) -> Fingerprint:
         if self.context == "cpu":
             device, threads = f"cpu: {cpu_name()}", 1  # nnabla's CPU kernels use one thread
@@ -115,7 +117,8 @@ class NNablaBackend(Backend):
         last = graph[-1][0]
         # the same seeded weights in every process (latency depends on the data): nnabla's
         # initialisers draw from its module-wide generator
-        require("nnabla.random", "nnabla").prng = np.random.RandomState(self.seed)
+        nnabla_random: Any = require("nnabla.random", "nnabla")
+        nnabla_random.prng = np.random.RandomState(self.seed)
         with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
             x = nn.Variable((self.batch,) + tuple(graph[0][0].in_shape))
             x.d = np.random.default_rng(self.seed).standard_normal(x.shape)

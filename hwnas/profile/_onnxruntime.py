@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Callable
@@ -154,6 +155,7 @@ class OnnxRuntimeBackend(Backend):
         self.threads, self.optimization, self.seed = threads, optimization, seed
         self._ort = ort
 
+    @functools.cache  # noqa: B019 (one per backend: a GPU's name comes from nvidia-smi)
     def fingerprint(self) -> Fingerprint:
         device = f"cpu: {cpu_name()}" if self.context == "cpu" else \
             f"cuda: {gpu_name(self.device_id)}"
