@@ -53,7 +53,7 @@ def one_run(run: int, context: str, budget_ms: float, sampler: str, trials: int)
         predictor = calibrate(base, nets, space, device)
         settings = SearchSettings(sampler=sampler, n_trials=trials, seed=run)
         try:
-            v = Verifier(space, settings, budget_ms, backend=device, base=base,
+            v = Verifier(space, settings, budget_ms, backend=device,
                          calibration=nets).run(predictor)
         except BudgetError as e:
             return {"run": run, "error": str(e), "a": predictor.a_, "b": predictor.b_}

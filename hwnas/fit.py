@@ -25,8 +25,9 @@ from hwnas.predictors import (
     Predictor,
     TransferPredictor,
     UnknownChoiceWarning,
+    from_dict,
+    uncalibrated,
 )
-from hwnas.predictors._base import from_dict
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import read_layer_table, read_network_table
 
@@ -96,7 +97,7 @@ def fit_predictor(args) -> tuple[Predictor, SearchSpace | None]:
 
 
 def _unknown_choices(model: Predictor, space: SearchSpace | None) -> list:
-    base = model._base() if isinstance(model, CalibratedPredictor) else model
+    base = uncalibrated(model)
     if space is None or not hasattr(base, "unknown_choices"):
         return []
     return base.unknown_choices(space)
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(model, CalibratedPredictor):
         summary += f"; calibration a = {model.a_:.4f}, b = {model.b_:.4f}"
     print(summary)
-    base = model._base() if isinstance(model, CalibratedPredictor) else model
+    base = uncalibrated(model)
     if isinstance(base, TransferPredictor):
         print(f"leaned on the shipped devices {base.describe_weights()} ({base.features_}, "
               f"ridge {base.ridge_:g}; leave-one-out error {100 * base.loo_error_:.1f} %)")

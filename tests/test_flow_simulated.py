@@ -97,7 +97,7 @@ def test_verify_corrects_a_wrong_calibration(tmp_path, monkeypatch, scale, offse
     wrong.a_, wrong.b_, wrong.how_ = right.a_ * scale, right.b_ * scale + offset_ms, "wrong"
     wrong.fingerprint_ = right.fingerprint_
     lines: list[str] = []
-    v = Verifier(space, SearchSettings(n_trials=40, seed=0), 6.0, backend=device, base=base,
+    v = Verifier(space, SearchSettings(n_trials=40, seed=0), 6.0, backend=device,
                  calibration=nets, log=lines.append).run(wrong)
     assert lines == v.rounds and len(v.rounds) >= 2 and first in v.rounds[0]
     assert "recalibrated" in " ".join(v.rounds) and v.verified

@@ -14,7 +14,7 @@ from hwnas.predictors._base import (
                                     from_dict,
                                     load_predictor,
 )
-from hwnas.predictors._calibrated import CalibratedPredictor
+from hwnas.predictors._calibrated import CalibratedPredictor, uncalibrated
 from hwnas.predictors._evaluate import evaluate
 from hwnas.predictors._lookup import LookupPredictor, UnseenLayerError
 from hwnas.predictors._measured import MeasuredPredictor, UnmeasuredError
@@ -35,4 +35,4 @@ __all__ = ["AdditiveFeaturesPredictor", "AdditivePredictor", "CalibratedPredicto
            "LinearPredictor", "LookupPredictor", "MeasuredPredictor", "NotAdditiveError",
            "NotFittedError", "Predictor", "TransferPredictor", "TreePredictor", "TreeZPredictor",
            "UnknownChoiceError", "UnknownChoiceWarning", "UnmeasuredError", "UnseenLayerError",
-           "evaluate", "from_dict", "load_predictor", "transfer_design"]
+           "evaluate", "from_dict", "load_predictor", "transfer_design", "uncalibrated"]

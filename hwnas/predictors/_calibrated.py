@@ -116,3 +116,8 @@ class CalibratedPredictor(Predictor):
                              f"latency offset is >= 0)")
         predictor.how_ = str(state.get("how", "a line"))
         return predictor
+
+
+def uncalibrated(predictor: Predictor) -> Predictor:
+    """What a calibration scales: the base of a calibrated predictor, else the predictor."""
+    return predictor._base() if isinstance(predictor, CalibratedPredictor) else predictor

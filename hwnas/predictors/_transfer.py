@@ -27,10 +27,17 @@ MIN_NETWORKS = 3
 class KnownDevices(Protocol):
     """What transfer needs of the known devices: ``hwnas.devices.device_matrix(space)``."""
 
-    space: str
-    devices: tuple[str, ...]
-    z: np.ndarray  # (networks, decisions)
-    latency_ms: np.ndarray  # (devices, networks)
+    @property
+    def space(self) -> str: ...
+
+    @property
+    def devices(self) -> tuple[str, ...]: ...
+
+    @property
+    def z(self) -> np.ndarray: ...  # (networks, decisions)
+
+    @property
+    def latency_ms(self) -> np.ndarray: ...  # (devices, networks)
 
 
 @dataclass(frozen=True)

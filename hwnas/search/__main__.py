@@ -24,7 +24,13 @@ from hwnas import _cli
 from hwnas._files import check_outputs_not_inputs, json_ready, safe_name, write_json
 from hwnas.devices import device_predictor
 from hwnas.errors import InputError
-from hwnas.predictors import CalibratedPredictor, LookupPredictor, Predictor, load_predictor
+from hwnas.predictors import (
+    CalibratedPredictor,
+    LookupPredictor,
+    Predictor,
+    load_predictor,
+    uncalibrated,
+)
 from hwnas.profile import (
     Backend,
     add_backend_options,
@@ -153,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             predictor = source.predictor
         else:
             verification = Verifier(source.space, settings, budget_ms,
-                                    backend=source.backend, base=source.base,
+                                    backend=source.backend,
                                     calibration=source.networks,
                                     protocol=protocol_from_args(args), log=print
                                     ).run(source.predictor)
@@ -186,14 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 @dataclass(frozen=True)
 class Source:
     """Where the search's predictions come from: the predictor and its space, the file it was
-    read from; for the default flow also the backend that measured it, the layer-sum
-    predictor it calibrates and the calibration networks."""
+    read from; for the default flow also the backend that measured it and the calibration
+    networks."""
 
     space: SearchSpace
     predictor: Predictor
     path: str
     backend: Backend | None = None
-    base: Predictor | None = None
     networks: NetworkTable | None = None
 
 
@@ -217,9 +222,8 @@ def _source(args) -> Source:
     backend = backend_from_args(name, args)
     layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
                                      show_progress=not args.quiet, remeasure=args.remeasure)
-    base = LookupPredictor().fit(layers)
-    return Source(space, calibrate(base, networks, space, backend), layers.path, backend, base,
-                  networks)
+    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend)
+    return Source(space, predictor, layers.path, backend, networks)
 
 
 def _settings(args) -> SearchSettings:
@@ -328,8 +332,8 @@ def load_objective(text: str):
 def describe(predictor) -> str:
     text = f"{predictor.kind} predictor"
     if isinstance(predictor, CalibratedPredictor):
-        text += (f" (a = {predictor.a_:.3f} x {predictor._base().kind} + b = {predictor.b_:.3f} "
-                 f"ms: {predictor.how_})")
+        text += (f" (a = {predictor.a_:.3f} x {uncalibrated(predictor).kind} + b = "
+                 f"{predictor.b_:.3f} ms: {predictor.how_})")
     return text
 
 

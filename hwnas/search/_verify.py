@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.predictors import CalibratedPredictor, NotAdditiveError
+from hwnas.predictors import CalibratedPredictor, NotAdditiveError, uncalibrated
 from hwnas.profile import (
     BACKENDS,
     DEVICE_BACKENDS,
@@ -112,7 +112,7 @@ class VerifyState:
 
 class Verifier:
     """Search, measure the answers on ``backend``, judge them under their noise, and where the
-    evidence says so recalibrate ``a * base + b`` and search again (at most ``max_rounds``).
+    evidence says so recalibrate ``a * base + b`` and search again (at most MAX_ROUNDS).
 
     Args:
         space, settings, budget_ms: what and how to search (``search``'s arguments); a named
@@ -120,20 +120,21 @@ class Verifier:
             trials carry other predictions).
         backend: measures on the predictor's device (default: the installed one whose
             fingerprint is the predictor's, see ``verifier_backend``).
-        base: what the calibration scales (default: the predictor's own base if it is
-            calibrated, else the predictor); ``calibration`` the networks it was fitted on.
+        calibration: the networks the predictor was calibrated on (what a recalibration
+            refits, with this run's measurements; what the calibration scales is the
+            predictor's own base if it is calibrated, else the predictor).
         protocol, show_progress: how networks are measured.
         log: called with each round's line as it ends.
     """
 
     def __init__(self, space: SearchSpace, settings: SearchSettings, budget_ms: float, *,
-                 backend: Backend | None = None, base: Predictor | None = None,
-                 calibration: NetworkTable | None = None,
-                 protocol: TimingProtocol = TimingProtocol(), max_rounds: int = MAX_ROUNDS,
+                 backend: Backend | None = None, calibration: NetworkTable | None = None,
+                 protocol: TimingProtocol = TimingProtocol(),
                  log: Callable[[str], None] = lambda line: None):
         self.space, self.settings, self.budget_ms = space, settings, budget_ms
-        self.backend, self.base, self.calibration = backend, base, calibration
-        self.protocol, self.max_rounds, self.log = protocol, max_rounds, log
+        self.backend, self.calibration = backend, calibration
+        self.protocol, self.log = protocol, log
+        self.base: Predictor | None = None
         self.over = settings.mode != "penalty"  # a budget that a true latency can break
 
     def run(self, predictor: Predictor) -> Verification:
@@ -144,9 +145,7 @@ class Verifier:
             if self.backend is None:
                 return Verification(self._search(predictor, self.budget_ms, 1), predictor,
                                     False, f"cannot be verified here: {why}")
-        if self.base is None:
-            self.base = predictor.base if isinstance(predictor, CalibratedPredictor) \
-                else predictor
+        self.base = uncalibrated(predictor)
         state = VerifyState(predictor, self.budget_ms, calibration=dict(
             zip(self.calibration.z, self.calibration.timings)) if self.calibration else {})
         while not state.done:
@@ -154,7 +153,7 @@ class Verifier:
             zs = self.search(state)
             self.measure(state, zs)
             line, wrong = self.judge(state, zs)
-            if wrong and state.number < self.max_rounds:
+            if wrong and state.number < MAX_ROUNDS:
                 line += self.recalibrate(state, zs)
             else:
                 state.done = True
