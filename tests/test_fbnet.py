@@ -86,6 +86,8 @@ def _onnx_shuffle(x, groups):
     conv_out = next(n.output[0] for n in model.graph.node if n.op_type == "Relu")
     # feed the shuffle's input directly: cut the graph at the first ReLU
     import onnx
+    # newer onnx's Extractor needs the intermediate tensors' shapes
+    model = onnx.shape_inference.infer_shapes(model)
     sub = onnx.utils.Extractor(model).extract_model([conv_out], [shuffled])
     session = onnxruntime.InferenceSession(sub.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
