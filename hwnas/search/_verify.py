@@ -227,8 +227,10 @@ class Verifier:
         if not within.any():
             reasons.append("none within the budget")
         if not reasons:
-            return line + ("; all within the budget" if self.over else "") + \
-                f"; {int(within.sum())} of {len(zs)} reported", False
+            if not self.over or within.all():
+                return line + ("; all within the budget" if self.over else ""), False
+            return line + (f"; {int(within.sum())} of {len(zs)} within the budget (the others "
+                           f"over it within their noise: not reported)"), False
         return line + "; " + ", ".join(reasons), True
 
     def recalibrate(self, state: VerifyState, zs: list[Z]) -> str:
