@@ -56,7 +56,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-images", type=int, default=640)
-    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "hard_budget.json"))
