@@ -23,7 +23,6 @@ LEVELS = {"hwnas.errors": 0,
           "hwnas.predictors": 6, "hwnas.profile": 6,
           "hwnas.profile._simulated": 6.2,  # a device for tests and benchmarks, loaded by name
           "hwnas.devices": 6.5,  # shipped device tables and their predictors
-          "hwnas.devices": 6.5,  # shipped device tables and their predictors
           "hwnas.profile.__main__": 7,  # the command: --design transfer reads the devices
           "hwnas.search": 7, "hwnas.fit": 7, "hwnas.evaluate": 7,
           "hwnas.integrations": 8,  # derives z with the search's exact solver
