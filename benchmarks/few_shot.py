@@ -136,7 +136,7 @@ def main() -> None:
     backends, spaces = available_backends(), ("mobilenet", "nb201")
     if args.quick:
         args.networks = 30
-        protocol = TimingProtocol(warmup=1, runs=3, rounds=2, max_seconds=0.05)
+        protocol = TimingProtocol(warmup=1, runs=3, rounds=2, max_round_s=0.05)
         backends, spaces = [b for b in backends if b == "onnxruntime"][:1], ("nb201",)
         args.json = args.json.replace(".json", "-quick.json")
     folder, results = tempfile.mkdtemp(), []

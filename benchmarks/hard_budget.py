@@ -81,7 +81,7 @@ def main() -> None:
                   f"{r['accuracy']:.3f}  ({r['search_s']:.0f} s)", flush=True)
 
     mobilenet = get_space("mobilenet")
-    fast = TimingProtocol(warmup=1, runs=5, min_runs=3, max_seconds=0.05, pause_s=0)
+    fast = TimingProtocol(warmup=1, runs=5, min_runs=3, max_round_s=0.05, pause_s=0)
     table = profile_layers(setup.backend, mobilenet.unique_layers(),
                            os.path.join(tempfile.mkdtemp(), "layers.csv"), fast,
                            show_progress=False)

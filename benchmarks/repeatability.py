@@ -12,7 +12,7 @@ Targets (issue 19): tau >= 0.9 and mean |difference| <= 2 % across processes for
 backends, at <= 1.5 s per nnabla network. The default protocol is the cheapest that reaches
 them.
 
-    .venv/bin/python benchmarks/repeatability.py [--networks 24] [--rounds 8] [--runs 20]
+    .venv/bin/python benchmarks/repeatability.py [--networks 24] [--rounds 12] [--runs 10]
 """
 
 from __future__ import annotations
@@ -28,12 +28,16 @@ from _results import write_results
 from scipy.stats import kendalltau
 
 from hwnas.profile import TimingProtocol, available_backends, get_backend
-from hwnas.profile._stats import STATISTICS
+from hwnas.profile._stats import MIN_RUNS, STATISTICS
 from hwnas.profile._timing import measure_rounds
 from hwnas.spaces import get_space
 
-#: (rounds, runs per round, warm-up runs) read off the largest protocol
-PROTOCOLS = [(3, 10, 2), (5, 5, 2), (5, 10, 2), (5, 20, 2), (8, 5, 2), (8, 10, 2), (8, 20, 2)]
+#: (rounds, runs per round at most, seconds per round at most) read off the largest protocol,
+#: as hwnas.profile times: runs until the count or the time is reached, never fewer than 3
+PROTOCOLS = [(3, 10, 0.5), (5, 10, 0.05), (8, 5, 0.05), (8, 10, 0.03), (8, 20, 0.03),
+             (10, 10, 0.03), (10, 20, 0.03), (10, 50, 0.03), (12, 10, 0.03), (12, 20, 0.03),
+             (12, 50, 0.03), (12, 100, 0.05)]
+WARMUP = 2
 
 
 def worker(backend_name: str, networks: int, rounds: int, runs: int, out: str) -> None:
@@ -41,15 +45,32 @@ def worker(backend_name: str, networks: int, rounds: int, runs: int, out: str) -
     space, backend = get_space("mobilenet"), get_backend(backend_name)
     runners = [backend.runner(space.decode(z).graph) for z in space.random_z(networks, 0)]
     protocol = TimingProtocol(warmup=2, runs=runs, rounds=rounds, min_runs=runs,
-                              max_seconds=1e9)
+                              max_round_s=1e9)
     passes = [measure_rounds(runners, protocol) for _ in range(2)]
     np.save(out, np.array(passes))  # pass x network x round x run
 
 
-def statistic(samples: np.ndarray, name: str, rounds: int, runs: int) -> np.ndarray:
-    """Each network's statistic over its first ``rounds`` rounds, first ``runs`` runs."""
+def taken(round_ms: np.ndarray, runs: int, max_round_s: float) -> np.ndarray:
+    """The runs of one recorded round that a protocol of ``runs`` and ``max_round_s`` takes."""
+    elapsed = np.cumsum(round_ms) / 1e3
+    n = int(np.searchsorted(elapsed, max_round_s, side="right")) + 1
+    return round_ms[:max(min(MIN_RUNS, runs), min(runs, n))]
+
+
+def statistic(samples: np.ndarray, name: str, protocol: tuple) -> np.ndarray:
+    """Each network's statistic over the runs ``protocol`` takes of its recorded rounds."""
+    rounds, runs, max_round_s = protocol
     f = STATISTICS[name]
-    return np.array([f(list(unit[:rounds, :runs])) for unit in samples])
+    return np.array([f([taken(r, runs, max_round_s) for r in unit[:rounds]])
+                     for unit in samples])
+
+
+def seconds(samples: np.ndarray, protocol: tuple) -> float:
+    """What ``protocol`` costs per network, warm-up runs included (their mean run)."""
+    rounds, runs, max_round_s = protocol
+    total = [sum(taken(r, runs, max_round_s).sum() + WARMUP * r.mean() for r in unit[:rounds])
+             for unit in samples]
+    return float(np.mean(total)) / 1e3
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -60,8 +81,10 @@ def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", type=int, default=24)
-    p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--runs", type=int, default=10, help="runs recorded per round (nnabla)")
+    p.add_argument("--fast-runs", type=int, default=100, help="runs recorded per round of the "
+                   "sub-millisecond ONNX Runtime networks")
     p.add_argument("--worker", nargs=2, metavar=("BACKEND", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "repeatability.json"))
@@ -75,29 +98,33 @@ def main() -> None:
             data = []
             for process in range(2):
                 out = os.path.join(tmp, f"{process}.npy")
+                runs = args.runs if name == "nnabla" else args.fast_runs
                 subprocess.run([sys.executable, __file__, "--worker", name, out,
                                 "--networks", str(args.networks), "--rounds", str(args.rounds),
-                                "--runs", str(args.runs)], check=True)
+                                "--runs", str(runs)], check=True)
                 data.append(np.load(out))
         mean_ms = float(np.mean([np.median(d) for d in data]))
-        for rounds, runs, warmup in PROTOCOLS:
-            if rounds > args.rounds or runs > args.runs:
+        for protocol in PROTOCOLS:
+            rounds, runs, max_round_s = protocol
+            if rounds > args.rounds or runs > data[0].shape[-1]:
                 continue
-            seconds = rounds * (runs + warmup) * mean_ms / 1e3
             for stat in STATISTICS:
                 # process 1's first pass against process 2's first pass; and within process 1
-                across = agreement(*(statistic(d[0], stat, rounds, runs) for d in data))
-                within = agreement(statistic(data[0][0], stat, rounds, runs),
-                                   statistic(data[0][1], stat, rounds, runs))
+                across = agreement(*(statistic(d[0], stat, protocol) for d in data))
+                within = agreement(statistic(data[0][0], stat, protocol),
+                                   statistic(data[0][1], stat, protocol))
                 results.append({"backend": name, "rounds": rounds, "runs": runs,
-                                "warmup": warmup, "statistic": stat,
+                                "max_round_s": max_round_s, "warmup": WARMUP,
+                                "statistic": stat,
                                 "tau_across": across[0], "diff_across": across[1],
                                 "tau_within": within[0], "diff_within": within[1],
-                                "seconds_per_network": seconds, "network_ms": mean_ms})
-    print(f"{'backend':<12} {'protocol':<10} {'statistic':<19} {'tau across':>10} "
+                                "seconds_per_network": seconds(data[0][0], protocol),
+                                "network_ms": mean_ms})
+    print(f"{'backend':<12} {'protocol':<16} {'statistic':<19} {'tau across':>10} "
           f"{'diff':>6} {'tau within':>10} {'diff':>6} {'s/net':>6}")
     for r in results:
-        print(f"{r['backend']:<12} {r['rounds']}x{r['runs']:<8} {r['statistic']:<19} "
+        protocol = f"{r['rounds']}x{r['runs']}/{1e3 * r['max_round_s']:g}ms"
+        print(f"{r['backend']:<12} {protocol:<16} {r['statistic']:<19} "
               f"{r['tau_across']:>10.3f} {100 * r['diff_across']:>5.1f}% "
               f"{r['tau_within']:>10.3f} {100 * r['diff_within']:>5.1f}% "
               f"{r['seconds_per_network']:>6.2f}")

@@ -102,7 +102,7 @@ def prepare(quick: bool, seed: int = 0, train_images: int | None = None,
     the 400 test images for training, or the first ``train_images`` of them)."""
     space = mobilenet(input_shape=(1, 8, 8), num_classes=10, stages=STAGES)
     backend = get_backend("nnabla")
-    protocol = TimingProtocol(warmup=1, runs=5, min_runs=3, max_seconds=0.05, pause_s=0) \
+    protocol = TimingProtocol(warmup=1, runs=5, min_runs=3, max_round_s=0.05, pause_s=0) \
         if quick else TimingProtocol()
     folder = tempfile.mkdtemp()
     table = profile_layers(backend, space.unique_layers(), os.path.join(folder, "layers.csv"),

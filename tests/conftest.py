@@ -21,10 +21,10 @@ REQUIRE_NNABLA = os.environ.get("HWNAS_REQUIRE_NNABLA") == "1"
 
 #: few, short runs, and a noisy unit measured again without a pause: tests check behaviour,
 #: never timings
-FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_seconds=0.05, pause_s=0)
+FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_round_s=0.05, pause_s=0)
 #: FAST as the options of the commands that measure (their min_runs is min(3, --runs))
 FAST_ARGS = ["--warmup", str(FAST.warmup), "--runs", str(FAST.runs), "--rounds",
-             str(FAST.rounds), "--max-seconds", str(FAST.max_seconds), "--pause-s",
+             str(FAST.rounds), "--max-round-s", str(FAST.max_round_s), "--pause-s",
              str(FAST.pause_s)]
 
 

@@ -306,7 +306,7 @@ def test_runner_without_onnxruntime_says_what_to_install():
 @pytest.mark.parametrize("option, value, message", [
     ("--runs", "0", "must be >= 1"), ("--rounds", "0", "must be >= 1"),
     ("--pause-s", "-1", "must be >= 0"), ("--pause-s", "nan", "must be >= 0 and finite"),
-    ("--max-seconds", "0", "must be > 0"), ("--runs", "2.5", "'2.5' is not int"),
+    ("--max-round-s", "0", "must be > 0"), ("--runs", "2.5", "'2.5' is not int"),
     ("--threads", "0", "must be >= 1")])
 def test_runner_refuses_bad_timing_options(tmp_path, capsys, option, value, message):
     from hwnas.profile import runner
@@ -322,9 +322,9 @@ def test_runner_repeats_the_columns_and_protocol_defaults_of_hwnas():
     from hwnas.profile import TimingProtocol, _onnxruntime, _stats, runner
     assert runner.COLUMNS == {"layers": LAYER_COLUMNS, "networks": NETWORK_COLUMNS}
     d = TimingProtocol()
-    assert (runner.WARMUP, runner.RUNS, runner.ROUNDS, runner.MAX_SECONDS, runner.MIN_RUNS,
+    assert (runner.WARMUP, runner.RUNS, runner.ROUNDS, runner.MAX_ROUND_S, runner.MIN_RUNS,
             runner.REMEASURE, runner.REMEASURE_PAUSE_S) == \
-        (d.warmup, d.runs, d.rounds, d.max_seconds, d.min_runs, d.max_remeasures, d.pause_s)
+        (d.warmup, d.runs, d.rounds, d.max_round_s, d.min_runs, d.max_remeasures, d.pause_s)
     assert d.statistic == _stats.STATISTIC  # the runner's statistic: the module's default
     assert (runner.UNIT_NOISE, runner.BATCH_UNITS) == (profile.UNIT_NOISE, profile.BATCH_UNITS)
     assert tuple(runner.OPTIMIZATION_LEVELS) == _onnxruntime.OPTIMIZATION_LEVELS
@@ -396,7 +396,7 @@ class FakePass:
 
 
 #: unit -> ms of its n-th pass (protocol below: 6 passes a round, 18 a measurement): steady;
-#: slow (max_seconds ends its rounds after 3 runs); noisy in its first measurement only (then
+#: slow (max_round_s ends its rounds after 3 runs); noisy in its first measurement only (then
 #: re-measured, its rounds pooled); noisy in every measurement (re-measured
 #: TimingProtocol.max_remeasures times, then kept with its noise)
 COSTS = {"0-0": lambda n: 1.0 + 0.01 * (n % 5),
@@ -435,7 +435,7 @@ def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
             return self.passes.setdefault(graph, FakePass(hwnas_clock, COSTS[graph]))
 
     backend = FakeBackend()
-    protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_seconds=0.5,
+    protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_round_s=0.5,
                               pause_s=0.25)
     path = tmp_path / "n.csv"
     profile._batch.measure_jobs(backend, [profile._batch.Job(path, NETWORK_COLUMNS, "z", {
@@ -445,7 +445,7 @@ def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
 
     passes = [FakePass(runner_clock, cost) for cost in COSTS.values()]
     timings = runner.measure_steady(passes, protocol.warmup, protocol.runs, protocol.rounds,
-                                    protocol.max_seconds, protocol.pause_s)
+                                    protocol.max_round_s, protocol.pause_s)
     assert [runner.row(t) for t in timings] == hwnas_rows
     calls = [p.calls for p in passes]
     assert calls == [backend.passes[z].calls for z in COSTS]

@@ -272,7 +272,7 @@ def test_predictors_fitted_on_real_nnabla_measurements(mobilenet_table, nnabla_b
     do: on a busy machine their ranking is noise, and a test must not need quiet)."""
     from hwnas.profile import TimingProtocol, profile_networks
     space = get_space("mobilenet")
-    protocol = TimingProtocol(warmup=1, runs=5, rounds=2, min_runs=3, max_seconds=0.2, pause_s=0)
+    protocol = TimingProtocol(warmup=1, runs=5, rounds=2, min_runs=3, max_round_s=0.2, pause_s=0)
     nets = profile_networks(nnabla_backend, space, space.random_z(16, seed=10),
                             tmp_path / "n.csv", protocol, show_progress=False)
     train, test = nets.select(slice(0, 6)), nets.select(slice(6, None))

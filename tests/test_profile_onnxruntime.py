@@ -172,7 +172,7 @@ def test_device_tables_give_the_calibration_networks_asked_for(backend):
     the simulated device, test_profile_simulated.py)."""
     from hwnas.profile import TimingProtocol, calibration_z, device_tables
     space = get_space("nb201")
-    quick = TimingProtocol(warmup=0, runs=2, rounds=1, min_runs=1, max_seconds=0.01, pause_s=0)
+    quick = TimingProtocol(warmup=0, runs=2, rounds=1, min_runs=1, max_round_s=0.01, pause_s=0)
     for n in (5, 3):
         layers, nets = device_tables(backend, space, networks=n, protocol=quick,
                                      show_progress=False)
@@ -212,7 +212,7 @@ def test_a_table_cached_with_another_timing_protocol_is_measured_again(backend, 
     device_tables(backend, space, networks=2, protocol=FAST, show_progress=False)
     recorded = read_cache_status(device_folder(backend))["layers.csv"]["protocol"]
     assert recorded == {"warmup": FAST.warmup, "runs": FAST.runs, "rounds": FAST.rounds,
-                        "min_runs": FAST.min_runs, "max_seconds": FAST.max_seconds,
+                        "min_runs": FAST.min_runs, "max_round_s": FAST.max_round_s,
                         "statistic": FAST.statistic}
     capsys.readouterr()
     other = dataclasses.replace(FAST, runs=4)

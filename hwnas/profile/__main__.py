@@ -95,7 +95,7 @@ def export(args, space: SearchSpace) -> int:
     from hwnas.profile._export import export_for_device
     if protocol_from_args(args) != TimingProtocol():
         raise InputError("--export measures nothing here: give the timing options (--warmup, "
-                         "--runs, --rounds, --max-seconds, --pause-s, --statistic) to "
+                         "--runs, --rounds, --max-round-s, --pause-s, --statistic) to "
                          "runner.py on the device")
     zs = network_zs(args, space) if args.networks or args.from_file else None
     layers = space.unique_layers() if zs is None or args.with_layers else None

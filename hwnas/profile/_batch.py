@@ -22,6 +22,7 @@ from hwnas.profile._cache import (
     start_table,
     unit_noise,
 )
+from hwnas.profile._stats import BATCH_UNITS
 from hwnas.profile._timing import TimingProtocol, measure_rounds, to_timing
 from hwnas.spaces import Graph, SearchSpace, unit_graph
 from hwnas.tables import (
@@ -35,10 +36,6 @@ from hwnas.tables import (
     read_layer_table,
     read_network_table,
 )
-
-#: units built and timed together, interleaved; an interrupted run loses at most this many
-BATCH_UNITS = 24
-
 
 #: how far reference networks may move (median) before the machine counts as in another
 #: state than when they were measured (the minimum repeated within 1.3-4 % across processes)

@@ -87,8 +87,14 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
     measure_jobs(backend, jobs, protocol, label, discard_existing=discard)
     least = _least(space, read_locked(read_layer_table, layers_path))
+    # timed alone, it has the two fastest calibration networks beside it as references: a
+    # slow state that covers its whole measurement shows in them, and is waited out
+    nets = read_locked(read_network_table, nets_path, space)
+    fastest = np.argsort(nets.values())[:2]
+    references = [(backend.runner(space.decode(nets.z[i]).graph), float(nets.values()[i]))
+                  for i in fastest]
     measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, [least]))],
-                 protocol, label)
+                 protocol, label, references=references)
     qualities = [table_quality(path, space) for path in (layers_path, nets_path)]
     record_status(folder, {
         Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol)}

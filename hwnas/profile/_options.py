@@ -49,7 +49,7 @@ def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
 
 
 def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """Add --warmup, --runs, --rounds, --max-seconds, --pause-s and --statistic
+    """Add --warmup, --runs, --rounds, --max-round-s, --pause-s and --statistic
     (``TimingProtocol``)."""
     defaults = TimingProtocol()
     parser.add_argument("--warmup", type=int_in(0, 10**6), default=defaults.warmup,
@@ -58,7 +58,8 @@ def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGro
                         help="timed runs per unit and round, at most (default: %(default)s)")
     parser.add_argument("--rounds", type=int_in(1, 100), default=defaults.rounds,
                         help="interleaved rounds per unit (default: %(default)s)")
-    parser.add_argument("--max-seconds", type=positive_float, default=defaults.max_seconds,
+    parser.add_argument("--max-round-s", "--max-seconds", dest="max_round_s",
+                        type=positive_float, default=defaults.max_round_s,
                         help=f"stop a unit's round after this long, once {defaults.min_runs} "
                              f"runs (or --runs, if fewer) are done (default: %(default)s)")
     parser.add_argument("--pause-s", type=non_negative_float, default=defaults.pause_s,
@@ -74,5 +75,5 @@ def protocol_from_args(args: argparse.Namespace) -> TimingProtocol:
     """The timing protocol of the options of ``add_protocol_options``."""
     return TimingProtocol(warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                           min_runs=min(TimingProtocol.min_runs, args.runs),
-                          max_seconds=args.max_seconds, pause_s=args.pause_s,
+                          max_round_s=args.max_round_s, pause_s=args.pause_s,
                           statistic=args.statistic)

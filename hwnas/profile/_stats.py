@@ -33,6 +33,14 @@ STATISTICS: dict[str, Callable[[Sequence[np.ndarray]], float]] = {
 STATISTIC = "min"
 #: a unit's round is never shorter than this many timed runs (or all of them, if fewer)
 MIN_RUNS = 3
+#: the default protocol (hwnas's TimingProtocol and the device runner's options), chosen by
+#: benchmarks/repeatability.py: rounds spread over the batch matter more than runs per round,
+#: and a round stops after MAX_ROUND_S (a 6 ms network runs 5 times, a 0.25 ms one 10 times)
+WARMUP, RUNS, ROUNDS, MAX_ROUND_S = 2, 10, 10, 0.03
+#: units built and timed together, their rounds interleaved: the more, the longer each unit's
+#: rounds are spread in time (a slow state of seconds then hits only some of them); an
+#: interrupted measurement loses at most this many
+BATCH_UNITS = 96
 
 
 def _trimmed_mean(x: np.ndarray, cut: float) -> float:
@@ -73,12 +81,12 @@ def statistics(rounds: Sequence[Sequence[float] | np.ndarray], statistic: str = 
 
 
 def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: int, rounds: int,
-                max_seconds: float, min_runs: int = MIN_RUNS,
+                max_round_s: float, min_runs: int = MIN_RUNS,
                 clock: Callable[[], float] = time.perf_counter) -> list[list[np.ndarray]]:
     """Time each runner (one synchronised forward pass) in ``rounds`` interleaved rounds: round
     1 of every runner, then round 2, ..., so that slow states of a shared machine hit all units
     alike and each unit's rounds are spread over the whole batch. In a round a unit runs
-    ``warmup`` times untimed, then timed until ``runs`` are done or ``max_seconds`` have
+    ``warmup`` times untimed, then timed until ``runs`` are done or ``max_round_s`` have
     passed, never fewer than ``min_runs`` (or ``runs``). Returns each runner's rounds of ms.
 
     ``clock`` is where seconds come from (a simulated device brings its own).
@@ -96,7 +104,7 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
                 run()
                 t1 = clock()
                 ms.append((t1 - t0) * 1e3)
-                if len(ms) >= least and t1 - start > max_seconds:
+                if len(ms) >= least and t1 - start > max_round_s:
                     break
             unit.append(np.asarray(ms))
     return samples

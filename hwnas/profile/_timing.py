@@ -13,7 +13,17 @@ from typing import Callable
 import numpy as np
 
 from hwnas.errors import InputError
-from hwnas.profile._stats import MIN_RUNS, STATISTIC, STATISTICS, statistics, time_rounds
+from hwnas.profile._stats import (
+    MAX_ROUND_S,
+    MIN_RUNS,
+    ROUNDS,
+    RUNS,
+    STATISTIC,
+    STATISTICS,
+    WARMUP,
+    statistics,
+    time_rounds,
+)
 from hwnas.tables import Timing
 
 # glibc's defaults return freed memory to the OS and map it again on the next forward pass:
@@ -45,7 +55,7 @@ class TimingProtocol:
     round 2, and so on, so that slow states of a shared machine hit all units alike and each
     unit's rounds are spread over the batch. In each round a unit runs ``warmup`` times
     untimed, then timed run by run (each ending with a device synchronisation) until ``runs``
-    are done or ``max_seconds`` have passed, never fewer than ``min_runs``.
+    are done or ``max_round_s`` have passed, never fewer than ``min_runs``.
 
     ``latency_ms`` is ``statistic`` over all runs: by default the minimum, the statistic that
     agreed best between two processes on these shared machines (``_stats``,
@@ -56,11 +66,11 @@ class TimingProtocol:
     pooled: more rounds, a surer minimum.
     """
 
-    warmup: int = 2
-    runs: int = 10
-    rounds: int = 5
+    warmup: int = WARMUP
+    runs: int = RUNS
+    rounds: int = ROUNDS
     min_runs: int = MIN_RUNS
-    max_seconds: float = 0.05
+    max_round_s: float = MAX_ROUND_S
     max_remeasures: int = 2
     pause_s: float = 1.0
     statistic: str = STATISTIC
@@ -78,7 +88,7 @@ def measure_rounds(runners: Sequence[Callable[[], None]], protocol: TimingProtoc
                    clock: Callable[[], float] = time.perf_counter) -> list[list[np.ndarray]]:
     """Each runner's timed rounds (ms) under ``protocol``, interleaved (``_stats``)."""
     return time_rounds(runners, warmup=protocol.warmup, runs=protocol.runs,
-                       rounds=protocol.rounds, max_seconds=protocol.max_seconds,
+                       rounds=protocol.rounds, max_round_s=protocol.max_round_s,
                        min_runs=protocol.min_runs, clock=clock)
 
 

@@ -8,7 +8,7 @@ manifest that ``python -m hwnas.profile --export DIR`` wrote::
 It times every unit of ``manifest.json`` as hwnas does, with hwnas's own timing module, which
 the export copied beside this file as ``hwnas_timing.py`` (units built 24 at a time and timed
 in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs until ``--runs``
-are done or ``--max-seconds`` have passed, never fewer than 3; ``latency_ms`` is the minimum
+are done or ``--max-round-s`` have passed, never fewer than 3; ``latency_ms`` is the minimum
 over all runs (``--statistic``), ``noise_ms`` how far that moves from round to round; a unit
 whose noise is over 3 % of its latency is measured again after a pause, at most 2 more times,
 its rounds pooled) and appends one row per unit, flushed, to ``networks.csv`` /
@@ -38,13 +38,29 @@ try:
 except ImportError as e:  # on a bare board: say what to install, not a traceback
     sys.exit(f"runner.py needs numpy and onnxruntime ({e}): pip install numpy onnxruntime")
 if __package__:  # imported from hwnas itself (its tests): the module that the export copies
-    from hwnas.profile._stats import MIN_RUNS, STATISTIC, STATISTICS, statistics, time_rounds
+    from hwnas.profile._stats import (
+        BATCH_UNITS,
+        MAX_ROUND_S,
+        MIN_RUNS,
+        ROUNDS,
+        RUNS,
+        STATISTIC,
+        STATISTICS,
+        WARMUP,
+        statistics,
+        time_rounds,
+    )
 else:  # python runner.py: its folder is on sys.path, with the export's copy
     try:
         from hwnas_timing import (  # type: ignore[no-redef]
+            BATCH_UNITS,
+            MAX_ROUND_S,
             MIN_RUNS,
+            ROUNDS,
+            RUNS,
             STATISTIC,
             STATISTICS,
+            WARMUP,
             statistics,
             time_rounds,
         )
@@ -57,12 +73,10 @@ TIMING_COLUMNS = ("latency_ms", "p10_ms", "p90_ms", "min_ms", "runs", "round_spr
                   "median_ms", "noise_ms")
 COLUMNS = {"layers": ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_COLUMNS,
            "networks": ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS}
-BATCH_UNITS = 24
 OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                        "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: hwnas's timing protocol defaults (hwnas.profile.TimingProtocol)
-WARMUP, RUNS, ROUNDS, MAX_SECONDS = 2, 10, 5, 0.05
 REMEASURE, REMEASURE_PAUSE_S = 2, 1.0
 #: a unit whose statistic moves between rounds by more than this share of it is measured
 #: again (hwnas.profile.UNIT_NOISE)
@@ -99,14 +113,14 @@ def too_noisy(timing: dict) -> bool:
     return timing["noise_ms"] / timing["latency_ms"] > UNIT_NOISE
 
 
-def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_seconds: float,
+def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_round_s: float,
                    pause_s: float = REMEASURE_PAUSE_S, statistic: str = STATISTIC) -> list:
     """Time each runner (one synchronised forward pass) in interleaved rounds, then the noisy
     ones again after a pause of ``pause_s`` (at most REMEASURE times), their new rounds pooled
     with the old (more rounds, a surer minimum). Returns each unit's statistics."""
     def timed(chosen: list) -> list:
         return time_rounds(chosen, warmup=warmup, runs=runs, rounds=rounds,
-                           max_seconds=max_seconds, clock=time.perf_counter)
+                           max_round_s=max_round_s, clock=time.perf_counter)
 
     samples = timed(runners)
     timings = [statistics(r, statistic) for r in samples]
@@ -285,8 +299,8 @@ def main(argv=None) -> int:
                    help="timed runs per unit and round, at most (default: %(default)s)")
     p.add_argument("--rounds", type=number(int, 1), default=ROUNDS,
                    help="interleaved rounds per unit (default: %(default)s)")
-    p.add_argument("--max-seconds", type=number(float, 0, inclusive=False),
-                   default=MAX_SECONDS,
+    p.add_argument("--max-round-s", type=number(float, 0, inclusive=False),
+                   default=MAX_ROUND_S,
                    help=f"stop a unit's round after this long, once {MIN_RUNS} runs (or "
                         f"--runs, if fewer) are done (default: %(default)s)")
     p.add_argument("--pause-s", type=number(float, 0), default=REMEASURE_PAUSE_S,
@@ -314,7 +328,7 @@ def main(argv=None) -> int:
                 batch = todo[first:first + BATCH_UNITS]
                 runners = [build(u["file"], args) for u in batch]
                 timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
-                                         args.max_seconds, args.pause_s, args.statistic)
+                                         args.max_round_s, args.pause_s, args.statistic)
                 for unit, timing in zip(batch, timings):
                     values = {**unit, **row(timing), **device_fingerprint}
                     write(f, [values[c] for c in columns])
