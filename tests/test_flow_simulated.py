@@ -118,18 +118,22 @@ def low_error_of(predictor, v, space, device):
         space.decode(z).graph) - 1)
 
 
-def test_a_machine_that_drifted_is_measured_again(tmp_path):
+@pytest.mark.parametrize("scale, stale", [
+    (1.1, True),  # the cache was measured in a slow state: the machine now runs faster
+    (0.9, False),  # a slow state now: the cache holds the fast state the minimum looks for
+    (0.7, True),  # 43 % slower now: beyond any slow state, not the machine measured
+])
+def test_the_drift_check_re_measures_a_cache_that_no_longer_describes_the_machine(
+        tmp_path, scale, stale):
     cache = tmp_path / "cache"
     run_flow(tmp_path, cache, "--context", "quiet")
     folder = next(cache.glob("simulated-*"))
     nets = next(folder.glob("networks-*.csv"))
-    # the cache as a 30 % faster state of the machine would have left it
     lines = nets.read_text().splitlines()
-    header = lines[0].split(",")
-    col = header.index("latency_ms")
-    slower = [lines[0]] + [",".join(f"{float(v) * 0.7:.6g}" if i == col else v
-                                    for i, v in enumerate(line.split(",")))
-                           for line in lines[1:]]
-    nets.write_text("\n".join(slower) + "\n")
+    col = lines[0].split(",").index("latency_ms")
+    nets.write_text("\n".join([lines[0]] + [
+        ",".join(f"{float(v) * scale:.6g}" if i == col else v
+                 for i, v in enumerate(line.split(","))) for line in lines[1:]]) + "\n")
     again, _ = run_flow(tmp_path, cache, "--context", "quiet")
-    assert "the machine's timings moved" in again.stderr and "measuring it again" in again.stderr
+    assert ("the machine's timings moved" in again.stderr) == stale
+    assert ("measuring it again" in again.stderr) == stale

@@ -25,7 +25,8 @@ class CalibratedPredictor(Predictor):
     """Wraps a fitted predictor: latency(z) = a * base(z) + b, with a and b fitted on at least
     2 measured networks by ``fit_line`` (``a_``, ``b_``; ``how_`` says how): robustly, with
     ``a`` within ``slope_bounds`` and ``0 <= b <`` the least measured latency, so that no
-    prediction is negative.
+    prediction is negative; with ``focus_ms`` (a budget), the offset is fitted on the networks
+    measured near it.
 
     It corrects what a layer sum misses (layers timed alone keep their weights in cache;
     each call has an overhead), so that a budget means true end-to-end latency. Measure the
@@ -38,11 +39,13 @@ class CalibratedPredictor(Predictor):
 
     def __init__(self, base: Predictor | None = None, allow_mixed_devices: bool = False,
                  target: str = "latency_ms",
-                 slope_bounds: tuple[float, float] = SLOPE_BOUNDS):
+                 slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
+                 focus_ms: float | None = None):
         self.base = base
         self.allow_mixed_devices = allow_mixed_devices
         self.target = target
         self.slope_bounds = slope_bounds
+        self.focus_ms = focus_ms
 
     def fit(self, networks: NetworkTable, space: SearchSpace | None = None
             ) -> CalibratedPredictor:
@@ -62,7 +65,8 @@ class CalibratedPredictor(Predictor):
                              f"got {len(networks.z)}")
         raw = base.predict_z(space, np.array(networks.z))
         try:
-            line = fit_line(raw, networks.values(self.target), self.slope_bounds)
+            line = fit_line(raw, networks.values(self.target), self.slope_bounds,
+                            self.focus_ms)
         except InputError as e:
             raise InputError(f"{networks.path}: {e}") from None
         self.a_, self.b_, self.how_ = line.a, line.b, line.how

@@ -3,6 +3,7 @@ ones timed again, reference networks re-timed among them; rows appended to their
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,7 +117,8 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
     Returns the measurements that were not written: units still noisy, or measured while the
-    references had moved, unless ``keep_noisy``.
+    references had moved, unless ``keep_noisy``; the latter divided by how far the references
+    moved (median), so that they are on the scale the references were measured at.
     """
     order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
     writers: dict[int, TableWriter] = {}
@@ -145,8 +147,8 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                     if keep_noisy or (unit_noise(timing) <= UNIT_NOISE and
                                       abs(moved) <= DRIFT_TOLERANCE):
                         writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
-                    else:
-                        unsaved[key] = timing
+                    else:  # on the references' earlier scale, where they still moved
+                        unsaved[key] = rescaled(timing, 1 / (1 + moved))
                     bar.update()
                 if failure is not None:
                     raise failure
@@ -156,6 +158,12 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
         for writer in writers.values():
             writer.close()
     return unsaved
+
+
+def rescaled(timing: Timing, factor: float) -> Timing:
+    """The timing with every duration multiplied by ``factor`` (another machine state)."""
+    return dataclasses.replace(timing, **{f: getattr(timing, f) * factor for f in (
+        "latency_ms", "p10_ms", "p90_ms", "min_ms", "median_ms", "noise_ms")})
 
 
 def _interleave(lists: Sequence[list]) -> list:
@@ -200,7 +208,9 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
 
     ``references`` are (z, latency_ms) of networks measured before on this machine (e.g. the
     calibration networks): they are re-timed in the same batch, and where they moved, the
-    batch is timed again (``steady``), and what still moved is not cached."""
+    batch is timed again (``steady``); what still moved is not cached, and is returned on the
+    references' earlier scale (divided by how far they moved), so that it compares with what
+    was measured beside them."""
     record = read_cache_status(Path(path).parent).get(Path(path).name)
     other = record is not None and other_protocol(record, protocol)
     if other:

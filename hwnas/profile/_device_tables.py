@@ -42,6 +42,8 @@ from hwnas.tables import (
 
 #: networks re-timed on a warm run to check that the cache still describes this machine
 DRIFT_REFERENCES = 3
+#: a cache whose networks now run this much slower no longer describes the machine
+DRIFT_SLOWER = 0.25
 
 
 def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
@@ -152,8 +154,12 @@ def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
 def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
           protocol: TimingProtocol) -> str | None:
     """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
-    in one batch (``steady``: a burst is waited out once) and compare them with the cache:
-    how far they moved, where the median move is beyond DRIFT_TOLERANCE, else None."""
+    in one batch (``steady``: a burst is waited out) and compare them with the cache: how far
+    they moved, where the cache is stale, else None. The minimum looks for the machine's fast
+    state: a cache that now runs faster by more than DRIFT_TOLERANCE was measured in a slow
+    state and is stale; one that runs slower now is the fast state (a slow state lasting
+    minutes, as on shared machines), unless by more than DRIFT_SLOWER, beyond any slow state
+    seen on these machines (15 %): the machine is not what was measured."""
     latency = cached.values()
     order = np.argsort(latency)
     picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
@@ -161,6 +167,6 @@ def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
     references = [(backend.runner(space.decode(cached.z[i]).graph), float(latency[i]))
                   for i in picks]
     _, moved = steady(backend, [], protocol, references)
-    if abs(moved) <= DRIFT_TOLERANCE:
+    if -DRIFT_TOLERANCE <= moved <= DRIFT_SLOWER:
         return None
     return f"{len(picks)} cached networks now measure {100 * moved:+.1f} % (median)"

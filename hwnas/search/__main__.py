@@ -222,7 +222,7 @@ def _source(args) -> Source:
     backend = backend_from_args(name, args)
     layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
                                      show_progress=not args.quiet, remeasure=args.remeasure)
-    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend)
+    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend, args.budget_ms)
     return Source(space, predictor, layers.path, backend, networks)
 
 

@@ -244,8 +244,8 @@ class Verifier:
                              self.backend.fingerprint(), self.space.name, tuple(rows),
                              tuple(rows.values()))
         try:
-            state.predictor = CalibratedPredictor(
-                self.base, slope_bounds=self.backend.calibration_slope).fit(table, self.space)
+            state.predictor = calibrate(self.base, table, self.space, self.backend,
+                                        self.budget_ms)
         except HwnasError as e:  # no calibration (see fit_line): keep the answer
             state.done = True
             return f": cannot recalibrate ({e})"
@@ -360,12 +360,15 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
 
 
 def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
-              backend: Backend | None = None) -> CalibratedPredictor:
-    """true ~ a * base + b (``fit_line``: robust, within the backend's physical slopes)
-    over the calibration networks, which span the space."""
+              backend: Backend | None = None, budget_ms: float | None = None
+              ) -> CalibratedPredictor:
+    """true ~ a * base + b (``fit_line``: robust, within the backend's physical slopes): the
+    slope over the calibration networks, which span the space, the offset where the budget
+    is."""
     bounds = backend.calibration_slope if backend is not None else \
         CalibratedPredictor().slope_bounds
-    return CalibratedPredictor(base, slope_bounds=bounds).fit(networks, space)
+    return CalibratedPredictor(base, slope_bounds=bounds, focus_ms=budget_ms).fit(
+        networks, space)
 
 
 def _measured_over(budget_ms: float, least_ms: float) -> BudgetError:
