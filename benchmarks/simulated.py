@@ -50,7 +50,7 @@ def one_run(run: int, context: str, budget_ms: float, sampler: str, trials: int)
         t0 = time.perf_counter()
         layers, nets = device_tables(device, space, show_progress=False)
         base = LookupPredictor().fit(layers)
-        predictor = calibrate(base, nets, space, device)
+        predictor = calibrate(base, nets, space, device, budget_ms)
         settings = SearchSettings(sampler=sampler, n_trials=trials, seed=run)
         try:
             v = Verifier(space, settings, budget_ms, backend=device,
