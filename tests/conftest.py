@@ -1,117 +1,18 @@
-"""Shared fixtures. Tests marked ``nnabla`` skip without nnabla, or fail when
-HWNAS_REQUIRE_NNABLA=1 (scripts/test sets it for .venv, so they cannot silently skip there)."""
+"""Shared fixtures and hooks (plain helpers are in helpers.py). Tests marked ``nnabla`` skip
+without nnabla, or fail when HWNAS_REQUIRE_NNABLA=1 (scripts/test sets it for .venv, so they
+cannot silently skip there)."""
 
-import contextlib
-import importlib
-import importlib.util
-import io
-import logging
 import os
-import shutil
-import subprocess
-import sys
-import warnings
 
 import pytest
+from helpers import (
+    FAST,
+    HAVE_NNABLA,
+    have_gpu,
+    hwnas,  # noqa: F401  test_flow_simulated imports it from here
+)
 
-from hwnas.profile import TimingProtocol
-
-HAVE_NNABLA = importlib.util.find_spec("nnabla") is not None
 REQUIRE_NNABLA = os.environ.get("HWNAS_REQUIRE_NNABLA") == "1"
-
-#: few, short runs, and a noisy unit measured again without a pause: tests check behaviour,
-#: never timings
-FAST = TimingProtocol(warmup=1, runs=3, min_runs=2, max_round_s=0.05, pause_s=0)
-#: FAST as the options of the commands that measure (their min_runs is min(3, --runs))
-FAST_ARGS = ["--warmup", str(FAST.warmup), "--runs", str(FAST.runs), "--rounds",
-             str(FAST.rounds), "--max-round-s", str(FAST.max_round_s), "--pause-s",
-             str(FAST.pause_s)]
-
-
-#: the module whose ``main`` each ``python -m hwnas.<command>`` runs
-_COMMANDS = {"search": "hwnas.search.__main__", "profile": "hwnas.profile.__main__",
-             "fit": "hwnas.fit", "evaluate": "hwnas.evaluate"}
-
-
-def hwnas(command: str, *args, cwd=None, env=None) -> subprocess.CompletedProcess:
-    """``python -m hwnas.<command> args``, run in this process: its ``main`` through
-    ``hwnas._cli.run`` as on the command line, with stdout and stderr captured (print, warnings
-    and the log handlers that write to stderr; not what C code writes to file descriptor 2),
-    ``env`` added to the environment, ``cwd`` as working directory and first on ``sys.path``
-    (as ``-m`` puts it, for ``--objective module:function``; the modules imported from there
-    are forgotten after), and Python's default warning filters. Ctrl-C stops the tests.
-
-    A new interpreter costs half a second of imports per call; the tests of what only a
-    process has (signals, a closed pipe, concurrent writers, import isolation, the
-    ``__main__`` entry points themselves) start real ones."""
-    from hwnas import _cli
-    module = importlib.import_module(_COMMANDS[command])
-    argv = [str(a) for a in args]
-    out, err = io.StringIO(), io.StringIO()
-    here, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (env or {}).items():
-            patch.setenv(name, str(value))
-        if cwd is not None:
-            patch.chdir(cwd)
-            sys.path.insert(0, os.path.realpath(cwd))
-            importlib.invalidate_caches()
-        for handler in _stderr_log_handlers():
-            patch.setattr(handler, "stream", err)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                    warnings.catch_warnings():
-                _default_warnings()
-                try:
-                    status = _cli.run(module.main, module.PROG, argv)
-                except SystemExit as e:  # argparse: --help, or a usage error already printed
-                    status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-                    if not isinstance(e.code, (int, type(None))):
-                        print(e.code, file=sys.stderr)  # as the interpreter does
-        finally:
-            sys.path[:] = path
-            if cwd is not None:
-                _forget_modules_under(os.path.realpath(cwd), set(sys.modules) - modules)
-    assert os.getcwd() == here
-    if status == 130:  # _cli.run turned a Ctrl-C into its message: stop the tests
-        raise KeyboardInterrupt
-    return subprocess.CompletedProcess(["python", "-m", f"hwnas.{command}", *argv], status,
-                                       out.getvalue(), err.getvalue())
-
-
-def _stderr_log_handlers() -> list:
-    """The logging handlers that print to this process's stderr (optuna's, for one: a new
-    process would print them to the command's stderr)."""
-    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict
-                                      .values() if isinstance(logger, logging.Logger))]
-    return [h for logger in loggers for h in logger.handlers
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-            and h.stream in (sys.stderr, sys.__stderr__)]
-
-
-def _forget_modules_under(folder: str, names) -> None:
-    for name in names:
-        file = getattr(sys.modules[name], "__file__", None)
-        if file and os.path.commonpath([os.path.realpath(file), folder]) == folder:
-            del sys.modules[name]
-
-
-def _default_warnings() -> None:
-    """The warning filters and printing of a fresh interpreter (pytest records warnings)."""
-    warnings.resetwarnings()
-    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
-                     ResourceWarning):
-        warnings.simplefilter("ignore", category)
-    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-
-def have_gpu() -> bool:
-    """A CUDA GPU is visible (what the runtimes then need is checked by each test)."""
-    if not shutil.which("nvidia-smi"):
-        return False
-    run = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return run.returncode == 0 and "GPU" in run.stdout
 
 
 def pytest_collection_modifyitems(config, items):

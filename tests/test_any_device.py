@@ -10,9 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FAST, FAST_ARGS
-from test_predictor_kinds import network_table
-from test_tables import write_table
+from helpers import FAST, FAST_ARGS, network_table, write_table
 
 from hwnas import _cli
 from hwnas.errors import InputError
@@ -463,8 +461,6 @@ def test_runner_sets_up_sessions_and_fingerprints_as_the_backend(tmp_path, monke
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     import types
-
-    from test_tables import write_table
 
     from hwnas.layers import Layer
     from hwnas.predictors import LookupPredictor

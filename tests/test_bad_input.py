@@ -1,7 +1,7 @@
 """Bad input, as a new user gives it: every kind is answered by one line naming the file, line,
 column, key or option at fault, exit status 2, nothing written and the inputs unchanged.
 
-Each command runs for real (``python -m hwnas.<cmd>``'s main, in this process: conftest.hwnas)
+Each command runs for real (``python -m hwnas.<cmd>``'s main, in this process: helpers.hwnas)
 on real files; the API cases call the library."""
 
 import hashlib
@@ -12,35 +12,16 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import hwnas
-from test_spaces import SPACE_YAML
+from helpers import SPACE_YAML, hwnas, network_table, write_table
 
 from hwnas import _cli
 from hwnas.errors import HwnasError, InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.spaces import get_space, load_space
 from hwnas.tables import (
-    LAYER_COLUMNS,
-    NETWORK_COLUMNS,
-    Fingerprint,
-    TableWriter,
-    Timing,
-    format_z,
     read_layer_table,
     read_network_table,
 )
-
-FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
-
-
-
-def write_layers(path, layers):
-    """A real layer table whose latencies are 0.1, 0.2, ... ms in layer order."""
-    with TableWriter(path, LAYER_COLUMNS, "key", FP) as w:
-        for i, layer in enumerate(layers):
-            t = Timing(0.1 * (i + 1), 0.09, 0.12, 0.08, 10, 0.02)
-            w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
-                      "params": str(layer.params), **t.as_row()})
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +30,11 @@ def inputs(tmp_path_factory):
     calibrated.json, space.yaml, space.json."""
     folder = tmp_path_factory.mktemp("inputs")
     space = get_space("nb201")
-    write_layers(folder / "layers.csv", space.unique_layers())
+    write_table(folder / "layers.csv", space.unique_layers())
     lookup = LookupPredictor().fit(read_layer_table(folder / "layers.csv"))
     Z = space.random_z(10, seed=0)
-    with TableWriter(folder / "nets.csv", NETWORK_COLUMNS, "z", FP) as w:
-        for z, raw in zip(Z, lookup.predict_z(space, Z)):
-            ms = 1.2 * raw + 0.3
-            w.append({"space": "nb201", "z": format_z(z),
-                      **Timing(ms, ms, ms, ms, 5, 0.01).as_row()})
+    network_table(folder / "nets.csv", space, Z, 1.2 * lookup.predict_z(space, Z) + 0.3,
+                  noise=0.01)
     lookup.save(folder / "lookup.json")
     CalibratedPredictor(lookup).fit(read_network_table(folder / "nets.csv"), space).save(
         folder / "calibrated.json")

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import hwnas
+from helpers import hwnas
 from scipy.stats import spearmanr
 
 from hwnas.devices import (

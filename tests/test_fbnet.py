@@ -3,7 +3,7 @@ and timed in both backends."""
 
 import numpy as np
 import pytest
-from conftest import FAST, HAVE_NNABLA
+from helpers import FAST, HAVE_NNABLA
 
 from hwnas.layers import Layer, step_shapes, steps
 from hwnas.spaces import get_space

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from conftest import FAST
-from conftest import hwnas as run
+from helpers import FAST
+from helpers import hwnas as run
 
 from hwnas.predictors import evaluate, load_predictor
 from hwnas.profile import get_backend, profile_layers, profile_networks

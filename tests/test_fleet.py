@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import hwnas
+from helpers import hwnas
 
 from hwnas.devices import device_predictor, load_device
 from hwnas.errors import InputError

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_tables import FP
+from helpers import FP
 
 from hwnas.errors import InputError
 from hwnas.integrations import BudgetConstraint, derive_z, log_probs

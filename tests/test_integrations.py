@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_predictors import synthetic_table
+from helpers import network_table, synthetic_table
 
 from hwnas.errors import InputError
 from hwnas.integrations import LatencyPenalty
@@ -213,7 +213,6 @@ def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet
                                                                        mobilenet_table):
     import nnabla as nn
     from nnabla_nas.utils.estimator.latency import LatencyEstimator, LatencyGraphEstimator
-    from test_predictor_kinds import network_table
 
     from hwnas.integrations.nnabla_nas import (
         HwnasLatencyEstimator,

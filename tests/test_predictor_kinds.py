@@ -7,9 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import network_table, rows, synthetic_table
 from scipy.stats import kendalltau
-from test_predictors import synthetic_table
-from test_tables import FP, rows
 
 from hwnas.errors import InputError
 from hwnas.layers import Layer
@@ -30,25 +29,9 @@ from hwnas.predictors import (
 from hwnas.predictors._network import _layer_terms
 from hwnas.spaces import get_space
 from hwnas.tables import (
-    NETWORK_COLUMNS,
     Fingerprint,
-    TableWriter,
-    Timing,
-    format_z,
     read_layer_table,
-    read_network_table,
 )
-
-
-def network_table(path, space, zs, latency_ms, fingerprint=FP, extra=None):
-    """A real network table file with the given latencies."""
-    columns = NETWORK_COLUMNS + tuple(extra or {})
-    with TableWriter(path, columns, "z", fingerprint) as w:
-        for i, (z, ms) in enumerate(zip(zs, latency_ms)):
-            row = {"space": space.name, "z": format_z(z),
-                   **Timing(ms, ms, ms, ms, 5, 0.0).as_row()}
-            w.append({**row, **{k: str(v[i]) for k, v in (extra or {}).items()}})
-    return read_network_table(path, space)
 
 
 def test_additive_recovers_known_contributions(tmp_path):

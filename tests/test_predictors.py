@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from test_tables import write_table
+from helpers import synthetic_table
 
 from hwnas.layers import Layer
 from hwnas.predictors import (
@@ -14,14 +14,6 @@ from hwnas.predictors import (
     load_predictor,
 )
 from hwnas.spaces import get_space
-from hwnas.tables import read_layer_table
-
-
-def synthetic_table(tmp_path):
-    """A real CSV table whose latencies are known: 0.1, 0.2, ... ms in layer order."""
-    path = tmp_path / "layers.csv"
-    write_table(path, get_space("mobilenet").unique_layers())
-    return read_layer_table(path)
 
 
 def test_lookup_predicts_the_table(tmp_path):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST, FAST_ARGS, have_gpu, hwnas
+from helpers import FAST, FAST_ARGS, have_gpu, hwnas
 
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, get_backend, profile_layers, profile_networks

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import FAST, FAST_ARGS, hwnas
+from helpers import FAST, FAST_ARGS, hwnas
 
 from hwnas.layers import Layer
 from hwnas.profile import ProfileError, export_onnx, get_backend, profile_layers, profile_networks

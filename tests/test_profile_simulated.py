@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import hwnas
+from helpers import hwnas
 
 from hwnas.profile import (
     PREDICTION_NOISE,

@@ -6,8 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FAST_ARGS, HAVE_NNABLA, hwnas
-from test_predictors import synthetic_table
+from helpers import FAST_ARGS, HAVE_NNABLA, SPACE_YAML, hwnas, synthetic_table
 
 from hwnas.predictors import LookupPredictor
 from hwnas.search import BudgetError, search
@@ -216,7 +215,6 @@ def test_an_unwritable_json_folder_is_refused_before_the_search(predictor, tmp_p
 
 
 def test_search_a_space_of_your_own_on_onnxruntime(tmp_path):
-    from test_spaces import SPACE_YAML
     (tmp_path / "tiny.yaml").write_text(SPACE_YAML)
     run = hwnas("search", "--space", str(tmp_path / "tiny.yaml"), "--backend", "onnxruntime",
                 "--budget-ms", "1000", "--trials", "10", "--json", str(tmp_path / "r.json"),

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import optuna
 import pytest
-from conftest import hwnas
-from test_tables import write_table
+from helpers import hwnas, synthetic_table, write_table
 
 from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor
@@ -205,7 +204,6 @@ def test_four_workers_share_one_study_on_postgresql(nb201):
 # --- the feasibility-aware sampler ---------------------------------------------------------
 
 def mobilenet_lookup(tmp_path):
-    from test_predictors import synthetic_table
     return get_space("mobilenet"), LookupPredictor().fit(synthetic_table(tmp_path))
 
 

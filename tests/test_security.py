@@ -5,7 +5,6 @@ link, no secret on disk or printed, no input overwritten, one line and exit 2 fo
 must fix, workers that die with their parent."""
 
 import errno
-import hashlib
 import json
 import os
 import resource
@@ -17,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import hwnas
+from helpers import FP, digest, hwnas, network_table, set_cell, write_table
 
 from hwnas._files import atomic_write, mask_secrets, parse_float, parse_int, safe_name
 from hwnas.errors import InputError
@@ -29,7 +28,6 @@ from hwnas.spaces import get_space, load_space
 from hwnas.tables import (
     LAYER_COLUMNS,
     NETWORK_COLUMNS,
-    Fingerprint,
     TableError,
     TableWriter,
     Timing,
@@ -38,47 +36,21 @@ from hwnas.tables import (
     table_lock,
 )
 
-FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
 SECRET = "s3cret-Pw"
 URL = f"postgresql://me:{SECRET}@127.0.0.1:1/none"
-
-
-def write_layers(path, layers, scale=1.0):
-    with TableWriter(path, LAYER_COLUMNS, "key", FP) as w:
-        for i, layer in enumerate(layers):
-            ms = scale * 0.1 * (i + 1)
-            w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
-                      "params": str(layer.params), **Timing(ms, ms, ms, ms, 10, 0.02).as_row()})
 
 
 @pytest.fixture
 def files(tmp_path):
     """nb201's layer table, a network table, a lookup predictor, a victim file outside."""
     space = get_space("nb201")
-    write_layers(tmp_path / "layers.csv", space.unique_layers())
+    write_table(tmp_path / "layers.csv", space.unique_layers())
     lookup = LookupPredictor().fit(read_layer_table(tmp_path / "layers.csv"))
     Z = space.random_z(8, seed=0)
-    with TableWriter(tmp_path / "nets.csv", NETWORK_COLUMNS, "z", FP) as w:
-        for z, ms in zip(Z, lookup.predict_z(space, Z)):
-            w.append({"space": "nb201", "z": format_z(z),
-                      **Timing(ms, ms, ms, ms, 5, 0.01).as_row()})
+    network_table(tmp_path / "nets.csv", space, Z, lookup.predict_z(space, Z), noise=0.01)
     lookup.save(tmp_path / "lookup.json")
     (tmp_path / "victim.txt").write_text("precious\n")
     return tmp_path
-
-
-def set_cell(path, line, column, value):
-    """Set one cell of a CSV table (line 2 is the first row)."""
-    import csv
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    rows[line - 1][rows[0].index(column)] = value
-    with open(path, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows(rows)
-
-
-def digest(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
 def one_line(run, *fragments):
@@ -387,7 +359,7 @@ def read_only_folder(tmp_path):
     if CAN_MOUNT:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
                        check=True)
-    write_layers(folder / "layers.csv", get_space("nb201").unique_layers())
+    write_table(folder / "layers.csv", get_space("nb201").unique_layers())
     (folder / "measured.json").write_text(json.dumps({"layers.csv": {"good": True,
                                                                      "rows": 3}}))
     for lock in folder.glob("*.lock"):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from helpers import SPACE_YAML
 
 from hwnas.spaces import get_space, mobilenet
 from hwnas.spaces.mobilenet import SKIP
@@ -129,27 +130,6 @@ def test_nb201_costs_are_additive_over_edges():
     for z in space.random_z(20, seed=3):
         expected = sum(1.0 + layer.macs / 1e6 for layer, _ in space.decode(z).graph)
         assert space.evaluate_z(z, fixed, C)[0] == pytest.approx(expected)
-
-
-SPACE_YAML = """
-name: tiny
-input_shape: [3, 16, 16]
-stem:
-  - {op: conv, out: 8, k: 3, s: 2}
-decisions:
-  - name: block1
-    choices:
-      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 2, e: 3}]
-      MB6 5x5: [{op: mbconv, out: 16, k: 5, s: 2, e: 6}]
-  - name: block2
-    choices:
-      MB3 3x3: [{op: mbconv, out: 16, k: 3, s: 1, e: 3}]
-      skip: []
-head:
-  - "conv(in=16x4x4,out=32,k=1,s=1,g=1,act=relu6)"
-  - {op: gap}
-  - {op: linear, out: 5}
-"""
 
 
 def test_space_from_yaml_and_json(tmp_path):

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tables import FP, LAYERS, write_table
+from helpers import FP, LAYERS, write_table
 
 from hwnas.tables import (
     LAYER_COLUMNS,
@@ -45,7 +45,7 @@ def test_a_second_writer_fails_after_its_wait_naming_the_other_process(tmp_path)
 
 def test_a_second_writer_waits_then_sees_the_first_ones_rows(tmp_path):
     path = tmp_path / "t.csv"
-    code = (f"import time, test_tables as t\n"
+    code = (f"import time, helpers as t\n"
             f"from hwnas.tables import TableWriter, LAYER_COLUMNS\n"
             f"with TableWriter({str(path)!r}, LAYER_COLUMNS, 'key', t.FP) as w:\n"
             f"    print('locked', flush=True); time.sleep(0.5)\n"

@@ -1,40 +1,15 @@
-import csv
 import math
 
 import pytest
+from helpers import FP, LAYERS, rows, set_cell, write_table
 
-from hwnas.layers import Layer
 from hwnas.tables import (
     LAYER_COLUMNS,
     Fingerprint,
     TableError,
     TableWriter,
-    Timing,
     read_layer_table,
 )
-
-FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
-LAYERS = [Layer("conv", (3, 8, 8), 4), Layer("gap", (4, 8, 8)), Layer("linear", (4, 1, 1), 2)]
-
-
-def write_table(path, layers=LAYERS, fingerprint=FP):
-    with TableWriter(path, LAYER_COLUMNS, "key", fingerprint) as w:
-        for i, layer in enumerate(layers):
-            t = Timing(0.1 * (i + 1), 0.09, 0.12, 0.08, 10, 0.02)
-            w.append({"key": layer.key, "op": layer.op, "macs": str(layer.macs),
-                      "params": str(layer.params), **t.as_row()})
-
-
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
-
-
-def rewrite(path, line, column, value):
-    data = rows(path)
-    data[line - 1][data[0].index(column)] = value
-    with open(path, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows(data)
 
 
 def test_round_trip(tmp_path):
@@ -79,7 +54,7 @@ def test_resume_refuses_another_device(tmp_path):
 def test_bad_rows_name_file_line_and_column(tmp_path, line, column, value, message):
     path = tmp_path / "t.csv"
     write_table(path)
-    rewrite(path, line, column, value)
+    set_cell(path, line, column, value)
     with pytest.raises(TableError, match=message) as e:
         read_layer_table(path)
     assert str(path) in str(e.value)
@@ -168,7 +143,7 @@ def test_layer_and_network_rows_are_checked_alike(tmp_path, column, value):
     write_networks(networks, ["0-1-2-3-4-0", "1-1-2-3-4-0"])
     messages = []
     for path, read in ((layers, read_layer_table), (networks, read_network_table)):
-        rewrite(path, 3, column, value)
+        set_cell(path, 3, column, value)
         with pytest.raises(TableError) as e:
             read(path)
         messages.append(str(e.value).replace(str(path), "<table>"))
@@ -182,8 +157,8 @@ def test_blank_columns_are_required_in_layer_tables_and_unknown_in_network_table
     write_table(layers)
     write_networks(networks, ["0-1-2-3-4-0"])
     for column in ("p10_ms", "runs", "threads", "device"):
-        rewrite(layers, 2, column, "")
-        rewrite(networks, 2, column, "")
+        set_cell(layers, 2, column, "")
+        set_cell(networks, 2, column, "")
     with pytest.raises(TableError, match=r"line 2, column 'p10_ms': '' is not a number"):
         read_layer_table(layers)
     table = read_network_table(networks)

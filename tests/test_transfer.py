@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import FAST_ARGS, hwnas
+from helpers import FAST_ARGS, hwnas
 from scipy.stats import spearmanr
 
 from hwnas.devices import device_matrix, load_device
