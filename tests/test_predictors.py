@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_table
 
+from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors import (
     LinearPredictor,
@@ -130,3 +131,42 @@ def test_hyperparameters_are_validated_by_fit(tmp_path, make, message):
     from hwnas.errors import InputError
     with pytest.raises(InputError, match=message):
         make().fit(synthetic_table(tmp_path))
+
+
+def test_tree_z_loads_its_trees_without_refitting_and_predicts_the_same(tmp_path, monkeypatch):
+    from sklearn.ensemble import RandomForestRegressor
+
+    from hwnas.devices import load_device
+    from hwnas.predictors import TreeZPredictor
+    from hwnas.predictors._network import one_hot
+    space = get_space("nb201")
+    table = load_device("pixel3", "nb201")
+    networks = table.select(np.random.default_rng(0).permutation(len(table.z))[:5000])
+    fitted = TreeZPredictor(n_estimators=30).fit(networks, space)
+    Z = space.random_z(2000, seed=4)
+    expected = fitted.predict_z(space, Z)
+    model = RandomForestRegressor(n_estimators=30, random_state=0).fit(
+        one_hot(space.n_choices, np.array(networks.z)), networks.values("latency_ms"))
+    assert np.array_equal(expected, model.predict(one_hot(space.n_choices, Z)))
+    fitted.save(tmp_path / "tree_z.json")
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("a saved tree_z predictor was refitted on load")
+    with monkeypatch.context() as m:
+        m.setattr(RandomForestRegressor, "fit", no_refit)
+        loaded = load_predictor(tmp_path / "tree_z.json")
+        assert np.array_equal(loaded.predict_z(space, Z), expected)
+        assert np.array_equal(loaded.predict_z_quantile(space, Z, 0.9),
+                              fitted.predict_z_quantile(space, Z, 0.9))
+        assert loaded.predict_architecture(space.decode(Z[0])) == expected[0]
+    # a file that stored the training rows (before the trees were stored) is refitted alike
+    doc = json.loads((tmp_path / "tree_z.json").read_text())
+    state = doc["state"]
+    del state["forest"], state["known"]
+    state["z"], state["y"] = [list(z) for z in networks.z], networks.values("latency_ms").tolist()
+    (tmp_path / "rows.json").write_text(json.dumps(doc))
+    assert np.array_equal(load_predictor(tmp_path / "rows.json").predict_z(space, Z), expected)
+    state["z"][0][0] = 9  # a choice the space does not have
+    (tmp_path / "rows.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="rows.json: corrupt tree_z predictor .*n_choices"):
+        load_predictor(tmp_path / "rows.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from hwnas.predictors._base import (
     saved_int,
 )
 from hwnas.predictors._features import by_op, per_op
+from hwnas.predictors._regressors import Forest
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
 
@@ -44,12 +46,24 @@ def _warn_unknown(kind: str, names: list[str]) -> None:
                       UnknownChoiceWarning, stacklevel=3)
 
 
-def check_known(space: SearchSpace, Z: np.ndarray, known: np.ndarray, kind: str) -> None:
-    """Raise UnknownChoiceError naming the first z (row) that uses a choice not ``known``."""
+def check_known(kind: str, known: np.ndarray, Z: np.ndarray,
+                space: SearchSpace | None = None) -> None:
+    """Raise UnknownChoiceError naming the first z (row of Z) that uses a choice not ``known``
+    (D x K): as ``decision=choice`` where the space is given, else by index (an Architecture
+    names its space but does not carry it).
+
+    Example:
+        >>> try:
+        ...     check_known("tree_z", np.array([[True, False]]), np.array([[1]]))
+        ... except UnknownChoiceError as e:
+        ...     print(str(e)[:65])
+        the tree_z predictor never saw choice(s) decision 0=choice 1 of z
+    """
     bad = ~known[np.arange(Z.shape[1]), Z]
     if bad.any():
         row = int(np.argmax(bad.any(axis=1)))
         names = [f"{space.decisions[d].name}={space.decisions[d].choices[Z[row, d]]}"
+                 if space is not None else f"decision {d}=choice {Z[row, d]}"
                  for d in np.flatnonzero(bad[row])]
         raise UnknownChoiceError(f"the {kind} predictor never saw choice(s) {', '.join(names)} "
                                  f"of z = {'-'.join(map(str, Z[row]))} (row {row}) in its "
@@ -57,9 +71,9 @@ def check_known(space: SearchSpace, Z: np.ndarray, known: np.ndarray, kind: str)
                                  f"that use them, e.g. hwnas.profile --networks N --design)")
 
 
-def observed(space: SearchSpace, Z: np.ndarray) -> np.ndarray:
+def observed(n_choices: Sequence[int], Z: np.ndarray) -> np.ndarray:
     """(D, K) mask of the choices some row of Z uses."""
-    seen = np.zeros((len(space.decisions), max(space.n_choices)), dtype=bool)
+    seen = np.zeros((len(n_choices), max(n_choices)), dtype=bool)
     seen[np.arange(Z.shape[1])[None, :].repeat(len(Z), 0), Z] = True
     return seen
 
@@ -101,8 +115,36 @@ class _SpacePredictor(Predictor):
         self.space_ = str(state["space"])
         self.space_signature_ = str(state["space_signature"])
 
+    def _arch_z(self, arch) -> np.ndarray:
+        """(1, D) z of an architecture of the space this predictor was fitted on."""
+        self._check_fitted()
+        if arch.space != self.space_:
+            raise InputError(f"the {self.kind} predictor was fitted on space {self.space_!r}, "
+                             f"not {arch.space!r}")
+        return np.array([arch.z])
 
-class AdditivePredictor(_SpacePredictor):
+
+class _KnownChoices(Predictor):
+    """A predictor that learns the cost of only the choices its training networks used: the
+    others are listed by ``unknown_choices`` and refused by ``_check_known``, with one
+    message (check_known)."""
+
+    @abstractmethod
+    def _known(self, space: SearchSpace) -> np.ndarray:
+        """(D, K) mask of the choices whose cost was learned."""
+
+    def unknown_choices(self, space: SearchSpace) -> list[str]:
+        """The choices whose cost was not learned, as ``decision=choice``."""
+        return choice_names(space, self._known(space))
+
+    def _check_known(self, space: SearchSpace, z) -> np.ndarray:
+        """z as an (N, D) array; raise UnknownChoiceError if a z uses an unknown choice."""
+        Z = space.check_z(z)
+        check_known(self.kind, self._known(space), Z, space)
+        return Z
+
+
+class AdditivePredictor(_KnownChoices, _SpacePredictor):
     """latency(z) = fixed + sum_d C[d, z_d], every part >= 0, fitted by non-negative least
     squares on measured networks (one parameter per decision and choice, plus fixed).
 
@@ -135,7 +177,7 @@ class AdditivePredictor(_SpacePredictor):
         for d, k in enumerate(space.n_choices):
             C[d, :k] = w[start:start + k]
             start += k
-        C[~observed(space, Z)] = np.nan  # unknown is not free: never the NNLS's 0
+        C[~observed(space.n_choices, Z)] = np.nan  # unknown is not free: never the NNLS's 0
         least = np.nanmin(C, axis=1)
         self.fixed_ = float(w[0] + least.sum())
         self.C_ = C - least[:, None]
@@ -143,10 +185,8 @@ class AdditivePredictor(_SpacePredictor):
         _warn_unknown(self.kind, self.unobserved_)
         return self
 
-    def unknown_choices(self, space: SearchSpace) -> list[str]:
-        """The choices whose cost was not learned, as ``decision=choice``."""
-        self._check_space(space)
-        return list(self.unobserved_)
+    def _known(self, space: SearchSpace) -> np.ndarray:
+        return ~np.isnan(self.cost_matrix(space)[1])
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_space(space)
@@ -160,20 +200,13 @@ class AdditivePredictor(_SpacePredictor):
         fixed, C = self.cost_matrix(space)  # checks C's shape: a corrupt file is an InputError
         y = space.evaluate_z(z, fixed, C)
         if np.isnan(y).any():  # an unknown choice (NaN cost) was used: name it
-            check_known(space, space.check_z(z), ~np.isnan(C), self.kind)
+            self._check_known(space, z)
         return y
 
     def predict_architecture(self, arch) -> float:
-        self._check_fitted()
-        if arch.space != self.space_:
-            raise InputError(f"the additive predictor was fitted on space {self.space_!r}, "
-                             f"not {arch.space!r}")
-        cost = self.C_[np.arange(len(arch.z)), list(arch.z)]
-        if np.isnan(cost).any():
-            raise UnknownChoiceError(f"the additive predictor never saw the choice(s) of "
-                                     f"decision(s) {np.flatnonzero(np.isnan(cost)).tolist()} of "
-                                     f"z = {'-'.join(map(str, arch.z))}: it cannot price them")
-        return float(self.fixed_ + cost.sum())
+        Z = self._arch_z(arch)
+        check_known(self.kind, ~np.isnan(self.C_), Z)
+        return float(self.fixed_ + self.C_[np.arange(Z.shape[1]), Z[0]].sum())
 
     def _state(self) -> dict[str, Any]:
         return {**self._space_state(), "ridge": self.ridge, "fixed": self.fixed_,
@@ -201,7 +234,7 @@ def _layer_terms(layers: Sequence[Layer]) -> np.ndarray:
                       layer.output_bytes] for layer in layers]).reshape(len(layers), 3)
 
 
-class AdditiveFeaturesPredictor(Predictor):
+class AdditiveFeaturesPredictor(_KnownChoices):
     """A layer predictor fitted from whole networks: latency(layer) = w_op . (1, MACs, bytes)
     for its op kind, w >= 0, so latency(z) is the sum over z's layers. With three parameters
     per op kind it needs only about 10 measured networks, and it predicts any layer of a
@@ -238,16 +271,13 @@ class AdditiveFeaturesPredictor(Predictor):
         return self
 
     def _known(self, space: SearchSpace) -> np.ndarray:
+        """A choice is known where every layer of it has an op kind a training network had."""
+        self._check_fitted()
         known = np.zeros((len(space.decisions), max(space.n_choices)), dtype=bool)
         for i, d in enumerate(space.decisions):
             for c, group in enumerate(d.layers):
                 known[i, c] = all(layer.op in self.weights_ for layer in group)
         return known
-
-    def unknown_choices(self, space: SearchSpace) -> list[str]:
-        """The choices with a layer of an op kind no training network had."""
-        self._check_fitted()
-        return choice_names(space, self._known(space))
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_fitted()
@@ -270,7 +300,7 @@ class AdditiveFeaturesPredictor(Predictor):
         self._check_fitted()
         y = super().predict_z(space, z)
         if np.isnan(y).any():  # an unknown choice (NaN cost) was used: name it
-            check_known(space, space.check_z(z), self._known(space), self.kind)
+            self._check_known(space, z)
         return y
 
     def predict(self, layers: Sequence[Layer]) -> np.ndarray:
@@ -294,13 +324,25 @@ class AdditiveFeaturesPredictor(Predictor):
         return predictor
 
 
-class TreeZPredictor(_SpacePredictor):
+class TreeZPredictor(_KnownChoices, _SpacePredictor):
     """A random forest over the one-hot z, for devices whose latency is not additive over
-    decisions. Its trees give quantiles. Stored as training rows and refitted on load.
+    decisions. Its trees give quantiles. Stored as its fitted trees' arrays (a Forest, as the
+    tree predictor stores its forests) and the mask of the choices its training networks
+    used, so that loading refits nothing; files that stored the training rows are refitted
+    identically on load (``random_state``).
 
     A forest predicts only within the range of its training latencies and knows nothing of a
     choice no training network used: ``predict_z`` of a z with such a choice raises
-    UnknownChoiceError (a failed, never chosen trial in search)."""
+    UnknownChoiceError (a failed, never chosen trial in search).
+
+    Example:
+        >>> from hwnas.devices import load_device
+        >>> from hwnas.spaces import get_space
+        >>> space = get_space("nb201")
+        >>> p = TreeZPredictor(n_estimators=10).fit(load_device("pixel3", "nb201"), space)
+        >>> bool(p.predict_z(space, [[3, 3, 3, 3, 3, 3]])[0] > 0)
+        True
+    """
 
     kind = "tree_z"
 
@@ -318,65 +360,72 @@ class TreeZPredictor(_SpacePredictor):
         _warn_unknown(self.kind, self.unknown_choices(space))
         return self
 
-    def _known(self) -> np.ndarray:
-        Z, _, n_choices = self.rows_
-        known = np.zeros((len(n_choices), max(n_choices)), dtype=bool)
-        for row in Z:
-            known[np.arange(len(row)), row] = True
-        return known
-
-    def unknown_choices(self, space: SearchSpace) -> list[str]:
-        """The choices no training network used."""
-        self._check_space(space)
-        return choice_names(space, self._known())
-
     def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: list[int]) -> None:
         from sklearn.ensemble import RandomForestRegressor
-        self.rows_ = (Z.tolist(), y.tolist(), n_choices)
-        self.model_ = RandomForestRegressor(n_estimators=self.n_estimators,
-                                            random_state=self.random_state)
-        self.model_.fit(self._one_hot(Z), y)
+        model = RandomForestRegressor(n_estimators=self.n_estimators,
+                                      random_state=self.random_state)
+        self.n_choices_ = n_choices
+        self.known_ = observed(n_choices, Z)
+        self.forest_ = Forest.from_sklearn(model.fit(one_hot(n_choices, Z), y))
 
-    def _one_hot(self, Z: np.ndarray) -> np.ndarray:
-        return one_hot(self.rows_[2], Z)
+    def _known(self, space: SearchSpace) -> np.ndarray:
+        self._check_space(space)
+        return self.known_
 
     def cost_matrix(self, space: SearchSpace):
         raise NotAdditiveError("the tree_z predictor is not additive over decisions: use "
                                "predict_z")
 
-    def _checked(self, space: SearchSpace, z) -> np.ndarray:
-        self._check_space(space)
-        Z = space.check_z(z)
-        check_known(space, Z, self._known(), self.kind)
-        return Z
-
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
-        return self.model_.predict(self._one_hot(self._checked(space, z)))
+        return self.forest_.predict(one_hot(self.n_choices_, self._check_known(space, z)))
 
     def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
-        X = self._one_hot(self._checked(space, z))
-        return np.quantile([tree.predict(X) for tree in self.model_.estimators_], q, axis=0)
+        X = one_hot(self.n_choices_, self._check_known(space, z))
+        return np.quantile(self.forest_.members(X), q, axis=0)
 
     def predict_architecture(self, arch) -> float:
-        self._check_fitted()
-        Z = np.array([arch.z])
-        unseen = ~self._known()[np.arange(Z.shape[1]), Z[0]]
-        if unseen.any():
-            raise UnknownChoiceError(f"the tree_z predictor never saw the choice(s) of "
-                                     f"decision(s) {np.flatnonzero(unseen).tolist()} of z = "
-                                     f"{'-'.join(map(str, arch.z))}: it cannot price them")
-        return float(self.model_.predict(self._one_hot(Z))[0])
+        Z = self._arch_z(arch)
+        check_known(self.kind, self.known_, Z)
+        return float(self.forest_.predict(one_hot(self.n_choices_, Z))[0])
 
     def _state(self) -> dict[str, Any]:
-        Z, y, n_choices = self.rows_
         return {**self._space_state(), "n_estimators": self.n_estimators,
-                "random_state": self.random_state, "n_choices": n_choices, "z": Z, "y": y}
+                "random_state": self.random_state, "n_choices": self.n_choices_,
+                "known": [row[:k].tolist() for row, k in zip(self.known_, self.n_choices_)],
+                "forest": self.forest_.to_dict()}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> TreeZPredictor:
         predictor = cls(saved_int(state["n_estimators"], "n_estimators", 1, 10_000),
                         saved_int(state["random_state"], "random_state", 0, 2**32 - 1))
         predictor._load_space_state(state)
-        predictor._fit_rows(np.asarray(state["z"], dtype=int), check_non_negative(state["y"], "y"),
-                            [int(k) for k in state["n_choices"]])
+        n_choices = [saved_int(k, "n_choices", 1, 10_000) for k in state["n_choices"]]
+        if "forest" not in state:  # earlier files stored the training rows: refit them
+            Z = np.asarray(state["z"], dtype=int)
+            if Z.ndim != 2 or Z.shape[1] != len(n_choices) or (Z < 0).any() or \
+                    (Z >= np.asarray(n_choices)).any():
+                raise ValueError(f"z must be rows of {len(n_choices)} choice indices within "
+                                 f"n_choices")
+            predictor._fit_rows(Z, check_non_negative(state["y"], "y"), n_choices)
+            predictor.forest_.check_non_negative("forest")
+            return predictor
+        predictor.n_choices_ = n_choices
+        predictor.known_ = _known_mask(state["known"], n_choices)
+        predictor.forest_ = Forest.from_dict(state["forest"], predictor.n_estimators, "forest")
+        if predictor.forest_.n_features != sum(n_choices):
+            raise ValueError(f"forest: {predictor.forest_.n_features} features, not the "
+                             f"{sum(n_choices)} choices of n_choices")
         return predictor
+
+
+def _known_mask(rows: Any, n_choices: list[int]) -> np.ndarray:
+    """The saved mask of learned choices, a list of booleans per decision, as (D, K)."""
+    if not isinstance(rows, list) or [len(r) if isinstance(r, list) else None
+                                      for r in rows] != n_choices or \
+            not all(isinstance(v, bool) for r in rows for v in r):
+        raise ValueError(f"known must be, per decision, one true or false per choice "
+                         f"({n_choices})")
+    known = np.zeros((len(n_choices), max(n_choices)), dtype=bool)
+    for d, row in enumerate(rows):
+        known[d, :len(row)] = row
+    return known
