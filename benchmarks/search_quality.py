@@ -32,6 +32,8 @@ import numpy as np
 import optuna
 from _results import write_results
 
+from hwnas._files import save_figure
+from hwnas._imports import pyplot
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, get_backend
 from hwnas.search import search
@@ -131,9 +133,7 @@ def print_rows(title: str, rows: dict, checkpoints) -> None:
 
 
 def plot_trials(studies, budget: float, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("--plot")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
     for ax, feasible in zip(axes, (False, True)):
         trials = [t for t in studies[feasible].trials if "objective" in t.user_attrs]
@@ -148,7 +148,7 @@ def plot_trials(studies, budget: float, path: str) -> None:
         ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("MMACs")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -39,6 +39,8 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from hwnas import LookupPredictor
+from hwnas._files import save_figure
+from hwnas._imports import pyplot
 from hwnas.integrations import BudgetConstraint, derive_z
 from hwnas.predictors import CalibratedPredictor, Predictor
 from hwnas.profile import TimingProtocol, get_backend, profile_layers, profile_networks
@@ -248,9 +250,7 @@ def train(setup: Setup, budget_ms: float, *, epochs: int, weight: float | None =
 def plot(results: list[dict[str, Any]], path: str) -> None:
     """Accuracy against predicted and measured latency of the derived networks, with their
     budgets."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("--plot")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, r in enumerate(results):
@@ -264,7 +264,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
            title="digits supernet under a BudgetConstraint")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -27,3 +27,16 @@ def require(module: str, purpose: str) -> ModuleType:
         hint = _HINTS.get(top, f"pip install {top}")
         raise MissingDependency(f"{purpose} needs {top}, which is not installed "
                                 f"({e}): {hint}") from None
+
+
+def pyplot(purpose: str) -> ModuleType:
+    """matplotlib.pyplot with the Agg backend (files only: no display is needed), or
+    MissingDependency saying that ``purpose`` needs matplotlib.
+
+    Example:
+        >>> plt = pyplot("--plot")  # doctest: +SKIP
+        >>> fig, ax = plt.subplots()  # doctest: +SKIP
+    """
+    matplotlib = require("matplotlib", purpose)
+    matplotlib.use("Agg")  # before pyplot is first imported, which picks a backend
+    return importlib.import_module("matplotlib.pyplot")

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from hwnas._files import save_figure
+from hwnas._imports import pyplot
 from hwnas.tables import NetworkTable
 
 
@@ -41,11 +42,7 @@ def evaluate(predictor, networks: NetworkTable, space, target: str | None = None
 
 def plot_predicted_vs_measured(result: dict[str, Any], path: str, title: str) -> None:
     """Scatter of predicted against measured with y = x and a +-10 % band."""
-    from hwnas._imports import require
-    require("matplotlib", "--plot")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("--plot")
 
     measured, predicted = result["measured"], result["predicted"]
     lo, hi = min(measured.min(), predicted.min()) * 0.95, max(measured.max(),

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from hwnas._files import save_figure
-from hwnas._imports import require
+from hwnas._imports import pyplot
 
 
 def plot_search(result, path: str) -> None:
     """Every trial, the budget line, and the reported architectures (the front in pareto
     mode), latency against objective."""
-    require("matplotlib", "--plot")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("--plot")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if result.study is not None:
