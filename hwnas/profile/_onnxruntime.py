@@ -31,96 +31,133 @@ def to_onnx(graph: Graph, batch: int = 1, seed: int = 0):
     the network computes every node (see ``hwnas.spaces.walk``). Batch norm is in inference
     form, as a deployed network has it (ONNX Runtime folds it into the convolution when
     optimising).
+
+    Example:
+        >>> from hwnas.spaces import get_space
+        >>> space = get_space("mobilenet")
+        >>> model = to_onnx(space.decode([0] * len(space.decisions)).graph)
+        >>> [i.name for i in model.graph.input], [o.name for o in model.graph.output]
+        (['x'], ['y'])
     """
     onnx = require("onnx", "ONNX export")
-    helper, numpy_helper = onnx.helper, onnx.numpy_helper
-    rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(value.astype(np.float32), name))
-        return name
-
-    def weight(name: str, shape: Sequence[int], scale: float = 0.1, offset: float = 0.0):
-        return const(name, offset + scale * rng.standard_normal(shape))
-
-    def node(op: str, inputs: Sequence[str], out: str, **attrs) -> str:
-        nodes.append(helper.make_node(op, list(inputs), [out], name=out, **attrs))
-        return out
-
-    const("zero", np.array(0.0))
-    const("six", np.array(6.0))
-
-    def step(s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
-        h, cin, n_in = xs[0], shape[0], int(np.prod(shape))
-        if s.kind == "conv":
-            fan_in = cin // s.groups * s.kernel ** 2
-            w = weight(f"{p}.w", (s.out, cin // s.groups, s.kernel, s.kernel),
-                       scale=(2.0 / fan_in) ** 0.5)
-            return node("Conv", [h, w], f"{p}.conv", kernel_shape=[s.kernel] * 2,
-                        strides=[s.stride] * 2, pads=[s.pad] * 4, group=s.groups)
-        if s.kind == "bn":
-            h = node("BatchNormalization", [h, weight(f"{p}.gamma", (cin,), 0.1, 1.0),
-                                            weight(f"{p}.beta", (cin,)),
-                                            weight(f"{p}.mean", (cin,)),
-                                            weight(f"{p}.var", (cin,), 0.1, 1.0)], f"{p}.bn")
-            if s.act == "relu6":
-                return node("Clip", [h, "zero", "six"], f"{p}.relu6")
-            return node("Relu", [h], f"{p}.relu") if s.act == "relu" else h
-        if s.kind == "relu":
-            return node("Relu", [h], f"{p}.relu")
-        if s.kind == "avgpool":
-            return node("AveragePool", [h], f"{p}.pool", kernel_shape=[s.kernel] * 2,
-                        strides=[s.stride] * 2, pads=[s.pad] * 4, count_include_pad=0)
-        if s.kind == "gap":
-            return node("GlobalAveragePool", [h], f"{p}.gap")
-        if s.kind == "linear":
-            h = node("Flatten", [h], f"{p}.flatten", axis=1)
-            return node("Gemm", [h, weight(f"{p}.w", (s.out, n_in), n_in ** -0.5),
-                                 weight(f"{p}.b", (s.out,))], f"{p}.gemm", transB=1)
-        if s.kind == "add":
-            return node("Add", xs, f"{p}.add")
-        if s.kind == "shuffle":
-            c, height, width = shape
-            g = s.groups
-            # shapes as Constant nodes, not initializers: initializers are the parameters
-            split = node("Constant", [], f"{p}.split", value=numpy_helper.from_array(
-                np.array([batch, g, c // g, height, width], np.int64)))
-            merge = node("Constant", [], f"{p}.merge", value=numpy_helper.from_array(
-                np.array([batch, c, height, width], np.int64)))
-            h = node("Reshape", [h, split], f"{p}.grouped")
-            h = node("Transpose", [h], f"{p}.swapped", perm=[0, 2, 1, 3, 4])
-            return node("Reshape", [h, merge], f"{p}.shuffle")
-        raise ProfileError(f"ONNX export cannot build step {s.kind!r}")
-
-    def apply(i: int, layer: Layer, xs: list) -> str:
-        tensors, shapes = list(xs), step_shapes(layer)
-        for j, s in enumerate(steps(layer)):
-            tensors.append(step(s, [tensors[k] for k in s.inputs], shapes[s.inputs[0]],
-                                f"{i}_{layer.op}.{j}"))
-        return tensors[-1]
-
+    helper = onnx.helper
+    build = _OnnxGraph(onnx, batch, seed)
     inputs = [("x", [batch, *graph[0][0].in_shape])]
 
     def zeros(layer: Layer) -> str:  # an input, not a constant ONNX Runtime would fold away
         inputs.append((f"zeros_{len(inputs)}", [batch, *layer.in_shape]))
         return inputs[-1][0]
 
-    y, unused = walk(graph, "x", zeros, apply)
-    node("Identity", [y], "y")
+    y, unused = walk(graph, "x", zeros, build.layer)
+    build.node("Identity", [y], "y")
     last = graph[-1][0]
     out_shape = [batch, last.out_channels] if last.op == "linear" else [batch, *last.out_shape]
     FLOAT = onnx.TensorProto.FLOAT
     model = helper.make_model(
         helper.make_graph(
-            nodes, "hwnas", [helper.make_tensor_value_info(n, FLOAT, s) for n, s in inputs],
+            build.nodes, "hwnas",
+            [helper.make_tensor_value_info(n, FLOAT, s) for n, s in inputs],
             [helper.make_tensor_value_info("y", FLOAT, out_shape)] +
             [helper.make_tensor_value_info(name, FLOAT, [batch, *layer.out_shape])
-             for name, layer in unused], inits),
+             for name, layer in unused], build.inits),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hwnas")
     model.ir_version = min(model.ir_version, 8)  # loadable by older ONNX Runtime releases
     onnx.checker.check_model(model)
     return model
+
+
+class _OnnxGraph:
+    """The nodes and initialisers of one ONNX graph as its layers' steps are added, with one
+    method per step kind (``_STEPS``); weights are drawn from one generator in graph order,
+    so a seed gives the same model."""
+
+    def __init__(self, onnx, batch: int, seed: int):
+        self.helper, self.numpy_helper = onnx.helper, onnx.numpy_helper
+        self.batch = batch
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list = []
+        self.inits: list = []
+        self.const("zero", np.array(0.0))
+        self.const("six", np.array(6.0))
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(self.numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    def weight(self, name: str, shape: Sequence[int], scale: float = 0.1,
+               offset: float = 0.0) -> str:
+        return self.const(name, offset + scale * self.rng.standard_normal(shape))
+
+    def node(self, op: str, inputs: Sequence[str], out: str, **attrs) -> str:
+        self.nodes.append(self.helper.make_node(op, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def dims(self, out: str, values: Sequence[int]) -> str:
+        """A shape as a Constant node, not an initialiser: initialisers are the parameters."""
+        return self.node("Constant", [], out,
+                         value=self.numpy_helper.from_array(np.array(values, np.int64)))
+
+    def layer(self, i: int, layer: Layer, xs: list) -> str:
+        """Add the layer's steps (``walk``'s ``apply``); returns its output tensor."""
+        tensors, shapes = list(xs), step_shapes(layer)
+        for j, s in enumerate(steps(layer)):
+            build = _STEPS.get(s.kind)
+            if build is None:
+                raise ProfileError(f"ONNX export cannot build step {s.kind!r}")
+            tensors.append(build(self, s, [tensors[k] for k in s.inputs], shapes[s.inputs[0]],
+                                 f"{i}_{layer.op}.{j}"))
+        return tensors[-1]
+
+    def conv(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        cin = shape[0]
+        w = self.weight(f"{p}.w", (s.out, cin // s.groups, s.kernel, s.kernel),
+                        scale=(2.0 / (cin // s.groups * s.kernel ** 2)) ** 0.5)
+        return self.node("Conv", [xs[0], w], f"{p}.conv", kernel_shape=[s.kernel] * 2,
+                         strides=[s.stride] * 2, pads=[s.pad] * 4, group=s.groups)
+
+    def bn(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        cin = shape[0]
+        h = self.node("BatchNormalization", [xs[0], self.weight(f"{p}.gamma", (cin,), 0.1, 1.0),
+                                             self.weight(f"{p}.beta", (cin,)),
+                                             self.weight(f"{p}.mean", (cin,)),
+                                             self.weight(f"{p}.var", (cin,), 0.1, 1.0)],
+                      f"{p}.bn")
+        if s.act == "relu6":
+            return self.node("Clip", [h, "zero", "six"], f"{p}.relu6")
+        return self.node("Relu", [h], f"{p}.relu") if s.act == "relu" else h
+
+    def relu(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        return self.node("Relu", [xs[0]], f"{p}.relu")
+
+    def avgpool(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        return self.node("AveragePool", [xs[0]], f"{p}.pool", kernel_shape=[s.kernel] * 2,
+                         strides=[s.stride] * 2, pads=[s.pad] * 4, count_include_pad=0)
+
+    def gap(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        return self.node("GlobalAveragePool", [xs[0]], f"{p}.gap")
+
+    def linear(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        n_in = int(np.prod(shape))
+        h = self.node("Flatten", [xs[0]], f"{p}.flatten", axis=1)
+        return self.node("Gemm", [h, self.weight(f"{p}.w", (s.out, n_in), n_in ** -0.5),
+                                  self.weight(f"{p}.b", (s.out,))], f"{p}.gemm", transB=1)
+
+    def add(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        return self.node("Add", xs, f"{p}.add")
+
+    def shuffle(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        c, height, width = shape
+        split = self.dims(f"{p}.split", [self.batch, s.groups, c // s.groups, height, width])
+        merge = self.dims(f"{p}.merge", [self.batch, c, height, width])
+        h = self.node("Reshape", [xs[0], split], f"{p}.grouped")
+        h = self.node("Transpose", [h], f"{p}.swapped", perm=[0, 2, 1, 3, 4])
+        return self.node("Reshape", [h, merge], f"{p}.shuffle")
+
+
+#: the ONNX nodes of each step kind (hwnas.layers.steps)
+_STEPS: dict[str, Callable[..., str]] = {
+    kind: getattr(_OnnxGraph, kind)
+    for kind in ("conv", "bn", "relu", "avgpool", "gap", "linear", "add", "shuffle")}
 
 
 def export_onnx(graph: Graph, path: str | os.PathLike, batch: int = 1) -> None:
