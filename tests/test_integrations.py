@@ -92,16 +92,23 @@ def loss_np(penalty, form, logits, ce, ref_ms):
     return loss(ce, e, ref_ms, **{weight_name: weight})
 
 
-def analytic_grad(penalty, form, logits, ce, ref_ms):
-    """d loss / d logits by hand: dL/dE * p (C - E_d), E_d = sum_c p C per decision."""
+def analytic_grad(penalty, form, logits, ce, ref_ms, scale=1.0):
+    """d loss / d logits by the chain rule through E, the expected latency: dL/dE is a central
+    difference of the real loss form in E (no copy of its formula here), dE/dlogits is
+    p (C - E_d) with E_d = sum_c p C per decision and C the predictor's own cost matrix (times
+    ``scale``): what the real loss's gradient must be if it prices architectures as claimed."""
     p = softmax_probs(logits, penalty.mask)
     e = penalty.expected_latency(p)
-    dl_de = {"expected": 1.0,
-             "multiplicative": ce * 0.6 * (e / ref_ms) ** -0.4 / ref_ms,
-             "log": 0.3 / e,
-             "additive": 0.3 / ref_ms}[form]
-    per_decision = (p * penalty.C).sum(axis=1, keepdims=True)
-    return dl_de * p * (penalty.C - per_decision)
+    if form == "expected":
+        dl_de = 1.0
+    else:
+        loss, weight_name, weight = FORMS[form]
+        h = 1e-6 * e
+        dl_de = (loss(ce, e + h, ref_ms, **{weight_name: weight})
+                 - loss(ce, e - h, ref_ms, **{weight_name: weight})) / (2 * h)
+    C = scale * np.where(penalty.mask, penalty.predictor.cost_matrix(penalty.space)[1], 0.0)
+    per_decision = (p * C).sum(axis=1, keepdims=True)
+    return dl_de * p * (C - per_decision)
 
 
 def finite_difference(penalty, form, logits, ce, ref_ms, d, c, eps=1e-6):
@@ -120,7 +127,7 @@ def test_numpy_gradients_match_finite_differences(penalty, form, scale):
     penalty.C, penalty.fixed = penalty.C * scale, penalty.fixed * scale
     logits = np.random.default_rng(0).standard_normal(penalty.C.shape)
     ref_ms = 0.8 * penalty.expected_latency(softmax_probs(logits, penalty.mask))
-    grad = analytic_grad(penalty, form, logits, 1.3, ref_ms)
+    grad = analytic_grad(penalty, form, logits, 1.3, ref_ms, scale)
     for d, c in CELLS:
         numeric = finite_difference(penalty, form, logits, 1.3, ref_ms, d, c)
         assert grad[d, c] == pytest.approx(numeric, rel=1e-5, abs=1e-9 * scale), (d, c)

@@ -142,7 +142,7 @@ def test_out_naming_a_file_that_is_not_a_table_leaves_it_untouched(tmp_path):
 
 
 def test_profile_shows_and_discards_the_cache(tmp_path, monkeypatch):
-    from hwnas.profile import device_tables
+    from hwnas.profile import device_folder, device_tables, read_cache_status
     cache = tmp_path / "hwcache"
     monkeypatch.setenv("HWNAS_CACHE", str(cache))
     device_tables(get_backend("nnabla"), get_space("nb201"), networks=2, protocol=FAST,
@@ -150,7 +150,12 @@ def test_profile_shows_and_discards_the_cache(tmp_path, monkeypatch):
     shown = hwnas("profile", "--cache")
     assert shown.returncode == 0, shown.stderr
     assert "layers.csv" in shown.stdout and "networks-nb201-" in shown.stdout
-    assert "measured (UTC)" in shown.stdout and ("good" in shown.stdout or "NOISY" in shown.stdout)
+    assert "measured (UTC)" in shown.stdout
+    # each table's line says what the cache records of it: good or NOISY
+    recorded = read_cache_status(device_folder(get_backend("nnabla")))
+    states = {line[24:60].strip(): line.split()[-1] for line in shown.stdout.splitlines()[2:]}
+    assert len(recorded) == 2  # the layer table and the network table
+    assert states == {name: "good" if q["good"] else "NOISY" for name, q in recorded.items()}
     _read_only_cache_shows(cache, shown.stdout)
     gone = hwnas("profile", "--remeasure")
     assert gone.returncode == 0 and "discarded 2 cached table(s)" in gone.stdout, gone.stderr

@@ -89,10 +89,15 @@ def test_discard_existing_keeps_the_old_table_beside(tmp_path):
     assert path.read_text().splitlines() == [",".join(LAYER_COLUMNS)]
 
 
-def test_shared_locks_do_not_block_each_other(tmp_path):
+def test_shared_locks_do_not_block_each_other_but_block_a_writer(tmp_path):
     path = tmp_path / "t.csv"
-    with table_lock(path, shared=True), table_lock(path, shared=True, wait_s=0.2):
-        pass
+    with table_lock(path, shared=True) as first, \
+            table_lock(path, shared=True, wait_s=0.2) as second:
+        assert first.locked and second.locked
+        with pytest.raises(TableLockedError, match="did not finish within 0.2 s"):
+            table_lock(path, wait_s=0.2).__enter__()
+    with table_lock(path, wait_s=0.2) as writer:  # both readers gone: the writer gets it
+        assert writer.locked
 
 
 def noisy_layer_table(path, layers, latency_ms, noise_ms):
