@@ -86,13 +86,34 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
 def _load_yaml(text: str, path: str) -> Any:
     from hwnas._imports import require
     yaml: Any = require("yaml", "a YAML space file")  # imported lazily, so its classes are Any
+    try:
+        return yaml.load(text, Loader=_yaml_loader(yaml))
+    except _Alias as e:
+        raise SpaceFileError(f"{path}, line {e.args[0]}: a YAML alias (*name): refused in "
+                             f"space files (a few aliases can expand to billions of "
+                             f"entries); write the entries out") from None
+    except _TooLong as e:
+        raise SpaceFileError(f"{path}, line {e.args[0]}: an integer of {e.args[1]} digits (at "
+                             f"most {MAX_INT_DIGITS})") from None
+    except yaml.YAMLError as e:
+        line = _yaml_error_line(e, text, hasattr(yaml, "CSafeLoader"))
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+        where = f", line {line}" if line else ""
+        raise SpaceFileError(f"{path}{where}: not valid YAML: {problem}") from None
+    except TypeError as e:  # a mapping key that cannot be a key, e.g. {[1]: 2}
+        raise SpaceFileError(f"{path}: not a valid space file: {e}") from None
 
-    # libyaml's parser where PyYAML was built with it: 10x faster than the pure-Python one on
-    # a space file; 3,000 nested brackets, which the pure-Python one recurses into for 0.9 s,
-    # are refused at once (its nesting limit is 1,000)
-    libyaml = hasattr(yaml, "CSafeLoader")
 
-    class Loader(yaml.CSafeLoader if libyaml else yaml.SafeLoader):  # type: ignore[misc]
+def _yaml_loader(yaml: Any) -> Any:
+    """PyYAML's safe loader refusing aliases, integers of over MAX_INT_DIGITS digits and
+    duplicate keys.
+
+    libyaml's parser where PyYAML was built with it: 10x faster than the pure-Python one on
+    a space file; 3,000 nested brackets, which the pure-Python one recurses into for 0.9 s,
+    are refused at once (its nesting limit is 1,000)."""
+    base = yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader
+
+    class Loader(base):  # type: ignore[misc,valid-type]
         def construct_document(self, node):
             _refuse_aliases(node)
             return super().construct_document(node)
@@ -113,26 +134,17 @@ def _load_yaml(text: str, path: str) -> Any:
             return super().construct_mapping(node, deep)
 
     Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
-    try:
-        return yaml.load(text, Loader=Loader)
-    except _Alias as e:
-        raise SpaceFileError(f"{path}, line {e.args[0]}: a YAML alias (*name): refused in "
-                             f"space files (a few aliases can expand to billions of "
-                             f"entries); write the entries out") from None
-    except _TooLong as e:
-        raise SpaceFileError(f"{path}, line {e.args[0]}: an integer of {e.args[1]} digits (at "
-                             f"most {MAX_INT_DIGITS})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        position = getattr(e, "position", None)  # a character YAML does not allow, counted
-        before = text.encode()[:position].decode(errors="ignore") if libyaml and position \
-            else text[:position]  # in bytes by libyaml, in characters by Python
-        line = mark.line + 1 if mark else None if position is None else before.count("\n") + 1
-        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
-        where = f", line {line}" if line else ""
-        raise SpaceFileError(f"{path}{where}: not valid YAML: {problem}") from None
-    except TypeError as e:  # a mapping key that cannot be a key, e.g. {[1]: 2}
-        raise SpaceFileError(f"{path}: not a valid space file: {e}") from None
+    return Loader
+
+
+def _yaml_error_line(e: Any, text: str, libyaml: bool) -> int | None:
+    """The line of a YAML error: its mark, or the position of a character YAML does not
+    allow, counted in bytes by libyaml and in characters by Python."""
+    mark = getattr(e, "problem_mark", None)
+    position = getattr(e, "position", None)
+    before = text.encode()[:position].decode(errors="ignore") if libyaml and position \
+        else text[:position]
+    return mark.line + 1 if mark else None if position is None else before.count("\n") + 1
 
 
 class _Alias(Exception):
@@ -161,9 +173,35 @@ def _refuse_aliases(root: Any) -> None:
 
 
 def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
+    """The space a parsed space file describes; raise SpaceFileError naming ``where`` and the
+    key at fault.
+
+    Example:
+        >>> space = space_from_dict({"name": "tiny", "input_shape": [3, 8, 8], "decisions": [
+        ...     {"name": "k", "choices": {"3x3": [{"op": "conv", "out": 3, "k": 3}],
+        ...                               "skip": []}}]})
+        >>> space.n_choices
+        (2,)
+    """
     def fail(key: str, message: str) -> NoReturn:
         raise SpaceFileError(f"{where}: {key}: {message}")
 
+    _check_top(doc, fail)
+    stem, shape = _layers(doc.get("stem", []), "stem", tuple(doc["input_shape"]), fail)
+    if not isinstance(doc["decisions"], list) or not doc["decisions"]:
+        fail("decisions", "must be a non-empty list")
+    decisions: list[Decision] = []
+    for d, entry in enumerate(doc["decisions"]):
+        decision, shape = _decision(entry, d, shape, [e.name for e in decisions], fail)
+        decisions.append(decision)
+    head, _ = _layers(doc.get("head", []), "head", shape, fail)
+    if not stem and not head and not any(group for d in decisions for group in d.layers):
+        fail("top level", "the space has no layers: stem, decisions and head are all empty")
+    return SearchSpace(doc["name"], tuple(doc["input_shape"]), stem, tuple(decisions), head)
+
+
+def _check_top(doc: Any, fail: Callable[[str, str], NoReturn]) -> None:
+    """The top-level keys, the space's name and its input shape."""
     if not isinstance(doc, dict):
         fail("top level", "expected a mapping with name, input_shape, stem, decisions, head")
     unknown = set(doc) - {"name", "input_shape", "stem", "decisions", "head"}
@@ -185,55 +223,51 @@ def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
     if not (isinstance(shape, list) and len(shape) == 3 and all(_is_size(v) for v in shape)):
         fail("input_shape", f"must be 3 positive integers [C, H, W] (at most {MAX_SIZE}), "
                             f"got {shape!r}")
-    shape = tuple(shape)
 
-    def layers(specs: Any, key: str, shape: tuple[int, int, int]):
-        if not isinstance(specs, list):
-            fail(key, "must be a list of layers")
-        out: list[Layer] = []
-        for i, spec in enumerate(specs):
-            layer = _layer(spec, shape, f"{key}[{i}]", fail)
-            out.append(layer)
-            shape = layer.out_shape
-        return tuple(out), shape
 
-    stem, shape = layers(doc.get("stem", []), "stem", shape)
-    if not isinstance(doc["decisions"], list) or not doc["decisions"]:
-        fail("decisions", "must be a non-empty list")
-    decisions: list[Decision] = []
-    for d, entry in enumerate(doc["decisions"]):
-        key = f"decisions[{d}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("choices"), dict) \
-                or not entry["choices"]:
-            fail(key, "must be a mapping with 'name' and a non-empty 'choices' mapping")
-        if set(entry) - {"name", "choices"}:
-            fail(f"{key}.{sorted(map(str, set(entry) - {'name', 'choices'}))[0]}",
-                 "unknown key (expected name, choices)")
-        name = entry.get("name", f"decision{d}")
-        if not isinstance(name, str) or not name:
-            fail(f"{key}.name", f"must be a non-empty string, got {name!r}")
-        if name in [decision.name for decision in decisions]:
-            fail(f"{key}.name", f"{name!r} is the name of an earlier decision: every decision "
-                                f"needs its own name")
-        choice_names = [str(c) for c in entry["choices"]]
-        twice = [c for c in choice_names if choice_names.count(c) > 1]
-        if twice:
-            fail(f"{key}.choices", f"two choices are both named {twice[0]!r}")
-        groups, out_shapes = [], set()
-        for choice, specs in entry["choices"].items():
-            group, out_shape = layers(specs if specs is not None else [],
-                                      f"{key}.choices[{choice!r}]", shape)
-            groups.append(group)
-            out_shapes.add(out_shape)
-        if len(out_shapes) > 1:
-            fail(f"{key}.choices", f"choices give different output shapes {sorted(out_shapes)}: "
-                                   f"every choice must give the same shape")
-        decisions.append(Decision(name, tuple(str(c) for c in entry["choices"]), tuple(groups)))
-        shape = out_shapes.pop()
-    head, _ = layers(doc.get("head", []), "head", shape)
-    if not stem and not head and not any(group for d in decisions for group in d.layers):
-        fail("top level", "the space has no layers: stem, decisions and head are all empty")
-    return SearchSpace(doc["name"], tuple(doc["input_shape"]), stem, tuple(decisions), head)
+def _layers(specs: Any, key: str, shape: tuple[int, int, int],
+            fail: Callable[[str, str], NoReturn]) -> tuple[tuple[Layer, ...], tuple[int, int, int]]:
+    """A list of layer specs, each taking the previous one's output; and the last output."""
+    if not isinstance(specs, list):
+        fail(key, "must be a list of layers")
+    out: list[Layer] = []
+    for i, spec in enumerate(specs):
+        layer = _layer(spec, shape, f"{key}[{i}]", fail)
+        out.append(layer)
+        shape = layer.out_shape
+    return tuple(out), shape
+
+
+def _decision(entry: Any, d: int, shape: tuple[int, int, int], earlier: list[str],
+              fail: Callable[[str, str], NoReturn]) -> tuple[Decision, tuple[int, int, int]]:
+    """Decision ``d`` (its choices' layers follow ``shape``), and the shape it gives."""
+    key = f"decisions[{d}]"
+    if not isinstance(entry, dict) or not isinstance(entry.get("choices"), dict) \
+            or not entry["choices"]:
+        fail(key, "must be a mapping with 'name' and a non-empty 'choices' mapping")
+    if set(entry) - {"name", "choices"}:
+        fail(f"{key}.{sorted(map(str, set(entry) - {'name', 'choices'}))[0]}",
+             "unknown key (expected name, choices)")
+    name = entry.get("name", f"decision{d}")
+    if not isinstance(name, str) or not name:
+        fail(f"{key}.name", f"must be a non-empty string, got {name!r}")
+    if name in earlier:
+        fail(f"{key}.name", f"{name!r} is the name of an earlier decision: every decision "
+                            f"needs its own name")
+    names = [str(c) for c in entry["choices"]]
+    twice = [c for c in names if names.count(c) > 1]
+    if twice:
+        fail(f"{key}.choices", f"two choices are both named {twice[0]!r}")
+    groups, out_shapes = [], set()
+    for choice, specs in entry["choices"].items():
+        group, out_shape = _layers(specs if specs is not None else [],
+                                   f"{key}.choices[{choice!r}]", shape, fail)
+        groups.append(group)
+        out_shapes.add(out_shape)
+    if len(out_shapes) > 1:
+        fail(f"{key}.choices", f"choices give different output shapes {sorted(out_shapes)}: "
+                               f"every choice must give the same shape")
+    return Decision(name, tuple(names), tuple(groups)), out_shapes.pop()
 
 
 def _is_size(value: Any) -> bool:
