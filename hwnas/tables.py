@@ -38,8 +38,8 @@ import numpy as np
 from hwnas._files import MAX_TABLE_BYTES, parse_float, parse_int, read_text
 from hwnas.errors import InputError
 from hwnas.layers import Layer
+from hwnas.spaces import SearchSpace, get_space
 from hwnas.spaces import format_z as format_z  # z's text form, re-exported from spaces
-from hwnas.spaces import get_space
 from hwnas.spaces import parse_z as parse_z
 
 FINGERPRINT_COLUMNS = ("backend", "backend_version", "device", "threads", "dtype", "batch")
@@ -263,22 +263,7 @@ def read_network_table(path: str | os.PathLike, space=None, *, target: str = "la
     first_line: dict[tuple[int, ...], tuple[int, tuple]] = {}
     for line, row in _read_rows(path, NETWORK_REQUIRED + (target,)):
         where = f"{path}, line {line}"
-        for column in NETWORK_REQUIRED + (target,):
-            if not (row[column] or "").strip():
-                raise TableError(f"{where}, column {column!r}: is blank (required)")
-        if space is None:
-            try:
-                space = get_space(row["space"])
-            except ValueError as e:
-                raise TableError(f"{where}, column 'space': {e} (pass the space itself for a "
-                                 f"space of your own)") from None
-        if row["space"] != space.name:
-            raise TableError(f"{where}, column 'space': {row['space']!r} is not the space "
-                             f"{space.name!r} of this table")
-        try:
-            z = space.parse_z(row["z"])
-        except ValueError as e:
-            raise TableError(f"{where}, column 'z': {e}") from None
+        space, z = _space_and_z(row, where, space, target)
         timing = _timing(row, where, required=False)
         fingerprint = _network_fingerprint(fingerprint, row, where, path, device)
         row_extras = {c: math.nan if _blank(row, c) else _number(row, c, where)
@@ -300,6 +285,28 @@ def read_network_table(path: str | os.PathLike, space=None, *, target: str = "la
         raise TableError(f"{path}: the table has no rows")
     return NetworkTable(path, fingerprint, space.name, tuple(zs), tuple(timings),
                         {k: tuple(v) for k, v in extras.items()})
+
+
+def _space_and_z(row: dict, where: str, space: SearchSpace | None, target: str
+                 ) -> tuple[SearchSpace, tuple[int, ...]]:
+    """A network row's space (``space``, or the built-in one its first row names) and z;
+    the required columns must not be blank."""
+    for column in NETWORK_REQUIRED + (target,):
+        if not (row[column] or "").strip():
+            raise TableError(f"{where}, column {column!r}: is blank (required)")
+    if space is None:
+        try:
+            space = get_space(row["space"])
+        except ValueError as e:
+            raise TableError(f"{where}, column 'space': {e} (pass the space itself for a "
+                             f"space of your own)") from None
+    if row["space"] != space.name:
+        raise TableError(f"{where}, column 'space': {row['space']!r} is not the space "
+                         f"{space.name!r} of this table")
+    try:
+        return space, space.parse_z(row["z"])
+    except ValueError as e:
+        raise TableError(f"{where}, column 'z': {e}") from None
 
 
 def _blank(row: dict, column: str) -> bool:
