@@ -281,10 +281,10 @@ def number(kind: type, low: float, inclusive: bool = True) -> Callable[[str], fl
     return parse
 
 
-def main(argv=None) -> int:
-    here = os.path.dirname(os.path.abspath(__file__))
+def parser(export_dir: str) -> argparse.ArgumentParser:
+    """The command line; ``export_dir`` is the default export folder (this file's)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--export-dir", default=here, help="the folder with manifest.json "
+    p.add_argument("--export-dir", default=export_dir, help="the folder with manifest.json "
                    "(default: this file's folder)")
     p.add_argument("--out-dir", help="where to write networks.csv and layers.csv "
                    "(default: the export folder)")
@@ -309,7 +309,36 @@ def main(argv=None) -> int:
     p.add_argument("--statistic", choices=sorted(STATISTICS), default=STATISTIC,
                    help="what latency_ms is, over a unit's timed runs of every round "
                         "(default: %(default)s)")
-    args = p.parse_args(argv)
+    return p
+
+
+def measure_table(table: str, units: list, args, path: str, device_fingerprint: dict) -> int:
+    """Measure the units not yet in the table at ``path`` (``table``: networks or layers),
+    appending a row as each batch is done; returns how many measured now stayed noisy."""
+    columns = COLUMNS[table]
+    f, done = open_table(path, columns, device_fingerprint)
+    todo = [u for u in units if u["id"] not in done]
+    start, noisy = time.time(), 0
+    with f:
+        for first in range(0, len(todo), BATCH_UNITS):
+            batch = todo[first:first + BATCH_UNITS]
+            runners = [build(u["file"], args) for u in batch]
+            timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
+                                     args.max_round_s, args.pause_s, args.statistic)
+            for unit, timing in zip(batch, timings):
+                values = {**unit, **row(timing), **device_fingerprint}
+                write(f, [values[c] for c in columns])
+                noisy += too_noisy(timing)
+            n = first + len(batch)
+            print(f"{table}: {n}/{len(todo)} measured, {time.time() - start:.0f} s",
+                  file=sys.stderr)
+    print(f"{path}: {len(units)} {table} ({len(todo)} measured now) on "
+          f"{device_fingerprint['device']}")
+    return noisy
+
+
+def main(argv=None) -> int:
+    args = parser(os.path.dirname(os.path.abspath(__file__))).parse_args(argv)
     manifest = read_manifest(args.export_dir)
     device_fingerprint = fingerprint(args, manifest["batch"])
     out_dir = args.out_dir or args.export_dir
@@ -318,33 +347,14 @@ def main(argv=None) -> int:
         units = [u for u in manifest["units"] if u["table"] == table]
         if not units:
             continue
-        columns = COLUMNS[table]
-        path = os.path.join(out_dir, f"{table}.csv")
-        f, done = open_table(path, columns, device_fingerprint)
-        todo = [u for u in units if u["id"] not in done]
-        start, noisy = time.time(), 0
-        with f:
-            for first in range(0, len(todo), BATCH_UNITS):
-                batch = todo[first:first + BATCH_UNITS]
-                runners = [build(u["file"], args) for u in batch]
-                timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
-                                         args.max_round_s, args.pause_s, args.statistic)
-                for unit, timing in zip(batch, timings):
-                    values = {**unit, **row(timing), **device_fingerprint}
-                    write(f, [values[c] for c in columns])
-                    noisy += too_noisy(timing)
-                n = first + len(batch)
-                print(f"{table}: {n}/{len(todo)} measured, {time.time() - start:.0f} s",
-                      file=sys.stderr)
-        print(f"{path}: {len(units)} {table} ({len(todo)} measured now) on "
-              f"{device_fingerprint['device']}")
+        noisy = measure_table(table, units, args, os.path.join(out_dir, f"{table}.csv"),
+                              device_fingerprint)
         if noisy:
             print(f"warning: {noisy} of the {table} measured now stayed noisy (their "
                   f"latency moved by over {100 * UNIT_NOISE:g} % between rounds): stop other "
                   f"jobs on the device and measure them again into another folder (--out-dir)",
                   file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
