@@ -225,26 +225,37 @@ def statuses(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("case", range(CASES), ids=lambda case: f"{case}-{NAMES[case % len(NAMES)]}")
-def test_a_fuzzed_input_ends_in_status_0_or_2_and_stays_unchanged(case, valid, statuses,
-                                                                    tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """One folder for every case's files (named by case): a folder per test costs more than
+    the command it runs."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture
+def no_debug(monkeypatch):
     monkeypatch.delenv("HWNAS_DEBUG", raising=False)  # a traceback only for a bug
+
+
+@pytest.mark.parametrize("case", range(CASES),
+                         ids=lambda case: f"{case}-{NAMES[case % len(NAMES)]}")
+def test_a_fuzzed_input_ends_in_status_0_or_2_and_stays_unchanged(case, valid, statuses, work,
+                                                                    no_debug):
     originals = {p: digest(valid / p) for p in os.listdir(valid)}
-    status = run_case(case, valid, tmp_path)
+    status = run_case(case, valid, work)
     assert {p: digest(valid / p) for p in os.listdir(valid)} == originals
     (statuses / f"{SEED}-{case}.new").write_text(str(status))
     os.replace(statuses / f"{SEED}-{case}.new", statuses / f"{SEED}-{case}")  # read whole
 
 
-def test_the_fuzz_spoils_inputs_but_not_always(valid, statuses, tmp_path, monkeypatch):
+def test_the_fuzz_spoils_inputs_but_not_always(valid, statuses, work, no_debug):
     """Over all cases, more than a third are refused and some accepted; a case no test has
     run yet (run alone, or by another xdist worker that has not got there) is run here."""
-    monkeypatch.delenv("HWNAS_DEBUG", raising=False)
     counts = Counter()
     for case in range(CASES):
         recorded = statuses / f"{SEED}-{case}"
         counts[int(recorded.read_text()) if recorded.exists() else
-               run_case(case, valid, tmp_path)] += 1
+               run_case(case, valid, work)] += 1
     print(f"\nfuzz (seed {SEED}): {CASES} cases; statuses {dict(sorted(counts.items()))}")
     assert counts[2] > CASES / 3 and counts[0] > 0  # the mutations do spoil, not always
 
