@@ -17,7 +17,7 @@ ROOT = Path(hwnas.__file__).parent
 LEVELS = {"hwnas.errors": 0,
           "hwnas.profile._stats": 0,  # the timing module an export copies: no hwnas import
           "hwnas._imports": 1, "hwnas._progress": 1, "hwnas._files": 1,
-          "hwnas._calibration": 1,
+          "hwnas._calibration": 1, "hwnas._checks": 1,
           "hwnas.layers": 2, "hwnas.spaces": 3, "hwnas.tables": 4,
           "hwnas._cli": 5,  # what the commands share: options, one-line errors
           "hwnas.predictors": 6, "hwnas.profile": 6,

@@ -319,7 +319,7 @@ def test_an_objective_that_never_works_is_one_clear_error(nb201, returned, messa
     (dict(n_trials=0), "n_trials must be an integer >= 1"),
     (dict(top=0), "top must be an integer >= 1"),
     (dict(mode="penalty", penalty_weight=float("nan")), "penalty_weight must be a finite"),
-    (dict(max_params=float("inf")), "max_params: expected a finite number > 0"),
+    (dict(max_params=float("inf")), "max_params must be a finite number > 0, got inf"),
 ])
 def test_bad_search_arguments_name_themselves(nb201, options, message):
     space, predictor = nb201
@@ -410,6 +410,45 @@ def test_the_feasible_sampler_is_built_one_way(nb201):
     assert FeasibleSampler(budgets).budgets is budgets
     sampler = FeasibleSampler.for_budget(space, predictor, 5.0, max_params=10**6)
     assert sampler.budgets.limits == budgets.limits and sampler.budgets.latency_ms == 5.0
+
+
+def test_for_budget_refuses_a_budget_it_does_not_know(nb201):
+    from hwnas.search import FeasibleSampler
+    space, predictor = nb201
+    with pytest.raises(InputError, match="unknown budget 'max_flops'"):
+        FeasibleSampler.for_budget(space, predictor, 5.0, max_flops=10)
+    sampler = FeasibleSampler.for_budget(space, predictor, 5.0, max_activation_bytes=10**9)
+    assert sampler.budgets.limits["peak_activation_bytes"] == 10**9
+
+
+def test_a_search_problem_holds_one_budget_and_the_least_latency(nb201):
+    from hwnas.search import BudgetError, SearchSettings
+    from hwnas.search._study import SearchProblem, rank
+    space, predictor = nb201
+    least = float(predictor.predict_z(space, all_z(space)).min())
+    budget = least * 1.5
+    problem = SearchProblem.build(space, predictor, budget, SearchSettings(seed=0))
+    assert problem.min_latency_ms == pytest.approx(least)
+    assert problem.budgets.latency_ms == budget and problem.goal.name == "macs"
+    penalty = SearchProblem.build(space, predictor, budget, SearchSettings(mode="penalty"))
+    assert penalty.budgets.latency_ms is None and penalty.budget_ms == budget
+    assert penalty.penalised(2.0, budget * 2) == pytest.approx(2.0 * 2 ** -0.07)
+    with pytest.raises(BudgetError, match=f"is {least:.3f} ms"):
+        SearchProblem.build(space, predictor, least * 0.99, SearchSettings())
+    result = search(space, predictor, budget, n_trials=10, seed=0)
+    again = rank(result.study, problem)
+    assert [c.z for c in again.best] == [c.z for c in result.best]
+    assert again.min_latency_ms == result.min_latency_ms == problem.min_latency_ms
+
+
+def test_memory_budgets_in_kib_keep_their_earlier_spellings():
+    from hwnas.search.__main__ import parser
+    p = parser()
+    new = p.parse_args(["--budget-ms", "5", "--max-param-kib", "3", "--max-activation-kib", "2"])
+    old = p.parse_args(["--budget-ms", "5", "--max-param-kb", "3", "--max-activation-kb", "2"])
+    assert (new.max_param_kib, new.max_activation_kib) == (old.max_param_kib,
+                                                           old.max_activation_kib) == (3, 2)
+    assert "--max-param-kib" in p.format_help() and "--max-param-kb " not in p.format_help()
 
 
 def test_an_activation_budget_that_leaves_nothing_says_so(tmp_path):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from hwnas._checks import positive
 from hwnas.errors import InputError
 from hwnas.predictors import Predictor
 from hwnas.spaces import SearchSpace
@@ -18,15 +18,9 @@ def _is_nnabla(x: Any) -> bool:
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    """A finite number > 0 (>= 0 with allow_zero), else InputError naming the argument."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, "
-                         f"got {value}")
-    return value
+    """A finite number > 0 (>= 0 with allow_zero) from anything float() reads, else
+    InputError naming the argument (hwnas._checks.positive)."""
+    return positive(name, value, allow_zero=allow_zero, convert=True)
 
 
 def _latency_ratio(expected_latency_ms, ref_ms: float):

@@ -43,6 +43,7 @@ from typing import Any, Callable, cast
 
 import numpy as np
 
+from hwnas._checks import count, positive
 from hwnas._imports import require
 from hwnas.errors import InputError
 from hwnas.integrations._constraint import BudgetConstraint
@@ -280,16 +281,8 @@ def _reward_args(bound: Any, weight: Any) -> tuple[float, float]:
     needs; weight "adaptive" reads as 0 (the constraint's initial lambda)."""
     if weight == "adaptive":
         weight = 0.0
-    try:
-        bound, weight = float(bound), float(weight)
-    except (TypeError, ValueError):
-        raise InputError(f"bound must be a number and weight a number or 'adaptive', got "
-                         f"{bound!r} and {weight!r}") from None
-    if not (np.isfinite(bound) and bound > 0):
-        raise InputError(f"bound must be a latency in ms > 0, got {bound}")
-    if not (np.isfinite(weight) and weight >= 0):
-        raise InputError(f"weight must be >= 0, got {weight}")
-    return bound, weight
+    return (positive("bound", bound, convert=True, noun="a latency in ms"),
+            positive("weight", weight, allow_zero=True, convert=True))
 
 
 class _Adaptive:
@@ -300,8 +293,7 @@ class _Adaptive:
         self._bound, self._fixed_weight = _reward_args(bound, weight)
         self.constraint: BudgetConstraint | None = None
         if weight == "adaptive":
-            if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-                raise InputError(f"samples must be an integer >= 1, got {samples!r}")
+            count("samples", samples)
             self.constraint = BudgetConstraint(None, None, self._bound, step=step,
                                                quantile=quantile)
         self.samples = samples

@@ -12,6 +12,7 @@ noise says so, the line is refitted and the search runs again (hwnas.search._ver
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -66,14 +67,7 @@ def parser() -> _cli.ArgumentParser:
         epilog="The objective is an analytic proxy of accuracy, maximised under the budget: "
                "by default the MACs of the network (the largest network that fits the "
                "budget); --objective params maximises the parameter count instead.")
-    p.add_argument("--budget-ms", type=_cli.positive_float,
-                   help="latency budget in milliseconds (predicted latency <= budget)")
-    p.add_argument("--budget", action="append", metavar="NAME=LIMIT",
-                   help="a budget of a fleet, repeatable: a shipped device (pixel3=15), this "
-                        "machine or the search's own predictor (local=5, as --budget-ms), or "
-                        "a fitted predictor file (p.json=3), each limit in its predictor's "
-                        "unit (ms; mJ for one fitted on energy_mj); every trial is predicted "
-                        "on each; without --budget-ms or local, the first is the search's own")
+    _add_budget_options(p)
     _cli.add_space_option(p, None, "the --predictor's space if it records one, else mobilenet")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--table", help="layer table CSV: predict by lookup of its raw layer "
@@ -102,15 +96,47 @@ def parser() -> _cli.ArgumentParser:
     p.add_argument("--plain-sampler", action="store_true",
                    help="do not wrap the sampler: let it propose architectures over the "
                         "budgets and leave them to Optuna's constraint handling")
-    p.add_argument("--max-params", type=_cli.positive_int, help="parameter budget")
-    p.add_argument("--max-param-kb", type=_cli.positive_float,
-                   help="parameter memory budget, KiB")
-    p.add_argument("--max-activation-kb", type=_cli.positive_float,
-                   help="peak activation memory budget, KiB")
-    p.add_argument("--confidence", type=float, metavar="Q", help="constrain the Q-quantile "
-                   "of the predicted latency (e.g. 0.95; predictors with a spread)")
     p.add_argument("--plot", metavar="PNG", help="plot latency against objective: every "
                    "trial, the budget and the reported architectures")
+    _add_study_options(p)
+    p.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    p.add_argument("--export-onnx", metavar="DIR", help="write each reported architecture "
+                   "as DIR/<space>-<rank>-<z>.onnx (needs onnx)")
+    p.add_argument("--no-verify", action="store_true", help="report the predicted latencies "
+                   "without measuring the reported architectures on this device (by default "
+                   "they are measured, and a miss recalibrates and searches again)")
+    p.add_argument("--remeasure", action="store_true", help="discard this device's cached "
+                   "tables and measure them again (with neither --table nor --predictor)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _add_budget_options(p: _cli.ArgumentParser) -> None:
+    """The budgets: latency (this predictor's, a fleet's) and memory."""
+    p.add_argument("--budget-ms", type=_cli.positive_float,
+                   help="latency budget in milliseconds (predicted latency <= budget)")
+    p.add_argument("--budget", action="append", metavar="NAME=LIMIT",
+                   help="a budget of a fleet, repeatable: a shipped device (pixel3=15), this "
+                        "machine or the search's own predictor (local=5, as --budget-ms), or "
+                        "a fitted predictor file (p.json=3), each limit in its predictor's "
+                        "unit (ms; mJ for one fitted on energy_mj); every trial is predicted "
+                        "on each; without --budget-ms or local, the first is the search's own")
+    p.add_argument("--max-params", type=_cli.positive_int, help="parameter budget")
+    p.add_argument("--max-param-kib", type=_cli.positive_float, metavar="KIB",
+                   help="parameter memory budget, KiB (1024 bytes)")
+    p.add_argument("--max-activation-kib", type=_cli.positive_float, metavar="KIB",
+                   help="peak activation memory budget, KiB (1024 bytes)")
+    # the earlier spellings, which said kB but meant KiB, still work (hidden): scripts keep
+    # running
+    for what in ("param", "activation"):
+        p.add_argument(f"--max-{what}-kb", type=_cli.positive_float, dest=f"max_{what}_kib",
+                       help=argparse.SUPPRESS)
+    p.add_argument("--confidence", type=float, metavar="Q", help="constrain the Q-quantile "
+                   "of the predicted latency (e.g. 0.95; predictors with a spread)")
+
+
+def _add_study_options(p: _cli.ArgumentParser) -> None:
+    """The study: where it is kept, who shares it, how many trials, what is reported."""
     p.add_argument("--storage", help="Optuna storage: a URL (sqlite:///s.db, "
                    "postgresql://user@host/db) or a .journal file; default: in memory, or "
                    "with --study-name or --workers a journal file beside the results")
@@ -123,16 +149,6 @@ def parser() -> _cli.ArgumentParser:
                    "search")
     p.add_argument("--top", type=_cli.positive_int, default=5,
                    help="architectures to report (default: %(default)s)")
-    p.add_argument("--json", metavar="PATH", help="write the result as JSON")
-    p.add_argument("--export-onnx", metavar="DIR", help="write each reported architecture "
-                   "as DIR/<space>-<rank>-<z>.onnx (needs onnx)")
-    p.add_argument("--no-verify", action="store_true", help="report the predicted latencies "
-                   "without measuring the reported architectures on this device (by default "
-                   "they are measured, and a miss recalibrates and searches again)")
-    p.add_argument("--remeasure", action="store_true", help="discard this device's cached "
-                   "tables and measure them again (with neither --table nor --predictor)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,8 +252,8 @@ def _settings(args) -> SearchSettings:
     return SearchSettings(
         objective=load_objective(args.objective), mode=args.mode, sampler=args.sampler,
         n_trials=args.trials, seed=args.seed, top=args.top, feasible=not args.plain_sampler,
-        max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kb),
-        max_activation_bytes=_bytes(args.max_activation_kb), confidence=args.confidence,
+        max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kib),
+        max_activation_bytes=_bytes(args.max_activation_kib), confidence=args.confidence,
         penalty_weight=args.penalty_weight, storage=storage, study_name=args.study_name,
         workers=args.workers, show_progress=not args.quiet)
 

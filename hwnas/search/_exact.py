@@ -4,11 +4,25 @@ a multiple-choice knapsack solved by dynamic programming over (cost, value) stat
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
 
 #: (cost, value, z) of one architecture
 Point = tuple[float, float, tuple[int, ...]]
+#: the most architectures an exact solver enumerates where a budget is not additive
+MAX_ENUMERATED = 1_000_000
+
+
+def every_z(n_choices: Sequence[int]) -> np.ndarray:
+    """Every z of a space with these numbers of choices, one row each, z[-1] fastest.
+
+    Example:
+        >>> every_z([2, 2]).tolist()
+        [[0, 0], [0, 1], [1, 0], [1, 1]]
+    """
+    return np.stack(np.meshgrid(*map(np.arange, n_choices), indexing="ij"),
+                    axis=-1).reshape(-1, len(n_choices))
 
 
 def knapsack(*, fixed_cost: float, cost: np.ndarray, fixed_value: float, value: np.ndarray,
@@ -51,11 +65,22 @@ def knapsack(*, fixed_cost: float, cost: np.ndarray, fixed_value: float, value: 
     return [(float(costs[i]), float(values[i]), tuple(int(x) for x in zs[i])) for i in order]
 
 
+def pareto_mask(v: np.ndarray) -> np.ndarray:
+    """Mask of the Pareto front of points sorted by cost (best value first among equal
+    costs): those whose value beats every earlier one.
+
+    Example:
+        >>> pareto_mask(np.array([1.0, 0.5, 2.0, 2.0]))
+        array([ True, False,  True, False])
+    """
+    return v > np.concatenate([[-np.inf], np.maximum.accumulate(v)[:-1]])
+
+
 def _undominated(v: np.ndarray, keep: int) -> np.ndarray:
     """Mask of the states (sorted by cost) that fewer than ``keep`` earlier states beat or
     equal in value."""
     if keep == 1:
-        return v > np.concatenate([[-np.inf], np.maximum.accumulate(v)[:-1]])
+        return pareto_mask(v)
     mask = np.zeros(len(v), dtype=bool)
     best: list[float] = []  # a min-heap of the keep largest values so far
     for i, x in enumerate(v.tolist()):

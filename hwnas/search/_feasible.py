@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+from hwnas._checks import fraction, positive
 from hwnas.errors import InputError
 from hwnas.predictors import NotAdditiveError
 from hwnas.spaces import additive_cost
@@ -50,8 +51,8 @@ class LatencyModel:
 
     def __init__(self, space: SearchSpace, predictor: Predictor,
                  confidence: float | None = None):
-        if confidence is not None and not 0 < confidence < 1:
-            raise InputError(f"confidence must be in (0, 1), got {confidence}")
+        if confidence is not None:
+            fraction("confidence", confidence)
         self.space, self.predictor, self.confidence = space, predictor, confidence
         self.fixed: float | None
         self.C: np.ndarray | None
@@ -72,6 +73,14 @@ class LatencyModel:
         if self.C is None or self.fixed is None:
             return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
         return additive_cost(self.fixed, self.C, Z)
+
+    def least(self, allowed: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
+        """The z of least mean latency and that latency, among the ``allowed`` choices
+        (decisions x choices; default all); None where latency is not additive."""
+        if self.C is None or self.fixed is None:
+            return None
+        C = self.C if allowed is None else np.where(allowed, self.C, np.nan)
+        return self.space.min_z(self.fixed, C)
 
     def upper(self, Z: np.ndarray) -> np.ndarray | None:
         """The constrained quantile of each row, or None without a confidence."""
@@ -131,9 +140,8 @@ class Budgets:
         self.limits = {"params": max_params, "param_bytes": max_param_bytes,
                        "peak_activation_bytes": max_activation_bytes}
         for name, limit in self.limits.items():
-            if limit is not None and not (isinstance(limit, (int, float, np.number))
-                                          and 0 < limit < math.inf):
-                raise InputError(f"max_{name}: expected a finite number > 0, got {limit!r}")
+            if limit is not None:
+                positive(f"max_{name}", limit)
         # per decision where the space is additive; None: from each decoded z
         self.memory: dict[str, tuple[float, np.ndarray] | None] = {}
         for name, limit in self.limits.items():
@@ -467,14 +475,24 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     @classmethod
     def for_budget(cls, space: SearchSpace, predictor: Predictor, budget_ms: float | None,
                    base: optuna.samplers.BaseSampler | None = None, *,
-                   max_params: int | None = None, max_param_bytes: int | None = None,
-                   max_activation_bytes: int | None = None, confidence: float | None = None,
-                   seed: int | None = None) -> FeasibleSampler:
+                   confidence: float | None = None, seed: int | None = None,
+                   **memory: int | None) -> FeasibleSampler:
         """A sampler for a latency budget (None: no latency budget) and memory budgets, on
-        the predictor's mean latency or, with ``confidence``, its upper quantile."""
+        the predictor's mean latency or, with ``confidence``, its upper quantile.
+
+        Args:
+            memory: the memory budgets as ``Budgets`` takes them: ``max_params``,
+                ``max_param_bytes``, ``max_activation_bytes``.
+        """
+        known = ("max_params", "max_param_bytes", "max_activation_bytes")
+        unknown = sorted(set(memory) - set(known))
+        if unknown:
+            raise InputError(f"FeasibleSampler.for_budget: unknown budget {unknown[0]!r}; "
+                             f"expected one of {list(known)}")
         budgets = Budgets(LatencyModel(space, predictor, confidence), budget_ms,
-                          max_params=max_params, max_param_bytes=max_param_bytes,
-                          max_activation_bytes=max_activation_bytes)
+                          max_params=memory.get("max_params"),
+                          max_param_bytes=memory.get("max_param_bytes"),
+                          max_activation_bytes=memory.get("max_activation_bytes"))
         return cls(budgets, base, seed=seed)
 
     @property

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwnas._checks import positive
 from hwnas.errors import InputError
+from hwnas.search._exact import MAX_ENUMERATED, every_z
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -39,10 +41,7 @@ class DeviceBudget:
     limit: float
 
     def __post_init__(self) -> None:
-        if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or \
-                not 0 < self.limit < math.inf:
-            raise InputError(f"budget {self.name}: the limit must be a finite number > 0, "
-                             f"got {self.limit!r}")
+        positive(f"budget {self.name}: the limit", self.limit)
 
     @property
     def unit(self) -> str:
@@ -107,15 +106,13 @@ def fleet_optimum(budgets: Budgets, value: tuple[float, np.ndarray], top: int
     every z of a space of at most ``max_enumerated`` where some budget is not additive,
     else a mixed-integer program (scipy's milp: one binary per decision and choice; the
     next best excluded one at a time by a cut). Raises InputError where neither applies."""
-    from hwnas.search._study import MAX_ENUMERATED
     feasibility = budgets.feasibility()
     space = budgets.model.space
     if feasibility.check is not None:
         if space.size > MAX_ENUMERATED:
             raise InputError(f"the exact sampler needs every budget additive, or a space of "
                              f"at most {MAX_ENUMERATED:,} architectures to enumerate")
-        Z = np.stack(np.meshgrid(*map(np.arange, space.n_choices), indexing="ij"),
-                     axis=-1).reshape(-1, len(space.n_choices))
+        Z = every_z(space.n_choices)
         Z = Z[feasibility.fits(Z)]
         v = space.evaluate_z(Z, *value)
         return [tuple(int(c) for c in Z[i]) for i in np.argsort(-v, kind="stable")[:top]]

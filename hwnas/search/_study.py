@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import optuna
 
+from hwnas._checks import count, finite, fraction, is_integer, positive
 from hwnas._cli import MAX_TRIALS, MAX_WORKERS
 from hwnas._files import mask_secrets
 from hwnas._progress import Progress
 from hwnas.errors import HwnasError, InputError
-from hwnas.search._exact import knapsack
+from hwnas.search._exact import MAX_ENUMERATED, every_z, knapsack, pareto_mask
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
 from hwnas.search._fleet import DeviceBudget, fleet_note, fleet_optimum
 
@@ -190,6 +191,12 @@ class SearchSettings:
     show_progress: bool = False
 
     def __post_init__(self) -> None:
+        self._check_choices()
+        self._check_numbers()
+        self._check_study()
+
+    def _check_choices(self) -> None:
+        """objective, mode, sampler and fleet: a known name or an object of the right kind."""
         if isinstance(self.objective, str) and self.objective not in OBJECTIVES:
             raise InputError(f"unknown objective {self.objective!r}: expected one of "
                              f"{sorted(OBJECTIVES)} or a callable")
@@ -203,30 +210,29 @@ class SearchSettings:
         if not isinstance(self.sampler, (str, optuna.samplers.BaseSampler)):
             raise InputError(f"sampler must be a name or an optuna sampler, got "
                              f"{self.sampler!r}")
-        for what, high in (("n_trials", MAX_TRIALS), ("top", None), ("workers", MAX_WORKERS)):
-            value = getattr(self, what)
-            if not (_integer(value) and value >= 1 and (high is None or value <= high)):
-                most = "" if high is None else f" (at most {high})"
-                raise InputError(f"{what} must be an integer >= 1{most}, got {value!r}")
-        if self.seed is not None and not (_integer(self.seed) and 0 <= self.seed < 2**32):
+        if not all(isinstance(b, DeviceBudget) for b in self.fleet):
+            raise InputError(f"fleet must be DeviceBudget entries, got {self.fleet!r}")
+
+    def _check_numbers(self) -> None:
+        count("n_trials", self.n_trials, most=MAX_TRIALS)
+        count("top", self.top)
+        count("workers", self.workers, most=MAX_WORKERS)
+        if self.seed is not None and not (is_integer(self.seed) and 0 <= self.seed < 2**32):
             raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         for what in ("max_params", "max_param_bytes", "max_activation_bytes"):
-            limit = getattr(self, what)
-            if limit is not None and not (_number(limit) and 0 < limit < math.inf):
-                raise InputError(f"{what}: expected a finite number > 0, got {limit!r}")
-        if self.confidence is not None and not (_number(self.confidence)
-                                                and 0 < self.confidence < 1):
-            raise InputError(f"confidence must be in (0, 1), got {self.confidence!r}")
-        if not (_number(self.penalty_weight) and math.isfinite(self.penalty_weight)):
-            raise InputError(f"penalty_weight must be a finite number, got "
-                             f"{self.penalty_weight!r}")
+            if getattr(self, what) is not None:
+                positive(what, getattr(self, what))
+        if self.confidence is not None:
+            fraction("confidence", self.confidence)
+        finite("penalty_weight", self.penalty_weight)
+
+    def _check_study(self) -> None:
+        """storage, study_name and workers: what can share or keep a study."""
         for what in ("storage", "study_name"):
             if getattr(self, what) is not None and not isinstance(getattr(self, what), str):
                 raise InputError(f"{what} must be a string, got {getattr(self, what)!r}")
         if self.workers > 1 and self.storage is None:
             raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
-        if not all(isinstance(b, DeviceBudget) for b in self.fleet):
-            raise InputError(f"fleet must be DeviceBudget entries, got {self.fleet!r}")
         if self.sampler == "exact":  # it solves in this process, keeping no study
             given = [what for what, bad in (("workers > 1 (--workers)", self.workers > 1),
                                             ("a study_name (--study-name)", self.study_name),
@@ -235,14 +241,6 @@ class SearchSettings:
             if given:
                 raise InputError(f"the exact sampler solves the search at once in one "
                                  f"process and keeps no study: it takes no {given[0]}")
-
-
-def _integer(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
 
 
 def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
@@ -264,53 +262,46 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
         result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
         print(result.best[0].z, result.best[0].predicted_latency_ms)
     """
-    if settings is None:
-        if objective is not None:
-            options["objective"] = objective
-        try:
-            settings = SearchSettings(**options)
-        except TypeError as e:  # an unknown keyword
-            raise InputError(f"search: {e}".replace("__init__()", "SearchSettings")) from None
-    elif objective is not None or options:
-        raise InputError("search: give either settings= or the options as keywords, not both")
-    if not (_number(budget_ms) and 0 < budget_ms < math.inf):
-        raise InputError(f"budget_ms must be a finite number > 0, got {budget_ms!r}")
-    goal = resolve_objective(space, settings.objective)
-    model = LatencyModel(space, predictor, settings.confidence)
-    budgets = Budgets(model, None if settings.mode == "penalty" else budget_ms,
-                      max_params=settings.max_params, max_param_bytes=settings.max_param_bytes,
-                      max_activation_bytes=settings.max_activation_bytes,
-                      devices=settings.fleet)
-    min_latency_ms = _least_latency(model, budget_ms, settings.mode)
+    problem = SearchProblem.build(space, predictor, budget_ms,
+                                  _settings(objective, settings, options))
+    settings = problem.settings
     if settings.sampler == "exact":
-        return _exact_result(budgets, goal, settings, budget_ms)
-    setting = _setting(predictor, budget_ms, settings, budgets)
-
-    def make_sampler(worker: int) -> optuna.samplers.BaseSampler:
-        seed = None if settings.seed is None else settings.seed + worker
-        base = _base_sampler(settings.sampler, seed)
-        return FeasibleSampler(budgets, base, seed=seed) if settings.feasible else base
-
+        return _exact_result(problem)
     study_name = settings.study_name
     if settings.workers > 1 and study_name is None:
         study_name = f"hwnas-{uuid.uuid4().hex[:8]}"
-    study, notes = open_study(setting, storage=settings.storage, study_name=study_name,
-                              directions=["maximize", "minimize"] if settings.mode == "pareto"
-                              else ["maximize"], sampler=make_sampler(0))
-    _enqueue_start(study, budgets, goal, settings, budget_ms)
+    study, notes = open_study(_setting(problem), storage=settings.storage,
+                              study_name=study_name, directions=problem.directions,
+                              sampler=problem.sampler(0))
+    _enqueue_start(study, problem)
     # every trial of an exact feasible sampler fits: Optuna need not weigh constraints
     guaranteed = isinstance(study.sampler, FeasibleSampler) and _NATIVE_CONSTRAINTS \
         and study.sampler.feasibility.check is None
-    evaluate = _trial_function(budgets, goal, settings, budget_ms,
-                               record_constraints=not guaranteed)
-    misses = run_trials(study, settings, make_sampler, evaluate)
+    evaluate = _trial_function(problem, record_constraints=not guaranteed)
+    misses = run_trials(study, settings, problem.sampler, evaluate)
     if settings.fleet:
         notes.append(fleet_note(settings.fleet))
     if misses:
         notes.append(f"the feasible sampler's bounded rejection (latency or memory is not "
                      f"additive here) found no feasible z near {misses} proposal(s) of this "
                      f"process: those trials are infeasible")
-    return rank(study, budgets, goal.name, settings, budget_ms, min_latency_ms, tuple(notes))
+    return rank(study, problem, tuple(notes))
+
+
+def _settings(objective: str | Objective | None, settings: SearchSettings | None,
+              options: dict[str, Any]) -> SearchSettings:
+    """search()'s settings: ``settings`` as given, or built from the objective and options."""
+    if settings is not None:
+        if objective is not None or options:
+            raise InputError("search: give either settings= or the options as keywords, "
+                             "not both")
+        return settings
+    if objective is not None:
+        options["objective"] = objective
+    try:
+        return SearchSettings(**options)
+    except TypeError as e:  # an unknown keyword
+        raise InputError(f"search: {e}".replace("__init__()", "SearchSettings")) from None
 
 
 @dataclass(frozen=True)
@@ -331,13 +322,73 @@ def resolve_objective(space: SearchSpace, objective: str | Objective) -> Resolve
     return ResolvedObjective(getattr(objective, "__name__", "custom"), objective, None)
 
 
-def _least_latency(model: LatencyModel, budget_ms: float, mode: str) -> float | None:
-    if model.C is None or model.fixed is None:
-        return None
-    least = float(model.fixed + np.nanmin(model.C, axis=1).sum())
-    if least > budget_ms and mode != "penalty":
-        raise BudgetError(budget_ms, least)
-    return least
+@dataclass(frozen=True)
+class SearchProblem:
+    """What one search solves, resolved once: the budgets (with the latency model, and so
+    the space), the objective, the latency budget and the settings. ``budget_ms`` is the
+    one latency budget: ``budgets`` bounds it, except in penalty mode, where it is the
+    reference of the penalty instead.
+
+    Example (a fitted ``predictor`` as in the README)::
+
+        problem = SearchProblem.build(space, predictor, 5.0, SearchSettings(seed=0))
+        problem.min_latency_ms  # the least latency of the space, where additive
+    """
+
+    budgets: Budgets
+    goal: ResolvedObjective
+    budget_ms: float
+    settings: SearchSettings
+    #: the least predicted latency of the space; None where latency is not additive
+    min_latency_ms: float | None
+
+    @classmethod
+    def build(cls, space: SearchSpace, predictor: Predictor, budget_ms: float,
+              settings: SearchSettings) -> SearchProblem:
+        """The problem of searching ``space`` under ``budget_ms`` (checked) on the
+        predictor's latency; BudgetError where no z of the space meets the budget."""
+        positive("budget_ms", budget_ms)
+        goal = resolve_objective(space, settings.objective)
+        model = LatencyModel(space, predictor, settings.confidence)
+        budgets = Budgets(model, None if settings.mode == "penalty" else budget_ms,
+                          max_params=settings.max_params,
+                          max_param_bytes=settings.max_param_bytes,
+                          max_activation_bytes=settings.max_activation_bytes,
+                          devices=settings.fleet)
+        least = model.least()
+        if least is not None and least[1] > budget_ms and settings.mode != "penalty":
+            raise BudgetError(budget_ms, least[1])
+        return cls(budgets, goal, budget_ms, settings, None if least is None else least[1])
+
+    @property
+    def model(self) -> LatencyModel:
+        return self.budgets.model
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.budgets.model.space
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+    @property
+    def directions(self) -> list[str]:
+        """The study's: the objective up, and in pareto mode latency (or the worst budget
+        ratio) down."""
+        return ["maximize", "minimize"] if self.mode == "pareto" else ["maximize"]
+
+    def penalised(self, value: Any, latency_ms: Any) -> Any:
+        """Penalty mode's score: value x (latency / budget)^penalty_weight (as MnasNet)."""
+        return value * (latency_ms / self.budget_ms) ** self.settings.penalty_weight
+
+    def sampler(self, worker: int) -> optuna.samplers.BaseSampler:
+        """The sampler of one worker (its seed is the settings' seed + worker), wrapped in
+        a FeasibleSampler unless ``feasible`` is False."""
+        seed = None if self.settings.seed is None else self.settings.seed + worker
+        base = _base_sampler(self.settings.sampler, seed)
+        return FeasibleSampler(self.budgets, base, seed=seed) if self.settings.feasible \
+            else base
 
 
 def _base_sampler(sampler: str | optuna.samplers.BaseSampler, seed: int | None
@@ -363,17 +414,16 @@ def _sampler_name(settings: SearchSettings) -> str:
     return f"feasible {name}" if settings.feasible else name
 
 
-def _setting(predictor: Predictor, budget_ms: float, settings: SearchSettings,
-             budgets: Budgets) -> dict[str, Any]:
+def _setting(problem: SearchProblem) -> dict[str, Any]:
     """What a study's trials depend on, stored in its user attrs to check a resume."""
-    space = budgets.model.space
+    space, predictor, settings = problem.space, problem.model.predictor, problem.settings
     digest = hashlib.sha1(json.dumps(predictor.to_dict(), sort_keys=True).encode())
     setting = {"space": space.name, "space_signature": space.signature,
-               "objective": resolve_objective(space, settings.objective).name,
-               "mode": settings.mode, "budget_ms": budget_ms, "predictor": predictor.kind,
+               "objective": problem.goal.name, "mode": settings.mode,
+               "budget_ms": problem.budget_ms, "predictor": predictor.kind,
                "predictor_digest": digest.hexdigest()[:12],
                "device": predictor.fingerprint_.describe(), "confidence": settings.confidence,
-               **{f"max_{k}": v for k, v in budgets.limits.items()}}
+               **{f"max_{k}": v for k, v in problem.budgets.limits.items()}}
     if settings.fleet:
         setting["fleet"] = [[b.name, b.limit] for b in settings.fleet]
     if settings.mode == "penalty":  # stored values depend on them
@@ -427,98 +477,122 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
     return study, notes
 
 
-def _enqueue_start(study: optuna.Study, budgets: Budgets, goal: ResolvedObjective,
-                   settings: SearchSettings, budget_ms: float) -> None:
-    """Enqueue the least-latency z (a feasible start) and, where objective and latency are
-    additive (and ``enqueue_exact``), the best points of the exact front."""
-    model = budgets.model
-    names = [d.name for d in model.space.decisions]
-    if budgets.devices and settings.enqueue_exact and goal.matrix is not None \
-            and settings.mode == "constraint":  # a fleet: its exact optimum starts the study
+def _enqueue_start(study: optuna.Study, problem: SearchProblem) -> None:
+    """Enqueue the starting points of ``_start_points``."""
+    names = [d.name for d in problem.space.decisions]
+    for z in _start_points(problem):
+        study.enqueue_trial(dict(zip(names, z)), skip_if_exists=True)
+
+
+def _start_points(problem: SearchProblem) -> list[tuple[int, ...]]:
+    """Where the study starts: with a fleet in constraint mode its exact optimum; where
+    latency is additive the least-latency z (a feasible start) and, where the objective is
+    too (and ``enqueue_exact``), the best points of the exact front."""
+    budgets, settings, goal = problem.budgets, problem.settings, problem.goal
+    exact = settings.enqueue_exact and goal.matrix is not None
+    points: list[tuple[int, ...]] = []
+    if budgets.devices and exact and goal.matrix is not None and problem.mode == "constraint":
         try:
-            for z in fleet_optimum(budgets, goal.matrix, settings.top):
-                study.enqueue_trial(dict(zip(names, z)), skip_if_exists=True)
+            points += fleet_optimum(budgets, goal.matrix, settings.top)
         except InputError:  # a large space with a budget that is not additive: no optimum
             pass
-    if model.C is None or model.fixed is None:  # not additive
-        return
-    mode, top, penalty_weight = settings.mode, settings.top, settings.penalty_weight
-    feasibility = budgets.feasibility()
-    cost = np.where(feasibility.allowed, model.C, np.nan)
-    points: list[tuple[int, ...]] = []
-    if settings.enqueue_exact and goal.matrix is not None \
-            and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
-        fixed_v, V = goal.matrix
-        limit = math.inf if budgets.latency_ms is None else budgets.latency_ms
-        found = knapsack(fixed_cost=model.fixed, cost=cost, fixed_value=fixed_v, value=V,
-                         budget=limit)
-        if mode == "pareto":  # spread over the front
-            count = max(top, settings.n_trials // 10)
-            points = [z for _, _, z in found[::max(1, len(found) // count)][:count]]
-        else:  # the best by the mode's score
-            score = [v * (c / budget_ms) ** penalty_weight if mode == "penalty" else v
-                     for c, v, _ in found]
-            points = [found[i][2] for i in np.argsort(score, kind="stable")[::-1][:top]]
-    z_min = tuple(int(c) for c in np.nanargmin(np.where(feasibility.allowed, model.C, np.inf),
-                                               axis=1))
-    for z in [z_min] + points:
-        if budgets.devices and not budgets.fits(np.array([z]))[0]:  # over a fleet budget
-            continue
-        study.enqueue_trial(dict(zip(names, z)), skip_if_exists=True)
+    if not problem.model.additive:
+        return points
+    allowed = budgets.feasibility().allowed
+    least = problem.model.least(allowed)
+    assert least is not None
+    starts = [tuple(int(c) for c in least[0])]
+    if exact and not [n for n in budgets.memory if n != "peak_activation_bytes"]:
+        starts += _front_points(problem, allowed)
+    # the latency budget is met by construction; a fleet's need not be
+    return points + [z for z in starts
+                     if not budgets.devices or budgets.fits(np.array([z]))[0]]
+
+
+def _front_points(problem: SearchProblem, allowed: np.ndarray) -> list[tuple[int, ...]]:
+    """The exact front's best points within the latency budget: in pareto mode spread over
+    the front, else the best by the mode's score."""
+    model, settings = problem.model, problem.settings
+    assert problem.goal.matrix is not None and model.C is not None and model.fixed is not None
+    fixed_v, V = problem.goal.matrix
+    limit = math.inf if problem.budgets.latency_ms is None else problem.budgets.latency_ms
+    found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
+                     fixed_value=fixed_v, value=V, budget=limit)
+    if problem.mode == "pareto":
+        n = max(settings.top, settings.n_trials // 10)
+        return [z for _, _, z in found[::max(1, len(found) // n)][:n]]
+    score = [problem.penalised(v, c) if problem.mode == "penalty" else v for c, v, _ in found]
+    return [found[i][2] for i in np.argsort(score, kind="stable")[::-1][:settings.top]]
 
 
 class _ObjectiveFailed(Exception):
     """The user's objective raised or returned a value that is not finite."""
 
 
-def _trial_function(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
-                    budget_ms: float, *, record_constraints: bool
+def _trial_function(problem: SearchProblem, *, record_constraints: bool
                     ) -> Callable[[optuna.Trial], Any]:
     """One trial: z, its latency and budgets (errors here are bugs and propagate), then the
     objective (its errors fail the trial)."""
-    model, mode, penalty_weight = budgets.model, settings.mode, settings.penalty_weight
-    space = model.space
-    rows = np.arange(len(space.decisions))
+    space, budgets, mode = problem.space, problem.budgets, problem.mode
 
     def evaluate(trial: optuna.Trial):
         Z = np.array([suggest_z(trial, space)], dtype=np.int64)
-        latency_ms = float(model.mean(Z)[0])
-        upper = model.upper(Z)
-        upper_ms = None if upper is None else float(upper[0])
-        trial.set_user_attr("predicted_latency_ms", latency_ms)
-        for name, predicted in budgets.predictions(Z).items():  # every fleet budget
-            trial.set_user_attr(f"predicted {name}", float(predicted[0]))
-        if upper_ms is not None:
-            trial.set_user_attr("latency_upper_ms", upper_ms)
+        latency_ms, upper = _record_predictions(trial, budgets, Z)
         if record_constraints:
-            limits = {k: float(v[0]) for k, v in budgets.violations(
-                Z, np.array([latency_ms]) if upper is None else upper).items()}
-            if mode == "penalty" and math.isnan(latency_ms):
-                limits["latency_known"] = math.inf
-            if _NATIVE_CONSTRAINTS:
-                for key, v in limits.items():
-                    trial.set_constraint(key, v)
-            else:
-                trial.set_user_attr("constraints", list(limits.values()))
-        if goal.matrix is not None:
-            value = float(goal.matrix[0] + goal.matrix[1][rows, Z[0]].sum())
-        else:
-            arch = space.decode(Z[0])
-            try:
-                value = float(goal.call(arch))
-            except (Exception, SystemExit) as e:  # sys.exit() in it fails the trial too
-                raise _ObjectiveFailed(f"raised {type(e).__name__}: {e}") from e
-            if not math.isfinite(value):
-                raise _ObjectiveFailed(f"returned {value}")
+            _record_constraints(trial, problem, Z, latency_ms, upper)
+        value = _objective_value(problem.goal, space, Z[0])
         trial.set_user_attr("objective", value)
         if mode == "penalty":
-            return value * (latency_ms / budget_ms) ** penalty_weight \
-                if math.isfinite(latency_ms) else -math.inf
+            return problem.penalised(value, latency_ms) if math.isfinite(latency_ms) \
+                else -math.inf
         if mode == "pareto" and budgets.devices:
             return value, float(budgets.worst_ratio(Z, np.array([latency_ms]))[0])
         return (value, latency_ms) if mode == "pareto" else value
 
     return evaluate
+
+
+def _record_predictions(trial: optuna.Trial, budgets: Budgets, Z: np.ndarray
+                        ) -> tuple[float, np.ndarray | None]:
+    """Record the trial's predicted latency, upper quantile and each fleet budget's value;
+    return the latency and the upper quantile (None without a confidence)."""
+    latency_ms = float(budgets.model.mean(Z)[0])
+    upper = budgets.model.upper(Z)
+    trial.set_user_attr("predicted_latency_ms", latency_ms)
+    for name, predicted in budgets.predictions(Z).items():  # every fleet budget
+        trial.set_user_attr(f"predicted {name}", float(predicted[0]))
+    if upper is not None:
+        trial.set_user_attr("latency_upper_ms", float(upper[0]))
+    return latency_ms, upper
+
+
+def _record_constraints(trial: optuna.Trial, problem: SearchProblem, Z: np.ndarray,
+                        latency_ms: float, upper: np.ndarray | None) -> None:
+    """Record each budget's violation (<= 0 fits) for Optuna's constraint handling."""
+    limits = {k: float(v[0]) for k, v in problem.budgets.violations(
+        Z, np.array([latency_ms]) if upper is None else upper).items()}
+    if problem.mode == "penalty" and math.isnan(latency_ms):
+        limits["latency_known"] = math.inf
+    if _NATIVE_CONSTRAINTS:
+        for key, v in limits.items():
+            trial.set_constraint(key, v)
+    else:
+        trial.set_user_attr("constraints", list(limits.values()))
+
+
+def _objective_value(goal: ResolvedObjective, space: SearchSpace, z: np.ndarray) -> float:
+    """The objective of z: from its matrix where additive, else by calling it on the
+    decoded architecture (_ObjectiveFailed where it raises or is not finite)."""
+    if goal.matrix is not None:
+        return float(goal.matrix[0] + goal.matrix[1][np.arange(len(z)), z].sum())
+    arch = space.decode(z.tolist())
+    try:
+        value = float(goal.call(arch))
+    except (Exception, SystemExit) as e:  # sys.exit() in it fails the trial too
+        raise _ObjectiveFailed(f"raised {type(e).__name__}: {e}") from e
+    if not math.isfinite(value):
+        raise _ObjectiveFailed(f"returned {value}")
+    return value
 
 
 def _optimize(study: optuna.Study, n_trials: int, evaluate, bar: Progress | None) -> None:
@@ -582,18 +656,30 @@ def run_trials(study: optuna.Study, settings: SearchSettings,
             process.join()
     except KeyboardInterrupt:
         _stop(others)
-        kept = "nothing was kept (the study was in memory; give --study-name or --storage " \
-               "to keep one)" if storage is None else \
-            f"study {study.study_name!r} is kept in {_masked(storage)}: run the same command " \
-            f"with --study-name {study.study_name} to resume it"
-        try:  # Ctrl-C may have cut the storage's own lock handling short
-            done = f" after {len(study.get_trials(deepcopy=False))} trials"
-        except Exception:
-            done = ""
-        raise SearchInterrupted(f"interrupted{done}; {kept}") from None
+        raise _interrupted(study, storage) from None
     finally:
         _stop(others)
-    for i, process in enumerate(others, 1):
+    _check_exits(others, storage)
+    sampler = study.sampler
+    return sampler.misses if isinstance(sampler, FeasibleSampler) else 0
+
+
+def _interrupted(study: optuna.Study, storage: str | None) -> SearchInterrupted:
+    """What Ctrl-C leaves: the trials run and where the study is kept, if anywhere."""
+    kept = "nothing was kept (the study was in memory; give --study-name or --storage " \
+           "to keep one)" if storage is None else \
+        f"study {study.study_name!r} is kept in {_masked(storage)}: run the same command " \
+        f"with --study-name {study.study_name} to resume it"
+    try:  # Ctrl-C may have cut the storage's own lock handling short
+        done = f" after {len(study.get_trials(deepcopy=False))} trials"
+    except Exception:
+        done = ""
+    return SearchInterrupted(f"interrupted{done}; {kept}")
+
+
+def _check_exits(workers: list, storage: str | None) -> None:
+    """WorkerDied for a worker killed by a signal, RuntimeError for one that failed."""
+    for i, process in enumerate(workers, 1):
         code = process.exitcode
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else "?"
@@ -602,8 +688,6 @@ def run_trials(study: optuna.Study, settings: SearchSettings,
                              f"trials" + (f" in {_masked(storage)}" if storage else ""))
         if code != 0:
             raise RuntimeError(f"search worker {i} exited with status {code}")
-    sampler = study.sampler
-    return sampler.misses if isinstance(sampler, FeasibleSampler) else 0
 
 
 #: how long stopped workers may take to end their trial before they are killed
@@ -647,17 +731,49 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def rank(study: optuna.Study, budgets: Budgets, objective: str, settings: SearchSettings,
-         budget_ms: float, min_latency_ms: float | None, notes: tuple[str, ...]
+def rank(study: optuna.Study, problem: SearchProblem, notes: tuple[str, ...] = ()
          ) -> SearchResult:
-    """Re-evaluate every complete trial for this setting (latency and budgets from its z) and
+    """Re-evaluate every complete trial for this problem (latency and budgets from its z) and
     rank the feasible ones: best distinct architectures by objective (penalised in penalty
     mode), or the Pareto front, fastest first."""
-    model, mode, top = budgets.model, settings.mode, settings.top
-    space = model.space
+    budgets, settings, mode = problem.budgets, problem.settings, problem.mode
+    complete, notes = _complete_trials(study, problem.goal.name, notes)
+    names = [d.name for d in problem.space.decisions]
+    Z = np.array([[t.params[n] for n in names] for t in complete], dtype=np.int64)
+    value = np.array([t.user_attrs["objective"] for t in complete])
+    latency = budgets.model.mean(Z)
+    upper = budgets.model.upper(Z)
+    ok = budgets.fits(Z)
+    if not ok.any():
+        constrained = latency if upper is None else upper
+        if mode != "penalty" and np.nanmin(constrained) > problem.budget_ms:
+            raise BudgetError(problem.budget_ms, float(np.nanmin(constrained)), exact=False)
+        raise InputError(f"no trial met every budget: {', '.join(budgets.names)}")
+    idx = np.flatnonzero(ok)
+    if mode == "pareto":  # by latency, or with a fleet by the worst budget ratio
+        cost = budgets.worst_ratio(Z, latency) if budgets.devices else latency
+        idx = idx[np.lexsort((-value[idx], cost[idx]))]
+        idx = idx[pareto_mask(value[idx])]
+    else:
+        ranked = problem.penalised(value, latency) if mode == "penalty" else value
+        idx = idx[np.lexsort((latency[idx], -ranked[idx]))]
+    best: dict[tuple[int, ...], Candidate] = {}
+    for i in idx:
+        z = tuple(int(x) for x in Z[i])
+        if z not in best and (mode == "pareto" or len(best) < settings.top):
+            best[z] = _candidate(problem.space, z, float(latency[i]), float(value[i]),
+                                 None if upper is None else float(upper[i]), budgets)
+    return SearchResult(problem.space.name, problem.budget_ms, problem.goal.name, mode,
+                        _sampler_name(settings), len(complete), int(ok.sum()),
+                        problem.min_latency_ms, list(best.values()), study, notes)
+
+
+def _complete_trials(study: optuna.Study, objective: str, notes: tuple[str, ...]
+                     ) -> tuple[list[optuna.trial.FrozenTrial], tuple[str, ...]]:
+    """The study's complete trials, and the notes with a line on the failed ones; InputError
+    where every trial failed."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    names = [d.name for d in space.decisions]
     failed = [t for t in trials if "error" in t.user_attrs]
     if not complete:
         first = failed[0].user_attrs["error"] if failed else "did not complete"
@@ -665,37 +781,7 @@ def rank(study: optuna.Study, budgets: Budgets, objective: str, settings: Search
     if failed:
         notes += (f"{len(failed)} trial(s) failed: the objective {objective!r} "
                   f"{failed[0].user_attrs['error']} (first)",)
-    Z = np.array([[t.params[n] for n in names] for t in complete], dtype=np.int64)
-    value = np.array([t.user_attrs["objective"] for t in complete])
-    latency = model.mean(Z)
-    upper = model.upper(Z)
-    ok = budgets.fits(Z)
-    if not ok.any():
-        if mode != "penalty" and np.nanmin(latency if upper is None else upper) > budget_ms:
-            raise BudgetError(budget_ms, float(np.nanmin(latency if upper is None else upper)),
-                              exact=False)
-        raise InputError(f"no trial met every budget: {', '.join(budgets.names)}")
-    if mode == "penalty":
-        value_ranked = value * (latency / budget_ms) ** settings.penalty_weight
-    else:
-        value_ranked = value
-    idx = np.flatnonzero(ok)
-    if mode == "pareto":  # by latency, or with a fleet by the worst budget ratio
-        cost = budgets.worst_ratio(Z, latency) if budgets.devices else latency
-        idx = idx[np.lexsort((-value[idx], cost[idx]))]
-        idx = idx[value[idx] > np.concatenate([[-np.inf],
-                                               np.maximum.accumulate(value[idx])[:-1]])]
-    else:
-        idx = idx[np.lexsort((latency[idx], -value_ranked[idx]))]
-    best: dict[tuple[int, ...], Candidate] = {}
-    for i in idx:
-        z = tuple(int(x) for x in Z[i])
-        if z not in best and (mode == "pareto" or len(best) < top):
-            best[z] = _candidate(space, z, float(latency[i]), float(value[i]),
-                                 None if upper is None else float(upper[i]), budgets)
-    return SearchResult(space.name, budget_ms, objective, mode, _sampler_name(settings),
-                        len(complete), int(ok.sum()), min_latency_ms, list(best.values()),
-                        study, notes)
+    return complete, notes
 
 
 def _candidate(space, z, latency_ms: float, value: float, upper_ms=None,
@@ -709,84 +795,83 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None,
                      upper_ms, fleet)
 
 
-#: the most architectures the exact sampler enumerates where latency is not additive
-MAX_ENUMERATED = 1_000_000
-
-
-def _enumerated_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
-                       budget_ms: float, allowed: np.ndarray) -> SearchResult:
+def _enumerated_result(problem: SearchProblem, allowed: np.ndarray) -> SearchResult:
     """The exact sampler where latency is not additive (a measured table, nb201-pruned):
     every z of the (small) space evaluated, the ``top`` best within the budgets."""
-    model, space = budgets.model, budgets.model.space
+    space, goal, budget_ms = problem.space, problem.goal, problem.budget_ms
     assert goal.matrix is not None
-    Z = np.stack(np.meshgrid(*map(np.arange, space.n_choices), indexing="ij"),
-                 axis=-1).reshape(-1, len(space.n_choices))
-    latency = model.mean(Z)
+    Z = every_z(space.n_choices)
+    latency = problem.model.mean(Z)
     value = space.evaluate_z(Z, *goal.matrix)
     ok = (latency <= budget_ms) & allowed[np.arange(Z.shape[1]), Z].all(axis=1)
     if not ok.any():
         raise BudgetError(budget_ms, float(latency.min()))
-    rows = np.flatnonzero(ok)[np.lexsort((latency[ok], -value[ok]))][:settings.top]
+    rows = np.flatnonzero(ok)[np.lexsort((latency[ok], -value[ok]))][:problem.settings.top]
     best = [_candidate(space, Z[i], float(latency[i]), float(value[i])) for i in rows]
-    return SearchResult(space.name, budget_ms, goal.name, settings.mode, "exact", 0,
+    return SearchResult(space.name, budget_ms, goal.name, problem.mode, "exact", 0,
                         int(ok.sum()), float(latency.min()), best, None)
 
 
-def _exact_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
-                  budget_ms: float) -> SearchResult:
+def _exact_result(problem: SearchProblem) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
-    model, mode, top = budgets.model, settings.mode, settings.top
-    space, fixed, C = model.space, model.fixed, model.C
-    if (C is None or fixed is None) and space.size > MAX_ENUMERATED:
+    _check_exact(problem)
+    budgets, goal, budget_ms, model = problem.budgets, problem.goal, problem.budget_ms, \
+        problem.model
+    allowed = budgets.feasibility().allowed
+    if budgets.devices:
+        return _fleet_result(problem)
+    if model.C is None or model.fixed is None or goal.matrix is None:
+        return _enumerated_result(problem, allowed)
+    fixed_v, V = goal.matrix
+    found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
+                     fixed_value=fixed_v, value=V, budget=budget_ms, keep=problem.settings.top)
+    assert problem.min_latency_ms is not None
+    if not found:
+        least = model.least(allowed)
+        # the least latency fits: where the activation budget leaves nothing, say so
+        if budgets.memory and least is not None:
+            raise InputError(f"no architecture meets both budgets: within max_activation_bytes "
+                             f"= {budgets.limits['peak_activation_bytes']:g} the smallest "
+                             f"predicted latency is {least[1]:.3f} ms (without it "
+                             f"{problem.min_latency_ms:.3f} ms), over {budget_ms:g} ms")
+        raise BudgetError(budget_ms, problem.min_latency_ms)
+    best = [_candidate(problem.space, z, lat, value)
+            for lat, value, z in found[:problem.settings.top]]
+    return SearchResult(problem.space.name, budget_ms, goal.name, problem.mode, "exact", 0,
+                        len(found), problem.min_latency_ms, best, None)
+
+
+def _check_exact(problem: SearchProblem) -> None:
+    """InputError where the exact sampler cannot solve the problem, saying what it needs."""
+    model = problem.model
+    if not model.additive and problem.space.size > MAX_ENUMERATED:
         raise InputError(f"the exact sampler needs an additive predictor (not tree_z) and "
                          f"space (not nb201-pruned), or a space of at most {MAX_ENUMERATED:,} "
                          f"architectures to enumerate")
-    if goal.matrix is None or mode != "constraint":
+    if problem.goal.matrix is None or problem.mode != "constraint":
         raise InputError("the exact sampler needs a built-in objective (macs, params) and "
                          "--mode constraint")
     if model.confidence is not None:
         raise InputError("the exact sampler constrains the mean; use tpe, nsga2 or random "
                          "with a confidence")
-    if set(budgets.memory) - {"peak_activation_bytes"}:
+    if set(problem.budgets.memory) - {"peak_activation_bytes"}:
         raise InputError("the exact sampler supports latency and activation budgets; use "
-                         "tpe, nsga2 or random with --max-params / --max-param-kb")
-    allowed = budgets.feasibility().allowed
-    fixed_v, V = goal.matrix
-    if budgets.devices:
-        return _fleet_result(budgets, goal, settings, budget_ms)
-    if C is None or fixed is None:
-        return _enumerated_result(budgets, goal, settings, budget_ms, allowed)
-    found = knapsack(fixed_cost=fixed, cost=np.where(allowed, C, np.nan),
-                     fixed_value=fixed_v, value=V, budget=budget_ms, keep=top)
-    min_latency_ms = float(fixed + np.nanmin(C, axis=1).sum())
-    if not found:
-        if budgets.memory:  # the least latency fits: the activation budget leaves nothing
-            least = fixed + np.where(allowed, C, np.inf).min(axis=1).sum()
-            raise InputError(f"no architecture meets both budgets: within max_activation_bytes "
-                             f"= {budgets.limits['peak_activation_bytes']:g} the smallest "
-                             f"predicted latency is {least:.3f} ms (without it "
-                             f"{min_latency_ms:.3f} ms), over {budget_ms:g} ms")
-        raise BudgetError(budget_ms, min_latency_ms)
-    best = [_candidate(space, z, lat, value) for lat, value, z in found[:top]]
-    return SearchResult(space.name, budget_ms, goal.name, mode, "exact", 0,
-                        len(found), min_latency_ms, best, None)
+                         "tpe, nsga2 or random with --max-params / --max-param-kib")
 
 
-def _fleet_result(budgets: Budgets, goal: ResolvedObjective, settings: SearchSettings,
-                  budget_ms: float) -> SearchResult:
+def _fleet_result(problem: SearchProblem) -> SearchResult:
     """The exact sampler under a fleet's budgets: the ``top`` best z within all of them
     (hwnas.search._fleet.fleet_optimum)."""
+    budgets, goal, space = problem.budgets, problem.goal, problem.space
     assert goal.matrix is not None
-    model, space = budgets.model, budgets.model.space
-    found = fleet_optimum(budgets, goal.matrix, settings.top)
+    found = fleet_optimum(budgets, goal.matrix, problem.settings.top)
     if not found:
         raise InputError(f"no architecture meets every budget: {', '.join(budgets.names)}")
     Z = np.array(found)
-    latency = model.mean(Z)
+    latency = problem.model.mean(Z)
     value = space.evaluate_z(Z, *goal.matrix)
     best = [_candidate(space, z, float(lat), float(v), None, budgets)
             for z, lat, v in zip(found, latency, value)]
-    least = None if model.C is None or model.fixed is None else \
-        float(model.fixed + np.nanmin(model.C, axis=1).sum())
-    return SearchResult(space.name, budget_ms, goal.name, settings.mode, "exact", 0,
-                        len(found), least, best, None, (fleet_note(settings.fleet),))
+    return SearchResult(space.name, problem.budget_ms, goal.name, problem.mode, "exact", 0,
+                        len(found), problem.min_latency_ms, best, None,
+                        (fleet_note(problem.settings.fleet),))
