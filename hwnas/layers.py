@@ -86,6 +86,28 @@ def _conv(i: int, out: int, k: int, s: int, g: int = 1) -> Step:
     return Step("conv", (i,), out, k, s, g, pad=(k - 1) // 2)
 
 
+def _inverted_residual(layer: Layer) -> tuple[Step, ...]:
+    """mbconv (MobileNetV2: relu6, no 1x1 expansion where expand is 1) and fbblock (FBNet:
+    relu, 1x1 convs of ``groups`` groups with a channel shuffle after the first): 1x1 conv to
+    in x e channels, bn-act, kxk depthwise conv with the stride, bn-act, 1x1 conv to out, bn,
+    and the residual add where the block keeps the shape."""
+    c, out, k, s = layer.in_shape[0], layer.out_channels, layer.kernel, layer.stride
+    mbconv = layer.op == "mbconv"
+    hidden, act, g = c * layer.expand, "relu6" if mbconv else "relu", 1 if mbconv else layer.groups
+    program = [] if mbconv and layer.expand == 1 else \
+        [_conv(0, hidden, 1, 1, g), Step("bn", (1,), act=act)]
+    if g > 1:
+        program.append(Step("shuffle", (2,), groups=g))
+    n = len(program)
+    program += [_conv(n, hidden, k, s, hidden),
+                Step("bn", (n + 1,), act=act),
+                _conv(n + 2, out, 1, 1, g),
+                Step("bn", (n + 3,))]
+    if s == 1 and c == out:  # the residual: only where the block keeps the shape
+        program.append(Step("add", (0, n + 4)))
+    return tuple(program)
+
+
 def steps(layer: Layer) -> tuple[Step, ...]:
     """The primitive steps of a layer, in order: the one definition of what each op computes
     (hidden widths, residual rule, shapes), read by the costs and by every backend.
@@ -94,34 +116,11 @@ def steps(layer: Layer) -> tuple[Step, ...]:
         >>> [s.kind for s in steps(Layer("mbconv", (16, 8, 8), 16, kernel=3, expand=6))]
         ['conv', 'bn', 'conv', 'bn', 'conv', 'bn', 'add']
     """
-    c, out, k, s = layer.in_shape[0], layer.out_channels, layer.kernel, layer.stride
+    out, k, s = layer.out_channels, layer.kernel, layer.stride
     if layer.op == "conv":
         return (_conv(0, out, k, s, layer.groups), Step("bn", (1,), act=layer.act))
-    if layer.op == "mbconv":
-        hidden = c * layer.expand
-        program = [] if layer.expand == 1 else [_conv(0, hidden, 1, 1),
-                                                Step("bn", (1,), act="relu6")]
-        n = len(program)
-        program += [_conv(n, hidden, k, s, hidden),
-                    Step("bn", (n + 1,), act="relu6"),
-                    _conv(n + 2, out, 1, 1),
-                    Step("bn", (n + 3,))]
-        if s == 1 and c == out:  # the residual: only where the block keeps the shape
-            program.append(Step("add", (0, n + 4)))
-        return tuple(program)
-    if layer.op == "fbblock":
-        hidden, g = c * layer.expand, layer.groups
-        program = [_conv(0, hidden, 1, 1, g), Step("bn", (1,), act="relu")]
-        if g > 1:
-            program.append(Step("shuffle", (2,), groups=g))
-        n = len(program)
-        program += [_conv(n, hidden, k, s, hidden),
-                    Step("bn", (n + 1,), act="relu"),
-                    _conv(n + 2, out, 1, 1, g),
-                    Step("bn", (n + 3,))]
-        if s == 1 and c == out:
-            program.append(Step("add", (0, n + 4)))
-        return tuple(program)
+    if layer.op in ("mbconv", "fbblock"):
+        return _inverted_residual(layer)
     if layer.op == "relu_conv_bn":
         return (Step("relu", (0,)), _conv(1, out, k, s), Step("bn", (2,)))
     if layer.op == "avgpool":

@@ -125,3 +125,20 @@ def test_steps_define_the_residual_and_hidden_width():
     assert "add" not in [s.kind for s in steps(strided)]
     with pytest.raises(ValueError, match="add of shapes"):
         Layer("resblock", (8, 7, 7), 16, stride=2)  # odd size: shortcut 3x3, main path 4x4
+
+
+def test_mbconv_and_fbblock_share_the_inverted_residual_and_differ_where_they_should():
+    from hwnas.layers import steps
+
+    def program(layer):
+        return [(s.kind, s.inputs, s.groups, s.act) for s in steps(layer)]
+    assert program(Layer("mbconv", (16, 8, 8), 16, kernel=3, expand=1)) == [
+        ("conv", (0,), 16, "none"), ("bn", (1,), 1, "relu6"), ("conv", (2,), 1, "none"),
+        ("bn", (3,), 1, "none"), ("add", (0, 4), 1, "none")]  # no 1x1 expansion at e=1
+    assert program(Layer("fbblock", (16, 8, 8), 16, kernel=3, expand=1, groups=2)) == [
+        ("conv", (0,), 2, "none"), ("bn", (1,), 1, "relu"), ("shuffle", (2,), 2, "none"),
+        ("conv", (3,), 16, "none"), ("bn", (4,), 1, "relu"), ("conv", (5,), 2, "none"),
+        ("bn", (6,), 1, "none"), ("add", (0, 7), 1, "none")]
+    assert "shuffle" not in [s.kind for s in steps(Layer("fbblock", (16, 8, 8), 8, expand=3))]
+    assert steps(Layer("mbconv", (8, 8, 8), 8, kernel=3, groups=2)) == \
+        steps(Layer("mbconv", (8, 8, 8), 8, kernel=3))  # mbconv has no groups (not in its key)
