@@ -39,7 +39,7 @@ def main() -> None:
 
     space = get_space("mobilenet")
     predictor = LookupPredictor().fit(read_layer_table(args.table))
-    estimator = HwnasLatencyEstimator(predictor, bound=args.bound_ms,
+    estimator = HwnasLatencyEstimator(predictor, bound_ms=args.bound_ms,
                                       weight="adaptive" if args.adaptive else 0.1, samples=1)
     net = SearchNet(num_classes=10, mode="sample")
     net.apply(training=False)
@@ -49,7 +49,7 @@ def main() -> None:
         start = time.perf_counter()
         latency_ms = estimator.get_estimation(net)
         took_ms = (time.perf_counter() - start) * 1e3
-        reward = 0.5 * min(1.0, estimator._bound / latency_ms) ** estimator._weight
+        reward = 0.5 * min(1.0, estimator.bound_ms / latency_ms) ** estimator._weight
         print(f"{space.describe(get_z(net))[:60]}...  {latency_ms:.3f} ms "
               f"(estimated in {took_ms:.1f} ms), reward at accuracy 0.5: {reward:.4f} "
               f"(weight {estimator._weight:.3f})")

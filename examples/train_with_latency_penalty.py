@@ -148,9 +148,11 @@ def train(setup: Setup, budget_ms: float, *, epochs: int, weight: float | None =
     nn.seed(seed)
     nn.clear_parameters()
     adaptive = weight is None
-    constraint = BudgetConstraint(space, setup.predictor, budget_ms, equality=True) \
-        if adaptive else \
-        BudgetConstraint(space, setup.predictor, budget_ms, lam=weight, damping=0.0)
+    if adaptive:
+        constraint = BudgetConstraint(space, setup.predictor, budget_ms, equality=True)
+    else:  # the soft penalty: a fixed weight, never updated
+        constraint = BudgetConstraint(space, setup.predictor, budget_ms, damping=0.0)
+        constraint.lam = weight
     mask = constraint.penalty.mask
 
     x_test = nn.Variable.from_numpy_array(setup.images[setup.test])

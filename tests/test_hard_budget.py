@@ -168,6 +168,11 @@ def test_lambda_rises_over_the_budget_and_falls_to_zero_under_it(small):
     lams = [constraint.update(1.0) for _ in range(5)]  # 50 % under: -0.25, never below 0
     assert lams == pytest.approx([0.75, 0.5, 0.25, 0.0, 0.0])
     assert constraint.update(2.0) == 0.0  # on the budget: unchanged
+    with pytest.raises(InputError, match="lam must be a finite number >= 0, got -0.5"):
+        constraint.lam = -0.5  # only an equality constraint's lambda turns negative
+    constraint.lam = 0.75  # e.g. a fixed weight
+    assert constraint.update(2.0) == 0.75
+    constraint.lam = 0.0
     # the loss forms weight the latency ratio by lambda; equal to CE at lambda = 0
     constraint.damping = 0.0  # the plain Lagrangian: lambda times the constraint
     assert constraint.loss(1.5, 3.0) == 1.5
@@ -263,6 +268,11 @@ def test_nnabla_loss_equals_numpy_and_follows_lambda(equality):
                     assert float(graph.d) == pytest.approx(constraint.loss(1.5, 2.6, form),
                                                            rel=1e-5), (form, damping)
             assert (constraint.lam < 0) == equality
+            constraint.lam = 0.8  # set, not updated: the graphs follow it too
+            for graph in graphs:
+                graph.forward()
+                assert float(graph.d) == pytest.approx(constraint.loss(1.5, 2.6, form),
+                                                       rel=1e-5), (form, damping)
 
 
 @pytest.mark.nnabla

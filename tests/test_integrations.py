@@ -235,8 +235,9 @@ def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet
     calibrated = CalibratedPredictor(lookup).fit(nets, space)
     calibrated.save(tmp_path / "p.json")
     for predictor in (lookup, calibrated, str(tmp_path / "p.json")):
-        estimator = HwnasLatencyEstimator(predictor, bound=5.0, weight=0.1)
+        estimator = HwnasLatencyEstimator(predictor, bound_ms=5.0, weight=0.1)
         graph_estimator = HwnasLatencyGraphEstimator(predictor, bound=5.0, weight=0.1)
+        assert estimator.bound_ms == graph_estimator.bound_ms == graph_estimator._bound == 5.0
         assert isinstance(estimator, LatencyEstimator)
         assert isinstance(graph_estimator, LatencyGraphEstimator)
         fitted = estimator.predictor
@@ -253,6 +254,10 @@ def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet
             fitted.predict_z(space, get_z(searchnet))[0])
     with pytest.raises(InputError, match="bound must be a latency in ms > 0"):
         HwnasLatencyEstimator(lookup, bound=0)
+    with pytest.raises(InputError, match="bound_ms must be a latency in ms > 0"):
+        HwnasLatencyGraphEstimator(lookup, bound_ms=-1)
+    with pytest.raises(InputError, match="give bound_ms or bound .* not both"):
+        HwnasLatencyEstimator(lookup, bound_ms=5, bound=5)
     with pytest.raises(InputError, match="missing.json: cannot read the predictor"):
         HwnasLatencyGraphEstimator(str(tmp_path / "missing.json"))
     with pytest.raises(InputError, match="predictor must be a fitted hwnas Predictor"):
@@ -399,10 +404,10 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
                 return value
         return Checked(lookup, **options)
 
-    regularizer = {"HwnasLatencyEstimator": checked(HwnasLatencyEstimator, bound=5.0,
+    regularizer = {"HwnasLatencyEstimator": checked(HwnasLatencyEstimator, bound_ms=5.0,
                                                     weight=0.5),
                    "HwnasLatencyGraphEstimator": checked(HwnasLatencyGraphEstimator,
-                                                         bound=budget, weight="adaptive")}
+                                                         bound_ms=budget, weight="adaptive")}
     hparams = dict(epoch=1, warmup=0, batch_size_train=8, batch_size_valid=8,
                    mini_batch_train=8, mini_batch_valid=8, input_shapes=[[3, 32, 32]],
                    target_shapes=[[1]], loss_weights=None)

@@ -69,7 +69,9 @@ class BudgetConstraint:
             (0, 1) to constrain their q-quantile.
         damping: rho >= 0 of the augmented Lagrangian in the loss (see the module).
         equality: the budget as a target (lambda may be negative), not only a bound.
-        lam: the initial lambda (>= 0).
+
+    Lambda starts at 0; ``lam`` may be set (a finite number, >= 0 unless ``equality``), e.g.
+    to a fixed weight that is never updated, or is restored by ``load_state_dict``.
 
     Example:
         >>> constraint = BudgetConstraint(space, predictor, budget_ms=5.0)  # doctest: +SKIP
@@ -81,7 +83,7 @@ class BudgetConstraint:
 
     def __init__(self, space: SearchSpace | None, predictor: Predictor | None,
                  budget_ms: float, *, step: float = 0.05, quantile: float | None = None,
-                 damping: float = 10.0, equality: bool = False, lam: float = 0.0):
+                 damping: float = 10.0, equality: bool = False):
         if (space is None) != (predictor is None):
             raise InputError("give both space and predictor (for expected latencies), or "
                              "neither (for latencies computed elsewhere)")
@@ -97,10 +99,21 @@ class BudgetConstraint:
         if not isinstance(equality, bool):
             raise InputError(f"equality must be True or False, got {equality!r}")
         self.equality = equality
-        self.lam = self._check_lam("lam", lam)
+        self._lam_var: Any = None  # the nnabla Variable that loss graphs read lambda from
+        self._lam = 0.0
         self.updates = 0
         self.last_latency_ms = math.nan
-        self._lam_var: Any = None  # the nnabla Variable that loss graphs read lambda from
+
+    @property
+    def lam(self) -> float:
+        """The weight lambda of the latency term (the Lagrange multiplier)."""
+        return self._lam
+
+    @lam.setter
+    def lam(self, value: Any) -> None:
+        self._lam = self._check_lam("lam", value)
+        if self._lam_var is not None:  # loss graphs built earlier follow it
+            self._lam_var.d = self._lam
 
     def expected_latency(self, probs):
         """E[lat] of architecture probabilities (decisions x choices), numpy or nnabla."""
@@ -136,8 +149,6 @@ class BudgetConstraint:
         self.lam = lam if self.equality else max(0.0, lam)
         self.updates += 1
         self.last_latency_ms = latency
-        if self._lam_var is not None:
-            self._lam_var.d = self.lam
         return self.lam
 
     def loss(self, ce, expected_latency_ms, form: str = "additive"):
@@ -217,5 +228,3 @@ class BudgetConstraint:
         self.updates = updates
         last = state.get("last_latency_ms")
         self.last_latency_ms = math.nan if last is None else float(last)
-        if self._lam_var is not None:
-            self._lam_var.d = self.lam

@@ -8,13 +8,13 @@ found by the multiple-choice knapsack that ``hwnas.search``'s exact sampler solv
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from hwnas._checks import count, positive
 from hwnas.errors import InputError
 from hwnas.predictors import Predictor
 from hwnas.search import BudgetError, Budgets, LatencyModel
@@ -44,6 +44,19 @@ def log_probs(space: SearchSpace, scores: Any) -> np.ndarray:
         >>> log_probs(space, np.zeros((len(space.decisions), 7)))  # doctest: +SKIP
     """
     n = space.n_choices
+    out = np.full((len(n), max(n)), np.nan)
+    for d, row in enumerate(_score_rows(space, scores)):
+        if not np.all(np.isfinite(row)):
+            raise InputError(f"scores of decision {space.decisions[d].name!r} must be finite, "
+                             f"got {row}")
+        out[d, :n[d]] = _log_prob_row(row)
+    return out
+
+
+def _score_rows(space: SearchSpace, scores: Any) -> list[np.ndarray]:
+    """One row of numbers per decision, as many as its choices, from an array or a sequence
+    of rows."""
+    n = space.n_choices
     D, K = len(n), max(n)
     if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence):
         try:
@@ -54,35 +67,32 @@ def log_probs(space: SearchSpace, scores: Any) -> np.ndarray:
         if array.ndim != 2 or array.shape[0] != D or array.shape[1] < K:
             raise InputError(f"scores must have shape ({D}, {K}) (decisions x choices) for "
                              f"space {space.name!r}, got {array.shape}")
-        rows = [array[d, :n[d]] for d in range(D)]
-    else:
-        if len(scores) != D:
-            raise InputError(f"scores must have one row per decision ({D} for space "
-                             f"{space.name!r}), got {len(scores)}")
-        rows = []
-        for d, row in enumerate(scores):
-            try:
-                values = np.asarray(row, dtype=float).ravel()
-            except (TypeError, ValueError):
-                raise InputError(f"scores of decision {space.decisions[d].name!r} must be "
-                                 f"numbers, got {type(row).__name__}") from None
-            if len(values) < n[d]:
-                raise InputError(f"scores of decision {space.decisions[d].name!r} must have "
-                                 f"{n[d]} entries (one per choice), got {len(values)}")
-            rows.append(values[:n[d]])
-    out = np.full((D, K), np.nan)
-    for d, row in enumerate(rows):
-        if not np.all(np.isfinite(row)):
-            raise InputError(f"scores of decision {space.decisions[d].name!r} must be finite, "
-                             f"got {row}")
-        if np.all(row >= 0) and abs(row.sum() - 1.0) <= 1e-6:
-            with np.errstate(divide="ignore"):
-                logp = np.log(row)
-            out[d, :n[d]] = np.where(row > 0, logp, np.nan)
-        else:
-            shifted = row - row.max()
-            out[d, :n[d]] = shifted - np.log(np.exp(shifted).sum())
-    return out
+        return [array[d, :n[d]] for d in range(D)]
+    if len(scores) != D:
+        raise InputError(f"scores must have one row per decision ({D} for space "
+                         f"{space.name!r}), got {len(scores)}")
+    rows = []
+    for decision, k, row in zip(space.decisions, n, scores):
+        try:
+            values = np.asarray(row, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise InputError(f"scores of decision {decision.name!r} must be numbers, got "
+                             f"{type(row).__name__}") from None
+        if len(values) < k:
+            raise InputError(f"scores of decision {decision.name!r} must have {k} entries "
+                             f"(one per choice), got {len(values)}")
+        rows.append(values[:k])
+    return rows
+
+
+def _log_prob_row(row: np.ndarray) -> np.ndarray:
+    """Log-probabilities of one decision's finite scores: probabilities (non-negative,
+    summing to 1) as their log, NaN where 0; logits by log-softmax."""
+    if np.all(row >= 0) and abs(row.sum() - 1.0) <= 1e-6:
+        with np.errstate(divide="ignore"):
+            return np.where(row > 0, np.log(row), np.nan)
+    shifted = row - row.max()
+    return shifted - np.log(np.exp(shifted).sum())
 
 
 def derive_z(space: SearchSpace, predictor: Predictor, scores: Any, budget_ms: float, *,
@@ -114,14 +124,8 @@ def derive_z(space: SearchSpace, predictor: Predictor, scores: Any, budget_ms: f
         >>> best = derive_z(space, predictor, alpha, budget_ms=5.0)[0]  # doctest: +SKIP
         >>> best.z, best.predicted_latency_ms  # doctest: +SKIP
     """
-    try:
-        budget_ms = float(budget_ms)
-    except (TypeError, ValueError):
-        raise InputError(f"budget_ms must be a number, got {budget_ms!r}") from None
-    if not (math.isfinite(budget_ms) and budget_ms > 0):
-        raise InputError(f"budget_ms must be a finite latency > 0 ms, got {budget_ms}")
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise InputError(f"top must be an integer >= 1, got {top!r}")
+    budget_ms = positive("budget_ms", budget_ms, convert=True, noun="a finite latency")
+    top = count("top", top)
     model = LatencyModel(space, predictor)
     if model.C is None or model.fixed is None:
         raise InputError(f"derive_z needs latency additive over decisions: the "
@@ -132,11 +136,23 @@ def derive_z(space: SearchSpace, predictor: Predictor, scores: Any, budget_ms: f
     value = log_probs(space, scores)
     allowed = budgets.feasibility().allowed & ~np.isnan(value)
     cost = np.where(allowed, model.C, np.nan)
-    value = np.where(allowed, value, np.nan)
+    best = _most_likely(budgets, model.fixed, cost, np.where(allowed, value, np.nan),
+                        budget_ms, top)
+    if not best:
+        raise _nothing_fits(space, budgets, model.fixed, cost, budget_ms)
+    return [Derived(z, lat, lp) for lat, lp, z in best[:top]]
+
+
+def _most_likely(budgets: Budgets, fixed: float, cost: np.ndarray, value: np.ndarray,
+                 budget_ms: float, top: int) -> list[tuple[float, float, tuple[int, ...]]]:
+    """(latency, log-probability, z) of the ``top`` most likely z within the budgets, best
+    first. The knapsack is exact for latency; a parameter budget is checked on its answers,
+    so it keeps 4 times more of them until ``top`` fit or every z within the latency budget
+    has been seen."""
     by_params = "param_bytes" in budgets.memory
     keep = top
     while True:
-        found = knapsack(fixed_cost=model.fixed, cost=cost, fixed_value=0.0, value=value,
+        found = knapsack(fixed_cost=fixed, cost=cost, fixed_value=0.0, value=value,
                          budget=budget_ms, keep=keep)
         complete = len(found) < keep  # nothing was pruned: every z within the budget is here
         best = found[:keep]
@@ -144,11 +160,8 @@ def derive_z(space: SearchSpace, predictor: Predictor, scores: Any, budget_ms: f
             best = [p for p, ok in zip(best, budgets.fits(np.array([z for _, _, z in best])))
                     if ok]
         if len(best) >= top or complete or not by_params:
-            break
+            return best
         keep *= 4
-    if not best:
-        raise _nothing_fits(space, budgets, model.fixed, cost, budget_ms)
-    return [Derived(z, lat, lp) for lat, lp, z in best[:top]]
 
 
 def _nothing_fits(space: SearchSpace, budgets: Budgets, fixed: float, cost: np.ndarray,

@@ -5,9 +5,10 @@ SearchNet.
 ``HwnasLatencyEstimator`` is a subclass of ``nnabla_nas.utils.estimator.LatencyEstimator``
 (module-based) and ``HwnasLatencyGraphEstimator`` of its ``LatencyGraphEstimator``
 (graph-based), so NNabla NAS's ProxylessNAS searcher takes them as regularizers: nothing is
-timed, and no module's weights are touched (its own profiler zeroes them). Both are defined
-on first use, since nnabla-nas needs nnabla (Python <= 3.10): this module imports without it,
-and naming a class without it raises MissingDependency.
+timed, and no module's weights are touched (its own profiler zeroes them). Both live in
+``hwnas.integrations._nnabla_estimators``, imported on first use, since nnabla-nas needs
+nnabla (Python <= 3.10): this module imports without it, and naming a class without it raises
+MissingDependency.
 
 Modules map to hwnas Layers with their shapes: ``InvertedResidual`` -> ``mbconv``; Conv +
 BatchNormalization [+ ReLU/ReLU6] -> ``conv``; a lone BatchNormalization [+ ReLU] -> ``bn``;
@@ -22,12 +23,13 @@ to a ``fallback(module_or_function, in_shape) -> ms``.
 runs NNabla NAS's own command line (as its ``main.py`` does: configuration ``conf/config.yaml``
 under the working directory, or ``--config-path``) with both estimators registered, so a
 configuration may name ``"regularizer": {"HwnasLatencyEstimator": {"predictor": "p.json",
-"bound": 5, "weight": 0.1}}``.
+"bound_ms": 5, "weight": 0.1}}``. The bound in ms is ``bound_ms``; ``bound``, NNabla NAS's own
+name for it (its estimators' keyword and the ``_bound`` its searcher reads), works too.
 
 Constraint mode: ``weight="adaptive"`` makes the reward's exponent a Lagrange multiplier set
 by dual ascent (``hwnas.integrations.BudgetConstraint``): after every ``samples`` estimates
 (the architectures ProxylessNAS samples per validation step, 10) it moves by ``step`` x
-(L / bound - 1), L the mean of their latencies or, with ``quantile``, that quantile. At the
+(L / bound_ms - 1), L the mean of their latencies or, with ``quantile``, that quantile. At the
 end, ``derive_searchnet_z`` gives the most likely z of the searched alphas within the bound.
 """
 
@@ -38,7 +40,9 @@ import importlib.util
 import os
 import sys
 import types
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Callable, cast
 
 import numpy as np
@@ -50,7 +54,7 @@ from hwnas.integrations._constraint import BudgetConstraint
 from hwnas.integrations._derive import Derived, derive_z
 from hwnas.layers import Layer
 from hwnas.predictors import Predictor, load_predictor
-from hwnas.spaces import Architecture, SearchSpace, chain, get_space
+from hwnas.spaces import SearchSpace, get_space
 
 _BROKEN = "nnabla_nas.contrib.classification.ofa.networks"
 ESTIMATORS = ("HwnasLatencyEstimator", "HwnasLatencyGraphEstimator")
@@ -158,13 +162,68 @@ def _activation(f, g) -> str:
     return _ACTIVATIONS.get(g.info.type_name, "none") if _feeds(f, g) else "none"
 
 
-def _conv_unit(funcs: list, i: int) -> tuple[dict, int]:
-    """Convolution (no bias) + BatchNormalization [+ ReLU/ReLU6] from funcs[i]: its fields
-    and the index after it."""
-    f = funcs[i]
-    nxt = funcs[i + 1] if i + 1 < len(funcs) else None
-    if len(f.inputs) > 2 or nxt is None or nxt.info.type_name != "BatchNormalization" \
-            or not _feeds(f, nxt):
+class _Functions:
+    """The functions of an nnabla graph in the order they run, read front to back: each step
+    takes the functions it consumes, so none is read twice or skipped."""
+
+    def __init__(self, output):
+        funcs: list = []
+        output.visit(funcs.append)
+        self._ahead = deque(funcs)
+
+    def peek(self):
+        """The next function, or None at the end."""
+        return self._ahead[0] if self._ahead else None
+
+    def take(self):
+        """Consume the next function."""
+        return self._ahead.popleft()
+
+    def next_is(self, type_name: str) -> bool:
+        """Whether the next function is a ``type_name``."""
+        g = self.peek()
+        return g is not None and g.info.type_name == type_name
+
+    def take_if(self, type_name: str, after=None):
+        """Consume the next function if it is a ``type_name`` (taking ``after``'s output
+        first, where given); else None."""
+        if not self.next_is(type_name) or (after is not None and not _feeds(after, self.peek())):
+            return None
+        return self.take()
+
+    def take_activation(self, f) -> str:
+        """The activation (or "none") applied to f's output next, consumed."""
+        act = _activation(f, self.peek())
+        if act != "none":
+            self.take()
+        return act
+
+
+@dataclass(frozen=True, eq=False)
+class _Conv:
+    """Convolution (no bias) + BatchNormalization [+ ReLU/ReLU6] of a graph: an hwnas conv
+    layer's fields, and the Variables it reads and writes."""
+
+    in_shape: Shape
+    out: int
+    k: int
+    s: int
+    g: int
+    act: str
+    input: Any
+    output: Any
+
+    def layer(self) -> Layer:
+        """This unit as an hwnas conv Layer."""
+        return Layer("conv", self.in_shape, self.out, kernel=self.k, stride=self.s,
+                     groups=self.g, act=self.act)
+
+
+def _take_conv(functions: _Functions) -> _Conv:
+    """The Convolution + BatchNormalization [+ activation] next in ``functions``."""
+    f = functions.take()
+    bn = functions.take_if("BatchNormalization", after=f)
+    if len(f.inputs) > 2 or bn is None:
         raise UnmappedModuleError("a Convolution maps to an hwnas conv layer only without bias "
                                   "and followed by BatchNormalization")
     args = f.info.args
@@ -174,89 +233,116 @@ def _conv_unit(funcs: list, i: int) -> tuple[dict, int]:
             or tuple(args.get("dilation", (1, 1))) != (1, 1):
         raise UnmappedModuleError(f"Convolution {kh}x{kw} stride {stride} pad {pad}: only "
                                   f"square kernels and strides with 'same' padding map to hwnas")
-    act = _activation(nxt, funcs[i + 2] if i + 2 < len(funcs) else None)
-    end = i + 2 + (act != "none")
-    return {"in_shape": tuple(f.inputs[0].shape[1:]), "out": int(f.inputs[1].shape[0]),
-            "k": int(kh), "s": int(stride[0]), "g": int(args["group"]), "act": act,
-            "input": f.inputs[0], "output": funcs[end - 1].outputs[0]}, end
+    last = functions.peek()
+    act = functions.take_activation(bn)
+    return _Conv(tuple(f.inputs[0].shape[1:]), int(f.inputs[1].shape[0]), int(kh),
+                 int(stride[0]), int(args["group"]), act, f.inputs[0],
+                 (last if act != "none" else bn).outputs[0])
+
+
+def _expands(conv: _Conv, dw: _Conv) -> bool:
+    """conv is the 1x1 ReLU6 expansion that feeds the depthwise conv dw."""
+    return conv.k == 1 and conv.g == 1 and conv.act == "relu6" and conv.output == dw.input
+
+
+def _projects(dw: _Conv, conv: _Conv) -> bool:
+    """dw is a depthwise ReLU6 conv and conv the linear 1x1 projection of its output."""
+    return dw.g == dw.in_shape[0] > 1 and dw.act == "relu6" and conv.input == dw.output \
+        and conv.k == 1 and conv.g == 1 and conv.act == "none"
+
+
+def _block_size(convs: Sequence[_Conv]) -> int:
+    """How many of the convs, from the first, make an inverted residual block: 3 (a 1x1
+    expansion, a depthwise conv, a 1x1 projection), 2 (no expansion) or 0 (no block)."""
+    if len(convs) >= 3 and _expands(convs[0], convs[1]) and _projects(convs[1], convs[2]):
+        return 3
+    return 2 if len(convs) >= 2 and _projects(convs[0], convs[1]) else 0
+
+
+def _mbconv(block: Sequence[_Conv]) -> Layer:
+    """The mbconv Layer of an inverted residual block's convs ([expansion,] depthwise,
+    projection)."""
+    first, dw, project = block[0], block[-2], block[-1]
+    in_shape, hidden = first.in_shape, dw.in_shape[0]
+    if hidden % in_shape[0]:
+        raise UnmappedModuleError(f"an inverted residual block widens {in_shape[0]} to {hidden} "
+                                  f"channels: hwnas mbconv needs an integer expand ratio")
+    return Layer("mbconv", in_shape, project.out, kernel=dw.k, stride=dw.s,
+                 expand=hidden // in_shape[0])
+
+
+def _no_residual(layer: Layer) -> UnmappedModuleError:
+    return UnmappedModuleError(f"an inverted residual block {layer.key} without its residual "
+                               f"Add2")
+
+
+def _conv_layers(convs: Sequence[_Conv]) -> tuple[list[Layer], Any]:
+    """The Layers of consecutive conv units (inverted residual blocks as mbconv, the rest as
+    conv), and the input Variable of the last one where it is a block whose residual Add2
+    comes next (else None)."""
+    layers: list[Layer] = []
+    residual_of = None
+    while convs:
+        if residual_of is not None:  # a block with a residual is followed by its Add2
+            raise _no_residual(layers[-1])
+        n = _block_size(convs)
+        if n == 0:
+            layers.append(convs[0].layer())
+            convs = convs[1:]
+            continue
+        layer = _mbconv(convs[:n])
+        layers.append(layer)
+        if layer.stride == 1 and layer.in_shape[0] == layer.out_channels:
+            residual_of = convs[0].input
+        convs = convs[n:]
+    return layers, residual_of
+
+
+def _function_layer(f, shape: Shape, functions: _Functions) -> Layer | None:
+    """The Layer of one graph function other than a Convolution, with input ``shape`` (a
+    BatchNormalization takes its activation from ``functions``), or None where none maps."""
+    name = f.info.type_name
+    if name == "BatchNormalization":
+        return Layer("bn", shape, act=functions.take_activation(f))
+    if name == "Add2":
+        return Layer("add", shape)
+    if name == "GlobalAveragePooling":
+        return Layer("gap", shape)
+    if name == "Affine":
+        return Layer("linear", (int(np.prod(shape)), 1, 1), int(f.inputs[1].shape[1]))
+    return None
 
 
 def graph_layers(output, fallback: Fallback | None = None) -> tuple[list[Layer], float]:
     """The hwnas Layers that an nnabla graph (its output Variable) runs, in order, and the
     fallback ms of functions with no Layer."""
-    funcs: list = []
-    output.visit(funcs.append)
+    functions = _Functions(output)
     layers: list[Layer] = []
-    units: list[dict | None] = []  # the conv unit behind each of layers, else None
-    extra_ms, i = 0.0, 0
-    while i < len(funcs):
-        f = funcs[i]
-        name = f.info.type_name
-        shape: Shape = tuple(f.inputs[0].shape[1:]) if f.inputs else ()
-        if name == "Convolution":
-            unit, i = _conv_unit(funcs, i)
-            dw = unit["g"] == unit["in_shape"][0] > 1 and unit["act"] == "relu6"
-            nxt = funcs[i] if i < len(funcs) else None
-            if dw and nxt is not None and nxt.info.type_name == "Convolution" \
-                    and nxt.inputs[0] == unit["output"]:
-                project, after = _conv_unit(funcs, i)
-                if project["k"] == 1 and project["g"] == 1 and project["act"] == "none":
-                    i = after
-                    layer, unit_in = _mbconv(layers, units, unit, project)
-                    if layer.stride == 1 and layer.in_shape[0] == layer.out_channels:
-                        add = funcs[i] if i < len(funcs) else None
-                        if add is None or add.info.type_name != "Add2" or not any(
-                                v == unit_in for v in add.inputs):
-                            raise UnmappedModuleError(f"an inverted residual block {layer.key} "
-                                                      f"without its residual Add2")
-                        i += 1
-                    layers.append(layer)
-                    units.append(None)
-                    continue
-            layers.append(Layer("conv", unit["in_shape"], unit["out"], kernel=unit["k"],
-                                stride=unit["s"], groups=unit["g"], act=unit["act"]))
-            units.append(unit)
+    extra_ms = 0.0
+    while (f := functions.peek()) is not None:
+        if functions.next_is("Convolution"):
+            convs = [_take_conv(functions)]
+            while functions.next_is("Convolution"):
+                convs.append(_take_conv(functions))
+            found, residual_of = _conv_layers(convs)
+            layers += found
+            if residual_of is not None:
+                add = functions.take_if("Add2")
+                if add is None or not any(v == residual_of for v in add.inputs):
+                    raise _no_residual(found[-1])
             continue
-        i += 1
-        if name == "BatchNormalization":
-            act = _activation(f, funcs[i] if i < len(funcs) else None)
-            i += act != "none"
-            layer = Layer("bn", shape, act=act)
-        elif name == "Add2":
-            layer = Layer("add", shape)
-        elif name == "GlobalAveragePooling":
-            layer = Layer("gap", shape)
-        elif name == "Affine":
-            layer = Layer("linear", (int(np.prod(shape)), 1, 1), int(f.inputs[1].shape[1]))
+        functions.take()
+        shape: Shape = tuple(f.inputs[0].shape[1:]) if f.inputs else ()
+        layer = _function_layer(f, shape, functions)
+        if layer is not None:
+            layers.append(layer)
         elif fallback is not None:
             extra_ms += float(fallback(f, shape))
-            continue
         else:
-            raise UnmappedModuleError(f"cannot map nnabla function {name} with input {shape} to "
-                                      f"an hwnas Layer: give the estimator a fallback")
-        layers.append(layer)
-        units.append(None)
+            raise UnmappedModuleError(f"cannot map nnabla function {f.info.type_name} with "
+                                      f"input {shape} to an hwnas Layer: give the estimator a "
+                                      f"fallback")
     return layers, extra_ms
-
-
-def _mbconv(layers: list[Layer], units: list[dict | None], dw: dict, project: dict
-            ) -> tuple[Layer, Any]:
-    """The mbconv Layer of a depthwise + projection pair, taking the 1x1 expand conv that
-    feeds it off ``layers``; returns it and the block's input Variable."""
-    prev = units[-1] if units else None
-    if prev is not None and prev["k"] == 1 and prev["g"] == 1 and prev["act"] == "relu6" \
-            and prev["output"] == dw["input"]:
-        layers.pop()
-        units.pop()
-        in_shape, block_in = prev["in_shape"], prev["input"]
-    else:
-        in_shape, block_in = dw["in_shape"], dw["input"]
-    hidden = dw["in_shape"][0]
-    if hidden % in_shape[0]:
-        raise UnmappedModuleError(f"an inverted residual block widens {in_shape[0]} to {hidden} "
-                                  f"channels: hwnas mbconv needs an integer expand ratio")
-    return Layer("mbconv", in_shape, project["out"], kernel=dw["k"], stride=dw["s"],
-                 expand=hidden // in_shape[0]), block_in
 
 
 def _predictor(predictor: Any) -> Predictor:
@@ -299,6 +385,24 @@ class _Adaptive:
         self.samples = samples
         self._pending: list[float] = []
 
+    @staticmethod
+    def bound_of(bound_ms: Any, bound: Any) -> Any:
+        """The bound in ms, given as ``bound_ms`` or under NNabla NAS's own name ``bound``
+        (its estimators' keyword, which configurations use); 5 ms, NNabla NAS's default,
+        where neither is given."""
+        if bound is None:
+            return 5.0 if bound_ms is None else \
+                positive("bound_ms", bound_ms, convert=True, noun="a latency in ms")
+        if bound_ms is not None:
+            raise InputError(f"give bound_ms or bound (NNabla NAS's name for it), not both: "
+                             f"got {bound_ms!r} and {bound!r}")
+        return bound
+
+    @property
+    def bound_ms(self) -> float:
+        """The latency bound in ms (``_bound``, as NNabla NAS's searcher reads it)."""
+        return self._bound
+
     @property
     def _weight(self) -> float:
         """The exponent NNabla NAS's searcher reads for its reward."""
@@ -315,121 +419,27 @@ class _Adaptive:
         return latency_ms
 
 
-def _estimate(predictor: Predictor, layers: list[Layer], extra_ms: float, network: bool
-              ) -> float:
-    """ms of the layers: their sum, or (network) the predictor's architecture prediction,
-    which adds a calibrated predictor's offset."""
-    if network:
-        arch = Architecture("nnabla_nas", (), tuple(layers), (), chain(layers))
-        return predictor.predict_architecture(arch) + extra_ms
-    return float(np.sum(predictor.predict(layers))) + extra_ms if layers else extra_ms
-
-
-_CLASSES: dict[str, type] = {}
-
-
-def _define_estimators() -> dict[str, type]:
-    """Define the estimator classes over nnabla_nas's (once, on first use)."""
-    if _CLASSES:
-        return _CLASSES
-    import_nnabla_nas()
-    # Any: nnabla_nas is untyped, and its classes are the bases below
-    latency: Any = importlib.import_module("nnabla_nas.utils.estimator.latency")
-
-    class HwnasLatencyEstimator(_Adaptive, latency.LatencyEstimator):
-        """NNabla NAS's module-based ``LatencyEstimator``, backed by a fitted hwnas predictor.
-
-        Args:
-            predictor: a fitted layer predictor (lookup, linear, tree, additive_features, or
-                calibrated over one of them), or the path of one saved as JSON.
-            bound, weight: read by NNabla NAS's ProxylessNAS searcher for its reward
-                acc * min(1, bound / latency)^weight (bound in ms); weight "adaptive" sets
-                it by dual ascent (``constraint``, a BudgetConstraint on the bound).
-            step, quantile, samples: the constraint's step and quantile (None: the mean),
-                and how many estimates make one update (ProxylessNAS samples 10 per step).
-            input_shape: (C, H, W) of the network input; by default the module's recorded
-                ``input_shapes``.
-            fallback: ``fallback(module, in_shape) -> ms`` for modules with no hwnas Layer.
-
-        Example:
-            >>> est = HwnasLatencyEstimator(predictor="p.json", bound=5, weight=0.1)
-            >>> est.get_estimation(search_net)  # ms of its active candidates
-        """
-
-        def __init__(self, predictor: Any, bound: float = 5.0, weight: float | str = 0.1,
-                     input_shape: Sequence[int] | None = None,
-                     fallback: Fallback | None = None, *, step: float = 0.05,
-                     quantile: float | None = None, samples: int = 10):
-            # LatencyEstimator.__init__ only sets up the profiler, which this one never runs
-            self.predictor = _predictor(predictor)
-            _Adaptive.__init__(self, bound, weight, step, quantile, samples)
-            self.input_shape = input_shape
-            self.fallback = fallback
-
-        def _layers(self, module) -> tuple[list[Layer], float]:
-            shape = self.input_shape
-            if shape is None:
-                recorded = getattr(module, "input_shapes", None)
-                if not recorded:
-                    raise InputError(f"{type(module).__name__} {module.name!r} has not been "
-                                     f"called, so its input shape is unknown: give input_shape")
-                shape = recorded[0][1:]
-            layers, extra_ms, _ = module_layers(module, shape, self.fallback)
-            return layers, extra_ms
-
-        def predict(self, module) -> float:
-            """Latency in ms of one module: the sum of its layers (no per-network offset)."""
-            return _estimate(self.predictor, *self._layers(module), network=False)
-
-        def get_estimation(self, module) -> float:
-            """Latency in ms of a whole network, as the predictor predicts architectures (a
-            calibrated predictor adds its offset)."""
-            return self._record(_estimate(self.predictor, *self._layers(module), network=True))
-
-    class HwnasLatencyGraphEstimator(_Adaptive, latency.LatencyGraphEstimator):
-        """NNabla NAS's graph-based ``LatencyGraphEstimator``, backed by a fitted hwnas
-        predictor: ``get_estimation(output_variable)``. Arguments as HwnasLatencyEstimator's;
-        ``fallback(function, in_shape) -> ms`` for graph functions with no hwnas Layer."""
-
-        def __init__(self, predictor: Any, bound: float = 5.0, weight: float | str = 0.1,
-                     fallback: Fallback | None = None, *, step: float = 0.05,
-                     quantile: float | None = None, samples: int = 10):
-            # LatencyGraphEstimator.__init__ only sets up the profiler, never run here
-            self.predictor = _predictor(predictor)
-            _Adaptive.__init__(self, bound, weight, step, quantile, samples)
-            self.fallback = fallback
-
-        def predict(self, graph) -> float:
-            """Latency in ms of the graph's layers, summed (no per-network offset)."""
-            return _estimate(self.predictor, *graph_layers(graph, self.fallback), network=False)
-
-        def get_estimation(self, graph) -> float:
-            """Latency in ms of the network whose output is ``graph``, as the predictor
-            predicts architectures."""
-            return self._record(_estimate(self.predictor, *graph_layers(graph, self.fallback),
-                                          network=True))
-
-    for cls in (HwnasLatencyEstimator, HwnasLatencyGraphEstimator):
-        cls.__module__ = __name__
-        cls.__qualname__ = cls.__name__
-        _CLASSES[cls.__name__] = cls
-    return _CLASSES
-
-
 def __getattr__(name: str) -> type:
-    """HwnasLatencyEstimator and HwnasLatencyGraphEstimator, defined on first use."""
+    """HwnasLatencyEstimator and HwnasLatencyGraphEstimator, from the module that imports
+    nnabla_nas (imported on first use, so that this one imports without nnabla)."""
     if name in ESTIMATORS:
-        return _define_estimators()[name]
+        return getattr(_estimators(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _estimators() -> types.ModuleType:
+    """hwnas.integrations._nnabla_estimators, once nnabla_nas imports (else MissingDependency)."""
+    import_nnabla_nas()
+    return importlib.import_module("hwnas.integrations._nnabla_estimators")
 
 
 def register() -> None:
     """Make both estimators known to NNabla NAS's configuration by class name (its
     ``get_regularizer`` looks names up in ``nnabla_nas.utils.estimator``)."""
-    classes = _define_estimators()
+    classes = _estimators()
     estimator = importlib.import_module("nnabla_nas.utils.estimator")
-    for name, cls in classes.items():
-        setattr(estimator, name, cls)
+    for name in ESTIMATORS:
+        setattr(estimator, name, getattr(classes, name))
 
 
 class _CpuStreamEventHandler:
