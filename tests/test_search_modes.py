@@ -441,6 +441,18 @@ def test_a_search_problem_holds_one_budget_and_the_least_latency(nb201):
     assert again.min_latency_ms == result.min_latency_ms == problem.min_latency_ms
 
 
+def test_an_error_raised_while_ctrl_c_is_handled_counts_as_ctrl_c():
+    from hwnas.search._study import _from_ctrl_c
+    try:  # as a journal storage's lock release, cut short by Ctrl-C
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise FileNotFoundError("w.journal.lock.rename")
+    except FileNotFoundError as e:
+        assert _from_ctrl_c(e)
+    assert not _from_ctrl_c(FileNotFoundError("w.journal"))
+
+
 def test_memory_budgets_in_kib_keep_their_earlier_spellings():
     from hwnas.search.__main__ import parser
     p = parser()

@@ -654,7 +654,9 @@ def run_trials(study: optuna.Study, settings: SearchSettings,
             bar.close()
         for process in others:
             process.join()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as e:
+        if not _from_ctrl_c(e):
+            raise
         _stop(others)
         raise _interrupted(study, storage) from None
     finally:
@@ -662,6 +664,17 @@ def run_trials(study: optuna.Study, settings: SearchSettings,
     _check_exits(others, storage)
     sampler = study.sampler
     return sampler.misses if isinstance(sampler, FeasibleSampler) else 0
+
+
+def _from_ctrl_c(error: BaseException) -> bool:
+    """Whether an error is Ctrl-C, or raised while Ctrl-C was handled: a journal storage's
+    lock release, cut short by it, then fails with a FileNotFoundError of its own."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _interrupted(study: optuna.Study, storage: str | None) -> SearchInterrupted:
