@@ -6,7 +6,8 @@ and ``transfer`` is fitted on them, beside ``additive_features`` fitted on the s
 networks; each is scored on all the device's other networks: Spearman and share within
 +-10 %. Whole-millisecond phone tables print their tie-limited ceiling (the Spearman of a
 perfect ranking that breaks their ties at random) and the additive ceiling (an additive model
-fitted on all their networks).
+fitted on all their networks). The leaned-on column names the known devices and the cost
+features (``cost_features``: MACs, bytes, each op kind's MACs) the designed fit weighed.
 
     .venv/bin/python benchmarks/transfer.py [--json benchmarks/results/transfer.json]
 """
@@ -84,6 +85,8 @@ def main() -> None:
                         got.append(scores(model.predict_z(space, Zall[rest]), truth[rest]))
                         if name == "transfer_design":
                             row["leaned_on"] = dict(list(model.weights_.items())[:3])
+                            row["features"] = model.features_
+                            row["cost_weights"] = model.cost_weights_
                     row[name] = {"spearman": float(np.mean([g[0] for g in got])),
                                  "within_10": float(np.mean([g[1] for g in got]))}
                 row["ceiling_ties"], row["ceiling_additive"] = ceilings(truth, own[i])
@@ -95,7 +98,7 @@ def main() -> None:
                       f"{row['transfer_random']['spearman']:>7.3f} "
                       f"{row['additive_features_random']['spearman']:>8.3f} "
                       f"{row['transfer_design']['within_10']:>8.3f}  {ceiling:<25} "
-                      f"{', '.join(row['leaned_on'])}", flush=True)
+                      f"{', '.join([*row['leaned_on'], *row['cost_weights']])}", flush=True)
     summary = []
     for space_name in args.space or ["nb201", "fbnet"]:
         for n in (10, 20):

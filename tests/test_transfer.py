@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 from hwnas.devices import device_matrix, load_device
 from hwnas.errors import InputError
 from hwnas.predictors import TransferPredictor, load_predictor, transfer_design
+from hwnas.predictors._transfer import FEATURE_SETS, cost_features
 from hwnas.spaces import get_space
 from hwnas.tables import read_network_table
 
@@ -48,7 +49,7 @@ def test_ten_designed_networks_of_a_left_out_device_rank_its_other_networks(spac
     assert rho >= 0.95, rho
     assert predictor.weights_ and device not in predictor.weights_
     assert all(w > 0 for w in predictor.weights_.values())
-    assert predictor.features_ in ("mix", "devices", "devices+ops") and predictor.loo_error_ > 0
+    assert predictor.features_ in FEATURE_SETS and predictor.loo_error_ > 0
     fixed, C = predictor.cost_matrix(space)  # additive: the search can use it
     assert np.allclose(space.evaluate_z(Z[:50], fixed, C), predicted[:50])
     assert np.nanmin(C) >= 0 and fixed > 0
@@ -85,16 +86,45 @@ def test_saved_as_json_and_loaded_with_the_same_predictions(tmp_path):
     assert loaded.describe_weights() == predictor.describe_weights()
 
 
+def test_cost_features_are_each_z_macs_and_bytes_summed_over_its_layers():
+    space = get_space("fbnet")
+    costs = cost_features(space)
+    Z = space.random_z(5, seed=4)
+    F = costs.of(Z)
+    for z, row in zip(Z, F):
+        arch = space.decode(z)
+        assert row[costs.names.index("macs")] == pytest.approx(arch.macs)
+        assert row[costs.names.index("bytes")] == pytest.approx(sum(
+            ly.param_bytes + ly.input_bytes + ly.output_bytes for ly in arch.layers))
+        per_op = [row[i] for i, name in enumerate(costs.names) if name.startswith("macs_")]
+        assert sum(per_op) == pytest.approx(arch.macs) and min(per_op) >= 0
+
+
+def test_a_phone_no_known_device_resembles_leans_on_the_costs():
+    # fbnet's pixel3 among 21 other devices: the mix of devices alone ranked it 0.85 from
+    # 10 designed networks; with MACs and bytes beside them it ranks as its own table
+    space = get_space("fbnet")
+    known = without("fbnet", "pixel3")
+    train, rest = measured("fbnet", "pixel3", transfer_design(known, space, 10))
+    predictor = TransferPredictor(known).fit(train, space)
+    assert predictor.features_.endswith("+costs") and predictor.cost_weights_
+    assert all(w > 0 for w in predictor.cost_weights_.values())
+    truth = load_device("pixel3", "fbnet")
+    predicted = predictor.predict_z(space, np.array(truth.z)[rest])
+    assert spearmanr(predicted, truth.values()[rest])[0] >= 0.95
+    assert all(name in predictor.describe_weights() for name in predictor.cost_weights_)
+
+
 def test_the_design_separates_the_known_devices_and_is_checked():
     space = get_space("nb201")
     known = device_matrix("nb201")
     Z = transfer_design(known, space, 12)
     assert Z.shape == (12, 6) and len(np.unique(Z, axis=0)) == 12
     assert np.array_equal(Z, transfer_design(known, space, 12))  # deterministic
-    # more spread across the devices' standardised latencies than random networks
+    # more spread across the devices' standardised latencies and costs than random networks
     rows = {tuple(z): i for i, z in enumerate(known.z.tolist())}
-    X = known.latency_ms.T
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    X = np.hstack([known.latency_ms.T, cost_features(space).of(known.z)])
+    X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)  # gap, head
 
     def logdet(Zs):
         S = X[[rows[tuple(z)] for z in Zs.tolist()]]

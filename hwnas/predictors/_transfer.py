@@ -3,13 +3,14 @@ leaning on the known devices of the same space (``hwnas.devices``) as prior know
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from hwnas.errors import InputError
+from hwnas.layers import Layer
 from hwnas.predictors._base import check_finite
 from hwnas.predictors._network import AdditivePredictor, one_hot
 from hwnas.spaces import SearchSpace, get_space
@@ -18,8 +19,9 @@ from hwnas.tables import NetworkTable
 #: the ridge strengths leave-one-out cross-validation chooses from (on scaled columns)
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
 #: the feature sets it chooses from: a mix of the known devices alone (always positive), with
-#: an offset, or with an offset and per-op counts
-FEATURE_SETS = ("mix", "devices", "devices+ops")
+#: an offset, with an offset and per-op counts, or the mix with the space's analytic costs
+#: (``cost_features``, non-negative weights) without and with an offset
+FEATURE_SETS = ("mix", "devices", "devices+ops", "mix+costs", "devices+costs")
 #: fewer networks leave nothing to cross-validate on
 MIN_NETWORKS = 3
 
@@ -107,6 +109,45 @@ def op_counts(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]
                            ).astype(float)
 
 
+@dataclass(frozen=True)
+class CostFeatures:
+    """The space's analytic costs as additive columns: total MACs, total bytes moved (weights,
+    inputs, outputs) and each op kind's MACs; feature j of z is fixed[j] + sum_d C[d, z_d, j].
+    A device that no known one resembles (a phone among GPUs) is often close to a
+    non-negative mix of these."""
+
+    names: tuple[str, ...]
+    fixed: np.ndarray  # (features,)
+    C: np.ndarray  # (decisions, choices, features), NaN where a decision has no such choice
+
+    def of(self, Z: np.ndarray) -> np.ndarray:
+        """(N, features) of checked int rows Z."""
+        return self.fixed + self.C[np.arange(Z.shape[1]), Z].sum(axis=1)
+
+
+def cost_features(space: SearchSpace) -> CostFeatures:
+    """The analytic cost columns of an additive space (``CostFeatures``).
+
+    Example:
+        >>> cost_features(get_space("fbnet")).names[:3]
+        ('macs', 'bytes', 'macs_conv')
+    """
+    ops = sorted({layer.op for layer in space.unique_layers()})
+
+    def column(name: str) -> Callable[[Sequence[Layer]], list[float]]:
+        if name == "bytes":
+            return lambda layers: [float(ly.param_bytes + ly.input_bytes + ly.output_bytes)
+                                   for ly in layers]
+        op = name[len("macs_"):]
+        return lambda layers: [float(ly.macs) if not op or ly.op == op else 0.0
+                               for ly in layers]
+
+    names = ("macs", "bytes", *(f"macs_{op}" for op in ops))
+    columns = [space.cost_matrix(column(name)) for name in names]
+    return CostFeatures(names, np.array([f for f, _ in columns]),
+                        np.stack([C for _, C in columns], axis=-1))
+
+
 def _solve(devices: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float
            ) -> tuple[np.ndarray, np.ndarray]:
     """argmin ||devices a + signed b - y||^2 + ridge (||a||^2 + ||b||^2) on scaled columns,
@@ -125,24 +166,30 @@ def _solve(devices: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float
     return w[:k], w[k:k + s] - w[k + s:]
 
 
-def _features(kind: str, space: SearchSpace, basis: DeviceBasis, Z: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """(known devices' latencies, signed columns: none for ``mix``, else an offset, and op
-    counts with ``+ops``)."""
-    signed = np.ones((len(Z), 0 if kind == "mix" else 1))
+def _features(kind: str, space: SearchSpace, basis: DeviceBasis, costs: CostFeatures,
+              Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(non-negative columns: the known devices' latencies, and the cost features with
+    ``+costs``; signed columns: none for ``mix...``, else an offset, and op counts with
+    ``+ops``)."""
+    positive = basis.predict(Z).T
+    if kind.endswith("+costs"):
+        positive = np.hstack([positive, costs.of(Z)])
+    signed = np.ones((len(Z), 0 if kind.startswith("mix") else 1))
     if kind == "devices+ops":
         signed = np.hstack([signed, op_counts(space, Z)[1]])
-    return basis.predict(Z).T, signed
+    return positive, signed
 
 
 class TransferPredictor(AdditivePredictor):
     """An additive predictor for a new device from a few measured networks (about 10), by
-    transfer from known devices: latency(z) = b + sum_k a_k latency_k(z) (+ sum_op v_op
-    count_op(z)), a_k >= 0, where latency_k is known device k's additive model
-    (``device_basis``). The feature set (the mix alone, with the offset b, or with b and
-    per-op counts) and the ridge are chosen by leave-one-out cross-validation on the
-    networks. Being additive, it prices every z of the space and gives the search a cost
-    matrix; ``weights_`` says which known devices it leaned on.
+    transfer from known devices: latency(z) = b + sum_k a_k latency_k(z) (+ sum_j c_j
+    cost_j(z)) (+ sum_op v_op count_op(z)), a_k, c_j >= 0, where latency_k is known device k's
+    additive model (``device_basis``) and cost_j the space's MACs and bytes
+    (``cost_features``). The feature set (``FEATURE_SETS``: the mix alone, with the offset b,
+    with b and per-op counts, with the costs) and the ridge are chosen by leave-one-out
+    cross-validation on the networks. Being additive, it prices every z of the space and gives
+    the search a cost matrix; ``weights_`` says which known devices it leaned on,
+    ``cost_weights_`` which costs.
 
     Args:
         known: the known devices of the space, ``hwnas.devices.device_matrix(space)`` (any
@@ -182,14 +229,14 @@ class TransferPredictor(AdditivePredictor):
         if not (np.all(np.isfinite(y)) and np.all(y > 0)):
             raise InputError(f"{networks.path}: {self.target} must be finite and > 0 in every "
                              f"row to transfer from known devices")
-        basis = device_basis(known, space)
+        basis, costs = device_basis(known, space), cost_features(space)
         best = None
         for kind in FEATURE_SETS:
-            devices, signed = _features(kind, space, basis, Z)
+            positive, signed = _features(kind, space, basis, costs, Z)
             for ridge in ridges:
-                error = _loo_error(devices, signed, y, ridge)
-                a, b = _solve(devices, signed, y, ridge)
-                fixed, C = _cost_matrix(space, basis, a, b)
+                error = _loo_error(positive, signed, y, ridge)
+                a, b = _solve(positive, signed, y, ridge)
+                fixed, C = _cost_matrix(space, basis, costs, a, b, kind)
                 least = fixed + np.nanmin(C, axis=1).sum()
                 if least > 0 and (best is None or error < best[0]):  # never a negative latency
                     best = (error, kind, ridge, a, b, fixed, C)
@@ -197,8 +244,10 @@ class TransferPredictor(AdditivePredictor):
             raise InputError(f"{networks.path}: no mix of the known devices predicts a "
                              f"positive {self.target} for every z of {space.name!r}")
         self.loo_error_, self.features_, self.ridge_, a, b, fixed, C = best
-        order = np.argsort(-a, kind="stable")
+        k = len(basis.devices)
+        order = np.argsort(-a[:k], kind="stable")
         self.weights_ = {basis.devices[i]: float(a[i]) for i in order if a[i] > 0}
+        self.cost_weights_ = {name: float(w) for name, w in zip(costs.names, a[k:]) if w > 0}
         self.offset_ = float(b[0]) if len(b) else 0.0
         self.op_costs_ = dict(zip(op_counts(space, Z[:1])[0], map(float, b[1:])))
         least = np.nanmin(C, axis=1)
@@ -219,16 +268,18 @@ class TransferPredictor(AdditivePredictor):
         return ridges
 
     def describe_weights(self, top: int = 5) -> str:
-        """The known devices it leaned on, heaviest first, e.g. ``titan_rtx_1 x 0.93``."""
+        """The known devices it leaned on, heaviest first, e.g. ``titan_rtx_1 x 0.93``, and
+        the cost features it weighed (``+ macs``)."""
         self._check_fitted()
         parts = [f"{name} x {w:.3g}" for name, w in list(self.weights_.items())[:top]]
         more = len(self.weights_) - top
-        return ", ".join(parts) + (f" and {more} more" if more > 0 else "") or "none"
+        devices = ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+        return " + ".join(part for part in (devices, *self.cost_weights_) if part) or "none"
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "weights": self.weights_, "features": self.features_,
                 "offset": self.offset_, "op_costs": self.op_costs_,
-                "loo_error": self.loo_error_}
+                "cost_weights": self.cost_weights_, "loo_error": self.loo_error_}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> TransferPredictor:
@@ -244,15 +295,22 @@ class TransferPredictor(AdditivePredictor):
         predictor.offset_ = check_finite(state["offset"], "offset")
         predictor.op_costs_ = {str(k): check_finite(v, f"op_costs.{k}")
                                for k, v in dict(state["op_costs"]).items()}
+        predictor.cost_weights_ = {str(k): check_finite(v, f"cost_weights.{k}")
+                                   for k, v in dict(state.get("cost_weights", {})).items()}
         predictor.loo_error_ = check_finite(state["loo_error"], "loo_error")
         return predictor
 
 
-def _cost_matrix(space: SearchSpace, basis: DeviceBasis, a: np.ndarray, b: np.ndarray
-                 ) -> tuple[float, np.ndarray]:
-    """(fixed, C) of b[0] + sum_k a_k latency_k(z) + sum_op b[op] count_op(z)."""
-    fixed = float((b[0] if len(b) else 0.0) + a @ basis.fixed)
-    C = np.tensordot(a, basis.C, axes=1)
+def _cost_matrix(space: SearchSpace, basis: DeviceBasis, costs: CostFeatures, a: np.ndarray,
+                 b: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
+    """(fixed, C) of b[0] + sum_k a_k latency_k(z) (+ sum_j a_j cost_j(z) with ``+costs``)
+    (+ sum_op b[op] count_op(z) with ``+ops``)."""
+    k = len(basis.devices)
+    fixed = float((b[0] if len(b) else 0.0) + a[:k] @ basis.fixed)
+    C = np.tensordot(a[:k], basis.C, axes=1)
+    if kind.endswith("+costs"):
+        fixed += float(a[k:] @ costs.fixed)
+        C = C + costs.C @ a[k:]
     if len(b) > 1:
         names = sorted({c for d in space.decisions for c in d.choices})
         for i, d in enumerate(space.decisions):
@@ -260,21 +318,23 @@ def _cost_matrix(space: SearchSpace, basis: DeviceBasis, a: np.ndarray, b: np.nd
     return fixed, C
 
 
-def _loo_error(devices: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float) -> float:
+def _loo_error(positive: np.ndarray, signed: np.ndarray, y: np.ndarray, ridge: float) -> float:
     """Root mean square relative error of leave-one-out predictions."""
     errors = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        a, b = _solve(devices[keep], signed[keep], y[keep], ridge)
-        errors.append((devices[i] @ a + signed[i] @ b) / y[i] - 1)
+        a, b = _solve(positive[keep], signed[keep], y[keep], ridge)
+        errors.append((positive[i] @ a + signed[i] @ b) / y[i] - 1)
     return float(np.sqrt(np.mean(np.square(errors))))
 
 
 def transfer_design(known: KnownDevices, space: SearchSpace, n: int) -> np.ndarray:
     """n networks to measure on a new device so that they separate the known devices best:
     greedy D-optimal selection, among the networks the known devices were measured on, over
-    their standardised latency vectors (each pick adds the most information about how the
-    new device mixes the known ones). Deterministic.
+    their standardised latency vectors and cost features (each pick adds the most
+    information about how the new device mixes the known ones and the costs; without the
+    costs, the picks were the known devices' outliers, and batch-1 GPUs ranked worse from
+    them than from random networks). Deterministic.
 
     Example:
         >>> from hwnas.devices import device_matrix
@@ -287,7 +347,7 @@ def transfer_design(known: KnownDevices, space: SearchSpace, n: int) -> np.ndarr
     if not 1 <= n <= len(Z):
         raise InputError(f"a transfer design chooses 1 to {len(Z)} networks of space "
                          f"{space.name!r}, got {n}")
-    X = np.asarray(known.latency_ms, dtype=float).T
+    X = np.hstack([np.asarray(known.latency_ms, dtype=float).T, cost_features(space).of(Z)])
     X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
     X = np.hstack([np.ones((len(X), 1)), X / np.sqrt(X.shape[1])])
     information = 1e-3 * np.eye(X.shape[1])
