@@ -401,10 +401,88 @@ def hard_budget(r: Result) -> list[str]:
     return out + [""]
 
 
+def transfer(r: Result) -> list[str]:
+    res = r.results
+    kinds = (("transfer_design", "transfer, designed"), ("transfer_random", "transfer, random"),
+             ("additive_features_random", "additive_features, random"))
+    out = ["**Few-shot transfer to a new device** (`benchmarks/transfer.py`: each shipped "
+           "device left out in turn, `transfer` fitted from 10 or 20 of its networks (the "
+           "transfer design, or random ones, 3 seeds) with the other devices of its space as "
+           "known ones, beside `additive_features` on the same random networks; mean Spearman "
+           "on all the device's other networks, in brackets without the whole-millisecond "
+           "phone tables; the additive ceiling is what an additive model fitted on all of a "
+           "device's networks reaches):", "",
+           "| space | networks | " + " | ".join(label for _, label in kinds)
+           + " | additive ceiling |", "|---|---|" + "---|" * (len(kinds) + 1)]
+    for entry in res["summary"]:
+        rows = [row for row in res["devices"] if row["space"] == entry["space"]
+                and row["networks"] == entry["networks"]]
+        ceiling = statistics.mean(row["ceiling_additive"] for row in rows)
+        out.append(f"| {entry['space']} | {entry['networks']} | " + " | ".join(
+            f"{entry[key]:.3f} ({entry[key + '_not_whole_ms']:.3f})" for key, _ in kinds)
+            + f" | {ceiling:.3f} |")
+    low = [row for row in res["devices"] if row["transfer_design"]["spearman"] < 0.90]
+    out += ["", "Devices below 0.90 with designed networks (Spearman; tie-limited / additive "
+            "ceiling):", "",
+            "| space | device | networks | Spearman | tie-limited ceiling | additive ceiling |",
+            "|---|---|---|---|---|---|"]
+    out += [f"| {row['space']} | {row['device']}{' (whole ms)' if row['whole_ms'] else ''} | "
+            f"{row['networks']} | {row['transfer_design']['spearman']:.3f} | "
+            f"{row['ceiling_ties']:.3f} | {row['ceiling_additive']:.3f} |" for row in low]
+    verdicts = []
+    for entry in res["summary"]:
+        if entry["networks"] != 10:
+            continue
+        mean = entry["transfer_design"]
+        ceiling = statistics.mean(row["ceiling_additive"] for row in res["devices"]
+                                  if row["space"] == entry["space"] and row["networks"] == 10)
+        verdicts.append(f"{entry['space']} {mean:.3f} " + (
+            "met" if mean >= 0.97 else f"MISSED by {0.97 - mean:.3f}, where the additive "
+            f"ceiling itself is {ceiling:.3f}"))
+    outside = [f"{row['space']} {row['device']}" for row in low
+               if row["networks"] == 10 and not row["whole_ms"]]
+    out += ["", f"Targets at 10 designed networks: mean Spearman >= 0.97 on each space: "
+            f"{'; '.join(verdicts)}. No device below 0.90 but whole-millisecond phone tables: "
+            + ("met." if not outside else f"MISSED on {', '.join(outside)}.")
+            + " A whole-ms phone's tie-limited ceiling is near 1; its additive ceiling is what "
+            "limits any additive predictor (the search needs one) on it."]
+    return out + [""]
+
+
+def _shares(values: list[float]) -> str:
+    lo, hi = _pct(min(values)), _pct(max(values))
+    return lo if lo == hi else f"{lo[:-2]}-{hi}"
+
+
+def fleet(r: Result) -> list[str]:
+    out = ["**Budgets for a fleet** (`benchmarks/fleet.py`: one search under 3 and 5 shipped "
+           "devices' budgets at once, each at its 40th percentile over 2,000 random z; the "
+           "exact sampler's optimum (most MACs) and its time; the default sampler, "
+           f"{r.results[0]['trials']} trials, seeds 0-2, as the command runs it (starting "
+           "from the exact optimum) and on its own):", "",
+           "| space | budgets | exact optimum | optimum MMACs | feasible trials | best / optimum "
+           "| without the exact start |", "|---|---|---|---|---|---|---|"]
+    for row in r.results:
+        out.append(f"| {row['space']} | {', '.join(row['budgets'])} | "
+                   f"{row['exact_seconds']:.2f} s | {row['optimum_macs'] / 1e6:.1f} | "
+                   f"{_pct(min(row['feasible_share']))} | "
+                   f"{_pct(min(row['best_over_optimum']))} | "
+                   f"{_shares(row['best_over_optimum_without_exact_start'])} |")
+    feasible = all(min(row["feasible_share"]) == 1 for row in r.results)
+    best = min(min(row["best_over_optimum"]) for row in r.results)
+    alone = min(min(row["best_over_optimum_without_exact_start"]) for row in r.results)
+    out += ["", f"Targets: every trial within every budget {'met' if feasible else 'MISSED'}; "
+            f"best >= 99 % of the optimum after {r.results[0]['trials']} trials "
+            + ("met" if best >= 0.99 else f"MISSED ({best:.1%})")
+            + f" as the command runs (the sampler alone reaches {_pct(alone)} at worst)."]
+    return out + [""]
+
+
 SECTIONS = {"accuracy": accuracy, "nnabla_nas_estimators": nnabla_nas_estimators,
             "throughput": throughput, "search_quality": search_quality,
             "layer_sum": layer_sum, "few_shot": few_shot, "repeatability": repeatability,
-            "robustness": robustness, "hard_budget": hard_budget}
+            "robustness": robustness, "hard_budget": hard_budget,
+            "transfer": transfer, "fleet": fleet}
 
 
 def render(folder: str = RESULTS) -> str:
