@@ -170,3 +170,32 @@ def test_tree_z_loads_its_trees_without_refitting_and_predicts_the_same(tmp_path
     (tmp_path / "rows.json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="rows.json: corrupt tree_z predictor .*n_choices"):
         load_predictor(tmp_path / "rows.json")
+
+
+@pytest.mark.parametrize("n", [1, 3, 5000])  # all trees in one numpy step, or 4 at a time
+def test_every_tree_of_a_forest_predicts_as_scikit_learn_s(n):
+    from sklearn.ensemble import RandomForestRegressor
+
+    from hwnas.predictors._regressors import Forest
+    rng = np.random.default_rng(1)
+    X, y = rng.random((400, 4)), rng.random(400)
+    model = RandomForestRegressor(n_estimators=13, random_state=0).fit(X, y)
+    probe = rng.random((n, 4))
+    probe[0] = X[0]  # on the thresholds' side of a training row
+    expected = np.array([tree.predict(probe.astype(np.float32)) for tree in model.estimators_])
+    assert np.array_equal(Forest.from_sklearn(model).members(probe), expected)
+
+
+def test_a_forest_whose_nodes_share_children_loads_at_once():
+    import base64
+
+    from hwnas.predictors._regressors import Forest
+    n = 64  # node i splits to i + 1 both ways: 2^63 paths if each were followed
+    left = np.append(np.arange(1, n), -1).astype("<i4")
+
+    def array(a):
+        return base64.b64encode(a.tobytes()).decode()
+    tree = {"left": array(left), "right": array(left), "feature": array(np.zeros(n, "<i2")),
+            "split": array(np.ones(n, "<f8"))}
+    forest = Forest.from_dict({"n_features": 1, "trees": [tree]}, 1, "forest")
+    assert forest.predict(np.zeros((3, 1))).tolist() == [1.0, 1.0, 1.0]

@@ -158,9 +158,25 @@ class TreePredictor(_PerOpRegressor):
         return predictor
 
 
+#: Forest.members descends at least this many (tree, row) pairs at once (few rows: many
+#: trees per numpy step), and never more than 4 trees' for many rows (their nodes stay in
+#: the processor's cache: 3-4x faster on 10,000 rows than all trees at once)
+_PAIRS_AT_ONCE = 1 << 15
+
 #: how a Forest stores each array: (JSON key, dtype). ``split`` is a node's threshold, or at
 #: a leaf its value (scikit-learn keeps both for every node; each node uses one)
 _ARRAYS = (("left", "<i4"), ("right", "<i4"), ("feature", "<i2"), ("split", "<f8"))
+
+
+def _depth(tree: dict[str, np.ndarray]) -> int:
+    """The number of splits on the longest path from the root to a leaf."""
+    left, right = tree["left"], tree["right"]
+    depth, level = 0, np.zeros(1 if left[0] >= 0 else 0, dtype=np.int64)
+    while len(level):
+        depth += 1
+        level = np.unique(np.concatenate([left[level], right[level]]))  # a node once, even
+        level = level[left[level] >= 0]  # where a corrupt file gives it two parents
+    return depth
 
 
 class Forest:
@@ -179,6 +195,20 @@ class Forest:
         """``trees``: per tree, the arrays of _ARRAYS (children -1 at a leaf)."""
         self.trees = trees
         self.n_features = n_features
+        # every tree's nodes in one array (children shifted by the tree's offset, a leaf its
+        # own children, always taken), so that members() descends all trees at once, one
+        # numpy step per level, not per tree and level
+        sizes = [len(t["left"]) for t in trees]
+        self._roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        leaf = np.concatenate([t["left"] < 0 for t in trees])
+        nodes = np.arange(len(leaf))
+        left, right = (np.where(leaf, nodes, np.concatenate([t[key] for t in trees]) +
+                                np.repeat(self._roots, sizes)) for key in ("left", "right"))
+        self._children = np.stack([left, right], axis=1).ravel()  # node n: 2n left, 2n+1 right
+        self._feature = np.concatenate([t["feature"] for t in trees]).astype(np.int64)
+        self._split = np.concatenate([t["split"] for t in trees])
+        self._threshold = np.where(leaf, np.inf, self._split)
+        self._depths = [_depth(t) for t in trees]
 
     @classmethod
     def from_sklearn(cls, model) -> Forest:
@@ -196,17 +226,17 @@ class Forest:
         """(trees, len(X)): each tree's prediction. Features are compared as float32, as
         scikit-learn's trees compare them."""
         X = np.asarray(X, dtype=np.float32).astype(np.float64)
-        rows = np.arange(len(X))
+        flat = X.ravel()
         out = np.empty((len(self.trees), len(X)))
-        for i, t in enumerate(self.trees):
-            left, right, feature, threshold = t["left"], t["right"], t["feature"], t["split"]
-            node = np.zeros(len(X), dtype=np.int64)
-            inner = left[node] >= 0
-            while inner.any():
-                at, n = rows[inner], node[inner]
-                node[inner] = np.where(X[at, feature[n]] <= threshold[n], left[n], right[n])
-                inner = left[node] >= 0
-            out[i] = threshold[node]  # at a leaf: its value
+        at_once = max(4, _PAIRS_AT_ONCE // max(1, len(X)))
+        for first in range(0, len(self.trees), at_once):
+            trees = slice(first, first + at_once)
+            base = np.tile(np.arange(len(X)) * X.shape[1], len(self._roots[trees]))
+            node = np.repeat(self._roots[trees], len(X))
+            for _ in range(max(self._depths[trees])):  # right where not x <= threshold (NaN too)
+                node = self._children[2 * node + ~(flat[base + self._feature[node]] <=
+                                                   self._threshold[node])]
+            out[trees] = self._split[node].reshape(-1, len(X))  # at a leaf: its value
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
