@@ -199,3 +199,20 @@ def test_a_forest_whose_nodes_share_children_loads_at_once():
             "split": array(np.ones(n, "<f8"))}
     forest = Forest.from_dict({"n_features": 1, "trees": [tree]}, 1, "forest")
     assert forest.predict(np.zeros((3, 1))).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_network_predictors_refuse_an_architecture_of_another_space():
+    import warnings
+
+    from hwnas.devices import load_device
+    from hwnas.predictors import AdditivePredictor, MeasuredPredictor, TreeZPredictor
+    space, other = get_space("nb201"), get_space("mobilenet")
+    networks = load_device("pixel3", "nb201").select(slice(0, 500))
+    arch = other.decode(other.random_z(1, seed=0)[0])
+    for predictor in (AdditivePredictor(), MeasuredPredictor(), TreeZPredictor(n_estimators=3)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # choices the first 500 networks never use
+            predictor.fit(networks, space)
+        with pytest.raises(InputError, match=f"the {predictor.kind} predictor was fitted on "
+                                             f"space 'nb201', not 'mobilenet'"):
+            predictor.predict_architecture(arch)

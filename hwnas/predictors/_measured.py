@@ -70,11 +70,7 @@ class MeasuredPredictor(_SpacePredictor):
         return self.y_[np.asarray(rows, dtype=int)]
 
     def predict_architecture(self, arch) -> float:
-        self._check_fitted()
-        if arch.space != self.space_:
-            raise InputError(f"the measured predictor was fitted on space {self.space_!r}, "
-                             f"not {arch.space!r}")
-        row = self.row_.get(tuple(arch.z))
+        row = self.row_.get(tuple(self._arch_z(arch)[0].tolist()))
         if row is None:
             raise UnmeasuredError(f"the measured predictor's table has no network z = "
                                   f"{'-'.join(map(str, arch.z))}")
