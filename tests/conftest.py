@@ -5,12 +5,7 @@ cannot silently skip there)."""
 import os
 
 import pytest
-from helpers import (
-    FAST,
-    HAVE_NNABLA,
-    have_gpu,
-    hwnas,  # noqa: F401  test_flow_simulated imports it from here
-)
+from helpers import FAST, HAVE_NNABLA, have_gpu
 
 REQUIRE_NNABLA = os.environ.get("HWNAS_REQUIRE_NNABLA") == "1"
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import hwnas
+from helpers import hwnas
 
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
 from hwnas.profile import device_tables, get_backend, read_cache_status
