@@ -61,29 +61,37 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
     if np.any(y <= 0) or np.any(x <= 0):
         raise InputError("the calibration gives no slope a > 0: its latencies are not "
                          "positive; measure networks of different sizes")
-    low, high = slope_bounds
-    span = float(np.ptp(x) / np.median(x))
-    notes = []
-    if len(x) >= 3 and span >= MIN_SPAN:
-        i, j = np.triu_indices(len(x), 1)
-        dx = x[j] - x[i]
-        a = float(np.median((y[j] - y[i])[dx > 0] / dx[dx > 0]))
-        if not low <= a <= high:
-            notes.append(f"the fitted slope {a:.3g} lies outside the physical range "
-                         f"{low:g}-{high:g}: held at the bound")
-            a = float(np.clip(a, low, high))
-        near = np.abs(y / focus - 1) <= FOCUS_WINDOW if focus else np.zeros(len(y), bool)
-        b = float(np.median((y - a * x)[near] if near.sum() >= 3 else y - a * x))
-        if near.sum() >= 3:
-            notes.append(f"offset fitted on the {int(near.sum())} networks within "
-                         f"{100 * FOCUS_WINDOW:g} % of {focus:g} ms")
-        if b < 0:  # no offset below 0: a ratio through 0
-            a, b = float(np.clip(np.median(y / x), low, high)), 0.0
-            notes.append("the offset came out negative: a ratio through 0")
-    else:
-        a, b = float(np.clip(np.median(y / x), low, high)), 0.0
-        notes.append(f"a ratio through 0 (the networks span {100 * span:.0f} % of their "
-                     f"predicted latency: too narrow to fix a slope)")
+    notes: list[str] = []
+    a, b = _robust_line(x, y, slope_bounds, focus, notes)
     least = int(np.argmin(x))
     b = float(min(max(b, y[least] - a * x[least]), y.min() * (1 - 1e-6)))
     return Line(a, b, "; ".join(notes) or "a robust line")
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, slope_bounds: tuple[float, float],
+                 focus: float | None, notes: list[str]) -> tuple[float, float]:
+    """(a, b) before the floor: Theil-Sen's slope within the bounds, the offset near the
+    focus; a ratio through 0 where the x span too little or the offset would be negative.
+    What a user should know is appended to ``notes``."""
+    low, high = slope_bounds
+    span = float(np.ptp(x) / np.median(x))
+    if len(x) < 3 or span < MIN_SPAN:
+        notes.append(f"a ratio through 0 (the networks span {100 * span:.0f} % of their "
+                     f"predicted latency: too narrow to fix a slope)")
+        return float(np.clip(np.median(y / x), low, high)), 0.0
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    a = float(np.median((y[j] - y[i])[dx > 0] / dx[dx > 0]))
+    if not low <= a <= high:
+        notes.append(f"the fitted slope {a:.3g} lies outside the physical range "
+                     f"{low:g}-{high:g}: held at the bound")
+        a = float(np.clip(a, low, high))
+    near = np.abs(y / focus - 1) <= FOCUS_WINDOW if focus else np.zeros(len(y), bool)
+    b = float(np.median((y - a * x)[near] if near.sum() >= 3 else y - a * x))
+    if near.sum() >= 3:
+        notes.append(f"offset fitted on the {int(near.sum())} networks within "
+                     f"{100 * FOCUS_WINDOW:g} % of {focus:g} ms")
+    if b < 0:  # no offset below 0: a ratio through 0
+        notes.append("the offset came out negative: a ratio through 0")
+        return float(np.clip(np.median(y / x), low, high)), 0.0
+    return a, b

@@ -58,18 +58,17 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
     so that all of them see the same machine states and the calibration line spans the whole
     space. The network of least layer sum is then measured too (the floor of the calibration).
 
-    A warm call re-times DRIFT_REFERENCES cached networks (``drift``): where they moved
-    beyond their noise (at least DRIFT_TOLERANCE), the machine is no longer what the cache
-    describes and both tables are measured again; else the cache is used as it is. A cached
-    table recorded as not good (``TableQuality``) or as measured with another ``protocol``,
-    or every table with ``remeasure``, is measured again too.
+    A warm call re-times DRIFT_REFERENCES cached networks (``drift``) and measures both
+    tables again only where the cache no longer describes the machine. A cached table
+    recorded as not good (``TableQuality``) or as measured with another ``protocol``, or
+    every table with ``remeasure``, is measured again too; a read-only cache is used as it is.
     """
     folder = device_folder(backend)
-    layers_path, nets_path = folder / "layers.csv", network_table_path(backend, space)
+    paths = (folder / "layers.csv", network_table_path(backend, space))
     status = read_cache_status(folder)
-    stale = [stale_reason(status.get(p.name), protocol) for p in (layers_path, nets_path)]
+    stale = [stale_reason(status.get(p.name), protocol) for p in paths]
     calibration = calibration_z(space, networks)
-    cached = None if remeasure else _cached(status, layers_path, nets_path, space, calibration)
+    cached = None if remeasure else _cached(status, *paths, space, calibration)
     if cached is not None and not os.access(folder, os.W_OK):
         if any(stale):  # a shared cache this process cannot mend: used, and said so
             print(f"hwnas: warning: {folder} is read-only: its tables, measured "
@@ -80,10 +79,22 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
         if not moved:
             return cached
         stale = [f"before the machine's timings moved ({moved})"] * 2
-    discard = [remeasure or bool(why) for why in stale]
-    for path, why, d in zip((layers_path, nets_path), stale, discard):
-        if d or path.name not in status:
+    for path, why in zip(paths, stale):
+        if remeasure or why or path.name not in status:
             start_table(path, protocol, None if remeasure else why)
+    _measure_tables(backend, space, paths, calibration, protocol,
+                    [remeasure or bool(why) for why in stale], show_progress)
+    cached = _cached(read_cache_status(folder), *paths, space, calibration, judged=False)
+    assert cached is not None  # every unit was just measured
+    return cached
+
+
+def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Path],
+                    calibration: np.ndarray, protocol: TimingProtocol, discard: list[bool],
+                    show_progress: bool) -> None:
+    """Measure the layers and calibration networks into their tables (``discard``: start
+    each afresh), then the least-latency network; record how good each table is."""
+    layers_path, nets_path = paths
     label = "measuring layers and networks" if show_progress else None
     jobs = [Job(layers_path, LAYER_COLUMNS, "key", layer_units(space.unique_layers())),
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
@@ -92,22 +103,17 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
     # timed alone, it has the two fastest calibration networks beside it as references: a
     # slow state that covers its whole measurement shows in them, and is waited out
     nets = read_locked(read_network_table, nets_path, space)
-    fastest = np.argsort(nets.values())[:2]
     references = [(backend.runner(space.decode(nets.z[i]).graph), float(nets.values()[i]))
-                  for i in fastest]
+                  for i in np.argsort(nets.values())[:2]]
     measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, [least]))],
                  protocol, label, references=references)
-    qualities = [table_quality(path, space) for path in (layers_path, nets_path)]
-    record_status(folder, {
+    qualities = [table_quality(path, space) for path in paths]
+    record_status(layers_path.parent, {
         Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol)}
         for q in qualities})
     for q in qualities:
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
-    cached = _cached(read_cache_status(folder), layers_path, nets_path, space, calibration,
-                     judged=False)
-    assert cached is not None  # every unit was just measured
-    return cached
 
 
 def _least(space: SearchSpace, layers: LayerTable) -> np.ndarray:
