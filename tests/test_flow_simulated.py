@@ -43,7 +43,8 @@ def test_cold_then_warm_run_reuses_the_cache_and_verifies_in_one_round(tmp_path)
     second, again = run_flow(tmp_path, cache, "--context", "quiet")
     assert "measuring" not in second.stderr  # only the drift check timed anything
     assert [t.read_text() for t in tables] == contents  # the answers were cached already
-    assert again["verification"]["rounds"] == 1 and again["best"] == doc["best"]
+    assert again["verification"]["rounds"] == 1
+    assert [b["z"] for b in again["best"]] == [b["z"] for b in doc["best"]]
 
 
 def test_the_same_seed_gives_the_same_answer_and_calibration(tmp_path):

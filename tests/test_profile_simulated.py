@@ -26,7 +26,7 @@ def z_set(Z):
     return {tuple(int(v) for v in z) for z in Z}
 
 
-def test_a_warm_call_reuses_the_cache_and_gives_only_the_networks_asked_for():
+def test_a_warm_call_reuses_the_cache_and_gives_the_whole_network_table():
     space, device = get_space("nb201"), get_backend("simulated", context="quiet")
     layers, nets = device_tables(device, space, networks=5, show_progress=False)
     folder = device_folder(device)
@@ -36,8 +36,8 @@ def test_a_warm_call_reuses_the_cache_and_gives_only_the_networks_asked_for():
     files = {p.name: p.read_bytes() for p in folder.glob("*.csv")}
     again, fewer = device_tables(device, space, networks=3, show_progress=False)
     assert again.timings == layers.timings
-    asked = z_set(calibration_z(space, 3))
-    assert asked <= set(fewer.z) <= set(nets.z) and len(fewer.z) - len(asked) in (0, 1)
+    # fewer calibration networks asked for: the cached table, all of it, calibrates
+    assert z_set(calibration_z(space, 3)) <= set(fewer.z) == set(nets.z)
     assert {p.name: p.read_bytes() for p in folder.glob("*.csv")} == files  # nothing measured
 
 

@@ -49,8 +49,9 @@ DRIFT_SLOWER = 0.25
 def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
                   protocol: TimingProtocol = TimingProtocol(), show_progress: bool = True,
                   remeasure: bool = False) -> tuple[LayerTable, NetworkTable]:
-    """This device's layer table for ``space`` and the whole networks that calibrate it,
-    measured on first use and cached per device fingerprint (and space).
+    """This device's layer table for ``space`` and the whole networks that calibrate it (the
+    cached network table: the calibration networks and the steady answers of earlier
+    verifications), measured on first use and cached per device fingerprint (and space).
 
     The calibration networks (``calibration_z``: a covering design, in which every choice of
     every decision appears, and ``networks`` networks spread evenly over the space's MACs,
@@ -125,8 +126,10 @@ def _least(space: SearchSpace, layers: LayerTable) -> np.ndarray:
 def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace,
             calibration: np.ndarray, judged: bool = True
             ) -> tuple[LayerTable, NetworkTable] | None:
-    """The cached layer table and calibration networks (the least-latency one included), or
-    None where a table is missing, lacks a unit, or (``judged``) is not recorded as good."""
+    """The cached layer table and its network table, or None where a table is missing, lacks
+    a layer or a calibration network (the least-latency one included), or (``judged``) is not
+    recorded as good. The network table also holds the steady answers of earlier
+    verifications: they calibrate too, near the budgets they were verified at."""
     if not (layers_path.exists() and nets_path.exists()) or judged and not all(
             status.get(p.name, {}).get("good") for p in (layers_path, nets_path)):
         return None
@@ -136,10 +139,9 @@ def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace
     nets = read_locked(read_network_table, nets_path, space)
     wanted = {tuple(int(v) for v in z) for z in np.vstack([calibration,
                                                             [_least(space, layers)]])}
-    rows = [i for i, z in enumerate(nets.z) if z in wanted]
-    if len(rows) < len(wanted):
+    if len(wanted - set(nets.z)):
         return None
-    return layers, nets.select(rows)
+    return layers, nets
 
 
 def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
