@@ -117,8 +117,10 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
     Returns the measurements that were not written: units still noisy, or measured while the
-    references had moved, unless ``keep_noisy``; the latter divided by how far the references
-    moved (median), so that they are on the scale the references were measured at.
+    references had moved, unless ``keep_noisy``; where the references now ran faster, the
+    latter are divided by how far (median), so that they are on the scale the references
+    were measured at. A measurement is never scaled down: one taken in a slow state stays as
+    slow as it measured (for a budget, the safe side).
     """
     order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
     writers: dict[int, TableWriter] = {}
@@ -147,8 +149,8 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                     if keep_noisy or (unit_noise(timing) <= UNIT_NOISE and
                                       abs(moved) <= DRIFT_TOLERANCE):
                         writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
-                    else:  # on the references' earlier scale, where they still moved
-                        unsaved[key] = rescaled(timing, 1 / (1 + moved))
+                    else:  # on the references' earlier scale where they now run faster
+                        unsaved[key] = rescaled(timing, 1 / (1 + min(moved, 0.0)))
                     bar.update()
                 if failure is not None:
                     raise failure
@@ -208,9 +210,9 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
 
     ``references`` are (z, latency_ms) of networks measured before on this machine (e.g. the
     calibration networks): they are re-timed in the same batch, and where they moved, the
-    batch is timed again (``steady``); what still moved is not cached, and is returned on the
-    references' earlier scale (divided by how far they moved), so that it compares with what
-    was measured beside them."""
+    batch is timed again (``steady``); what still moved is not cached, and where they now ran
+    faster it is returned on their earlier scale (divided by how far they moved), so that it
+    compares with what was measured beside them (never scaled down)."""
     record = read_cache_status(Path(path).parent).get(Path(path).name)
     other = record is not None and other_protocol(record, protocol)
     if other:
