@@ -64,7 +64,11 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
     notes: list[str] = []
     a, b = _robust_line(x, y, slope_bounds, focus, notes)
     least = int(np.argmin(x))
-    b = float(min(max(b, y[least] - a * x[least]), y.min() * (1 - 1e-6)))
+    floor = float(y[least] - a * x[least])
+    if floor > b:
+        notes.append("offset raised so that the least-latency network is predicted at what it "
+                     "measured")
+    b = float(min(max(b, floor), y.min() * (1 - 1e-6)))
     return Line(a, b, "; ".join(notes) or "a robust line")
 
 

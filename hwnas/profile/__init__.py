@@ -22,7 +22,6 @@ from hwnas.profile._batch import (
     measure_networks,
     profile_layers,
     profile_networks,
-    time_networks,
 )
 from hwnas.profile._cache import (
     CACHE_STATUS,
@@ -54,4 +53,4 @@ __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKEND
            "cache_report", "calibration_z", "device_folder", "device_tables", "discard_cache",
            "drift", "export_onnx", "get_backend", "measure_networks", "network_table_path",
            "profile_layers", "profile_networks", "protocol_from_args", "read_cache_status",
-           "table_quality", "time_networks", "to_onnx"]
+           "table_quality", "to_onnx"]

@@ -8,6 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable
 
+from hwnas._calibration import SLOPE_BOUNDS
 from hwnas.errors import HwnasError
 from hwnas.layers import Layer
 from hwnas.profile._timing import TimingProtocol, measure
@@ -26,7 +27,7 @@ class Backend(ABC):
     #: the calibration slopes (true latency over layer sum) this runtime can physically show:
     #: units timed alone keep their weights in cache (nnabla's sum is 0.75 of true, ONNX
     #: Runtime's 0.92-1.04, a CPU PyTorch's 0.79: ../shared/MEASURING.md)
-    calibration_slope: tuple[float, float] = (0.5, 2.0)
+    calibration_slope: tuple[float, float] = SLOPE_BOUNDS
 
     def clock(self) -> float:
         """Seconds, for timing (a simulated device keeps its own)."""

@@ -92,7 +92,9 @@ def steady(backend: Backend, runners: Sequence[Callable[[], None]], protocol: Ti
         return float(np.median([t.latency_ms for t in timings[len(runners):]] / expected) - 1)
 
     for _ in range(protocol.max_remeasures):
-        again = list(range(len(every))) if abs(shift()) > DRIFT_TOLERANCE else \
+        # a slow state may pass: wait and time again; a faster one cannot be undone by
+        # more rounds (the minimum only falls)
+        again = list(range(len(every))) if shift() > DRIFT_TOLERANCE else \
             [i for i, t in enumerate(timings) if unit_noise(t) > UNIT_NOISE]
         if not again:
             break
@@ -117,10 +119,10 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
     Returns the measurements that were not written: units still noisy, or measured while the
-    references had moved, unless ``keep_noisy``; where the references now ran faster, the
-    latter are divided by how far (median), so that they are on the scale the references
-    were measured at. A measurement is never scaled down: one taken in a slow state stays as
-    slow as it measured (for a budget, the safe side).
+    references had moved, unless ``keep_noisy``; where the references now ran faster by
+    more than DRIFT_TOLERANCE, those are divided by how far (median), so that they are on
+    the scale the references were measured at. A measurement is never scaled down: one
+    taken in a slow state stays as slow as it measured (for a budget, the safe side).
     """
     order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
     writers: dict[int, TableWriter] = {}
@@ -150,7 +152,8 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                                       abs(moved) <= DRIFT_TOLERANCE):
                         writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
                     else:  # on the references' earlier scale where they now run faster
-                        unsaved[key] = rescaled(timing, 1 / (1 + min(moved, 0.0)))
+                        faster = min(moved, 0.0) if moved < -DRIFT_TOLERANCE else 0.0
+                        unsaved[key] = rescaled(timing, 1 / (1 + faster))
                     bar.update()
                 if failure is not None:
                     raise failure
@@ -228,10 +231,3 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
         timings.update((z, t) for z, t in zip(table.z, table.timings) if z not in timings)
     return {z: timings[z] for z in wanted}
 
-
-def time_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
-                  protocol: TimingProtocol = TimingProtocol()) -> list[Timing]:
-    """Time whole networks in one interleaved batch, re-measuring the noisy ones, without any
-    table: fresh measurements that see one machine state (e.g. to verify or recalibrate)."""
-    runners = [backend.runner(space.decode(z).graph) for z in space.check_z(zs)]
-    return steady(backend, runners, protocol)[0]

@@ -69,12 +69,15 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
     status = read_cache_status(folder)
     stale = [stale_reason(status.get(p.name), protocol) for p in paths]
     calibration = calibration_z(space, networks)
+    if not remeasure and not os.access(folder, os.W_OK):  # a shared cache: used as it is
+        cached = _cached(status, *paths, space, calibration, judged=False)
+        if cached is not None:
+            if any(stale):
+                print(f"hwnas: warning: {folder} is read-only: its tables, measured "
+                      f"{next(why for why in stale if why)}, are used as they are",
+                      file=sys.stderr)
+            return cached
     cached = None if remeasure else _cached(status, *paths, space, calibration)
-    if cached is not None and not os.access(folder, os.W_OK):
-        if any(stale):  # a shared cache this process cannot mend: used, and said so
-            print(f"hwnas: warning: {folder} is read-only: its tables, measured "
-                  f"{next(why for why in stale if why)}, are used as they are", file=sys.stderr)
-        return cached
     if cached is not None and not any(stale):
         moved = drift(backend, space, cached[1], protocol)
         if not moved:

@@ -109,7 +109,3 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
             unit.append(np.asarray(ms))
     return samples
 
-
-def is_noisy(timing: dict, tolerance_ms: float) -> bool:
-    """Whether a unit's statistic moved between rounds by more than ``tolerance_ms``."""
-    return timing["noise_ms"] > tolerance_ms

@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "predictor (--table, --predictor, --device)")
         args.predictor, args.device = (first, None) if is_predictor_file(first) else (None,
                                                                                       first)
-    source = _source(args)
+    source = _source(args, budget_ms)
     settings = replace(_settings(args), fleet=fleet_budgets(others, source.space))
     try:
         verification = None
@@ -218,7 +218,7 @@ class Source:
     networks: NetworkTable | None = None
 
 
-def _source(args) -> Source:
+def _source(args, budget_ms: float | None) -> Source:
     """A saved predictor (--predictor), the raw layer sums of a table (--table), or this
     machine measured and calibrated (the default flow: hwnas.profile.device_tables)."""
     if args.device:
@@ -238,7 +238,7 @@ def _source(args) -> Source:
     backend = backend_from_args(name, args)
     layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
                                      show_progress=not args.quiet, remeasure=args.remeasure)
-    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend, args.budget_ms)
+    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend, budget_ms)
     return Source(space, predictor, layers.path, backend, networks)
 
 

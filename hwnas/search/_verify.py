@@ -40,6 +40,7 @@ from hwnas.profile import (
     network_table_path,
 )
 from hwnas.profile._base import cpu_name
+from hwnas.profile._cache import unit_noise
 from hwnas.search._study import BudgetError, Candidate, SearchResult, SearchSettings, search
 from hwnas.tables import NetworkTable, Timing
 
@@ -198,7 +199,8 @@ class Verifier:
         calibration is wrong), an answer is over the budget beyond its noise, or none is
         within the budget."""
         true = np.array([state.measured[z].latency_ms for z in zs])
-        noise = np.maximum([_noise(state.measured[z]) for z in zs], MIN_NOISE)
+        noise = np.maximum([np.nan_to_num(unit_noise(state.measured[z])) for z in zs],
+                           MIN_NOISE)
         predicted = state.predictor.predict_z(self.space, np.array(zs))
         error = predicted / true - 1
         state.tolerance = tolerance = max(MIN_TOLERANCE, NOISE_SIGMAS * float(np.median(noise)))
@@ -321,11 +323,6 @@ class Verifier:
         """The measured latencies of the candidates reported in some round."""
         return [state.measured[z].latency_ms for z in state.pool if z in state.measured]
 
-
-def _noise(timing: Timing) -> float:
-    """A measurement's relative noise (0 where not recorded)."""
-    noise = timing.noise
-    return noise if np.isfinite(noise) else 0.0
 
 
 def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
