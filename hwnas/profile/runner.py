@@ -6,14 +6,14 @@ manifest that ``python -m hwnas.profile --export DIR`` wrote::
     python runner.py --device "Raspberry Pi 5, 4 threads" --threads 4
 
 It times every unit of ``manifest.json`` as hwnas does, with hwnas's own timing module, which
-the export copied beside this file as ``hwnas_timing.py`` (units built BATCH_UNITS at a
-time and timed in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs
-until ``--runs`` are done or ``--max-round-s`` have passed, never fewer than 3;
-``latency_ms`` is the minimum over all runs (``--statistic``), ``noise_ms`` how far that
-moves from round to round; a unit whose noise is over 3 % of its latency is measured again after a pause, at most 2 more times,
-its rounds pooled) and appends one row per unit, flushed, to ``networks.csv`` /
-``layers.csv``: run it again after an interruption and it measures only what is missing.
-Bring the tables back and read them with ``python -m hwnas.fit --networks networks.csv`` (or
+the export copied beside this file as ``hwnas_timing.py`` (units built BATCH_UNITS at a time
+and timed in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs until
+``--runs`` are done or ``--max-round-s`` have passed, never fewer than 3; ``latency_ms`` is the
+minimum over all runs (``--statistic``), ``noise_ms`` how far that moves from round to round; a
+unit whose noise is over 3 % of its latency is measured again after a pause, at most 2 more
+times, its rounds pooled) and appends one row per unit, flushed, to ``networks.csv`` /
+``layers.csv``: run it again after an interruption and it measures only what is missing. Bring
+the tables back and read them with ``python -m hwnas.fit --networks networks.csv`` (or
 ``--layers``).
 
 This file repeats hwnas's table columns, protocol defaults and re-measuring on purpose, so
