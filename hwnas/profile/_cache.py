@@ -90,8 +90,9 @@ class TableQuality:
         """What to tell the user about a noisy table, or None."""
         if self.good:
             return None
-        return (f"{self.path}: its predictions move by up to {100 * self.prediction_noise:.1f} "
-                f"% between rounds (90th percentile; {self.noisy_rows} of {self.rows} rows "
+        return (f"{self.path}: its predictions move by {100 * self.prediction_noise:.1f} % "
+                f"between rounds (over {100 * PREDICTION_NOISE:g} %; {self.noisy_rows} of "
+                f"{self.rows} rows "
                 f"moved by more than {100 * UNIT_NOISE:g} % after re-measuring them); load "
                 f"average {self.load_average:.1f} on {self.cpus} core(s): other jobs were "
                 f"running. Its latencies are unreliable: measure it again when the machine "
