@@ -165,6 +165,14 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
     return unsaved
 
 
+def reference_runners(backend: Backend, space: SearchSpace,
+                      references: Sequence[tuple[Sequence[int], float]]
+                      ) -> list[tuple[Callable[[], None], float]]:
+    """(runner, latency_ms) of each reference network, (z, latency_ms measured before), as
+    ``steady`` and ``measure_jobs`` take them."""
+    return [(backend.runner(space.decode(z).graph), float(ms)) for z, ms in references]
+
+
 def rescaled(timing: Timing, factor: float) -> Timing:
     """The timing with every duration multiplied by ``factor`` (another machine state)."""
     return dataclasses.replace(timing, **{f: getattr(timing, f) * factor for f in (
@@ -220,7 +228,7 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     other = record is not None and other_protocol(record, protocol)
     if other:
         start_table(Path(path), protocol, other)
-    refs = [(backend.runner(space.decode(z).graph), ms) for z, ms in references]
+    refs = reference_runners(backend, space, references)
     unsaved = measure_jobs(backend, [Job(path, NETWORK_COLUMNS, "z", network_units(space, zs))],
                        protocol, "measuring networks" if show_progress else None,
                        discard_existing=[bool(other)], keep_noisy=False, references=refs)

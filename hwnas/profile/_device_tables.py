@@ -16,6 +16,7 @@ from hwnas.profile._batch import (
     layer_units,
     measure_jobs,
     network_units,
+    reference_runners,
     steady,
 )
 from hwnas.profile._cache import (
@@ -107,8 +108,8 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
     # timed alone, it has the two fastest calibration networks beside it as references: a
     # slow state that covers its whole measurement shows in them, and is waited out
     nets = read_locked(read_network_table, nets_path, space)
-    references = [(backend.runner(space.decode(nets.z[i]).graph), float(nets.values()[i]))
-                  for i in np.argsort(nets.values())[:2]]
+    references = reference_runners(backend, space, [
+        (nets.z[i], nets.values()[i]) for i in np.argsort(nets.values())[:2]])
     measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, [least]))],
                  protocol, label, references=references)
     qualities = [table_quality(path, space) for path in paths]
@@ -175,8 +176,7 @@ def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
     order = np.argsort(latency)
     picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
                             .astype(int))]
-    references = [(backend.runner(space.decode(cached.z[i]).graph), float(latency[i]))
-                  for i in picks]
+    references = reference_runners(backend, space, [(cached.z[i], latency[i]) for i in picks])
     _, moved = steady(backend, [], protocol, references)
     if -DRIFT_TOLERANCE <= moved <= DRIFT_SLOWER:
         return None
