@@ -32,15 +32,16 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
     """The calibration line through measured networks: predicted ``x``, measured ``y`` (ms).
 
     Robust (Theil-Sen: the median of the pairwise slopes, the offset the median residual), so
-    that one network measured in a slow moment cannot tilt it. The slope comes from every
-    network, spread over the space; with a ``focus`` (a budget, ms), the offset is the median
-    residual of the networks measured within FOCUS_WINDOW of it where there are 3 (a layer
-    sum misses by 0.7-0.8x of true depending on the network's make-up: the line must be
-    right where the answer lives). And physical:
+    that one network measured in a slow moment cannot tilt it. The slope comes from the pairs
+    of networks predicted at least MIN_SPAN / 2 apart (of the median), spread over the space,
+    so that a cluster near one budget cannot fix it with its noise; with a ``focus`` (a
+    budget, ms), the offset is the median residual of the networks measured within
+    FOCUS_WINDOW of it where there are 3 (a layer sum misses by 0.7-0.8x of true depending on
+    the network's make-up: the line must be right where the answer lives). And physical:
 
     - ``a`` within ``slope_bounds``; where the networks span less than MIN_SPAN of their
-      predicted latency, the data cannot fix a slope: a ratio through 0 (b = 0), and ``how``
-      says so;
+      predicted latency, the data cannot fix a slope: a ratio through 0 (b = 0; near the
+      focus where it can), and ``how`` says so;
     - ``0 <= b <`` the least measured latency, so that no prediction is negative;
     - the network of least ``x`` is predicted at least at its measured latency: the least
       reachable latency is never below what the least-latency network measured.
@@ -83,9 +84,12 @@ def _robust_line(x: np.ndarray, y: np.ndarray, slope_bounds: tuple[float, float]
         notes.append(f"a ratio through 0 (the networks span {100 * span:.0f} % of their "
                      f"predicted latency: too narrow to fix a slope)")
         return float(np.clip(np.median(y / x), low, high)), 0.0
+    # pairs of networks far apart: a cluster measured near a budget (the answers of earlier
+    # verifications) would otherwise fix the slope with its noise
     i, j = np.triu_indices(len(x), 1)
     dx = x[j] - x[i]
-    a = float(np.median((y[j] - y[i])[dx > 0] / dx[dx > 0]))
+    apart = np.abs(dx) >= MIN_SPAN / 2 * np.median(x)
+    a = float(np.median((y[j] - y[i])[apart] / dx[apart]))
     if not low <= a <= high:
         notes.append(f"the fitted slope {a:.3g} lies outside the physical range "
                      f"{low:g}-{high:g}: held at the bound")
@@ -95,7 +99,9 @@ def _robust_line(x: np.ndarray, y: np.ndarray, slope_bounds: tuple[float, float]
     if near.sum() >= 3:
         notes.append(f"offset fitted on the {int(near.sum())} networks within "
                      f"{100 * FOCUS_WINDOW:g} % of {focus:g} ms")
-    if b < 0:  # no offset below 0: a ratio through 0
+    if b < 0:  # no offset below 0: a ratio through 0, where the focus is if it can
         notes.append("the offset came out negative: a ratio through 0")
-        return float(np.clip(np.median(y / x), low, high)), 0.0
+        ratio = y / x
+        return float(np.clip(np.median(ratio[near] if near.sum() >= 3 else ratio), low,
+                             high)), 0.0
     return a, b

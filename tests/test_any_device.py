@@ -276,8 +276,8 @@ def test_export_runner_round_trip_without_hwnas(tmp_path, capsys):
     assert networks.fingerprint == layers.fingerprint
     assert networks.fingerprint.device == "test box" and networks.fingerprint.backend == \
         "onnxruntime"
-    assert all(t.runs >= FAST.rounds * FAST.min_runs and 0 < t.latency_ms <= t.median_ms and
-               t.noise_ms >= 0 for t in networks.timings)
+    assert all(t.runs >= FAST.rounds * FAST.min_runs and 0 < t.min_ms <= t.latency_ms and
+               t.min_ms <= t.median_ms and t.noise_ms >= 0 for t in networks.timings)
 
     with open(export / "networks.csv", "a") as f:  # a row cut short by a killed runner
         f.write("nb201,0-0-0")
@@ -434,7 +434,7 @@ def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
 
     backend = FakeBackend()
     protocol = TimingProtocol(warmup=1, runs=5, rounds=3, min_runs=3, max_round_s=0.5,
-                              pause_s=0.25)
+                              pause_s=0.25, statistic="min")  # COSTS are made for the minimum
     path = tmp_path / "n.csv"
     profile._batch.measure_jobs(backend, [profile._batch.Job(path, NETWORK_COLUMNS, "z", {
         z: (z, {"space": "fake", "z": z}) for z in COSTS})], protocol, None)
@@ -443,7 +443,7 @@ def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
 
     passes = [FakePass(runner_clock, cost) for cost in COSTS.values()]
     timings = runner.measure_steady(passes, protocol.warmup, protocol.runs, protocol.rounds,
-                                    protocol.max_round_s, protocol.pause_s)
+                                    protocol.max_round_s, protocol.pause_s, "min")
     assert [runner.row(t) for t in timings] == hwnas_rows
     calls = [p.calls for p in passes]
     assert calls == [backend.passes[z].calls for z in COSTS]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import hwnas
 
+from hwnas._calibration import fit_line
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
 from hwnas.profile import device_tables, get_backend, read_cache_status
 from hwnas.profile._simulated import NOISE
@@ -138,3 +139,18 @@ def test_the_drift_check_re_measures_a_cache_that_no_longer_describes_the_machin
     again, _ = run_flow(tmp_path, cache, "--context", "quiet")
     assert ("the machine's timings moved" in again.stderr) == stale
     assert ("measuring it again" in again.stderr) == stale
+
+
+def test_a_cluster_of_answers_near_the_budget_cannot_fix_the_slope():
+    """The calibration networks span the space on true = 1.2 x + 1; twenty answers of earlier
+    verifications, measured near 5 ms with 5 % noise, would tilt a Theil-Sen line fitted on
+    every pair; only pairs far apart fix the slope, and the offset is fitted near the focus."""
+    rng = np.random.default_rng(0)
+    spread = np.linspace(1.0, 10.0, 12)
+    cluster = rng.uniform(3.2, 3.5, 20)
+    x = np.r_[spread, cluster]
+    y = 1.2 * x + 1.0
+    y[len(spread):] *= 1 + rng.uniform(-0.05, 0.05, len(cluster))
+    line = fit_line(x, y, (0.5, 2.0), focus=5.0)
+    assert line.a == pytest.approx(1.2, rel=0.02) and 0.7 < line.b < 1.3
+    assert "offset fitted on the" in line.how

@@ -21,12 +21,13 @@ def test_times_a_layer_and_a_whole_network(nnabla_backend):
     layer = space.unique_layers()[2]
     t = nnabla_backend.time_layer(layer, FAST)
     assert t.runs >= FAST.rounds * FAST.min_runs
-    # the protocol's statistic is the minimum over every run of every round
-    assert t.latency_ms == t.min_ms <= t.p10_ms <= t.p90_ms and t.latency_ms <= t.median_ms
+    # the protocol's statistic is the median of the round minima: at least the fastest run
+    assert t.min_ms <= t.latency_ms and t.min_ms <= t.p10_ms <= t.p90_ms
+    assert t.min_ms <= t.median_ms
     assert all(math.isfinite(v) and v > 0 for v in (t.latency_ms, t.median_ms))
     assert 0 <= t.noise_ms < math.inf and t.round_spread >= 0
     net = nnabla_backend.time_architecture(space.decode(space.random_z(1, 0)[0]), FAST)
-    assert 0 < net.latency_ms <= net.median_ms and net.runs >= FAST.rounds * FAST.min_runs
+    assert 0 < net.min_ms <= net.latency_ms and net.runs >= FAST.rounds * FAST.min_runs
 
 
 def test_layer_table_of_the_space(mobilenet_table):
@@ -74,7 +75,7 @@ def test_profile_command_writes_the_layer_table(tmp_path):
     assert "repeatability: a row's latency moves by" in run.stdout
     timings = read_layer_table(out).timings.values()
     assert len(timings) == len(get_space("mobilenet").unique_layers())
-    assert all(0 < t.latency_ms <= t.median_ms and t.noise_ms >= 0 for t in timings)
+    assert all(0 < t.min_ms <= t.latency_ms and t.noise_ms >= 0 for t in timings)
     again = hwnas("profile", *cmd, "--quiet")
     assert again.returncode == 0 and "measuring layers" not in again.stderr
 
@@ -175,7 +176,7 @@ def test_device_tables_measure_the_calibration_networks_and_remeasure_a_noisy_ta
     calibration = {tuple(int(v) for v in z) for z in calibration_z(space, 3)}
     assert {tuple(z) for z in space.design(5, seed=0)} <= calibration <= set(nets.z)
     assert len(nets.z) - len(calibration) in (0, 1)  # + the least-latency network
-    assert all(0 < t.latency_ms <= t.median_ms and t.noise_ms >= 0 for t in nets.timings)
+    assert all(0 < t.min_ms <= t.latency_ms and t.noise_ms >= 0 for t in nets.timings)
     status_path = device_folder(backend) / "measured.json"
     status = json.loads(status_path.read_text())
     nets_name = nets.path.split("/")[-1]

@@ -213,7 +213,8 @@ def test_a_table_cached_with_another_timing_protocol_is_measured_again(backend, 
     recorded = read_cache_status(device_folder(backend))["layers.csv"]["protocol"]
     assert recorded == {"warmup": FAST.warmup, "runs": FAST.runs, "rounds": FAST.rounds,
                         "min_runs": FAST.min_runs, "max_round_s": FAST.max_round_s,
-                        "statistic": FAST.statistic}
+                        "statistic": FAST.statistic,
+                        "speed_correction": FAST.speed_correction}
     capsys.readouterr()
     other = dataclasses.replace(FAST, runs=4)
     layers, _ = device_tables(backend, space, networks=2, protocol=other, show_progress=False)

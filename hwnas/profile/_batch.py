@@ -71,31 +71,19 @@ def network_units(space: SearchSpace, zs) -> Units:
 
 
 def steady(backend: Backend, runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
-            references: Sequence[tuple[Callable[[], None], float]] = ()
-            ) -> tuple[list[Timing], float]:
+           references: Sequence[tuple[Callable[[], None], float]] = ()
+           ) -> tuple[list[Timing], float]:
     """Time the runners in one interleaved batch, with ``references`` (runners of networks
     whose latency this machine measured before, and that latency) among them. Units whose
     statistic moved between rounds by more than UNIT_NOISE are timed again after
     ``protocol.pause_s`` (at most ``protocol.max_remeasures`` times), their new rounds pooled
-    with the old ones; where the references moved by more than DRIFT_TOLERANCE, the machine
-    was in another state (another job's burst, a slow state lasting seconds), and the whole
-    batch is timed again so. Returns the timings and how far the references still moved
-    (their median share; 0 without references)."""
+    with the old ones. Returns the timings and how far the references moved against what
+    they measured before (their median share; 0 without references)."""
     every = [*runners, *(run for run, _ in references)]
-    expected = np.array([ms for _, ms in references])
     rounds = measure_rounds(every, protocol, backend.clock)
     timings = [to_timing(r, protocol) for r in rounds]
-
-    def shift() -> float:
-        if not len(expected):
-            return 0.0
-        return float(np.median([t.latency_ms for t in timings[len(runners):]] / expected) - 1)
-
     for _ in range(protocol.max_remeasures):
-        # a slow state may pass: wait and time again; a faster one cannot be undone by
-        # more rounds (the minimum only falls)
-        again = list(range(len(every))) if shift() > DRIFT_TOLERANCE else \
-            [i for i, t in enumerate(timings) if unit_noise(t) > UNIT_NOISE]
+        again = [i for i, t in enumerate(timings) if unit_noise(t) > UNIT_NOISE]
         if not again:
             break
         backend.sleep(protocol.pause_s)
@@ -103,26 +91,31 @@ def steady(backend: Backend, runners: Sequence[Callable[[], None]], protocol: Ti
                                                  backend.clock)):
             rounds[i] = rounds[i] + more
             timings[i] = to_timing(rounds[i], protocol)
-    return timings[:len(runners)], shift()
+    if not references:
+        return timings, 0.0
+    now = [t.latency_ms for t in timings[len(runners):]]
+    return timings[:len(runners)], float(np.median(np.divide(now, [ms for _, ms in references]))
+                                         - 1)
 
 
 def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol,
              progress_label: str | None, discard_existing: Sequence[bool] = (),
              keep_noisy: bool = True,
-             references: Sequence[tuple[Callable[[], None], float]] = ()
-             ) -> dict[str, Timing]:
+             references: Sequence[tuple[Callable[[], None], float]] = (),
+             shifts: list[float] | None = None) -> dict[str, Timing]:
     """Measure the units not yet in their tables, BATCH_UNITS at a time, interleaved across
     tables, so that units of different tables share machine states, with the ``references``
-    in every batch (``steady``). A unit that fails to build stops it, after the units built
-    before it are measured and kept.
+    in every batch (``steady``): a batch's timings are divided by how far its references
+    moved (their median share), which puts them on the scale the references were measured
+    at (a machine state that slows or speeds every unit alike cancels out), and the shift is
+    appended to ``shifts`` where given. A unit that fails to build stops it, after the units
+    built before it are measured and kept.
 
     ``discard_existing[j]`` discards job j's existing table first (renamed, see TableWriter).
     Every table is locked for the whole pass (in path order, so two passes cannot deadlock).
     Returns the measurements that were not written: units still noisy, or measured while the
-    references had moved, unless ``keep_noisy``; where the references now ran faster by
-    more than DRIFT_TOLERANCE, those are divided by how far (median), so that they are on
-    the scale the references were measured at. A measurement is never scaled down: one
-    taken in a slow state stays as slow as it measured (for a budget, the safe side).
+    references had moved by more than DRIFT_TOLERANCE (rescaled, but less sure), unless
+    ``keep_noisy``.
     """
     order = sorted(range(len(jobs)), key=lambda j: os.path.abspath(os.fspath(jobs[j].path)))
     writers: dict[int, TableWriter] = {}
@@ -147,13 +140,15 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                         failure = e
                         break
                 timings, moved = steady(backend, runners, protocol, references)
+                if shifts is not None and references:
+                    shifts.append(moved)
                 for (j, key), timing in zip(batch, timings):
+                    timing = rescaled(timing, 1 / (1 + moved))
                     if keep_noisy or (unit_noise(timing) <= UNIT_NOISE and
                                       abs(moved) <= DRIFT_TOLERANCE):
                         writers[j].append({**jobs[j].units[key][1], **timing.as_row()})
-                    else:  # on the references' earlier scale where they now run faster
-                        faster = min(moved, 0.0) if moved < -DRIFT_TOLERANCE else 0.0
-                        unsaved[key] = rescaled(timing, 1 / (1 + faster))
+                    else:
+                        unsaved[key] = timing
                     bar.update()
                 if failure is not None:
                     raise failure
@@ -212,18 +207,18 @@ def profile_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
 def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence[int]],
                      path: str | os.PathLike, protocol: TimingProtocol = TimingProtocol(),
                      show_progress: bool = True,
-                     references: Sequence[tuple[Sequence[int], float]] = ()
-                     ) -> dict[tuple[int, ...], Timing]:
+                     references: Sequence[tuple[Sequence[int], float]] = (),
+                     shifts: list[float] | None = None) -> dict[tuple[int, ...], Timing]:
     """Like profile_networks, but a measurement that stays noisy (over UNIT_NOISE) is returned
     without being cached, so that it is measured again next time. Returns z -> Timing for
     every z asked for; the table at ``path`` keeps only the steady ones. A cached table (see
     ``device_tables``) measured with another protocol is measured again.
 
     ``references`` are (z, latency_ms) of networks measured before on this machine (e.g. the
-    calibration networks): they are re-timed in the same batch, and where they moved, the
-    batch is timed again (``steady``); what still moved is not cached, and where they now ran
-    faster it is returned on their earlier scale (divided by how far they moved), so that it
-    compares with what was measured beside them (never scaled down)."""
+    calibration networks): they are re-timed in the same batch, and the batch is returned on
+    their earlier scale (``measure_jobs``; each batch's shift is appended to ``shifts``), so
+    that it compares with what was measured beside them; a batch whose references moved by
+    more than DRIFT_TOLERANCE is not cached."""
     record = read_cache_status(Path(path).parent).get(Path(path).name)
     other = record is not None and other_protocol(record, protocol)
     if other:
@@ -231,7 +226,8 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     refs = reference_runners(backend, space, references)
     unsaved = measure_jobs(backend, [Job(path, NETWORK_COLUMNS, "z", network_units(space, zs))],
                        protocol, "measuring networks" if show_progress else None,
-                       discard_existing=[bool(other)], keep_noisy=False, references=refs)
+                       discard_existing=[bool(other)], keep_noisy=False, references=refs,
+                       shifts=shifts)
     timings = {space.parse_z(key): t for key, t in unsaved.items()}
     wanted = [tuple(int(v) for v in z) for z in zs]
     if any(z not in timings for z in wanted):  # in the table (else it may have no rows yet)

@@ -105,8 +105,8 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
     measure_jobs(backend, jobs, protocol, label, discard_existing=discard)
     least = _least(space, read_locked(read_layer_table, layers_path))
-    # timed alone, it has the two fastest calibration networks beside it as references: a
-    # slow state that covers its whole measurement shows in them, and is waited out
+    # timed alone, it has the two fastest calibration networks beside it as references: it is
+    # put on their scale (a state that covers its whole measurement shows in them)
     nets = read_locked(read_network_table, nets_path, space)
     references = reference_runners(backend, space, [
         (nets.z[i], nets.values()[i]) for i in np.argsort(nets.values())[:2]])
@@ -166,12 +166,12 @@ def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
 def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
           protocol: TimingProtocol) -> str | None:
     """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
-    in one batch (``steady``: a burst is waited out) and compare them with the cache: how far
-    they moved, where the cache is stale, else None. The minimum looks for the machine's fast
-    state: a cache that now runs faster by more than DRIFT_TOLERANCE was measured in a slow
-    state and is stale; one that runs slower now is the fast state (a slow state lasting
-    minutes, as on shared machines), unless by more than DRIFT_SLOWER, beyond any slow state
-    seen on these machines (15 %): the machine is not what was measured."""
+    in one batch (``steady``) and compare them with the cache: how far they moved, where the
+    cache is stale, else None. A cache that now runs faster by more than DRIFT_TOLERANCE was
+    measured in a slow state and is stale; one that runs slower now is the faster state (a
+    slow state lasting minutes, as on shared machines; later measurements are put on the
+    cache's scale by reference networks), unless by more than DRIFT_SLOWER, beyond any slow
+    state seen on these machines (15 %): the machine is not what was measured."""
     latency = cached.values()
     order = np.argsort(latency)
     picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()

@@ -57,8 +57,10 @@ class TimingProtocol:
     untimed, then timed run by run (each ending with a device synchronisation) until ``runs``
     are done or ``max_round_s`` have passed, never fewer than ``min_runs``.
 
-    ``latency_ms`` is ``statistic`` over all runs: by default the minimum, the statistic that
-    agreed best between two processes on these shared machines (``_stats``,
+    Each round is divided by the machine's speed while it ran, told by the units timed just
+    before and after it (``speed_correction``, see ``_stats.speed_corrected``). ``latency_ms``
+    is ``statistic`` over the rounds: by default the median of the round minima, which agreed
+    best between two processes on these shared machines (``_stats``,
     ``benchmarks/repeatability.py``). ``noise_ms`` records how far it moved between rounds.
     A unit whose noise is over the tolerance its caller gives (what it may move the
     predictions it sums into) is measured again, at most ``max_remeasures`` times, each after
@@ -74,6 +76,7 @@ class TimingProtocol:
     max_remeasures: int = 2
     pause_s: float = 1.0
     statistic: str = STATISTIC
+    speed_correction: bool = True
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.rounds < 1 or not 1 <= self.min_runs <= self.runs \
@@ -89,7 +92,8 @@ def measure_rounds(runners: Sequence[Callable[[], None]], protocol: TimingProtoc
     """Each runner's timed rounds (ms) under ``protocol``, interleaved (``_stats``)."""
     return time_rounds(runners, warmup=protocol.warmup, runs=protocol.runs,
                        rounds=protocol.rounds, max_round_s=protocol.max_round_s,
-                       min_runs=protocol.min_runs, clock=clock)
+                       min_runs=protocol.min_runs, clock=clock,
+                       speed_correction=protocol.speed_correction)
 
 
 def to_timing(rounds: Sequence[np.ndarray], protocol: TimingProtocol) -> Timing:

@@ -1,6 +1,8 @@
 """Verification in the loop: measure a search's reported architectures on the device, and
-spend another round (recalibrate, search again) only where the evidence says the calibration
-is wrong or an answer is over the budget beyond its noise.
+spend another round (recalibrate, search again) only where the evidence says the answer would
+be wrong: none of them measured within the budget, or the calibration predicts more than
+they measured beyond the tolerance (the search left room under the budget). Where it predicts
+less but some measured within the budget, those are the answer (the others are not reported).
 
 What it guarantees, where it runs (the predictor's device is this machine): every reported
 architecture was measured end to end on this device with the timing protocol of the tables,
@@ -108,6 +110,7 @@ class VerifyState:
     calibration: dict[Z, Timing] = field(default_factory=dict)  # what recalibration fits
     lines: list[str] = field(default_factory=list)
     tolerance: float = MIN_TOLERANCE
+    shift: float | None = None  # how far the reference networks moved in this round's batch
     done: bool = False
 
 
@@ -181,23 +184,27 @@ class Verifier:
     def measure(self, state: VerifyState, zs: list[Z]) -> None:
         """Measure ``zs`` on the device, interleaved, into its cached network table (the
         steady ones: a warm run reuses them), with REFERENCES calibration networks re-timed
-        among them: where those moved, the machine is in another state than the calibration
-        saw, and the batch is timed again (``hwnas.profile.measure_networks``)."""
+        among them: the batch is put on their earlier scale, so that a machine state that
+        slows or speeds every network alike does not count as an error of the calibration
+        (``hwnas.profile.measure_networks``)."""
         assert self.backend is not None
         known = self.calibration
         references: list[tuple[Z, float]] = []
         if known is not None:
             near = np.argsort(np.abs(known.values() - self.budget_ms))[:REFERENCES]
             references = [(known.z[i], float(known.values()[i])) for i in near]
+        shifts: list[float] = []
         state.measured.update(measure_networks(
             self.backend, self.space, zs, network_table_path(self.backend, self.space),
-            self.protocol, self.settings.show_progress, references=references))
+            self.protocol, self.settings.show_progress, references=references, shifts=shifts))
+        state.shift = float(np.median(shifts)) if shifts else None
 
     def judge(self, state: VerifyState, zs: list[Z]) -> tuple[str, bool]:
-        """The round's line, and whether the evidence says another round is needed: the
-        predictions are off beyond the tolerance as a whole (the median error: the
-        calibration is wrong), an answer is over the budget beyond its noise, or none is
-        within the budget."""
+        """The round's line, and whether the evidence says another round is needed: none is
+        within the budget, or the predictions are off beyond the tolerance as a whole (the
+        median error: the calibration is wrong) where that changes the answer: predicting too
+        much (room left under the budget), or too little where no budget filters what is
+        reported (penalty mode) or none measured within the budget."""
         true = np.array([state.measured[z].latency_ms for z in zs])
         noise = np.maximum([np.nan_to_num(unit_noise(state.measured[z])) for z in zs],
                            MIN_NOISE)
@@ -209,7 +216,9 @@ class Verifier:
         line = (f"verify round {state.number}: measured {len(zs)} architecture(s): predicted "
                 f"{predicted.min():.3f}-{predicted.max():.3f} ms, measured {true.min():.3f}-"
                 f"{true.max():.3f} ms, error {100 * error.min():+.1f} % to "
-                f"{100 * error.max():+.1f} % (tolerance {100 * tolerance:.1f} %)")
+                f"{100 * error.max():+.1f} % (tolerance {100 * tolerance:.1f} %"
+                + ("" if state.shift is None else f"; the calibration networks ran "
+                   f"{100 * state.shift:+.1f} % beside them, taken out") + ")")
         if not state.found:
             line = (f"verify round {state.number}: no architecture predicted within "
                     f"{state.search_ms:.3f} ms; the least-latency one, predicted "
@@ -220,20 +229,19 @@ class Verifier:
                 self.log(line)
                 raise _measured_over(self.budget_ms, float(true[0]))
             return line + "; the answer is an earlier round's", False
-        wrong = abs(float(np.median(error))) > tolerance
+        off = float(np.median(error))
         reasons = []
-        if wrong:
-            reasons.append(f"the calibration is off by {100 * float(np.median(error)):+.1f} %")
-        if beyond.any():
-            reasons.append(f"{int(beyond.sum())} over the budget beyond their noise")
+        if off > tolerance or (off < -tolerance and not (self.over and within.any())):
+            reasons.append(f"the calibration is off by {100 * off:+.1f} %")
         if not within.any():
-            reasons.append("none within the budget")
-        if not reasons:
-            if not self.over or within.all():
-                return line + ("; all within the budget" if self.over else ""), False
-            return line + (f"; {int(within.sum())} of {len(zs)} within the budget (the others "
-                           f"over it within their noise: not reported)"), False
-        return line + "; " + ", ".join(reasons), True
+            reasons.append("none within the budget" + (
+                f" ({int(beyond.sum())} over it beyond their noise)" if beyond.any() else ""))
+        if reasons:
+            return line + "; " + ", ".join(reasons), True
+        if not self.over or within.all():
+            return line + ("; all within the budget" if self.over else ""), False
+        return line + (f"; {int(within.sum())} of {len(zs)} within the budget (the others over "
+                       f"it, {int(beyond.sum())} beyond their noise: not reported)"), False
 
     def recalibrate(self, state: VerifyState, zs: list[Z]) -> str:
         """Refit the line on the calibration networks and this run's measurements, and
