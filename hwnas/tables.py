@@ -118,7 +118,7 @@ class Fingerprint:
 class Timing:
     """Statistics of repeated timed runs, in milliseconds."""
 
-    latency_ms: float  # the protocol's statistic (the minimum of all runs by default)
+    latency_ms: float  # the protocol's statistic (default: median of corrected round minima)
     p10_ms: float
     p90_ms: float
     min_ms: float

@@ -142,8 +142,9 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                 timings, moved = steady(backend, runners, protocol, references)
                 if shifts is not None and references:
                     shifts.append(moved)
+                if references:
+                    timings = [rescaled(t, 1 / (1 + moved)) for t in timings]
                 for (j, key), timing in zip(batch, timings):
-                    timing = rescaled(timing, 1 / (1 + moved))
                     if keep_noisy or (unit_noise(timing) <= UNIT_NOISE and
                                       abs(moved) <= DRIFT_TOLERANCE):
                         writers[j].append({**jobs[j].units[key][1], **timing.as_row()})

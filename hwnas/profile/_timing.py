@@ -65,7 +65,7 @@ class TimingProtocol:
     A unit whose noise is over the tolerance its caller gives (what it may move the
     predictions it sums into) is measured again, at most ``max_remeasures`` times, each after
     a pause of ``pause_s`` seconds (bursts of other jobs last seconds), and its rounds are
-    pooled: more rounds, a surer minimum.
+    pooled: more rounds, a surer statistic.
     """
 
     warmup: int = WARMUP

@@ -8,10 +8,11 @@ manifest that ``python -m hwnas.profile --export DIR`` wrote::
 It times every unit of ``manifest.json`` as hwnas does, with hwnas's own timing module, which
 the export copied beside this file as ``hwnas_timing.py`` (units built BATCH_UNITS at a time
 and timed in interleaved rounds; per round ``--warmup`` untimed runs, then timed runs until
-``--runs`` are done or ``--max-round-s`` have passed, never fewer than 3; ``latency_ms`` is the
-minimum over all runs (``--statistic``), ``noise_ms`` how far that moves from round to round; a
-unit whose noise is over 3 % of its latency is measured again after a pause, at most 2 more
-times, its rounds pooled) and appends one row per unit, flushed, to ``networks.csv`` /
+``--runs`` are done or ``--max-round-s`` have passed, never fewer than 3; each round
+speed-corrected by the units timed beside it; ``latency_ms`` is the median of the round minima
+(``--statistic``), ``noise_ms`` how far that moves from round to round; a unit whose noise is
+over 3 % of its latency is measured again after a pause, at most 2 more times, its rounds
+pooled) and appends one row per unit, flushed, to ``networks.csv`` /
 ``layers.csv``: run it again after an interruption and it measures only what is missing. Bring
 the tables back and read them with ``python -m hwnas.fit --networks networks.csv`` (or
 ``--layers``).
@@ -117,7 +118,7 @@ def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_round
                    pause_s: float = REMEASURE_PAUSE_S, statistic: str = STATISTIC) -> list:
     """Time each runner (one synchronised forward pass) in interleaved rounds, then the noisy
     ones again after a pause of ``pause_s`` (at most REMEASURE times), their new rounds pooled
-    with the old (more rounds, a surer minimum). Returns each unit's statistics."""
+    with the old (more rounds, a surer statistic). Returns each unit's statistics."""
     def timed(chosen: list) -> list:
         return time_rounds(chosen, warmup=warmup, runs=runs, rounds=rounds,
                            max_round_s=max_round_s, clock=time.perf_counter)

@@ -56,8 +56,8 @@ Z = tuple[int, ...]
 MIN_TOLERANCE = 0.03
 #: a miss must exceed this many times the measured noise of the networks to count
 NOISE_SIGMAS = 3.0
-#: the noise of a measurement is taken as at least this share of it (the minimum over rounds
-#: repeated within 1.3-4 % across processes: ../shared/MEASURING.md)
+#: the noise of a measurement is taken as at least this share of it (a network's statistic
+#: repeated within 1.0-1.6 % across processes, their levels taken out: ../shared/MEASURING.md)
 MIN_NOISE = 0.01
 #: searches at most (the first one included)
 MAX_ROUNDS = 3
