@@ -28,9 +28,9 @@ from hwnas.predictors import LookupPredictor
 from hwnas.profile import device_tables, get_backend
 from hwnas.profile._simulated import NOISE, layer_ms
 from hwnas.search import BudgetError, SearchSettings
-from hwnas.search._exact import knapsack
 from hwnas.search._verify import Verifier, calibrate
 from hwnas.spaces import get_space
+from hwnas.spaces._exact import knapsack
 
 
 def true_optimum(space, device, budget_ms: float) -> float:

@@ -28,7 +28,7 @@ class Line:
 
 
 def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
-             focus: float | None = None) -> Line:
+             focus: float | None = None, frontier=None) -> Line:
     """The calibration line through measured networks: predicted ``x``, measured ``y`` (ms).
 
     Robust (Theil-Sen: the median of the pairwise slopes, the offset the median residual), so
@@ -37,7 +37,9 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
     so that a cluster near one budget cannot fix it with its noise; with a ``focus`` (a
     budget, ms), the offset is the median residual of the networks measured within
     FOCUS_WINDOW of it where there are 3 (a layer sum misses by 0.7-0.8x of true depending on
-    the network's make-up: the line must be right where the answer lives). And physical:
+    the network's make-up: the line must be right where the answer lives): of those on the
+    ``frontier`` (a mask: the networks of most MACs per predicted ms, where a search for the
+    most capable network lands) where 2 of them are. And physical:
 
     - ``a`` within ``slope_bounds``; where the networks span less than MIN_SPAN of their
       predicted latency, the data cannot fix a slope: a ratio through 0 (b = 0; near the
@@ -63,7 +65,8 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
         raise InputError("the calibration gives no slope a > 0: its latencies are not "
                          "positive; measure networks of different sizes")
     notes: list[str] = []
-    a, b = _robust_line(x, y, slope_bounds, focus, notes)
+    frontier = np.zeros(len(x), bool) if frontier is None else np.asarray(frontier, bool)
+    a, b = _robust_line(x, y, slope_bounds, focus, frontier, notes)
     least = int(np.argmin(x))
     floor = float(y[least] - a * x[least])
     if floor > b:
@@ -73,11 +76,27 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
     return Line(a, b, "; ".join(notes) or "a robust line")
 
 
+def on_frontier(x, macs) -> np.ndarray:
+    """Which networks no other beats on both counts, a predicted latency ``x`` as low and
+    ``macs`` as high (one of them strictly): the frontier that ``fit_line`` fits its offset on.
+
+    Example:
+        >>> on_frontier([1.0, 2.0, 2.0, 3.0], [5, 9, 7, 9]).tolist()
+        [True, True, False, False]
+    """
+    x, m = np.asarray(x, float), np.asarray(macs, float)
+    beaten = ((x[None] <= x[:, None]) & (m[None] >= m[:, None])
+              & ((x[None] < x[:, None]) | (m[None] > m[:, None])))
+    return ~beaten.any(axis=1)
+
+
 def _robust_line(x: np.ndarray, y: np.ndarray, slope_bounds: tuple[float, float],
-                 focus: float | None, notes: list[str]) -> tuple[float, float]:
+                 focus: float | None, frontier: np.ndarray, notes: list[str]
+                 ) -> tuple[float, float]:
     """(a, b) before the floor: Theil-Sen's slope within the bounds, the offset near the
-    focus; a ratio through 0 where the x span too little or the offset would be negative.
-    What a user should know is appended to ``notes``."""
+    focus (on its frontier networks where there are 2); a ratio through 0 where the x span
+    too little or the offset would be negative. What a user should know is appended to
+    ``notes``."""
     low, high = slope_bounds
     span = float(np.ptp(x) / np.median(x))
     if len(x) < 3 or span < MIN_SPAN:
@@ -95,13 +114,18 @@ def _robust_line(x: np.ndarray, y: np.ndarray, slope_bounds: tuple[float, float]
                      f"{low:g}-{high:g}: held at the bound")
         a = float(np.clip(a, low, high))
     near = np.abs(y / focus - 1) <= FOCUS_WINDOW if focus else np.zeros(len(y), bool)
-    b = float(np.median((y - a * x)[near] if near.sum() >= 3 else y - a * x))
-    if near.sum() >= 3:
-        notes.append(f"offset fitted on the {int(near.sum())} networks within "
+    dense = (near & frontier).sum() >= 2
+    if dense:
+        near &= frontier
+    focused = dense or near.sum() >= 3
+    if not focused:
+        near = np.ones(len(y), bool)
+    b = float(np.median((y - a * x)[near]))
+    if focused:
+        notes.append(f"offset fitted on the {int(near.sum())} "
+                     f"{'frontier ' if dense else ''}networks within "
                      f"{100 * FOCUS_WINDOW:g} % of {focus:g} ms")
     if b < 0:  # no offset below 0: a ratio through 0, where the focus is if it can
         notes.append("the offset came out negative: a ratio through 0")
-        ratio = y / x
-        return float(np.clip(np.median(ratio[near] if near.sum() >= 3 else ratio), low,
-                             high)), 0.0
+        return float(np.clip(np.median(y[near] / x[near]), low, high)), 0.0
     return a, b

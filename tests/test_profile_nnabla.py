@@ -170,12 +170,19 @@ def test_device_tables_measure_the_calibration_networks_and_remeasure_a_noisy_ta
     import json
     from dataclasses import asdict
 
-    from hwnas.profile import PREDICTION_NOISE, calibration_z, device_folder, device_tables
+    from hwnas.profile import (
+        PREDICTION_NOISE,
+        calibration_z,
+        device_folder,
+        device_tables,
+        frontier_z,
+    )
     space, backend = get_space("nb201"), get_backend("nnabla")
     layers, nets = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False)
     calibration = {tuple(int(v) for v in z) for z in calibration_z(space, 3)}
     assert {tuple(z) for z in space.design(5, seed=0)} <= calibration <= set(nets.z)
-    assert len(nets.z) - len(calibration) in (0, 1)  # + the least-latency network
+    frontier = {tuple(int(v) for v in z) for z in frontier_z(space, layers)}
+    assert set(nets.z) == calibration | frontier  # and nothing else
     assert all(0 < t.min_ms <= t.latency_ms and t.noise_ms >= 0 for t in nets.timings)
     status_path = device_folder(backend) / "measured.json"
     status = json.loads(status_path.read_text())
@@ -189,11 +196,15 @@ def test_device_tables_measure_the_calibration_networks_and_remeasure_a_noisy_ta
     status["layers.csv"]["good"], status[nets_name]["good"] = False, True
     status_path.write_text(json.dumps(status))
     rows = (device_folder(backend) / nets_name).read_text().splitlines()
-    again, _ = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False)
+    again, again_nets = device_tables(backend, space, networks=3, protocol=FAST,
+                                      show_progress=False)
     assert (device_folder(backend) / "layers.csv.discarded").exists()  # measured anew
     assert not list(device_folder(backend).glob("networks-*.discarded"))  # kept
     kept = (device_folder(backend) / nets_name).read_text().splitlines()
-    assert kept[:len(rows)] == rows and len(kept) - len(rows) in (0, 1)  # maybe a new least
+    # the rows are kept, and the new layer table's frontier is measured where it moved
+    assert kept[:len(rows)] == rows
+    frontier = {tuple(int(v) for v in z) for z in frontier_z(space, again)}
+    assert set(again_nets.z) == set(nets.z) | frontier
     assert set(again.timings) == set(layers.timings)
 
 

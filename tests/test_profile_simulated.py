@@ -51,7 +51,9 @@ def test_a_quiet_device_is_measured_at_its_true_latency(device_id):
              for ly in space.unique_layers()]
     ratio += [t.latency_ms / device.true_latency_ms(space.decode(z).graph)
               for z, t in zip(nets.z, nets.timings)]
-    assert 1 - 1e-5 <= min(ratio) and max(ratio) < 1.005  # no run is faster than true
+    # no run is faster than true; the rounds' speed correction and the frontier's references
+    # scale by estimates, within the quiet noise
+    assert 1 - 1e-3 <= min(ratio) and max(ratio) < 1.005
     assert all(t.min_ms <= t.latency_ms and t.noise_ms >= 0 for t in nets.timings)
     q = table_quality(layers.path, space)
     assert q.good and q.prediction_noise < PREDICTION_NOISE / 10 and q.noisy_rows == 0

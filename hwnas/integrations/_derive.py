@@ -18,8 +18,8 @@ from hwnas._checks import count, positive
 from hwnas.errors import InputError
 from hwnas.predictors import Predictor
 from hwnas.search import BudgetError, Budgets, LatencyModel
-from hwnas.search._exact import knapsack
 from hwnas.spaces import SearchSpace
+from hwnas.spaces._exact import knapsack
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas._calibration import SLOPE_BOUNDS, fit_line
+from hwnas._calibration import SLOPE_BOUNDS, fit_line, on_frontier
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.predictors._base import (
@@ -26,7 +26,7 @@ class CalibratedPredictor(Predictor):
     2 measured networks by ``fit_line`` (``a_``, ``b_``; ``how_`` says how): robustly, with
     ``a`` within ``slope_bounds`` and ``0 <= b <`` the least measured latency, so that no
     prediction is negative; with ``focus_ms`` (a budget), the offset is fitted on the networks
-    measured near it.
+    measured near it (on those of most MACs per predicted ms, ``on_frontier``, where two are).
 
     It corrects what a layer sum misses (layers timed alone keep their weights in cache;
     each call has an overhead), so that a budget means true end-to-end latency. Measure the
@@ -64,9 +64,11 @@ class CalibratedPredictor(Predictor):
             raise InputError(f"{networks.path}: calibration needs at least 2 measured networks, "
                              f"got {len(networks.z)}")
         raw = base.predict_z(space, np.array(networks.z))
+        frontier = None if self.focus_ms is None else on_frontier(raw, space.sum_z(
+            np.array(networks.z), lambda ls: [ly.macs for ly in ls]))
         try:
             line = fit_line(raw, networks.values(self.target), self.slope_bounds,
-                            self.focus_ms)
+                            self.focus_ms, frontier)
         except InputError as e:
             raise InputError(f"{networks.path}: {e}") from None
         self.a_, self.b_, self.how_ = line.a, line.b, line.how

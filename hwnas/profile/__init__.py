@@ -36,7 +36,13 @@ from hwnas.profile._cache import (
     read_cache_status,
     table_quality,
 )
-from hwnas.profile._device_tables import DRIFT_REFERENCES, calibration_z, device_tables, drift
+from hwnas.profile._device_tables import (
+    DRIFT_REFERENCES,
+    calibration_z,
+    device_tables,
+    drift,
+    frontier_z,
+)
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
 from hwnas.profile._options import (
     add_backend_options,
@@ -51,6 +57,6 @@ __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKEND
            "TableQuality", "TimingProtocol", "UNIT_NOISE", "add_backend_options",
            "add_protocol_options", "available_backends", "backend_from_args", "cache_dir",
            "cache_report", "calibration_z", "device_folder", "device_tables", "discard_cache",
-           "drift", "export_onnx", "get_backend", "measure_networks", "network_table_path",
-           "profile_layers", "profile_networks", "protocol_from_args", "read_cache_status",
-           "table_quality", "to_onnx"]
+           "drift", "export_onnx", "frontier_z", "get_backend", "measure_networks",
+           "network_table_path", "profile_layers", "profile_networks", "protocol_from_args",
+           "read_cache_status", "table_quality", "to_onnx"]

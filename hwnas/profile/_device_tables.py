@@ -32,6 +32,7 @@ from hwnas.profile._cache import (
 )
 from hwnas.profile._timing import TimingProtocol
 from hwnas.spaces import SearchSpace
+from hwnas.spaces._exact import knapsack
 from hwnas.tables import (
     LAYER_COLUMNS,
     NETWORK_COLUMNS,
@@ -43,11 +44,17 @@ from hwnas.tables import (
 
 #: networks re-timed on a warm run to check that the cache still describes this machine
 DRIFT_REFERENCES = 3
+#: networks on the frontier of MACs against layer sum that calibrate too (``frontier_z``)
+FRONTIER_NETWORKS = 12
+#: calibration networks re-timed beside the frontier (spread over their latencies)
+FRONTIER_REFERENCES = 4
+#: the steps that ``frontier_z`` rounds layer sums to (its frontier is exact on them)
+FRONTIER_GRID = 2000
 #: a cache whose networks now run this much slower no longer describes the machine
 DRIFT_SLOWER = 0.25
 
 
-def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
+def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
                   protocol: TimingProtocol = TimingProtocol(), show_progress: bool = True,
                   remeasure: bool = False) -> tuple[LayerTable, NetworkTable]:
     """This device's layer table for ``space`` and the whole networks that calibrate it (the
@@ -58,7 +65,10 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
     every decision appears, and ``networks`` networks spread evenly over the space's MACs,
     the least and the most included) are timed in the same interleaved batches as the layers,
     so that all of them see the same machine states and the calibration line spans the whole
-    space. The network of least layer sum is then measured too (the floor of the calibration).
+    space. Then the layer table's ``frontier_z`` (the networks of most MACs per ms of layer
+    sum, the least-latency one included: where a search for the most capable network within
+    a budget lands, and where the calibration's offset is fitted), with FRONTIER_REFERENCES
+    calibration networks re-timed beside them, put on their scale.
 
     A warm call re-times DRIFT_REFERENCES cached networks (``drift``) and measures both
     tables again only where the cache no longer describes the machine. A cached table
@@ -97,21 +107,23 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 8,
 def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Path],
                     calibration: np.ndarray, protocol: TimingProtocol, discard: list[bool],
                     show_progress: bool) -> None:
-    """Measure the layers and calibration networks into their tables (``discard``: start
-    each afresh), then the least-latency network; record how good each table is."""
+    """Measure the layers and the calibration networks in one interleaved batch (``discard``:
+    start each table afresh), then the layer table's frontier beside FRONTIER_REFERENCES of
+    those networks (put on their scale); record how good each table is."""
     layers_path, nets_path = paths
     label = "measuring layers and networks" if show_progress else None
     jobs = [Job(layers_path, LAYER_COLUMNS, "key", layer_units(space.unique_layers())),
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
     measure_jobs(backend, jobs, protocol, label, discard_existing=discard)
-    least = _least(space, read_locked(read_layer_table, layers_path))
-    # timed alone, it has the two fastest calibration networks beside it as references: it is
-    # put on their scale (a state that covers its whole measurement shows in them)
+    frontier = frontier_z(space, read_locked(read_layer_table, layers_path))
     nets = read_locked(read_network_table, nets_path, space)
-    references = reference_runners(backend, space, [
-        (nets.z[i], nets.values()[i]) for i in np.argsort(nets.values())[:2]])
-    measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, [least]))],
-                 protocol, label, references=references)
+    order = np.argsort(nets.values())
+    picks = order[np.linspace(0, len(order) - 1, FRONTIER_REFERENCES).round().astype(int)]
+    references = reference_runners(backend, space, [(nets.z[i], nets.values()[i])
+                                                    for i in np.unique(picks)])
+    measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, frontier))],
+                 protocol, "measuring the frontier" if show_progress else None,
+                 references=references)
     qualities = [table_quality(path, space) for path in paths]
     record_status(layers_path.parent, {
         Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol)}
@@ -121,18 +133,48 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
 
 
-def _least(space: SearchSpace, layers: LayerTable) -> np.ndarray:
-    """The network of least layer sum."""
-    return space.min_z(*space.cost_matrix(
-        lambda ls: [layers.timings[ly.key].latency_ms for ly in ls]))[0]
+def frontier_z(space: SearchSpace, layers: LayerTable, n: int = FRONTIER_NETWORKS
+               ) -> np.ndarray:
+    """Up to ``n`` networks on the frontier of MACs against layer sum: each the network of most
+    MACs within a layer sum, at sums spread evenly on a log scale from the least-latency
+    network (included, exactly) to the most; the frontier is the exact one (``knapsack``) of
+    the layer sums rounded to FRONTIER_GRID steps. A search for the most capable network
+    within a budget lands on this frontier and exploits what a layer sum misses there
+    (compute-dense networks measured 3-10 % over a line fitted on networks spread over the
+    space): the calibration measures them too, a few near any budget.
+
+    Example:
+        >>> from hwnas.spaces import get_space
+        >>> from hwnas.tables import LayerTable, Timing
+        >>> space = get_space("mobilenet")
+        >>> ms = {ly.key: 0.01 + 1e-7 * ly.macs * (1 + ("k=5" in ly.key))
+        ...       for ly in space.unique_layers()}  # made up: 5x5 kernels run slower
+        >>> table = LayerTable("made-up", None, {k: Timing(v, v, v, v, 10, 0.0)
+        ...                                      for k, v in ms.items()})
+        >>> z = frontier_z(space, table, 6)
+        >>> least, _ = space.min_z(*space.cost_matrix(lambda ls: [ms[ly.key] for ly in ls]))
+        >>> len(z) <= 6, bool((z == least).all(axis=1).any())
+        (True, True)
+    """
+    fixed, ms = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
+    _, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
+    step = max(float(np.nansum(np.nanmax(ms, axis=1) - np.nanmin(ms, axis=1))), 1e-12) \
+        / FRONTIER_GRID
+    front = sorted(knapsack(fixed_cost=fixed, cost=np.round(ms / step) * step, fixed_value=0.0,
+                            value=macs, budget=np.inf))  # by layer sum: MACs rise along it
+    sums = np.array([cost for cost, _, _ in front])
+    Z = [np.nanargmin(ms, axis=1)]  # the least-latency network, exactly (not rounded)
+    for target in np.geomspace(sums[0], sums[-1], n)[1:]:
+        Z.append(np.array(front[int(np.searchsorted(sums, target, side="right")) - 1][2]))
+    return np.unique(np.array(Z), axis=0)
 
 
 def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace,
             calibration: np.ndarray, judged: bool = True
             ) -> tuple[LayerTable, NetworkTable] | None:
     """The cached layer table and its network table, or None where a table is missing, lacks
-    a layer or a calibration network (the least-latency one included), or (``judged``) is not
-    recorded as good. The network table also holds the steady answers of earlier
+    a layer or a calibration network (the layer table's frontier included), or (``judged``)
+    is not recorded as good. The network table also holds the steady answers of earlier
     verifications: they calibrate too, near the budgets they were verified at."""
     if not (layers_path.exists() and nets_path.exists()) or judged and not all(
             status.get(p.name, {}).get("good") for p in (layers_path, nets_path)):
@@ -142,13 +184,13 @@ def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace
         return None
     nets = read_locked(read_network_table, nets_path, space)
     wanted = {tuple(int(v) for v in z) for z in np.vstack([calibration,
-                                                            [_least(space, layers)]])}
+                                                            frontier_z(space, layers)])}
     if len(wanted - set(nets.z)):
         return None
     return layers, nets
 
 
-def calibration_z(space: SearchSpace, n: int = 8, seed: int = 0) -> np.ndarray:
+def calibration_z(space: SearchSpace, n: int = 4, seed: int = 0) -> np.ndarray:
     """The networks that calibrate a layer table: a covering design of ``space`` (every choice
     of every decision in some network) and ``n`` networks spread evenly over the space's MACs,
     the least and the most included: a range wide enough to fix the calibration's slope.
@@ -177,7 +219,7 @@ def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
     picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
                             .astype(int))]
     references = reference_runners(backend, space, [(cached.z[i], latency[i]) for i in picks])
-    _, moved = steady(backend, [], protocol, references)
+    moved = float(np.median(steady(backend, [], protocol, references)[1]))
     if -DRIFT_TOLERANCE <= moved <= DRIFT_SLOWER:
         return None
     return f"{len(picks)} cached networks now measure {100 * moved:+.1f} % (median)"

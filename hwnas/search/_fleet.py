@@ -14,7 +14,7 @@ import numpy as np
 
 from hwnas._checks import positive
 from hwnas.errors import InputError
-from hwnas.search._exact import MAX_ENUMERATED, every_z
+from hwnas.spaces._exact import MAX_ENUMERATED, every_z
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor

@@ -28,9 +28,9 @@ from hwnas._cli import MAX_TRIALS, MAX_WORKERS
 from hwnas._files import mask_secrets
 from hwnas._progress import Progress
 from hwnas.errors import HwnasError, InputError
-from hwnas.search._exact import MAX_ENUMERATED, every_z, knapsack, pareto_mask
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
 from hwnas.search._fleet import DeviceBudget, fleet_note, fleet_optimum
+from hwnas.spaces._exact import MAX_ENUMERATED, every_z, knapsack, pareto_mask
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor

@@ -12,7 +12,10 @@ calibration the answer is verified in one round.
 
 The tolerance is not a constant: a prediction is off when it misses the measured latency by
 more than the calibration's own error (MIN_TOLERANCE) or NOISE_SIGMAS times the measured
-noise of the networks being verified, whichever is more.
+noise of the networks being verified, whichever is more. That noise is a network's between
+batches where it shows: the calibration networks re-timed beside the answers put the batch on
+the calibration's scale, and how far they disagree (their spread) is how far any network of
+the batch may sit off that scale (2-4 % on a shared 2-vCPU VM; within one batch, far less).
 
 Example (it measures on this machine, so it is not run as a doctest)::
 
@@ -35,6 +38,7 @@ from hwnas.predictors import CalibratedPredictor, NotAdditiveError, uncalibrated
 from hwnas.profile import (
     BACKENDS,
     DEVICE_BACKENDS,
+    DRIFT_TOLERANCE,
     TimingProtocol,
     available_backends,
     get_backend,
@@ -42,6 +46,7 @@ from hwnas.profile import (
     network_table_path,
 )
 from hwnas.profile._base import cpu_name
+from hwnas.profile._batch import rescaled
 from hwnas.profile._cache import unit_noise
 from hwnas.search._study import BudgetError, Candidate, SearchResult, SearchSettings, search
 from hwnas.tables import NetworkTable, Timing
@@ -61,8 +66,9 @@ NOISE_SIGMAS = 3.0
 MIN_NOISE = 0.01
 #: searches at most (the first one included)
 MAX_ROUNDS = 3
-#: calibration networks re-timed beside the answers (those nearest the budget)
-REFERENCES = 2
+#: calibration networks re-timed beside the answers (those nearest the budget; their median
+#: puts the batch on the calibration's scale)
+REFERENCES = 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class Verification:
     measured_ms: dict[Z, float] = field(default_factory=dict)
     rounds: list[str] = field(default_factory=list)
     tolerance: float = MIN_TOLERANCE
+    scale: float = 1.0  # the scale the budget was judged on over the cached tables'
 
     @property
     def within_tolerance(self) -> int | None:
@@ -93,7 +100,7 @@ class Verification:
                 "verification": {"note": self.note, "rounds": len(self.rounds),
                                  "tolerance": self.tolerance,
                                  "within_tolerance": self.within_tolerance,
-                                 "log": self.rounds}}
+                                 "scale": self.scale, "log": self.rounds}}
 
 
 @dataclass
@@ -111,6 +118,8 @@ class VerifyState:
     lines: list[str] = field(default_factory=list)
     tolerance: float = MIN_TOLERANCE
     shift: float | None = None  # how far the reference networks moved in this round's batch
+    scale_noise: float = 0.0  # how far they disagreed (see Verifier.measure)
+    scale: float = 1.0  # the machine's scale now over the cached tables' (see Verifier.measure)
     done: bool = False
 
 
@@ -186,18 +195,32 @@ class Verifier:
         steady ones: a warm run reuses them), with REFERENCES calibration networks re-timed
         among them: the batch is put on their earlier scale, so that a machine state that
         slows or speeds every network alike does not count as an error of the calibration
-        (``hwnas.profile.measure_networks``)."""
+        (``hwnas.profile.measure_networks``). Where they ran faster than that scale by more
+        than DRIFT_TOLERANCE, the tables were measured in a slow state that has ended (as the
+        drift check of a warm run judges): this run's calibration networks and measurements
+        are put on the machine's scale now, and the calibration found off."""
         assert self.backend is not None
         known = self.calibration
         references: list[tuple[Z, float]] = []
         if known is not None:
             near = np.argsort(np.abs(known.values() - self.budget_ms))[:REFERENCES]
             references = [(known.z[i], float(known.values()[i])) for i in near]
-        shifts: list[float] = []
-        state.measured.update(measure_networks(
+        moves: list[list[float]] = []
+        measured = measure_networks(
             self.backend, self.space, zs, network_table_path(self.backend, self.space),
-            self.protocol, self.settings.show_progress, references=references, shifts=shifts))
-        state.shift = float(np.median(shifts)) if shifts else None
+            self.protocol, self.settings.show_progress, references=references, moves=moves)
+        state.measured.update((z, rescaled(t, state.scale)) for z, t in measured.items())
+        state.shift = float(np.median(np.concatenate(moves))) if moves else None
+        faster = 1.0 if state.shift is None else (1 + state.shift) / state.scale
+        if faster < 1 - DRIFT_TOLERANCE:  # the calibration was measured in a slow state
+            state.scale *= faster
+            for rows in (state.measured, state.calibration):
+                rows.update({z: rescaled(t, faster) for z, t in rows.items()})
+        # how far the references disagree: the noise of a network between batches, which
+        # their scale carries to every answer (a share; within one batch it is far less)
+        spread = [np.log1p(m) - np.median(np.log1p(m)) for m in moves if len(m) > 1]
+        state.scale_noise = float(np.sqrt(np.sum(np.square(np.concatenate(spread)))
+                                          / sum(len(d) - 1 for d in spread))) if spread else 0.0
 
     def judge(self, state: VerifyState, zs: list[Z]) -> tuple[str, bool]:
         """The round's line, and whether the evidence says another round is needed: none is
@@ -207,7 +230,7 @@ class Verifier:
         reported (penalty mode) or none measured within the budget."""
         true = np.array([state.measured[z].latency_ms for z in zs])
         noise = np.maximum([np.nan_to_num(unit_noise(state.measured[z])) for z in zs],
-                           MIN_NOISE)
+                           max(MIN_NOISE, state.scale_noise))
         predicted = state.predictor.predict_z(self.space, np.array(zs))
         error = predicted / true - 1
         state.tolerance = tolerance = max(MIN_TOLERANCE, NOISE_SIGMAS * float(np.median(noise)))
@@ -218,7 +241,10 @@ class Verifier:
                 f"{true.max():.3f} ms, error {100 * error.min():+.1f} % to "
                 f"{100 * error.max():+.1f} % (tolerance {100 * tolerance:.1f} %"
                 + ("" if state.shift is None else f"; the calibration networks ran "
-                   f"{100 * state.shift:+.1f} % beside them, taken out") + ")")
+                   f"{100 * state.shift:+.1f} % beside them, taken out, "
+                   f"+-{100 * state.scale_noise:.1f} % apart") + ")"
+                + ("" if state.scale == 1 else f"; the tables were measured in a slow state: "
+                   f"put on the machine's scale now ({100 * (state.scale - 1):+.1f} %)"))
         if not state.found:
             line = (f"verify round {state.number}: no architecture predicted within "
                     f"{state.search_ms:.3f} ms; the least-latency one, predicted "
@@ -298,12 +324,12 @@ class Verifier:
                                 f"every reported architecture measured over the budget, "
                                 f"within its noise (load average {load:.1f} on "
                                 f"{os.cpu_count()} cores); run again when it is quieter",
-                                measured, state.lines, state.tolerance)
+                                measured, state.lines, state.tolerance, state.scale)
         predicted = state.predictor.predict_z(self.space, np.array([c.z for c in chosen]))
         best = [dataclasses.replace(c, predicted_latency_ms=float(p))
                 for c, p in zip(chosen, predicted)]
         v = Verification(dataclasses.replace(result, best=best), state.predictor, True, "",
-                         measured, state.lines, state.tolerance)
+                         measured, state.lines, state.tolerance, state.scale)
         assert self.backend is not None
         note = (f"{len(best)} architecture(s) measured on {self.backend.fingerprint().describe()}"
                 + (f", all within the budget of {self.budget_ms:g} ms" if self.over else "")
