@@ -10,7 +10,7 @@ the run's cached calibration networks (those nearest the budget), the answers' l
 as timed (raw: whatever state the machine is in then) and on the run's scale (divided by how
 far those networks moved, median, times the scale the run's verification judged its budget on
 against the cache, 1 unless it found the tables measured in a slow state; this machine's
-states move whole processes by up to 25 %). Per run: seconds, verify rounds, the
+states move it by 10-30 % between batches a minute apart). Per run: seconds, verify rounds, the
 calibration line (a, b), the best's MACs, and predicted / true of every reported architecture.
 
 Targets (issue 19): quiet cold <= 25 s, warm <= 8 s; verified in one round in >= 4 of 5;

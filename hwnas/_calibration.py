@@ -28,7 +28,7 @@ class Line:
 
 
 def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
-             focus: float | None = None, frontier=None) -> Line:
+             focus: float | None = None, frontier: np.ndarray | None = None) -> Line:
     """The calibration line through measured networks: predicted ``x``, measured ``y`` (ms).
 
     Robust (Theil-Sen: the median of the pairwise slopes, the offset the median residual), so
@@ -66,6 +66,8 @@ def fit_line(x, y, slope_bounds: tuple[float, float] = SLOPE_BOUNDS,
                          "positive; measure networks of different sizes")
     notes: list[str] = []
     frontier = np.zeros(len(x), bool) if frontier is None else np.asarray(frontier, bool)
+    if frontier.shape != x.shape:
+        raise InputError(f"the frontier mask has {frontier.size} entries for {len(x)} networks")
     a, b = _robust_line(x, y, slope_bounds, focus, frontier, notes)
     least = int(np.argmin(x))
     floor = float(y[least] - a * x[least])

@@ -10,6 +10,7 @@ import pytest
 from helpers import hwnas
 
 from hwnas._calibration import fit_line
+from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
 from hwnas.profile import device_tables, frontier_z, get_backend, read_cache_status
 from hwnas.profile._device_tables import FRONTIER_GRID, FRONTIER_NETWORKS
@@ -229,3 +230,8 @@ def test_tables_measured_in_a_slow_state_that_has_ended_are_put_on_the_scale_now
     z = nets.z[0]
     assert cached.timings[list(cached.z).index(z)].latency_ms == pytest.approx(
         nets.timings[0].latency_ms, rel=1e-4)
+
+
+def test_a_frontier_mask_of_another_length_is_refused():
+    with pytest.raises(InputError, match="frontier mask has 2 entries for 3"):
+        fit_line([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], focus=3.0, frontier=np.array([True, False]))

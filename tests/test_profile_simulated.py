@@ -129,3 +129,21 @@ def test_speed_correction_takes_out_a_state_that_slows_every_unit_alike():
     assert corrected.max() / corrected.min() - 1 < 0.6 * (raw.max() / raw.min() - 1)
     # a batch too small to tell the machine from its units is left as it is
     assert speed_corrected(samples[:6]) == [list(u) for u in samples[:6]]
+
+
+def test_networks_missing_from_a_kept_table_are_measured_alone_on_its_scale():
+    """A cache from another version lacks some of the networks this one calibrates on (here:
+    three of its rows removed): a warm call measures just those, beside networks of the
+    kept table, and keeps every other row as it was."""
+    space, device = get_space("mobilenet"), get_backend("simulated", context="cpu")
+    _, nets = device_tables(device, space, show_progress=False)
+    path = next(device_folder(device).glob("networks-*.csv"))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-3]) + "\n")
+    _, again = device_tables(device, space, show_progress=False)
+    assert set(again.z) == set(nets.z)
+    kept = path.read_text().splitlines()
+    assert kept[:len(lines) - 3] == lines[:-3] and len(kept) == len(lines)
+    before = dict(zip(nets.z, nets.values()))
+    for z, ms in zip(again.z, again.values()):  # on the table's scale, within its noise
+        assert ms == pytest.approx(before[z], rel=0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
     stale = [stale_reason(status.get(p.name), protocol) for p in paths]
     calibration = calibration_z(space, networks)
     if not remeasure and not os.access(folder, os.W_OK):  # a shared cache: used as it is
-        cached = _cached(status, *paths, space, calibration, judged=False)
+        cached = _cached(status, *paths, space, calibration, judged=False, complete=False)
         if cached is not None:
             if any(stale):
                 print(f"hwnas: warning: {folder} is read-only: its tables, measured "
@@ -114,16 +115,19 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
     label = "measuring layers and networks" if show_progress else None
     jobs = [Job(layers_path, LAYER_COLUMNS, "key", layer_units(space.unique_layers())),
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
-    measure_jobs(backend, jobs, protocol, label, discard_existing=discard)
+    kept = None if discard[1] or not nets_path.exists() else \
+        read_locked(read_network_table, nets_path, space)
+    # networks missing from a kept table (measured by another version) go on its scale
+    measure_jobs(backend, jobs, protocol, label, discard_existing=discard,
+                 references=spread_references(backend, space, kept, FRONTIER_REFERENCES)
+                 if kept is not None and len(kept.z) >= 2 else ())
     frontier = frontier_z(space, read_locked(read_layer_table, layers_path))
     nets = read_locked(read_network_table, nets_path, space)
-    order = np.argsort(nets.values())
-    picks = order[np.linspace(0, len(order) - 1, FRONTIER_REFERENCES).round().astype(int)]
-    references = reference_runners(backend, space, [(nets.z[i], nets.values()[i])
-                                                    for i in np.unique(picks)])
-    measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, frontier))],
-                 protocol, "measuring the frontier" if show_progress else None,
-                 references=references)
+    if {tuple(int(v) for v in z) for z in frontier} - set(nets.z):
+        measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z",
+                                   network_units(space, frontier))],
+                     protocol, "measuring the frontier" if show_progress else None,
+                     references=spread_references(backend, space, nets, FRONTIER_REFERENCES))
     qualities = [table_quality(path, space) for path in paths]
     record_status(layers_path.parent, {
         Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol)}
@@ -164,17 +168,18 @@ def frontier_z(space: SearchSpace, layers: LayerTable, n: int = FRONTIER_NETWORK
                             value=macs, budget=np.inf))  # by layer sum: MACs rise along it
     sums = np.array([cost for cost, _, _ in front])
     Z = [np.nanargmin(ms, axis=1)]  # the least-latency network, exactly (not rounded)
-    for target in np.geomspace(sums[0], sums[-1], n)[1:]:
+    for target in np.geomspace(max(sums[0], step), max(sums[-1], step), n)[1:]:
         Z.append(np.array(front[int(np.searchsorted(sums, target, side="right")) - 1][2]))
     return np.unique(np.array(Z), axis=0)
 
 
 def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace,
-            calibration: np.ndarray, judged: bool = True
+            calibration: np.ndarray, judged: bool = True, complete: bool = True
             ) -> tuple[LayerTable, NetworkTable] | None:
     """The cached layer table and its network table, or None where a table is missing, lacks
     a layer or a calibration network (the layer table's frontier included), or (``judged``)
-    is not recorded as good. The network table also holds the steady answers of earlier
+    is not recorded as good. Not ``complete``: any 2 networks do (a read-only cache measured
+    by another version). The network table also holds the steady answers of earlier
     verifications: they calibrate too, near the budgets they were verified at."""
     if not (layers_path.exists() and nets_path.exists()) or judged and not all(
             status.get(p.name, {}).get("good") for p in (layers_path, nets_path)):
@@ -183,6 +188,8 @@ def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace
     if any(ly.key not in layers.timings for ly in space.unique_layers()):
         return None
     nets = read_locked(read_network_table, nets_path, space)
+    if not complete:
+        return (layers, nets) if len(nets.z) >= 2 else None
     wanted = {tuple(int(v) for v in z) for z in np.vstack([calibration,
                                                             frontier_z(space, layers)])}
     if len(wanted - set(nets.z)):
@@ -213,13 +220,19 @@ def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
     measured in a slow state and is stale; one that runs slower now is the faster state (a
     slow state lasting minutes, as on shared machines; later measurements are put on the
     cache's scale by reference networks), unless by more than DRIFT_SLOWER, beyond any slow
-    state seen on these machines (15 %): the machine is not what was measured."""
-    latency = cached.values()
-    order = np.argsort(latency)
-    picks = order[np.unique(np.linspace(0, len(order) - 1, DRIFT_REFERENCES).round()
-                            .astype(int))]
-    references = reference_runners(backend, space, [(cached.z[i], latency[i]) for i in picks])
+    state of minutes seen on these machines: the machine is not what was measured."""
+    references = spread_references(backend, space, cached, DRIFT_REFERENCES)
     moved = float(np.median(steady(backend, [], protocol, references)[1]))
     if -DRIFT_TOLERANCE <= moved <= DRIFT_SLOWER:
         return None
-    return f"{len(picks)} cached networks now measure {100 * moved:+.1f} % (median)"
+    return f"{len(references)} cached networks now measure {100 * moved:+.1f} % (median)"
+
+
+def spread_references(backend: Backend, space: SearchSpace, nets: NetworkTable, k: int
+                      ) -> list[tuple[Callable[[], None], float]]:
+    """Reference runners (``reference_runners``) of up to ``k`` of the networks in ``nets``,
+    spread evenly over their latencies (the least and the most included)."""
+    latency = nets.values()
+    order = np.argsort(latency)
+    picks = order[np.unique(np.linspace(0, len(order) - 1, k).round().astype(int))]
+    return reference_runners(backend, space, [(nets.z[i], latency[i]) for i in picks])

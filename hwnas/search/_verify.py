@@ -15,7 +15,8 @@ more than the calibration's own error (MIN_TOLERANCE) or NOISE_SIGMAS times the 
 noise of the networks being verified, whichever is more. That noise is a network's between
 batches where it shows: the calibration networks re-timed beside the answers put the batch on
 the calibration's scale, and how far they disagree (their spread) is how far any network of
-the batch may sit off that scale (2-4 % on a shared 2-vCPU VM; within one batch, far less).
+the batch may sit off that scale (2-4 % on a shared 2-vCPU VM, up to 6 %; within one batch,
+far less); at most DRIFT_TOLERANCE / NOISE_SIGMAS.
 
 Example (it measures on this machine, so it is not run as a doctest)::
 
@@ -219,8 +220,11 @@ class Verifier:
         # how far the references disagree: the noise of a network between batches, which
         # their scale carries to every answer (a share; within one batch it is far less)
         spread = [np.log1p(m) - np.median(np.log1p(m)) for m in moves if len(m) > 1]
-        state.scale_noise = float(np.sqrt(np.sum(np.square(np.concatenate(spread)))
-                                          / sum(len(d) - 1 for d in spread))) if spread else 0.0
+        # (at most DRIFT_TOLERANCE / NOISE_SIGMAS: one reference caught in a burst cannot make
+        # every error look like noise)
+        state.scale_noise = min(float(np.sqrt(np.sum(np.square(np.concatenate(spread)))
+                                              / sum(len(d) - 1 for d in spread))),
+                                DRIFT_TOLERANCE / NOISE_SIGMAS) if spread else 0.0
 
     def judge(self, state: VerifyState, zs: list[Z]) -> tuple[str, bool]:
         """The round's line, and whether the evidence says another round is needed: none is
