@@ -139,11 +139,12 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                         failure = e
                         break
                 timings, moved_each = steady(backend, runners, protocol, references)
-                moved = float(np.median(moved_each)) if references else 0.0
-                if moves is not None and references:
-                    moves.append(moved_each)
+                moved = 0.0
                 if references:
+                    moved = float(np.median(moved_each))
                     timings = [rescaled(t, 1 / (1 + moved)) for t in timings]
+                    if moves is not None:
+                        moves.append(moved_each)
                 for (j, key), timing in zip(batch, timings):
                     if keep_noisy or (unit_noise(timing) <= UNIT_NOISE and
                                       abs(moved) <= DRIFT_TOLERANCE):
