@@ -182,9 +182,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5, help="runs per condition (default: 5)")
     p.add_argument("--budget-ms", type=float, default=5.0)
-    p.add_argument("--trials", type=int, default=500)
-    p.add_argument("--quick", action="store_true", help="a smoke test: 1 run per condition, "
-                   "100 trials")
+    p.add_argument("--trials", type=int, default=100, help="as the command (default: 100)")
+    p.add_argument("--quick", action="store_true", help="a smoke test: 1 run per condition")
     here = os.path.join(os.path.dirname(__file__), "results")
     p.add_argument("--json", default=os.path.join(here, "robustness.json"))
     p.add_argument("--retime", nargs=3, metavar=("CACHE", "RESULT", "OUT"),
@@ -193,7 +192,7 @@ def main() -> None:
     if args.retime:
         retime_worker(*args.retime)
         return
-    runs, trials = (1, 100) if args.quick else (args.runs, args.trials)
+    runs, trials = (1 if args.quick else args.runs), args.trials
     records: dict[str, list] = {"quiet cold": [], "quiet warm": [], "bursty load": []}
     for load in (False, True):
         for i in range(runs):

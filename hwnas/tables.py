@@ -30,12 +30,12 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
-from hwnas._files import MAX_TABLE_BYTES, parse_float, parse_int, read_text
+from hwnas._files import MAX_TABLE_BYTES, atomic_write, parse_float, parse_int, read_text
 from hwnas.errors import InputError
 from hwnas.layers import Layer
 from hwnas.spaces import SearchSpace, get_space
@@ -138,6 +138,11 @@ class Timing:
     def noise(self) -> float:
         """``noise_ms`` relative to ``latency_ms`` (NaN where not recorded)."""
         return self.noise_ms / self.latency_ms
+
+    def scaled(self, factor: float) -> Timing:
+        """This timing with every duration multiplied by ``factor`` (another machine state)."""
+        return replace(self, **{f: getattr(self, f) * factor for f in (
+            "latency_ms", "p10_ms", "p90_ms", "min_ms", "median_ms", "noise_ms")})
 
 
 def _blank_nan(value: float, spec: str) -> str:
@@ -469,9 +474,7 @@ class TableWriter:
         self.done: set[str] = set()
         self._file: io.TextIOWrapper | None = None
         self._unwritable: OSError | None = None
-        if os.path.islink(self.path):
-            raise TableError(f"{self.path}: a symbolic link: refused (hwnas never writes "
-                             f"through a link; give the file it points to, or another file)")
+        _refuse_link(self.path)
         if not discard_existing:
             self._check_header(complete_only=True)  # before the lock file: a foreign file
         self._lock = table_lock(self.path, wait_s=wait_s).__enter__()
@@ -552,6 +555,33 @@ class TableWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def scale_table(path: str | os.PathLike, columns: Sequence[str], factor: float) -> None:
+    """Multiply every duration of every row of the table at ``path`` (a table of ``columns``)
+    by ``factor``: a table measured in another state of the machine put on its scale now.
+    Rewritten atomically under the table's lock: a reader sees the table before or after,
+    a full disk leaves it as it was, a link there is replaced, never written through."""
+    path = os.fspath(path)
+    _refuse_link(path)
+    with table_lock(path):
+        rows = []
+        for line, row in _read_rows(path, columns):
+            rows.append({**row, **_timing(row, f"{path}, line {line}").scaled(factor).as_row()})
+        if not rows:
+            return
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n",
+                                extrasaction="ignore")  # a column it lacks stays lacking
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(path, text.getvalue())
+
+
+def _refuse_link(path: str) -> None:
+    if os.path.islink(path):
+        raise TableError(f"{path}: a symbolic link: refused (hwnas never writes through a "
+                         f"link; give the file it points to, or another file)")
 
 
 def _check_row(row: dict, columns: Sequence[str], where: str) -> None:

@@ -175,14 +175,14 @@ def test_device_tables_measure_the_calibration_networks_and_remeasure_a_noisy_ta
         calibration_z,
         device_folder,
         device_tables,
-        frontier_z,
     )
+    from hwnas.profile._device_tables import FRONTIER_NETWORKS
     space, backend = get_space("nb201"), get_backend("nnabla")
     layers, nets = device_tables(backend, space, networks=3, protocol=FAST, show_progress=False)
     calibration = {tuple(int(v) for v in z) for z in calibration_z(space, 3)}
     assert {tuple(z) for z in space.design(5, seed=0)} <= calibration <= set(nets.z)
-    frontier = {tuple(int(v) for v in z) for z in frontier_z(space, layers)}
-    assert set(nets.z) == calibration | frontier  # and nothing else
+    # and the frontier (as it was before the tables were put on another scale, if they were)
+    assert 0 < len(set(nets.z) - calibration) <= FRONTIER_NETWORKS
     assert all(0 < t.min_ms <= t.latency_ms and t.noise_ms >= 0 for t in nets.timings)
     status_path = device_folder(backend) / "measured.json"
     status = json.loads(status_path.read_text())
@@ -195,16 +195,17 @@ def test_device_tables_measure_the_calibration_networks_and_remeasure_a_noisy_ta
             record["prediction_noise"] <= PREDICTION_NOISE)
     status["layers.csv"]["good"], status[nets_name]["good"] = False, True
     status_path.write_text(json.dumps(status))
-    rows = (device_folder(backend) / nets_name).read_text().splitlines()
     again, again_nets = device_tables(backend, space, networks=3, protocol=FAST,
                                       show_progress=False)
     assert (device_folder(backend) / "layers.csv.discarded").exists()  # measured anew
     assert not list(device_folder(backend).glob("networks-*.discarded"))  # kept
-    kept = (device_folder(backend) / nets_name).read_text().splitlines()
-    # the rows are kept, and the new layer table's frontier is measured where it moved
-    assert kept[:len(rows)] == rows
-    frontier = {tuple(int(v) for v in z) for z in frontier_z(space, again)}
-    assert set(again_nets.z) == set(nets.z) | frontier
+    # the rows are kept (on one scale: the machine may have run faster since), and the new
+    # layer table's frontier is measured where it moved
+    n = len(nets.z)
+    assert again_nets.z[:n] == nets.z
+    ratio = again_nets.values()[:n] / nets.values()
+    assert ratio.max() / ratio.min() - 1 < 1e-4
+    assert len(set(again_nets.z) - set(nets.z)) <= FRONTIER_NETWORKS
     assert set(again.timings) == set(layers.timings)
 
 

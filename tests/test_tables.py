@@ -9,6 +9,7 @@ from hwnas.tables import (
     TableError,
     TableWriter,
     read_layer_table,
+    scale_table,
 )
 
 
@@ -20,6 +21,27 @@ def test_round_trip(tmp_path):
     assert table.layers() == LAYERS
     assert table.timings[LAYERS[1].key].latency_ms == pytest.approx(0.2)
     assert rows(path)[0] == list(LAYER_COLUMNS)
+
+
+def test_scale_table_multiplies_every_duration_and_nothing_else(tmp_path):
+    path, outside = tmp_path / "t.csv", tmp_path / "outside.csv"
+    write_table(path)
+    before = read_layer_table(path)
+    scale_table(path, LAYER_COLUMNS, 0.8)
+    after = read_layer_table(path)
+    assert after.layers() == before.layers() and after.fingerprint == before.fingerprint
+    for key, t in before.timings.items():
+        u = after.timings[key]
+        assert (u.latency_ms, u.p10_ms, u.min_ms, u.p90_ms) == pytest.approx(
+            (0.8 * t.latency_ms, 0.8 * t.p10_ms, 0.8 * t.min_ms, 0.8 * t.p90_ms))
+        assert (u.runs, u.round_spread) == (t.runs, t.round_spread)
+    write_table(outside)
+    path.unlink()
+    path.symlink_to(outside)  # a planted link: refused, the file it names untouched
+    text = outside.read_text()
+    with pytest.raises(TableError, match="symbolic link: refused"):
+        scale_table(path, LAYER_COLUMNS, 0.5)
+    assert outside.read_text() == text
 
 
 def test_resume_skips_done_rows_and_cuts_a_half_written_line(tmp_path):

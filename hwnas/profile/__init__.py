@@ -42,6 +42,7 @@ from hwnas.profile._device_tables import (
     device_tables,
     drift,
     frontier_z,
+    rebase,
 )
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
 from hwnas.profile._options import (
@@ -59,4 +60,4 @@ __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKEND
            "cache_report", "calibration_z", "device_folder", "device_tables", "discard_cache",
            "drift", "export_onnx", "frontier_z", "get_backend", "measure_networks",
            "network_table_path", "profile_layers", "profile_networks", "protocol_from_args",
-           "read_cache_status", "table_quality", "to_onnx"]
+           "read_cache_status", "rebase", "table_quality", "to_onnx"]

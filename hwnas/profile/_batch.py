@@ -3,7 +3,6 @@ ones timed again, reference networks re-timed among them; rows appended to their
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,7 +141,7 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                 moved = 0.0
                 if references:
                     moved = float(np.median(moved_each))
-                    timings = [rescaled(t, 1 / (1 + moved)) for t in timings]
+                    timings = [t.scaled(1 / (1 + moved)) for t in timings]
                     if moves is not None:
                         moves.append(moved_each)
                 for (j, key), timing in zip(batch, timings):
@@ -168,12 +167,6 @@ def reference_runners(backend: Backend, space: SearchSpace,
     """(runner, latency_ms) of each reference network, (z, latency_ms measured before), as
     ``steady`` and ``measure_jobs`` take them."""
     return [(backend.runner(space.decode(z).graph), float(ms)) for z, ms in references]
-
-
-def rescaled(timing: Timing, factor: float) -> Timing:
-    """The timing with every duration multiplied by ``factor`` (another machine state)."""
-    return dataclasses.replace(timing, **{f: getattr(timing, f) * factor for f in (
-        "latency_ms", "p10_ms", "p90_ms", "min_ms", "median_ms", "noise_ms")})
 
 
 def _interleave(lists: Sequence[list]) -> list:

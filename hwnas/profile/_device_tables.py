@@ -41,6 +41,7 @@ from hwnas.tables import (
     NetworkTable,
     read_layer_table,
     read_network_table,
+    scale_table,
 )
 
 #: networks re-timed on a warm run to check that the cache still describes this machine
@@ -51,8 +52,10 @@ FRONTIER_NETWORKS = 12
 FRONTIER_REFERENCES = 4
 #: the steps that ``frontier_z`` rounds layer sums to (its frontier is exact on them)
 FRONTIER_GRID = 2000
-#: a cache whose networks now run this much slower no longer describes the machine
-DRIFT_SLOWER = 0.25
+#: cached networks re-timed in one batch that moved this far apart (the most against the
+#: least, in log) no longer compare as cached: not a state of the machine (which moves every
+#: network alike, 2-4 % apart), another machine
+DRIFT_APART = 0.25
 
 
 def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
@@ -71,10 +74,16 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
     a budget lands, and where the calibration's offset is fitted), with FRONTIER_REFERENCES
     calibration networks re-timed beside them, put on their scale.
 
-    A warm call re-times DRIFT_REFERENCES cached networks (``drift``) and measures both
-    tables again only where the cache no longer describes the machine. A cached table
-    recorded as not good (``TableQuality``) or as measured with another ``protocol``, or
-    every table with ``remeasure``, is measured again too; a read-only cache is used as it is.
+    The tables hold the machine's fastest state seen (a shared machine moves through slower
+    states of seconds to minutes, other tenants' load; a dedicated device seldom does): where
+    the frontier's references, or a warm call's drift check, ran faster than the tables by
+    more than DRIFT_TOLERANCE, the tables were measured in a slow state and are put on the
+    faster scale (``rebase``); where they run slower, later batches are put on the tables'
+    scale by the references timed beside them. A warm call re-times DRIFT_REFERENCES cached
+    networks (``drift``) and measures both tables again only where they moved apart by more
+    than DRIFT_APART (not a state: another machine). A cached table recorded as not good
+    (``TableQuality``) or as measured with another ``protocol``, or every table with
+    ``remeasure``, is measured again too; a read-only cache is used as it is.
     """
     folder = device_folder(backend)
     paths = (folder / "layers.csv", network_table_path(backend, space))
@@ -91,10 +100,14 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
             return cached
     cached = None if remeasure else _cached(status, *paths, space, calibration)
     if cached is not None and not any(stale):
-        moved = drift(backend, space, cached[1], protocol)
-        if not moved:
+        moves = drift(backend, space, cached[1], protocol)
+        if np.ptp(np.log1p(moves)) <= DRIFT_APART:
+            if rebase(paths, float(np.median(moves)), "the drift check"):
+                cached = _cached(read_cache_status(folder), *paths, space, calibration)
+                assert cached is not None  # the same tables, on another scale
             return cached
-        stale = [f"before the machine's timings moved ({moved})"] * 2
+        stale = [f"on another machine: {len(moves)} cached networks now measure "
+                 f"{', '.join(f'{100 * m:+.0f} %' for m in moves)}"] * 2
     for path, why in zip(paths, stale):
         if remeasure or why or path.name not in status:
             start_table(path, protocol, None if remeasure else why)
@@ -117,24 +130,29 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
     kept = None if discard[1] or not nets_path.exists() else \
         read_locked(read_network_table, nets_path, space)
+    moves: list[list[float]] = []
     # networks missing from a kept table (measured by another version) go on its scale
     measure_jobs(backend, jobs, protocol, label, discard_existing=discard,
                  references=spread_references(backend, space, kept, FRONTIER_REFERENCES)
-                 if kept is not None and len(kept.z) >= 2 else ())
+                 if kept is not None and len(kept.z) >= 2 else (), moves=moves)
     frontier = frontier_z(space, read_locked(read_layer_table, layers_path))
     nets = read_locked(read_network_table, nets_path, space)
     if {tuple(int(v) for v in z) for z in frontier} - set(nets.z):
         measure_jobs(backend, [Job(nets_path, NETWORK_COLUMNS, "z",
                                    network_units(space, frontier))],
                      protocol, "measuring the frontier" if show_progress else None,
-                     references=spread_references(backend, space, nets, FRONTIER_REFERENCES))
+                     references=spread_references(backend, space, nets, FRONTIER_REFERENCES),
+                     moves=moves)
     qualities = [table_quality(path, space) for path in paths]
     record_status(layers_path.parent, {
-        Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol)}
+        Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol),
+                            **({"frontier": True} if Path(q.path) == nets_path else {})}
         for q in qualities})
     for q in qualities:
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
+    if moves:
+        rebase(paths, float(np.median(np.concatenate(moves))), "the frontier's batch")
 
 
 def frontier_z(space: SearchSpace, layers: LayerTable, n: int = FRONTIER_NETWORKS
@@ -177,9 +195,10 @@ def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace
             calibration: np.ndarray, judged: bool = True, complete: bool = True
             ) -> tuple[LayerTable, NetworkTable] | None:
     """The cached layer table and its network table, or None where a table is missing, lacks
-    a layer or a calibration network (the layer table's frontier included), or (``judged``)
-    is not recorded as good. Not ``complete``: any 2 networks do (a read-only cache measured
-    by another version). The network table also holds the steady answers of earlier
+    a layer or a calibration network, was not measured with its frontier (as its status
+    records: the frontier moves a little when a table is put on another scale), or
+    (``judged``) is not recorded as good. Not ``complete``: any 2 networks do (a read-only
+    cache measured by another version). The network table also holds the steady answers of earlier
     verifications: they calibrate too, near the budgets they were verified at."""
     if not (layers_path.exists() and nets_path.exists()) or judged and not all(
             status.get(p.name, {}).get("good") for p in (layers_path, nets_path)):
@@ -190,9 +209,8 @@ def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace
     nets = read_locked(read_network_table, nets_path, space)
     if not complete:
         return (layers, nets) if len(nets.z) >= 2 else None
-    wanted = {tuple(int(v) for v in z) for z in np.vstack([calibration,
-                                                            frontier_z(space, layers)])}
-    if len(wanted - set(nets.z)):
+    if not status.get(nets_path.name, {}).get("frontier") or \
+            {tuple(int(v) for v in z) for z in calibration} - set(nets.z):
         return None
     return layers, nets
 
@@ -213,19 +231,31 @@ def calibration_z(space: SearchSpace, n: int = 4, seed: int = 0) -> np.ndarray:
 
 
 def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
-          protocol: TimingProtocol) -> str | None:
+          protocol: TimingProtocol) -> list[float]:
     """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
-    in one batch (``steady``) and compare them with the cache: how far they moved, where the
-    cache is stale, else None. A cache that now runs faster by more than DRIFT_TOLERANCE was
-    measured in a slow state and is stale; one that runs slower now is the faster state (a
-    slow state lasting minutes, as on shared machines; later measurements are put on the
-    cache's scale by reference networks), unless by more than DRIFT_SLOWER, beyond any slow
-    state of minutes seen on these machines: the machine is not what was measured."""
-    references = spread_references(backend, space, cached, DRIFT_REFERENCES)
-    moved = float(np.median(steady(backend, [], protocol, references)[1]))
-    if -DRIFT_TOLERANCE <= moved <= DRIFT_SLOWER:
-        return None
-    return f"{len(references)} cached networks now measure {100 * moved:+.1f} % (median)"
+    in one batch (``steady``): how far each moved against the cache (a share: +0.1 is 10 %
+    slower now)."""
+    return steady(backend, [], protocol,
+                  spread_references(backend, space, cached, DRIFT_REFERENCES))[1]
+
+
+def rebase(paths: tuple[Path, Path], moved: float, by: str) -> bool:
+    """Where reference networks ran faster than the cached tables at ``paths`` by more than
+    DRIFT_TOLERANCE (``moved``, their median share, below -DRIFT_TOLERANCE), the tables were
+    measured in a slow state: multiply every duration in them by ``1 + moved`` (what their
+    status records as ``rebased_by`` accumulates), say so, and return True."""
+    if moved >= -DRIFT_TOLERANCE:
+        return False
+    folder = paths[0].parent
+    status = read_cache_status(folder)
+    for path, columns in zip(paths, (LAYER_COLUMNS, NETWORK_COLUMNS)):
+        scale_table(path, columns, 1 + moved)
+    record_status(folder, {p.name: {**status.get(p.name, {}), "rebased_by": (1 + moved) * float(
+        status.get(p.name, {}).get("rebased_by", 1.0))} for p in paths})
+    print(f"hwnas: the tables in {folder} were measured in a slow state: networks re-timed in "
+          f"{by} ran {100 * -moved:.1f} % faster (median); every latency in them is put on "
+          f"this scale (multiplied by {1 + moved:.3f})", file=sys.stderr)
+    return True
 
 
 def spread_references(backend: Backend, space: SearchSpace, nets: NetworkTable, k: int

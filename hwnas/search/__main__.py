@@ -4,9 +4,10 @@ With no --table or --predictor, this machine's layer table and whole networks sp
 space are measured on first use, in one interleaved batch (cached per device fingerprint under
 $HWNAS_CACHE, default ~/.cache/hwnas), and the layer sums are calibrated on those networks, so
 that the budget is in true end-to-end milliseconds. Later runs re-time three cached networks
-and reuse the cache while they agree with it. Where the predictor's device is this machine,
-the reported architectures are then measured, and where the evidence beyond the measured
-noise says so, the line is refitted and the search runs again (hwnas.search._verify);
+and reuse the cache, put on a faster scale where it was measured in a slow state. Where the
+predictor's device is this machine, the reported architectures are then measured, and where
+the evidence beyond the measured noise says so, the line is refitted and the search runs
+again (hwnas.search._verify);
 --no-verify skips it.
 """
 
@@ -143,8 +144,10 @@ def _add_study_options(p: _cli.ArgumentParser) -> None:
     p.add_argument("--study-name", help="name of the study, to resume or share it")
     p.add_argument("--workers", type=_cli.workers, default=1,
                    help="processes searching one study together (default: %(default)s)")
-    p.add_argument("--trials", type=_cli.trials, default=500,
-                   help="Optuna trials (default: %(default)s)")
+    p.add_argument("--trials", type=_cli.trials, default=100,
+                   help="Optuna trials (default: %(default)s: the study starts from the exact "
+                        "optimum where latency and objective are additive, which more trials "
+                        "seldom improve on; give more for an objective of your own)")
     p.add_argument("--seed", type=_cli.seed, default=None, help="sampler seed, for a reproducible "
                    "search")
     p.add_argument("--top", type=_cli.positive_int, default=5,

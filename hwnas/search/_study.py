@@ -140,7 +140,10 @@ class SearchSettings:
         sampler: ``tpe``, ``nsga2``, ``random``, an Optuna sampler of your own, or ``exact``
             (the optimum by dynamic programming: additive predictor, built-in objective,
             constraint mode).
-        n_trials, seed: Optuna trials (shared by the workers) and the random seed.
+        n_trials, seed: Optuna trials (shared by the workers) and the random seed. 100 by
+            default: with ``enqueue_exact`` the study starts from the optimum, which more
+            trials seldom improve on (the TPE sampler costs 5-10 ms a trial, growing with
+            the trials); an objective of your own (accuracy) wants as many as you can pay.
         top: how many distinct architectures to report, best objective first, for every
             sampler (in pareto mode the result is the whole feasible front, fastest first).
         feasible: wrap the sampler in ``FeasibleSampler``, so that every trial meets the
@@ -174,7 +177,7 @@ class SearchSettings:
     objective: str | Objective = "macs"
     mode: str = "constraint"
     sampler: str | optuna.samplers.BaseSampler = "tpe"
-    n_trials: int = 500
+    n_trials: int = 100
     seed: int | None = None
     top: int = 5
     feasible: bool = True

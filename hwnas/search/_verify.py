@@ -47,7 +47,6 @@ from hwnas.profile import (
     network_table_path,
 )
 from hwnas.profile._base import cpu_name
-from hwnas.profile._batch import rescaled
 from hwnas.profile._cache import unit_noise
 from hwnas.search._study import BudgetError, Candidate, SearchResult, SearchSettings, search
 from hwnas.tables import NetworkTable, Timing
@@ -197,9 +196,10 @@ class Verifier:
         among them: the batch is put on their earlier scale, so that a machine state that
         slows or speeds every network alike does not count as an error of the calibration
         (``hwnas.profile.measure_networks``). Where they ran faster than that scale by more
-        than DRIFT_TOLERANCE, the tables were measured in a slow state that has ended (as the
-        drift check of a warm run judges): this run's calibration networks and measurements
-        are put on the machine's scale now, and the calibration found off."""
+        than DRIFT_TOLERANCE, the tables were measured in a slow state that has ended: this
+        run's calibration networks and measurements are put on the machine's scale now, and
+        the calibration found off (the next run's drift check puts the tables there:
+        ``hwnas.profile.rebase``)."""
         assert self.backend is not None
         known = self.calibration
         references: list[tuple[Z, float]] = []
@@ -210,13 +210,13 @@ class Verifier:
         measured = measure_networks(
             self.backend, self.space, zs, network_table_path(self.backend, self.space),
             self.protocol, self.settings.show_progress, references=references, moves=moves)
-        state.measured.update((z, rescaled(t, state.scale)) for z, t in measured.items())
+        state.measured.update((z, t.scaled(state.scale)) for z, t in measured.items())
         state.shift = float(np.median(np.concatenate(moves))) if moves else None
         faster = 1.0 if state.shift is None else (1 + state.shift) / state.scale
         if faster < 1 - DRIFT_TOLERANCE:  # the calibration was measured in a slow state
             state.scale *= faster
             for rows in (state.measured, state.calibration):
-                rows.update({z: rescaled(t, faster) for z, t in rows.items()})
+                rows.update({z: t.scaled(faster) for z, t in rows.items()})
         # how far the references disagree: the noise of a network between batches, which
         # their scale carries to every answer (a share; within one batch it is far less)
         spread = [np.log1p(m) - np.median(np.log1p(m)) for m in moves if len(m) > 1]
