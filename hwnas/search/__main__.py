@@ -7,8 +7,7 @@ that the budget is in true end-to-end milliseconds. Later runs re-time three cac
 and reuse the cache, put on a faster scale where it was measured in a slow state. Where the
 predictor's device is this machine, the reported architectures are then measured, and where
 the evidence beyond the measured noise says so, the line is refitted and the search runs
-again (hwnas.search._verify);
---no-verify skips it.
+again (hwnas.search._verify); --no-verify skips it.
 """
 
 from __future__ import annotations
