@@ -5,8 +5,10 @@ cold (it measures its tables, calibrates, searches and verifies), then warm (the
 the search, the verification from the cache). Under "load", a load generator of its own keeps
 every core busy in bursts: on each core, processes that spin for 1-3 s, then pause for 1-3 s,
 for the whole (cold) run. After each run, with the load stopped, the reported architectures
-are measured again in another process as the truth: in one batch with RETIME_REFERENCES of
-the run's cached calibration networks (those nearest the budget), the answers' latency both
+are measured again in another process as the truth, with RETIME_ROUNDS rounds (a statistic
+that repeats better than the command's 10) and noisy units timed again (``steady``): in one
+batch with RETIME_REFERENCES of the run's cached calibration networks (those nearest the
+budget), the answers' latency both
 as timed (raw: whatever state the machine is in then) and on the run's scale (divided by how
 far those networks moved, median, times the scale the run's verification judged its budget on
 against the cache, 1 unless it found the tables measured in a slow state; this machine's
@@ -37,12 +39,14 @@ import numpy as np
 from _results import write_results
 
 from hwnas.profile import TimingProtocol, get_backend, network_table_path
-from hwnas.profile._timing import measure
+from hwnas.profile._batch import reference_runners, steady
 from hwnas.spaces import get_space
 from hwnas.tables import read_network_table
 
 #: cached calibration networks re-timed beside the answers to put them on the cache's scale
 RETIME_REFERENCES = 8
+#: rounds of the re-timing (the truth): benchmarks/repeatability.py's longest protocol
+RETIME_ROUNDS = 30
 SPIN = "import time, sys\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass"
 
 
@@ -143,16 +147,16 @@ def retime_worker(cache: str, result_path: str, out: str) -> None:
     values = cached.values()
     near = sorted(others, key=lambda i: abs(values[i] - result["budget_ms"]))
     refs = near[:RETIME_REFERENCES]
-    zs = answers + [cached.z[i] for i in refs]
-    timed = [t.latency_ms for t in measure([backend.runner(space.decode(z).graph) for z in zs],
-                                           TimingProtocol())]
+    timings, moves = steady(backend, [backend.runner(space.decode(z).graph) for z in answers],
+                            TimingProtocol(rounds=RETIME_ROUNDS),
+                            reference_runners(backend, space,
+                                              [(cached.z[i], values[i]) for i in refs]))
     # the run judged its budget on the cached scale, or on the machine's scale then where it
     # found the tables measured in a slow state (its verification's "scale")
-    scale = float(np.median(np.divide(timed[len(answers):], values[refs]))) / \
-        result.get("verification", {}).get("scale", 1.0)
+    scale = (1 + float(np.median(moves))) / result.get("verification", {}).get("scale", 1.0)
     with open(out, "w") as f:
-        json.dump([{"z": list(z), "raw_ms": ms, "scaled_ms": ms / scale}
-                   for z, ms in zip(answers, timed)], f)
+        json.dump([{"z": list(z), "raw_ms": t.latency_ms, "scaled_ms": t.latency_ms / scale}
+                   for z, t in zip(answers, timings)], f)
 
 
 def summary(runs: list, budget_ms: float) -> dict:

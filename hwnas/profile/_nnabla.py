@@ -21,8 +21,23 @@ CONTEXTS = ("cpu", "cudnn")
 
 def _modules():
     nn = require("nnabla", "the nnabla backend")
+    _skip_missing_relative_imports()
     return nn, require("nnabla.functions", "nnabla"), \
         require("nnabla.parametric_functions", "nnabla")
+
+
+@functools.cache
+def _skip_missing_relative_imports() -> None:
+    """nnabla's compiled modules import ``nnabla_ext`` and ``nnabla`` inside functions called
+    for every parameter, Python 2 style: first as ``nnabla.nnabla_ext`` and ``nnabla.nnabla``,
+    which do not exist, so that every call searches sys.path in vain (half of a network's
+    build time, 2,000 searches a network). Recorded as missing once (None in sys.modules),
+    each later attempt fails at once and falls back to the absolute import, as before."""
+    import importlib.util
+    import sys
+    for name in ("nnabla.nnabla_ext", "nnabla.nnabla"):
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def build(graph: Graph, x, batch_norm_stats: bool = False):

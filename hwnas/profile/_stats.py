@@ -87,14 +87,17 @@ def statistics(rounds: Sequence[Sequence[float] | np.ndarray], statistic: str = 
             "noise_ms": float(max(abs(v - value) for v in left_out))}
 
 
-def speed_corrected(samples: Sequence[Sequence[np.ndarray]], window: int = SPEED_WINDOW
-                    ) -> list[list[np.ndarray]]:
+def speed_corrected(samples: Sequence[Sequence[np.ndarray]], window: int = SPEED_WINDOW,
+                    level: float | None = None) -> list[list[np.ndarray]]:
     """Each unit's rounds (as ``time_rounds`` timed them: round 1 of every unit, then round
     2, ...) divided by the machine's speed while they ran: the median, over the ``window``
     rounds of other units timed just before and just after, of how far each of those ran from
     its unit's typical round (in log, its round minimum against the median of its corrected
     round minima; three passes). Units slowed alike by a machine state then compare as if it
-    had not been there. A batch too small to tell the machine from the unit is returned as is.
+    had not been there. With ``level`` (a quantile, e.g. 0.1), every round is put on the
+    machine's speed at that quantile of the batch's speeds (its fast states) instead of each
+    unit's typical round. A batch too small to tell the machine from the unit is returned as
+    is.
 
     Example:
         >>> slow = [1.0, 1.2, 1.0]  # the machine's speed in rounds 1, 2, 3
@@ -115,6 +118,8 @@ def speed_corrected(samples: Sequence[Sequence[np.ndarray]], window: int = SPEED
         typical = np.array([np.median((x - speed)[unit == i]) for i in range(units)])
         deviation = x - typical[unit]
         speed = np.array([np.median(deviation[o]) for o in others])
+    if level is not None:
+        speed = speed - np.quantile(speed, level)
     factor = np.exp(speed).reshape(rounds, units)
     return [[r / factor[k, i] if k < rounds else r for k, r in enumerate(samples[i])]
             for i in range(units)]
