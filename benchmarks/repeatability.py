@@ -15,7 +15,7 @@ Targets (issue 19): tau >= 0.9 and mean |difference| <= 2 % across processes for
 backends, at <= 1.5 s per nnabla network. The default protocol is the cheapest that reaches
 them.
 
-    .venv/bin/python benchmarks/repeatability.py [--networks 24] [--rounds 12] [--runs 10]
+    .venv/bin/python benchmarks/repeatability.py [--networks 24] [--rounds 30] [--runs 10]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", type=int, default=24)
-    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--rounds", type=int, default=max(r for r, _, _ in PROTOCOLS))
     p.add_argument("--runs", type=int, default=10, help="runs recorded per round (nnabla)")
     p.add_argument("--fast-runs", type=int, default=100, help="runs recorded per round of the "
                    "sub-millisecond ONNX Runtime networks")

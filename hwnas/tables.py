@@ -563,8 +563,8 @@ def scale_table(path: str | os.PathLike, columns: Sequence[str], factor: float) 
     Rewritten atomically under the table's lock: a reader sees the table before or after,
     a full disk leaves it as it was, a link there is replaced, never written through."""
     path = os.fspath(path)
-    _refuse_link(path)
     with table_lock(path):
+        _refuse_link(path)  # under the lock: no link planted between the check and the read
         rows = []
         for line, row in _read_rows(path, columns):
             rows.append({**row, **_timing(row, f"{path}, line {line}").scaled(factor).as_row()})
@@ -572,7 +572,7 @@ def scale_table(path: str | os.PathLike, columns: Sequence[str], factor: float) 
             return
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n",
-                                extrasaction="ignore")  # a column it lacks stays lacking
+                                extrasaction="ignore")  # a table without median_ms, noise_ms
         writer.writeheader()
         writer.writerows(rows)
         atomic_write(path, text.getvalue())

@@ -5,6 +5,7 @@ the machine running the tests is doing."""
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from helpers import hwnas
 from hwnas._calibration import fit_line
 from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
-from hwnas.profile import device_tables, frontier_z, get_backend, read_cache_status
+from hwnas.profile import device_tables, frontier_z, get_backend, read_cache_status, rebase
 from hwnas.profile._device_tables import FRONTIER_GRID, FRONTIER_NETWORKS
 from hwnas.profile._simulated import NOISE
 from hwnas.search import SearchSettings
@@ -165,6 +166,27 @@ def test_the_drift_check_rebases_a_cache_measured_in_a_slow_state(tmp_path, scal
         rebased_by = read_cache_status(folder)[nets.name]["rebased_by"]
         assert rebased_by == pytest.approx(1 / scale, rel=0.04)
         assert read_cache_status(folder)["layers.csv"]["rebased_by"] == rebased_by
+
+
+def test_a_rebase_scales_both_tables_once_and_accumulates(tmp_path, monkeypatch):
+    """``rebase`` multiplies every duration of both tables and records the product; a
+    process that read the tables before another one rebased them does nothing (it saw
+    another ``rebased_by``); a move within DRIFT_TOLERANCE is no rebase."""
+    monkeypatch.setenv("HWNAS_CACHE", str(tmp_path))
+    space, device = get_space("mobilenet"), get_backend("simulated", context="quiet")
+    layers, nets = device_tables(device, space, show_progress=False)
+    folder = Path(layers.path).parent
+    paths = (Path(layers.path), Path(nets.path))
+    assert rebase(paths, -0.2, "a test", seen=1.0)
+    assert not rebase(paths, -0.2, "a test", seen=1.0)  # another process's: already done
+    assert rebase(paths, -0.5, "a test", seen=0.8)
+    assert not rebase(paths, -0.1, "a test", seen=0.4)  # within the tolerance
+    status = read_cache_status(folder)
+    assert [status[p.name]["rebased_by"] for p in paths] == pytest.approx([0.4, 0.4])
+    again, again_nets = device_tables(device, space, show_progress=False)
+    assert again_nets.values() == pytest.approx(0.4 * nets.values(), rel=1e-5)
+    assert [again.timings[k].latency_ms for k in layers.timings] == pytest.approx(
+        [0.4 * t.latency_ms for t in layers.timings.values()], rel=1e-5)
 
 
 def test_a_cluster_of_answers_near_the_budget_cannot_fix_the_slope():

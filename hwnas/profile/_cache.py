@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -160,7 +161,8 @@ def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[s
         raise InputError(f"{path}: unreadable cache record ({e}); delete it") from None
     number = (int, float)
     kinds: dict[str, type | tuple[type, ...]] = {
-        "good": bool, "measured_at": str, "protocol": dict, "path": str,
+        "good": bool, "measured_at": str, "protocol": dict, "path": str, "frontier": bool,
+        "rebased_by": number,
         **{f.name: number for f in fields(TableQuality) if f.type in ("int", "float")}}
     if not isinstance(status, dict):
         raise InputError(f"{path}: not a cache record (expected a mapping of table file names); "
@@ -176,20 +178,24 @@ def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[s
     return status
 
 
-def record_status(folder: Path, entries: dict[str, dict]) -> None:
+def record_status(folder: Path, entries: dict[str, dict] | Callable[[dict], dict[str, dict]]
+                  ) -> dict[str, dict]:
     """Set the entries (table file name -> what is known of it: the protocol measuring it,
     then its TableQuality) of the folder's CACHE_STATUS (replaced atomically: a full disk
-    leaves the earlier record; a link there is replaced, not followed). The protocol is
-    recorded before a table is measured, so that an interrupted pass leaves its rows under
-    the protocol that measured them."""
+    leaves the earlier record; a link there is replaced, not followed), and return them.
+    ``entries`` may be a function of the current status, called under the status's lock: a
+    read-modify-write that no other process interleaves. The protocol is recorded before a
+    table is measured, so that an interrupted pass leaves its rows under the protocol that
+    measured them."""
     from hwnas._files import write_json
-    if not entries:
-        return
     path = folder / CACHE_STATUS
     with table_lock(path):
         status = read_cache_status(folder, lock=False)
-        status.update(entries)
-        write_json(path, status)
+        new = entries(status) if callable(entries) else entries
+        if new:
+            status.update(new)
+            write_json(path, status)
+    return new
 
 
 def protocol_record(protocol: TimingProtocol) -> dict:

@@ -101,13 +101,18 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
     cached = None if remeasure else _cached(status, *paths, space, calibration)
     if cached is not None and not any(stale):
         moves = drift(backend, space, cached[1], protocol)
-        if np.ptp(np.log1p(moves)) <= DRIFT_APART:
-            if rebase(paths, float(np.median(moves)), "the drift check"):
-                cached = _cached(read_cache_status(folder), *paths, space, calibration)
-                assert cached is not None  # the same tables, on another scale
+        if np.ptp(np.log1p(moves)) > DRIFT_APART:  # one caught by a burst? once more
+            moves = drift(backend, space, cached[1], protocol)
+        if np.ptp(np.log1p(moves)) > DRIFT_APART:
+            stale = [f"on another machine: {len(moves)} cached networks now measure "
+                     f"{', '.join(f'{100 * m:+.0f} %' for m in moves)}"] * 2
+        elif not rebase(paths, float(np.median(moves)), "the drift check",
+                        _rebased_by(status, paths[1])):
             return cached
-        stale = [f"on another machine: {len(moves)} cached networks now measure "
-                 f"{', '.join(f'{100 * m:+.0f} %' for m in moves)}"] * 2
+        else:  # the same tables, on the faster scale (unless another process changed them)
+            cached = _cached(read_cache_status(folder), *paths, space, calibration)
+            if cached is not None:
+                return cached
     for path, why in zip(paths, stale):
         if remeasure or why or path.name not in status:
             start_table(path, protocol, None if remeasure else why)
@@ -144,15 +149,17 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
                      references=spread_references(backend, space, nets, FRONTIER_REFERENCES),
                      moves=moves)
     qualities = [table_quality(path, space) for path in paths]
-    record_status(layers_path.parent, {
+    recorded = record_status(layers_path.parent, lambda status: {
         Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol),
+                            "rebased_by": _rebased_by(status, Path(q.path)),  # a kept table's
                             **({"frontier": True} if Path(q.path) == nets_path else {})}
         for q in qualities})
     for q in qualities:
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
     if moves:
-        rebase(paths, float(np.median(np.concatenate(moves))), "the frontier's batch")
+        rebase(paths, float(np.median(np.concatenate(moves))), "the frontier's batch",
+               _rebased_by(recorded, nets_path))
 
 
 def frontier_z(space: SearchSpace, layers: LayerTable, n: int = FRONTIER_NETWORKS
@@ -239,23 +246,37 @@ def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
                   spread_references(backend, space, cached, DRIFT_REFERENCES))[1]
 
 
-def rebase(paths: tuple[Path, Path], moved: float, by: str) -> bool:
+def rebase(paths: tuple[Path, Path], moved: float, by: str, seen: float) -> bool:
     """Where reference networks ran faster than the cached tables at ``paths`` by more than
     DRIFT_TOLERANCE (``moved``, their median share, below -DRIFT_TOLERANCE), the tables were
-    measured in a slow state: multiply every duration in them by ``1 + moved`` (what their
-    status records as ``rebased_by`` accumulates), say so, and return True."""
+    measured in a slow state: multiply every duration in them by ``1 + moved`` (the network
+    table first: the one a drift check reads), record the product of such factors as each
+    table's ``rebased_by``, say so, and return True. ``seen`` is the network table's
+    ``rebased_by`` when its networks were read: where another process has rebased it since,
+    nothing is done (under the status's lock: two processes never rebase twice)."""
     if moved >= -DRIFT_TOLERANCE:
         return False
     folder = paths[0].parent
-    status = read_cache_status(folder)
-    for path, columns in zip(paths, (LAYER_COLUMNS, NETWORK_COLUMNS)):
-        scale_table(path, columns, 1 + moved)
-    record_status(folder, {p.name: {**status.get(p.name, {}), "rebased_by": (1 + moved) * float(
-        status.get(p.name, {}).get("rebased_by", 1.0))} for p in paths})
+
+    def scale(status: dict) -> dict:
+        if _rebased_by(status, paths[1]) != seen:
+            return {}
+        for path, columns in zip(paths[::-1], (NETWORK_COLUMNS, LAYER_COLUMNS)):
+            scale_table(path, columns, 1 + moved)
+        return {p.name: {**status.get(p.name, {}),
+                         "rebased_by": (1 + moved) * _rebased_by(status, p)} for p in paths}
+
+    if not record_status(folder, scale):
+        return False
     print(f"hwnas: the tables in {folder} were measured in a slow state: networks re-timed in "
           f"{by} ran {100 * -moved:.1f} % faster (median); every latency in them is put on "
           f"this scale (multiplied by {1 + moved:.3f})", file=sys.stderr)
     return True
+
+
+def _rebased_by(status: dict, path: Path) -> float:
+    """What the durations of the table at ``path`` were multiplied by since measured."""
+    return float(status.get(path.name, {}).get("rebased_by", 1.0))
 
 
 def spread_references(backend: Backend, space: SearchSpace, nets: NetworkTable, k: int
