@@ -388,7 +388,7 @@ def simulated(folder: str) -> list[str]:
                                              if "warm" in res["summary"] else [])
         for kind, s in runs:
             out.append(f"| {res['context']} | {res['sampler']} | {kind} | {s['runs']} | "
-                       f"{_pct(s['runs_truly_over_budget_share'])} | "
+                       f"{100 * s['runs_truly_over_budget_share']:.1f} % | "
                        f"{100 * s['objective_over_optimum_mean']:.1f} %, "
                        f"{100 * s['objective_over_optimum_min']:.0f} % | "
                        f"{_pct(s['one_round_share'])} | "
