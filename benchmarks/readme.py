@@ -253,8 +253,9 @@ def robustness(r: Result) -> list[str]:
            "warm run on it, quiet; and cold runs under a load generator of its own that keeps "
            "every core busy in 1-3 s bursts; afterwards each reported architecture timed again "
            "in another process on the quiet machine, with 30 rounds and noisy units timed "
-           "again, beside 8 of the run's cached calibration networks: on the scale the run judged its budget on (the cache's, or the "
-           "machine's then where the run found its tables measured in a slow state), and "
+           "again, beside 8 of the run's cached calibration networks: on the scale the run "
+           "judged its budget on (the cache's, or the machine's then where the run found its "
+           "tables measured in a slow state), and "
            "raw, in whatever state the machine was then). "
            f"{'Smoke run' if r.smoke else 'Measured'}: {_n(res['runs'], 'run')} per condition, "
            f"{res['trials']} trials, {res['cpus']} cores:", "",
