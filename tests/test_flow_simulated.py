@@ -14,7 +14,14 @@ from helpers import hwnas
 from hwnas._calibration import fit_line
 from hwnas.errors import InputError
 from hwnas.predictors import CalibratedPredictor, LookupPredictor
-from hwnas.profile import device_tables, frontier_z, get_backend, read_cache_status, rebase
+from hwnas.profile import (
+    cache_report,
+    device_tables,
+    frontier_z,
+    get_backend,
+    read_cache_status,
+    rebase,
+)
 from hwnas.profile._device_tables import FRONTIER_GRID, FRONTIER_NETWORKS
 from hwnas.profile._simulated import NOISE
 from hwnas.search import SearchSettings
@@ -183,6 +190,7 @@ def test_a_rebase_scales_both_tables_once_and_accumulates(tmp_path, monkeypatch)
     assert not rebase(paths, -0.1, "a test", seen=0.4)  # within the tolerance
     status = read_cache_status(folder)
     assert [status[p.name]["rebased_by"] for p in paths] == pytest.approx([0.4, 0.4])
+    assert cache_report(tmp_path).count("x0.400  good") == 2
     again, again_nets = device_tables(device, space, show_progress=False)
     assert again_nets.values() == pytest.approx(0.4 * nets.values(), rel=1e-5)
     assert [again.timings[k].latency_ms for k in layers.timings] == pytest.approx(

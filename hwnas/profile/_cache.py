@@ -248,14 +248,16 @@ def discard_cache(backend: Backend) -> list[str]:
 
 
 def cache_report(root: str | os.PathLike | None = None) -> str:
-    """A table of every cached table: device, rows, when measured, repeatability, good."""
+    """A table of every cached table: device, rows, when measured, repeatability, what its
+    durations were multiplied by since (``rebased``: put on a faster state's scale), good."""
     root = Path(root) if root is not None else cache_dir()
     lines = [f"cache {root}"]
     folders = sorted(p for p in root.glob("*") if p.is_dir()) if root.exists() else []
     if not folders:
         return lines[0] + ": empty"
     lines.append(f"{'device':<22}  {'table':<36}  {'rows':>5}  {'measured (UTC)':<25}  "
-                 f"{'median':>6}  {'p90 net':>7}  {'noisy':>5}  {'load':>5}  state")
+                 f"{'median':>6}  {'p90 net':>7}  {'noisy':>5}  {'load':>5}  {'rebased':>7}  "
+                 f"state")
     for folder in folders:
         status = read_cache_status(folder)
         for path in sorted(folder.glob("*.csv")):
@@ -266,8 +268,10 @@ def cache_report(root: str | os.PathLike | None = None) -> str:
                 lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                              f"{'(being measured)' if q else '(not recorded)':<25}")
                 continue
+            rebased = f"x{q['rebased_by']:.3f}" if q.get("rebased_by", 1) != 1 else "-"
             lines.append(f"{folder.name:<22}  {path.name:<36}  {rows:>5}  "
                          f"{q['measured_at']:<25}  {100 * q['median_noise']:>5.1f}%  "
                          f"{100 * q['prediction_noise']:>6.1f}%  {q['noisy_rows']:>5}  "
-                         f"{q['load_average']:>5.1f}  {'good' if q['good'] else 'NOISY'}")
+                         f"{q['load_average']:>5.1f}  "
+                         f"{rebased:>7}  {'good' if q['good'] else 'NOISY'}")
     return "\n".join(lines)
