@@ -101,9 +101,7 @@ def device_tables(backend: Backend, space: SearchSpace, networks: int = 4,
     cached = None if remeasure else _cached(status, *paths, space, calibration)
     if cached is not None and not any(stale):
         moves = drift(backend, space, cached[1], protocol)
-        if np.ptp(np.log1p(moves)) > DRIFT_APART:  # one caught by a burst? once more
-            moves = drift(backend, space, cached[1], protocol)
-        if np.ptp(np.log1p(moves)) > DRIFT_APART:
+        if _apart(moves):
             stale = [f"on another machine: {len(moves)} cached networks now measure "
                      f"{', '.join(f'{100 * m:+.0f} %' for m in moves)}"] * 2
         elif not rebase(paths, float(np.median(moves)), "the drift check",
@@ -241,9 +239,16 @@ def drift(backend: Backend, space: SearchSpace, cached: NetworkTable,
           protocol: TimingProtocol) -> list[float]:
     """Re-time DRIFT_REFERENCES of the cached networks (the least, median and most latent)
     in one batch (``steady``): how far each moved against the cache (a share: +0.1 is 10 %
-    slower now)."""
-    return steady(backend, [], protocol,
-                  spread_references(backend, space, cached, DRIFT_REFERENCES))[1]
+    slower now). Where they moved apart (``_apart``: one caught by a burst?), they are timed
+    once more."""
+    references = spread_references(backend, space, cached, DRIFT_REFERENCES)
+    moves = steady(backend, [], protocol, references)[1]
+    return steady(backend, [], protocol, references)[1] if _apart(moves) else moves
+
+
+def _apart(moves: list[float]) -> bool:
+    """Whether networks re-timed in one batch moved more than DRIFT_APART apart."""
+    return float(np.ptp(np.log1p(moves))) > DRIFT_APART
 
 
 def rebase(paths: tuple[Path, Path], moved: float, by: str, seen: float) -> bool:
