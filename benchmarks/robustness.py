@@ -110,6 +110,8 @@ def one_run(budget_ms: float, trials: int, load: bool, seed: int) -> list[dict]:
             record.update(
                 verified=result.get("verified"),
                 rounds=result.get("verification", {}).get("rounds"),
+                log=result.get("verification", {}).get("log", []),  # why each round
+                said=[ln for ln in run.stderr.splitlines() if ln.startswith("hwnas: ")],
                 a=float(line.group(1)) if line else None,
                 b_ms=float(line.group(2)) if line else None,
                 best_macs=result["best"][0]["macs"],
