@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import FAST, FAST_ARGS, have_gpu, hwnas
 
@@ -34,6 +35,20 @@ def test_building_a_network_searches_sys_path_for_no_module(nnabla_backend):
     finally:
         sys.meta_path.remove(next(f for f in sys.meta_path if isinstance(f, Finder)))
     assert searched == []
+
+
+def test_weights_are_the_same_seeded_uniform_draws_in_every_build(nnabla_backend):
+    """Latency depends on the data: every process must time the same weights."""
+    import nnabla.random
+
+    from hwnas.profile._nnabla import _Weights
+    draws = [_Weights(seed).uniform(-0.5, 0.5, (64, 9)) for seed in (0, 0, 1)]
+    assert draws[0].dtype == np.float32 and np.array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], draws[2])
+    assert -0.5 <= draws[0].min() and draws[0].max() < 0.5 and draws[0].std() > 0.2
+    space = get_space("mobilenet")
+    nnabla_backend.runner(space.decode(space.random_z(1, 0)[0]).graph)
+    assert isinstance(nnabla.random.prng, _Weights)
 
 
 def test_times_a_layer_and_a_whole_network(nnabla_backend):

@@ -91,6 +91,21 @@ def build(graph: Graph, x, batch_norm_stats: bool = False):
     return y, (F.sink(y, *(out for out, _ in unused)) if unused else y)
 
 
+class _Weights(np.random.RandomState):
+    """nnabla's generator for initial weights, whose uniform draws are float32 from numpy's
+    PCG64: seeded uniform weights as before, about 10 ms less of a mobilenet network's 50-60
+    ms build than float64 from the Mersenne twister, converted (nnabla's initialisers ask
+    for ``uniform`` only; anything else comes from the seeded RandomState)."""
+
+    def __init__(self, seed: int):
+        super().__init__(seed)
+        self._generator = np.random.default_rng(seed)
+
+    def uniform(self, low=0.0, high=1.0, size=None):  # type: ignore[override]
+        draw = self._generator.random(size, dtype=np.float32)
+        return draw * np.float32(high - low) + np.float32(low)
+
+
 class NNablaBackend(Backend):
     """Times layers with nnabla on context ``cpu`` or ``cudnn`` (GPU ``device_id``).
 
@@ -135,7 +150,7 @@ class NNablaBackend(Backend):
         # the same seeded weights in every process (latency depends on the data): nnabla's
         # initialisers draw from its module-wide generator
         nnabla_random: Any = require("nnabla.random", "nnabla")
-        nnabla_random.prng = np.random.RandomState(self.seed)
+        nnabla_random.prng = _Weights(self.seed)
         with nn.context_scope(self._ctx), nn.parameter_scope("hwnas", params):
             x = nn.Variable((self.batch,) + tuple(graph[0][0].in_shape))
             x.d = np.random.default_rng(self.seed).standard_normal(x.shape)
