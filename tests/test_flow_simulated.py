@@ -4,6 +4,7 @@ the machine running the tests is doing."""
 
 import csv
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -286,3 +287,28 @@ def test_tables_measured_in_a_slow_state_that_has_ended_are_put_on_the_scale_now
 def test_a_frontier_mask_of_another_length_is_refused():
     with pytest.raises(InputError, match="frontier mask has 2 entries for 3"):
         fit_line([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], focus=3.0, frontier=np.array([True, False]))
+
+
+@pytest.mark.parametrize("fallback, rounds", [(0.05, 1), (0.0, 2)])
+def test_a_fallback_under_the_budget_spares_a_round_when_every_answer_measures_over_it(
+        tmp_path, monkeypatch, fallback, rounds):
+    """A calibration that predicts 3 % too little, within its noise: the top answers, all
+    predicted within 1 % of the budget, measure over it. The round's fallback, the best
+    architecture predicted 5 % under the budget, measures within it and is the answer, in one
+    round; without it (FALLBACK 0: no other architecture) a second round is spent."""
+    monkeypatch.setenv("HWNAS_CACHE", str(tmp_path))
+    monkeypatch.setattr(importlib.import_module("hwnas.search._verify"), "FALLBACK", fallback)
+    space, device = get_space("mobilenet"), get_backend("simulated", context="quiet")
+    layers, nets = device_tables(device, space, show_progress=False)
+    right = calibrate(LookupPredictor().fit(layers), nets, space, device, 6.0)
+    low = CalibratedPredictor(right.base)
+    low.a_, low.b_, low.how_ = right.a_ * 0.97, right.b_ * 0.97, "3 % low"
+    low.fingerprint_ = right.fingerprint_
+    v = Verifier(space, SearchSettings(sampler="exact"), 6.0, backend=device,
+                 calibration=nets).run(low)
+    assert "none within the budget" in v.rounds[0] if rounds == 2 else \
+        "of 6 within the budget" in v.rounds[0]
+    assert len(v.rounds) == rounds and v.verified
+    for c in v.result.best:
+        assert v.measured_ms[c.z] <= 6.0
+        assert device.true_latency_ms(space.decode(c.z).graph) <= 6.0
