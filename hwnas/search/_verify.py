@@ -3,6 +3,8 @@ spend another round (recalibrate, search again) only where the evidence says the
 be wrong: none of them measured within the budget, or the calibration predicts more than
 they measured beyond the tolerance (the search left room under the budget). Where it predicts
 less but some measured within the budget, those are the answer (the others are not reported).
+In constraint mode a round also measures a fallback predicted FALLBACK under its budget, so
+that answers all a little over the budget within their noise do not cost a round.
 
 What it guarantees, where it runs (the predictor's device is this machine): every reported
 architecture was measured end to end on this device with the timing protocol of the tables,
