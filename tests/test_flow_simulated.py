@@ -107,11 +107,8 @@ def test_verify_corrects_a_wrong_calibration(tmp_path, monkeypatch, scale, offse
     monkeypatch.setenv("HWNAS_CACHE", str(tmp_path))
     space, device = get_space("mobilenet"), get_backend("simulated", context="cpu")
     layers, nets = device_tables(device, space, show_progress=False)
-    base = LookupPredictor().fit(layers)
-    right = calibrate(base, nets, space, device)
-    wrong = CalibratedPredictor(base)
-    wrong.a_, wrong.b_, wrong.how_ = right.a_ * scale, right.b_ * scale + offset_ms, "wrong"
-    wrong.fingerprint_ = right.fingerprint_
+    right = calibrate(LookupPredictor().fit(layers), nets, space, device)
+    wrong = another_line(right, scale, offset_ms, "wrong")
     lines: list[str] = []
     v = Verifier(space, SearchSettings(n_trials=40, seed=0), 6.0, backend=device,
                  calibration=nets, log=lines.append).run(wrong)
@@ -122,6 +119,15 @@ def test_verify_corrects_a_wrong_calibration(tmp_path, monkeypatch, scale, offse
             space.decode(c.z).graph) <= 6.0
     assert v.result.budget_ms == 6.0
     assert low_error(v, space, device) < low_error_of(wrong, v, space, device)
+
+
+def another_line(right, scale, offset_ms, how):
+    """The calibrated predictor ``right`` with its line scaled by ``scale`` and moved up by
+    ``offset_ms``: a wrong calibration of the same base and device."""
+    line = CalibratedPredictor(right.base)
+    line.a_, line.b_, line.how_ = right.a_ * scale, right.b_ * scale + offset_ms, how
+    line.fingerprint_ = right.fingerprint_
+    return line
 
 
 def low_error(v, space, device):
@@ -301,9 +307,7 @@ def test_a_fallback_under_the_budget_spares_a_round_when_every_answer_measures_o
     space, device = get_space("mobilenet"), get_backend("simulated", context="quiet")
     layers, nets = device_tables(device, space, show_progress=False)
     right = calibrate(LookupPredictor().fit(layers), nets, space, device, 6.0)
-    low = CalibratedPredictor(right.base)
-    low.a_, low.b_, low.how_ = right.a_ * 0.97, right.b_ * 0.97, "3 % low"
-    low.fingerprint_ = right.fingerprint_
+    low = another_line(right, 0.97, 0.0, "3 % low")
     v = Verifier(space, SearchSettings(sampler="exact"), 6.0, backend=device,
                  calibration=nets).run(low)
     assert "none within the budget" in v.rounds[0] if rounds == 2 else \
