@@ -11,6 +11,8 @@ _HINTS = {
     "nnabla": "pip install 'hwnas[nnabla]' in a Python <= 3.10 environment (nnabla has no "
               "wheels for newer Pythons); scripts/setup makes one in .venv",
     "matplotlib": "pip install 'hwnas[plot]'",
+    "torch": "pip install 'hwnas[torch]' (a CPU-only build: pip install torch --index-url "
+             "https://download.pytorch.org/whl/cpu)",
 }
 
 
