@@ -215,3 +215,36 @@ def test_torch_is_loaded_on_first_use_only_and_its_absence_says_what_to_install(
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("MissingDependency hwnas.integrations.ExpectedLatency needs "
                                  "torch") and "pip install 'hwnas[torch]'" in run.stdout
+
+
+def test_the_pytorch_example_derives_networks_within_its_budgets(torch, monkeypatch, capsys,
+                                                                 tmp_path):
+    """examples/train_torch_supernet.py --quick --json, as a script in this process: a real
+    supernet trained on the digits at three budgets, timed with the torch backend."""
+    import json
+    import pathlib
+    import runpy
+    out = tmp_path / "derived.json"
+    script = pathlib.Path(__file__).parent.parent / "examples" / "train_torch_supernet.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--epochs", "1", "--quick", "--json",
+                                      str(out), "--plot", str(tmp_path / "a.png")])
+    runpy.run_path(str(script), run_name="__main__")
+    stdout = capsys.readouterr().out
+    epochs = [line for line in stdout.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 6  # three budgets: before training, after one epoch
+    accuracy = [float(line.split("accuracy")[1].split()[0]) for line in epochs]
+    expected = [float(line.split("E[latency]")[1].split()[0]) for line in epochs]
+    lams = [float(line.split("lambda")[1]) for line in epochs]
+    assert all(accuracy[i + 1] > 0.4 > accuracy[i] for i in (0, 2, 4))  # real digits
+    derived = json.loads(out.read_text())
+    budgets = [r["budget_ms"] for r in derived]
+    assert len(derived) == 3 and budgets == sorted(budgets)
+    # the lowest budget is under the uniform mixture's E[latency]: lambda rose and pulled the
+    # architecture towards speed; the highest is over it: lambda fell below 0
+    assert expected[0] > budgets[0] and lams[1] > 0 and expected[1] < expected[0]
+    assert expected[4] < budgets[2] and lams[5] < 0 and expected[5] > expected[4]
+    for r in derived:  # within the budget by construction, measured for real
+        assert r["predicted_latency_ms"] <= r["budget_ms"]
+        assert r["measured_latency_ms"] > 0 and 0 <= r["accuracy"] <= 1 and len(r["z"]) == 5
+    assert stdout.count("derived z") == 3 and "torch" in stdout.splitlines()[0]
+    assert (tmp_path / "a.png").stat().st_size > 1000

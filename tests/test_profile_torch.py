@@ -193,13 +193,14 @@ def test_cuda_context(torch, tmp_path):
 
 
 def isolated_site(tmp_path):
-    """A folder with the torch environment's packages but scikit-learn, SciPy, Optuna, tqdm
-    and hwnas: with ``python -S`` and it alone on PYTHONPATH (no .pth files run, so no
-    editable hwnas either), an interpreter has torch and numpy but none of those."""
+    """A folder with the torch environment's packages but scikit-learn, SciPy, Optuna, tqdm,
+    ONNX (Runtime) and hwnas: with ``python -S`` and it alone on PYTHONPATH (no .pth files
+    run, so no editable hwnas either), an interpreter has torch and numpy but none of those."""
     import numpy
     import torch
     parents = {os.path.dirname(os.path.dirname(m.__file__)) for m in (numpy, torch)}
-    banned = ("sklearn", "scikit_learn", "scipy", "optuna", "tqdm", "hwnas", "__editable__")
+    banned = ("sklearn", "scikit_learn", "scipy", "optuna", "tqdm", "onnx", "hwnas",
+              "__editable__")
     site = tmp_path / "gpu_site"
     site.mkdir()
     for parent in parents:
@@ -235,6 +236,42 @@ def test_measuring_needs_only_torch_and_numpy(tmp_path):
     assert missing.returncode != 0  # the site really lacks scikit-learn
 
 
+def test_export_for_a_pytorch_device_round_trip_without_hwnas(tmp_path):
+    """An export for a device with PyTorch and no ONNX Runtime: its runner, on a site with
+    numpy and torch alone, times what the torch backend builds and writes tables that a
+    predictor fits on and that this machine can verify (the same fingerprint)."""
+    from hwnas.predictors import LookupPredictor
+    from hwnas.profile import _torch_net
+    from hwnas.search._verify import verifier_backend
+    export = tmp_path / "to_gpu"
+    run = hwnas("profile", "--space", "nb201", "--backend", "torch", "--export", export,
+                "--networks", "5", "--with-layers")
+    assert run.returncode == 0, run.stderr
+    assert "5 networks and 18 layers of nb201 exported" in run.stdout
+    assert "needs numpy and torch" in run.stdout
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["runtime"] == "torch"
+    assert all(u["file"].endswith(".json") and (export / u["file"]).exists()
+               for u in manifest["units"])
+    assert (export / "hwnas_torch.py").read_bytes() == Path(_torch_net.__file__).read_bytes()
+    assert not list(export.rglob("*.onnx"))
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(isolated_site(tmp_path))}
+    command = [sys.executable, "-S", str(export / "runner.py"), *FAST_ARGS]
+    measured = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    assert "5 networks (5 measured now)" in measured.stdout
+    networks = read_network_table(export / "networks.csv")
+    layers = read_layer_table(export / "layers.csv")
+    assert networks.fingerprint == layers.fingerprint == get_backend("torch").fingerprint()
+    assert len(layers.timings) == 18 and all(t.latency_ms > 0 for t in networks.timings)
+    verifier, why = verifier_backend(LookupPredictor().fit(layers))
+    assert verifier is not None and verifier.name == "torch", why
+    (export / "hwnas_torch.py").unlink()  # a runner copied without it says what is missing
+    bare = subprocess.run(command + ["--out-dir", str(tmp_path / "again")], env=env,
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert bare.returncode == 1 and "runner.py needs hwnas_torch.py" in bare.stderr
+
+
 def test_search_on_nb201_ends_verified(tmp_path):
     cache = tmp_path / "cache"
     run = hwnas("search", "--space", "nb201", "--backend", "torch", "--budget-ms", "1000",
@@ -260,7 +297,7 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
                           str(tmp_path / "out")], env=env, capture_output=True, text=True,
                          cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["results"]
     assert report["device"].startswith("cpu: ") and report["backend"] == "torch"
     assert report["networks"] == 6 and len(report["passes"]) == 2
     assert 0 <= report["within_10_pct"] <= 100 and -1 <= report["kendall_tau_passes"] <= 1
