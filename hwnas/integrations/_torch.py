@@ -8,7 +8,7 @@ Loaded on first use of ``hwnas.integrations.ExpectedLatency`` (torch is never im
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwnas._imports import require
 from hwnas.errors import InputError
@@ -16,7 +16,10 @@ from hwnas.integrations._penalty import LatencyPenalty
 from hwnas.predictors import Predictor
 from hwnas.spaces import SearchSpace
 
-torch = require("torch", "hwnas.integrations.ExpectedLatency")
+if TYPE_CHECKING:
+    import torch
+else:  # a missing torch says what to install
+    torch = require("torch", "hwnas.integrations.ExpectedLatency")
 
 
 class ExpectedLatency(torch.nn.Module):
