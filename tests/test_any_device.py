@@ -25,7 +25,7 @@ from hwnas.predictors import (
     load_predictor,
 )
 from hwnas.profile.__main__ import main as profile_main
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import SPACES, get_space
 from hwnas.spaces.nb201 import kept_edges
 from hwnas.tables import (
@@ -140,7 +140,7 @@ def test_additive_never_prices_an_unseen_choice_and_search_never_picks_it(tmp_pa
     with pytest.raises(ValueError, match="cannot price choice 'none' of decision 'edge_1<-0'"):
         LatencyPenalty(space, p)
     for sampler in ("exact", "random"):
-        result = search(space, p, budget_ms=1e3, sampler=sampler, n_trials=60, seed=0,
+        result = run_study(space, p, budget_ms=1e3, sampler=sampler, n_trials=60, seed=0,
                         show_progress=False)
         assert result.best and all(0 not in c.z for c in result.best)
 
@@ -209,7 +209,7 @@ def test_pruned_space_is_its_own_and_not_additive(tmp_path):
     with pytest.raises(NotAdditiveError):
         p.cost_matrix(pruned)
     assert np.isfinite(p.predict_z(pruned, Z)).all()
-    result = search(pruned, p, budget_ms=float(np.median(y)), sampler="random", n_trials=30,
+    result = run_study(pruned, p, budget_ms=float(np.median(y)), sampler="random", n_trials=30,
                     seed=0, show_progress=False)
     assert result.best[0].predicted_latency_ms <= np.median(y)
 

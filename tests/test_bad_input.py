@@ -349,10 +349,10 @@ def test_api_errors_are_input_errors(tmp_path, call, message):
     ({"budget_ms": float("inf")}, "budget_ms must be a finite number > 0"),
 ])
 def test_search_api_refuses_bad_options(inputs, options, message):
-    from hwnas.search import search
+    from hwnas.search import run_study
     predictor = load_predictor(inputs / "lookup.json")
     with pytest.raises(InputError, match=message):
-        search(get_space("nb201"), predictor, **{"budget_ms": 50.0, **options})
+        run_study(get_space("nb201"), predictor, **{"budget_ms": 50.0, **options})
 
 
 # --- what the commands do with errors --------------------------------------------------------

@@ -23,7 +23,7 @@ from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor, load_predictor
 from hwnas.predictors._regressors import TreePredictor
 from hwnas.profile import read_cache_status
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import get_space, load_space
 from hwnas.tables import (
     LAYER_COLUMNS,
@@ -683,7 +683,7 @@ def test_an_objective_calling_sys_exit_fails_its_trial_only(files):
         if arch.z[0] == 0:
             sys.exit(3)
         return float(arch.macs)
-    result = search(space, predictor, 1e9, exits, n_trials=30, seed=0)
+    result = run_study(space, predictor, 1e9, exits, n_trials=30, seed=0)
     failed = [t for t in result.study.trials if t.state.name == "FAIL"]
     assert failed and all("SystemExit" in t.user_attrs["error"] for t in failed)
     assert result.best and all(c.z[0] != 0 for c in result.best)

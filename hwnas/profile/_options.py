@@ -41,11 +41,8 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str | None) ->
 
 def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
     """The backend ``name`` configured by the options of ``add_backend_options``."""
-    from hwnas.profile import get_backend
-    options = {"context": args.context, "device_id": args.device_id, "batch": args.batch}
-    if name == "onnxruntime":
-        options.update(threads=args.threads, optimization=args.optimization)
-    return get_backend(name, **options)
+    from hwnas.profile._backends import backend_options, get_backend
+    return get_backend(name, **backend_options(name, vars(args)))
 
 
 def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,10 +68,11 @@ def parse_budget(text: str) -> tuple[str, float]:
     return name.strip(), value
 
 
-def split_budgets(specs: Sequence[str], budget_ms: float | None
+def split_budgets(specs: Mapping[str, float] | Sequence[str], budget_ms: float | None
                   ) -> tuple[float, str | None, list[tuple[str, float]]]:
     """(the search's own limit, the budget that supplies the search's own predictor, the
-    other budgets) of ``--budget`` options and ``--budget-ms``.
+    other budgets) of ``--budget`` options (``NAME=LIMIT`` strings, or ``{name: limit}``)
+    and ``--budget-ms``.
 
     The search's own predictor (``local``: this machine in the default flow, or --predictor,
     --table, --device) takes ``--budget-ms`` or ``local=LIMIT``; with neither, the first
@@ -82,7 +83,8 @@ def split_budgets(specs: Sequence[str], budget_ms: float | None
         >>> split_budgets(["pixel3=15", "local=5"], None)
         (5.0, None, [('pixel3', 15.0)])
     """
-    parsed = [parse_budget(s) for s in specs]
+    parsed = [parse_budget(f"{name}={limit!r}") for name, limit in specs.items()] \
+        if isinstance(specs, Mapping) else [parse_budget(s) for s in specs]
     names = [n for n, _ in parsed]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

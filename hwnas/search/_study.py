@@ -1,6 +1,6 @@
 """An Optuna study over z with predicted latency as a constraint, a penalty or an objective.
 
-``search`` is composed of named parts: the objective (``resolve_objective``), the latency
+``run_study`` is composed of named parts: the objective (``resolve_objective``), the latency
 model and budgets (``_feasible``), the study and its storage (``open_study``), the workers
 (``run_trials``), and the ranking of the result (``rank``).
 """
@@ -246,10 +246,12 @@ class SearchSettings:
                                  f"process and keeps no study: it takes no {given[0]}")
 
 
-def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
-           objective: str | Objective | None = None, *, settings: SearchSettings | None = None,
-           **options: Any) -> SearchResult:
-    """Search z for the best objective (maximised) under a latency budget.
+def run_study(space: SearchSpace, predictor: Predictor, budget_ms: float,
+              objective: str | Objective | None = None, *,
+              settings: SearchSettings | None = None, **options: Any) -> SearchResult:
+    """Search z for the best objective (maximised) under a budget on the predicted latency:
+    one Optuna study (or the exact optimum), no device touched, nothing verified
+    (``find_architectures`` runs the whole job).
 
     Args:
         space, predictor, budget_ms: what to search, how latency is predicted (no device is
@@ -262,7 +264,7 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
 
     Example (a fitted ``predictor`` as in the README)::
 
-        result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
+        result = run_study(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
         print(result.best[0].z, result.best[0].predicted_latency_ms)
     """
     problem = SearchProblem.build(space, predictor, budget_ms,
@@ -293,10 +295,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
 
 def _settings(objective: str | Objective | None, settings: SearchSettings | None,
               options: dict[str, Any]) -> SearchSettings:
-    """search()'s settings: ``settings`` as given, or built from the objective and options."""
+    """run_study()'s settings: ``settings`` as given, or built from the objective and options."""
     if settings is not None:
         if objective is not None or options:
-            raise InputError("search: give either settings= or the options as keywords, "
+            raise InputError("run_study: give either settings= or the options as keywords, "
                              "not both")
         return settings
     if objective is not None:
