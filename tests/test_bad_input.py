@@ -372,7 +372,7 @@ def test_only_hwnas_errors_are_one_line(capsys):
     # a ValueError, KeyError or OSError naming no file is a bug: its traceback is shown
     for bug in (ValueError("operands could not be broadcast"), KeyError("k"),
                 OSError("no file"), IndexError("index 3 is out of bounds")):
-        assert _cli.run(_raise(bug), "prog") == 1
+        assert _cli.run(_raise(bug), "prog") == _cli.EXIT_BUG
         err = capsys.readouterr().err
         assert "Traceback" in err and "bug in hwnas" in err.splitlines()[-1]
 

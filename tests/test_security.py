@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from helpers import FP, digest, hwnas, network_table, set_cell, write_table
 
+from hwnas import _cli
 from hwnas._files import atomic_write, mask_secrets, parse_float, parse_int, safe_name
 from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor, load_predictor
@@ -235,7 +236,7 @@ def test_no_secret_in_stdout_stderr_json_or_the_cache_record(files, tmp_path):
                           f"    raise RuntimeError('boom at {URL}')\n"
                           "sys.exit(_cli.run(buggy, 'x'))\n"],
                          capture_output=True, text=True)
-    assert err.returncode == 1 and "boom at postgresql://me:***@" in err.stderr
+    assert err.returncode == _cli.EXIT_BUG and "boom at postgresql://me:***@" in err.stderr
     assert SECRET not in err.stderr
     from hwnas.profile._cache import record_status
     record_status(tmp_path, {"layers.csv": {"protocol": {"runs": 3}}})

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 from hwnas._files import MAX_PREDICTOR_BYTES, json_int, read_text, write_json
-from hwnas.errors import HwnasError, InputError
+from hwnas.errors import InputError, NotFittedError, NotSupportedError
 from hwnas.layers import Layer
 from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
 from hwnas.tables import Fingerprint, NetworkTable
@@ -31,15 +30,6 @@ _KINDS = {"a number": numbers.Real, "an integer": numbers.Integral, "a string": 
 
 FORMAT = "hwnas.predictor"
 FORMAT_VERSION = 1
-
-
-class NotFittedError(HwnasError, _SklearnNotFittedError):
-    """A predictor was used before ``fit`` (scikit-learn's error: a ValueError and an
-    AttributeError)."""
-
-
-class NotSupportedError(HwnasError, NotImplementedError):
-    """The predictor kind cannot do what was asked; the message says which kinds can."""
 
 
 class Predictor(BaseEstimator, ABC):

@@ -9,17 +9,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnseenLayerError
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, from_dict
 from hwnas.tables import LayerTable
-
-
-class UnseenLayerError(InputError, KeyError):
-    """A layer has no row in the lookup table (and there is no fallback)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class LookupPredictor(Predictor):

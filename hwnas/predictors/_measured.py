@@ -7,15 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import InputError
+from hwnas.errors import UnmeasuredError
 from hwnas.predictors._base import NotAdditiveError
 from hwnas.predictors._network import _SpacePredictor
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
-
-
-class UnmeasuredError(InputError):
-    """A z that the measured predictor's table does not hold; the message names it."""
 
 
 class MeasuredPredictor(_SpacePredictor):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnknownChoiceError, UnknownChoiceWarning
 from hwnas.layers import Layer
 from hwnas.predictors._base import (
     NotAdditiveError,
@@ -22,14 +22,6 @@ from hwnas.predictors._features import by_op, per_op
 from hwnas.predictors._regressors import Forest
 from hwnas.spaces import SearchSpace
 from hwnas.tables import NetworkTable
-
-
-class UnknownChoiceError(InputError):
-    """A z uses a choice whose cost the predictor has not learned; the message names it."""
-
-
-class UnknownChoiceWarning(UserWarning):
-    """A fitted predictor cannot price some choices (no measured network used them)."""
 
 
 def choice_names(space: SearchSpace, known: np.ndarray) -> list[str]:

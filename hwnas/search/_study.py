@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -27,7 +28,7 @@ from hwnas._checks import count, finite, fraction, is_integer, positive
 from hwnas._cli import MAX_TRIALS, MAX_WORKERS
 from hwnas._files import mask_secrets
 from hwnas._progress import Progress
-from hwnas.errors import HwnasError, InputError
+from hwnas.errors import BudgetError, HwnasError, InputError, SearchInterrupted, WorkerDied
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
 from hwnas.search._fleet import DeviceBudget, fleet_note, fleet_optimum
 from hwnas.spaces._exact import MAX_ENUMERATED, every_z, knapsack, pareto_mask
@@ -52,26 +53,6 @@ _NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 #: settings a resumed study must share with its earlier trials (values are not comparable
 #: otherwise); the others (budget, predictor, memory budgets, confidence) are re-evaluated
 _FIXED_SETTINGS = ("space_signature", "objective", "mode")
-
-
-class BudgetError(InputError):
-    """No architecture of the space meets the budget."""
-
-    def __init__(self, budget_ms: float, min_latency_ms: float, exact: bool = True):
-        self.budget_ms, self.min_latency_ms = budget_ms, min_latency_ms
-        what = "this space can reach" if exact else "the search found (the predictor is " \
-                                                    "not additive, so the least is not known)"
-        super().__init__(f"no architecture meets the budget of {budget_ms:g} ms: the smallest "
-                         f"predicted latency {what} is {min_latency_ms:.3f} ms")
-
-
-class SearchInterrupted(KeyboardInterrupt):
-    """The search was interrupted (Ctrl-C); the message says what was kept."""
-
-
-class WorkerDied(HwnasError):
-    """A search worker process was killed by a signal (the out-of-memory killer, a user's
-    kill): not a bug in hwnas; the message names the worker and the signal."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +106,9 @@ def open_storage(spec: str | None):
         from optuna.storages.journal import JournalFileBackend
     except ImportError:  # Optuna < 4
         from optuna.storages import JournalFileStorage as JournalFileBackend
-    return JournalStorage(JournalFileBackend(spec))
+    with warnings.catch_warnings():  # experimental in Optuna < 4: hwnas's choice, as below
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return JournalStorage(JournalFileBackend(spec))
 
 
 @dataclass(frozen=True)
@@ -402,10 +385,14 @@ def _base_sampler(sampler: str | optuna.samplers.BaseSampler, seed: int | None
         return sampler
     native: dict[str, Any] = {} if _NATIVE_CONSTRAINTS else {
         "constraints_func": _stored_constraints}
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **native)
-    if sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **native)
+    with warnings.catch_warnings():
+        # Optuna < 5 calls constraints_func experimental: hwnas's choice, not the user's, so
+        # not a warning for the user
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, **native)
+        if sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, **native)
     return optuna.samplers.RandomSampler(seed=seed)
 
 

@@ -11,15 +11,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from hwnas.errors import HwnasError, InputError
+from hwnas.errors import InputError, NotAdditiveError
 from hwnas.layers import ARITY, Layer
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
-
-
-class NotAdditiveError(HwnasError, TypeError):
-    """Latency is not additive over the decisions of z: no per-decision cost matrix exists."""
 
 
 #: in a Graph, the network input; ``None`` is a tensor of zeros (e.g. a cell node that no
