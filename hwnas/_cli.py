@@ -157,7 +157,9 @@ def _run(main: Callable[[Sequence[str] | None], int], prog: str,
         if debug:
             _print_traceback()
         message = str(e) or "what was measured is kept, run again to resume"
-        print(mask_secrets(f"\n{prog}: interrupted; {message}"), file=sys.stderr)
+        if not message.startswith("interrupted"):  # SearchInterrupted's says it already
+            message = f"interrupted; {message}"
+        print(mask_secrets(f"\n{prog}: {message}"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader of stdout went away (`| head`): nothing to report, as for any Unix tool;

@@ -28,7 +28,7 @@ from hwnas.profile import (
     protocol_from_args,
 )
 from hwnas.search._flow import MeasureSettings, find_architectures, load_objective
-from hwnas.search._study import MODES, SAMPLERS, BudgetError, SearchInterrupted, SearchSettings
+from hwnas.search._study import MODES, SAMPLERS, SearchSettings
 
 PROG = "python -m hwnas.search"
 
@@ -129,17 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_outputs(args)
-    try:
-        outcome = find_architectures(
-            args.budget_ms, space=args.space, device=args.device,
-            predictor=args.predictor or args.table, fleet=args.budget or [],
-            settings=_settings(args), measure=_measure(args), log=print)
-    except BudgetError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 1
-    except SearchInterrupted as e:
-        print(f"\n{PROG}: {e}", file=sys.stderr)
-        return 130
+    outcome = find_architectures(  # BudgetError exits 1, Ctrl-C 130 (hwnas._cli.run)
+        args.budget_ms, space=args.space, device=args.device,
+        predictor=args.predictor or args.table, fleet=args.budget or [],
+        settings=_settings(args), measure=_measure(args), log=print)
     print(outcome.report())
     if args.json:
         outcome.write_json(args.json)
