@@ -20,8 +20,11 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from hwnas._files import MAX_PREDICTOR_BYTES, json_int, read_text, write_json
 from hwnas.errors import HwnasError, InputError
 from hwnas.layers import Layer
-from hwnas.spaces import NotAdditiveError  # noqa: F401  (re-exported: part of this interface)
-from hwnas.spaces import SearchSpace, load_space
+from hwnas.spaces import (
+    NotAdditiveError,  # noqa: F401  (re-exported: part of this interface)
+    SearchSpace,
+    load_space,
+)
 from hwnas.tables import UNKNOWN_FINGERPRINT, Fingerprint, LayerTable, NetworkTable
 
 if TYPE_CHECKING:
