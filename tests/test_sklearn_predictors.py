@@ -168,9 +168,9 @@ def test_layer_kinds_fit_tables_and_predict_z_of_their_space(tmp_path):
         LinearPredictor().fit_table(table).predict(Z)
     with pytest.raises(InputError, match="learns from a layer table .*got a network table"):
         LinearPredictor().fit_table(load_device("pixel3", "nb201"))
+    Z, y = shipped("pixel3", "nb201", 200)
     with pytest.raises(NotSupportedError, match="predicts whole architectures"):
-        AdditivePredictor(space="nb201").fit(*shipped("pixel3", "nb201", 200)).predict_layers(
-            layers)
+        AdditivePredictor(space="nb201").fit(Z, y).predict_layers(layers)
 
 
 def test_the_old_fit_and_predict_calls_warn_and_do_what_they_did(tmp_path):
@@ -178,14 +178,14 @@ def test_the_old_fit_and_predict_calls_warn_and_do_what_they_did(tmp_path):
     layers = table.layers()[:4]
     with pytest.warns(DeprecationWarning, match=r"LookupPredictor\.fit\(table, space\) is "
                                                 r"deprecated.*call LookupPredictor\.fit_table"):
-        old = LookupPredictor().fit(table)
+        old = LookupPredictor().fit(table)  # rename: keep
     with pytest.warns(DeprecationWarning, match=r"predict\(layers\) is deprecated.*"
                                                 r"predict_layers\(layers\)"):
-        values = old.predict(layers)
+        values = old.predict(layers)  # rename: keep
     assert values.tolist() == LookupPredictor().fit_table(table).predict_layers(layers).tolist()
     networks = load_device("pixel3", "nb201")
     with pytest.warns(DeprecationWarning, match=r"MeasuredPredictor\.fit\(table, space\)"):
-        measured = MeasuredPredictor().fit(networks, get_space("nb201"))
+        measured = MeasuredPredictor().fit(networks, get_space("nb201"))  # rename: keep
     assert measured.predict([[3] * 6])[0] == pytest.approx(32.993, abs=1e-3)
 
 
@@ -282,6 +282,6 @@ def write_networks(path, Z, y, exclude):
 def test_layers_are_never_taken_for_z():
     """A list of Layer objects goes to predict_layers (deprecated), anything else is z."""
     layer = Layer("conv", (3, 8, 8), 8, kernel=3)
+    Z, y = shipped("pixel3", "nb201", 300)
     with pytest.raises(InputError, match="z must"):
-        AdditivePredictor(space="nb201").fit(*shipped("pixel3", "nb201", 300)).predict(
-            [[layer]])
+        AdditivePredictor(space="nb201").fit(Z, y).predict([[layer]])

@@ -38,7 +38,7 @@ FORMAT = "hwnas.predictor"
 FORMAT_VERSION = 1
 
 #: the device of a predictor fitted with ``fit(X, y)``: arrays name none
-ARRAYS_FINGERPRINT = Fingerprint(**{**UNKNOWN_FINGERPRINT, "device": "unnamed (fit(X, y))"})
+ARRAYS_FINGERPRINT = Fingerprint.from_row({"device": "unnamed (fit(X, y))"}, UNKNOWN_FINGERPRINT)
 
 
 class NotFittedError(HwnasError, _SklearnNotFittedError):
@@ -102,6 +102,8 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
     _registry: ClassVar[dict[str, type[Predictor]]] = {}
     #: the constructor's ``space=`` (every kind takes it, keyword-only)
     space: str | SearchSpace | None
+    #: digests of the z it was fitted or calibrated on (``network_digests``); None: unknown
+    fitted_networks_: np.ndarray | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,7 +112,8 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
 
     # --- scikit-learn: X is z, y the latencies -------------------------------------------
 
-    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> Predictor:
+    def fit(self, X: ArrayLike | LayerTable | NetworkTable,
+            y: ArrayLike | str | SearchSpace | None = None) -> Predictor:
         """Fit on measured networks of ``space``: X their z (n_networks x n_decisions
         integers), y their latencies (or the target), one per row, finite and > 0. Returns
         self. Only the kinds fitted from networks (``from_networks``); the layer kinds learn
@@ -121,7 +124,7 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
         """
         if isinstance(X, (LayerTable, NetworkTable)):
             _deprecated(self, "fit(table, space)", "fit_table(table, space)")
-            return self.fit_table(X, y)  # type: ignore[arg-type]  # y was the space
+            return self.fit_table(X, y)  # type: ignore[arg-type]  # there y was the space
         if not self.from_networks:
             raise NotSupportedError(
                 f"the {self.kind} predictor learns from a layer table: "
@@ -129,10 +132,10 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
                 f"and latencies fits the network kinds ({', '.join(network_kinds())})")
         self._validate()
         space = self._fit_space(None)
-        Z, values = _check_xy(space, X, y)
+        Z, values = _check_xy(space, X, y)  # type: ignore[arg-type]  # not a table here
         return self._fit_on(space, Z, values, "X", ARRAYS_FINGERPRINT)
 
-    def predict(self, X: ArrayLike) -> np.ndarray:
+    def predict(self, X: ArrayLike | Sequence[Layer]) -> np.ndarray:
         """The latency (or the target) of each network: X its z, one row per network, in
         the predictor's space (``space=``, else the space it was fitted on).
 
@@ -143,7 +146,7 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
             _deprecated(self, "predict(layers)", "predict_layers(layers)")
             return self.predict_layers(X)
         self._check_fitted()
-        return self.predict_z(self._z_space("predict(X)"), X)
+        return self.predict_z(self._z_space("predict(X)"), X)  # type: ignore[arg-type]
 
     # --- hwnas: tables, layers, batches of z ---------------------------------------------
 
@@ -212,6 +215,8 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
         if fitted is None:
             return None
         resolved = _as_space(space)
+        if resolved is None:
+            raise InputError("fitted_mask needs the space of the z")
         return np.isin(network_digests(resolved.name, resolved.check_z(z)), fitted)
 
     # --- what the kinds implement --------------------------------------------------------

@@ -106,7 +106,7 @@ class CalibratedPredictor(Predictor):
         base = self._base()
         self.fingerprint_ = base.fingerprint_
         own = getattr(base, "fitted_networks_", None)
-        if own is not None:
+        if own is not None and self.fitted_networks_ is not None:
             self.fitted_networks_ = np.union1d(self.fitted_networks_, own)
         return self
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -261,14 +261,19 @@ def _op_terms(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]
                  {layer.op for d, decision in enumerate(space.decisions)
                   for c, group in enumerate(decision.layers) if seen[d, c] for layer in group})
     unique = space.unique_layers()
-    terms = dict(zip((layer.key for layer in unique), _layer_terms(unique)))
+    by_key = dict(zip((layer.key for layer in unique), _layer_terms(unique)))
     X = np.zeros((len(Z), len(ops) * len(FEATURES)))
     for i, op in enumerate(ops):
         for j in range(len(FEATURES)):
-            fixed, C = space.cost_matrix(lambda layers, op=op, j=j: [
-                terms[layer.key][j] if layer.op == op else 0.0 for layer in layers])
+            fixed, C = space.cost_matrix(_term_of(by_key, op, j))
             X[:, i * len(FEATURES) + j] = fixed + C[np.arange(Z.shape[1]), Z].sum(axis=1)
     return ops, X
+
+
+def _term_of(by_key: dict[str, np.ndarray], op: str, j: int
+             ) -> Callable[[Sequence[Layer]], list[float]]:
+    """A layer cost for ``cost_matrix``: term j of each layer of op kind ``op``, else 0."""
+    return lambda layers: [float(by_key[ly.key][j]) if ly.op == op else 0.0 for ly in layers]
 
 
 class AdditiveFeaturesPredictor(_KnownChoices):
