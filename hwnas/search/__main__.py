@@ -232,7 +232,7 @@ def _source(args, budget_ms: float | None) -> Source:
     if loaded is not None:
         return Source(space, loaded, args.predictor)
     if args.table:
-        return Source(space, LookupPredictor().fit(read_layer_table(args.table)), args.table)
+        return Source(space, LookupPredictor().fit_table(read_layer_table(args.table)), args.table)
     name = args.backend or next(iter(available_backends()), None)
     if name is None:
         raise InputError("no profiler backend is installed to measure this machine: "
@@ -240,7 +240,7 @@ def _source(args, budget_ms: float | None) -> Source:
     backend = backend_from_args(name, args)
     layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
                                      show_progress=not args.quiet, remeasure=args.remeasure)
-    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend, budget_ms)
+    predictor = calibrate(LookupPredictor().fit_table(layers), networks, space, backend, budget_ms)
     return Source(space, predictor, layers.path, backend, networks)
 
 
