@@ -84,7 +84,7 @@ def run(backend_name: str, space_name: str, n_random: int, protocol: TimingProto
             for kind, cls in KINDS.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    predictor = cls().fit(train, space)
+                    predictor = cls().fit_table(train, space)
                 rows = priced(predictor, space, test)
                 m = evaluate(predictor, test.select(rows), space) if len(rows) >= 3 else {}
                 entry = {"backend": backend_name, "space": space_name, "train": how, "n": n,

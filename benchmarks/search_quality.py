@@ -156,9 +156,9 @@ def load(args, space):
     if args.predictor:
         return load_predictor(args.predictor)
     if args.table:
-        return LookupPredictor().fit(read_layer_table(args.table))
+        return LookupPredictor().fit_table(read_layer_table(args.table))
     layers, nets = device_tables(get_backend(available_backends()[0]), space)
-    return CalibratedPredictor(LookupPredictor().fit(layers)).fit(nets, space)
+    return CalibratedPredictor(LookupPredictor().fit_table(layers)).fit_table(nets, space)
 
 
 def main() -> None:

@@ -31,12 +31,12 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
     space = get_space("nb201")
     write_table(folder / "layers.csv", space.unique_layers())
-    lookup = LookupPredictor().fit(read_layer_table(folder / "layers.csv"))
+    lookup = LookupPredictor().fit_table(read_layer_table(folder / "layers.csv"))
     Z = space.random_z(10, seed=0)
     network_table(folder / "nets.csv", space, Z, 1.2 * lookup.predict_z(space, Z) + 0.3,
                   noise=0.01)
     lookup.save(folder / "lookup.json")
-    CalibratedPredictor(lookup).fit(read_network_table(folder / "nets.csv"), space).save(
+    CalibratedPredictor(lookup).fit_table(read_network_table(folder / "nets.csv"), space).save(
         folder / "calibrated.json")
     (folder / "space.yaml").write_text(SPACE_YAML)
     import yaml

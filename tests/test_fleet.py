@@ -35,7 +35,7 @@ def test_exact_optimum_under_three_budgets_is_the_brute_force_one_on_nb201(kind)
     space = get_space("nb201")
     names = ["pixel3", "titan_rtx_1", "gold_6240"]
     if kind == "additive":  # cost matrices: the integer program
-        predictors = [AdditivePredictor().fit(load_device(n, "nb201"), space) for n in names]
+        predictors = [AdditivePredictor().fit_table(load_device(n, "nb201"), space) for n in names]
     else:  # each cell's measured latency: every z enumerated
         predictors = [device_predictor(n, "nb201") for n in names]
     limits = [12.0, 6.0, 9.0]
@@ -73,7 +73,7 @@ def test_default_sampler_keeps_every_trial_within_every_budget_on_fbnet():
 def test_pareto_mode_trades_the_objective_against_the_worst_budget_ratio():
     space = get_space("nb201")
     fleet = (DeviceBudget("titan_rtx_1", device_predictor("titan_rtx_1", "nb201"), 8.0),)
-    pixel3 = AdditivePredictor().fit(load_device("pixel3", "nb201"), space)
+    pixel3 = AdditivePredictor().fit_table(load_device("pixel3", "nb201"), space)
     result = run_study(space, pixel3, 20.0, mode="pareto", n_trials=80, seed=1, fleet=fleet)
     worst = [max(c.predicted_latency_ms / 20.0, c.budgets[0][1] / 8.0) for c in result.best]
     assert len(result.best) >= 2 and max(worst) <= 1.0 + 1e-9

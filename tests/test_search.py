@@ -17,7 +17,7 @@ from hwnas.tables import read_network_table
 
 @pytest.fixture
 def predictor(tmp_path):
-    return LookupPredictor().fit(synthetic_table(tmp_path))
+    return LookupPredictor().fit_table(synthetic_table(tmp_path))
 
 
 def budget_between(predictor, share):

@@ -22,7 +22,7 @@ from hwnas.tables import read_layer_table
 def nb201(tmp_path):
     space = get_space("nb201")
     write_table(tmp_path / "nb.csv", space.unique_layers())
-    return space, LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    return space, LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
 
 
 def all_z(space):
@@ -150,7 +150,7 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
     from hwnas.predictors import TreePredictor
     space = get_space("nb201")
     write_table(tmp_path / "nb.csv", space.unique_layers())
-    tree = TreePredictor(n_estimators=20).fit(read_layer_table(tmp_path / "nb.csv"))
+    tree = TreePredictor(n_estimators=20).fit_table(read_layer_table(tmp_path / "nb.csv"))
     budget = float(np.median(tree.predict_z(space, space.random_z(60, seed=0))))
     result = run_study(space, tree, budget, n_trials=40, seed=6, confidence=0.9)
     assert result.best
@@ -161,7 +161,7 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
     run = hwnas("search", "--space", "nb201", "--predictor", tmp_path / "tree.json",
                 "--budget-ms", budget, "--confidence", "0.9", "--trials", "20", "--quiet")
     assert run.returncode == 0 and "(upper quantile " in run.stdout, run.stderr
-    lookup = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    lookup = LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
     with pytest.raises(NotImplementedError, match="gives no spread estimate"):
         run_study(space, lookup, budget, n_trials=5, confidence=0.9)
 
@@ -204,7 +204,7 @@ def test_four_workers_share_one_study_on_postgresql(nb201):
 # --- the feasibility-aware sampler ---------------------------------------------------------
 
 def mobilenet_lookup(tmp_path):
-    return get_space("mobilenet"), LookupPredictor().fit(synthetic_table(tmp_path))
+    return get_space("mobilenet"), LookupPredictor().fit_table(synthetic_table(tmp_path))
 
 
 def tight_budget(space, predictor, share):
@@ -227,7 +227,7 @@ def test_the_wrapped_samplers_propose_only_feasible_trials(tmp_path, space_name,
     if space_name == "nb201":
         space = get_space("nb201")
         write_table(tmp_path / "nb.csv", space.unique_layers())
-        predictor = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+        predictor = LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
     else:
         space, predictor = mobilenet_lookup(tmp_path)
     budget = tight_budget(space, predictor, 0.2)
@@ -244,7 +244,7 @@ def test_the_wrapped_samplers_propose_only_feasible_trials(tmp_path, space_name,
 def test_the_wrapped_sampler_on_a_measured_table(mobilenet_table):
     from hwnas.search import FeasibleSampler, suggest_z
     space = get_space("mobilenet")
-    predictor = LookupPredictor().fit(mobilenet_table)
+    predictor = LookupPredictor().fit_table(mobilenet_table)
     budget = tight_budget(space, predictor, 0.15)
     sampler = FeasibleSampler.for_budget(space, predictor, budget,
                                          optuna.samplers.TPESampler(seed=0), seed=0)
@@ -369,7 +369,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(nb201, tmp_path):
 def test_bounded_rejection_where_latency_is_not_additive(tmp_path):
     space = get_space("nb201-pruned")  # which layers run depends on several decisions
     write_table(tmp_path / "nb.csv", get_space("nb201").unique_layers())
-    predictor = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    predictor = LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
     budget = float(np.quantile(predictor.predict_z(space, space.random_z(200, seed=0)), 0.2))
     result = run_study(space, predictor, budget, sampler="tpe", n_trials=30, seed=0)
     assert result.min_latency_ms is None and result.best

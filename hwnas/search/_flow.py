@@ -127,7 +127,7 @@ def _predictor(given: PredictorLike) -> tuple[Predictor, str]:
         return given, f"a {given.kind} predictor"
     path = os.fspath(given)
     if path.endswith((".csv", ".csv.gz")):
-        return LookupPredictor().fit(read_layer_table(path)), path
+        return LookupPredictor().fit_table(read_layer_table(path)), path
     return load_predictor(path), path
 
 
@@ -154,7 +154,7 @@ def _this_machine(space: SearchSpace, measure: MeasureSettings, budget_ms: float
         backend = get_backend(backend, **backend_options(backend, measure.backend_options))
     layers, networks = device_tables(backend, space, protocol=measure.timing(),
                                      show_progress=show_progress, remeasure=measure.remeasure)
-    calibrated = calibrate(LookupPredictor().fit(layers), networks, space, backend, budget_ms)
+    calibrated = calibrate(LookupPredictor().fit_table(layers), networks, space, backend, budget_ms)
     return LatencySource(space, calibrated, layers.path, backend, networks)
 
 

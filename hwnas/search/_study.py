@@ -410,6 +410,7 @@ def _setting(problem: SearchProblem) -> dict[str, Any]:
     """What a study's trials depend on, stored in its user attrs to check a resume."""
     space, predictor, settings = problem.space, problem.model.predictor, problem.settings
     digest = hashlib.sha1(json.dumps(predictor.to_dict(), sort_keys=True).encode())
+    setting: dict[str, Any]  # values of several types; "fleet" a list
     setting = {"space": space.name, "space_signature": space.signature,
                "objective": problem.goal.name, "mode": settings.mode,
                "budget_ms": problem.budget_ms, "predictor": predictor.kind,

@@ -431,7 +431,7 @@ def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
     is."""
     bounds = backend.calibration_slope if backend is not None else \
         CalibratedPredictor().slope_bounds
-    return CalibratedPredictor(base, slope_bounds=bounds, focus_ms=budget_ms).fit(
+    return CalibratedPredictor(base, slope_bounds=bounds, focus_ms=budget_ms).fit_table(
         networks, space)
 
 

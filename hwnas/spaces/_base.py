@@ -294,7 +294,7 @@ class SearchSpace:
                     ) -> tuple[float, np.ndarray]:
         """Per-decision costs: ``(fixed, C)`` with C[d, c] the cost of choice c of decision d.
 
-        ``layer_cost`` maps a list of layers to one cost each (e.g. ``predictor.predict``);
+        ``layer_cost`` maps a list of layers to one cost each (e.g. ``predictor.predict_layers``);
         it is called once, on the unique layers. C is NaN where decision d has no choice c.
         Raises NotAdditiveError for a space that is not ``additive``: use ``sum_z``.
         """
