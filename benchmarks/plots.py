@@ -99,7 +99,7 @@ def repeatability(r) -> Figure:
 def robustness(r) -> Figure:
     fig, (seconds, over) = _figure(2)
     conditions = r.results["conditions"]
-    for i, (name, c) in enumerate(conditions.items()):
+    for i, c in enumerate(conditions.values()):
         s = c["summary"]
         seconds.scatter([i] * len(s["seconds"]), s["seconds"])
         over.bar(i, s["true_over_budget_max"] or 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import re
 from collections.abc import Callable
 
@@ -25,6 +26,12 @@ COMMANDS: dict[str, tuple[str, Callable[[object], argparse.ArgumentParser]]] = {
     # the export's standalone runner; its argument is the default export folder
     "runner": ("hwnas.profile.runner", lambda m: m.parser("DIR")),
 }
+#: the command ``hwnas`` itself (``hwnas --version``, ``hwnas COMMAND``), where this hwnas has
+#: it; its reference is on the commands' index page
+if importlib.util.find_spec("hwnas.__main__") is not None:
+    COMMANDS["hwnas"] = ("hwnas.__main__", lambda m: m.parser())
+#: where each command's reference is, under reference/commands/, where not at <name>.md
+PAGES = {"hwnas": "index.md"}
 MARKER = re.compile(r"^<!--\s*hwnas-command:\s*([\w-]+)\s*-->[ \t]*$", re.MULTILINE)
 #: the width usage lines are wrapped at (argparse would take the terminal's)
 WIDTH = 88
@@ -42,8 +49,10 @@ def options(p: argparse.ArgumentParser) -> list[str]:
 
 
 def _escape(text: str) -> str:
-    """Help text as Markdown shows it literally (no emphasis, no HTML)."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", " ".join(text.split()))
+    """Help text as Markdown shows it literally: no emphasis, links or code spans (escaped
+    with a backslash), no HTML (``<`` as an entity: Markdown does not escape it)."""
+    text = re.sub(r"([\\`*_\[\]])", r"\\\1", " ".join(text.split()))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _value(a: argparse.Action) -> str:
@@ -57,7 +66,8 @@ def _value(a: argparse.Action) -> str:
 
 def _entry(p: argparse.ArgumentParser, a: argparse.Action) -> list[str]:
     value = _value(a)
-    spellings = ", ".join(f"`{s}{' ' + value if value else ''}`" for s in a.option_strings)
+    spellings = ", ".join(f"`{s}{' ' + value if value else ''}`" for s in a.option_strings) \
+        or f"`{a.metavar or a.dest}`"  # a positional argument
     help_text = p._get_formatter()._expand_help(a) if a.help else ""
     facts = []
     if a.required:
@@ -78,8 +88,9 @@ def render(name: str) -> str:
     formatter = argparse.HelpFormatter(p.prog, width=WIDTH)
     formatter.add_usage(p.usage, p._actions, p._mutually_exclusive_groups)
     out = ["```text", formatter.format_help().strip(), "```", ""]
-    if p.description:
-        out += [_escape(p.description), ""]
+    raw = issubclass(p.formatter_class, argparse.RawDescriptionHelpFormatter)
+    if p.description:  # laid out by hand where the parser keeps its line breaks
+        out += ["```text", p.description, "```", ""] if raw else [_escape(p.description), ""]
     for group in p._action_groups:
         actions = [a for a in group._group_actions if a.help != argparse.SUPPRESS]
         if not actions:
@@ -101,5 +112,7 @@ def render(name: str) -> str:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    """MkDocs: put each marked command's reference into its page."""
-    return MARKER.sub(lambda m: render(m.group(1)), markdown)
+    """MkDocs: put each marked command's reference into its page (the ``hwnas`` command's
+    marker stays empty in an hwnas without it)."""
+    return MARKER.sub(lambda m: "" if m.group(1) == "hwnas" and "hwnas" not in COMMANDS
+                      else render(m.group(1)), markdown)
