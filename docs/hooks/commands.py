@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import os
 import re
 from collections.abc import Callable
 
@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, Callable[[object], argparse.ArgumentParser]]] = {
 }
 #: the command ``hwnas`` itself (``hwnas --version``, ``hwnas COMMAND``), where this hwnas has
 #: it; its reference is on the commands' index page
-if importlib.util.find_spec("hwnas.__main__") is not None:
+if os.path.exists(os.path.join(os.path.dirname(importlib.import_module("hwnas").__file__ or ""),
+                               "__main__.py")):
     COMMANDS["hwnas"] = ("hwnas.__main__", lambda m: m.parser())
 #: where each command's reference is, under reference/commands/, where not at <name>.md
 PAGES = {"hwnas": "index.md"}
