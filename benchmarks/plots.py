@@ -162,11 +162,10 @@ def transfer(r) -> Figure:
                 [row["transfer_design"]["spearman"] for row in rows], label="transfer")
         ax.scatter([row["ceiling_additive"] for row in rows], range(len(rows)), color="black",
                    marker="|", s=80, label="additive ceiling", zorder=3)
-        ax.set_title(f"{space}, 10 designed networks", fontsize=9)
-        ax.set_xlabel("Spearman rho")
+        ax.set_title(f"{space}, 10 designed networks (|: additive ceiling)", fontsize=9)
+        ax.set_xlabel("Spearman rho of transfer")
         ax.tick_params(axis="y", labelsize=6)
         ax.set_xlim(0.5, 1.0)
-    axes[0].legend(fontsize=7, loc="lower left")
     return fig
 
 
