@@ -147,3 +147,25 @@ def test_profile_and_search_measure_with_the_same_default_backend(tmp_path):
     assert run.returncode == 0, run.stderr
     assert read_network_table(str(tmp_path / "nets.csv")).fingerprint.backend == \
         default_backend()
+
+
+@pytest.mark.parametrize("mode, names", [
+    ("constraint", ["macs"]), ("penalty", ["macs x (latency / budget)^w"]),
+    ("pareto", ["macs", "predicted_latency_ms"])])
+def test_a_study_names_its_values_for_optuna_dashboard(tmp_path, mode, names):
+    import optuna
+    if not hasattr(optuna.Study, "set_metric_names"):
+        pytest.skip("Optuna < 3.2 names no metrics")
+    outcome = find_architectures(15, space="fbnet", device="pixel3",
+                                 settings=SearchSettings(seed=0, n_trials=3, mode=mode))
+    assert outcome.result.study.metric_names == names
+
+
+def test_an_objective_module_is_found_in_the_working_folder(tmp_path, monkeypatch):
+    """The hwnas console script, unlike python -m, puts no working folder on sys.path."""
+    from hwnas.search import load_objective
+    (tmp_path / "my_accuracy.py").write_text("def score(arch):\n    return 1.0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert load_objective("my_accuracy:score")(None) == 1.0
+    sys.modules.pop("my_accuracy", None)

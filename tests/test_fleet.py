@@ -110,14 +110,14 @@ def test_search_command_with_a_fleet_of_devices_and_an_energy_predictor(tmp_path
                 "titan_rtx_1=8", "--budget", f"{fitted}=25", "--trials", "30", "--seed", "0",
                 "--top", "2", "--json", out, "--quiet")
     assert run.returncode == 0, run.stderr
-    assert "budgets: titan_rtx_1" in run.stdout and " mj" in run.stdout
+    assert "budgets: titan_rtx_1" in run.stdout and " mJ" in run.stdout
     assert "budgets not verified here" in run.stdout
     doc = json.loads(out.read_text())
     for entry in doc["best"]:
         assert entry["predicted_latency_ms"] <= 15
         budgets = {b["name"]: b for b in entry["budgets"]}
         assert budgets["titan_rtx_1"]["predicted"] <= 8
-        assert budgets[str(fitted)]["unit"] == "mj" and budgets[str(fitted)]["predicted"] <= 25
+        assert budgets[str(fitted)]["unit"] == "mJ" and budgets[str(fitted)]["predicted"] <= 25
     bad = hwnas("search", "--space", "fbnet", "--budget", "pixel3=15", "--budget",
                 "nosuchdevice=3", "--trials", "5")
     assert bad.returncode == 2 and "no shipped device 'nosuchdevice'" in bad.stderr

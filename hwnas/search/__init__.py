@@ -17,6 +17,7 @@ import warnings
 from typing import Any
 
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, suggest_z
+from hwnas.search._fleet import DeviceBudget, fleet_budgets
 from hwnas.search._flow import (
     LatencySource,
     MeasureSettings,
@@ -36,11 +37,11 @@ from hwnas.search._study import (
 )
 from hwnas.search._verify import Verification, Verifier, calibrate
 
-__all__ = ["OBJECTIVES", "BudgetError", "Budgets", "Candidate", "FeasibleSampler",
-           "LatencyModel", "LatencySource", "MeasureSettings", "SearchInterrupted",
-           "SearchOutcome", "SearchResult", "SearchSettings", "Verification", "Verifier",
-           "calibrate", "find_architectures", "latency_source", "load_objective", "run_study",
-           "suggest_z"]
+__all__ = ["OBJECTIVES", "BudgetError", "Budgets", "Candidate", "DeviceBudget",
+           "FeasibleSampler", "LatencyModel", "LatencySource", "MeasureSettings",
+           "SearchInterrupted", "SearchOutcome", "SearchResult", "SearchSettings",
+           "Verification", "Verifier", "calibrate", "find_architectures", "fleet_budgets",
+           "latency_source", "load_objective", "run_study", "suggest_z"]
 
 _RENAMED = ("hwnas.search(...) is deprecated: call hwnas.search.run_study(...) (the same "
             "arguments), or hwnas.find_architectures(...) for the whole verified job")

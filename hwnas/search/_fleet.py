@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from hwnas.search._feasible import Budgets
     from hwnas.spaces import SearchSpace
 
+#: units as SI writes them, by the lower-case suffix of a target column
+SI_UNITS = {"mj": "mJ", "uj": "µJ", "j": "J", "mw": "mW", "w": "W", "kib": "KiB", "mib": "MiB"}
 #: the budget name of the search's own predictor (this machine, in the default flow)
 LOCAL = "local"
 
@@ -45,8 +47,10 @@ class DeviceBudget:
 
     @property
     def unit(self) -> str:
-        """The unit of the limit: what follows the last '_' of the target (``ms``, ``mj``)."""
-        return self.predictor.target.rpartition("_")[2]
+        """The unit of the limit: what follows the last '_' of the target (``ms``; ``mJ`` for
+        ``energy_mj``: column names are lower case, units are written as SI writes them)."""
+        unit = self.predictor.target.rpartition("_")[2]
+        return SI_UNITS.get(unit, unit)
 
 
 def parse_budget(text: str) -> tuple[str, float]:

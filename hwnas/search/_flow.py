@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union
@@ -304,6 +305,8 @@ def load_objective(text: str):
     if not module or not function:
         raise InputError(f"--objective {text!r}: expected one of {sorted(OBJECTIVES)} or "
                          f"module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # the hwnas console script: as
+        sys.path.append(os.getcwd())                         # python -m, the working folder
     try:
         loaded = importlib.import_module(module)
     except SyntaxError as e:

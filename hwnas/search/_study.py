@@ -245,7 +245,8 @@ def run_study(space: SearchSpace, predictor: Predictor, budget_ms: float,
     Returns:
         A SearchResult; BudgetError if no architecture meets the budget.
 
-    Example (a fitted ``predictor`` as in the README)::
+    Example (a fitted ``predictor``, e.g. ``hwnas.devices.device_predictor("pixel3", "fbnet")``
+    and its space)::
 
         result = run_study(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
         print(result.best[0].z, result.best[0].predicted_latency_ms)
@@ -317,7 +318,8 @@ class SearchProblem:
     one latency budget: ``budgets`` bounds it, except in penalty mode, where it is the
     reference of the penalty instead.
 
-    Example (a fitted ``predictor`` as in the README)::
+    Example (a fitted ``predictor``, e.g. ``hwnas.devices.device_predictor("pixel3", "fbnet")``
+    and its space)::
 
         problem = SearchProblem.build(space, predictor, 5.0, SearchSettings(seed=0))
         problem.min_latency_ms  # the least latency of the space, where additive
@@ -467,7 +469,22 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
     study.set_user_attr("setting", setting)
     for key in ("space", "objective", "mode", "budget_ms", "predictor", "device"):
         study.set_user_attr(key, setting[key])
+    _name_metrics(study, setting)
     return study, notes
+
+
+def _name_metrics(study: optuna.Study, setting: dict[str, Any]) -> None:
+    """Name the study's values (optuna-dashboard shows them instead of "Objective 0")."""
+    if not hasattr(study, "set_metric_names"):  # Optuna < 3.2
+        return
+    names = [str(setting["objective"])]
+    if setting["mode"] == "penalty":
+        names = [f"{names[0]} x (latency / budget)^w"]
+    elif setting["mode"] == "pareto":
+        names.append("predicted_latency_ms" if "fleet" not in setting else "worst budget ratio")
+    with warnings.catch_warnings():  # experimental before Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
 
 
 def _enqueue_start(study: optuna.Study, problem: SearchProblem) -> None:
