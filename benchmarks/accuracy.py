@@ -91,11 +91,11 @@ def main() -> None:
         first, second = (t.values() for t in passes)
         ceiling = kendalltau(first, second).statistic
         train, test = passes[0].select(slice(0, 10)), passes[0].select(slice(10, None))
-        lookup = LookupPredictor().fit(layers)
+        lookup = LookupPredictor().fit_table(layers)
         predictors = {"raw layer sum": lookup,
-                      "calibrated (10 nets)": CalibratedPredictor(lookup).fit(train, space),
-                      "linear": LinearPredictor().fit(layers),
-                      "tree": TreePredictor().fit(layers)}
+                      "calibrated (10 nets)": CalibratedPredictor(lookup).fit_table(train, space),
+                      "linear": LinearPredictor().fit_table(layers),
+                      "tree": TreePredictor().fit_table(layers)}
         print(f"\n{layers.fingerprint.describe()}: {args.networks} networks, "
               f"{first.min():.2f}-{first.max():.2f} ms; noise ceiling tau {ceiling:.3f} "
               f"(two passes); measured in {seconds:.0f} s")

@@ -41,7 +41,7 @@ def main() -> None:
         for kind, cls in KINDS.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                metrics = evaluate(cls().fit(train, space), test, space)
+                metrics = evaluate(cls().fit_table(train, space), test, space)
             entry = {"device": info.name, "kind": info.kind, "whole_ms": info.whole_ms,
                      "predictor": kind, **{k: float(metrics[k]) for k in (
                          "spearman_rho", "kendall_tau", "within_10_pct", "mape_pct")}}

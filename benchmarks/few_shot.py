@@ -33,7 +33,7 @@ from hwnas.predictors import (
     evaluate,
 )
 from hwnas.profile import TimingProtocol, available_backends, get_backend, profile_networks
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import get_space
 from hwnas.tables import format_z
 
@@ -84,7 +84,7 @@ def run(backend_name: str, space_name: str, n_random: int, protocol: TimingProto
             for kind, cls in KINDS.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    predictor = cls().fit(train, space)
+                    predictor = cls().fit_table(train, space)
                 rows = priced(predictor, space, test)
                 m = evaluate(predictor, test.select(rows), space) if len(rows) >= 3 else {}
                 entry = {"backend": backend_name, "space": space_name, "train": how, "n": n,
@@ -92,7 +92,7 @@ def run(backend_name: str, space_name: str, n_random: int, protocol: TimingProto
                          **{k: m.get(k, float("nan")) for k in
                             ("spearman_rho", "kendall_tau", "within_10_pct", "mape_pct")}}
                 if kind != "tree_z":
-                    best = search(space, predictor, budget_ms=float(np.median(y)),
+                    best = run_study(space, predictor, budget_ms=float(np.median(y)),
                                   sampler="exact", show_progress=False).best[0]
                     unseen = sum(c not in s for c, s in zip(best.z, seen))
                     entry.update(pick_z=format_z(best.z), pick_unseen_choices=unseen,

@@ -20,7 +20,7 @@ import numpy as np
 from _results import write_results
 
 from hwnas.devices import device_predictor
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.search._fleet import DeviceBudget
 from hwnas.spaces import get_space
 
@@ -48,17 +48,17 @@ def main() -> None:
             fleet = tuple(DeviceBudget(d, predictors[d], limits[d]) for d in names[1:])
             own, budget = predictors[names[0]], limits[names[0]]
             start = time.perf_counter()
-            exact = search(space, own, budget, sampler="exact", top=1, fleet=fleet)
+            exact = run_study(space, own, budget, sampler="exact", top=1, fleet=fleet)
             exact_s = time.perf_counter() - start
             optimum = exact.best[0].objective
             feasible, ratio, alone, seconds = [], [], [], []
             for seed in SEEDS:
                 start = time.perf_counter()
-                found = search(space, own, budget, n_trials=TRIALS, seed=seed, fleet=fleet)
+                found = run_study(space, own, budget, n_trials=TRIALS, seed=seed, fleet=fleet)
                 seconds.append(time.perf_counter() - start)
                 feasible.append(found.feasible_trials / found.trials)
                 ratio.append(found.best[0].objective / optimum)
-                own_start = search(space, own, budget, n_trials=TRIALS, seed=seed, fleet=fleet,
+                own_start = run_study(space, own, budget, n_trials=TRIALS, seed=seed, fleet=fleet,
                                    enqueue_exact=False)
                 feasible.append(own_start.feasible_trials / own_start.trials)
                 alone.append(own_start.best[0].objective / optimum)

@@ -86,7 +86,7 @@ def main() -> None:
                            os.path.join(tempfile.mkdtemp(), "layers.csv"), fast,
                            show_progress=False)
     derive = {"digits": derive_cost_ms(setup.space, setup.predictor),
-              "mobilenet": derive_cost_ms(mobilenet, LookupPredictor().fit(table))}
+              "mobilenet": derive_cost_ms(mobilenet, LookupPredictor().fit_table(table))}
 
     print(f"\n{'budget':>6} {'method':9} {'E/B':>6} {'pred/B':>7} {'meas/B':>7} {'acc':>6}")
     checks = []

@@ -33,7 +33,7 @@ def run(backend_name: str, n: int, seed: int, folder: str) -> dict:
     nets = profile_networks(backend, space, space.random_z(n, seed),
                             os.path.join(folder, f"{backend_name}-nets.csv"))
     true = np.array([t.latency_ms for t in nets.timings])
-    raw = LookupPredictor().fit(layers).predict_z(space, np.array(nets.z))
+    raw = LookupPredictor().fit_table(layers).predict_z(space, np.array(nets.z))
     ratio = raw / true
     return {"backend": backend_name, "device": layers.fingerprint.describe(),
             "networks": n, "true_ms_min": true.min(), "true_ms_max": true.max(),

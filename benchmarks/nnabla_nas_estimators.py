@@ -55,8 +55,8 @@ def main() -> None:
     cal = profile_networks(backend, space, cal_z, os.path.join(folder, "c.csv"),
                            show_progress=False)
     t_cal = time.perf_counter() - t0
-    lookup = LookupPredictor().fit(table)
-    calibrated = CalibratedPredictor(lookup).fit(cal, space)
+    lookup = LookupPredictor().fit_table(table)
+    calibrated = CalibratedPredictor(lookup).fit_table(cal, space)
     adapters = {"hwnas lookup": HwnasLatencyEstimator(lookup),
                 "hwnas calibrated": HwnasLatencyEstimator(calibrated)}
     theirs = LatencyEstimator(device_id=0, ext_name="cpu", n_run=10, n_warmup=2)

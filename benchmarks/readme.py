@@ -1,16 +1,19 @@
-"""Renders the README's "Performance" section from benchmarks/results/*.json.
+"""Renders the documentation's benchmark pages (docs/benchmarks/) from benchmarks/results/.
 
-Every figure in that section comes from a results file, with the machine, versions, commit
-and date it was measured with; the text between the markers is this script's output only.
+Every figure on those pages comes from a results file, with the machine, versions, commit
+and date it was measured with; the text between each page's markers is this script's output
+only (the words above the markers are written by hand). The plots beside the tables are drawn
+from the same files when the site is built (benchmarks/plots.py, through docs/hooks/).
 
-    python benchmarks/readme.py           # rewrite README.md between the markers
-    python benchmarks/readme.py --check   # exit 1 with a diff when README.md differs
+    python benchmarks/readme.py           # rewrite the pages between their markers
+    python benchmarks/readme.py --check   # exit 1 with a diff when a page differs (a test)
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import json
 import math
 import os
@@ -21,8 +24,8 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-README = os.path.join(os.path.dirname(HERE), "README.md")
-BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
+PAGES_DIR = os.path.join(os.path.dirname(HERE), "docs", "benchmarks")
+BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 # a benchmark whose full run is missing (or predates "meta") falls back to its smoke run
 SMOKE = {"search_quality": "search_quality_quick.json", "few_shot": "few_shot-quick.json"}
 
@@ -124,7 +127,7 @@ def accuracy(r: Result) -> list[str]:
             verdicts.append(f"{backend} calibrated >= {least} % within 10 % and ceiling tau >= "
                             f"0.85 {'met' if ok else 'MISSED'} ({row['within_10_pct']:.0f} %, "
                             f"{row['ceiling_tau']:.2f})")
-    return out + (["Targets (issue 19): " + "; ".join(verdicts) + ".", ""] if verdicts else [])
+    return out + (["Targets: " + "; ".join(verdicts) + ".", ""] if verdicts else [])
 
 
 def nnabla_nas_estimators(r: Result) -> list[str]:
@@ -530,66 +533,146 @@ def fleet(r: Result) -> list[str]:
     return out + [""]
 
 
+def devices(r: Result) -> list[str]:
+    """How well predictors fitted on most of a shipped device's networks rank the rest."""
+    kinds = list(dict.fromkeys(row["predictor"] for row in r.results))
+    by_device: dict[str, dict[str, Any]] = {}
+    for row in r.results:
+        by_device.setdefault(row["device"], {})[row["predictor"]] = row
+    out = ["**Shipped devices** (`benchmarks/devices.py`: each `fbnet` device table's "
+           "predictors fitted on 4,000 of its networks and scored on the other 1,000; "
+           "`additive` is what a search for the device uses): Spearman rho per predictor, "
+           "and the share within +-10 % and MAPE of the first:", "",
+           "| device | kind | " + " | ".join(f"Spearman, {k}" for k in kinds)
+           + f" | within 10 %, {kinds[0]} | MAPE, {kinds[0]} |",
+           "|---|---|" + "---|" * (len(kinds) + 2)]
+    for name, rows in by_device.items():
+        first = rows[kinds[0]]
+        out.append(f"| {name}{' (whole ms)' if first['whole_ms'] else ''} | {first['kind']} | "
+                   + " | ".join(f"{rows[k]['spearman_rho']:.3f}" if k in rows else "-"
+                                for k in kinds)
+                   + f" | {first['within_10_pct']:.0f} % | {first['mape_pct']:.1f} % |")
+    out.append("")
+    for whole, label in ((False, "fractional milliseconds"), (True, "whole milliseconds")):
+        means = []
+        for kind in kinds:
+            rho = [row["spearman_rho"] for row in r.results
+                   if row["predictor"] == kind and row["whole_ms"] == whole]
+            if rho:
+                means.append(f"{kind} {statistics.mean(rho):.3f} (lowest {min(rho):.3f})")
+        if means:
+            out += [f"Mean Spearman over the tables of {label}: {', '.join(means)}.", ""]
+    return out + [""]
+
+
 SECTIONS = {"accuracy": accuracy, "nnabla_nas_estimators": nnabla_nas_estimators,
             "throughput": throughput, "search_quality": search_quality,
             "layer_sum": layer_sum, "few_shot": few_shot, "repeatability": repeatability,
             "robustness": robustness, "hard_budget": hard_budget,
-            "transfer": transfer, "fleet": fleet}
+            "transfer": transfer, "fleet": fleet, "devices": devices}
+
+#: page (under docs/benchmarks/) -> its sections, in order; "simulated" is every
+#: simulated_*.json. A section on no page goes on the overview, index.md, so that a new
+#: benchmark shows before it is given a page.
+PAGES = {"predictors.md": ("accuracy", "layer_sum", "few_shot", "throughput",
+                           "nnabla_nas_estimators"),
+         "search.md": ("search_quality", "fleet"),
+         "timing.md": ("repeatability",),
+         "main-command.md": ("robustness", "simulated"),
+         "training.md": ("hard_budget",),
+         "devices.md": ("devices", "transfer"),
+         "index.md": ()}
 
 
-def render(folder: str = RESULTS) -> str:
-    """The Performance section's body, from the results files in folder."""
-    out = ["Run on the CPU (no GPU). Each script in `benchmarks/` prints its table and writes "
-           "JSON to `benchmarks/results/` with the machine, versions, commit and date it ran "
-           "with; `python benchmarks/readme.py` writes this section from those files, and "
-           "`python benchmarks/readme.py --check` (run by the tests) fails when it differs.", ""]
-    for name, section in SECTIONS.items():
-        r = load(folder, name)
-        if r is None:
-            out += [f"**{name}**: not measured yet (`benchmarks/{name}.py`).", ""]
-            continue
-        out += section(r)
-        out += [provenance(r), ""]
-    out += simulated(folder)
-    # tables stay one row a line; prose is wrapped as the rest of the README is
-    return "\n".join(line if line.startswith("|") else
+def _plots() -> dict:
+    """benchmarks/plots.py's PLOTS: the sections that have a plot (imported by path, so
+    that this script runs from anywhere)."""
+    spec = importlib.util.spec_from_file_location("benchmarks_plots",
+                                                  os.path.join(HERE, "plots.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PLOTS
+
+
+def _section(name: str, folder: str, plots: dict) -> list[str]:
+    if name == "simulated":
+        out = simulated(folder)
+        if name in plots and load_simulated(folder):
+            out += [f"![{plots[name][0]}](img/{name}.svg)", ""]
+        return out
+    r = load(folder, name)
+    if r is None:
+        return [f"**{name}**: not measured yet (`benchmarks/{name}.py`).", ""]
+    out = SECTIONS[name](r)
+    if name in plots:
+        out += [f"![{plots[name][0]}](img/{name}.svg)", ""]
+    return out + [provenance(r), ""]
+
+
+def load_simulated(folder: str) -> list[Result]:
+    """Every simulated_*.json of folder, by file name."""
+    files = sorted(f for f in os.listdir(folder) if f.startswith("simulated_"))
+    return [r for f in files if (r := _read(folder, f, "simulated")) is not None]
+
+
+def render(page: str, folder: str = RESULTS) -> str:
+    """The generated body of a benchmark page (a key of PAGES), from the results in folder."""
+    plots = _plots()
+    names = list(PAGES[page])
+    if page == "index.md":
+        placed = {n for sections in PAGES.values() for n in sections}
+        names = [n for n in SECTIONS if n not in placed]
+        if not names:
+            return "Every benchmark has a page of its own (below)."
+    out: list[str] = []
+    for name in names:
+        out += _section(name, folder, plots)
+    # tables stay one row a line; prose is wrapped as the rest of the pages are
+    return "\n".join(line if line.startswith(("|", "![")) else
                      textwrap.fill(line, 95, break_long_words=False, break_on_hyphens=False)
-                     for line in out)
+                     for line in out).strip()
 
 
-def rewrite(readme: str, body: str) -> str:
-    """readme with the text between the markers replaced by body."""
-    start, end = readme.find(BEGIN), readme.find(END)
+def rewrite(text: str, body: str) -> str:
+    """text with what stands between the markers replaced by body."""
+    start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README lacks the markers {BEGIN} ... {END}")
-    return readme[:start + len(BEGIN)] + "\n" + body + "\n" + readme[end:]
+        raise ValueError(f"the page lacks the markers {BEGIN} ... {END}")
+    return text[:start + len(BEGIN)] + "\n" + body + "\n" + text[end:]
 
 
-def check(readme_path: str = README, folder: str = RESULTS) -> str:
-    """A unified diff from the README to what the results give; empty when they agree."""
-    with open(readme_path) as f:
-        text = f.read()
-    want = rewrite(text, render(folder))
-    return "".join(difflib.unified_diff(text.splitlines(True), want.splitlines(True),
-                                        "README.md", "README.md (from benchmarks/results)"))
+def check(pages_dir: str = PAGES_DIR, folder: str = RESULTS) -> str:
+    """A unified diff from the pages to what the results give; empty when they agree."""
+    diffs = []
+    for page in PAGES:
+        path = os.path.join(pages_dir, page)
+        with open(path) as f:
+            text = f.read()
+        want = rewrite(text, render(page, folder))
+        diffs += difflib.unified_diff(text.splitlines(True), want.splitlines(True),
+                                      path, f"{path} (from benchmarks/results)")
+    return "".join(diffs)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--check", action="store_true", help="exit 1 with a diff when the README "
+    p.add_argument("--check", action="store_true", help="exit 1 with a diff when a page "
                    "differs from what the results give")
     p.add_argument("--results", default=RESULTS)
-    p.add_argument("--readme", default=README)
+    p.add_argument("--pages", default=PAGES_DIR, help="the folder of the benchmark pages")
     args = p.parse_args()
     if args.check:
-        diff = check(args.readme, args.results)
+        diff = check(args.pages, args.results)
         sys.stdout.write(diff)
         sys.exit(1 if diff else 0)
-    with open(args.readme) as f:
-        text = f.read()
-    new = rewrite(text, render(args.results))  # before opening for writing: a failing
-    with open(args.readme, "w") as f:          # section must not leave an empty README
-        f.write(new)
+    for page in PAGES:
+        path = os.path.join(args.pages, page)
+        with open(path) as f:
+            text = f.read()
+        new = rewrite(text, render(page, args.results))  # before opening for writing: a
+        with open(path, "w") as f:                        # failing section must not leave
+            f.write(new)                                  # an empty page
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from hwnas._files import save_figure
 from hwnas._imports import pyplot
 from hwnas.predictors import CalibratedPredictor, LookupPredictor, load_predictor
 from hwnas.profile import available_backends, device_tables, get_backend
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import get_space
 from hwnas.tables import read_layer_table
 
@@ -100,7 +100,7 @@ def sampler_runs(space, predictor, budget, objective, optimum, checkpoints, seed
         share, found, ms = [], [], []
         for seed in range(seeds):
             t0 = time.perf_counter()
-            result = search(space, predictor, budget, objective, sampler=sampler,
+            result = run_study(space, predictor, budget, objective, sampler=sampler,
                             n_trials=checkpoints[-1], seed=seed, feasible=feasible,
                             enqueue_exact=enqueue)
             ms.append(1e3 * (time.perf_counter() - t0) / checkpoints[-1])
@@ -156,9 +156,9 @@ def load(args, space):
     if args.predictor:
         return load_predictor(args.predictor)
     if args.table:
-        return LookupPredictor().fit(read_layer_table(args.table))
+        return LookupPredictor().fit_table(read_layer_table(args.table))
     layers, nets = device_tables(get_backend(available_backends()[0]), space)
-    return CalibratedPredictor(LookupPredictor().fit(layers)).fit(nets, space)
+    return CalibratedPredictor(LookupPredictor().fit_table(layers)).fit_table(nets, space)
 
 
 def main() -> None:
@@ -187,7 +187,7 @@ def main() -> None:
     predictor = load(args, space)
     budget = budget_for(space, predictor, args)
     t0 = time.perf_counter()
-    exact = search(space, predictor, budget, sampler="exact")
+    exact = run_study(space, predictor, budget, sampler="exact")
     exact_s = time.perf_counter() - t0
     optimum = exact.best[0].objective
     rows, studies = sampler_runs(space, predictor, budget, "macs", optimum, checkpoints, seeds)
@@ -197,7 +197,7 @@ def main() -> None:
     print_rows("best feasible MACs / exact optimum after n trials:", rows, checkpoints)
     fronts = {}
     for feasible in (False, True):
-        front = search(space, predictor, budget, sampler="nsga2", mode="pareto", n_trials=200,
+        front = run_study(space, predictor, budget, sampler="nsga2", mode="pareto", n_trials=200,
                        seed=0, feasible=feasible, enqueue_exact=False)
         fronts["feasible nsga2" if feasible else "nsga2"] = len(front.best)
     print("pareto mode, 200 nsga2 trials, front size: " +

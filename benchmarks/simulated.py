@@ -64,7 +64,7 @@ def flow(run: int, device_id: int, context: str, budget_ms: float, sampler: str,
     device = get_backend("simulated", context=context, device_id=device_id)
     t0 = time.perf_counter()
     layers, nets = device_tables(device, space, show_progress=False)
-    base = LookupPredictor().fit(layers)
+    base = LookupPredictor().fit_table(layers)
     predictor = calibrate(base, nets, space, device, budget_ms)
     settings = SearchSettings(sampler=sampler, n_trials=trials, seed=run)
     try:

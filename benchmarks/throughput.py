@@ -38,12 +38,13 @@ def main() -> None:
     warnings.simplefilter("ignore")
     space = get_space("mobilenet")
     layers, nets = device_tables(get_backend(available_backends()[0]), space, networks=32)
-    kinds = {"lookup": LookupPredictor().fit(layers), "linear": LinearPredictor().fit(layers),
-             "tree": TreePredictor().fit(layers),
-             "additive": AdditivePredictor().fit(nets, space),
-             "additive_features": AdditiveFeaturesPredictor().fit(nets, space),
-             "tree_z": TreeZPredictor().fit(nets, space)}
-    kinds["calibrated"] = CalibratedPredictor(kinds["lookup"]).fit(nets, space)
+    kinds = {"lookup": LookupPredictor().fit_table(layers),
+             "linear": LinearPredictor().fit_table(layers),
+             "tree": TreePredictor().fit_table(layers),
+             "additive": AdditivePredictor().fit_table(nets, space),
+             "additive_features": AdditiveFeaturesPredictor().fit_table(nets, space),
+             "tree_z": TreeZPredictor().fit_table(nets, space)}
+    kinds["calibrated"] = CalibratedPredictor(kinds["lookup"]).fit_table(nets, space)
     Z = space.random_z(args.n, seed=0)
     rows = {}
     print(f"{'predictor':<18} {'z per second':>14} {'first call s':>12}")

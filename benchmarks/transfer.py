@@ -80,7 +80,7 @@ def main() -> None:
                         train = table.select(chosen)
                         model = TransferPredictor(others) if name.startswith("transfer") \
                             else AdditiveFeaturesPredictor()
-                        model.fit(train, space)
+                        model.fit_table(train, space)
                         rest = np.setdiff1d(np.arange(len(truth)), chosen)
                         got.append(scores(model.predict_z(space, Zall[rest]), truth[rest]))
                         if name == "transfer_design":

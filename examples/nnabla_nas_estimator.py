@@ -38,7 +38,7 @@ def main() -> None:
     from nnabla_nas.contrib.classification.mobilenet import SearchNet
 
     space = get_space("mobilenet")
-    predictor = LookupPredictor().fit(read_layer_table(args.table))
+    predictor = LookupPredictor().fit_table(read_layer_table(args.table))
     estimator = HwnasLatencyEstimator(predictor, bound_ms=args.bound_ms,
                                       weight="adaptive" if args.adaptive else 0.1, samples=1)
     net = SearchNet(num_classes=10, mode="sample")

@@ -2,7 +2,8 @@
 
 Measure layer latency once on the target device (``hwnas.profile``), turn the tables into
 predictors (``hwnas.predictors``), and search architectures under a latency budget with no
-device in the loop (``hwnas.search``).
+device in the loop (``hwnas.search``). ``hwnas.find_architectures(budget_ms=5)`` runs the
+whole job: measure (or load), calibrate, search, verify.
 
 The names below load on first use, so ``import hwnas.layers`` stays cheap (no optuna).
 """
@@ -10,8 +11,6 @@ The names below load on first use, so ``import hwnas.layers`` stays cheap (no op
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -21,20 +20,28 @@ _LAZY = {"Layer": "hwnas.layers", "LookupPredictor": "hwnas.predictors",
          "Predictor": "hwnas.predictors", "load_predictor": "hwnas.predictors",
          "Architecture": "hwnas.spaces",
          "SearchSpace": "hwnas.spaces", "get_space": "hwnas.spaces",
-         "read_layer_table": "hwnas.tables", "read_network_table": "hwnas.tables"}
+         "read_layer_table": "hwnas.tables", "read_network_table": "hwnas.tables",
+         "find_architectures": "hwnas.search", "MeasureSettings": "hwnas.search",
+         "SearchOutcome": "hwnas.search", "SearchSettings": "hwnas.search"}
+#: subpackages loaded on first use as attributes (``hwnas.search.FeasibleSampler``)
+_SUBPACKAGES = ("devices", "errors", "integrations", "predictors", "profile", "search",
+                "spaces", "tables")
 
-__all__ = ["Architecture", "Layer", "LookupPredictor", "Predictor", "SearchSpace", "get_space",
-           "load_predictor", "read_layer_table", "read_network_table", "search"]
+__all__ = ["Architecture", "Layer", "LookupPredictor", "MeasureSettings", "Predictor",
+           "SearchOutcome", "SearchSettings", "SearchSpace", "find_architectures", "get_space",
+           "load_predictor", "read_layer_table", "read_network_table"]
 
 if TYPE_CHECKING:
     from hwnas.layers import Layer
     from hwnas.predictors import LookupPredictor, Predictor, load_predictor
-    from hwnas.search import search
+    from hwnas.search import MeasureSettings, SearchOutcome, SearchSettings, find_architectures
     from hwnas.spaces import Architecture, SearchSpace, get_space
     from hwnas.tables import read_layer_table, read_network_table
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"hwnas.{name}")  # which sets it here
     if name not in _LAZY:
         raise AttributeError(f"module 'hwnas' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
@@ -43,19 +50,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    @property
-    def search(self) -> Any:
-        """``hwnas.search`` is the function, also once the subpackage of that name is loaded."""
-        from hwnas.search import search
-        return search
-
-    @search.setter
-    def search(self, subpackage: Any) -> None:
-        """Importing ``hwnas.search.*`` sets the subpackage here; the function stays."""
-
-
-sys.modules[__name__].__class__ = _Package
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))

@@ -5,19 +5,19 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from hwnas.errors import HwnasError
+from hwnas.errors import MissingDependency
 
 _HINTS = {
     "nnabla": "pip install 'hwnas[nnabla]' in a Python <= 3.10 environment (nnabla has no "
-              "wheels for newer Pythons); scripts/setup makes one in .venv",
+              "wheels for newer Pythons); in a source checkout, scripts/setup makes one in "
+              ".venv",
+    "onnx": "pip install 'hwnas[onnx]'",
+    "onnxruntime": "pip install 'hwnas[onnx]'",
     "matplotlib": "pip install 'hwnas[plot]'",
     "torch": "pip install 'hwnas[torch]' (a CPU-only build: pip install torch --index-url "
              "https://download.pytorch.org/whl/cpu)",
+    "yaml": "pip install pyyaml",  # a dependency of hwnas: missing only from a broken install
 }
-
-
-class MissingDependency(HwnasError, ImportError):
-    """An optional dependency is not installed; the message says what to install."""
 
 
 def require(module: str, purpose: str) -> ModuleType:

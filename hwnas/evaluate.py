@@ -1,7 +1,9 @@
 """python -m hwnas.evaluate: score a saved predictor against measured networks.
 
 Reports MAPE, RMSPE, the share of networks within +-5/10/15 %, Kendall's tau and
-Spearman's rho; --plot draws predicted against measured.
+Spearman's rho; --plot draws predicted against measured. Warns (and --json's
+``fitted_overlap`` counts) where the networks scored include those the predictor was fitted
+or calibrated on.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"RMSPE) are undefined there; score another column or drop those rows")
     result = evaluate(predictor, networks, space, args.target)
     metrics = {k: v for k, v in result.items() if k not in ("predicted", "measured")}
+    _warn_fitted_overlap(predictor, metrics["fitted_overlap"], metrics["n"])
     print(f"{predictor.kind} predictor on {metrics['n']} networks of {networks.path} "
           f"({metrics['target']})")
     print(f"  MAPE {metrics['mape_pct']:.2f} %   RMSPE {metrics['rmspe_pct']:.2f} %   "
@@ -80,6 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_predicted_vs_measured(result, args.plot, f"{predictor.kind} on {space.name}")
         print(f"wrote {args.plot}")
     return 0
+
+
+def _warn_fitted_overlap(predictor, overlap: int | None, n: int) -> None:
+    """One line where the scores are (or may be) on networks the predictor learned from."""
+    if overlap:
+        print(f"{PROG}: warning: {overlap} of the {n} networks scored are networks the "
+              f"predictor was fitted or calibrated on: these scores are no held-out test "
+              f"(score other networks)", file=sys.stderr)
+    elif overlap is None:
+        print(f"{PROG}: warning: the predictor file (from an earlier hwnas) does not record "
+              f"which networks it was fitted or calibrated on: if these are among them, the "
+              f"scores are no held-out test", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -82,16 +82,16 @@ def fit_predictor(args) -> tuple[Predictor, SearchSpace | None]:
         space = _space(args) or load_space(networks.space)
         if isinstance(model, TransferPredictor):  # the shipped devices are its prior knowledge
             model.set_params(known=device_matrix(space.name))
-        model.fit(networks, space)
+        model.fit_table(networks, space)
     else:
         if not args.layers:
             raise InputError(f"--model {args.model} is fitted from a layer table: give --layers")
-        model.fit(read_layer_table(args.layers))
+        model.fit_table(read_layer_table(args.layers))
     if args.calibrate_with:
         calibration = read_network_table(args.calibrate_with, _space(args), target=args.target,
                                          device=args.device)
         space = space or _space(args) or load_space(calibration.space)
-        model = CalibratedPredictor(model, args.allow_mixed_devices, args.target).fit(
+        model = CalibratedPredictor(model, args.allow_mixed_devices, args.target).fit_table(
             calibration, space)
     return model, space
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from hwnas._files import MAX_TABLE_BYTES, atomic_write, parse_float, parse_int, read_text
-from hwnas.errors import InputError
+from hwnas.errors import TableError, TableLockedError
 from hwnas.layers import Layer
 from hwnas.spaces import SearchSpace, get_space
 from hwnas.spaces import format_z as format_z  # z's text form, re-exported from spaces
@@ -51,10 +51,6 @@ LAYER_COLUMNS = ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPRINT_C
 NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 #: what a network table must have besides its target column (``latency_ms`` by default)
 NETWORK_REQUIRED = ("space", "z")
-
-
-class TableError(InputError):
-    """A malformed measurement table; the message names the file, line and column."""
 
 
 @dataclass(frozen=True)
@@ -342,10 +338,6 @@ def _extras(row: dict, columns: Sequence[str], where: str) -> dict[str, float]:
 
 #: how long a writer waits for another process to finish writing the same table
 LOCK_WAIT_S = 600.0
-
-
-class TableLockedError(InputError):
-    """Another process kept a table locked for longer than we wait; the message names both."""
 
 
 class table_lock:

@@ -44,7 +44,7 @@ FAST_ARGS = ["--warmup", str(FAST.warmup), "--runs", str(FAST.runs), "--rounds",
 
 #: the module whose ``main`` each ``python -m hwnas.<command>`` runs
 _COMMANDS = {"search": "hwnas.search.__main__", "profile": "hwnas.profile.__main__",
-             "fit": "hwnas.fit", "evaluate": "hwnas.evaluate"}
+             "fit": "hwnas.fit", "evaluate": "hwnas.evaluate", "devices": "hwnas.devices.__main__"}
 
 
 def hwnas(command: str, *args, cwd=None, env=None) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ from hwnas.predictors import (
     load_predictor,
 )
 from hwnas.profile.__main__ import main as profile_main
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import SPACES, get_space
 from hwnas.spaces.nb201 import kept_edges
 from hwnas.tables import (
@@ -128,7 +128,7 @@ def test_additive_never_prices_an_unseen_choice_and_search_never_picks_it(tmp_pa
     space = get_space("nb201")
     Z = np.array([[1, 2, 3, 4, 1, 2], [2, 3, 4, 1, 2, 3], [3, 4, 1, 2, 3, 4], [4, 1, 2, 3, 4, 1]])
     with pytest.warns(UserWarning, match="appear in no measured network"):
-        p = AdditivePredictor().fit(few_networks(tmp_path, space, Z), space)
+        p = AdditivePredictor().fit_table(few_networks(tmp_path, space, Z), space)
     fixed, C = p.cost_matrix(space)
     assert np.isnan(C[:, 0]).all() and not np.isnan(C[:, 1:]).any()  # `none` never measured
     assert "edge_1<-0=none" in p.unknown_choices(space)
@@ -140,7 +140,7 @@ def test_additive_never_prices_an_unseen_choice_and_search_never_picks_it(tmp_pa
     with pytest.raises(ValueError, match="cannot price choice 'none' of decision 'edge_1<-0'"):
         LatencyPenalty(space, p)
     for sampler in ("exact", "random"):
-        result = search(space, p, budget_ms=1e3, sampler=sampler, n_trials=60, seed=0,
+        result = run_study(space, p, budget_ms=1e3, sampler=sampler, n_trials=60, seed=0,
                         show_progress=False)
         assert result.best and all(0 not in c.z for c in result.best)
 
@@ -149,7 +149,7 @@ def test_additive_features_prices_unseen_choices_of_known_ops_only(tmp_path):
     space = get_space("nb201")
     Z = np.array([[1, 2, 3, 1, 2, 3], [3, 1, 2, 3, 1, 2], [2, 3, 1, 2, 3, 1]])  # no avg_pool
     with pytest.warns(UserWarning, match="edge_1<-0=avg_pool_3x3"):
-        p = AdditiveFeaturesPredictor().fit(few_networks(tmp_path, space, Z), space)
+        p = AdditiveFeaturesPredictor().fit_table(few_networks(tmp_path, space, Z), space)
     fixed, C = p.cost_matrix(space)
     assert np.isnan(C[:, 4]).all() and not np.isnan(C[:, :4]).any()  # `none` is priced: free
     with pytest.raises(UnknownChoiceError, match="edge_3<-2=avg_pool_3x3"):
@@ -160,7 +160,7 @@ def test_additive_features_prices_unseen_choices_of_known_ops_only(tmp_path):
 def test_tree_z_refuses_choices_it_never_saw(tmp_path):
     space = get_space("nb201")
     Z = space.random_z(4, 0)
-    p = TreeZPredictor(n_estimators=5).fit(few_networks(tmp_path, space, Z), space)
+    p = TreeZPredictor(n_estimators=5).fit_table(few_networks(tmp_path, space, Z), space)
     unseen = p.unknown_choices(space)
     assert unseen
     d, c = next((d, c) for d in range(6) for c in range(5) if c not in Z[:, d])
@@ -196,7 +196,7 @@ def test_pruned_space_is_its_own_and_not_additive(tmp_path):
     with pytest.raises(NotAdditiveError):
         pruned.cost_matrix(lambda layers: np.ones(len(layers)))
     write_table(tmp_path / "layers.csv", pruned.unique_layers())  # 0.1, 0.2, ... ms
-    lookup = LookupPredictor().fit(read_layer_table(tmp_path / "layers.csv"))
+    lookup = LookupPredictor().fit_table(read_layer_table(tmp_path / "layers.csv"))
     costs = {ly.key: 0.1 * (i + 1) for i, ly in enumerate(pruned.unique_layers())}
     Z = pruned.random_z(20, 3)
     y = np.array([sum(costs[ly.key] for ly in pruned.decode(z).layers) for z in Z])
@@ -204,12 +204,12 @@ def test_pruned_space_is_its_own_and_not_additive(tmp_path):
     assert (lookup.predict_z(get_space("nb201"), Z) >= y - 1e-9).all()
     table = network_table(tmp_path / "n.csv", pruned, Z, y)
     with pytest.raises(ValueError, match="not additive"):
-        AdditivePredictor().fit(table, pruned)
-    p = AdditiveFeaturesPredictor().fit(table, pruned)
+        AdditivePredictor().fit_table(table, pruned)
+    p = AdditiveFeaturesPredictor().fit_table(table, pruned)
     with pytest.raises(NotAdditiveError):
         p.cost_matrix(pruned)
     assert np.isfinite(p.predict_z(pruned, Z)).all()
-    result = search(pruned, p, budget_ms=float(np.median(y)), sampler="random", n_trials=30,
+    result = run_study(pruned, p, budget_ms=float(np.median(y)), sampler="random", n_trials=30,
                     seed=0, show_progress=False)
     assert result.best[0].predicted_latency_ms <= np.median(y)
 
@@ -493,7 +493,7 @@ def test_runner_sets_up_sessions_and_fingerprints_as_the_backend(tmp_path, monke
         table = tmp_path / f"{level}.csv"
         write_table(table, [Layer("conv", (3, 8, 8), 4)],
                     Fingerprint.from_row(runner.fingerprint(args, 1)))
-        verifier, why = verifier_backend(LookupPredictor().fit(read_layer_table(table)))
+        verifier, why = verifier_backend(LookupPredictor().fit_table(read_layer_table(table)))
         assert verifier is not None, why
         assert (verifier.optimization, verifier.threads) == (level, 2)
     assert len({str(s["graph_optimization_level"]) for s in seen}) == 4

@@ -31,12 +31,12 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
     space = get_space("nb201")
     write_table(folder / "layers.csv", space.unique_layers())
-    lookup = LookupPredictor().fit(read_layer_table(folder / "layers.csv"))
+    lookup = LookupPredictor().fit_table(read_layer_table(folder / "layers.csv"))
     Z = space.random_z(10, seed=0)
     network_table(folder / "nets.csv", space, Z, 1.2 * lookup.predict_z(space, Z) + 0.3,
                   noise=0.01)
     lookup.save(folder / "lookup.json")
-    CalibratedPredictor(lookup).fit(read_network_table(folder / "nets.csv"), space).save(
+    CalibratedPredictor(lookup).fit_table(read_network_table(folder / "nets.csv"), space).save(
         folder / "calibrated.json")
     (folder / "space.yaml").write_text(SPACE_YAML)
     import yaml
@@ -349,10 +349,10 @@ def test_api_errors_are_input_errors(tmp_path, call, message):
     ({"budget_ms": float("inf")}, "budget_ms must be a finite number > 0"),
 ])
 def test_search_api_refuses_bad_options(inputs, options, message):
-    from hwnas.search import search
+    from hwnas.search import run_study
     predictor = load_predictor(inputs / "lookup.json")
     with pytest.raises(InputError, match=message):
-        search(get_space("nb201"), predictor, **{"budget_ms": 50.0, **options})
+        run_study(get_space("nb201"), predictor, **{"budget_ms": 50.0, **options})
 
 
 # --- what the commands do with errors --------------------------------------------------------
@@ -372,7 +372,7 @@ def test_only_hwnas_errors_are_one_line(capsys):
     # a ValueError, KeyError or OSError naming no file is a bug: its traceback is shown
     for bug in (ValueError("operands could not be broadcast"), KeyError("k"),
                 OSError("no file"), IndexError("index 3 is out of bounds")):
-        assert _cli.run(_raise(bug), "prog") == 1
+        assert _cli.run(_raise(bug), "prog") == _cli.EXIT_BUG
         err = capsys.readouterr().err
         assert "Traceback" in err and "bug in hwnas" in err.splitlines()[-1]
 

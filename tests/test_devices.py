@@ -70,14 +70,14 @@ def test_nb201_predictor_is_the_measured_latency_and_fbnets_ranks_held_out_netwo
     assert exact.kind == "measured" and exact.covers(space)
     assert np.array_equal(exact.predict_z(space, np.array(table.z)), table.values())
     fbnet = get_space("fbnet")
-    partial = MeasuredPredictor().fit(table.select(range(10)), space)
+    partial = MeasuredPredictor().fit_table(table.select(range(10)), space)
     assert not partial.covers(space)
     with pytest.raises(UnmeasuredError, match="no network z"):
         partial.predict_z(space, [table.z[10]])
     nets = load_device("titan_rtx_1", "fbnet")
     rows = np.random.default_rng(0).permutation(5000)  # the table is sorted by z
     train, test = nets.select(rows[:4000]), nets.select(rows[4000:])
-    held_out = AdditivePredictor().fit(train, fbnet).predict_z(fbnet, np.array(test.z))
+    held_out = AdditivePredictor().fit_table(train, fbnet).predict_z(fbnet, np.array(test.z))
     assert spearmanr(held_out, test.values())[0] > 0.95
 
 

@@ -53,6 +53,24 @@ def test_fit_then_evaluate(tables, args, tmp_path):
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_evaluate_flags_the_networks_a_predictor_was_calibrated_on(tables, tmp_path):
+    """Scored on its own calibration networks a calibrated lookup looks near perfect: the
+    command says so, and --json counts them; on other networks it says nothing."""
+    fit = run("fit", "--model", "lookup", "--layers", tables / "layers.csv", "--calibrate-with",
+              tables / "nets.csv", "--out", tmp_path / "p.json")
+    assert fit.returncode == 0, fit.stderr
+    own = run("evaluate", "--predictor", tmp_path / "p.json", "--networks", tables / "nets.csv",
+              "--json", tmp_path / "own.json")
+    assert own.returncode == 0, own.stderr
+    assert "warning: 12 of the 12 networks scored are networks the predictor was fitted or " \
+           "calibrated on" in own.stderr
+    assert json.loads((tmp_path / "own.json").read_text())["fitted_overlap"] == 12
+    other = run("evaluate", "--predictor", tmp_path / "p.json", "--networks",
+                tables / "test.csv", "--json", tmp_path / "other.json")
+    assert other.returncode == 0 and "fitted or calibrated on" not in other.stderr
+    assert json.loads((tmp_path / "other.json").read_text())["fitted_overlap"] == 0
+
+
 def test_calibrated_fit_reports_a_and_b(tables, tmp_path):
     fit = run("fit", "--model", "lookup", "--layers", tables / "layers.csv", "--calibrate-with",
               tables / "nets.csv", "--out", tmp_path / "p.json")

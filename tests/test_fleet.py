@@ -10,7 +10,7 @@ from helpers import hwnas
 from hwnas.devices import device_predictor, load_device
 from hwnas.errors import InputError
 from hwnas.predictors import AdditivePredictor
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.search._fleet import DeviceBudget, split_budgets
 from hwnas.spaces import get_space
 
@@ -35,13 +35,13 @@ def test_exact_optimum_under_three_budgets_is_the_brute_force_one_on_nb201(kind)
     space = get_space("nb201")
     names = ["pixel3", "titan_rtx_1", "gold_6240"]
     if kind == "additive":  # cost matrices: the integer program
-        predictors = [AdditivePredictor().fit(load_device(n, "nb201"), space) for n in names]
+        predictors = [AdditivePredictor().fit_table(load_device(n, "nb201"), space) for n in names]
     else:  # each cell's measured latency: every z enumerated
         predictors = [device_predictor(n, "nb201") for n in names]
     limits = [12.0, 6.0, 9.0]
     fleet = tuple(DeviceBudget(n, p, lim) for n, p, lim in zip(names[1:], predictors[1:],
                                                                   limits[1:]))
-    result = search(space, predictors[0], limits[0], sampler="exact", top=3, fleet=fleet)
+    result = run_study(space, predictors[0], limits[0], sampler="exact", top=3, fleet=fleet)
     expected = brute_force(space, list(zip(predictors, limits)), 3)
     assert [c.objective for c in result.best] == pytest.approx(expected)
     for c in result.best:
@@ -49,7 +49,7 @@ def test_exact_optimum_under_three_budgets_is_the_brute_force_one_on_nb201(kind)
         assert [name for name, *_ in c.budgets] == names[1:]
         assert all(value <= limit for _, value, limit, _ in c.budgets)
     # the budgets bind: without them the optimum is larger
-    alone = search(space, predictors[0], limits[0], sampler="exact", top=1)
+    alone = run_study(space, predictors[0], limits[0], sampler="exact", top=1)
     assert alone.best[0].objective > result.best[0].objective
 
 
@@ -58,14 +58,14 @@ def test_default_sampler_keeps_every_trial_within_every_budget_on_fbnet():
     fleet = (DeviceBudget("titan_rtx_1", device_predictor("titan_rtx_1", "fbnet"), 8.0),
              DeviceBudget("gold_6240", device_predictor("gold_6240", "fbnet"), 26.0))
     pixel3 = device_predictor("pixel3", "fbnet")
-    result = search(space, pixel3, 15.0, n_trials=60, seed=0, fleet=fleet)
+    result = run_study(space, pixel3, 15.0, n_trials=60, seed=0, fleet=fleet)
     trials = result.study.get_trials()
     assert result.trials == result.feasible_trials == 60
     for t in trials:
         assert t.user_attrs["predicted_latency_ms"] <= 15.0 + 1e-9
         assert t.user_attrs["predicted titan_rtx_1"] <= 8.0 + 1e-9
         assert t.user_attrs["predicted gold_6240"] <= 26.0 + 1e-9
-    exact = search(space, pixel3, 15.0, sampler="exact", top=1, fleet=fleet)
+    exact = run_study(space, pixel3, 15.0, sampler="exact", top=1, fleet=fleet)
     assert result.best[0].objective <= exact.best[0].objective + 1e-6
     assert any(n.startswith("budgets not verified here") for n in result.notes)
 
@@ -73,8 +73,8 @@ def test_default_sampler_keeps_every_trial_within_every_budget_on_fbnet():
 def test_pareto_mode_trades_the_objective_against_the_worst_budget_ratio():
     space = get_space("nb201")
     fleet = (DeviceBudget("titan_rtx_1", device_predictor("titan_rtx_1", "nb201"), 8.0),)
-    pixel3 = AdditivePredictor().fit(load_device("pixel3", "nb201"), space)
-    result = search(space, pixel3, 20.0, mode="pareto", n_trials=80, seed=1, fleet=fleet)
+    pixel3 = AdditivePredictor().fit_table(load_device("pixel3", "nb201"), space)
+    result = run_study(space, pixel3, 20.0, mode="pareto", n_trials=80, seed=1, fleet=fleet)
     worst = [max(c.predicted_latency_ms / 20.0, c.budgets[0][1] / 8.0) for c in result.best]
     assert len(result.best) >= 2 and max(worst) <= 1.0 + 1e-9
     assert worst == sorted(worst)  # the front by worst ratio, with a rising objective
@@ -110,14 +110,14 @@ def test_search_command_with_a_fleet_of_devices_and_an_energy_predictor(tmp_path
                 "titan_rtx_1=8", "--budget", f"{fitted}=25", "--trials", "30", "--seed", "0",
                 "--top", "2", "--json", out, "--quiet")
     assert run.returncode == 0, run.stderr
-    assert "budgets: titan_rtx_1" in run.stdout and " mj" in run.stdout
+    assert "budgets: titan_rtx_1" in run.stdout and " mJ" in run.stdout
     assert "budgets not verified here" in run.stdout
     doc = json.loads(out.read_text())
     for entry in doc["best"]:
         assert entry["predicted_latency_ms"] <= 15
         budgets = {b["name"]: b for b in entry["budgets"]}
         assert budgets["titan_rtx_1"]["predicted"] <= 8
-        assert budgets[str(fitted)]["unit"] == "mj" and budgets[str(fitted)]["predicted"] <= 25
+        assert budgets[str(fitted)]["unit"] == "mJ" and budgets[str(fitted)]["predicted"] <= 25
     bad = hwnas("search", "--space", "fbnet", "--budget", "pixel3=15", "--budget",
                 "nosuchdevice=3", "--trials", "5")
     assert bad.returncode == 2 and "no shipped device 'nosuchdevice'" in bad.stderr

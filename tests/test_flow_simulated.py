@@ -80,7 +80,7 @@ def test_the_calibration_stays_inside_physics_under_any_noise(tmp_path, monkeypa
     space, device = get_space("mobilenet"), get_backend("simulated", context=context,
                                                         device_id=device_id)
     layers, nets = device_tables(device, space, show_progress=False)
-    predictor = calibrate(LookupPredictor().fit(layers), nets, space, device)
+    predictor = calibrate(LookupPredictor().fit_table(layers), nets, space, device)
     low, high = device.calibration_slope
     measured = nets.values()
     assert low <= predictor.a_ <= high and 0 <= predictor.b_ < measured.min()
@@ -107,7 +107,7 @@ def test_verify_corrects_a_wrong_calibration(tmp_path, monkeypatch, scale, offse
     monkeypatch.setenv("HWNAS_CACHE", str(tmp_path))
     space, device = get_space("mobilenet"), get_backend("simulated", context="cpu")
     layers, nets = device_tables(device, space, show_progress=False)
-    right = calibrate(LookupPredictor().fit(layers), nets, space, device)
+    right = calibrate(LookupPredictor().fit_table(layers), nets, space, device)
     wrong = another_line(right, scale, offset_ms, "wrong")
     lines: list[str] = []
     v = Verifier(space, SearchSettings(n_trials=40, seed=0), 6.0, backend=device,
@@ -277,7 +277,7 @@ def test_tables_measured_in_a_slow_state_that_has_ended_are_put_on_the_scale_now
     layers, nets = device_tables(device, space, show_progress=False)
     slow = dataclasses.replace(nets, timings=tuple(dataclasses.replace(
         t, latency_ms=t.latency_ms * 1.3) for t in nets.timings))
-    predictor = calibrate(LookupPredictor().fit(layers), slow, space, device, 6.0)
+    predictor = calibrate(LookupPredictor().fit_table(layers), slow, space, device, 6.0)
     v = Verifier(space, SearchSettings(sampler="exact"), 6.0, backend=device,
                  calibration=slow).run(predictor)
     assert "measured in a slow state" in v.rounds[0] and len(v.rounds) == 2 and v.verified
@@ -306,7 +306,7 @@ def test_a_fallback_under_the_budget_spares_a_round_when_every_answer_measures_o
     monkeypatch.setattr(importlib.import_module("hwnas.search._verify"), "FALLBACK", fallback)
     space, device = get_space("mobilenet"), get_backend("simulated", context="quiet")
     layers, nets = device_tables(device, space, show_progress=False)
-    right = calibrate(LookupPredictor().fit(layers), nets, space, device, 6.0)
+    right = calibrate(LookupPredictor().fit_table(layers), nets, space, device, 6.0)
     low = another_line(right, 0.97, 0.0, "3 % low")
     v = Verifier(space, SearchSettings(sampler="exact"), 6.0, backend=device,
                  calibration=nets).run(low)

@@ -36,14 +36,14 @@ def random_table(path, layers, seed=0):
 def small(tmp_path_factory):
     space = mobilenet(input_shape=(1, 8, 8), num_classes=10, stages=STAGES)
     path = tmp_path_factory.mktemp("small") / "layers.csv"
-    return space, LookupPredictor().fit(random_table(path, space.unique_layers()))
+    return space, LookupPredictor().fit_table(random_table(path, space.unique_layers()))
 
 
 @pytest.fixture(scope="module")
 def nb201(tmp_path_factory):
     space = get_space("nb201")
     path = tmp_path_factory.mktemp("nb201") / "layers.csv"
-    return space, LookupPredictor().fit(random_table(path, space.unique_layers(), seed=1))
+    return space, LookupPredictor().fit_table(random_table(path, space.unique_layers(), seed=1))
 
 
 def every_z(space):

@@ -19,7 +19,8 @@ ROOT = pathlib.Path(__file__).parent.parent
 
 @pytest.fixture
 def penalty(tmp_path):
-    return LatencyPenalty(get_space("mobilenet"), LookupPredictor().fit(synthetic_table(tmp_path)))
+    return LatencyPenalty(
+        get_space("mobilenet"), LookupPredictor().fit_table(synthetic_table(tmp_path)))
 
 
 def one_hot_probs(penalty, z):
@@ -228,11 +229,11 @@ def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet
         set_z,
     )
     space = get_space("mobilenet")
-    lookup = LookupPredictor().fit(mobilenet_table)
+    lookup = LookupPredictor().fit_table(mobilenet_table)
     Z = space.random_z(6, seed=2)
     nets = network_table(tmp_path / "n.csv", space, Z, lookup.predict_z(space, Z) * 1.2 + 0.3,
                          mobilenet_table.fingerprint)
-    calibrated = CalibratedPredictor(lookup).fit(nets, space)
+    calibrated = CalibratedPredictor(lookup).fit_table(nets, space)
     calibrated.save(tmp_path / "p.json")
     for predictor in (lookup, calibrated, str(tmp_path / "p.json")):
         estimator = HwnasLatencyEstimator(predictor, bound_ms=5.0, weight=0.1)
@@ -248,7 +249,7 @@ def test_estimators_are_nnabla_nas_estimators_and_equal_the_prediction(searchnet
             block = [m for _, m in searchnet.get_modules()
                      if type(m).__name__ == "ChoiceBlock"][0]
             assert estimator.predict(block) == pytest.approx(
-                fitted.predict(list(space.decode(z).layers[2:3]))[0])
+                fitted.predict_layers(list(space.decode(z).layers[2:3]))[0])
         out = searchnet(nn.Variable((1, 3, 32, 32)))
         assert graph_estimator.get_estimation(out) == pytest.approx(
             fitted.predict_z(space, get_z(searchnet))[0])
@@ -278,14 +279,14 @@ def test_unmappable_modules_are_errors_or_go_to_the_fallback(mobilenet_table):
     net = Mo.Sequential(Mo.Conv(3, 8, (3, 3), pad=(1, 1), with_bias=False),
                         Mo.BatchNormalization(8, 4), Mo.ReLU6(), Mo.MaxPool((2, 2)))
     out = net(nn.Variable((1, 3, 8, 8)))
-    estimator = HwnasLatencyEstimator(LookupPredictor().fit(mobilenet_table))
+    estimator = HwnasLatencyEstimator(LookupPredictor().fit_table(mobilenet_table))
     with pytest.raises(UnmappedModuleError, match="cannot map MaxPool"):
         estimator.get_estimation(net)
     with pytest.raises(UnmappedModuleError, match="cannot map nnabla function MaxPooling"):
         HwnasLatencyGraphEstimator(estimator.predictor).get_estimation(out)
     from hwnas.predictors import LinearPredictor
-    linear = LinearPredictor().fit(mobilenet_table)
-    conv = linear.predict([__import__("hwnas").Layer("conv", (3, 8, 8), 8, kernel=3)])[0]
+    linear = LinearPredictor().fit_table(mobilenet_table)
+    conv = linear.predict_layers([__import__("hwnas").Layer("conv", (3, 8, 8), 8, kernel=3)])[0]
     with_fallback = HwnasLatencyEstimator(linear, fallback=lambda module, shape: 0.25)
     assert with_fallback.get_estimation(net) == pytest.approx(conv + 0.25)
     graph_fallback = HwnasLatencyGraphEstimator(linear, fallback=lambda f, shape: 0.25)
@@ -386,7 +387,7 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
 
     nn.set_default_context(get_extension_context("cpu"))
     net = SearchNet(num_classes=10, mode="sample")
-    lookup = LookupPredictor().fit(mobilenet_table)
+    lookup = LookupPredictor().fit_table(mobilenet_table)
     costs = LatencyPenalty(get_space("mobilenet"), lookup)
     fastest = costs.fixed + np.where(costs.mask, costs.C, np.inf).min(axis=1).sum()
     slowest = costs.fixed + costs.C.max(axis=1).sum()
@@ -458,7 +459,7 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
 def test_nnabla_nas_command_line_finds_the_estimator_by_name(tmp_path, mobilenet_table):
     """``python -m hwnas.integrations.nnabla_nas`` runs NNabla NAS's own (Hydra) command line
     on a configuration that names HwnasLatencyEstimator, with its csv dataloader."""
-    LookupPredictor().fit(mobilenet_table).save(tmp_path / "p.json")
+    LookupPredictor().fit_table(mobilenet_table).save(tmp_path / "p.json")
     loader = DigitsLoader(0, 16, 8)
     rows = ["x:image,y:label"]
     for i, (x, y) in enumerate(zip(loader.x, loader.y[:, 0])):
@@ -508,7 +509,7 @@ def test_examples_run(script, mobilenet_table, monkeypatch, capsys, tmp_path):
     if script.startswith("train"):
         args = ["--epochs", "1", "--quick", "--json", str(out), "--plot", str(tmp_path / "a.png")]
     else:
-        costs = LatencyPenalty(get_space("mobilenet"), LookupPredictor().fit(mobilenet_table))
+        costs = LatencyPenalty(get_space("mobilenet"), LookupPredictor().fit_table(mobilenet_table))
         bound = costs.fixed + np.nanmean(np.where(costs.mask, costs.C, np.nan), axis=1).sum()
         args = ["--table", mobilenet_table.path, "--adaptive", "--bound-ms", f"{bound:.4f}"]
     monkeypatch.setattr(sys, "argv", [script, *args])

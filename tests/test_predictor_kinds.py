@@ -41,7 +41,7 @@ def test_additive_recovers_known_contributions(tmp_path):
     C -= C.min(axis=1, keepdims=True)  # the canonical form: each decision's cheapest is 0
     Z = space.random_z(300, seed=1)
     y = 3.0 + C[np.arange(6), Z].sum(axis=1)
-    p = AdditivePredictor().fit(network_table(tmp_path / "n.csv", space, Z, y), space)
+    p = AdditivePredictor().fit_table(network_table(tmp_path / "n.csv", space, Z, y), space)
     fixed, learned = p.cost_matrix(space)
     assert fixed == pytest.approx(3.0, abs=1e-3)
     assert np.allclose(learned, C, atol=1e-3)
@@ -52,7 +52,7 @@ def test_additive_reports_choices_no_network_used(tmp_path):
     space = get_space("nb201")
     Z = np.array([[1, 2, 3, 4, 1, 2], [2, 3, 4, 1, 2, 3], [3, 4, 1, 2, 3, 4]])
     with pytest.warns(UserWarning, match="appear in no measured network"):
-        p = AdditivePredictor().fit(network_table(tmp_path / "n.csv", space, Z, [5, 6, 7]),
+        p = AdditivePredictor().fit_table(network_table(tmp_path / "n.csv", space, Z, [5, 6, 7]),
                                     space)
     assert "edge_1<-0=none" in p.unobserved_
 
@@ -71,7 +71,7 @@ def test_additive_features_learns_a_layer_rule_from_few_networks(tmp_path):
 
     train, test = space.random_z(10, seed=2), space.random_z(50, seed=3)
     table = network_table(tmp_path / "n.csv", space, train, [rule(z) for z in train])
-    p = AdditiveFeaturesPredictor().fit(table, space)
+    p = AdditiveFeaturesPredictor().fit_table(table, space)
     assert p.predict_z(space, test) == pytest.approx([rule(z) for z in test], rel=0.02)
 
 
@@ -87,17 +87,17 @@ def test_linear_fits_a_linear_rule_per_op(tmp_path):
     with open(path, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(data)
     mbconv = [ly for ly in layers if ly.op == "mbconv"]
-    p = LinearPredictor(alpha=1e-9).fit(read_layer_table(path))
-    assert p.predict(mbconv) == pytest.approx([truth[ly.key] for ly in mbconv], rel=1e-3)
+    p = LinearPredictor(alpha=1e-9).fit_table(read_layer_table(path))
+    assert p.predict_layers(mbconv) == pytest.approx([truth[ly.key] for ly in mbconv], rel=1e-3)
     unseen = Layer("mbconv", (24, 8, 8), 24, kernel=5, stride=1, expand=4)
-    assert p.predict([unseen])[0] == pytest.approx(
+    assert p.predict_layers([unseen])[0] == pytest.approx(
         0.05 + unseen.macs * 2e-8 + unseen.output_bytes * 1e-7, rel=0.05)
     with pytest.raises(ValueError, match="no model for op 'relu_conv_bn'"):
-        p.predict([Layer("relu_conv_bn", (8, 8, 8), 8, kernel=3)])
+        p.predict_layers([Layer("relu_conv_bn", (8, 8, 8), 8, kernel=3)])
 
 
 def test_tree_quantiles_bracket_the_prediction(tmp_path):
-    p = TreePredictor(n_estimators=30).fit(synthetic_table(tmp_path))
+    p = TreePredictor(n_estimators=30).fit_table(synthetic_table(tmp_path))
     space = get_space("mobilenet")
     Z = space.random_z(20, seed=4)
     lo, mid, hi = (p.predict_z_quantile(space, Z, q) for q in (0.1, 0.5, 0.9))
@@ -110,7 +110,8 @@ def test_tree_z_is_not_additive_but_predicts_z(tmp_path):
     space = get_space("nb201")
     Z = space.random_z(80, seed=5)
     y = 1 + (Z[:, 0] == 3) * (Z[:, 5] == 3) * 2.0 + Z.sum(axis=1) * 0.1  # an interaction
-    p = TreeZPredictor(n_estimators=50).fit(network_table(tmp_path / "n.csv", space, Z, y), space)
+    p = TreeZPredictor(n_estimators=50).fit_table(
+        network_table(tmp_path / "n.csv", space, Z, y), space)
     with pytest.raises(NotAdditiveError):
         p.cost_matrix(space)
     assert np.abs(p.predict_z(space, Z) - y).mean() < 0.5
@@ -121,44 +122,44 @@ def test_tree_z_is_not_additive_but_predicts_z(tmp_path):
 
 
 def test_lookup_fallback_reports_unseen_layers(tmp_path):
-    p = LookupPredictor(fallback=LinearPredictor()).fit(synthetic_table(tmp_path))
+    p = LookupPredictor(fallback=LinearPredictor()).fit_table(synthetic_table(tmp_path))
     seen = get_space("mobilenet").unique_layers()[5]
     unseen = Layer("mbconv", (24, 8, 8), 24, kernel=5, stride=1, expand=4)
     assert p.unseen([seen, unseen]) == [unseen.key]
     with pytest.warns(UserWarning, match="predicted by its linear fallback"):
-        out = p.predict([seen, unseen])
+        out = p.predict_layers([seen, unseen])
     assert out[0] == p.values_[seen.key] and out[1] > 0
 
 
 def test_calibration_refuses_another_device_unless_allowed(tmp_path):
     space = get_space("mobilenet")
-    base = LookupPredictor().fit(synthetic_table(tmp_path))
+    base = LookupPredictor().fit_table(synthetic_table(tmp_path))
     Z = space.random_z(4, seed=6)
     other = Fingerprint("nnabla", "1.39.0", "cudnn: H100", 1)
     nets = network_table(tmp_path / "n.csv", space, Z, base.predict_z(space, Z) * 2, other)
     with pytest.raises(ValueError, match="measured on nnabla 1.39.0 on cudnn: H100"):
-        CalibratedPredictor(base).fit(nets, space)
-    p = CalibratedPredictor(base, allow_mixed_devices=True).fit(nets, space)
+        CalibratedPredictor(base).fit_table(nets, space)
+    p = CalibratedPredictor(base, allow_mixed_devices=True).fit_table(nets, space)
     assert p.a_ == pytest.approx(2.0) and p.b_ == pytest.approx(0.0, abs=1e-9)
 
 
 def test_calibration_needs_two_networks(tmp_path):
     space = get_space("mobilenet")
-    base = LookupPredictor().fit(synthetic_table(tmp_path))
+    base = LookupPredictor().fit_table(synthetic_table(tmp_path))
     nets = network_table(tmp_path / "n.csv", space, space.random_z(1, seed=0), [5.0])
     with pytest.raises(ValueError, match="at least 2 measured networks"):
-        CalibratedPredictor(base).fit(nets, space)
+        CalibratedPredictor(base).fit_table(nets, space)
 
 
 def test_network_predictors_refuse_another_space_and_record_theirs(tmp_path):
     nb = get_space("nb201")
     nets = network_table(tmp_path / "n.csv", nb, nb.design(6), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    base = LookupPredictor().fit(synthetic_table(tmp_path))
+    base = LookupPredictor().fit_table(synthetic_table(tmp_path))
     for predictor in (CalibratedPredictor(base), AdditivePredictor()):
         with pytest.raises(InputError, match="its networks are of space 'nb201', not "
                                              "'mobilenet'"):
-            predictor.fit(nets, get_space("mobilenet"))
-    fitted = AdditivePredictor().fit(nets, nb)
+            predictor.fit_table(nets, get_space("mobilenet"))
+    fitted = AdditivePredictor().fit_table(nets, nb)
     fitted.save(tmp_path / "p.json")
     assert fitted.space_ == load_predictor(tmp_path / "p.json").space_ == "nb201"
 
@@ -169,12 +170,12 @@ def test_any_measured_column_can_be_the_target(tmp_path):
     energy = 2.0 + Z.sum(axis=1) * 0.5
     nets = network_table(tmp_path / "n.csv", space, Z, np.full(60, 3.0),
                          extra={"energy_mj": energy})
-    p = AdditivePredictor(target="energy_mj").fit(nets, space)
+    p = AdditivePredictor(target="energy_mj").fit_table(nets, space)
     assert p.predict_z(space, Z) == pytest.approx(energy, abs=1e-3)
     result = evaluate(p, nets, space)
     assert result["target"] == "energy_mj" and result["mape_pct"] < 0.1
     with pytest.raises(ValueError, match="no column 'power_w'"):
-        AdditivePredictor(target="power_w").fit(nets, space)
+        AdditivePredictor(target="power_w").fit_table(nets, space)
 
 
 def fitted_kinds(tmp_path):
@@ -182,16 +183,17 @@ def fitted_kinds(tmp_path):
     space = get_space("mobilenet")
     Z = space.random_z(40, seed=8)
     nets = network_table(tmp_path / "n.csv", space, Z,
-                         LookupPredictor().fit(table).predict_z(space, Z) * 1.1 + 0.5)
+                         LookupPredictor().fit_table(table).predict_z(space, Z) * 1.1 + 0.5)
     return space, {
-        "lookup": LookupPredictor(fallback=TreePredictor(n_estimators=10)).fit(table),
-        "linear": LinearPredictor().fit(table),
-        "tree": TreePredictor(n_estimators=20).fit(table),
-        "additive": AdditivePredictor().fit(nets, space),
-        "additive_features": AdditiveFeaturesPredictor().fit(nets, space),
-        "tree_z": TreeZPredictor(n_estimators=20).fit(nets, space),
-        "calibrated": CalibratedPredictor(LinearPredictor().fit(table)).fit(nets, space),
-        "measured": MeasuredPredictor().fit(nets, space),
+        "lookup": LookupPredictor(fallback=TreePredictor(n_estimators=10)).fit_table(table),
+        "linear": LinearPredictor().fit_table(table),
+        "tree": TreePredictor(n_estimators=20).fit_table(table),
+        "additive": AdditivePredictor().fit_table(nets, space),
+        "additive_features": AdditiveFeaturesPredictor().fit_table(nets, space),
+        "tree_z": TreeZPredictor(n_estimators=20).fit_table(nets, space),
+        "calibrated": CalibratedPredictor(LinearPredictor().fit_table(table)).fit_table(
+            nets, space),
+        "measured": MeasuredPredictor().fit_table(nets, space),
     }
 
 
@@ -205,7 +207,7 @@ def test_save_load_gives_identical_predictions_for_every_kind(tmp_path):
         from hwnas.predictors import TransferPredictor
         nb = spaces["transfer"] = get_space("nb201")
         Z = nb.design(12, seed=1)
-        predictors["transfer"] = TransferPredictor(device_matrix("nb201")).fit(
+        predictors["transfer"] = TransferPredictor(device_matrix("nb201")).fit_table(
             network_table(tmp_path / "nb.csv", nb, Z, 1.0 + 0.3 * Z.sum(axis=1)), nb)
     assert set(predictors) == set(KINDS)
     for kind, p in predictors.items():
@@ -235,8 +237,8 @@ def test_calibration_beats_the_raw_layer_sum_on_held_out_networks(tmp_path, cont
     nets = profile_networks(device, space, space.random_z(16, seed=10), tmp_path / "n.csv",
                             show_progress=False)
     train, test = nets.select(slice(0, 6)), nets.select(slice(6, None))
-    raw = LookupPredictor().fit(layers)
-    calibrated = CalibratedPredictor(raw).fit(train, space)
+    raw = LookupPredictor().fit_table(layers)
+    calibrated = CalibratedPredictor(raw).fit_table(train, space)
     error = evaluate(calibrated, test, space)["mape_pct"]
     assert error < 10 and error < evaluate(raw, test, space)["mape_pct"] / 3
     truth = [device.true_latency_ms(space.decode(z).graph) for z in test.z]
@@ -259,13 +261,13 @@ def test_predictors_fitted_on_real_nnabla_measurements(mobilenet_table, nnabla_b
     nets = profile_networks(nnabla_backend, space, space.random_z(16, seed=10),
                             tmp_path / "n.csv", protocol, show_progress=False)
     train, test = nets.select(slice(0, 6)), nets.select(slice(6, None))
-    raw = LookupPredictor().fit(mobilenet_table)
-    calibrated = CalibratedPredictor(raw).fit(train, space)
+    raw = LookupPredictor().fit_table(mobilenet_table)
+    calibrated = CalibratedPredictor(raw).fit_table(train, space)
     low, high = calibrated.slope_bounds
     assert low <= calibrated.a_ <= high and 0 <= calibrated.b_ < train.values().min()
     assert (calibrated.predict_z(space, test.z) > 0).all() and calibrated.how_
     sums = raw.predict_z(space, test.z)
     for kind in ("linear", "tree"):
-        p = KINDS[kind]().fit(mobilenet_table)
+        p = KINDS[kind]().fit_table(mobilenet_table)
         assert kendalltau(p.predict_z(space, test.z), sums)[0] > 0.3, kind
-    assert AdditiveFeaturesPredictor().fit(train, space).predict_z(space, test.z).min() > 0
+    assert AdditiveFeaturesPredictor().fit_table(train, space).predict_z(space, test.z).min() > 0

@@ -19,9 +19,9 @@ from hwnas.spaces import get_space
 
 def test_lookup_predicts_the_table(tmp_path):
     table = synthetic_table(tmp_path)
-    p = LookupPredictor().fit(table)
+    p = LookupPredictor().fit_table(table)
     layers = table.layers()
-    assert p.predict(layers) == pytest.approx([0.1 * (i + 1) for i in range(len(layers))])
+    assert p.predict_layers(layers) == pytest.approx([0.1 * (i + 1) for i in range(len(layers))])
     space = get_space("mobilenet")
     Z = space.random_z(200, seed=0)
     batch = p.predict_z(space, Z)
@@ -31,20 +31,20 @@ def test_lookup_predicts_the_table(tmp_path):
 
 
 def test_unseen_layer_names_its_key(tmp_path):
-    p = LookupPredictor().fit(synthetic_table(tmp_path))
+    p = LookupPredictor().fit_table(synthetic_table(tmp_path))
     unseen = Layer("conv", (3, 64, 64), 32, kernel=3, stride=2)
     with pytest.raises(UnseenLayerError, match=r"conv\(in=3x64x64,out=32"):
-        p.predict([unseen])
+        p.predict_layers([unseen])
 
 
 def test_unfitted_is_a_clear_error():
     with pytest.raises(NotFittedError, match="not fitted"):
-        LookupPredictor().predict([Layer("gap", (4, 2, 2))])
+        LookupPredictor().predict_layers([Layer("gap", (4, 2, 2))])
 
 
 def test_save_load_gives_identical_predictions(tmp_path):
     table = synthetic_table(tmp_path)
-    p = LookupPredictor().fit(table)
+    p = LookupPredictor().fit_table(table)
     p.save(tmp_path / "p.json")
     q = load_predictor(tmp_path / "p.json")
     assert isinstance(q, LookupPredictor) and q.fingerprint_ == table.fingerprint
@@ -69,7 +69,7 @@ def test_corrupt_or_foreign_files(tmp_path, content, message):
 
 
 def test_corrupt_latency_in_a_saved_file(tmp_path):
-    p = LookupPredictor().fit(synthetic_table(tmp_path))
+    p = LookupPredictor().fit_table(synthetic_table(tmp_path))
     p.save(tmp_path / "p.json")
     doc = json.loads((tmp_path / "p.json").read_text())
     key = next(iter(doc["state"]["values"]))
@@ -82,7 +82,7 @@ def test_corrupt_latency_in_a_saved_file(tmp_path):
 @pytest.mark.nnabla
 def test_lookup_on_real_measurements(mobilenet_table):
     space = get_space("mobilenet")
-    p = LookupPredictor().fit(mobilenet_table)
+    p = LookupPredictor().fit_table(mobilenet_table)
     for z in space.random_z(5, seed=2):
         layers = space.decode(z).layers
         expected = sum(mobilenet_table.timings[layer.key].latency_ms for layer in layers)
@@ -105,11 +105,11 @@ def test_predictors_are_scikit_learn_estimators(tmp_path):
     with pytest.raises(SklearnNotFittedError):
         check_is_fitted(p)
     with pytest.raises(ValueError, match="not fitted"):
-        p.predict([Layer("gap", (4, 2, 2))])  # scikit-learn's NotFittedError is a ValueError
+        p.predict_layers([Layer("gap", (4, 2, 2))])  # scikit-learn's NotFittedError is a ValueError
     assert issubclass(NotFittedError, (SklearnNotFittedError, AttributeError))
 
     fallback = LinearPredictor()
-    p = LookupPredictor(fallback=fallback).fit(synthetic_table(tmp_path))
+    p = LookupPredictor(fallback=fallback).fit_table(synthetic_table(tmp_path))
     check_is_fitted(p)
     assert not hasattr(fallback, "models_"), "fit must fit a clone, not the caller's fallback"
     assert p.fallback is fallback and hasattr(p.fallback_, "models_")
@@ -130,7 +130,7 @@ def test_predictors_are_scikit_learn_estimators(tmp_path):
 def test_hyperparameters_are_validated_by_fit(tmp_path, make, message):
     from hwnas.errors import InputError
     with pytest.raises(InputError, match=message):
-        make().fit(synthetic_table(tmp_path))
+        make().fit_table(synthetic_table(tmp_path))
 
 
 def test_tree_z_loads_its_trees_without_refitting_and_predicts_the_same(tmp_path, monkeypatch):
@@ -142,7 +142,7 @@ def test_tree_z_loads_its_trees_without_refitting_and_predicts_the_same(tmp_path
     space = get_space("nb201")
     table = load_device("pixel3", "nb201")
     networks = table.select(np.random.default_rng(0).permutation(len(table.z))[:5000])
-    fitted = TreeZPredictor(n_estimators=30).fit(networks, space)
+    fitted = TreeZPredictor(n_estimators=30).fit_table(networks, space)
     Z = space.random_z(2000, seed=4)
     expected = fitted.predict_z(space, Z)
     model = RandomForestRegressor(n_estimators=30, random_state=0).fit(
@@ -212,7 +212,7 @@ def test_network_predictors_refuse_an_architecture_of_another_space():
     for predictor in (AdditivePredictor(), MeasuredPredictor(), TreeZPredictor(n_estimators=3)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # choices the first 500 networks never use
-            predictor.fit(networks, space)
+            predictor.fit_table(networks, space)
         with pytest.raises(InputError, match=f"the {predictor.kind} predictor was fitted on "
                                              f"space 'nb201', not 'mobilenet'"):
             predictor.predict_architecture(arch)

@@ -10,14 +10,14 @@ from helpers import FAST_ARGS, HAVE_NNABLA, SPACE_YAML, hwnas, synthetic_table
 
 from hwnas.predictors import LookupPredictor
 from hwnas.profile._stats import STATISTIC
-from hwnas.search import BudgetError, search
+from hwnas.search import BudgetError, run_study
 from hwnas.spaces import get_space
 from hwnas.tables import read_network_table
 
 
 @pytest.fixture
 def predictor(tmp_path):
-    return LookupPredictor().fit(synthetic_table(tmp_path))
+    return LookupPredictor().fit_table(synthetic_table(tmp_path))
 
 
 def budget_between(predictor, share):
@@ -31,7 +31,7 @@ def budget_between(predictor, share):
 def test_every_reported_architecture_meets_the_budget(predictor):
     space = get_space("mobilenet")
     budget = budget_between(predictor, 0.3)
-    result = search(space, predictor, budget, n_trials=150, seed=0)
+    result = run_study(space, predictor, budget, n_trials=150, seed=0)
     assert result.trials == 150 and 1 <= len(result.best) <= 5
     assert result.feasible_trials >= len(result.best)
     assert len({c.z for c in result.best}) == len(result.best)
@@ -49,8 +49,8 @@ def test_every_reported_architecture_meets_the_budget(predictor):
 def test_same_seed_same_search(predictor):
     space = get_space("mobilenet")
     budget = budget_between(predictor, 0.5)
-    a = search(space, predictor, budget, n_trials=60, seed=7)
-    b = search(space, predictor, budget, n_trials=60, seed=7)
+    a = run_study(space, predictor, budget, n_trials=60, seed=7)
+    b = run_study(space, predictor, budget, n_trials=60, seed=7)
     assert [c.z for c in a.best] == [c.z for c in b.best]
 
 
@@ -60,7 +60,7 @@ def test_custom_objective(predictor):
     def fewest_params(arch):
         return -arch.params
 
-    result = search(space, predictor, budget_between(predictor, 1.0), fewest_params,
+    result = run_study(space, predictor, budget_between(predictor, 1.0), fewest_params,
                     n_trials=40, seed=1)
     assert result.objective == "fewest_params"
     assert result.best[0].objective == -result.best[0].params
@@ -70,11 +70,11 @@ def test_impossible_budget_says_the_least_reachable_latency(predictor):
     space = get_space("mobilenet")
     least = space.min_z(*predictor.cost_matrix(space))[1]
     with pytest.raises(BudgetError, match=f"smallest predicted latency .* is {least:.3f} ms"):
-        search(space, predictor, least * 0.99, n_trials=10)
+        run_study(space, predictor, least * 0.99, n_trials=10)
 
 
 def test_study_records_its_settings(predictor):
-    result = search(get_space("mobilenet"), predictor, budget_between(predictor, 0.5),
+    result = run_study(get_space("mobilenet"), predictor, budget_between(predictor, 0.5),
                     n_trials=5)
     attrs = result.study.user_attrs
     assert attrs["space"] == "mobilenet" and attrs["objective"] == "macs"

@@ -13,7 +13,7 @@ from helpers import hwnas, synthetic_table, write_table
 
 from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import get_space
 from hwnas.tables import read_layer_table
 
@@ -22,7 +22,7 @@ from hwnas.tables import read_layer_table
 def nb201(tmp_path):
     space = get_space("nb201")
     write_table(tmp_path / "nb.csv", space.unique_layers())
-    return space, LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    return space, LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
 
 
 def all_z(space):
@@ -62,11 +62,11 @@ def test_exact_equals_brute_force_and_beats_the_samplers(nb201):
     fixed, C = predictor.cost_matrix(space)
     for share in (0.2, 0.5, 0.8):
         budget = space.min_z(fixed, C)[1] + share * np.nansum(np.nanmax(C, axis=1))
-        exact = search(space, predictor, budget, sampler="exact")
+        exact = run_study(space, predictor, budget, sampler="exact")
         assert [c.objective for c in exact.best] == brute_force(space, predictor, budget, k=5)
         assert all(c.predicted_latency_ms <= budget for c in exact.best)
         for sampler in ("tpe", "nsga2", "random"):
-            found = search(space, predictor, budget, n_trials=40, seed=0, sampler=sampler,
+            found = run_study(space, predictor, budget, n_trials=40, seed=0, sampler=sampler,
                            enqueue_exact=False)
             assert found.best[0].objective <= exact.best[0].objective, sampler
 
@@ -75,7 +75,7 @@ def test_exact_with_an_activation_budget(nb201):
     space, predictor = nb201
     budget = 1e9
     limit = 4 * 16 * 32 * 32 * 2  # two 16x32x32 tensors: rules out the 3-tensor adds
-    exact = search(space, predictor, budget, sampler="exact", max_activation_bytes=limit)
+    exact = run_study(space, predictor, budget, sampler="exact", max_activation_bytes=limit)
     expected = brute_force(space, predictor, budget,
                            ok=lambda Z: peak_activation(space, Z) <= limit, k=5)
     assert [c.objective for c in exact.best] == expected
@@ -85,7 +85,7 @@ def test_exact_with_an_activation_budget(nb201):
 def test_penalty_mode_ranks_by_the_penalised_objective(nb201):
     space, predictor = nb201
     budget = float(np.median(predictor.predict_z(space, space.random_z(100, seed=0))))
-    result = search(space, predictor, budget, mode="penalty", penalty_weight=-0.5,
+    result = run_study(space, predictor, budget, mode="penalty", penalty_weight=-0.5,
                     n_trials=60, seed=1)
     scores = [c.objective * (c.predicted_latency_ms / budget) ** -0.5 for c in result.best]
     assert scores == sorted(scores, reverse=True)
@@ -97,7 +97,7 @@ def test_penalty_mode_ranks_by_the_penalised_objective(nb201):
 def test_pareto_mode_returns_a_feasible_non_dominated_front(nb201):
     space, predictor = nb201
     budget = float(np.median(predictor.predict_z(space, space.random_z(100, seed=0))))
-    result = search(space, predictor, budget, mode="pareto", sampler="nsga2", n_trials=80,
+    result = run_study(space, predictor, budget, mode="pareto", sampler="nsga2", n_trials=80,
                     seed=2)
     front = [(c.predicted_latency_ms, c.objective) for c in result.best]
     assert front == sorted(front) and len(front) >= 2
@@ -110,7 +110,7 @@ def test_parameter_budgets_hold_for_every_reported_architecture(nb201):
     space, predictor = nb201
     budget = 1e9
     params = sorted(space.decode(z).params for z in space.random_z(50, seed=3))[10]
-    result = search(space, predictor, budget, n_trials=60, seed=4, max_params=params,
+    result = run_study(space, predictor, budget, n_trials=60, seed=4, max_params=params,
                     max_param_bytes=4 * params)
     assert result.best and all(c.params <= params for c in result.best)
 
@@ -124,7 +124,7 @@ def test_an_objective_that_raises_fails_its_trial_and_the_search_goes_on(nb201):
         return float(arch.macs)
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    result = search(space, predictor, 1e9, picky, n_trials=40, seed=5, sampler="random")
+    result = run_study(space, predictor, 1e9, picky, n_trials=40, seed=5, sampler="random")
     failed = result.study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert failed and result.trials == 40 - len(failed)
     assert all(c.z[0] != 0 for c in result.best)
@@ -150,9 +150,9 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
     from hwnas.predictors import TreePredictor
     space = get_space("nb201")
     write_table(tmp_path / "nb.csv", space.unique_layers())
-    tree = TreePredictor(n_estimators=20).fit(read_layer_table(tmp_path / "nb.csv"))
+    tree = TreePredictor(n_estimators=20).fit_table(read_layer_table(tmp_path / "nb.csv"))
     budget = float(np.median(tree.predict_z(space, space.random_z(60, seed=0))))
-    result = search(space, tree, budget, n_trials=40, seed=6, confidence=0.9)
+    result = run_study(space, tree, budget, n_trials=40, seed=6, confidence=0.9)
     assert result.best
     for c in result.best:
         assert c.latency_upper_ms <= budget
@@ -161,9 +161,9 @@ def test_confidence_constrains_the_upper_quantile(tmp_path):
     run = hwnas("search", "--space", "nb201", "--predictor", tmp_path / "tree.json",
                 "--budget-ms", budget, "--confidence", "0.9", "--trials", "20", "--quiet")
     assert run.returncode == 0 and "(upper quantile " in run.stdout, run.stderr
-    lookup = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    lookup = LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
     with pytest.raises(NotImplementedError, match="gives no spread estimate"):
-        search(space, lookup, budget, n_trials=5, confidence=0.9)
+        run_study(space, lookup, budget, n_trials=5, confidence=0.9)
 
 
 def test_command_plots_the_front(nb201, tmp_path):
@@ -191,7 +191,7 @@ def test_four_workers_share_one_study_on_postgresql(nb201):
     space, predictor = nb201
     url = os.environ["HWNAS_TEST_POSTGRES_URL"]
     name = f"test-{uuid.uuid4().hex[:8]}"
-    result = search(space, predictor, 1e9, n_trials=80, seed=0, storage=url, study_name=name,
+    result = run_study(space, predictor, 1e9, n_trials=80, seed=0, storage=url, study_name=name,
                     workers=4, sampler="random")
     study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials(deepcopy=False)
@@ -204,7 +204,7 @@ def test_four_workers_share_one_study_on_postgresql(nb201):
 # --- the feasibility-aware sampler ---------------------------------------------------------
 
 def mobilenet_lookup(tmp_path):
-    return get_space("mobilenet"), LookupPredictor().fit(synthetic_table(tmp_path))
+    return get_space("mobilenet"), LookupPredictor().fit_table(synthetic_table(tmp_path))
 
 
 def tight_budget(space, predictor, share):
@@ -227,15 +227,15 @@ def test_the_wrapped_samplers_propose_only_feasible_trials(tmp_path, space_name,
     if space_name == "nb201":
         space = get_space("nb201")
         write_table(tmp_path / "nb.csv", space.unique_layers())
-        predictor = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+        predictor = LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
     else:
         space, predictor = mobilenet_lookup(tmp_path)
     budget = tight_budget(space, predictor, 0.2)
-    wrapped = search(space, predictor, budget, sampler=sampler, n_trials=60, seed=0,
+    wrapped = run_study(space, predictor, budget, sampler=sampler, n_trials=60, seed=0,
                      enqueue_exact=False)
     assert feasible_share(wrapped, budget) == 1.0 and wrapped.sampler == f"feasible {sampler}"
     assert len(wrapped.study.trials) == 60  # every trial proposed, and every one feasible
-    plain = search(space, predictor, budget, sampler=sampler, n_trials=60, seed=0,
+    plain = run_study(space, predictor, budget, sampler=sampler, n_trials=60, seed=0,
                    enqueue_exact=False, feasible=False)
     assert feasible_share(plain, budget) < feasible_share(wrapped, budget)
 
@@ -244,7 +244,7 @@ def test_the_wrapped_samplers_propose_only_feasible_trials(tmp_path, space_name,
 def test_the_wrapped_sampler_on_a_measured_table(mobilenet_table):
     from hwnas.search import FeasibleSampler, suggest_z
     space = get_space("mobilenet")
-    predictor = LookupPredictor().fit(mobilenet_table)
+    predictor = LookupPredictor().fit_table(mobilenet_table)
     budget = tight_budget(space, predictor, 0.15)
     sampler = FeasibleSampler.for_budget(space, predictor, budget,
                                          optuna.samplers.TPESampler(seed=0), seed=0)
@@ -257,7 +257,7 @@ def test_the_wrapped_sampler_on_a_measured_table(mobilenet_table):
 def test_workers_on_a_journal_storage_stay_feasible(tmp_path):
     space, predictor = mobilenet_lookup(tmp_path)
     budget = tight_budget(space, predictor, 0.2)
-    result = search(space, predictor, budget, n_trials=20, seed=0, workers=2,
+    result = run_study(space, predictor, budget, n_trials=20, seed=0, workers=2,
                     storage=str(tmp_path / "s.journal"), sampler="random", enqueue_exact=False)
     trials = result.study.get_trials(deepcopy=False)
     assert len(trials) == 20 and result.trials == 20
@@ -268,20 +268,20 @@ def test_a_resumed_study_with_a_tighter_budget_reports_no_infeasible_rank_1(tmp_
     space, predictor = mobilenet_lookup(tmp_path)
     loose, tight = tight_budget(space, predictor, 0.9), tight_budget(space, predictor, 0.1)
     options = dict(storage=str(tmp_path / "s.journal"), study_name="s", seed=0)
-    first = search(space, predictor, loose, n_trials=12, **options)
+    first = run_study(space, predictor, loose, n_trials=12, **options)
     assert first.best[0].predicted_latency_ms > tight  # the old rank 1 is now infeasible
-    second = search(space, predictor, tight, n_trials=3, **options)
+    second = run_study(space, predictor, tight, n_trials=3, **options)
     assert second.trials == 15 and second.best
     assert all(c.predicted_latency_ms <= tight for c in second.best)
     assert any("resumed study 's' with another setting (budget_ms" in n for n in second.notes)
     with pytest.raises(InputError, match="was run with objective = 'macs', not 'params'"):
-        search(space, predictor, tight, "params", n_trials=5, **options)
+        run_study(space, predictor, tight, "params", n_trials=5, **options)
 
 
 def test_exact_top_is_the_best_distinct_architectures(nb201):
     space, predictor = nb201
     budget = tight_budget(space, predictor, 0.4)
-    exact = search(space, predictor, budget, sampler="exact", top=8)
+    exact = run_study(space, predictor, budget, sampler="exact", top=8)
     assert len({c.z for c in exact.best}) == 8
     assert [c.objective for c in exact.best] == brute_force(space, predictor, budget, k=8)
 
@@ -294,7 +294,7 @@ def test_a_choice_of_unknown_cost_is_never_chosen(nb201, sampler, feasible):
     for layer in space.decisions[0].layers[conv3]:  # a gap in the table: cost unknown
         predictor.values_[layer.key] = float("nan")
     assert np.isnan(predictor.cost_matrix(space)[1][:, conv3]).all()
-    result = search(space, predictor, 1e9, sampler=sampler, n_trials=30, seed=0, top=10,
+    result = run_study(space, predictor, 1e9, sampler=sampler, n_trials=30, seed=0, top=10,
                     feasible=feasible)
     assert result.best and all(conv3 not in c.z for c in result.best)
     if sampler != "exact" and feasible:
@@ -311,7 +311,7 @@ def test_an_objective_that_never_works_is_one_clear_error(nb201, returned, messa
     exec(f"def broken(arch):\n    return {returned}\n", namespace)
     with pytest.raises(InputError, match=f"every trial failed: the objective 'broken' "
                                          f"{message}"):
-        search(space, predictor, 1e9, namespace["broken"], n_trials=5, seed=0)
+        run_study(space, predictor, 1e9, namespace["broken"], n_trials=5, seed=0)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -324,7 +324,7 @@ def test_an_objective_that_never_works_is_one_clear_error(nb201, returned, messa
 def test_bad_search_arguments_name_themselves(nb201, options, message):
     space, predictor = nb201
     with pytest.raises(InputError, match=message):
-        search(space, predictor, 1e9, **options)
+        run_study(space, predictor, 1e9, **options)
 
 
 @pytest.mark.parametrize("storage", ["foo://bar", "sqlite:///{tmp}/missing/dir/s.db",
@@ -369,9 +369,9 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(nb201, tmp_path):
 def test_bounded_rejection_where_latency_is_not_additive(tmp_path):
     space = get_space("nb201-pruned")  # which layers run depends on several decisions
     write_table(tmp_path / "nb.csv", get_space("nb201").unique_layers())
-    predictor = LookupPredictor().fit(read_layer_table(tmp_path / "nb.csv"))
+    predictor = LookupPredictor().fit_table(read_layer_table(tmp_path / "nb.csv"))
     budget = float(np.quantile(predictor.predict_z(space, space.random_z(200, seed=0)), 0.2))
-    result = search(space, predictor, budget, sampler="tpe", n_trials=30, seed=0)
+    result = run_study(space, predictor, budget, sampler="tpe", n_trials=30, seed=0)
     assert result.min_latency_ms is None and result.best
     assert feasible_share(result, budget) >= 0.95
     assert all(c.predicted_latency_ms <= budget for c in result.best)
@@ -384,14 +384,14 @@ def test_settings_are_one_object_checked_on_creation(nb201):
     space, predictor = nb201
     budget = tight_budget(space, predictor, 0.4)
     settings = SearchSettings(sampler="random", n_trials=20, seed=3, enqueue_exact=False)
-    a = search(space, predictor, budget, settings=settings)
-    b = search(space, predictor, budget, sampler="random", n_trials=20, seed=3,
+    a = run_study(space, predictor, budget, settings=settings)
+    b = run_study(space, predictor, budget, sampler="random", n_trials=20, seed=3,
                enqueue_exact=False)
     assert [c.z for c in a.best] == [c.z for c in b.best] and a.trials == 20
     with pytest.raises(InputError, match="either settings= or the options"):
-        search(space, predictor, budget, settings=settings, n_trials=5)
+        run_study(space, predictor, budget, settings=settings, n_trials=5)
     with pytest.raises(InputError, match="unexpected keyword argument 'n_trial'"):
-        search(space, predictor, budget, n_trial=5)
+        run_study(space, predictor, budget, n_trial=5)
     for options, message in [(dict(workers=257), r"workers must be an integer >= 1 \(at most"),
                              (dict(n_trials=10**8), r"n_trials must be an integer >= 1"),
                              (dict(confidence=1.5), r"confidence must be in \(0, 1\)"),
@@ -435,7 +435,7 @@ def test_a_search_problem_holds_one_budget_and_the_least_latency(nb201):
     assert penalty.penalised(2.0, budget * 2) == pytest.approx(2.0 * 2 ** -0.07)
     with pytest.raises(BudgetError, match=f"is {least:.3f} ms"):
         SearchProblem.build(space, predictor, least * 0.99, SearchSettings())
-    result = search(space, predictor, budget, n_trials=10, seed=0)
+    result = run_study(space, predictor, budget, n_trials=10, seed=0)
     again = rank(result.study, problem)
     assert [c.z for c in again.best] == [c.z for c in result.best]
     assert again.min_latency_ms == result.min_latency_ms == problem.min_latency_ms
@@ -476,14 +476,14 @@ def test_an_activation_budget_that_leaves_nothing_says_so(tmp_path):
     assert least < least_within
     with pytest.raises(InputError, match=f"within max_activation_bytes = {fixed_bytes:g} the "
                                          f"smallest predicted latency is {least_within:.3f} ms"):
-        search(space, predictor, (least + least_within) / 2, sampler="exact",
+        run_study(space, predictor, (least + least_within) / 2, sampler="exact",
                max_activation_bytes=int(fixed_bytes))
 
 
 def test_a_storage_error_hides_the_password(nb201):
     space, predictor = nb201
     with pytest.raises(InputError) as error:
-        search(space, predictor, 1e9, n_trials=1,
+        run_study(space, predictor, 1e9, n_trials=1,
                storage="postgresql://me:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(error.value) and "postgresql://me:***@127.0.0.1:1/none" in \
         str(error.value)

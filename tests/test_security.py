@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from helpers import FP, digest, hwnas, network_table, set_cell, write_table
 
+from hwnas import _cli
 from hwnas._files import atomic_write, mask_secrets, parse_float, parse_int, safe_name
 from hwnas.errors import InputError
 from hwnas.predictors import LookupPredictor, load_predictor
 from hwnas.predictors._regressors import TreePredictor
 from hwnas.profile import read_cache_status
-from hwnas.search import search
+from hwnas.search import run_study
 from hwnas.spaces import get_space, load_space
 from hwnas.tables import (
     LAYER_COLUMNS,
@@ -45,7 +46,7 @@ def files(tmp_path):
     """nb201's layer table, a network table, a lookup predictor, a victim file outside."""
     space = get_space("nb201")
     write_table(tmp_path / "layers.csv", space.unique_layers())
-    lookup = LookupPredictor().fit(read_layer_table(tmp_path / "layers.csv"))
+    lookup = LookupPredictor().fit_table(read_layer_table(tmp_path / "layers.csv"))
     Z = space.random_z(8, seed=0)
     network_table(tmp_path / "nets.csv", space, Z, lookup.predict_z(space, Z), noise=0.01)
     lookup.save(tmp_path / "lookup.json")
@@ -235,7 +236,7 @@ def test_no_secret_in_stdout_stderr_json_or_the_cache_record(files, tmp_path):
                           f"    raise RuntimeError('boom at {URL}')\n"
                           "sys.exit(_cli.run(buggy, 'x'))\n"],
                          capture_output=True, text=True)
-    assert err.returncode == 1 and "boom at postgresql://me:***@" in err.stderr
+    assert err.returncode == _cli.EXIT_BUG and "boom at postgresql://me:***@" in err.stderr
     assert SECRET not in err.stderr
     from hwnas.profile._cache import record_status
     record_status(tmp_path, {"layers.csv": {"protocol": {"runs": 3}}})
@@ -527,7 +528,7 @@ def test_a_resumed_table_with_a_bad_row_fails_before_anything_is_appended(files)
 def test_a_predictor_with_negative_costs_is_refused(files, tmp_path, kind):
     space = get_space("nb201")
     if kind == "tree":
-        TreePredictor(n_estimators=3).fit(read_layer_table(files / "layers.csv")).save(
+        TreePredictor(n_estimators=3).fit_table(read_layer_table(files / "layers.csv")).save(
             tmp_path / "p.json")
         doc = json.loads((tmp_path / "p.json").read_text())
         forest = doc["state"]["forests"]["relu_conv_bn"]["trees"][0]
@@ -539,7 +540,7 @@ def test_a_predictor_with_negative_costs_is_refused(files, tmp_path, kind):
     else:
         from hwnas.predictors import AdditivePredictor
         from hwnas.tables import read_network_table
-        AdditivePredictor().fit(read_network_table(files / "nets.csv"), space).save(
+        AdditivePredictor().fit_table(read_network_table(files / "nets.csv"), space).save(
             tmp_path / "p.json")
         doc = json.loads((tmp_path / "p.json").read_text())
         if kind == "additive_fixed":
@@ -555,7 +556,7 @@ def test_a_predictor_with_negative_costs_is_refused(files, tmp_path, kind):
 
 def test_a_tree_predictor_loads_without_refitting_and_predicts_the_same(files, monkeypatch):
     layers = read_layer_table(files / "layers.csv")
-    fitted = TreePredictor(n_estimators=20).fit(layers)
+    fitted = TreePredictor(n_estimators=20).fit_table(layers)
     fitted.save(files / "tree.json")
     from sklearn.ensemble import RandomForestRegressor
 
@@ -563,7 +564,8 @@ def test_a_tree_predictor_loads_without_refitting_and_predicts_the_same(files, m
         raise AssertionError("a saved tree predictor was refitted on load")
     monkeypatch.setattr(RandomForestRegressor, "fit", no_refit)
     loaded = load_predictor(files / "tree.json")
-    assert np.array_equal(loaded.predict(layers.layers()), fitted.predict(layers.layers()))
+    assert np.array_equal(
+        loaded.predict_layers(layers.layers()), fitted.predict_layers(layers.layers()))
     assert np.array_equal(loaded.predict_members(layers.layers()),
                           fitted.predict_members(layers.layers()))
 
@@ -683,7 +685,7 @@ def test_an_objective_calling_sys_exit_fails_its_trial_only(files):
         if arch.z[0] == 0:
             sys.exit(3)
         return float(arch.macs)
-    result = search(space, predictor, 1e9, exits, n_trials=30, seed=0)
+    result = run_study(space, predictor, 1e9, exits, n_trials=30, seed=0)
     failed = [t for t in result.study.trials if t.state.name == "FAIL"]
     assert failed and all("SystemExit" in t.user_attrs["error"] for t in failed)
     assert result.best and all(c.z[0] != 0 for c in result.best)

@@ -41,7 +41,7 @@ def test_ten_designed_networks_of_a_left_out_device_rank_its_other_networks(spac
     space = get_space(space_name)
     known = without(space_name, device)
     train, rest = measured(space_name, device, transfer_design(known, space, 10))
-    predictor = TransferPredictor(known).fit(train, space)
+    predictor = TransferPredictor(known).fit_table(train, space)
     truth = load_device(device, space_name)
     Z = np.array(truth.z)
     predicted = predictor.predict_z(space, Z)
@@ -59,7 +59,7 @@ def test_it_prices_networks_no_known_device_was_measured_on():
     space = get_space("fbnet")
     known = without("fbnet", "titanx_1")
     train, _ = measured("fbnet", "titanx_1", transfer_design(known, space, 10))
-    predictor = TransferPredictor(known).fit(train, space)
+    predictor = TransferPredictor(known).fit_table(train, space)
     Z = space.random_z(200, seed=1)
     seen = {tuple(z) for z in known.z.tolist()}
     assert not any(tuple(z) in seen for z in Z.tolist())
@@ -74,7 +74,7 @@ def test_saved_as_json_and_loaded_with_the_same_predictions(tmp_path):
     space = get_space("nb201")
     known = without("nb201", "gold_6240")
     train, _ = measured("nb201", "gold_6240", space.random_z(10, seed=3))
-    predictor = TransferPredictor(known).fit(train, space)
+    predictor = TransferPredictor(known).fit_table(train, space)
     path = tmp_path / "p.json"
     predictor.save(path)
     doc = json.loads(path.read_text())
@@ -106,7 +106,7 @@ def test_a_phone_no_known_device_resembles_leans_on_the_costs():
     space = get_space("fbnet")
     known = without("fbnet", "pixel3")
     train, rest = measured("fbnet", "pixel3", transfer_design(known, space, 10))
-    predictor = TransferPredictor(known).fit(train, space)
+    predictor = TransferPredictor(known).fit_table(train, space)
     assert predictor.features_.endswith("+costs") and predictor.cost_weights_
     assert all(w > 0 for w in predictor.cost_weights_.values())
     truth = load_device("pixel3", "fbnet")
@@ -142,13 +142,13 @@ def test_bad_input_is_one_clear_error():
     space = get_space("nb201")
     train, _ = measured("nb201", "gold_6240", space.random_z(10, seed=3))
     with pytest.raises(InputError, match="needs the known devices"):
-        TransferPredictor().fit(train, space)
+        TransferPredictor().fit_table(train, space)
     with pytest.raises(InputError, match="at least 3 measured networks"):
-        TransferPredictor(device_matrix("nb201")).fit(train.select([0, 1]), space)
+        TransferPredictor(device_matrix("nb201")).fit_table(train.select([0, 1]), space)
     with pytest.raises(InputError, match="ridges must be numbers > 0"):
-        TransferPredictor(device_matrix("nb201"), ridges=()).fit(train, space)
+        TransferPredictor(device_matrix("nb201"), ridges=()).fit_table(train, space)
     with pytest.raises(InputError, match="ridges must be"):
-        TransferPredictor(device_matrix("nb201"), ridges=(-1.0,)).fit(train, space)
+        TransferPredictor(device_matrix("nb201"), ridges=(-1.0,)).fit_table(train, space)
 
 
 def test_fit_command_says_which_devices_it_leaned_on(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas._files import read_bytes
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnknownDeviceError
 from hwnas.tables import Fingerprint, NetworkTable, Timing
 
 DATA = Path(__file__).parent / "data"
@@ -29,10 +29,6 @@ SOURCES = ("HW-NAS-Bench (Li et al., ICLR 2021) and BRP-NAS's LatBench (Dudziak 
 BACKEND = "catalogue"
 #: the kinds of device a table may come from
 KINDS = ("GPU", "CPU", "phone", "ASIC", "FPGA", "edge")
-
-
-class UnknownDeviceError(InputError):
-    """No shipped table of that name (and space); the message lists close matches."""
 
 
 @dataclass(frozen=True)

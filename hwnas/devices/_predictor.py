@@ -43,7 +43,7 @@ def device_predictor(name: str, space: str | SearchSpace | None = None) -> Predi
                          f"the space given differs from it (another input size or classes)")
     table = load_device(info.name, info.space)
     if len(table.z) == built_in.size:
-        return MeasuredPredictor().fit(table, built_in)
+        return MeasuredPredictor().fit_table(table, built_in)
     matrix = device_matrix(info.space)
     digest = hashlib.sha1(b"|".join([
         built_in.signature.encode(), info.name.encode(), matrix.z.tobytes(),
@@ -54,7 +54,7 @@ def device_predictor(name: str, space: str | SearchSpace | None = None) -> Predi
             return load_predictor(path)
         except InputError:  # a damaged cache file is refitted and replaced
             pass
-    predictor = AdditivePredictor().fit(table, built_in)
+    predictor = AdditivePredictor().fit_table(table, built_in)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, predictor.to_dict())
     return predictor

@@ -123,8 +123,8 @@ def derive_z(space: SearchSpace, predictor: Predictor, scores: Any, budget_ms: f
         ``Derived`` (z, predicted_latency_ms, log_prob), best first.
 
     Raises:
-        InputError (``hwnas.search.BudgetError`` without memory budgets) where nothing fits,
-        naming the least latency that can be reached.
+        InputError: where nothing fits (``hwnas.search.BudgetError`` without memory
+            budgets), naming the least latency that can be reached.
 
     Example:
         >>> best = derive_z(space, predictor, alpha, budget_ms=5.0)[0]  # doctest: +SKIP

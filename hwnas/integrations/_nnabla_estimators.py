@@ -38,7 +38,7 @@ def _estimate(predictor: Predictor, layers: list[Layer], extra_ms: float, networ
     if network:
         arch = Architecture("nnabla_nas", (), tuple(layers), (), chain(layers))
         return predictor.predict_architecture(arch) + extra_ms
-    return float(np.sum(predictor.predict(layers))) + extra_ms if layers else extra_ms
+    return float(np.sum(predictor.predict_layers(layers))) + extra_ms if layers else extra_ms
 
 
 class HwnasLatencyEstimator(_Adaptive, _latency.LatencyEstimator):

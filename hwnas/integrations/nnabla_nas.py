@@ -49,7 +49,7 @@ import numpy as np
 
 from hwnas._checks import count, positive
 from hwnas._imports import require
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnmappedModuleError
 from hwnas.integrations._constraint import BudgetConstraint
 from hwnas.integrations._derive import Derived, derive_z
 from hwnas.layers import Layer
@@ -68,10 +68,6 @@ def import_nnabla_nas() -> types.ModuleType:
         stub.ofa_mbv3 = stub.ofa_xception = stub.ofa_resnet50 = None
         sys.modules[_BROKEN] = stub
     return require("nnabla_nas", "the NNabla NAS integration")
-
-
-class UnmappedModuleError(InputError):
-    """A module or graph function of NNabla NAS that has no hwnas Layer (and no fallback)."""
 
 
 Shape = tuple[int, int, int]

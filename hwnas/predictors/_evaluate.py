@@ -31,13 +31,18 @@ def evaluate(predictor, networks: NetworkTable, space, target: str | None = None
              ) -> dict[str, Any]:
     """Predict each network of the table and score against its measurement.
 
-    Returns the metrics with ``predicted`` and ``measured`` arrays beside them.
+    Returns the metrics with ``predicted`` and ``measured`` arrays beside them, and
+    ``fitted_overlap``: how many of the networks the predictor was fitted or calibrated on
+    (scores on them are no held-out test), None where its file does not record that.
     """
     target = target or predictor.target
     measured = networks.values(target)
-    predicted = predictor.predict_z(space, np.array(networks.z))
-    return {**metrics(predicted, measured), "target": target, "predicted": predicted,
-            "measured": measured}
+    Z = np.array(networks.z)
+    predicted = predictor.predict_z(space, Z)
+    seen = predictor.fitted_mask(space, Z)
+    return {**metrics(predicted, measured), "target": target,
+            "fitted_overlap": None if seen is None else int(seen.sum()),
+            "predicted": predicted, "measured": measured}
 
 
 def plot_predicted_vs_measured(result: dict[str, Any], path: str, title: str) -> None:

@@ -9,17 +9,11 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnseenLayerError
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, from_dict
+from hwnas.spaces import SearchSpace
 from hwnas.tables import LayerTable
-
-
-class UnseenLayerError(InputError, KeyError):
-    """A layer has no row in the lookup table (and there is no fallback)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class LookupPredictor(Predictor):
@@ -29,30 +23,40 @@ class LookupPredictor(Predictor):
     predictor (e.g. ``LinearPredictor()``, fitted on the same table) predicts it; then
     ``unseen(layers)`` lists those keys and a warning says how many fell back.
 
+    Args:
+        fallback: an unfitted layer predictor (``LinearPredictor()``, ``TreePredictor()``)
+            whose clone ``fit_table`` fits on the same table, or None.
+        target: the table column to look up (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``predict(X)`` and ``score(X, y)`` take (a name, a
+            space file or a SearchSpace); ``predict_z`` takes any space.
+
     Example:
-        >>> p = LookupPredictor().fit(read_layer_table("layers.csv"))  # doctest: +SKIP
-        >>> p.predict_z(get_space("mobilenet"), z)  # doctest: +SKIP
+        >>> table = read_layer_table("layers.csv")  # doctest: +SKIP
+        >>> p = LookupPredictor(space="mobilenet").fit_table(table)  # doctest: +SKIP
+        >>> p.predict(get_space("mobilenet").random_z(3))  # doctest: +SKIP
     """
 
     kind = "lookup"
 
-    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms"):
+    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms", *,
+                 space: str | SearchSpace | None = None):
         self.fallback = fallback
         self.target = target
+        self.space = space
 
-    def fit(self, table: LayerTable, space=None) -> LookupPredictor:
-        """Keep the table's values; fit a clone of ``fallback`` (never the caller's object) on
-        the same table, as ``fallback_``."""
+    def _validate(self) -> None:
         self._check_params()
         if self.fallback is not None and (not isinstance(self.fallback, Predictor) or
                                           self.fallback.from_networks):
             raise InputError(f"LookupPredictor: fallback must be a layer predictor (e.g. "
                              f"LinearPredictor()) or None, got {self.fallback!r}")
+
+    def _fit_layers(self, table: LayerTable) -> None:
+        """Keep the table's values; fit a clone of ``fallback`` (never the caller's object) on
+        the same table, as ``fallback_``."""
         self.values_ = table.values(self.target)
-        self.fingerprint_ = table.fingerprint
         self.fallback_ = None if self.fallback is None else \
-            clone(self.fallback).set_params(target=self.target).fit(table)
-        return self
+            clone(self.fallback).set_params(target=self.target).fit_table(table)
 
     def unseen(self, layers: Sequence[Layer]) -> list[str]:
         """Keys of the layers that are not in the table."""
@@ -60,7 +64,9 @@ class LookupPredictor(Predictor):
         return list(dict.fromkeys(layer.key for layer in layers
                                   if layer.key not in self.values_))
 
-    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+    def predict_layers(self, layers: Sequence[Layer]) -> np.ndarray:
+        """Each layer's measured value; an unmeasured one goes to the fallback, or is an
+        UnseenLayerError naming it."""
         missing = self.unseen(layers)
         if missing and self.fallback_ is None:
             raise UnseenLayerError(
@@ -71,7 +77,7 @@ class LookupPredictor(Predictor):
             warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted by "
                           f"its {self.fallback_.kind} fallback, e.g. {missing[0]}", stacklevel=2)
             gaps = np.isnan(out)
-            out[gaps] = self.fallback_.predict([ly for ly, g in zip(layers, gaps) if g])
+            out[gaps] = self.fallback_.predict_layers([ly for ly, g in zip(layers, gaps) if g])
         return out
 
     def _state(self) -> dict[str, Any]:

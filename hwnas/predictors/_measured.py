@@ -7,43 +7,46 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnmeasuredError
 from hwnas.predictors._base import NotAdditiveError
 from hwnas.predictors._network import _SpacePredictor
 from hwnas.spaces import SearchSpace
-from hwnas.tables import NetworkTable
-
-
-class UnmeasuredError(InputError):
-    """A z that the measured predictor's table does not hold; the message names it."""
 
 
 class MeasuredPredictor(_SpacePredictor):
     """latency(z) = the measured latency of z in its network table; nothing is modelled, so
     it is exact and not additive (the search evaluates it per z; ``--sampler exact``
-    enumerates the space where it is small). A z the table lacks is an UnmeasuredError.
+    enumerates the space where it is small). A z the table lacks is an UnmeasuredError, and
+    a z given twice to ``fit`` an InputError.
+
+    Args:
+        target: the table column ``fit_table`` fits (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``fit(X, y)`` and ``predict(X)`` take: a name, a
+            space file or a SearchSpace.
 
     Example:
         >>> from hwnas.devices import load_device
-        >>> from hwnas.spaces import get_space
-        >>> space = get_space("nb201")
-        >>> p = MeasuredPredictor().fit(load_device("pixel3", "nb201"), space)
-        >>> round(float(p.predict_z(space, [[3, 3, 3, 3, 3, 3]])[0]), 3)
+        >>> p = MeasuredPredictor().fit_table(load_device("pixel3", "nb201"), "nb201")
+        >>> round(float(p.predict([[3, 3, 3, 3, 3, 3]])[0]), 3)
         32.993
     """
 
     kind = "measured"
 
-    def __init__(self, target: str = "latency_ms"):
+    def __init__(self, target: str = "latency_ms", *,
+                 space: str | SearchSpace | None = None):
         self.target = target
+        self.space = space
 
-    def fit(self, networks: NetworkTable, space: SearchSpace | None = None
-            ) -> MeasuredPredictor:
-        self._check_params()
-        space = self._needs_space(space, networks)
-        Z = self._bind(networks, space)
-        self._fit_rows(Z, networks.values(self.target))
-        return self
+    def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
+                      where: str) -> None:
+        self.space_signature_ = space.signature
+        self._fit_rows(Z, y)
+        if len(self.row_) < len(Z):  # which of two measurements to look up is no choice
+            rows, counts = np.unique(Z, axis=0, return_counts=True)
+            twice = rows[counts > 1][0]
+            raise InputError(f"{where}: z = {'-'.join(map(str, twice))} appears twice: the "
+                             f"measured predictor looks up one latency per network")
 
     def _fit_rows(self, Z: np.ndarray, y: np.ndarray) -> None:
         self.z_, self.y_ = Z, y

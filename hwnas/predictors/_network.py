@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from hwnas.errors import InputError
+from hwnas.errors import InputError, UnknownChoiceError, UnknownChoiceWarning
 from hwnas.layers import Layer
 from hwnas.predictors._base import (
     NotAdditiveError,
@@ -21,15 +21,6 @@ from hwnas.predictors._base import (
 from hwnas.predictors._features import by_op, per_op
 from hwnas.predictors._regressors import Forest
 from hwnas.spaces import SearchSpace
-from hwnas.tables import NetworkTable
-
-
-class UnknownChoiceError(InputError):
-    """A z uses a choice whose cost the predictor has not learned; the message names it."""
-
-
-class UnknownChoiceWarning(UserWarning):
-    """A fitted predictor cannot price some choices (no measured network used them)."""
 
 
 def choice_names(space: SearchSpace, known: np.ndarray) -> list[str]:
@@ -43,7 +34,7 @@ def _warn_unknown(kind: str, names: list[str]) -> None:
         warnings.warn(f"{len(names)} choice(s) appear in no measured network, so the {kind} "
                       f"predictor does not know their cost (NaN: infeasible in search, an error "
                       f"in predict_z): {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}",
-                      UnknownChoiceWarning, stacklevel=3)
+                      UnknownChoiceWarning, stacklevel=5)  # the caller of fit
 
 
 def check_known(kind: str, known: np.ndarray, Z: np.ndarray,
@@ -98,15 +89,9 @@ def one_hot(n_choices: Sequence[int], Z: np.ndarray) -> np.ndarray:
 
 
 class _SpacePredictor(Predictor):
-    """A predictor bound to the space it was fitted on."""
+    """A predictor bound to the space it was fitted on (``space_signature_``)."""
 
     from_networks = True
-
-    def _bind(self, networks: NetworkTable, space: SearchSpace) -> np.ndarray:
-        """The table's z, after ``_needs_space`` has checked the space and set ``space_``."""
-        self.space_signature_ = space.signature
-        self.fingerprint_ = networks.fingerprint
-        return space.check_z(np.array(networks.z))
 
     def _space_state(self) -> dict[str, Any]:
         return {"space": self.space_, "space_signature": self.space_signature_}
@@ -135,6 +120,7 @@ class _KnownChoices(Predictor):
 
     def unknown_choices(self, space: SearchSpace) -> list[str]:
         """The choices whose cost was not learned, as ``decision=choice``."""
+        self._check_fitted()
         return choice_names(space, self._known(space))
 
     def _check_known(self, space: SearchSpace, z) -> np.ndarray:
@@ -149,27 +135,42 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
     squares on measured networks (one parameter per decision and choice, plus fixed).
 
     Each decision's cheapest choice is moved into ``fixed_`` so the fit is unique: C[d, c] is
-    what choice c costs over decision d's cheapest. Choices no network of the table used are
+    what choice c costs over decision d's cheapest. Choices no training network used are
     not learned: they are NaN in ``C_`` (infeasible in search), listed in ``unobserved_``
     (and a warning), and ``predict_z`` of a z using one raises UnknownChoiceError. Spaces
     that are not additive (``nb201-pruned``) are refused.
+
+    Args:
+        ridge: the ridge penalty of the least squares (on scaled columns).
+        target: the table column ``fit_table`` fits (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``fit(X, y)`` and ``predict(X)`` take: a name, a
+            space file or a SearchSpace.
+
+    Example:
+        >>> from hwnas.devices import load_device
+        >>> table = load_device("pixel3", "nb201")
+        >>> p = AdditivePredictor(space="nb201").fit(np.array(table.z), table.values())
+        >>> round(float(p.predict([[3, 3, 3, 3, 3, 3]])[0]), 1)  # measured: 32.993 ms
+        37.4
     """
 
     kind = "additive"
 
-    def __init__(self, ridge: float = 1e-6, target: str = "latency_ms"):
+    def __init__(self, ridge: float = 1e-6, target: str = "latency_ms", *,
+                 space: str | SearchSpace | None = None):
         self.ridge = ridge
         self.target = target
+        self.space = space
 
-    def fit(self, networks: NetworkTable, space: SearchSpace | None = None
-            ) -> AdditivePredictor:
+    def _validate(self) -> None:
         self._check_params(ridge=("a number", 0))
-        space = self._needs_space(space, networks)
+
+    def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
+                      where: str) -> None:
         if not space.additive:
             raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
                              f"additive_features or tree_z instead of additive")
-        Z = self._bind(networks, space)
-        y = networks.values(self.target)
+        self.space_signature_ = space.signature
         X = np.hstack([np.ones((len(Z), 1)), one_hot(space.n_choices, Z)])
         w = nonnegative_least_squares(X, y, self.ridge)
         C = np.full((len(space.decisions), max(space.n_choices)), np.nan)
@@ -183,7 +184,6 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
         self.C_ = C - least[:, None]
         self.unobserved_ = choice_names(space, ~np.isnan(self.C_))
         _warn_unknown(self.kind, self.unobserved_)
-        return self
 
     def _known(self, space: SearchSpace) -> np.ndarray:
         return ~np.isnan(self.cost_matrix(space)[1])
@@ -234,6 +234,40 @@ def _layer_terms(layers: Sequence[Layer]) -> np.ndarray:
                       layer.output_bytes] for layer in layers]).reshape(len(layers), 3)
 
 
+def _op_terms(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The op kinds in the networks z (rows of Z) and, per network, its layers' terms summed
+    per op kind: (N, ops x FEATURES). Through the space's cost matrices where it is additive
+    (no network decoded: 15,625 networks in well under a second), else layer by layer."""
+    if not space.additive:
+        archs = [space.decode(z) for z in Z]
+        ops = sorted({layer.op for arch in archs for layer in arch.layers})
+        X = np.zeros((len(archs), len(ops) * len(FEATURES)))
+        for n, arch in enumerate(archs):
+            terms = _layer_terms(arch.layers)
+            for op, rows in by_op(arch.layers).items():
+                i = ops.index(op) * len(FEATURES)
+                X[n, i:i + len(FEATURES)] = terms[rows].sum(axis=0)
+        return ops, X
+    seen = observed(space.n_choices, Z)
+    ops = sorted({layer.op for layer in space.stem + space.head} |
+                 {layer.op for d, decision in enumerate(space.decisions)
+                  for c, group in enumerate(decision.layers) if seen[d, c] for layer in group})
+    unique = space.unique_layers()
+    by_key = dict(zip((layer.key for layer in unique), _layer_terms(unique)))
+    X = np.zeros((len(Z), len(ops) * len(FEATURES)))
+    for i, op in enumerate(ops):
+        for j in range(len(FEATURES)):
+            fixed, C = space.cost_matrix(_term_of(by_key, op, j))
+            X[:, i * len(FEATURES) + j] = fixed + C[np.arange(Z.shape[1]), Z].sum(axis=1)
+    return ops, X
+
+
+def _term_of(by_key: dict[str, np.ndarray], op: str, j: int
+             ) -> Callable[[Sequence[Layer]], list[float]]:
+    """A layer cost for ``cost_matrix``: term j of each layer of op kind ``op``, else 0."""
+    return lambda layers: [float(by_key[ly.key][j]) if ly.op == op else 0.0 for ly in layers]
+
+
 class AdditiveFeaturesPredictor(_KnownChoices):
     """A layer predictor fitted from whole networks: latency(layer) = w_op . (1, MACs, bytes)
     for its op kind, w >= 0, so latency(z) is the sum over z's layers. With three parameters
@@ -242,37 +276,44 @@ class AdditiveFeaturesPredictor(_KnownChoices):
     features). A layer of an op kind no network had is an error in ``predict`` and NaN in the
     cost matrix (infeasible in search). Works on spaces that are not additive too
     (``nb201-pruned``): each network is the sum of the layers it really computes.
+
+    Args:
+        ridge: the ridge penalty of the non-negative least squares (on scaled columns).
+        target: the table column ``fit_table`` fits (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``fit(X, y)`` and ``predict(X)`` take: a name, a
+            space file or a SearchSpace.
+
+    Example:
+        >>> from hwnas.devices import load_device
+        >>> table = load_device("pixel3", "nb201").select(range(0, 15625, 1000))
+        >>> p = AdditiveFeaturesPredictor(space="nb201").fit(np.array(table.z), table.values())
+        >>> from hwnas.spaces import get_space
+        >>> p.predict(table.z[:2]).shape, p.predict_layers(get_space("nb201").stem).shape
+        ((2,), (3,))
     """
 
     kind = "additive_features"
     from_networks = True
 
-    def __init__(self, ridge: float = 1e-6, target: str = "latency_ms"):
+    def __init__(self, ridge: float = 1e-6, target: str = "latency_ms", *,
+                 space: str | SearchSpace | None = None):
         self.ridge = ridge
         self.target = target
+        self.space = space
 
-    def fit(self, networks: NetworkTable, space: SearchSpace | None = None
-            ) -> AdditiveFeaturesPredictor:
+    def _validate(self) -> None:
         self._check_params(ridge=("a number", 0))
-        space = self._needs_space(space, networks)
-        archs = [space.decode(z) for z in space.check_z(np.array(networks.z))]
-        ops = sorted({layer.op for arch in archs for layer in arch.layers})
-        X = np.zeros((len(archs), len(ops) * len(FEATURES)))
-        for n, arch in enumerate(archs):
-            terms = _layer_terms(arch.layers)
-            for op, rows in by_op(arch.layers).items():
-                i = ops.index(op) * len(FEATURES)
-                X[n, i:i + len(FEATURES)] = terms[rows].sum(axis=0)
-        w = nonnegative_least_squares(X, networks.values(self.target), self.ridge)
+
+    def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
+                      where: str) -> None:
+        ops, X = _op_terms(space, Z)
+        w = nonnegative_least_squares(X, y, self.ridge)
         self.weights_ = {op: w[i * len(FEATURES):(i + 1) * len(FEATURES)].tolist()
                          for i, op in enumerate(ops)}
-        self.fingerprint_ = networks.fingerprint
-        _warn_unknown(self.kind, self.unknown_choices(space))
-        return self
+        _warn_unknown(self.kind, choice_names(space, self._known(space)))
 
     def _known(self, space: SearchSpace) -> np.ndarray:
         """A choice is known where every layer of it has an op kind a training network had."""
-        self._check_fitted()
         known = np.zeros((len(space.decisions), max(space.n_choices)), dtype=bool)
         for i, d in enumerate(space.decisions):
             for c, group in enumerate(d.layers):
@@ -282,14 +323,15 @@ class AdditiveFeaturesPredictor(_KnownChoices):
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_fitted()
         if not space.additive:
-            return space.cost_matrix(self.predict)  # raises NotAdditiveError
+            return space.cost_matrix(self.predict_layers)  # raises NotAdditiveError
         known = self._known(space)
         if not all(layer.op in self.weights_ for layer in space.stem + space.head):
-            self.predict(list(space.stem + space.head))  # raises, naming the op
+            self.predict_layers(list(space.stem + space.head))  # raises, naming the op
+
         def cost(layers: Sequence[Layer]) -> np.ndarray:
             out = np.full(len(layers), np.nan)
             rows = [i for i, ly in enumerate(layers) if ly.op in self.weights_]
-            out[rows] = self.predict([layers[i] for i in rows])
+            out[rows] = self.predict_layers([layers[i] for i in rows])
             return out
 
         fixed, C = space.cost_matrix(cost)
@@ -303,7 +345,9 @@ class AdditiveFeaturesPredictor(_KnownChoices):
             self._check_known(space, z)
         return y
 
-    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+    def predict_layers(self, layers: Sequence[Layer]) -> np.ndarray:
+        """Each layer's w_op . (1, MACs, bytes); a layer of an op kind no training network
+        had is an InputError naming it."""
         self._check_fitted()
         terms = _layer_terms(layers)
         out = np.empty(len(layers))
@@ -335,30 +379,38 @@ class TreeZPredictor(_KnownChoices, _SpacePredictor):
     choice no training network used: ``predict_z`` of a z with such a choice raises
     UnknownChoiceError (a failed, never chosen trial in search).
 
+    Args:
+        n_estimators: the number of trees.
+        random_state: seeds the forest: the same networks give the same trees.
+        target: the table column ``fit_table`` fits (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``fit(X, y)`` and ``predict(X)`` take: a name, a
+            space file or a SearchSpace.
+
     Example:
         >>> from hwnas.devices import load_device
-        >>> from hwnas.spaces import get_space
-        >>> space = get_space("nb201")
-        >>> p = TreeZPredictor(n_estimators=10).fit(load_device("pixel3", "nb201"), space)
-        >>> bool(p.predict_z(space, [[3, 3, 3, 3, 3, 3]])[0] > 0)
+        >>> p = TreeZPredictor(n_estimators=10).fit_table(load_device("pixel3", "nb201"),
+        ...                                               "nb201")
+        >>> bool(p.predict([[3, 3, 3, 3, 3, 3]])[0] > 0)
         True
     """
 
     kind = "tree_z"
 
     def __init__(self, n_estimators: int = 200, random_state: int = 0,
-                 target: str = "latency_ms"):
+                 target: str = "latency_ms", *, space: str | SearchSpace | None = None):
         self.n_estimators = n_estimators
         self.random_state = random_state
         self.target = target
+        self.space = space
 
-    def fit(self, networks: NetworkTable, space: SearchSpace | None = None) -> TreeZPredictor:
+    def _validate(self) -> None:
         self._check_params(n_estimators=("an integer", 1), random_state=("an integer", 0))
-        space = self._needs_space(space, networks)
-        Z = self._bind(networks, space)
-        self._fit_rows(Z, networks.values(self.target), list(space.n_choices))
-        _warn_unknown(self.kind, self.unknown_choices(space))
-        return self
+
+    def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
+                      where: str) -> None:
+        self.space_signature_ = space.signature
+        self._fit_rows(Z, y, list(space.n_choices))
+        _warn_unknown(self.kind, choice_names(space, self.known_))
 
     def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: list[int]) -> None:
         from sklearn.ensemble import RandomForestRegressor

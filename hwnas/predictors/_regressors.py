@@ -11,23 +11,23 @@ import numpy as np
 from hwnas.layers import Layer
 from hwnas.predictors._base import Predictor, check_features, saved_int
 from hwnas.predictors._features import FEATURES, by_op, features, per_op
+from hwnas.spaces import SearchSpace
 from hwnas.tables import LayerTable
 
 
 class _PerOpRegressor(Predictor):
     """Fits one model per op kind on (features, target) of a layer table."""
 
-    def fit(self, table: LayerTable, space=None) -> _PerOpRegressor:
-        self._validate()
+    def _fit_layers(self, table: LayerTable) -> None:
         values = table.values(self.target)
         layers = table.layers()
         y = np.array([values[layer.key] for layer in layers])
         X = features(layers)
         self.models_ = {op: self._fit_op(X[rows], y[rows]) for op, rows in by_op(layers).items()}
-        self.fingerprint_ = table.fingerprint
-        return self
 
-    def predict(self, layers: Sequence[Layer]) -> np.ndarray:
+    def predict_layers(self, layers: Sequence[Layer]) -> np.ndarray:
+        """Each layer's prediction by its op kind's model (>= 0); an op kind the table had
+        no layer of is an InputError naming it."""
         self._check_fitted()
         out = np.empty(len(layers))
         X = features(layers)
@@ -39,13 +39,21 @@ class _PerOpRegressor(Predictor):
 class LinearPredictor(_PerOpRegressor):
     """Per op kind, a ridge-regularised linear model over standardised layer features
     (``FEATURES``) with an intercept for the per-call overhead. Stored as its coefficients.
+
+    Args:
+        alpha: the ridge penalty (on standardised features).
+        target: the table column to fit (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``predict(X)`` and ``score(X, y)`` take (a name, a
+            space file or a SearchSpace); ``predict_z`` takes any space.
     """
 
     kind = "linear"
 
-    def __init__(self, alpha: float = 1e-3, target: str = "latency_ms"):
+    def __init__(self, alpha: float = 1e-3, target: str = "latency_ms", *,
+                 space: str | SearchSpace | None = None):
         self.alpha = alpha
         self.target = target
+        self.space = space
 
     def _validate(self) -> None:
         self._check_params(alpha=("a number", 0))
@@ -81,15 +89,23 @@ class TreePredictor(_PerOpRegressor):
     arrays (see Forest), so that loading takes well under a second however large the
     training table (refitting 20,000 rows took 15 s); files of hwnas 0.1, which stored the
     training rows, are refitted identically on load (``random_state``).
+
+    Args:
+        n_estimators: the number of trees per op kind.
+        random_state: seeds the forests: the same table gives the same trees.
+        target: the table column to fit (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``predict(X)`` and ``score(X, y)`` take (a name, a
+            space file or a SearchSpace); ``predict_z`` takes any space.
     """
 
     kind = "tree"
 
     def __init__(self, n_estimators: int = 100, random_state: int = 0,
-                 target: str = "latency_ms"):
+                 target: str = "latency_ms", *, space: str | SearchSpace | None = None):
         self.n_estimators = n_estimators
         self.random_state = random_state
         self.target = target
+        self.space = space
 
     def _validate(self) -> None:
         self._check_params(n_estimators=("an integer", 1), random_state=("an integer", 0))

@@ -14,7 +14,6 @@ from hwnas.layers import Layer
 from hwnas.predictors._base import check_finite
 from hwnas.predictors._network import AdditivePredictor, one_hot
 from hwnas.spaces import SearchSpace, get_space
-from hwnas.tables import NetworkTable
 
 #: the ridge strengths leave-one-out cross-validation chooses from (on scaled columns)
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -196,38 +195,42 @@ class TransferPredictor(AdditivePredictor):
             object with ``space``, ``devices``, ``z`` and ``latency_ms``); not saved (the
             fitted cost matrix is).
         ridges: the ridge strengths to choose from.
-        target: the table column to fit (latency_ms, or e.g. energy_mj).
+        target: the table column ``fit_table`` fits (latency_ms, or e.g. energy_mj).
+        space: the space of the z that ``fit(X, y)`` and ``predict(X)`` take: a built-in
+            space's name (the known devices were measured on it) or that SearchSpace.
 
     Example:
-        >>> from hwnas.devices import device_matrix
-        >>> from hwnas.tables import read_network_table
-        >>> mine = read_network_table("mine.csv")  # doctest: +SKIP
-        >>> p = TransferPredictor(device_matrix("nb201"))
-        >>> p.fit(mine, get_space("nb201")).describe_weights()  # doctest: +SKIP
-        'titan_rtx_1 x 0.62, 2080ti_1 x 0.31'
+        >>> from hwnas.devices import device_matrix, load_device
+        >>> Z = transfer_design(device_matrix("nb201"), get_space("nb201"), 10)
+        >>> y = 0.05 * Z.sum(axis=1) + 1.0  # measure these 10 networks on your device
+        >>> p = TransferPredictor(device_matrix("nb201"), space="nb201").fit(Z, y)
+        >>> bool(p.score(Z, y) > 0.9), p.features_ in FEATURE_SETS
+        (True, True)
     """
 
     kind = "transfer"
 
     def __init__(self, known: KnownDevices | None = None, ridges: Sequence[float] = RIDGES,
-                 target: str = "latency_ms"):
+                 target: str = "latency_ms", *, space: str | SearchSpace | None = None):
         self.known = known
         self.ridges = ridges
         self.target = target
+        self.space = space
 
-    def fit(self, networks: NetworkTable, space: SearchSpace | None = None
-            ) -> TransferPredictor:
+    def _validate(self) -> None:
         self._check_params()
+        self._checked_ridges()
+
+    def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
+                      where: str) -> None:
         ridges = self._checked_ridges()
-        space = self._needs_space(space, networks)
         known = _check_known(self.known, space)
-        Z = self._bind(networks, space)
-        y = networks.values(self.target)
+        self.space_signature_ = space.signature
         if len(Z) < MIN_NETWORKS:
-            raise InputError(f"{networks.path}: the transfer predictor needs at least "
+            raise InputError(f"{where}: the transfer predictor needs at least "
                              f"{MIN_NETWORKS} measured networks (about 10 is best), got {len(Z)}")
         if not (np.all(np.isfinite(y)) and np.all(y > 0)):
-            raise InputError(f"{networks.path}: {self.target} must be finite and > 0 in every "
+            raise InputError(f"{where}: {self.target} must be finite and > 0 in every "
                              f"row to transfer from known devices")
         basis, costs = device_basis(known, space), cost_features(space)
         best = None
@@ -241,7 +244,7 @@ class TransferPredictor(AdditivePredictor):
                 if least > 0 and (best is None or error < best[0]):  # never a negative latency
                     best = (error, kind, ridge, a, b, fixed, C)
         if best is None:
-            raise InputError(f"{networks.path}: no mix of the known devices predicts a "
+            raise InputError(f"{where}: no mix of the known devices predicts a "
                              f"positive {self.target} for every z of {space.name!r}")
         self.loo_error_, self.features_, self.ridge_, a, b, fixed, C = best
         k = len(basis.devices)
@@ -255,7 +258,6 @@ class TransferPredictor(AdditivePredictor):
         self.C_ = C - least[:, None]
         self.unobserved_ = []
         self.ridge = self.ridge_  # what AdditivePredictor's methods and state read
-        return self
 
     def _checked_ridges(self) -> tuple[float, ...]:
         try:

@@ -14,7 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from hwnas.profile._backends import BACKENDS, DEVICE_BACKENDS, available_backends, get_backend
+from hwnas.profile._backends import (
+    BACKENDS,
+    DEVICE_BACKENDS,
+    available_backends,
+    default_backend,
+    get_backend,
+)
 from hwnas.profile._base import Backend, ProfileError
 from hwnas.profile._batch import (
     BATCH_UNITS,
@@ -58,7 +64,8 @@ __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKEND
            "DRIFT_REFERENCES", "DRIFT_TOLERANCE", "PREDICTION_NOISE", "ProfileError",
            "TableQuality", "TimingProtocol", "UNIT_NOISE", "add_backend_options",
            "add_protocol_options", "available_backends", "backend_from_args", "cache_dir",
-           "cache_report", "calibration_z", "device_folder", "device_tables", "discard_cache",
-           "drift", "export_onnx", "frontier_z", "get_backend", "measure_networks",
+           "cache_report", "calibration_z", "default_backend", "device_folder",
+           "device_tables", "discard_cache", "drift", "export_onnx", "frontier_z",
+           "get_backend", "measure_networks",
            "network_table_path", "profile_layers", "profile_networks", "protocol_from_args",
            "read_cache_status", "rebase", "table_quality", "to_onnx", "torch_module"]

@@ -22,6 +22,7 @@ from hwnas.profile import (
     add_protocol_options,
     backend_from_args,
     cache_report,
+    default_backend,
     discard_cache,
     profile_layers,
     profile_networks,
@@ -39,7 +40,7 @@ DESIGNS = ("cover", "transfer")
 def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     _cli.add_space_option(p, "mobilenet")
-    add_backend_options(p, default="nnabla")
+    add_backend_options(p, default=None)
     p.add_argument("--out", help="table to write or resume (CSV; not with --export); needed "
                    "unless --cache or --remeasure")
     p.add_argument("--cache", action="store_true", help="show the cached tables (of "
@@ -177,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(cache_report())
         return 0
     if args.remeasure:
-        backend = backend_from_args(args.backend, args)
+        backend = backend_from_args(args.backend or default_backend(), args)
         names = discard_cache(backend)
         print(f"discarded {len(names)} cached table(s) of {backend.fingerprint().describe()}"
               + (f": {', '.join(names)}" if names else ""))
@@ -192,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.design and not args.networks:
         raise InputError("--design chooses the networks of --networks N: give --networks")
     protocol = protocol_from_args(args)
-    backend = backend_from_args(args.backend, args)
+    backend = backend_from_args(args.backend or default_backend(), args)
     table: LayerTable | NetworkTable
     timings: Sequence[Timing]
     before = _complete_rows(args.out)

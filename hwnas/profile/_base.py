@@ -9,15 +9,11 @@ from abc import ABC, abstractmethod
 from typing import Callable
 
 from hwnas._calibration import SLOPE_BOUNDS
-from hwnas.errors import HwnasError
+from hwnas.errors import ProfileError
 from hwnas.layers import Layer
 from hwnas.profile._timing import TimingProtocol, measure
 from hwnas.spaces import Architecture, Graph, unit_graph
 from hwnas.tables import Fingerprint, Timing
-
-
-class ProfileError(HwnasError, RuntimeError):
-    """A layer or network failed to build or run; the message names it."""
 
 
 class Backend(ABC):

@@ -26,28 +26,23 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str | None) ->
                              f"); simulated: a device of known latencies and noise, for tests "
                              f"and benchmarks (--context {contexts}; --device-id is its seed)")
     parser.add_argument("--context", default="cpu",
-                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime and "
-                             f"torch: cuda); for simulated its noise: {contexts} (default: cpu)")
+                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda); "
+                             f"for simulated its noise: {contexts} (default: cpu)")
     parser.add_argument("--device-id", type=int_in(0, 1023), default=0,
                         help="GPU index (simulated: the seed of its noise)")
     parser.add_argument("--batch", type=int_in(1, 65536), default=1,
                         help="batch size to measure (default: 1)")
     parser.add_argument("--threads", type=int_in(1, 1024), default=1,
-                        help="onnxruntime and torch intra-op threads (default: 1; nnabla's "
-                             "CPU context always uses one)")
+                        help="onnxruntime intra-op threads (default: 1; nnabla's CPU context "
+                             "always uses one)")
     parser.add_argument("--optimization", choices=OPTIMIZATION_LEVELS, default="all",
                         help="onnxruntime graph optimisation (default: all, as deployed)")
 
 
 def backend_from_args(name: str, args: argparse.Namespace) -> Backend:
     """The backend ``name`` configured by the options of ``add_backend_options``."""
-    from hwnas.profile import get_backend
-    options = {"context": args.context, "device_id": args.device_id, "batch": args.batch}
-    if name in ("onnxruntime", "torch"):
-        options["threads"] = args.threads
-    if name == "onnxruntime":
-        options["optimization"] = args.optimization
-    return get_backend(name, **options)
+    from hwnas.profile._backends import backend_options, get_backend
+    return get_backend(name, **backend_options(name, vars(args)))
 
 
 def add_protocol_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -13,50 +13,22 @@ again (hwnas.search._verify); --no-verify skips it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
 
 import optuna
 
 from hwnas import _cli
-from hwnas._files import check_outputs_not_inputs, json_ready, safe_name, write_json
-from hwnas.devices import device_predictor
+from hwnas._files import check_outputs_not_inputs
 from hwnas.errors import InputError
-from hwnas.predictors import (
-    CalibratedPredictor,
-    LookupPredictor,
-    Predictor,
-    load_predictor,
-    uncalibrated,
-)
 from hwnas.profile import (
-    Backend,
     add_backend_options,
     add_protocol_options,
-    available_backends,
-    backend_from_args,
-    device_tables,
-    export_onnx,
     protocol_from_args,
 )
-from hwnas.search._fleet import fleet_budgets, is_predictor_file, split_budgets
-from hwnas.search._plot import plot_search
-from hwnas.search._study import (
-    MODES,
-    OBJECTIVES,
-    SAMPLERS,
-    BudgetError,
-    SearchInterrupted,
-    SearchResult,
-    SearchSettings,
-    search,
-)
-from hwnas.search._verify import Verification, Verifier, calibrate
-from hwnas.spaces import SPACES, SearchSpace, load_space
-from hwnas.tables import NetworkTable, format_z, read_layer_table
+from hwnas.search._flow import MeasureSettings, find_architectures, load_objective
+from hwnas.search._study import MODES, SAMPLERS, SearchSettings
 
 PROG = "python -m hwnas.search"
 
@@ -157,91 +129,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_outputs(args)
-    if args.remeasure and (args.predictor or args.table):
-        raise InputError("--remeasure re-measures the cached tables of the default flow: "
-                         "drop --table / --predictor, or re-measure with python -m "
-                         "hwnas.profile")
-    budget_ms, first, others = split_budgets(args.budget or [], args.budget_ms)
-    if first is not None:  # no budget of the search's own: the first --budget's predictor is
-        if args.table or args.predictor or args.device:
-            raise InputError("give --budget-ms (or --budget local=LIMIT) for the search's own "
-                             "predictor (--table, --predictor, --device)")
-        args.predictor, args.device = (first, None) if is_predictor_file(first) else (None,
-                                                                                      first)
-    source = _source(args, budget_ms)
-    settings = replace(_settings(args), fleet=fleet_budgets(others, source.space))
-    try:
-        verification = None
-        if args.no_verify:
-            result = search(source.space, source.predictor, budget_ms, settings=settings)
-            predictor = source.predictor
-        else:
-            verification = Verifier(source.space, settings, budget_ms,
-                                    backend=source.backend,
-                                    calibration=source.networks,
-                                    protocol=protocol_from_args(args), log=print
-                                    ).run(source.predictor)
-            result, predictor = verification.result, verification.predictor
-    except BudgetError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 1
-    except SearchInterrupted as e:
-        print(f"\n{PROG}: {e}", file=sys.stderr)
-        return 130
-    print(report(result, predictor))
-    if verification is not None:
-        print(verification_report(verification))
+    outcome = find_architectures(  # BudgetError exits 1, Ctrl-C 130 (hwnas._cli.run)
+        args.budget_ms, space=args.space, device=args.device,
+        predictor=args.predictor or args.table, fleet=args.budget or [],
+        settings=_settings(args), measure=_measure(args), log=print)
+    print(outcome.report())
     if args.json:
-        _write_json(as_json(result, predictor, source.path, verification), args.json)
+        outcome.write_json(args.json)
         print(f"wrote {args.json}")
     if args.plot:
-        plot_search(result, args.plot)
+        outcome.plot(args.plot)
         print(f"wrote {args.plot}")
     if args.export_onnx:
-        space = source.space
-        for rank, c in enumerate(result.best, 1):
-            path = os.path.join(args.export_onnx,  # the name from a space file, made safe
-                                f"{safe_name(space.name)}-{rank}-{format_z(c.z)}.onnx")
-            export_onnx(space.decode(c.z).graph, path, batch=predictor.fingerprint_.batch)
+        for path in outcome.export_onnx(args.export_onnx):
             print(f"wrote {path}")
     return 0
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where the search's predictions come from: the predictor and its space, the file it was
-    read from; for the default flow also the backend that measured it and the calibration
-    networks."""
-
-    space: SearchSpace
-    predictor: Predictor
-    path: str
-    backend: Backend | None = None
-    networks: NetworkTable | None = None
-
-
-def _source(args, budget_ms: float | None) -> Source:
-    """A saved predictor (--predictor), the raw layer sums of a table (--table), or this
-    machine measured and calibrated (the default flow: hwnas.profile.device_tables)."""
-    if args.device:
-        predictor = device_predictor(args.device, args.space)
-        return Source(load_space(predictor.space_), predictor,
-                      f"hwnas.devices:{predictor.space_}/{args.device}")
-    loaded = load_predictor(args.predictor) if args.predictor else None
-    space = load_space(args.space or _predictor_space(loaded, args.predictor) or "mobilenet")
-    if loaded is not None:
-        return Source(space, loaded, args.predictor)
-    if args.table:
-        return Source(space, LookupPredictor().fit(read_layer_table(args.table)), args.table)
-    name = args.backend or next(iter(available_backends()), None)
-    if name is None:
-        raise InputError("no profiler backend is installed to measure this machine: "
-                         "run scripts/setup (nnabla in .venv), or give --table")
-    backend = backend_from_args(name, args)
-    layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
-                                     show_progress=not args.quiet, remeasure=args.remeasure)
-    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend, budget_ms)
-    return Source(space, predictor, layers.path, backend, networks)
+def _measure(args) -> MeasureSettings:
+    """How this machine is measured: --backend and its options, the timing protocol,
+    --remeasure, --no-verify."""
+    return MeasureSettings(backend=args.backend, backend_options=vars(args),
+                           protocol=protocol_from_args(args), remeasure=args.remeasure,
+                           verify=not args.no_verify)
 
 
 def _settings(args) -> SearchSettings:
@@ -288,118 +198,8 @@ def _check_outputs(args) -> None:
             raise InputError(f"{option} {path}: the folder {folder} is not writable")
 
 
-def _write_json(doc: dict, path: str) -> None:
-    """Write ``doc`` atomically (hwnas._files.write_json): a reader never sees a
-    half-written result, a full disk leaves an earlier file as it was; an unknown number
-    (NaN) is null, as JSON has no NaN; secrets in strings are masked (json_ready)."""
-    write_json(path, json_ready(doc))
-
-
-def verification_report(verification) -> str:
-    """Measured beside predicted latency of each reported architecture, and the verdict."""
-    v = verification
-    if not v.measured_ms:
-        return f"not verified: {v.note}"
-    lines = [f"{'rank':>4}  {'predicted_ms':>12}  {'measured_ms':>11}  {'error':>7}  z"]
-    for i, c in enumerate(v.result.best, 1):
-        true = v.measured_ms[c.z]
-        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {true:>11.3f}  "
-                     f"{100 * (c.predicted_latency_ms / true - 1):>+6.1f}%  {format_z(c.z)}")
-    lines.append(("verified: " if v.verified else "not verified: ") + v.note)
-    return "\n".join(lines)
-
-
 def _bytes(kib):
     return None if kib is None else int(kib * 1024)
-
-
-def _predictor_space(predictor: Predictor | None, path: str | None) -> str | None:
-    """The built-in space a loaded predictor was fitted on, where it records one."""
-    name = getattr(predictor, "space_", None)
-    if name is None or name in SPACES:
-        return name
-    raise InputError(f"{path} was fitted on networks of space {name!r}: give its space file "
-                     f"with --space")
-
-
-def load_objective(text: str):
-    """A built-in objective's name, or ``module:function``; raise InputError naming
-    --objective if the module cannot be imported (a SyntaxError or any error in its code)
-    or has no such callable."""
-    if text in OBJECTIVES:
-        return text
-    module, _, function = text.partition(":")
-    if not module or not function:
-        raise InputError(f"--objective {text!r}: expected one of {sorted(OBJECTIVES)} or "
-                         f"module:function")
-    try:
-        loaded = importlib.import_module(module)
-    except SyntaxError as e:
-        raise InputError(f"--objective {text!r}: cannot load it: {e.filename}, line "
-                         f"{e.lineno}: syntax error: {e.msg}") from None
-    except Exception as e:  # the module is the user's code: whatever it raises is theirs
-        raise InputError(f"--objective {text!r}: cannot load it: importing {module!r} "
-                         f"raised {type(e).__name__}: {e}") from None
-    objective = getattr(loaded, function, None)
-    if not callable(objective):
-        raise InputError(f"--objective {text!r}: module {module!r} has no callable "
-                         f"{function!r}")
-    return objective
-
-
-def describe(predictor) -> str:
-    text = f"{predictor.kind} predictor"
-    if isinstance(predictor, CalibratedPredictor):
-        text += (f" (a = {predictor.a_:.3f} x {uncalibrated(predictor).kind} + b = "
-                 f"{predictor.b_:.3f} ms: {predictor.how_})")
-    return text
-
-
-def report(result: SearchResult, predictor) -> str:
-    least = "unknown (not additive)" if result.min_latency_ms is None else \
-        f"{result.min_latency_ms:.3f} ms"
-    lines = [f"space {result.space}, budget {result.budget_ms:g} ms, "
-             f"{predictor.fingerprint_.describe()}",
-             f"{describe(predictor)}; {result.mode} mode, {result.sampler} sampler; "
-             f"{result.trials} trials, {result.feasible_trials} feasible; least reachable "
-             f"latency {least}; objective: {result.objective}",
-             *result.notes,
-             "" if result.mode != "pareto" else "Pareto front, fastest first:",
-             f"{'rank':>4}  {'predicted_ms':>12}  {'objective':>12}  {'MMACs':>8}  "
-             f"{'params_k':>8}  {'param_KiB':>9}  {'act_KiB':>8}  z / notation"]
-    for i, c in enumerate(result.best, 1):
-        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {c.objective:>12.6g}  "
-                     f"{c.macs / 1e6:>8.2f}  {c.params / 1e3:>8.1f}  "
-                     f"{c.param_bytes / 1024:>9.1f}  {c.peak_activation_bytes / 1024:>8.1f}  "
-                     f"{format_z(c.z)}")
-        upper = "" if c.latency_upper_ms is None else \
-            f"   (upper quantile {c.latency_upper_ms:.3f} ms)"
-        lines.append(f"{'':>4}  {c.notation}{upper}")
-        if c.budgets:
-            lines.append(f"{'':>4}  budgets: " + ", ".join(
-                f"{name} {value:.3f} / {limit:g} {unit}" for name, value, limit, unit
-                in c.budgets))
-    return "\n".join(lines)
-
-
-def as_json(result: SearchResult, predictor, source: str,
-            verification: Verification | None = None) -> dict:
-    fingerprint = predictor.fingerprint_
-    doc = {"budget_ms": result.budget_ms, "space": result.space,
-           "backend": fingerprint.backend, "device": asdict(fingerprint),
-           "predictor": describe(predictor), "source": source,
-           "objective": result.objective, "mode": result.mode, "sampler": result.sampler,
-           "trials": result.trials,
-           "feasible_trials": result.feasible_trials,
-           "min_latency_ms": result.min_latency_ms, "notes": list(result.notes),
-           "best": [c.as_dict() for c in result.best]}
-    if verification is None:
-        doc.update(verified=False, verification={"note": "not verified: --no-verify"})
-        return doc
-    doc.update(verification.as_dict())
-    for entry in doc["best"]:
-        entry["measured_latency_ms"] = verification.measured_ms.get(tuple(entry["z"]))
-    return doc
 
 
 if __name__ == "__main__":

@@ -447,7 +447,8 @@ class FeasibleSampler(optuna.samplers.BaseSampler):
     Built from ``Budgets`` (one latency model and every budget), or, for a latency budget and
     optional memory budgets, with ``FeasibleSampler.for_budget``.
 
-    Example (``space`` and a fitted ``predictor`` as in the README)::
+    Example (a fitted ``predictor``, e.g. ``hwnas.devices.device_predictor("pixel3", "fbnet")``,
+    and its ``space``)::
 
         sampler = FeasibleSampler.for_budget(space, predictor, 5.0,
                                              optuna.samplers.TPESampler(seed=0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from hwnas.search._feasible import Budgets
     from hwnas.spaces import SearchSpace
 
+#: units as SI writes them, by the lower-case suffix of a target column
+SI_UNITS = {"mj": "mJ", "uj": "µJ", "j": "J", "mw": "mW", "w": "W", "kib": "KiB", "mib": "MiB"}
 #: the budget name of the search's own predictor (this machine, in the default flow)
 LOCAL = "local"
 
@@ -45,8 +47,10 @@ class DeviceBudget:
 
     @property
     def unit(self) -> str:
-        """The unit of the limit: what follows the last '_' of the target (``ms``, ``mj``)."""
-        return self.predictor.target.rpartition("_")[2]
+        """The unit of the limit: what follows the last '_' of the target (``ms``; ``mJ`` for
+        ``energy_mj``: column names are lower case, units are written as SI writes them)."""
+        unit = self.predictor.target.rpartition("_")[2]
+        return SI_UNITS.get(unit, unit)
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -68,10 +72,11 @@ def parse_budget(text: str) -> tuple[str, float]:
     return name.strip(), value
 
 
-def split_budgets(specs: Sequence[str], budget_ms: float | None
+def split_budgets(specs: Mapping[str, float] | Sequence[str], budget_ms: float | None
                   ) -> tuple[float, str | None, list[tuple[str, float]]]:
     """(the search's own limit, the budget that supplies the search's own predictor, the
-    other budgets) of ``--budget`` options and ``--budget-ms``.
+    other budgets) of ``--budget`` options (``NAME=LIMIT`` strings, or ``{name: limit}``)
+    and ``--budget-ms``.
 
     The search's own predictor (``local``: this machine in the default flow, or --predictor,
     --table, --device) takes ``--budget-ms`` or ``local=LIMIT``; with neither, the first
@@ -82,7 +87,8 @@ def split_budgets(specs: Sequence[str], budget_ms: float | None
         >>> split_budgets(["pixel3=15", "local=5"], None)
         (5.0, None, [('pixel3', 15.0)])
     """
-    parsed = [parse_budget(s) for s in specs]
+    parsed = [parse_budget(f"{name}={limit!r}") for name, limit in specs.items()] \
+        if isinstance(specs, Mapping) else [parse_budget(s) for s in specs]
     names = [n for n, _ in parsed]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

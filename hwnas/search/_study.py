@@ -1,6 +1,6 @@
 """An Optuna study over z with predicted latency as a constraint, a penalty or an objective.
 
-``search`` is composed of named parts: the objective (``resolve_objective``), the latency
+``run_study`` is composed of named parts: the objective (``resolve_objective``), the latency
 model and budgets (``_feasible``), the study and its storage (``open_study``), the workers
 (``run_trials``), and the ranking of the result (``rank``).
 """
@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -27,7 +28,7 @@ from hwnas._checks import count, finite, fraction, is_integer, positive
 from hwnas._cli import MAX_TRIALS, MAX_WORKERS
 from hwnas._files import mask_secrets
 from hwnas._progress import Progress
-from hwnas.errors import HwnasError, InputError
+from hwnas.errors import BudgetError, HwnasError, InputError, SearchInterrupted, WorkerDied
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
 from hwnas.search._fleet import DeviceBudget, fleet_note, fleet_optimum
 from hwnas.spaces._exact import MAX_ENUMERATED, every_z, knapsack, pareto_mask
@@ -52,26 +53,6 @@ _NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 #: settings a resumed study must share with its earlier trials (values are not comparable
 #: otherwise); the others (budget, predictor, memory budgets, confidence) are re-evaluated
 _FIXED_SETTINGS = ("space_signature", "objective", "mode")
-
-
-class BudgetError(InputError):
-    """No architecture of the space meets the budget."""
-
-    def __init__(self, budget_ms: float, min_latency_ms: float, exact: bool = True):
-        self.budget_ms, self.min_latency_ms = budget_ms, min_latency_ms
-        what = "this space can reach" if exact else "the search found (the predictor is " \
-                                                    "not additive, so the least is not known)"
-        super().__init__(f"no architecture meets the budget of {budget_ms:g} ms: the smallest "
-                         f"predicted latency {what} is {min_latency_ms:.3f} ms")
-
-
-class SearchInterrupted(KeyboardInterrupt):
-    """The search was interrupted (Ctrl-C); the message says what was kept."""
-
-
-class WorkerDied(HwnasError):
-    """A search worker process was killed by a signal (the out-of-memory killer, a user's
-    kill): not a bug in hwnas; the message names the worker and the signal."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +106,9 @@ def open_storage(spec: str | None):
         from optuna.storages.journal import JournalFileBackend
     except ImportError:  # Optuna < 4
         from optuna.storages import JournalFileStorage as JournalFileBackend
-    return JournalStorage(JournalFileBackend(spec))
+    with warnings.catch_warnings():  # experimental in Optuna < 4: hwnas's choice, as below
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return JournalStorage(JournalFileBackend(spec))
 
 
 @dataclass(frozen=True)
@@ -246,10 +229,12 @@ class SearchSettings:
                                  f"process and keeps no study: it takes no {given[0]}")
 
 
-def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
-           objective: str | Objective | None = None, *, settings: SearchSettings | None = None,
-           **options: Any) -> SearchResult:
-    """Search z for the best objective (maximised) under a latency budget.
+def run_study(space: SearchSpace, predictor: Predictor, budget_ms: float,
+              objective: str | Objective | None = None, *,
+              settings: SearchSettings | None = None, **options: Any) -> SearchResult:
+    """Search z for the best objective (maximised) under a budget on the predicted latency:
+    one Optuna study (or the exact optimum), no device touched, nothing verified
+    (``find_architectures`` runs the whole job).
 
     Args:
         space, predictor, budget_ms: what to search, how latency is predicted (no device is
@@ -260,9 +245,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
     Returns:
         A SearchResult; BudgetError if no architecture meets the budget.
 
-    Example (a fitted ``predictor`` as in the README)::
+    Example (a fitted ``predictor``, e.g. ``hwnas.devices.device_predictor("pixel3", "fbnet")``
+    and its space)::
 
-        result = search(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
+        result = run_study(get_space("mobilenet"), predictor, 5.0, n_trials=200, seed=0)
         print(result.best[0].z, result.best[0].predicted_latency_ms)
     """
     problem = SearchProblem.build(space, predictor, budget_ms,
@@ -293,10 +279,10 @@ def search(space: SearchSpace, predictor: Predictor, budget_ms: float,
 
 def _settings(objective: str | Objective | None, settings: SearchSettings | None,
               options: dict[str, Any]) -> SearchSettings:
-    """search()'s settings: ``settings`` as given, or built from the objective and options."""
+    """run_study()'s settings: ``settings`` as given, or built from the objective and options."""
     if settings is not None:
         if objective is not None or options:
-            raise InputError("search: give either settings= or the options as keywords, "
+            raise InputError("run_study: give either settings= or the options as keywords, "
                              "not both")
         return settings
     if objective is not None:
@@ -332,7 +318,8 @@ class SearchProblem:
     one latency budget: ``budgets`` bounds it, except in penalty mode, where it is the
     reference of the penalty instead.
 
-    Example (a fitted ``predictor`` as in the README)::
+    Example (a fitted ``predictor``, e.g. ``hwnas.devices.device_predictor("pixel3", "fbnet")``
+    and its space)::
 
         problem = SearchProblem.build(space, predictor, 5.0, SearchSettings(seed=0))
         problem.min_latency_ms  # the least latency of the space, where additive
@@ -400,10 +387,14 @@ def _base_sampler(sampler: str | optuna.samplers.BaseSampler, seed: int | None
         return sampler
     native: dict[str, Any] = {} if _NATIVE_CONSTRAINTS else {
         "constraints_func": _stored_constraints}
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **native)
-    if sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **native)
+    with warnings.catch_warnings():
+        # Optuna < 5 calls constraints_func experimental: hwnas's choice, not the user's, so
+        # not a warning for the user
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, **native)
+        if sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, **native)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -421,6 +412,7 @@ def _setting(problem: SearchProblem) -> dict[str, Any]:
     """What a study's trials depend on, stored in its user attrs to check a resume."""
     space, predictor, settings = problem.space, problem.model.predictor, problem.settings
     digest = hashlib.sha1(json.dumps(predictor.to_dict(), sort_keys=True).encode())
+    setting: dict[str, Any]  # values of several types; "fleet" a list
     setting = {"space": space.name, "space_signature": space.signature,
                "objective": problem.goal.name, "mode": settings.mode,
                "budget_ms": problem.budget_ms, "predictor": predictor.kind,
@@ -477,7 +469,22 @@ def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str 
     study.set_user_attr("setting", setting)
     for key in ("space", "objective", "mode", "budget_ms", "predictor", "device"):
         study.set_user_attr(key, setting[key])
+    _name_metrics(study, setting)
     return study, notes
+
+
+def _name_metrics(study: optuna.Study, setting: dict[str, Any]) -> None:
+    """Name the study's values (optuna-dashboard shows them instead of "Objective 0")."""
+    if not hasattr(study, "set_metric_names"):  # Optuna < 3.2
+        return
+    names = [str(setting["objective"])]
+    if setting["mode"] == "penalty":
+        names = [f"{names[0]} x (latency / budget)^w"]
+    elif setting["mode"] == "pareto":
+        names.append("predicted_latency_ms" if "fleet" not in setting else "worst budget ratio")
+    with warnings.catch_warnings():  # experimental before Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
 
 
 def _enqueue_start(study: optuna.Study, problem: SearchProblem) -> None:

@@ -50,7 +50,13 @@ from hwnas.profile import (
 )
 from hwnas.profile._base import cpu_name
 from hwnas.profile._cache import unit_noise
-from hwnas.search._study import BudgetError, Candidate, SearchResult, SearchSettings, search
+from hwnas.search._study import (
+    BudgetError,
+    Candidate,
+    SearchResult,
+    SearchSettings,
+    run_study,
+)
 from hwnas.tables import NetworkTable, Timing
 
 if TYPE_CHECKING:
@@ -357,8 +363,8 @@ class Verifier:
         name = self.settings.study_name
         if name and number > 1:
             name = f"{name}-verify-{number - 1}"
-        return search(self.space, predictor, budget_ms,
-                      settings=dataclasses.replace(self.settings, study_name=name))
+        return run_study(self.space, predictor, budget_ms,
+                         settings=dataclasses.replace(self.settings, study_name=name))
 
     def _fallback(self, state: VerifyState) -> list[Candidate]:
         """In constraint mode, the best architecture predicted within FALLBACK under the
@@ -368,8 +374,8 @@ class Verifier:
         exact = dataclasses.replace(self.settings, sampler="exact", top=1, storage=None,
                                     study_name=None, workers=1, show_progress=False)
         try:
-            return search(self.space, state.predictor, state.search_ms * (1 - FALLBACK),
-                          settings=exact).best
+            return run_study(self.space, state.predictor, state.search_ms * (1 - FALLBACK),
+                             settings=exact).best
         except HwnasError:  # not additive, a confidence or a params budget; nothing fits
             return []
 
@@ -427,7 +433,7 @@ def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
     is."""
     bounds = backend.calibration_slope if backend is not None else \
         CalibratedPredictor().slope_bounds
-    return CalibratedPredictor(base, slope_bounds=bounds, focus_ms=budget_ms).fit(
+    return CalibratedPredictor(base, slope_bounds=bounds, focus_ms=budget_ms).fit_table(
         networks, space)
 
 

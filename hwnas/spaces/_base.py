@@ -11,15 +11,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from hwnas.errors import HwnasError, InputError
+from hwnas.errors import InputError, NotAdditiveError
 from hwnas.layers import ARITY, Layer
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
-
-
-class NotAdditiveError(HwnasError, TypeError):
-    """Latency is not additive over the decisions of z: no per-decision cost matrix exists."""
 
 
 #: in a Graph, the network input; ``None`` is a tensor of zeros (e.g. a cell node that no
@@ -298,7 +294,7 @@ class SearchSpace:
                     ) -> tuple[float, np.ndarray]:
         """Per-decision costs: ``(fixed, C)`` with C[d, c] the cost of choice c of decision d.
 
-        ``layer_cost`` maps a list of layers to one cost each (e.g. ``predictor.predict``);
+        ``layer_cost`` maps a list of layers to one cost each (e.g. ``predictor.predict_layers``);
         it is called once, on the unique layers. C is NaN where decision d has no choice c.
         Raises NotAdditiveError for a space that is not ``additive``: use ``sum_z``.
         """

@@ -35,16 +35,12 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from hwnas._files import MAX_INT_DIGITS, MAX_SPACE_BYTES, is_safe_name, json_int, read_text
-from hwnas.errors import InputError
+from hwnas.errors import SpaceFileError
 from hwnas.layers import ACTIVATIONS, ATTR_FIELDS, OPS, Layer
 from hwnas.spaces._base import Decision, SearchSpace
 
 #: the largest shape or attribute value a space file may give
 MAX_SIZE = 2**31 - 1
-
-
-class SpaceFileError(InputError):
-    """A malformed space file; the message names the file and the key or line."""
 
 
 def read_space_file(path: str | os.PathLike) -> SearchSpace:
@@ -63,12 +59,14 @@ def read_space_file(path: str | os.PathLike) -> SearchSpace:
                     from None
             except ValueError as e:  # json_int: an integer too long to be a size
                 raise SpaceFileError(f"{path}: not a valid space file: {e}") from None
+        # inside the try: where the YAML reader sets no nesting limit (older PyYAML with
+        # libyaml), a value nested thousands deep fails only here, in its repr
+        return space_from_dict(doc, path)
     except RecursionError:
         raise SpaceFileError(f"{path}: nested too deeply to be a space file") from None
     except _DuplicateKey as e:
         raise SpaceFileError(f"{path}{e.args[1]}: key {e.args[0]!r} appears twice in one "
                              f"mapping") from None
-    return space_from_dict(doc, path)
 
 
 class _DuplicateKey(Exception):

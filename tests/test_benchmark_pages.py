@@ -1,4 +1,5 @@
-"""The README's Performance section is what benchmarks/readme.py renders from the results files."""
+"""The benchmark pages (docs/benchmarks/) are what benchmarks/readme.py renders from the
+results files, and every plot benchmarks/plots.py draws comes from them."""
 
 from __future__ import annotations
 
@@ -9,22 +10,22 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _readme_module():
+def _module(name: str):
     spec = importlib.util.spec_from_file_location(
-        "benchmarks_readme", os.path.join(ROOT, "benchmarks", "readme.py"))
+        f"benchmarks_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_readme_performance_section_agrees_with_results():
-    diff = _readme_module().check()
-    assert diff == "", "README differs from benchmarks/results; run python benchmarks/readme.py\n" \
-        + diff
+def test_benchmark_pages_agree_with_the_results():
+    diff = _module("readme").check()
+    assert diff == "", "a benchmark page differs from benchmarks/results; run python " \
+        "benchmarks/readme.py\n" + diff
 
 
 def test_renderer_puts_a_results_figure_and_its_machine_into_the_text(tmp_path):
-    readme = _readme_module()
+    readme = _module("readme")
     meta = {"benchmark": "throughput", "date": "2030-01-02T03:04:05+00:00", "commit": "abc1234",
             "machine": {"cpu": "Test CPU 9000", "cores": 7, "load_average_start": [0.5, 0, 0],
                         "load_average_end": [1.25, 0, 0]},
@@ -38,7 +39,7 @@ def test_renderer_puts_a_results_figure_and_its_machine_into_the_text(tmp_path):
     (tmp_path / "layer_sum.json").write_text(json.dumps([{
         "backend": "nnabla", "device": "nnabla on cpu", "networks": 4, "true_ms_min": 1.0,
         "true_ms_max": 2.0, "ratio_mean": 0.987, "ratio_std": 0.01, "kendall_tau": 0.5}]))
-    text = readme.render(str(tmp_path))
+    text = readme.render("predictors.md", str(tmp_path))
     flat = " ".join(text.split())  # prose is wrapped
     assert "1.2-3.5 million z/s" in flat
     assert "tree_z about 43,000 z/s" in flat
@@ -47,19 +48,42 @@ def test_renderer_puts_a_results_figure_and_its_machine_into_the_text(tmp_path):
     assert "nnabla 0.99 +- 0.01" in flat
     assert "layer_sum.json`: measured before results recorded their machine" in flat
     assert "**accuracy**: not measured yet" in flat
+    assert "![Predictions per second, per predictor kind](img/throughput.svg)" in text
 
-    page = tmp_path / "README.md"
-    page.write_text(f"# x\n\n## Performance\n\n{readme.BEGIN}\nstale 9.9\n{readme.END}\n")
-    assert "stale 9.9" in readme.check(str(page), str(tmp_path))
-    page.write_text(readme.rewrite(page.read_text(), text))
-    assert readme.check(str(page), str(tmp_path)) == ""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for page in readme.PAGES:
+        (pages / page).write_text(f"# x\n\n{readme.BEGIN}\nstale 9.9\n{readme.END}\n")
+    assert "stale 9.9" in readme.check(str(pages), str(tmp_path))
+    for page in readme.PAGES:
+        path = pages / page
+        path.write_text(readme.rewrite(path.read_text(), readme.render(page, str(tmp_path))))
+    assert readme.check(str(pages), str(tmp_path)) == ""
+
+
+def test_a_benchmark_on_no_page_shows_on_the_overview(tmp_path):
+    readme = _module("readme")
+    placed = {name for sections in readme.PAGES.values() for name in sections}
+    assert set(readme.SECTIONS) <= placed, "give each benchmark a page in PAGES"
+    readme.PAGES = {**readme.PAGES, "predictors.md": ("accuracy",)}
+    assert "**throughput**: not measured yet" in readme.render("index.md", str(tmp_path))
 
 
 def test_a_full_run_is_preferred_to_a_smoke_run_only_when_it_records_its_machine(tmp_path):
-    readme = _readme_module()
+    readme = _module("readme")
     (tmp_path / "few_shot.json").write_text("[]")
     (tmp_path / "few_shot-quick.json").write_text("[]")
     assert readme.load(str(tmp_path), "few_shot").file == "few_shot-quick.json"
     (tmp_path / "few_shot.json").write_text(json.dumps({"meta": {}, "results": []}))
     chosen = readme.load(str(tmp_path), "few_shot")
     assert chosen.file == "few_shot.json" and not chosen.smoke
+
+
+def test_every_plot_draws_from_the_results_files():
+    readme, plots = _module("readme"), _module("plots")
+    for name, (_, draw) in plots.PLOTS.items():
+        results = readme.load_simulated(readme.RESULTS) if name == "simulated" else \
+            readme.load(readme.RESULTS, name)
+        assert results, f"no results for the plot {name}"
+        svg = plots.svg(draw(results))
+        assert svg.startswith("<?xml") and "<svg" in svg and len(svg) > 5000, name
