@@ -18,7 +18,8 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 # what the module names are called as distributions
 _PACKAGES = {"numpy": "numpy", "sklearn": "scikit-learn", "optuna": "optuna",
-             "nnabla": "nnabla", "onnxruntime": "onnxruntime", "nnabla_nas": "nnabla-nas"}
+             "nnabla": "nnabla", "onnxruntime": "onnxruntime", "nnabla_nas": "nnabla-nas",
+             "torch": "torch"}
 
 
 def _git(*args: str) -> str:

@@ -1,17 +1,26 @@
 """Predictor accuracy against measured networks, per backend, beside the noise ceiling.
 
-For each installed backend, in one process: the mobilenet layer table, and N random networks
-measured twice (two independent passes; Kendall's tau between them is the ceiling no predictor
-can be judged beyond). Predictors: raw layer sum (lookup), lookup calibrated on the first 10
-networks, linear, tree; scored on the other networks of the first pass.
+For each installed backend (or each of ``--backends``), in one process: the mobilenet layer
+table, and N random networks measured twice (two independent passes; Kendall's tau between
+them is the ceiling no predictor can be judged beyond). Predictors: raw layer sum (lookup),
+lookup calibrated on the first 10 networks, linear, tree; scored on the other networks of the
+first pass. The first pass's latencies of every network go to ``--networks-json`` and the
+first 20 are printed side by side for every backend in it.
+
+nnabla needs CPython <= 3.10 and the CPU-only torch wheel here is for 3.11, so the three
+backends come from two interpreters; ``--merge`` keeps the other backends' rows of an
+earlier run (each row names its interpreter and runtime)::
 
     .venv/bin/python benchmarks/accuracy.py [--networks 100]
+    .venv-core/bin/python benchmarks/accuracy.py --backends torch --merge
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import tempfile
 import time
 
@@ -27,16 +36,50 @@ from hwnas.predictors import (
 )
 from hwnas.profile import available_backends, get_backend, profile_layers, profile_networks
 from hwnas.spaces import get_space
+from hwnas.tables import format_z
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+#: networks shown side by side
+SIDE_BY_SIDE = 20
+
+
+def earlier(path: str, measured: list[str]) -> list | dict:
+    """The results an earlier run wrote to ``path`` for the backends not measured now."""
+    try:
+        with open(path) as f:
+            found = json.load(f)["results"]
+    except (OSError, ValueError, KeyError):
+        return []
+    if isinstance(found, dict):  # the networks' latencies: backend -> z -> ms
+        return {b: v for b, v in found.get("latencies", {}).items() if b not in measured}
+    return [row for row in found if row.get("backend") not in measured]
+
+
+def side_by_side(latencies: dict[str, dict[str, float]]) -> str:
+    """The first SIDE_BY_SIDE networks' latency (ms) on every backend."""
+    backends = sorted(latencies)
+    zs = list(next(iter(latencies.values())))[:SIDE_BY_SIDE]
+    lines = [f"{'z':<44}" + "".join(f"{b:>13}" for b in backends)]
+    for z in zs:
+        lines.append(f"{z:<44}" + "".join(f"{latencies[b].get(z, float('nan')):>13.3f}"
+                                         for b in backends))
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", type=int, default=100)
-    p.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "accuracy.json"))
+    p.add_argument("--backends", nargs="+", help="default: every installed one")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of the other backends in --json and --networks-json")
+    p.add_argument("--json", default=os.path.join(RESULTS, "accuracy.json"))
+    p.add_argument("--networks-json", default=os.path.join(RESULTS, "accuracy_networks.json"))
     args = p.parse_args()
-    space, folder, results = get_space("mobilenet"), tempfile.mkdtemp(), []
-    for name in available_backends():
+    names = args.backends or available_backends()
+    space, folder = get_space("mobilenet"), tempfile.mkdtemp()
+    results = earlier(args.json, names) if args.merge else []
+    latencies = dict(earlier(args.networks_json, names) or {}) if args.merge else {}
+    for name in names:
         backend = get_backend(name)
         t0 = time.perf_counter()
         layers = profile_layers(backend, space.unique_layers(),
@@ -64,9 +107,16 @@ def main() -> None:
             results.append({"backend": name, "predictor": label, "ceiling_tau": ceiling,
                             "networks": args.networks, "true_ms_min": float(first.min()),
                             "true_ms_max": float(first.max()),
+                            "fingerprint": layers.fingerprint.describe(),
+                            "python": platform.python_version(),
                             **{k: v for k, v in m.items()
                                if k not in ("predicted", "measured", "target")}})
+        latencies[name] = {format_z(z): float(t.latency_ms)
+                           for z, t in zip(passes[0].z, passes[0].timings)}
+    print(f"\nthe first {SIDE_BY_SIDE} networks' latency_ms on each backend:\n"
+          f"{side_by_side(latencies)}")
     write_results(args.json, "accuracy", results)
+    write_results(args.networks_json, "accuracy_networks", {"latencies": latencies})
 
 
 if __name__ == "__main__":

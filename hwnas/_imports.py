@@ -14,6 +14,8 @@ _HINTS = {
     "onnx": "pip install 'hwnas[onnx]'",
     "onnxruntime": "pip install 'hwnas[onnx]'",
     "matplotlib": "pip install 'hwnas[plot]'",
+    "torch": "pip install 'hwnas[torch]' (a CPU-only build: pip install torch --index-url "
+             "https://download.pytorch.org/whl/cpu)",
     "yaml": "pip install pyyaml",  # a dependency of hwnas: missing only from a broken install
 }
 

@@ -1,4 +1,5 @@
-"""A one-line progress bar with an ETA, on stderr (tqdm)."""
+"""A one-line progress bar with an ETA, on stderr (tqdm, where installed: measuring runs on
+bare accelerator machines that may have only the framework and numpy)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-from tqdm import tqdm
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover (tqdm is a dependency of hwnas; a bare machine lacks it)
+    tqdm = None  # type: ignore[assignment,misc]
 
 T = TypeVar("T")
 
@@ -19,14 +23,17 @@ class Progress:
     silent when not enabled or when there is nothing to do."""
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
-        self._bar = tqdm(total=total, desc=desc, disable=not enabled or total <= 0,
-                         file=sys.stderr, mininterval=0.2, bar_format=_FORMAT)
+        self._bar = None if tqdm is None else tqdm(
+            total=total, desc=desc, disable=not enabled or total <= 0, file=sys.stderr,
+            mininterval=0.2, bar_format=_FORMAT)
 
     def update(self, n: int = 1) -> None:
-        self._bar.update(n)
+        if self._bar is not None:
+            self._bar.update(n)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def progress(items: Sequence[T], desc: str, enabled: bool = True) -> Iterator[T]:

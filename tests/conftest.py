@@ -1,19 +1,23 @@
 """Shared fixtures and hooks (plain helpers are in helpers.py). Tests marked ``nnabla`` skip
 without nnabla, or fail when HWNAS_REQUIRE_NNABLA=1 (scripts/test sets it for .venv, so they
-cannot silently skip there)."""
+cannot silently skip there); tests marked ``torch`` likewise without torch, or fail when
+HWNAS_REQUIRE_TORCH=1 (set for .venv-core)."""
 
 import os
 
 import pytest
-from helpers import FAST, HAVE_NNABLA, have_gpu
+from helpers import FAST, HAVE_NNABLA, HAVE_TORCH, have_gpu
 
 REQUIRE_NNABLA = os.environ.get("HWNAS_REQUIRE_NNABLA") == "1"
+REQUIRE_TORCH = os.environ.get("HWNAS_REQUIRE_TORCH") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("nnabla"):
             item.user_properties.append(("needs", "nnabla"))
+        if item.get_closest_marker("torch"):
+            item.user_properties.append(("needs", "torch"))
         if item.get_closest_marker("gpu"):
             item.user_properties.append(("gpu", "yes"))
         if item.get_closest_marker("postgres"):
@@ -26,6 +30,11 @@ def pytest_runtest_setup(item):
         if REQUIRE_NNABLA:
             pytest.fail("nnabla is required here (HWNAS_REQUIRE_NNABLA=1) but not installed")
         pytest.skip("needs nnabla (Python <= 3.10): run scripts/setup and test in .venv")
+    if item.get_closest_marker("torch") and not HAVE_TORCH:
+        if REQUIRE_TORCH:
+            pytest.fail("torch is required here (HWNAS_REQUIRE_TORCH=1) but not installed")
+        pytest.skip("needs torch: pip install 'torch==2.13.0+cpu' (scripts/test installs it "
+                    "in .venv-core)")
     if item.get_closest_marker("postgres") and not os.environ.get("HWNAS_TEST_POSTGRES_URL"):
         if os.environ.get("HWNAS_REQUIRE_POSTGRES") == "1":
             pytest.fail("HWNAS_TEST_POSTGRES_URL is not set: scripts/test starts the server")

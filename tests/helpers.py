@@ -31,6 +31,7 @@ from hwnas.tables import (
 )
 
 HAVE_NNABLA = importlib.util.find_spec("nnabla") is not None
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 #: few, short runs, and a noisy unit measured again without a pause: tests check behaviour,
 #: never timings
@@ -131,6 +132,21 @@ def have_gpu() -> bool:
 
 #: the fingerprint of the tables the tests write
 FP = Fingerprint("nnabla", "1.39.0", "cpu: test", 1)
+def every_op() -> list:
+    """Every op at least once: the built-in spaces' layers and the ops they do not use."""
+    from hwnas.layers import OPS
+    from hwnas.spaces import get_space
+    extra = [Layer("bn", (8, 6, 6), act="relu"), Layer("add", (8, 6, 6)),
+             Layer("conv", (8, 7, 7), 16, kernel=5, stride=2, groups=4, act="none"),
+             Layer("mbconv", (8, 7, 7), 8, kernel=5, stride=1, expand=1),
+             Layer("avgpool", (8, 7, 7), kernel=3, stride=2),
+             Layer("fbblock", (8, 7, 7), 8, kernel=3, stride=1, expand=1, groups=2),
+             Layer("fbblock", (8, 7, 7), 16, kernel=5, stride=2, expand=3, groups=1)]
+    layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers() + extra
+    assert {layer.op for layer in layers} == set(OPS)
+    return layers
+
+
 #: three small layers of different ops
 LAYERS = [Layer("conv", (3, 8, 8), 4), Layer("gap", (4, 8, 8)), Layer("linear", (4, 1, 1), 2)]
 

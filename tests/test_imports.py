@@ -42,7 +42,8 @@ def _imports(path: Path):
     """(line, imported hwnas module) of every import in the file, at any depth."""
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            yield from ((node.lineno, a.name) for a in node.names if a.name.startswith("hwnas"))
+            yield from ((node.lineno, a.name) for a in node.names
+                        if a.name == "hwnas" or a.name.startswith("hwnas."))
         elif isinstance(node, ast.ImportFrom) and node.module == "hwnas":  # hwnas._cli
             yield from ((node.lineno, f"hwnas.{a.name}") for a in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hwnas."):
@@ -72,6 +73,14 @@ def test_the_timing_module_an_export_copies_needs_only_the_standard_library_and_
                 for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
                              [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
     assert "numpy" in imported and imported - {"numpy"} <= set(sys.stdlib_module_names)
+
+
+def test_the_torch_module_an_export_copies_needs_only_the_standard_library_and_torch():
+    tree = ast.parse((ROOT / "profile" / "_torch_net.py").read_text())
+    imported = {name.split(".")[0] for node in ast.walk(tree)
+                for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                             [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
+    assert "torch" in imported and imported - {"torch"} <= set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("module", ["hwnas", "hwnas.layers", "hwnas.spaces", "hwnas.tables"])

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from helpers import every_op
 
-from hwnas.layers import OPS, Layer
+from hwnas.layers import Layer
 from hwnas.spaces import get_space, unit_graph
 
 
@@ -76,7 +77,7 @@ def test_same_parameter_count_and_output_shape_as_nnabla():
 
     from hwnas.profile._nnabla import build
 
-    for layer in _every_op():
+    for layer in every_op():
         params = collections.OrderedDict()
         with nn.parameter_scope("check", params):
             x = nn.Variable((2,) + layer.in_shape)
@@ -89,24 +90,11 @@ def test_same_parameter_count_and_output_shape_as_nnabla():
         assert y.shape[1] == layer.out_shape[0], layer.key
 
 
-def _every_op():
-    """Every op at least once: both built-in spaces' layers and the ops they do not use."""
-    extra = [Layer("bn", (8, 6, 6), act="relu"), Layer("add", (8, 6, 6)),
-             Layer("conv", (8, 7, 7), 16, kernel=5, stride=2, groups=4, act="none"),
-             Layer("mbconv", (8, 7, 7), 8, kernel=5, stride=1, expand=1),
-             Layer("avgpool", (8, 7, 7), kernel=3, stride=2),
-             Layer("fbblock", (8, 7, 7), 8, kernel=3, stride=1, expand=1, groups=2),
-             Layer("fbblock", (8, 7, 7), 16, kernel=5, stride=2, expand=3, groups=1)]
-    layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers() + extra
-    assert {layer.op for layer in layers} == set(OPS)
-    return layers
-
-
 def test_same_parameter_count_and_output_shape_as_onnx():
     pytest.importorskip("onnx")
     from hwnas.profile import to_onnx
 
-    for layer in _every_op():
+    for layer in every_op():
         model = to_onnx(unit_graph(layer), batch=2)
         count = sum(int(np.prod(t.dims)) for t in model.graph.initializer
                     if t.name not in ("zero", "six"))  # Clip's bounds, not parameters

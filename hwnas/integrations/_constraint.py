@@ -34,7 +34,14 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import InputError
-from hwnas.integrations._penalty import LatencyPenalty, _is_nnabla, _latency_ratio, _positive
+from hwnas.integrations._penalty import (
+    LatencyPenalty,
+    _is_nnabla,
+    _is_torch,
+    _latency_ratio,
+    _positive,
+    to_numpy,
+)
 from hwnas.predictors import Predictor
 from hwnas.spaces import SearchSpace
 
@@ -57,7 +64,9 @@ class BudgetConstraint:
     The reward is NNabla NAS's ProxylessNAS reward acc * min(1, budget / lat)^lambda
     (acc * (budget / lat)^lambda with ``equality``).
     On nnabla Variables the loss reads lambda from a Variable that ``update`` rewrites, so a
-    graph built once follows lambda.
+    graph built once follows lambda. On torch tensors ``expected_latency`` and ``loss`` return
+    tensors that back-propagate (the loss reads lambda when it is called: eager PyTorch builds
+    it every step), and ``update`` takes a tensor.
 
     Args:
         space, predictor: as for LatencyPenalty (an additive predictor), for
@@ -70,8 +79,11 @@ class BudgetConstraint:
         damping: rho >= 0 of the augmented Lagrangian in the loss (see the module).
         equality: the budget as a target (lambda may be negative), not only a bound.
 
-    Lambda starts at 0; ``lam`` may be set (a finite number, >= 0 unless ``equality``), e.g.
-    to a fixed weight that is never updated, or is restored by ``load_state_dict``.
+    Lambda starts at 0; ``lam`` may be set (a finite number or a one-element tensor, >= 0
+    unless ``equality``), e.g. to a fixed weight that is never updated, or is restored by
+    ``load_state_dict``. ``state_dict()`` holds plain numbers: save it in the model's
+    checkpoint (``torch.save({"model": model.state_dict(), "constraint":
+    constraint.state_dict()}, path)`` loads back with ``weights_only=True``).
 
     Example:
         >>> constraint = BudgetConstraint(space, predictor, budget_ms=5.0)  # doctest: +SKIP
@@ -116,7 +128,8 @@ class BudgetConstraint:
             self._lam_var.d = self._lam
 
     def expected_latency(self, probs):
-        """E[lat] of architecture probabilities (decisions x choices), numpy or nnabla."""
+        """E[lat] of architecture probabilities (decisions x choices): numpy, nnabla or torch
+        (differentiable)."""
         return self._penalty().expected_latency(probs)
 
     def latency(self, z) -> float:
@@ -131,9 +144,8 @@ class BudgetConstraint:
 
     def constrained_latency(self, latency_ms) -> float:
         """What the budget bounds: the mean of ``latency_ms`` (one value, an array of sampled
-        latencies, or an nnabla Variable), or its ``quantile``."""
-        values = np.asarray(latency_ms.d if _is_nnabla(latency_ms) else latency_ms,
-                            dtype=float).ravel()
+        latencies, an nnabla Variable or a torch tensor), or its ``quantile``."""
+        values = np.asarray(to_numpy(latency_ms), dtype=float).ravel()
         if values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
             raise InputError(f"latencies must be finite and > 0 ms, got {values}")
         if self.quantile is None:
@@ -170,12 +182,27 @@ class BudgetConstraint:
             else:
                 psi = (F.relu(lam + rho * g) ** 2 - lam * lam) / (2 * rho)
             return ce * F.exp(psi) if form == "multiplicative" else ce + psi
+        if _is_torch(ratio) or _is_torch(ce):
+            return self._torch_loss(ce, ratio, form)
         g = ratio - 1.0 if form == "additive" else np.log(ratio)
         if self.equality or rho == 0:
             psi = self.lam * g + (rho / 2) * g * g
         else:
             psi = (np.maximum(0.0, self.lam + rho * g) ** 2 - self.lam ** 2) / (2 * rho)
         return ce * np.exp(psi) if form == "multiplicative" else ce + psi
+
+    def _torch_loss(self, ce, ratio, form: str):
+        """``loss`` on torch tensors (the same terms as on numbers)."""
+        import torch
+        like = ce if _is_torch(ce) else ratio
+        ratio = torch.as_tensor(ratio, dtype=like.dtype, device=like.device)
+        rho, lam = self.damping, self.lam
+        g = ratio - 1.0 if form == "additive" else torch.log(ratio)
+        if self.equality or rho == 0:
+            psi = lam * g + (rho / 2) * g * g
+        else:
+            psi = (torch.relu(lam + rho * g) ** 2 - lam ** 2) / (2 * rho)
+        return ce * torch.exp(psi) if form == "multiplicative" else ce + psi
 
     def reward(self, accuracy: float, latency_ms: float) -> float:
         """NNabla NAS's ProxylessNAS reward acc * min(1, budget / lat)^lambda of one sampled

@@ -16,6 +16,7 @@ import numpy as np
 
 from hwnas._checks import count, positive
 from hwnas.errors import InputError
+from hwnas.integrations._penalty import _is_torch, to_numpy
 from hwnas.predictors import Predictor
 from hwnas.search import BudgetError, Budgets, LatencyModel
 from hwnas.spaces import SearchSpace
@@ -36,7 +37,9 @@ def log_probs(space: SearchSpace, scores: Any) -> np.ndarray:
     and where a probability is 0 (never chosen).
 
     ``scores`` is an array (decisions x choices; columns beyond a decision's choices are
-    ignored) or a sequence of one 1-D array per decision (as NNabla NAS keeps its alphas). A
+    ignored; numpy, a torch tensor such as an ``nn.Parameter``, or an nnabla Variable) or a
+    sequence of one 1-D array per decision (as NNabla NAS keeps its alphas; a torch
+    ``ParameterList``). A
     row of non-negative numbers that sums to 1 is read as probabilities; any other row as
     logits (log-softmax over the decision's choices, which ranks z as the summed logits do).
 
@@ -58,6 +61,9 @@ def _score_rows(space: SearchSpace, scores: Any) -> list[np.ndarray]:
     of rows."""
     n = space.n_choices
     D, K = len(n), max(n)
+    if _is_torch(scores) and not hasattr(scores, "shape"):  # a ParameterList: rows
+        scores = list(scores)
+    scores = to_numpy(scores)
     if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence):
         try:
             array = np.asarray(scores, dtype=float)
@@ -74,7 +80,7 @@ def _score_rows(space: SearchSpace, scores: Any) -> list[np.ndarray]:
     rows = []
     for decision, k, row in zip(space.decisions, n, scores):
         try:
-            values = np.asarray(row, dtype=float).ravel()
+            values = np.asarray(to_numpy(row), dtype=float).ravel()
         except (TypeError, ValueError):
             raise InputError(f"scores of decision {decision.name!r} must be numbers, got "
                              f"{type(row).__name__}") from None

@@ -17,6 +17,29 @@ def _is_nnabla(x: Any) -> bool:
     return type(x).__module__.startswith("nnabla")
 
 
+def _is_torch(x: Any) -> bool:
+    """A torch tensor (or parameter, or a module such as ParameterList)."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def to_numpy(x: Any) -> Any:
+    """The numbers of an nnabla Variable or a torch tensor (detached, on the host) as a numpy
+    array; anything else as it is."""
+    if _is_nnabla(x):
+        return x.d
+    if _is_torch(x) and hasattr(x, "detach"):
+        return x.detach().cpu().double().numpy()
+    return x
+
+
+def _log(x: Any) -> Any:
+    """log of a torch tensor (differentiable) or of numbers."""
+    if _is_torch(x):
+        import torch
+        return torch.log(x)
+    return np.log(x)
+
+
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     """A finite number > 0 (>= 0 with allow_zero) from anything float() reads, else
     InputError naming the argument (hwnas._checks.positive)."""
@@ -24,8 +47,14 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
 
 
 def _latency_ratio(expected_latency_ms, ref_ms: float):
-    """E[lat] / ref: an nnabla Variable as is, a number checked to be > 0."""
+    """E[lat] / ref: an nnabla Variable as is, a torch tensor (differentiable) or a number
+    checked to be > 0."""
     if _is_nnabla(expected_latency_ms):
+        return expected_latency_ms / ref_ms
+    if _is_torch(expected_latency_ms):
+        latency = expected_latency_ms.detach()
+        if not bool((latency.isfinite() & (latency > 0)).all()):
+            raise InputError(f"expected latency must be finite and > 0 ms, got {latency}")
         return expected_latency_ms / ref_ms
     latency = np.asarray(expected_latency_ms, dtype=float)
     if not np.all(np.isfinite(latency) & (latency > 0)):
@@ -59,6 +88,7 @@ class LatencyPenalty:
                              f"{space.decisions[d].name!r} (and maybe others): measure networks "
                              f"that use every choice (hwnas.profile --networks N --design)")
         self.C = np.where(self.mask, C, 0.0)
+        self._torch_costs: dict[Any, Any] = {}  # (device, dtype) -> C as a torch tensor
 
     def latency(self, z: Sequence[int]) -> float:
         """Predicted latency of one z."""
@@ -66,7 +96,18 @@ class LatencyPenalty:
 
     def expected_latency(self, probs):
         """fixed + sum_d sum_c probs[d, c] C[d, c]; probs is (D, K) (entries beyond a
-        decision's choices must be 0), a numpy array or an nnabla Variable (differentiable)."""
+        decision's choices must be 0), a numpy array, an nnabla Variable or a torch tensor
+        (differentiable; (N, D, K) gives N expected latencies)."""
+        if _is_torch(probs):
+            if tuple(probs.shape[-2:]) != self.C.shape:
+                raise InputError(f"probs must have shape {self.C.shape} (decisions x choices), "
+                                 f"got {tuple(probs.shape)}")
+            key = (probs.device, probs.dtype)
+            if key not in self._torch_costs:  # copied to the device once, not every step
+                import torch
+                self._torch_costs[key] = torch.as_tensor(self.C, dtype=probs.dtype,
+                                                         device=probs.device)
+            return (probs * self._torch_costs[key]).sum(dim=(-2, -1)) + float(self.fixed)
         if _is_nnabla(probs):
             import nnabla as nn
             import nnabla.functions as F
@@ -98,7 +139,7 @@ class LatencyPenalty:
         if _is_nnabla(ratio):
             import nnabla.functions as F
             return ce + lam * F.log(ratio)
-        return ce + lam * np.log(ratio)
+        return ce + lam * _log(ratio)
 
     @staticmethod
     def additive_loss(ce, expected_latency_ms, ref_ms: float, lam: float = 0.1):

@@ -58,6 +58,7 @@ from hwnas.profile._options import (
     protocol_from_args,
 )
 from hwnas.profile._timing import TimingProtocol
+from hwnas.profile._torch import torch_module
 
 __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKENDS",
            "DRIFT_REFERENCES", "DRIFT_TOLERANCE", "PREDICTION_NOISE", "ProfileError",
@@ -67,4 +68,4 @@ __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKEND
            "device_tables", "discard_cache", "drift", "export_onnx", "frontier_z",
            "get_backend", "measure_networks",
            "network_table_path", "profile_layers", "profile_networks", "protocol_from_args",
-           "read_cache_status", "rebase", "table_quality", "to_onnx"]
+           "read_cache_status", "rebase", "table_quality", "to_onnx", "torch_module"]

@@ -73,7 +73,8 @@ def add_any_device_options(p: _cli.ArgumentParser) -> None:
                    help="measure nothing here: write ONNX files, a manifest and a standalone "
                         "runner (numpy + onnxruntime only) into DIR, for the layers, or for "
                         "--networks N (a covering design) / --from; time them on the device "
-                        "with 'python DIR/runner.py --device NAME'")
+                        "with 'python DIR/runner.py --device NAME'. With --backend torch: "
+                        "graphs for a device with PyTorch (the runner needs numpy + torch)")
     p.add_argument("--with-layers", action="store_true",
                    help="with --export and networks: export the space's layers as well")
 
@@ -100,12 +101,13 @@ def export(args, space: SearchSpace) -> int:
                          "runner.py on the device")
     zs = network_zs(args, space) if args.networks or args.from_file else None
     layers = space.unique_layers() if zs is None or args.with_layers else None
-    path = export_for_device(args.export, space, zs, layers, args.batch)
+    runtime = "torch" if args.backend == "torch" else "onnxruntime"
+    path = export_for_device(args.export, space, zs, layers, args.batch, runtime=runtime)
     counts = [f"{len(zs)} networks" if zs is not None else "",
               f"{len(layers)} layers" if layers else ""]
     print(f"{path}: {' and '.join(c for c in counts if c)} of {space.name} exported; on the "
           f"device run: python {args.export}/runner.py --device NAME (needs numpy and "
-          f"onnxruntime), then read back {args.export}/networks.csv (hwnas.fit --networks) "
+          f"{runtime}), then read back {args.export}/networks.csv (hwnas.fit --networks) "
           f"or {args.export}/layers.csv (--layers)")
     return 0
 

@@ -1,6 +1,8 @@
 """Standalone runner of an hwnas export: time its ONNX files on this device.
 
-Needs only Python 3.8+, numpy and onnxruntime (no hwnas, no nnabla). Run it beside the
+Needs only Python 3.8+, numpy and onnxruntime (no hwnas, no nnabla); an export for PyTorch
+(``--export DIR --backend torch``) needs numpy and torch instead, and builds its units with
+the export's copy of hwnas's torch modules (``hwnas_torch.py``). Run it beside the
 manifest that ``python -m hwnas.profile --export DIR`` wrote::
 
     python runner.py --device "Raspberry Pi 5, 4 threads" --threads 4
@@ -35,9 +37,13 @@ from collections.abc import Callable
 
 try:
     import numpy as np
-    import onnxruntime as ort
 except ImportError as e:  # on a bare board: say what to install, not a traceback
-    sys.exit(f"runner.py needs numpy and onnxruntime ({e}): pip install numpy onnxruntime")
+    sys.exit(f"runner.py needs numpy, and onnxruntime or torch ({e}): pip install numpy "
+             f"onnxruntime")
+try:
+    import onnxruntime as ort
+except ImportError:  # an export for PyTorch needs torch instead (main says which is missing)
+    ort = None
 if __package__:  # imported from hwnas itself (its tests): the module that the export copies
     from hwnas.profile._stats import (
         BATCH_UNITS,
@@ -77,6 +83,8 @@ COLUMNS = {"layers": ("key", "op", "macs", "params") + TIMING_COLUMNS + FINGERPR
 OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                        "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+#: the runtimes an export is for (hwnas.profile._export.RUNTIMES)
+RUNTIMES = ("onnxruntime", "torch")
 #: hwnas's timing protocol defaults (hwnas.profile.TimingProtocol)
 REMEASURE, REMEASURE_PAUSE_S = 2, 1.0
 #: a unit whose statistic moves between rounds by more than this share of it is measured
@@ -137,7 +145,9 @@ def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_round
 
 
 def build(path: str, args) -> Callable[[], object]:
-    """A session for one ONNX file, checked once; returns a function that runs one pass."""
+    """A session for one unit file, checked once; returns a function that runs one pass."""
+    if getattr(args, "runtime", "onnxruntime") == "torch":
+        return build_torch(path, args)
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
@@ -155,6 +165,46 @@ def build(path: str, args) -> Callable[[], object]:
     if not np.isfinite(y).all():
         raise RuntimeError(f"{path}: the output is not finite")
     return lambda: session.run(None, feed)
+
+
+def torch_modules():
+    """torch and hwnas's torch modules (the export's hwnas_torch.py), or exit saying what is
+    missing."""
+    try:
+        import torch
+    except ImportError as e:
+        sys.exit(f"runner.py needs numpy and torch for this export ({e}): pip install numpy "
+                 f"torch")
+    if __package__:
+        from hwnas.profile import _torch_net as net
+    else:
+        try:
+            import hwnas_torch as net  # type: ignore[no-redef]
+        except ImportError as e:
+            sys.exit(f"runner.py needs hwnas_torch.py, hwnas's torch modules, beside it ({e}): "
+                     f"copy the whole export folder")
+    return torch, net
+
+
+def build_torch(path: str, args) -> Callable[[], object]:
+    """hwnas's torch module of one unit file (seeded weights, as hwnas's torch backend builds
+    it), checked once; returns a function that runs one synchronised pass."""
+    torch, net = torch_modules()
+    if torch.get_num_threads() != args.threads:
+        torch.set_num_threads(args.threads)
+    with open(path, encoding="utf-8") as f:
+        graph = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
+    if not isinstance(graph, dict) or graph.get("format") != "hwnas.torch-graph":
+        raise ValueError(f"{path}: not an hwnas torch graph")
+    device = net.device_of(args.provider, 0)
+    model = net.build_network(graph["nodes"], seed=0).to(device)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(
+        (args.batch, *graph["input_shape"])).astype(np.float32)).to(device)
+    with torch.inference_mode():
+        y = model.eval()(x)
+    if not bool(torch.isfinite(y).all()):
+        raise RuntimeError(f"{path}: the output is not finite")
+    return net.forward_runner(model, x)
 
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -232,6 +282,9 @@ def read_manifest(folder: str) -> dict:
     batch = manifest.get("batch")
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 1 << 20:
         sys.exit(f"{where}: batch must be an integer from 1 to {1 << 20}, got {batch!r}")
+    if manifest.get("runtime", "onnxruntime") not in RUNTIMES:
+        sys.exit(f"{where}: runtime must be one of {list(RUNTIMES)}, got "
+                 f"{manifest.get('runtime')!r}")
     units = manifest.get("units")
     if not isinstance(units, list):
         sys.exit(f"{where}: units must be a list")
@@ -260,7 +313,18 @@ def write(f, values) -> None:
 
 
 def fingerprint(args, batch: int) -> dict:
-    """The fingerprint columns of this device and these settings."""
+    """The fingerprint columns of this device and these settings (as hwnas's backend of the
+    export's runtime writes them)."""
+    if getattr(args, "runtime", "onnxruntime") == "torch":
+        torch, net = torch_modules()
+        try:
+            device = f"cpu: {cpu_name()}" if args.provider == "cpu" else \
+                f"cuda: {torch.cuda.get_device_name(net.device_of('cuda', 0))}"
+        except RuntimeError as e:  # no GPU: one line, not a traceback
+            sys.exit(f"runner.py: {e}")
+        return {"backend": "torch", "backend_version": net.backend_version(),
+                "device": args.device or device, "threads": str(args.threads),
+                "dtype": "float32", "batch": str(batch)}
     return {"backend": "onnxruntime",
             "backend_version": f"{ort.__version__} opt={args.optimization}",
             "device": args.device or f"{args.provider}: {cpu_name()}",
@@ -341,6 +405,10 @@ def measure_table(table: str, units: list, args, path: str, device_fingerprint: 
 def main(argv=None) -> int:
     args = parser(os.path.dirname(os.path.abspath(__file__))).parse_args(argv)
     manifest = read_manifest(args.export_dir)
+    args.runtime, args.batch = manifest.get("runtime", "onnxruntime"), manifest["batch"]
+    if args.runtime == "onnxruntime" and ort is None:
+        sys.exit("runner.py needs numpy and onnxruntime for this export (onnxruntime is not "
+                 "installed): pip install numpy onnxruntime")
     device_fingerprint = fingerprint(args, manifest["batch"])
     out_dir = args.out_dir or args.export_dir
     os.makedirs(out_dir, exist_ok=True)

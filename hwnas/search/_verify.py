@@ -411,8 +411,10 @@ def verifier_backend(predictor: Predictor) -> tuple[Backend | None, str]:
     if fp.device.startswith("cpu: ") and fp.device != here_cpu:  # known without a runtime
         return None, f"the predictor is for {fp.describe()}; this machine's CPU is {here_cpu}"
     options = {"context": context, "batch": fp.batch}
+    if fp.backend in ("onnxruntime", "torch"):
+        options["threads"] = fp.threads
     if fp.backend == "onnxruntime":
-        options.update(threads=fp.threads, optimization=fp.backend_version.rpartition("opt=")[2])
+        options["optimization"] = fp.backend_version.rpartition("opt=")[2]
     try:
         backend = get_backend(fp.backend, **options)
         here = backend.fingerprint()
