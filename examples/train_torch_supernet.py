@@ -127,13 +127,13 @@ def prepare(quick: bool, seed: int = 0, threads: int = 1,
     folder = tempfile.mkdtemp()
     table = profile_layers(backend, space.unique_layers(), os.path.join(folder, "layers.csv"),
                            protocol, show_progress=False)
-    lookup = LookupPredictor().fit(table)
+    lookup = LookupPredictor().fit_table(table)
     fixed, C = lookup.cost_matrix(space)
     zs = [*space.design(max(space.n_choices) + 1, seed=0), space.min_z(fixed, C)[0],
           np.nanargmax(C, axis=1)]
     networks = profile_networks(backend, space, zs, os.path.join(folder, "networks.csv"),
                                 protocol, show_progress=False)
-    predictor = CalibratedPredictor(lookup, slope_bounds=backend.calibration_slope).fit(
+    predictor = CalibratedPredictor(lookup, slope_bounds=backend.calibration_slope).fit_table(
         networks, space)
     fixed, C = predictor.cost_matrix(space)
     fastest = float(space.min_z(fixed, C)[1])

@@ -26,7 +26,7 @@ def torch():
 
 @pytest.fixture
 def predictor(tmp_path):
-    return LookupPredictor().fit(synthetic_table(tmp_path))
+    return LookupPredictor().fit_table(synthetic_table(tmp_path))
 
 
 @pytest.fixture

@@ -264,7 +264,7 @@ def test_export_for_a_pytorch_device_round_trip_without_hwnas(tmp_path):
     layers = read_layer_table(export / "layers.csv")
     assert networks.fingerprint == layers.fingerprint == get_backend("torch").fingerprint()
     assert len(layers.timings) == 18 and all(t.latency_ms > 0 for t in networks.timings)
-    verifier, why = verifier_backend(LookupPredictor().fit(layers))
+    verifier, why = verifier_backend(LookupPredictor().fit_table(layers))
     assert verifier is not None and verifier.name == "torch", why
     (export / "hwnas_torch.py").unlink()  # a runner copied without it says what is missing
     bare = subprocess.run(command + ["--out-dir", str(tmp_path / "again")], env=env,
