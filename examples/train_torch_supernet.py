@@ -19,7 +19,7 @@ timed while training. At the end the most likely z within the budget is derived 
 default at three budgets spread over the space's latency range (25, 50 and 75 %);
 ``--budget-ms`` gives one. Accuracy is on 400 held-out images.
 
-    python examples/train_torch_supernet.py [--epochs 4] [--budget-ms B] [--json out.json]
+    python examples/train_torch_supernet.py [--epochs 3] [--budget-ms B] [--json out.json]
         [--plot out.png] [--quick] [--threads 1]
 
 About a minute of one CPU core at the defaults (a training step of the supernet, forward and
@@ -254,7 +254,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--budget-ms", type=float, default=None,
                    help="one budget (default: three over the space's latency range)")
     p.add_argument("--finetune-epochs", type=int, default=2,

@@ -124,6 +124,8 @@ def _page_params():
             continue
         # a page that only runs where nnabla is, is an nnabla test (.ci/run checks those ran)
         marks = [pytest.mark.nnabla] if all("nnabla" in b.needs for b in runnable) else []
+        if all("torch" in b.needs for b in runnable):  # likewise torch (in .venv-core)
+            marks.append(pytest.mark.torch)
         params.append(pytest.param(page, id=_page_id(page), marks=marks))
     return params
 
