@@ -381,14 +381,13 @@ def as_json(result: SearchResult, predictor: Predictor, source: str,
             verification: Verification | None = None) -> dict:
     """The result, the predictor's device and the verification as a JSON document."""
     fingerprint = predictor.fingerprint_
-    doc = {"budget_ms": result.budget_ms, "space": result.space,
-           "backend": fingerprint.backend, "device": asdict(fingerprint),
-           "predictor": describe(predictor), "source": source,
-           "objective": result.objective, "mode": result.mode, "sampler": result.sampler,
-           "trials": result.trials,
-           "feasible_trials": result.feasible_trials,
-           "min_latency_ms": result.min_latency_ms, "notes": list(result.notes),
-           "best": [c.as_dict() for c in result.best]}
+    doc: dict[str, Any] = {
+        "budget_ms": result.budget_ms, "space": result.space,
+        "backend": fingerprint.backend, "device": asdict(fingerprint),
+        "predictor": describe(predictor), "source": source, "objective": result.objective,
+        "mode": result.mode, "sampler": result.sampler, "trials": result.trials,
+        "feasible_trials": result.feasible_trials, "min_latency_ms": result.min_latency_ms,
+        "notes": list(result.notes), "best": [c.as_dict() for c in result.best]}
     if verification is None:
         doc.update(verified=False, verification={"note": "not verified: --no-verify"})
         return doc
