@@ -108,7 +108,7 @@ def test_no_architecture_within_the_budget_is_a_budget_error():
 def test_a_predictor_file_or_a_layer_table_is_a_source(tmp_path):
     from helpers import synthetic_table
     table = synthetic_table(tmp_path)
-    source = latency_source(predictor=table.path)
+    source = latency_source(predictor=table)
     assert source.space.name == "mobilenet" and source.predictor.kind == "lookup"
     source.predictor.save(str(tmp_path / "p.json"))
     again = latency_source(predictor=tmp_path / "p.json")
@@ -169,3 +169,39 @@ def test_an_objective_module_is_found_in_the_working_folder(tmp_path, monkeypatc
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert load_objective("my_accuracy:score")(None) == 1.0
     sys.modules.pop("my_accuracy", None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(budget_ms="15"), "budget_ms must be a latency in ms > 0"),
+    (dict(budget_ms=True), "budget_ms must be"),
+    (dict(budget_ms=float("nan")), "budget_ms must be"),
+    (dict(device=3), "device must be a shipped device's name"),
+    (dict(predictor=42), "predictor must be a Predictor"),
+    (dict(fleet="pixel3=10"), "fleet must be"),
+    (dict(settings={"n_trials": 5}), "settings must be a SearchSettings"),
+    (dict(measure={"verify": False}), "measure must be a MeasureSettings"),
+    (dict(log="print"), "log must be a callable"),
+    (dict(budget_ms=None), r"give a budget: budget_ms \(--budget-ms\)"),
+])
+def test_each_argument_of_the_api_is_checked_by_its_python_name(kwargs, message):
+    arguments = dict(budget_ms=15, space="fbnet", device="pixel3") | kwargs
+    with pytest.raises(InputError, match=message):
+        find_architectures(**arguments)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(backend_options={"contxt": "bursty"}), "no backend takes contxt"),
+    (dict(verify="no"), "verify must be True or False"),
+    (dict(protocol="fast"), "protocol must be a TimingProtocol"),
+    (dict(backend=3), "backend must be a backend's name"),
+])
+def test_measure_settings_refuse_what_would_be_ignored(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        MeasureSettings(**kwargs)
+
+
+def test_the_api_prints_nothing_of_its_own_and_its_outcome_reads_short(capsys):
+    outcome = find_architectures(15, space="fbnet", device="pixel3", settings=FAST)
+    captured = capsys.readouterr()
+    assert "A new study created" not in captured.out + captured.err
+    assert len(repr(outcome)) < 10_000 and "SearchSpace" not in repr(outcome)

@@ -56,7 +56,7 @@ def test_tables_cover_nb201_and_share_fbnets_networks():
 def test_an_unknown_or_ambiguous_name_is_one_clear_error():
     with pytest.raises(UnknownDeviceError, match="did you mean pixel3"):
         load_device("pixle3", "fbnet")
-    with pytest.raises(ValueError, match="tables for spaces fbnet, nb201: give --space"):
+    with pytest.raises(ValueError, match=r"spaces fbnet, nb201: give the space \(--space\)"):
         load_device("pixel3")
     with pytest.raises(ValueError, match="no shipped device tables for space 'mobilenet'"):
         list_devices("mobilenet")
@@ -133,7 +133,7 @@ def test_fit_and_evaluate_take_a_shipped_device(tmp_path):
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "m.json").read_text())["spearman_rho"] > 0.95
     run = hwnas("fit", "--model", "additive", "--device", "pixel3", "--out", path)
-    assert run.returncode == 2 and "give --space" in run.stderr
+    assert run.returncode == 2 and "give the space (--space)" in run.stderr
     run = hwnas("evaluate", "--predictor", path)
     assert run.returncode == 2 and "--networks CSV, or --device NAME" in run.stderr
 

@@ -128,7 +128,7 @@ def test_command_exports_the_architectures_as_onnx(predictor, tmp_path):
     (["--budget-ms", "5", "--backend", "tvm"], "invalid choice: 'tvm'"),
     (["--budget-ms", "5", "--table", "absent.csv"], "absent.csv: cannot read the table"),
     (["--budget-ms", "5", "--table", "absent.csv", "--remeasure"],
-     "--remeasure re-measures the cached tables of the default flow"),
+     "--remeasure and --table contradict each other"),
 ])
 def test_bad_arguments_get_one_line(args, message):
     run = hwnas("search", *args)

@@ -103,12 +103,12 @@ def device_info(name: str, space: str | None = None) -> DeviceInfo:
         return found[0]
     if found:
         raise InputError(f"device {name!r} has tables for spaces "
-                         f"{', '.join(d.space for d in found)}: give --space")
+                         f"{', '.join(d.space for d in found)}: give the space (--space)")
     names = sorted({d.name for d in list_devices(space)})
     close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
     where = f" for space {space!r}" if space else ""
     hint = f"did you mean {', '.join(close)}?" if close else \
-        "python -m hwnas.devices lists them"
+        "hwnas devices lists them"
     raise UnknownDeviceError(f"no shipped device {name!r}{where}: {hint}")
 
 

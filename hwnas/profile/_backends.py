@@ -41,6 +41,15 @@ def default_backend() -> str:
     return installed[0]
 
 
+def check_backend_options(options: Mapping[str, Any]) -> None:
+    """Refuse an option no backend takes (a misspelt ``contxt`` would be dropped unseen)."""
+    known = set(COMMON_OPTIONS).union(*EXTRA_OPTIONS.values())
+    unknown = sorted(str(key) for key in options if key not in known)
+    if unknown:
+        raise InputError(f"backend_options: no backend takes {', '.join(unknown)}: expected "
+                         f"some of {', '.join(sorted(known))}")
+
+
 def backend_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The ``options`` that backend ``name`` takes (``threads`` is onnxruntime's and
     torch's: the command line offers it for every backend)."""

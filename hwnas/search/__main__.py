@@ -29,6 +29,7 @@ from hwnas.profile import (
 )
 from hwnas.search._flow import MeasureSettings, find_architectures, load_objective
 from hwnas.search._study import MODES, SAMPLERS, SearchSettings
+from hwnas.tables import read_layer_table
 
 PROG = "python -m hwnas.search"
 
@@ -129,9 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_outputs(args)
+    for option in ("--table", "--predictor", "--device"):
+        if args.remeasure and getattr(args, option[2:]):
+            raise InputError(f"--remeasure and {option} contradict each other: --remeasure "
+                             f"re-measures this machine's cached tables (see --help)")
     outcome = find_architectures(  # BudgetError exits 1, Ctrl-C 130 (hwnas._cli.run)
         args.budget_ms, space=args.space, device=args.device,
-        predictor=args.predictor or args.table, fleet=args.budget or [],
+        predictor=read_layer_table(args.table) if args.table else args.predictor,
+        fleet=args.budget or [],
         settings=_settings(args), measure=_measure(args), log=print)
     print(outcome.report())
     if args.json:
@@ -149,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _measure(args) -> MeasureSettings:
     """How this machine is measured: --backend and its options, the timing protocol,
     --remeasure, --no-verify."""
-    return MeasureSettings(backend=args.backend, backend_options=vars(args),
+    options = {key: getattr(args, key) for key in ("context", "device_id", "batch", "threads",
+                                                   "optimization")}
+    return MeasureSettings(backend=args.backend, backend_options=options,
                            protocol=protocol_from_args(args), remeasure=args.remeasure,
                            verify=not args.no_verify)
 

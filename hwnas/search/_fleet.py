@@ -67,8 +67,8 @@ def parse_budget(text: str) -> tuple[str, float]:
     except ValueError:
         value = math.nan
     if not sep or not name.strip() or not 0 < value < math.inf:
-        raise InputError(f"--budget {text!r}: expected NAME=LIMIT with a limit > 0, e.g. "
-                         f"pixel3=15, local=5 or p.json=3")
+        raise InputError(f"budget {text!r} (--budget, fleet): expected NAME=LIMIT with a "
+                         f"limit > 0, e.g. pixel3=15, local=5 or p.json=3")
     return name.strip(), value
 
 
@@ -101,7 +101,8 @@ def split_budgets(specs: Mapping[str, float] | Sequence[str], budget_ms: float |
     if local or budget_ms is not None:
         return (local[0] if local else float(budget_ms or 0)), None, others
     if not others:
-        raise InputError("give a budget: --budget-ms, or --budget NAME=LIMIT")
+        raise InputError("give a budget: budget_ms (--budget-ms), or a fleet budget (--budget "
+                         "NAME=LIMIT)")
     (first, limit), *rest = others
     return limit, first, rest
 

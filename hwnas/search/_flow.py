@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union
 
+from hwnas._checks import positive
 from hwnas._files import json_ready, safe_name, write_json
 from hwnas.errors import InputError
 from hwnas.predictors import (
@@ -39,15 +40,15 @@ from hwnas.search._fleet import LOCAL, fleet_budgets, is_predictor_file, split_b
 from hwnas.search._study import OBJECTIVES, Candidate, SearchResult, SearchSettings, run_study
 from hwnas.search._verify import Verification, Verifier, calibrate
 from hwnas.spaces import SPACES, SearchSpace, load_space
-from hwnas.tables import NetworkTable, format_z, read_layer_table
+from hwnas.tables import LayerTable, NetworkTable, format_z
 
 if TYPE_CHECKING:
     from hwnas.profile import Backend, TimingProtocol
 
 Z = tuple[int, ...]
-#: where predictions come from: a fitted Predictor, or the path of a saved predictor
-#: (``.json``, from ``hwnas fit``) or of a layer table (``.csv``: lookup of its latencies)
-PredictorLike = Union[Predictor, str, "os.PathLike[str]"]
+#: where predictions come from: a fitted Predictor, a layer table (lookup of its latencies),
+#: or the path of a saved predictor (from ``hwnas fit`` or ``Predictor.save``)
+PredictorLike = Union[Predictor, LayerTable, str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,23 @@ class MeasureSettings:
     remeasure: bool = False
     verify: bool = True
 
+    def __post_init__(self) -> None:
+        from hwnas.profile import Backend, TimingProtocol
+        from hwnas.profile._backends import check_backend_options
+        if self.backend is not None and not isinstance(self.backend, (str, Backend)):
+            raise InputError(f"backend must be a backend's name or a Backend, got "
+                             f"{self.backend!r:.60}")
+        if not isinstance(self.backend_options, Mapping):
+            raise InputError(f"backend_options must be a mapping, got "
+                             f"{self.backend_options!r:.60}")
+        check_backend_options(self.backend_options)
+        if self.protocol is not None and not isinstance(self.protocol, TimingProtocol):
+            raise InputError(f"protocol must be a TimingProtocol, got {self.protocol!r:.60}")
+        for name in ("remeasure", "verify"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got "
+                                 f"{getattr(self, name)!r:.60}")
+
     def timing(self) -> TimingProtocol:
         from hwnas.profile import TimingProtocol
         return self.protocol if self.protocol is not None else TimingProtocol()
@@ -93,7 +111,7 @@ class LatencySource:
 
 def latency_source(space: str | SearchSpace | None = None, *, device: str | None = None,
                    predictor: PredictorLike | None = None,
-                   measure: MeasureSettings = MeasureSettings(),
+                   measure: MeasureSettings | None = None,
                    budget_ms: float | None = None, show_progress: bool = False
                    ) -> LatencySource:
     """The predictor a search runs on: a shipped ``device``'s, a ``predictor`` (or a saved
@@ -104,13 +122,15 @@ def latency_source(space: str | SearchSpace | None = None, *, device: str | None
     ``space`` defaults to the space the predictor was fitted on where it records one, else
     ``mobilenet``.
     """
+    measure = measure if measure is not None else MeasureSettings()
     if measure.remeasure and (device is not None or predictor is not None):
-        raise InputError("--remeasure re-measures the cached tables of the default flow "
-                         "(this machine): drop --table / --predictor / --device, or "
-                         "re-measure with hwnas profile")
+        raise InputError("remeasure (--remeasure) re-measures the cached tables of this "
+                         "machine's default flow: give no device or predictor (--device, "
+                         "--predictor, --table), or re-measure with hwnas profile")
     if device is not None:
         if predictor is not None:
-            raise InputError("give a shipped device or a predictor, not both")
+            raise InputError("give a shipped device or a predictor (--device, --predictor), "
+                             "not both")
         from hwnas.devices import device_predictor
         fitted = device_predictor(device, space)
         return LatencySource(load_space(fitted.space_), fitted,
@@ -123,12 +143,12 @@ def latency_source(space: str | SearchSpace | None = None, *, device: str | None
 
 
 def _predictor(given: PredictorLike) -> tuple[Predictor, str]:
-    """A fitted predictor and where it came from: itself, a saved predictor, a layer table."""
+    """A fitted predictor and where it came from: itself, a layer table, a saved predictor."""
     if isinstance(given, Predictor):
         return given, f"a {given.kind} predictor"
+    if isinstance(given, LayerTable):
+        return LookupPredictor().fit_table(given), given.path
     path = os.fspath(given)
-    if path.endswith((".csv", ".csv.gz")):
-        return LookupPredictor().fit_table(read_layer_table(path)), path
     return load_predictor(path), path
 
 
@@ -173,7 +193,7 @@ class SearchOutcome:
 
     result: SearchResult
     predictor: Predictor
-    source: LatencySource
+    source: LatencySource = field(repr=False)  # holds the whole space and its tables
     verification: Verification | None = None
 
     @property
@@ -275,13 +295,15 @@ def find_architectures(budget_ms: float | None = None, *,
         A SearchOutcome. Raises BudgetError when no architecture meets the budget,
         SearchInterrupted on Ctrl-C, and an HwnasError naming the bad input.
     """
+    _check_arguments(budget_ms, space, device, predictor, fleet, settings, measure, log)
     settings = settings if settings is not None else SearchSettings()
     measure = measure if measure is not None else MeasureSettings()
     own_ms, first, others = split_budgets(fleet or {}, budget_ms)
     if first is not None:  # the first fleet budget's predictor is the search's own
         if device is not None or predictor is not None:
-            raise InputError(f"give --budget-ms (budget_ms) or --budget {LOCAL}=LIMIT for "
-                             f"the search's own predictor (--table, --predictor, --device)")
+            raise InputError(f"give budget_ms (--budget-ms) or a {LOCAL!r} fleet budget "
+                             f"(--budget {LOCAL}=LIMIT) for the search's own predictor: the "
+                             f"device or predictor given (--device, --predictor, --table)")
         device, predictor = (None, first) if is_predictor_file(first) else (first, None)
     source = latency_source(space, device=device, predictor=predictor, measure=measure,
                             budget_ms=own_ms, show_progress=settings.show_progress)
@@ -293,6 +315,28 @@ def find_architectures(budget_ms: float | None = None, *,
                             calibration=source.networks, protocol=measure.timing(),
                             log=log or (lambda line: None)).run(source.predictor)
     return SearchOutcome(verification.result, verification.predictor, source, verification)
+
+
+def _check_arguments(budget_ms, space, device, predictor, fleet, settings, measure, log
+                     ) -> None:
+    """find_architectures's arguments, each of its type: an InputError naming the argument,
+    before anything is loaded or measured."""
+    if budget_ms is not None:
+        positive("budget_ms", budget_ms, noun="a latency in ms")
+    kinds: list[tuple[str, Any, tuple, str]] = [
+        ("space", space, (str, os.PathLike, SearchSpace), "a space name or file, or a "
+         "SearchSpace"),
+        ("device", device, (str,), "a shipped device's name (hwnas devices lists them)"),
+        ("predictor", predictor, (Predictor, LayerTable, str, os.PathLike), "a Predictor, a "
+         "LayerTable or a saved predictor's path"),
+        ("fleet", fleet, (Mapping, list, tuple), "{name: limit} or NAME=LIMIT strings"),
+        ("settings", settings, (SearchSettings,), "a SearchSettings"),
+        ("measure", measure, (MeasureSettings,), "a MeasureSettings")]
+    for name, value, types, what in kinds:
+        if value is not None and not isinstance(value, types):
+            raise InputError(f"{name} must be {what}, got {type(value).__name__} {value!r:.60}")
+    if log is not None and not callable(log):
+        raise InputError(f"log must be a callable taking a line, got {log!r:.60}")
 
 
 def load_objective(text: str):

@@ -7,6 +7,7 @@ model and budgets (``_feasible``), the study and its storage (``open_study``), t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -145,7 +146,9 @@ class SearchSettings:
         storage, study_name, workers: an Optuna storage URL or ``.journal`` path; a named
             study resumes (another budget, predictor or memory budget re-evaluates its earlier
             trials; another space, objective or mode is refused); ``workers`` processes share
-            ``n_trials`` (more than one needs a storage).
+            ``n_trials`` (more than one needs a storage). Without a storage a study lives in
+            memory and ends with the call (``hwnas search`` keeps a named one in a journal
+            file beside its results).
         show_progress: a progress bar on stderr.
 
     Example:
@@ -432,15 +435,29 @@ def _masked(url: str | None) -> str | None:
     return None if url is None else mask_secrets(url)
 
 
+@contextlib.contextmanager
+def _optuna_quiet():
+    """Optuna's INFO lines ("A new study created in memory ...") held back where its verbosity
+    is the default: hwnas reports its own result; a user who set a verbosity keeps it."""
+    level = optuna.logging.get_verbosity()
+    if level == optuna.logging.INFO:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
 def open_study(setting: dict[str, Any], *, storage: str | None, study_name: str | None,
                directions: list[Any], sampler: optuna.samplers.BaseSampler
                ) -> tuple[optuna.Study, list[str]]:
     """Create or resume the study; refuse a resume whose trials cannot be compared, and note
     a changed setting (its earlier trials are then re-evaluated for the new one)."""
     try:
-        study = optuna.create_study(directions=directions, sampler=sampler,
-                                    storage=open_storage(storage), study_name=study_name,
-                                    load_if_exists=study_name is not None)
+        with _optuna_quiet():
+            study = optuna.create_study(directions=directions, sampler=sampler,
+                                        storage=open_storage(storage), study_name=study_name,
+                                        load_if_exists=study_name is not None)
         old = study.user_attrs.get("setting")
         has_trials = bool(study.get_trials(deepcopy=False))
     except (HwnasError, KeyboardInterrupt):
