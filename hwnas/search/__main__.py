@@ -32,6 +32,7 @@ from hwnas.predictors import (
     load_predictor,
     uncalibrated,
 )
+from hwnas.profile._latency import DEFAULT_LATENCY, LATENCIES, WHY_DEFAULT
 from hwnas.profile import (
     Backend,
     add_backend_options,
@@ -133,6 +134,10 @@ def _add_budget_options(p: _cli.ArgumentParser) -> None:
                        help=argparse.SUPPRESS)
     p.add_argument("--confidence", type=float, metavar="Q", help="constrain the Q-quantile "
                    "of the predicted latency (e.g. 0.95; predictors with a spread)")
+    p.add_argument("--latency", choices=LATENCIES, default=DEFAULT_LATENCY,
+                   help="what the budget means where the answers are measured on this machine: "
+                        "median or p90 of the runs in its current state, or unloaded (its "
+                        "fastest state) (default: %(default)s). " + WHY_DEFAULT)
 
 
 def _add_study_options(p: _cli.ArgumentParser) -> None:
@@ -257,7 +262,7 @@ def _settings(args) -> SearchSettings:
         max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kib),
         max_activation_bytes=_bytes(args.max_activation_kib), confidence=args.confidence,
         penalty_weight=args.penalty_weight, storage=storage, study_name=args.study_name,
-        workers=args.workers, show_progress=not args.quiet)
+        workers=args.workers, show_progress=not args.quiet, latency=args.latency)
 
 
 def _check_outputs(args) -> None:
@@ -297,16 +302,7 @@ def _write_json(doc: dict, path: str) -> None:
 
 def verification_report(verification) -> str:
     """Measured beside predicted latency of each reported architecture, and the verdict."""
-    v = verification
-    if not v.measured_ms:
-        return f"not verified: {v.note}"
-    lines = [f"{'rank':>4}  {'predicted_ms':>12}  {'measured_ms':>11}  {'error':>7}  z"]
-    for i, c in enumerate(v.result.best, 1):
-        true = v.measured_ms[c.z]
-        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {true:>11.3f}  "
-                     f"{100 * (c.predicted_latency_ms / true - 1):>+6.1f}%  {format_z(c.z)}")
-    lines.append(("verified: " if v.verified else "not verified: ") + v.note)
-    return "\n".join(lines)
+    return verification.report()
 
 
 def _bytes(kib):
@@ -398,7 +394,7 @@ def as_json(result: SearchResult, predictor, source: str,
         return doc
     doc.update(verification.as_dict())
     for entry in doc["best"]:
-        entry["measured_latency_ms"] = verification.measured_ms.get(tuple(entry["z"]))
+        entry.update(verification.measured(tuple(entry["z"])))
     return doc
 
 
