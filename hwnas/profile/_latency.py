@@ -21,6 +21,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: a latency measured twice is the same within this share at least (the calibration's own
+#: error)
+MIN_TOLERANCE = 0.03
+#: a difference must exceed this many times the measured noise of the networks to count
+NOISE_SIGMAS = 3.0
+#: the noise of a measurement is taken as at least this share of it (a network's statistic
+#: repeated within 1.0-1.6 % across processes, their levels taken out: ../shared/MEASURING.md)
+MIN_NOISE = 0.01
+
+#: the quantiles of the rounds' factors taken as the machine's fast and slow states
+MOVED_LOW, MOVED_HIGH = 0.1, 0.9
+
 #: what a budget, and the latency a command reports, can mean
 LATENCIES = ("median", "p90", "unloaded")
 #: the default: see WHY_DEFAULT
@@ -44,6 +56,16 @@ def definition(latency: str) -> str:
     return (f"the {what} of the runs in the machine's state now: the unloaded latency times "
             f"the factor reference networks timed beside show ({latency} of their runs over "
             f"their unloaded latency)")
+
+
+def agreement_tolerance(noises: Sequence[float], scale_noise: float = 0.0) -> float:
+    """How far two measurements of a network may differ within their noise (a share): the
+    larger of MIN_TOLERANCE and NOISE_SIGMAS times the median of the networks' noises (each
+    at least MIN_NOISE and ``scale_noise``, how far references put the batch off its
+    scale). Verification judges its predictions by it; a re-time states it."""
+    finite = [n for n in noises if np.isfinite(n)] or [0.0]
+    noise = np.maximum(finite, max(MIN_NOISE, scale_noise))
+    return max(MIN_TOLERANCE, NOISE_SIGMAS * float(np.median(noise)))
 
 
 def judged_ms(unloaded_ms: float, latency: str, factor: float) -> float:
@@ -111,31 +133,42 @@ class RunState:
 
     @property
     def speeds(self) -> np.ndarray:
+        """The machine's factor in every round of the run (``MachineState.speeds``)."""
         return np.concatenate([b.speeds for b in self.batches]) if self.batches else \
             np.ones(1)
 
     @property
+    def span(self) -> tuple[float, float]:
+        """The machine's factor in its fast and slow states during the run: the MOVED_LOW and
+        MOVED_HIGH quantiles of its rounds' (a round's median of a few runs is noisy: the
+        extremes of 30 rounds would show noise, not states)."""
+        low, high = np.quantile(self.speeds, [MOVED_LOW, MOVED_HIGH])
+        return float(low), float(high)
+
+    @property
     def moved(self) -> float:
-        """How far the machine's speed moved during the run: its slowest round over its
-        fastest, less 1 (0.47 is 47 %)."""
-        return float(self.speeds.max() / self.speeds.min() - 1)
+        """How far the machine's speed moved during the run: its slow state's factor over its
+        fast state's, less 1 (0.47 is 47 %)."""
+        low, high = self.span
+        return high / low - 1
 
     def describe(self) -> str:
         """The machine's state in one phrase."""
         if not self.batches:
             return "the machine's state was not measured (no reference networks)"
-        last = self.batches[-1]
-        return (f"reference networks ran at {self.speeds.min():.2f}-{self.speeds.max():.2f} x "
-                f"their unloaded latency round by round (median {self.factor('median'):.2f} "
-                f"x, p90 {self.factor('p90'):.2f} x) in {len(self.batches)} batch(es); load "
-                f"average {last.load_average:.1f} on {last.cpus} core(s)")
+        last, (low, high) = self.batches[-1], self.span
+        return (f"reference networks ran at {low:.2f}-{high:.2f} x their unloaded latency "
+                f"(rounds' median runs, 10th to 90th percentile; all runs: median "
+                f"{self.factor('median'):.2f} x, p90 {self.factor('p90'):.2f} x) in "
+                f"{len(self.batches)} batch(es); load average {last.load_average:.1f} on "
+                f"{last.cpus} core(s)")
 
     def unsteady(self, budget_ms: float, latency: str, tolerance: float) -> str | None:
         """One line where the machine moved more than ``tolerance`` during the run: what an
         answer within the budget ran at in its slowest state; else None."""
         if not self.batches or self.moved <= tolerance:
             return None
-        slowest = budget_ms * self.speeds.max() / self.factor(latency)
+        slowest = budget_ms * self.span[1] / self.factor(latency)
         meaning = "when unloaded" if latency == "unloaded" else f"at the {latency} now"
         return (f"this machine's speed moved {100 * self.moved:.0f} % during the run: an "
                 f"answer within {budget_ms:g} ms {meaning} ran at up to {slowest:.1f} ms; "

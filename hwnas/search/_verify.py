@@ -51,7 +51,14 @@ from hwnas.profile import (
 from hwnas.profile._base import cpu_name
 from hwnas.profile._batch import BatchLog, reference_runners, steady
 from hwnas.profile._cache import unit_noise
-from hwnas.profile._latency import MachineState, RunState, definition
+from hwnas.profile._latency import (  # the tolerance rule: here and in a re-time
+    MIN_NOISE,
+    MIN_TOLERANCE,
+    NOISE_SIGMAS,
+    MachineState,
+    RunState,
+    definition,
+)
 from hwnas.search._study import BudgetError, Candidate, SearchResult, SearchSettings, search
 from hwnas.tables import NetworkTable, Timing, format_z
 
@@ -61,13 +68,6 @@ if TYPE_CHECKING:
     from hwnas.spaces import SearchSpace
 
 Z = tuple[int, ...]
-#: the calibration's own error: a prediction within this share of its measurement is right
-MIN_TOLERANCE = 0.03
-#: a miss must exceed this many times the measured noise of the networks to count
-NOISE_SIGMAS = 3.0
-#: the noise of a measurement is taken as at least this share of it (a network's statistic
-#: repeated within 1.0-1.6 % across processes, their levels taken out: ../shared/MEASURING.md)
-MIN_NOISE = 0.01
 #: searches at most (the first one included)
 MAX_ROUNDS = 3
 #: calibration networks re-timed beside the answers (those nearest the budget; their median
