@@ -32,7 +32,6 @@ from hwnas.predictors import (
     load_predictor,
     uncalibrated,
 )
-from hwnas.profile._latency import DEFAULT_LATENCY, LATENCIES, WHY_DEFAULT
 from hwnas.profile import (
     Backend,
     add_backend_options,
@@ -43,6 +42,7 @@ from hwnas.profile import (
     export_onnx,
     protocol_from_args,
 )
+from hwnas.profile._latency import DEFAULT_LATENCY, LATENCIES, WHY_DEFAULT
 from hwnas.search._fleet import fleet_budgets, is_predictor_file, split_budgets
 from hwnas.search._plot import plot_search
 from hwnas.search._study import (

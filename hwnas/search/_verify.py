@@ -345,7 +345,8 @@ class Verifier:
                 + ("" if state.scale == 1 else f"; the tables were measured in a slow state: "
                    f"put on the machine's scale now ({100 * (state.scale - 1):+.1f} %)")
                 + ("" if self.latency == "unloaded" else f"; unloaded, judged against "
-                   f"{budget:.3f} ms: the {self.latency} now is x {state.factor(self.latency):.3f}"))
+                   f"{budget:.3f} ms: the {self.latency} now is x "
+                   f"{state.factor(self.latency):.3f}"))
         if not state.found:
             line = (f"verify round {state.number}: no architecture predicted within "
                     f"{state.search_ms:.3f} ms; the least-latency one, predicted "
