@@ -19,6 +19,7 @@ from hwnas.devices import load_device
 from hwnas.errors import InputError
 from hwnas.predictors import evaluate, load_predictor
 from hwnas.predictors._evaluate import plot_predicted_vs_measured
+from hwnas.profile._cache import table_latency
 from hwnas.spaces import load_space
 from hwnas.tables import read_network_table
 
@@ -70,15 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate(predictor, networks, space, args.target)
     metrics = {k: v for k, v in result.items() if k not in ("predicted", "measured")}
     _warn_fitted_overlap(predictor, metrics["fitted_overlap"], metrics["n"])
+    latency = table_latency(networks.path, networks.fingerprint, metrics["target"])
     print(f"{predictor.kind} predictor on {metrics['n']} networks of {networks.path} "
           f"({metrics['target']})")
+    print(f"  measured: {latency}")
     print(f"  MAPE {metrics['mape_pct']:.2f} %   RMSPE {metrics['rmspe_pct']:.2f} %   "
           f"within 5/10/15 %: {metrics['within_5_pct']:.0f} / {metrics['within_10_pct']:.0f} "
           f"/ {metrics['within_15_pct']:.0f} %   Kendall tau {metrics['kendall_tau']:.3f}   "
           f"Spearman rho {metrics['spearman_rho']:.3f}")
     if args.json:
         write_json(args.json, json_ready({"predictor": args.predictor,
-                                               "networks": networks.path, **metrics}))
+                                               "networks": networks.path, **metrics,
+                                               "measured": latency}))
     if args.plot:
         plot_predicted_vs_measured(result, args.plot, f"{predictor.kind} on {space.name}")
         print(f"wrote {args.plot}")

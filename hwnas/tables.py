@@ -122,6 +122,10 @@ class Timing:
     round_spread: float  # (max - min) / min of the round statistics
     median_ms: float = math.nan  # the least round median
     noise_ms: float = math.nan  # how far the statistic moves between rounds (see _stats)
+    # the median and p90 of the runs as they ran, in the machine's state then (no speed
+    # correction, never rescaled by ``scaled``); known only where just measured: not a column
+    raw_median_ms: float = math.nan
+    raw_p90_ms: float = math.nan
 
     def as_row(self) -> dict[str, str]:
         return {"latency_ms": f"{self.latency_ms:.6g}", "p10_ms": f"{self.p10_ms:.6g}",

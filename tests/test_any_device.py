@@ -1,6 +1,7 @@
 """Any device: export + standalone runner, import of outside numbers, unknown choices are never
 free, and the pruned NAS-Bench-201 space of runtimes that drop dead nodes."""
 
+import argparse
 import csv
 import importlib.util
 import json
@@ -442,8 +443,10 @@ def test_runner_re_measures_and_pools_as_hwnas_does(tmp_path, monkeypatch):
         hwnas_rows = [{c: row[c] for c in runner.TIMING_COLUMNS} for row in csv.DictReader(f)]
 
     passes = [FakePass(runner_clock, cost) for cost in COSTS.values()]
-    timings = runner.measure_steady(passes, protocol.warmup, protocol.runs, protocol.rounds,
-                                    protocol.max_round_s, protocol.pause_s, "min")
+    options = argparse.Namespace(warmup=protocol.warmup, runs=protocol.runs,
+                                 rounds=protocol.rounds, max_round_s=protocol.max_round_s,
+                                 pause_s=protocol.pause_s, min_round_s=backend.min_round_s)
+    timings, _ = runner.measure_steady(passes, options, "min")
     assert [runner.row(t) for t in timings] == hwnas_rows
     calls = [p.calls for p in passes]
     assert calls == [backend.passes[z].calls for z in COSTS]

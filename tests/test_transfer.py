@@ -186,3 +186,106 @@ def test_profile_design_transfer_measures_this_machine_and_fit_transfers(tmp_pat
     assert "leaned on the shipped devices" in fit.stdout
     y = load_predictor(out).predict_z(space, space.random_z(100, seed=0))
     assert np.isfinite(y).all() and (y > 0).all()
+
+
+# --- devices whose runtime drops cells (issue 34) -------------------------------------------
+
+def dead_and_live(space_name="nb201"):
+    from hwnas.spaces.nb201 import computed_z
+    Z = np.array(load_device("pixel3", space_name).z)
+    return Z, computed_z(Z)
+
+
+def dropping_board(device: str):
+    """A board made of ``device``'s own measurements as a runtime that drops what does not
+    reach the output would run them (each network costs what its computed z costs there;
+    a cell that computes nothing 0.003-0.4 ms): a Raspberry-Pi-class board with TFLite."""
+    Z, (Zc, dead) = dead_and_live()
+    table = load_device(device, "nb201")
+    at = {z: i for i, z in enumerate(table.z)}
+    ms = table.values()[[at[tuple(z)] for z in Zc.tolist()]]
+    ms[dead] = np.random.default_rng(0).uniform(0.003, 0.4, int(dead.sum()))
+    assert [tuple(z) for z in Z.tolist()] == list(table.z)
+    return replace(table, timings=tuple(replace(t, latency_ms=float(v))
+                                        for t, v in zip(table.timings, ms)))
+
+
+def draws_with_a_dead_cell(n_draws=10, seed=1):
+    """Draws of 10 networks, each with one whose cell computes nothing (what made the fit
+    exit 2: 4 of 26 draws), the others random."""
+    _, (_, dead) = dead_and_live()
+    rng = np.random.default_rng(seed)
+    return [[*rng.choice(np.flatnonzero(~dead), 9, replace=False).tolist(),
+             int(rng.choice(np.flatnonzero(dead)))] for _ in range(n_draws)]
+
+
+def rho_of(predictor, table, chosen):
+    space = get_space("nb201")
+    rest = np.setdiff1d(np.arange(len(table.z)), chosen)
+    return spearmanr(predictor.predict_z(space, np.array(table.z)[rest]),
+                     table.values()[rest])[0]
+
+
+@pytest.mark.parametrize("device", ["silver_4114", "gold_6240"])
+def test_a_board_that_drops_cells_fits_every_draw_and_ranks_its_other_networks(device):
+    """The bar: a held-out board that drops cells fits from every draw of 10 networks (a dead
+    cell among them) and ranks its other networks at mean Spearman >= 0.94 (0.959 and 0.955
+    here; the plain additive mix ranked such a board below 0.92)."""
+    board, known = dropping_board(device), without("nb201", device)
+    rhos = []
+    for chosen in draws_with_a_dead_cell():
+        predictor = TransferPredictor(known).fit_table(board.select(chosen), get_space("nb201"))
+        assert predictor.drops_ and 0 < predictor.dead_ms_ < 0.5
+        rhos.append(rho_of(predictor, board, chosen))
+    assert np.mean(rhos) >= 0.94, rhos
+
+
+def test_pixel3_left_out_ranks_at_095_from_ten_designed_networks_with_the_pruning_known():
+    """benchmarks/transfer.py's figure: pixel3 drops cells (HW-NAS-Bench); the design's 10
+    networks ranked it at 0.906 before the pruning was known, 0.967 now; 10 random draws of
+    10 at 0.948 (mean; 0.90-0.93 before)."""
+    space, known = get_space("nb201"), without("nb201", "pixel3")
+    table = load_device("pixel3", "nb201")
+    train, rest = measured("nb201", "pixel3", transfer_design(known, space, 10))
+    predictor = TransferPredictor(known).fit_table(train, space)
+    predicted = predictor.predict_z(space, np.array(table.z)[rest])
+    assert spearmanr(predicted, table.values()[rest])[0] >= 0.95
+    rhos = [rho_of(TransferPredictor(known).fit_table(table.select(chosen), space), table, chosen)
+            for chosen in [np.random.default_rng(s).choice(len(table.z), 10, replace=False)
+                           for s in range(10)]]
+    assert np.mean(rhos) >= 0.94, rhos
+
+
+def test_every_shipped_nb201_device_fits_from_ten_networks_with_a_dead_cell(tmp_path):
+    """``fit --model transfer`` exits 0 on 10 valid networks of every shipped nb201 device,
+    one of them a cell its runtime may drop (the class that exited 2), and the file it
+    writes predicts a positive latency for every z."""
+    from hwnas.devices import list_devices
+    space = get_space("nb201")
+    chosen = draws_with_a_dead_cell(1, seed=7)[0]
+    for info in list_devices("nb201"):
+        table = load_device(info.name, "nb201")
+        mine, out = tmp_path / f"{info.name}.csv", tmp_path / f"{info.name}.json"
+        mine.write_text("space,z,latency_ms\n" + "".join(
+            f"nb201,{space.describe(table.z[i])},{table.values()[i]}\n" for i in chosen))
+        run = hwnas("fit", "--model", "transfer", "--networks", mine, "--space", "nb201",
+                    "--device", "my board", "--out", out)
+        assert run.returncode == 0, (info.name, run.stderr)
+        assert (load_predictor(out).predict_z(space, space.random_z(2000, 0)) > 0).all()
+
+
+def test_a_dropping_predictor_is_saved_loaded_and_searched_as_not_additive(tmp_path):
+    from hwnas.predictors import NotAdditiveError
+    board, known = dropping_board("silver_4114"), without("nb201", "silver_4114")
+    space = get_space("nb201")
+    predictor = TransferPredictor(known).fit_table(
+        board.select(draws_with_a_dead_cell(1)[0]), space)
+    predictor.save(tmp_path / "p.json")
+    loaded = load_predictor(tmp_path / "p.json")
+    Z = space.random_z(500, 3)
+    assert loaded.drops_ and np.allclose(loaded.predict_z(space, Z), predictor.predict_z(space, Z))
+    with pytest.raises(NotAdditiveError):
+        loaded.cost_matrix(space)
+    run = hwnas("search", "--predictor", tmp_path / "p.json", "--space", "nb201", "--budget-ms",
+                "20", "--trials", "30", "--seed", "0", "--quiet", "--no-verify")
+    assert run.returncode == 0, run.stderr

@@ -29,6 +29,7 @@ from hwnas.profile import (
     protocol_from_args,
     table_quality,
 )
+from hwnas.profile._retime import retime
 from hwnas.spaces import SearchSpace, load_space
 from hwnas.tables import LayerTable, NetworkTable, Timing
 
@@ -52,7 +53,9 @@ def parser() -> _cli.ArgumentParser:
                    help="measure N random whole networks (a network table) instead of layers")
     p.add_argument("--seed", type=_cli.seed, default=0, help="seed of the random networks")
     p.add_argument("--from", dest="from_file", metavar="PATH",
-                   help="measure the networks of a search result JSON (its 'best' z), or of "
+                   help="measure the networks of a search result JSON (its 'best' z: each "
+                        "re-timed now and reported on the search's scale, with networks of "
+                        "this device's cache timed beside, and raw, as they ran now), or of "
                         "a text file with one z per line (e.g. 0-3-6-..., or the space's "
                         "own notation: NAS-Bench-201 arch strings)")
     add_protocol_options(p)
@@ -112,6 +115,18 @@ def export(args, space: SearchSpace) -> int:
     return 0
 
 # ---------------------------------------------------------------------------------------------
+
+
+def search_doc(path: str) -> dict | None:
+    """The search result JSON at ``path``, or None for a text file of z."""
+    text = read_text(path, "file of z")
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        doc = json.loads(text, parse_int=json_int)
+    except (ValueError, RecursionError) as e:
+        raise InputError(f"{path}: not a search result JSON ({e})") from None
+    return doc if isinstance(doc, dict) else None
 
 
 def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
@@ -199,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = _complete_rows(args.out)
     if args.networks or args.from_file:
         zs = network_zs(args, space)
+        doc = search_doc(args.from_file) if args.from_file else None
+        if doc is not None:  # a search's answers: re-timed, on its scale and raw
+            print(retime(backend, space, zs, args.out, protocol, doc,
+                         not args.quiet).report())
         table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)
         timings, unit = table.timings, "network"
     else:

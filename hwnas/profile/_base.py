@@ -24,6 +24,10 @@ class Backend(ABC):
     #: units timed alone keep their weights in cache (nnabla's sum is 0.75 of true, ONNX
     #: Runtime's 0.92-1.04, a CPU PyTorch's 0.79: ../shared/MEASURING.md)
     calibration_slope: tuple[float, float] = SLOPE_BOUNDS
+    #: a unit's round goes on past the protocol's runs until this long has passed (at most
+    #: ``_stats.FILL_RUNS`` times as many runs): a runtime whose networks run in tenths of a
+    #: millisecond sets it, so that one scheduler hiccup does not decide a round
+    min_round_s: float = 0.0
 
     def clock(self) -> float:
         """Seconds, for timing (a simulated device keeps its own)."""
@@ -50,12 +54,13 @@ class Backend(ABC):
                                f"{type(e).__name__}: {e}") from e
 
     def time_layer(self, layer: Layer, protocol: TimingProtocol = TimingProtocol()) -> Timing:
-        return measure([self.runner(unit_graph(layer))], protocol, self.clock)[0]
+        return measure([self.runner(unit_graph(layer))], protocol, self.clock,
+                       self.min_round_s)[0]
 
     def time_architecture(self, arch: Architecture,
                           protocol: TimingProtocol = TimingProtocol()) -> Timing:
         """True end-to-end latency of a whole architecture."""
-        return measure([self.runner(arch.graph)], protocol, self.clock)[0]
+        return measure([self.runner(arch.graph)], protocol, self.clock, self.min_round_s)[0]
 
 
 def unit_name(graph: Graph) -> str:

@@ -231,6 +231,25 @@ def stale_reason(record: dict | None, protocol: TimingProtocol) -> str | None:
     return other_protocol(record, protocol)
 
 
+def table_latency(path: str, fingerprint, target: str = "latency_ms") -> str:
+    """What the ``target`` column of the network table at ``path`` is, and the machine's state
+    when it was measured, as far as known (the cache records it for its own tables)."""
+    from hwnas.profile._latency import definition
+    if target != "latency_ms":
+        return f"{target} of {path}, as it was measured (not a latency)"
+    if fingerprint.backend not in ("nnabla", "onnxruntime", "simulated"):
+        return (f"latency_ms of {path}, as {fingerprint.describe()} measured it outside hwnas "
+                f"(hwnas's is {definition('unloaded')})")
+    record = read_cache_status(Path(path).parent).get(Path(path).name) \
+        if Path(path).parent.is_dir() else None
+    state = "the machine's state then is not recorded (a table outside the cache)"
+    if record and "measured_at" in record:
+        state = (f"measured {record['measured_at']}, load average "
+                 f"{record['load_average']:.1f} on {record['cpus']} core(s), put on the "
+                 f"fastest state seen (x {record.get('rebased_by', 1.0):.3f} since)")
+    return f"latency_ms of {path}: {definition('unloaded')}; {state}"
+
+
 def discard_cache(backend: Backend) -> list[str]:
     """Discard this device's cached tables (each renamed to ``<name>.discarded`` under its
     lock); returns their names."""

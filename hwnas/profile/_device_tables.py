@@ -13,6 +13,7 @@ import numpy as np
 from hwnas.profile._base import Backend
 from hwnas.profile._batch import (
     DRIFT_TOLERANCE,
+    BatchLog,
     Job,
     layer_units,
     measure_jobs,
@@ -133,11 +134,11 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
     kept = None if discard[1] or not nets_path.exists() else \
         read_locked(read_network_table, nets_path, space)
-    moves: list[list[float]] = []
+    log = BatchLog()
     # networks missing from a kept table (measured by another version) go on its scale
     measure_jobs(backend, jobs, protocol, label, discard_existing=discard,
                  references=spread_references(backend, space, kept, FRONTIER_REFERENCES)
-                 if kept is not None and len(kept.z) >= 2 else (), moves=moves)
+                 if kept is not None and len(kept.z) >= 2 else (), log=log)
     frontier = frontier_z(space, read_locked(read_layer_table, layers_path))
     nets = read_locked(read_network_table, nets_path, space)
     if {tuple(int(v) for v in z) for z in frontier} - set(nets.z):
@@ -145,7 +146,7 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
                                    network_units(space, frontier))],
                      protocol, "measuring the frontier" if show_progress else None,
                      references=spread_references(backend, space, nets, FRONTIER_REFERENCES),
-                     moves=moves)
+                     log=log)
     qualities = [table_quality(path, space) for path in paths]
     recorded = record_status(layers_path.parent, lambda status: {
         Path(q.path).name: {**asdict(q), "good": q.good, "protocol": protocol_record(protocol),
@@ -155,8 +156,8 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
     for q in qualities:
         if q.warning():
             print(f"hwnas: warning: {q.warning()}", file=sys.stderr)
-    if moves:
-        rebase(paths, float(np.median(np.concatenate(moves))), "the frontier's batch",
+    if log.moves:
+        rebase(paths, float(np.median(np.concatenate(log.moves))), "the frontier's batch",
                _rebased_by(recorded, nets_path))
 
 

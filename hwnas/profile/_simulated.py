@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -90,6 +91,10 @@ class SimulatedBackend(Backend):
     layer's true latency comes from its MACs, parameters and activations at per-op speeds,
     times a factor fixed by the layer's key. A layer timed alone takes ``alone`` of its true
     latency (its weights stay in cache).
+
+    ``$HWNAS_SIMULATED_SLOWDOWN`` (a factor, default 1) puts the whole process in a slow state
+    of the machine (not part of the device's fingerprint): tests and benchmarks drive the
+    machine between two processes with it, as other tenants do.
     """
 
     name = "simulated"
@@ -104,8 +109,9 @@ class SimulatedBackend(Backend):
         self.noise = NOISE[context]
         self._rng = np.random.default_rng(device_id)
         self._now = 0.0
-        self._process = 1 + (self.noise.slow_share
-                             if self._rng.random() < self.noise.slow_process else 0.0)
+        self._process = (1 + (self.noise.slow_share
+                              if self._rng.random() < self.noise.slow_process else 0.0)) \
+            * process_slowdown()
         self._states: dict[str, float] = {"slow": -1.0, "burst": -1.0}
 
     def fingerprint(self) -> Fingerprint:
@@ -148,6 +154,18 @@ class SimulatedBackend(Backend):
                 # a state starts in this millisecond (runs are about that long)
                 self._states[state] = self._now + rng.exponential(length)
         return factor
+
+
+def process_slowdown() -> float:
+    """``$HWNAS_SIMULATED_SLOWDOWN``: how much slower this process's machine state runs."""
+    text = os.environ.get("HWNAS_SIMULATED_SLOWDOWN", "1")
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = math.nan
+    if not 1 <= factor < 100:
+        raise InputError(f"HWNAS_SIMULATED_SLOWDOWN={text!r}: expected a factor from 1 to 100")
+    return factor
 
 
 #: per-op speed: microseconds per million MACs, and a fixed cost per layer

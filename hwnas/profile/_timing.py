@@ -23,6 +23,7 @@ from hwnas.profile._stats import (
     WARMUP,
     statistics,
     time_rounds,
+    unit_statistics,
 )
 from hwnas.tables import Timing
 
@@ -88,20 +89,31 @@ class TimingProtocol:
 
 
 def measure_rounds(runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
-                   clock: Callable[[], float] = time.perf_counter) -> list[list[np.ndarray]]:
-    """Each runner's timed rounds (ms) under ``protocol``, interleaved (``_stats``)."""
+                   clock: Callable[[], float] = time.perf_counter, min_round_s: float = 0.0
+                   ) -> list[list[np.ndarray]]:
+    """Each runner's timed rounds (ms) under ``protocol``, interleaved, as they ran (raw:
+    ``timings`` corrects them); a round goes on until ``min_round_s`` (the runtime's, see
+    ``Backend.min_round_s``) has passed (``_stats.time_rounds``)."""
     return time_rounds(runners, warmup=protocol.warmup, runs=protocol.runs,
                        rounds=protocol.rounds, max_round_s=protocol.max_round_s,
-                       min_runs=protocol.min_runs, clock=clock,
-                       speed_correction=protocol.speed_correction)
+                       min_runs=protocol.min_runs, clock=clock, speed_correction=False,
+                       min_round_s=min_round_s)
 
 
 def to_timing(rounds: Sequence[np.ndarray], protocol: TimingProtocol) -> Timing:
-    """The Timing of a unit's rounds under ``protocol``'s statistic."""
+    """The Timing of one unit's rounds (as they are) under ``protocol``'s statistic."""
     return Timing(**statistics(rounds, protocol.statistic))
 
 
+def timings(samples: Sequence[Sequence[np.ndarray]], protocol: TimingProtocol) -> list[Timing]:
+    """Each unit's Timing from its raw rounds (``measure_rounds``) under ``protocol``:
+    speed-corrected where it says so, with the raw median and p90 beside."""
+    return [Timing(**s) for s in unit_statistics(samples, protocol.statistic,
+                                                 protocol.speed_correction)]
+
+
 def measure(runners: Sequence[Callable[[], None]], protocol: TimingProtocol,
-            clock: Callable[[], float] = time.perf_counter) -> list[Timing]:
+            clock: Callable[[], float] = time.perf_counter, min_round_s: float = 0.0
+            ) -> list[Timing]:
     """Time each runner (one forward pass, synchronised) under ``protocol``, interleaved."""
-    return [to_timing(r, protocol) for r in measure_rounds(runners, protocol, clock)]
+    return timings(measure_rounds(runners, protocol, clock, min_round_s), protocol)

@@ -47,6 +47,8 @@ except ImportError:  # an export for PyTorch needs torch instead (main says whic
 if __package__:  # imported from hwnas itself (its tests): the module that the export copies
     from hwnas.profile._stats import (
         BATCH_UNITS,
+        FILL_RUNS,
+        FILLED_ROUND_S,
         MAX_ROUND_S,
         MIN_RUNS,
         ROUNDS,
@@ -54,6 +56,8 @@ if __package__:  # imported from hwnas itself (its tests): the module that the e
         STATISTIC,
         STATISTICS,
         WARMUP,
+        moved_share,
+        speed_corrected,
         statistics,
         time_rounds,
     )
@@ -61,6 +65,8 @@ else:  # python runner.py: its folder is on sys.path, with the export's copy
     try:
         from hwnas_timing import (  # type: ignore[no-redef]
             BATCH_UNITS,
+            FILL_RUNS,
+            FILLED_ROUND_S,
             MAX_ROUND_S,
             MIN_RUNS,
             ROUNDS,
@@ -68,6 +74,8 @@ else:  # python runner.py: its folder is on sys.path, with the export's copy
             STATISTIC,
             STATISTICS,
             WARMUP,
+            moved_share,
+            speed_corrected,
             statistics,
             time_rounds,
         )
@@ -122,26 +130,31 @@ def too_noisy(timing: dict) -> bool:
     return timing["noise_ms"] / timing["latency_ms"] > UNIT_NOISE
 
 
-def measure_steady(runners: list, warmup: int, runs: int, rounds: int, max_round_s: float,
-                   pause_s: float = REMEASURE_PAUSE_S, statistic: str = STATISTIC) -> list:
-    """Time each runner (one synchronised forward pass) in interleaved rounds, then the noisy
-    ones again after a pause of ``pause_s`` (at most REMEASURE times), their new rounds pooled
-    with the old (more rounds, a surer statistic). Returns each unit's statistics."""
+def measure_steady(runners: list, args, statistic: str = STATISTIC) -> tuple:
+    """Time each runner (one synchronised forward pass) in interleaved rounds (``args``:
+    warmup, runs, rounds, max_round_s, min_round_s), then the noisy ones again after a pause
+    of ``args.pause_s`` (at most REMEASURE times), their new rounds pooled with the old (more
+    rounds, a surer statistic). Returns each unit's statistics (with the raw median and p90
+    of its runs as they ran), and how far the machine's speed moved during the batch (None
+    for a batch too small to tell)."""
     def timed(chosen: list) -> list:
-        return time_rounds(chosen, warmup=warmup, runs=runs, rounds=rounds,
-                           max_round_s=max_round_s, clock=time.perf_counter)
+        return time_rounds(chosen, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
+                           max_round_s=args.max_round_s, clock=time.perf_counter,
+                           speed_correction=False, min_round_s=args.min_round_s)
 
-    samples = timed(runners)
-    timings = [statistics(r, statistic) for r in samples]
+    raw = timed(runners)
+    corrected = speed_corrected(raw)
+    timings = [statistics(c, statistic, raw=r) for c, r in zip(corrected, raw)]
     for _ in range(REMEASURE):
         noisy = [i for i, t in enumerate(timings) if too_noisy(t)]
         if not noisy:
             break
-        time.sleep(pause_s)
-        for i, more in zip(noisy, timed([runners[i] for i in noisy])):
-            samples[i] = samples[i] + more
-            timings[i] = statistics(samples[i], statistic)
-    return timings
+        time.sleep(args.pause_s)
+        more = timed([runners[i] for i in noisy])
+        for i, r, c in zip(noisy, more, speed_corrected(more)):
+            raw[i], corrected[i] = raw[i] + r, corrected[i] + c
+            timings[i] = statistics(corrected[i], statistic, raw=raw[i])
+    return timings, moved_share(raw)
 
 
 def build(path: str, args) -> Callable[[], object]:
@@ -301,7 +314,25 @@ def read_manifest(folder: str) -> dict:
             unit["file"] = unit_path(folder, unit["file"])
         except ValueError as e:
             sys.exit(f"{where}, unit {i}: {e}")
+    check_units(where, units)
     return manifest
+
+
+def check_units(where: str, units: list) -> None:
+    """Before anything is timed (a whole export takes minutes to hours): every unit's file is
+    a regular file there, and no table names the same unit twice (its rows would be measured
+    twice and the second refused on reading back). Exits naming the unit."""
+    seen: dict = {}
+    for i, unit in enumerate(units):
+        if not os.path.isfile(unit["file"]):
+            what = "a folder" if os.path.isdir(unit["file"]) else "missing"
+            sys.exit(f"{where}, unit {i}: its file {unit['file']} is {what}: copy the whole "
+                     f"export folder, or export again")
+        key = (unit["table"], str(unit["id"]))
+        if key in seen:
+            sys.exit(f"{where}, unit {i}: {unit['table']} unit {unit['id']!r} is named twice "
+                     f"(also unit {seen[key]}): export again")
+        seen[key] = i
 
 
 def write(f, values) -> None:
@@ -368,6 +399,11 @@ def parser(export_dir: str) -> argparse.ArgumentParser:
                    default=MAX_ROUND_S,
                    help=f"stop a unit's round after this long, once {MIN_RUNS} runs (or "
                         f"--runs, if fewer) are done (default: %(default)s)")
+    p.add_argument("--min-round-s", type=number(float, 0), default=FILLED_ROUND_S,
+                   help=f"a unit's round goes on past --runs until this long (at most "
+                        f"{FILL_RUNS} x --runs runs), so that one scheduler hiccup cannot decide "
+                        f"a round of a sub-millisecond network (default: %(default)s, as hwnas "
+                        f"times ONNX Runtime)")
     p.add_argument("--pause-s", type=number(float, 0), default=REMEASURE_PAUSE_S,
                    help=f"pause before measuring a noisy unit again (at most {REMEASURE} "
                         f"times; default: %(default)s)")
@@ -388,18 +424,31 @@ def measure_table(table: str, units: list, args, path: str, device_fingerprint: 
         for first in range(0, len(todo), BATCH_UNITS):
             batch = todo[first:first + BATCH_UNITS]
             runners = [build(u["file"], args) for u in batch]
-            timings = measure_steady(runners, args.warmup, args.runs, args.rounds,
-                                     args.max_round_s, args.pause_s, args.statistic)
+            timings, moved = measure_steady(runners, args, args.statistic)
             for unit, timing in zip(batch, timings):
                 values = {**unit, **row(timing), **device_fingerprint}
                 write(f, [values[c] for c in columns])
                 noisy += too_noisy(timing)
             n = first + len(batch)
-            print(f"{table}: {n}/{len(todo)} measured, {time.time() - start:.0f} s",
-                  file=sys.stderr)
+            print(f"{table}: {n}/{len(todo)} measured, {time.time() - start:.0f} s; "
+                  f"{machine_state(moved)}", file=sys.stderr)
     print(f"{path}: {len(units)} {table} ({len(todo)} measured now) on "
-          f"{device_fingerprint['device']}")
+          f"{device_fingerprint['device']}; latency_ms is {LATENCY}")
     return noisy
+
+
+#: what latency_ms is (hwnas.profile._latency.definition("unloaded"), for this batch's scale)
+LATENCY = ("the unloaded latency: the median over rounds of each round's fastest run, each "
+           "round divided by the machine's speed then (told by the units timed beside it), "
+           "on the scale of the batch's typical state")
+
+
+def machine_state(moved) -> str:
+    """The machine's state during a batch, in words."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    speed = "too few units to tell how far its speed moved" if moved is None else \
+        f"its speed moved {100 * moved:.0f} % during the batch (units timed beside each other)"
+    return f"the machine: {speed}, load average {load:.1f} on {os.cpu_count()} core(s)"
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,7 @@ from hwnas.profile import (
     add_protocol_options,
     protocol_from_args,
 )
+from hwnas.profile._latency import DEFAULT_LATENCY, LATENCIES, WHY_DEFAULT
 from hwnas.search._flow import MeasureSettings, find_architectures, load_objective
 from hwnas.search._study import MODES, SAMPLERS, SearchSettings
 from hwnas.tables import read_layer_table
@@ -106,6 +107,10 @@ def _add_budget_options(p: _cli.ArgumentParser) -> None:
                        help=argparse.SUPPRESS)
     p.add_argument("--confidence", type=float, metavar="Q", help="constrain the Q-quantile "
                    "of the predicted latency (e.g. 0.95; predictors with a spread)")
+    p.add_argument("--latency", choices=LATENCIES, default=DEFAULT_LATENCY,
+                   help="what the budget means where the answers are measured on this machine: "
+                        "median or p90 of the runs in its current state, or unloaded (its "
+                        "fastest state) (default: %(default)s). " + WHY_DEFAULT)
 
 
 def _add_study_options(p: _cli.ArgumentParser) -> None:
@@ -175,7 +180,7 @@ def _settings(args) -> SearchSettings:
         max_params=args.max_params, max_param_bytes=_bytes(args.max_param_kib),
         max_activation_bytes=_bytes(args.max_activation_kib), confidence=args.confidence,
         penalty_weight=args.penalty_weight, storage=storage, study_name=args.study_name,
-        workers=args.workers, show_progress=not args.quiet)
+        workers=args.workers, show_progress=not args.quiet, latency=args.latency)
 
 
 def _check_outputs(args) -> None:

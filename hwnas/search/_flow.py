@@ -236,7 +236,7 @@ class SearchOutcome:
         text = report(self.result, self.predictor)
         if self.verification is None:
             return text
-        return text + "\n" + verification_report(self.verification)
+        return text + "\n" + self.verification.report()
 
     def as_json(self) -> dict:
         """The document ``--json`` writes (``write_json``)."""
@@ -407,19 +407,6 @@ def _candidate_lines(rank: int, c: Candidate) -> list[str]:
     return lines
 
 
-def verification_report(verification: Verification) -> str:
-    """Measured beside predicted latency of each reported architecture, and the verdict."""
-    v = verification
-    if not v.measured_ms:
-        return f"not verified: {v.note}"
-    lines = [f"{'rank':>4}  {'predicted_ms':>12}  {'measured_ms':>11}  {'error':>7}  z"]
-    for i, c in enumerate(v.result.best, 1):
-        true = v.measured_ms[c.z]
-        lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {true:>11.3f}  "
-                     f"{100 * (c.predicted_latency_ms / true - 1):>+6.1f}%  {format_z(c.z)}")
-    lines.append(("verified: " if v.verified else "not verified: ") + v.note)
-    return "\n".join(lines)
-
 
 def as_json(result: SearchResult, predictor: Predictor, source: str,
             verification: Verification | None = None) -> dict:
@@ -437,7 +424,7 @@ def as_json(result: SearchResult, predictor: Predictor, source: str,
         return doc
     doc.update(verification.as_dict())
     for entry in doc["best"]:
-        entry["measured_latency_ms"] = verification.measured_ms.get(tuple(entry["z"]))
+        entry.update(verification.measured(tuple(entry["z"])))
     return doc
 
 

@@ -30,6 +30,7 @@ from hwnas._cli import MAX_TRIALS, MAX_WORKERS
 from hwnas._files import mask_secrets
 from hwnas._progress import Progress
 from hwnas.errors import BudgetError, HwnasError, InputError, SearchInterrupted, WorkerDied
+from hwnas.profile._latency import DEFAULT_LATENCY, LATENCIES
 from hwnas.search._feasible import Budgets, FeasibleSampler, LatencyModel, layer_matrix, suggest_z
 from hwnas.search._fleet import DeviceBudget, fleet_note, fleet_optimum
 from hwnas.spaces._exact import MAX_ENUMERATED, every_z, knapsack, pareto_mask
@@ -150,6 +151,11 @@ class SearchSettings:
             memory and ends with the call (``hwnas search`` keeps a named one in a journal
             file beside its results).
         show_progress: a progress bar on stderr.
+        latency: what the budget means where verification measures the answers on this
+            machine (``hwnas.profile._latency``): ``median`` (the default) or ``p90`` of the
+            runs in the machine's current state, or ``unloaded`` (its fastest state: the most
+            repeatable, as a dedicated device runs). The study itself searches the
+            predictor's (unloaded) latency at the budget the verification gives it.
 
     Example:
         >>> SearchSettings(sampler="random", n_trials=100, seed=0).n_trials
@@ -178,6 +184,7 @@ class SearchSettings:
     study_name: str | None = None
     workers: int = 1
     show_progress: bool = False
+    latency: str = DEFAULT_LATENCY
 
     def __post_init__(self) -> None:
         self._check_choices()
@@ -201,6 +208,8 @@ class SearchSettings:
                              f"{self.sampler!r}")
         if not all(isinstance(b, DeviceBudget) for b in self.fleet):
             raise InputError(f"fleet must be DeviceBudget entries, got {self.fleet!r}")
+        if self.latency not in LATENCIES:
+            raise InputError(f"unknown latency {self.latency!r}: expected one of {LATENCIES}")
 
     def _check_numbers(self) -> None:
         count("n_trials", self.n_trials, most=MAX_TRIALS)

@@ -49,7 +49,16 @@ from hwnas.profile import (
     network_table_path,
 )
 from hwnas.profile._base import cpu_name
+from hwnas.profile._batch import BatchLog, reference_runners, steady
 from hwnas.profile._cache import unit_noise
+from hwnas.profile._latency import (  # the tolerance rule: here and in a re-time
+    MIN_NOISE,
+    MIN_TOLERANCE,
+    NOISE_SIGMAS,
+    MachineState,
+    RunState,
+    definition,
+)
 from hwnas.search._study import (
     BudgetError,
     Candidate,
@@ -57,7 +66,7 @@ from hwnas.search._study import (
     SearchSettings,
     run_study,
 )
-from hwnas.tables import NetworkTable, Timing
+from hwnas.tables import NetworkTable, Timing, format_z
 
 if TYPE_CHECKING:
     from hwnas.predictors import Predictor
@@ -65,13 +74,6 @@ if TYPE_CHECKING:
     from hwnas.spaces import SearchSpace
 
 Z = tuple[int, ...]
-#: the calibration's own error: a prediction within this share of its measurement is right
-MIN_TOLERANCE = 0.03
-#: a miss must exceed this many times the measured noise of the networks to count
-NOISE_SIGMAS = 3.0
-#: the noise of a measurement is taken as at least this share of it (a network's statistic
-#: repeated within 1.0-1.6 % across processes, their levels taken out: ../shared/MEASURING.md)
-MIN_NOISE = 0.01
 #: searches at most (the first one included)
 MAX_ROUNDS = 3
 #: calibration networks re-timed beside the answers (those nearest the budget; their median
@@ -88,7 +90,10 @@ FALLBACK = 0.05
 @dataclass(frozen=True)
 class Verification:
     """The verified answer: the search result whose architectures were all measured, the
-    predictor of the last round, measured latency per z, and the rounds' printed lines."""
+    predictor of the last round, measured latency per z (as ``latency`` means it: the
+    budget's meaning, ``hwnas.profile._latency``), the rounds' printed lines, each measured
+    architecture's timing (``timings``: its unloaded latency and the raw median and p90 of its
+    runs now) and the machine's states during the run (``machine``)."""
 
     result: SearchResult
     predictor: Predictor
@@ -98,6 +103,19 @@ class Verification:
     rounds: list[str] = field(default_factory=list)
     tolerance: float = MIN_TOLERANCE
     scale: float = 1.0  # the scale the budget was judged on over the cached tables'
+    latency: str = "unloaded"
+    machine: RunState = RunState(())
+    timings: dict[Z, Timing] = field(default_factory=dict)
+
+    @property
+    def factor(self) -> float:
+        """The machine's factor of ``latency`` over the unloaded latency during the run."""
+        return self.machine.factor(self.latency) / self.scale \
+            if self.latency != "unloaded" else 1.0
+
+    def unsteady(self) -> str | None:
+        """One line where the machine moved more than the tolerance during the run."""
+        return self.machine.unsteady(self.result.budget_ms, self.latency, self.tolerance)
 
     @property
     def within_tolerance(self) -> int | None:
@@ -109,12 +127,48 @@ class Verification:
                         <= self.tolerance) for c in self.result.best if c.z in self.measured_ms)
 
     def as_dict(self) -> dict:
-        """The JSON fields: ``verified`` and ``verification``."""
+        """The JSON fields: ``verified``, ``verification`` and ``latency`` (what the budget and
+        every measured latency mean, the factor, the machine's state during the run)."""
         return {"verified": self.verified,
                 "verification": {"note": self.note, "rounds": len(self.rounds),
                                  "tolerance": self.tolerance,
                                  "within_tolerance": self.within_tolerance,
-                                 "scale": self.scale, "log": self.rounds}}
+                                 "scale": self.scale, "log": self.rounds},
+                "latency": {"meaning": self.latency, "definition": definition(self.latency),
+                            "factor": self.factor,
+                            "machine": self.machine.as_dict(self.result.budget_ms,
+                                                            self.latency, self.tolerance)}}
+
+    def measured(self, z: Z) -> dict:
+        """A reported architecture's measured fields for the JSON: its latency as the budget
+        means it, its unloaded latency, and the raw median and p90 of its runs now."""
+        t = self.timings.get(tuple(z))
+        return {"measured_latency_ms": self.measured_ms.get(tuple(z)),
+                "unloaded_latency_ms": None if t is None else t.latency_ms,
+                "raw_median_ms": None if t is None else t.raw_median_ms,
+                "raw_p90_ms": None if t is None else t.raw_p90_ms}
+
+    def report(self) -> str:
+        """Measured beside predicted latency of each reported architecture, the raw timings
+        beside, what the latency is, the machine's state, and the verdict."""
+        if not self.measured_ms:
+            return f"not verified: {self.note}"
+        lines = [f"{'rank':>4}  {'predicted_ms':>12}  {'measured_ms':>11}  {'error':>7}  "
+                 f"{'unloaded_ms':>11}  {'raw_median_ms':>13}  {'raw_p90_ms':>10}  z"]
+        for i, c in enumerate(self.result.best, 1):
+            true, t = self.measured_ms[c.z], self.timings.get(c.z)
+            raw = "" if t is None else f"{t.latency_ms:>11.3f}  {t.raw_median_ms:>13.3f}  " \
+                                       f"{t.raw_p90_ms:>10.3f}"
+            lines.append(f"{i:>4}  {c.predicted_latency_ms:>12.3f}  {true:>11.3f}  "
+                         f"{100 * (c.predicted_latency_ms / true - 1):>+6.1f}%  "
+                         f"{raw or ' ' * 40}  {format_z(c.z)}")
+        lines.append(f"latency ({self.latency}): {definition(self.latency)}"
+                     + ("" if self.latency == "unloaded" else f": x {self.factor:.3f} now"))
+        lines.append(f"machine: {self.machine.describe()}")
+        if self.unsteady():
+            lines.append(f"warning: {self.unsteady()}")
+        lines.append(("verified: " if self.verified else "not verified: ") + self.note)
+        return "\n".join(lines)
 
 
 @dataclass
@@ -134,7 +188,15 @@ class VerifyState:
     shift: float | None = None  # how far the reference networks moved in this round's batch
     scale_noise: float = 0.0  # how far they disagreed (see Verifier.measure)
     scale: float = 1.0  # the machine's scale now over the cached tables' (see Verifier.measure)
+    states: list[MachineState] = field(default_factory=list)  # the machine's, batch by batch
     done: bool = False
+
+    def factor(self, latency: str) -> float:
+        """The machine's factor of ``latency`` over the unloaded latency on the current scale
+        (1 for ``unloaded``, and where no reference network was timed)."""
+        if latency == "unloaded" or not self.states:
+            return 1.0
+        return RunState(tuple(self.states)).factor(latency) / self.scale
 
 
 class Verifier:
@@ -163,6 +225,7 @@ class Verifier:
         self.protocol, self.log = protocol, log
         self.base: Predictor | None = None
         self.over = settings.mode != "penalty"  # a budget that a true latency can break
+        self.latency = settings.latency
 
     def run(self, predictor: Predictor) -> Verification:
         """The verified answer for ``predictor`` (see the module's guarantees). Raises
@@ -175,6 +238,7 @@ class Verifier:
         self.base = uncalibrated(predictor)
         state = VerifyState(predictor, self.budget_ms, calibration=dict(
             zip(self.calibration.z, self.calibration.timings)) if self.calibration else {})
+        self.check_state(state)
         while not state.done:
             state.number += 1
             zs = self.search(state)
@@ -191,6 +255,30 @@ class Verifier:
         return self.answer(state)
 
     # --- the steps --------------------------------------------------------------------------
+
+    def check_state(self, state: VerifyState) -> None:
+        """Where the budget means a latency in the machine's current state, time the
+        reference networks alone first: their factor puts the first search's budget on the
+        predictor's (unloaded) scale."""
+        if self.latency == "unloaded" or not self._references():
+            return
+        assert self.backend is not None
+        steady(self.backend, [], self.protocol,
+               reference_runners(self.backend, self.space, self._references()), state.states)
+        state.search_ms = self.unloaded_budget(state)
+
+    def unloaded_budget(self, state: VerifyState) -> float:
+        """The budget on the predictor's (unloaded) scale: the user's, over the machine's
+        factor of the latency it means."""
+        return self.budget_ms / state.factor(self.latency)
+
+    def _references(self) -> list[tuple[Z, float]]:
+        """REFERENCES calibration networks nearest the budget (z, latency_ms), if known."""
+        known = self.calibration
+        if known is None:
+            return []
+        near = np.argsort(np.abs(known.values() - self.budget_ms))[:REFERENCES]
+        return [(known.z[i], float(known.values()[i])) for i in near]
 
     def search(self, state: VerifyState) -> list[Z]:
         """Search at ``state.search_ms``: the reported z; where nothing is predicted within
@@ -217,15 +305,11 @@ class Verifier:
         the calibration found off (the next run's drift check puts the tables there:
         ``hwnas.profile.rebase``)."""
         assert self.backend is not None
-        known = self.calibration
-        references: list[tuple[Z, float]] = []
-        if known is not None:
-            near = np.argsort(np.abs(known.values() - self.budget_ms))[:REFERENCES]
-            references = [(known.z[i], float(known.values()[i])) for i in near]
-        moves: list[list[float]] = []
+        log = BatchLog(states=state.states)
         measured = measure_networks(
             self.backend, self.space, zs, network_table_path(self.backend, self.space),
-            self.protocol, self.settings.show_progress, references=references, moves=moves)
+            self.protocol, self.settings.show_progress, references=self._references(), log=log)
+        moves = log.moves
         state.measured.update((z, t.scaled(state.scale)) for z, t in measured.items())
         state.shift = float(np.median(np.concatenate(moves))) if moves else None
         faster = 1.0 if state.shift is None else (1 + state.shift) / state.scale
@@ -254,8 +338,9 @@ class Verifier:
         predicted = state.predictor.predict_z(self.space, np.array(zs))
         error = predicted / true - 1
         state.tolerance = tolerance = max(MIN_TOLERANCE, NOISE_SIGMAS * float(np.median(noise)))
-        beyond = self.over & (true * (1 - NOISE_SIGMAS * noise) > self.budget_ms)
-        within = true <= self.budget_ms if self.over else np.ones(len(zs), bool)
+        budget = self.unloaded_budget(state)
+        beyond = self.over & (true * (1 - NOISE_SIGMAS * noise) > budget)
+        within = true <= budget if self.over else np.ones(len(zs), bool)
         line = (f"verify round {state.number}: measured {len(zs)} architecture(s): predicted "
                 f"{predicted.min():.3f}-{predicted.max():.3f} ms, measured {true.min():.3f}-"
                 f"{true.max():.3f} ms, error {100 * error.min():+.1f} % to "
@@ -264,16 +349,19 @@ class Verifier:
                    f"{100 * state.shift:+.1f} % beside them, taken out, "
                    f"+-{100 * state.scale_noise:.1f} % apart") + ")"
                 + ("" if state.scale == 1 else f"; the tables were measured in a slow state: "
-                   f"put on the machine's scale now ({100 * (state.scale - 1):+.1f} %)"))
+                   f"put on the machine's scale now ({100 * (state.scale - 1):+.1f} %)")
+                + ("" if self.latency == "unloaded" else f"; unloaded, judged against "
+                   f"{budget:.3f} ms: the {self.latency} now is x "
+                   f"{state.factor(self.latency):.3f}"))
         if not state.found:
             line = (f"verify round {state.number}: no architecture predicted within "
                     f"{state.search_ms:.3f} ms; the least-latency one, predicted "
                     f"{predicted[0]:.3f} ms, measured {true[0]:.3f} ms")
             if not beyond[0]:  # it may fit: the calibration predicts too much
                 return line, True
-            if not any(ms <= self.budget_ms for ms in self._fits(state)):
+            if not any(ms <= budget for ms in self._fits(state)):
                 self.log(line)
-                raise _measured_over(self.budget_ms, float(true[0]))
+                raise self._measured_over(state, float(true[0]))
             return line + "; the answer is an earlier round's", False
         off = float(np.median(error))
         reasons = []
@@ -301,14 +389,14 @@ class Verifier:
                              tuple(rows.values()))
         try:
             state.predictor = calibrate(self.base, table, self.space, self.backend,
-                                        self.budget_ms)
+                                        self.unloaded_budget(state))
         except HwnasError as e:  # no calibration (see fit_line): keep the answer
             state.done = True
             return f": cannot recalibrate ({e})"
         true = np.array([state.measured[z].latency_ms for z in zs])
         under = true / state.predictor.predict_z(self.space, np.array(zs)) - 1
         margin = float(np.clip(under.max(), 0.0, state.tolerance))
-        state.search_ms = self.budget_ms * (1 - margin)
+        state.search_ms = self.unloaded_budget(state) * (1 - margin)
         p = state.predictor
         return (f": recalibrated on {len(rows)} networks (a = {p.a_:.3f}, b = {p.b_:.3f} ms; "
                 f"{p.how_}), searching again at {state.search_ms:.3f} ms")
@@ -316,11 +404,13 @@ class Verifier:
     def answer(self, state: VerifyState) -> Verification:
         """The reported candidates with the last predictor's predictions: in constraint mode
         the best measured within the budget across rounds; otherwise the last round's, less
-        any measured over the budget."""
-        measured = {z: t.latency_ms for z, t in state.measured.items()}
+        any measured over the budget. Latencies as the budget means them (``latency``): the
+        unloaded ones times the machine's factor."""
+        k = state.factor(self.latency)
+        measured = {z: t.latency_ms * k for z, t in state.measured.items()}
         if state.result is None:  # no search found an architecture predicted within it
             if min(measured.values()) > self.budget_ms:
-                raise _measured_over(self.budget_ms, min(measured.values()))
+                raise self._measured_over(state, min(measured.values()) / k)
             # the least-latency network measured within the budget although predicted over
             # it: a search at the least predicted latency reports it (and any tie)
             least = self._least(state.predictor)
@@ -329,7 +419,8 @@ class Verifier:
                 * (1 + 1e-9), state.number + 1)
             state.pool.update((c.z, c) for c in state.result.best)
             self.measure(state, [c.z for c in state.result.best])
-            measured = {z: t.latency_ms for z, t in state.measured.items()}
+            k = state.factor(self.latency)
+            measured = {z: t.latency_ms * k for z, t in state.measured.items()}
         if self.settings.mode == "constraint":
             fits = [c for z, c in state.pool.items() if measured[z] <= self.budget_ms]
             chosen = sorted(fits, key=lambda c: (-c.objective, measured[c.z]))
@@ -337,25 +428,32 @@ class Verifier:
         else:
             chosen = [c for c in state.result.best
                       if not (self.over and measured[c.z] > self.budget_ms)]
-        result = dataclasses.replace(state.result, budget_ms=self.budget_ms)
+        result = dataclasses.replace(state.result, budget_ms=self.budget_ms, min_latency_ms=None
+                                     if state.result.min_latency_ms is None
+                                     else state.result.min_latency_ms * k)
         if not chosen:
             load = os.getloadavg()[0]
-            return Verification(result, state.predictor, False,
-                                f"every reported architecture measured over the budget, "
-                                f"within its noise (load average {load:.1f} on "
-                                f"{os.cpu_count()} cores); run again when it is quieter",
-                                measured, state.lines, state.tolerance, state.scale)
-        predicted = state.predictor.predict_z(self.space, np.array([c.z for c in chosen]))
+            return self._verification(state, result, measured, False,
+                                      f"every reported architecture measured over the budget, "
+                                      f"within its noise (load average {load:.1f} on "
+                                      f"{os.cpu_count()} cores); run again when it is quieter")
+        predicted = state.predictor.predict_z(self.space, np.array([c.z for c in chosen])) * k
         best = [dataclasses.replace(c, predicted_latency_ms=float(p))
                 for c, p in zip(chosen, predicted)]
-        v = Verification(dataclasses.replace(result, best=best), state.predictor, True, "",
-                         measured, state.lines, state.tolerance, state.scale)
+        v = self._verification(state, dataclasses.replace(result, best=best), measured, True,
+                               "")
         assert self.backend is not None
         note = (f"{len(best)} architecture(s) measured on {self.backend.fingerprint().describe()}"
                 + (f", all within the budget of {self.budget_ms:g} ms" if self.over else "")
                 + f"; {v.within_tolerance} of {len(best)} predicted within "
                   f"{100 * state.tolerance:.1f} %; {len(state.lines)} round(s)")
         return dataclasses.replace(v, note=note)
+
+    def _verification(self, state: VerifyState, result: SearchResult,
+                      measured: dict[Z, float], verified: bool, note: str) -> Verification:
+        return Verification(result, state.predictor, verified, note, measured, state.lines,
+                            state.tolerance, state.scale, self.latency,
+                            RunState(tuple(state.states)), dict(state.measured))
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -385,6 +483,11 @@ class Verifier:
         except NotAdditiveError:
             raise BudgetError(self.budget_ms, float("nan"), exact=False) from None
         return tuple(int(v) for v in z)
+
+    def _measured_over(self, state: VerifyState, least_unloaded_ms: float) -> BudgetError:
+        """No architecture meets the budget: the least-latency one measured over it."""
+        return _measured_over(self.budget_ms, least_unloaded_ms * state.factor(self.latency),
+                              self.latency)
 
     def _fits(self, state: VerifyState) -> list[float]:
         """The measured latencies of the candidates reported in some round."""
@@ -437,8 +540,10 @@ def calibrate(base: Predictor, networks: NetworkTable, space: SearchSpace,
         networks, space)
 
 
-def _measured_over(budget_ms: float, least_ms: float) -> BudgetError:
+def _measured_over(budget_ms: float, least_ms: float, latency: str = "unloaded"
+                   ) -> BudgetError:
     e = BudgetError(budget_ms, least_ms)
+    meaning = "unloaded" if latency == "unloaded" else f"at the {latency} in its state now"
     e.args = (f"no architecture meets the budget of {budget_ms:g} ms: the least-latency one "
-              f"measured {least_ms:.3f} ms on this device",)
+              f"measured {least_ms:.3f} ms on this device ({meaning})",)
     return e
