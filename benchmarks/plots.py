@@ -9,6 +9,7 @@ matplotlib figure. benchmarks/readme.py links each plot from its page; the docs 
 from __future__ import annotations
 
 import io
+import math
 from typing import Any, Callable
 
 Figure = Any  # matplotlib.figure.Figure; matplotlib is imported only when a plot is drawn
@@ -22,6 +23,25 @@ def _figure(columns: int = 1, width: float = 7.5, height: float = 3.6):
     return fig, list(axes[0])
 
 
+def _bars(ax, positions: list[float], values: list, size: float, label: str,
+          horizontal: bool = False) -> None:
+    """Bars of ``values`` at ``positions``; a value that is None (a result not measured) draws
+    no bar and says "not measured" there: a missing result is never a bar of 0."""
+    heights = [math.nan if v is None else v for v in values]
+    if horizontal:
+        ax.barh(positions, heights, size, label=label)
+    else:
+        ax.bar(positions, heights, size, label=label)
+    for position, value in zip(positions, values):
+        if value is None:  # on the axis's low edge, whatever its limits
+            if horizontal:
+                ax.text(0.01, position, "not measured", transform=ax.get_yaxis_transform(),
+                        va="center", fontsize=5)
+            else:
+                ax.text(position, 0.01, "not measured", transform=ax.get_xaxis_transform(),
+                        rotation=90, ha="center", va="bottom", fontsize=5)
+
+
 def accuracy(r) -> Figure:
     fig, (within, mape) = _figure(2)
     backends = list(dict.fromkeys(row["backend"] for row in r.results))
@@ -30,10 +50,9 @@ def accuracy(r) -> Figure:
     for i, backend in enumerate(backends):
         rows = {row["predictor"]: row for row in r.results if row["backend"] == backend}
         xs = [k + i * width for k in range(len(predictors))]
-        within.bar(xs, [rows[p]["within_10_pct"] if p in rows else 0 for p in predictors],
-                   width, label=backend)
-        mape.bar(xs, [rows[p]["mape_pct"] if p in rows else 0 for p in predictors], width,
-                 label=backend)
+        for ax, column in ((within, "within_10_pct"), (mape, "mape_pct")):
+            _bars(ax, xs, [rows[p][column] if p in rows else None for p in predictors], width,
+                  backend)
     for ax, label in ((within, "networks within +-10 % (%)"), (mape, "MAPE (%)")):
         ax.set_xticks([k + 0.4 - width / 2 for k in range(len(predictors))])
         ax.set_xticklabels(predictors, rotation=30, ha="right", fontsize=8)
@@ -51,8 +70,8 @@ def few_shot(r) -> Figure:
     for i, kind in enumerate(kinds):
         rho = {f"{row['backend']}\n{row['space']}": row["spearman_rho"] for row in rows
                if row["predictor"] == kind}
-        ax.bar([k + i * width for k in range(len(groups))], [rho.get(g, 0) for g in groups],
-               width, label=kind)
+        _bars(ax, [k + i * width for k in range(len(groups))], [rho.get(g) for g in groups],
+              width, kind)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(groups))])
     ax.set_xticklabels(groups, fontsize=8)
     ax.set_ylabel("Spearman rho, 10 designed networks")
@@ -177,8 +196,8 @@ def devices(r) -> Figure:
     for i, kind in enumerate(kinds):
         rho = {row["device"]: row["spearman_rho"] for row in r.results
                if row["predictor"] == kind}
-        ax.barh([k + i * height for k in range(len(names))], [rho.get(n, 0) for n in names],
-                height, label=kind)
+        _bars(ax, [k + i * height for k in range(len(names))], [rho.get(n) for n in names],
+              height, kind, horizontal=True)
     ax.set_yticks([k + 0.4 - height / 2 for k in range(len(names))])
     ax.set_yticklabels(names, fontsize=6)
     ax.set_xlabel("Spearman rho on 1,000 held-out networks")

@@ -43,8 +43,6 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from hwnas import LookupPredictor
-from hwnas._files import save_figure
-from hwnas._imports import pyplot
 from hwnas.integrations import BudgetConstraint, ExpectedLatency, derive_z
 from hwnas.predictors import CalibratedPredictor, Predictor
 from hwnas.profile import (
@@ -124,15 +122,15 @@ def prepare(quick: bool, seed: int = 0, threads: int = 1,
     backend = get_backend("torch", threads=threads)
     protocol = TimingProtocol(warmup=1, runs=5, min_runs=3, max_round_s=0.05, pause_s=0) \
         if quick else TimingProtocol()
-    folder = tempfile.mkdtemp()
-    table = profile_layers(backend, space.unique_layers(), os.path.join(folder, "layers.csv"),
-                           protocol, show_progress=False)
-    lookup = LookupPredictor().fit_table(table)
-    fixed, C = lookup.cost_matrix(space)
-    zs = [*space.design(max(space.n_choices) + 1, seed=0), space.min_z(fixed, C)[0],
-          np.nanargmax(C, axis=1)]
-    networks = profile_networks(backend, space, zs, os.path.join(folder, "networks.csv"),
-                                protocol, show_progress=False)
+    with tempfile.TemporaryDirectory() as folder:  # the tables are read: the files can go
+        table = profile_layers(backend, space.unique_layers(),
+                               os.path.join(folder, "layers.csv"), protocol, show_progress=False)
+        lookup = LookupPredictor().fit_table(table)
+        fixed, C = lookup.cost_matrix(space)
+        zs = [*space.design(max(space.n_choices) + 1, seed=0), space.min_z(fixed, C)[0],
+              np.nanargmax(C, axis=1)]
+        networks = profile_networks(backend, space, zs, os.path.join(folder, "networks.csv"),
+                                    protocol, show_progress=False)
     predictor = CalibratedPredictor(lookup, slope_bounds=backend.calibration_slope).fit_table(
         networks, space)
     fixed, C = predictor.cost_matrix(space)
@@ -179,19 +177,20 @@ def train(setup: Setup, budget_ms: float, *, epochs: int, finetune_epochs: int =
             rows = shuffled[start:start + batch]
             yield setup.images[rows], setup.labels[rows]
 
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | None]] = []
 
-    def report(epoch: int, train_ce: float) -> None:
+    def report(epoch: int, train_ce: float | None) -> None:
         expected = float(latency(alpha).detach())
         row = {"epoch": epoch, "train_ce": train_ce, "accuracy": accuracy(),
                "expected_latency_ms": expected, "lambda": constraint.lam}
         history.append(row)
-        log(f"epoch {epoch:2d}  train CE {train_ce:.3f}  test accuracy {row['accuracy']:.3f}  "
+        ce = "  -  " if train_ce is None else f"{train_ce:.3f}"  # none before training
+        log(f"epoch {epoch:2d}  train CE {ce}  test accuracy {row['accuracy']:.3f}  "
             f"E[latency] {expected:.4f} ms ({expected / budget_ms:.3f} x budget)  lambda "
             f"{constraint.lam:.3f}")
 
     start = time.perf_counter()
-    report(0, float("nan"))
+    report(0, None)
     for epoch in range(1, epochs + 1):
         losses = []
         for x, t in batches():
@@ -235,7 +234,9 @@ def train(setup: Setup, budget_ms: float, *, epochs: int, finetune_epochs: int =
 def plot(results: list[dict[str, Any]], path: str) -> None:
     """Accuracy against predicted and measured latency of the derived networks, with their
     budgets."""
-    plt = pyplot("--plot")
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, r in enumerate(results):
         ax.axvline(r["budget_ms"], color=f"C{i}", ls="--", lw=1,
@@ -248,7 +249,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
            title="digits supernet in PyTorch under a BudgetConstraint")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

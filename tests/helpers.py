@@ -8,12 +8,14 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +223,30 @@ head:
   - {op: gap}
   - {op: linear, out: 5}
 """
+
+
+# --- the examples ---------------------------------------------------------------------------
+
+def check_training_example(stdout: str, derived_json, plot) -> None:
+    """What a training example (examples/train_with_latency_penalty.py, nnabla, and
+    train_torch_supernet.py, PyTorch) printed and wrote, run with ``--epochs 1 --quick --json
+    derived_json --plot plot``: a real supernet trained on the digits at three budgets, with
+    networks derived within each and measured."""
+    epochs = [line for line in stdout.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 6  # three budgets: before training, after one epoch
+    accuracy = [float(line.split("accuracy")[1].split()[0]) for line in epochs]
+    expected = [float(line.split("E[latency]")[1].split()[0]) for line in epochs]
+    lams = [float(line.split("lambda")[1]) for line in epochs]
+    assert all(accuracy[i + 1] > 0.4 > accuracy[i] for i in (0, 2, 4))  # real digits
+    derived = json.loads(Path(derived_json).read_text())
+    budgets = [r["budget_ms"] for r in derived]
+    assert len(derived) == 3 and budgets == sorted(budgets)
+    # the lowest budget is under the uniform mixture's E[latency]: lambda rose and pulled the
+    # architecture towards speed; the highest is over it: lambda fell below 0
+    assert expected[0] > budgets[0] and lams[1] > 0 and expected[1] < expected[0]
+    assert expected[4] < budgets[2] and lams[5] < 0 and expected[5] > expected[4]
+    for r in derived:  # within the budget by construction, measured for real
+        assert r["predicted_latency_ms"] <= r["budget_ms"]
+        assert r["measured_latency_ms"] > 0 and 0 <= r["accuracy"] <= 1 and len(r["z"]) == 5
+    assert stdout.count("derived z") == 3
+    assert Path(plot).stat().st_size > 1000

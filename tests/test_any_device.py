@@ -487,7 +487,8 @@ def test_runner_sets_up_sessions_and_fingerprints_as_the_backend(tmp_path, monke
     graph = unit_graph(Layer("conv", (3, 8, 8), 4))
     export_onnx(graph, tmp_path / "conv.onnx")
     for level in runner.OPTIMIZATION_LEVELS:
-        args = types.SimpleNamespace(threads=2, optimization=level, provider="cpu", device=None)
+        args = types.SimpleNamespace(threads=2, optimization=level, provider="cpu", device=None,
+                                     device_id=0)
         runner.build(str(tmp_path / "conv.onnx"), args)
         backend = OnnxRuntimeBackend(threads=2, optimization=level)
         backend.build(graph)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
+import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,3 +89,21 @@ def test_every_plot_draws_from_the_results_files():
         assert results, f"no results for the plot {name}"
         svg = plots.svg(draw(results))
         assert svg.startswith("<?xml") and "<svg" in svg and len(svg) > 5000, name
+
+
+def test_a_result_not_measured_draws_no_bar_and_says_so():
+    """Never a bar of 0 for a missing result: no bar (NaN) and "not measured" in its place."""
+    plots = _module("plots")
+    rows = [{"train": "designed", "n": 10, "backend": backend, "space": "nb201",
+             "predictor": kind, "spearman_rho": 0.9}
+            for backend, kind in (("nnabla", "lookup"), ("nnabla", "linear"), ("torch", "lookup"))]
+    ax = plots.few_shot(types.SimpleNamespace(results=rows)).axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert len(heights) == 4 and sum(math.isnan(h) for h in heights) == 1 and 0 not in heights
+    assert [t.get_text() for t in ax.texts] == ["not measured"]
+    devices = [{"device": device, "predictor": kind, "spearman_rho": 0.8}
+               for device, kind in (("pixel3", "lookup"), ("pixel3", "tree"), ("edgegpu", "tree"))]
+    ax = plots.devices(types.SimpleNamespace(results=devices)).axes[0]
+    widths = [bar.get_width() for bar in ax.patches]
+    assert sum(math.isnan(w) for w in widths) == 1 and 0 not in widths
+    assert [t.get_text() for t in ax.texts] == ["not measured"]

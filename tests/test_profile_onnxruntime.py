@@ -83,6 +83,8 @@ def test_unavailable_provider_and_bad_options():
         get_backend("onnxruntime", context="tpu")
     with pytest.raises(ValueError, match="unknown graph optimisation"):
         get_backend("onnxruntime", optimization="max")
+    with pytest.raises(ValueError, match="batch must be an integer >= 1, got 0"):
+        get_backend("onnxruntime", batch=0)
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),

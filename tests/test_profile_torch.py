@@ -163,6 +163,18 @@ def test_a_failing_network_is_named(tmp_path):
                        show_progress=False)
 
 
+def test_bad_threads_batch_and_device_id_are_named_in_one_error():
+    from hwnas.errors import InputError
+    with pytest.raises(InputError, match=r"^torch backend: threads must be an integer >= 1, got "
+                                         r"0; batch must be an integer >= 1, got 0; device_id "
+                                         r"must be an integer >= 0, got -1$"):
+        get_backend("torch", threads=0, batch=0, device_id=-1)
+    with pytest.raises(InputError, match=r"^torch backend: threads must be an integer >= 1, "
+                                         r"got 2\.0$"):
+        get_backend("torch", threads=2.0)
+    assert get_backend("torch", threads=2, batch=3).fingerprint().batch == 3
+
+
 def test_cuda_is_refused_in_one_line_where_torch_sees_no_gpu(torch):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU (test_cuda_context times on it)")
@@ -266,6 +278,14 @@ def test_export_for_a_pytorch_device_round_trip_without_hwnas(tmp_path):
     assert len(layers.timings) == 18 and all(t.latency_ms > 0 for t in networks.timings)
     verifier, why = verifier_backend(LookupPredictor().fit_table(layers))
     assert verifier is not None and verifier.name == "torch", why
+    # the GPU it is asked for (none here has 100), and an onnxruntime option it says it ignores
+    gpu = subprocess.run(command + ["--provider", "cuda", "--device-id", "99", "--optimization",
+                                    "basic", "--out-dir", str(tmp_path / "gpu")],
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert gpu.returncode == 1 and "torch context 'cuda' (GPU 99) is not available" in gpu.stderr
+    assert "--optimization is an onnxruntime setting: this export for PyTorch ignores it" in \
+        gpu.stderr
+    assert "optimization" not in measured.stderr
     (export / "hwnas_torch.py").unlink()  # a runner copied without it says what is missing
     bare = subprocess.run(command + ["--out-dir", str(tmp_path / "again")], env=env,
                           capture_output=True, text=True, cwd=tmp_path)

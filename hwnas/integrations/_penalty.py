@@ -47,13 +47,15 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
 
 
 def _latency_ratio(expected_latency_ms, ref_ms: float):
-    """E[lat] / ref: an nnabla Variable as is, a torch tensor (differentiable) or a number
-    checked to be > 0."""
+    """E[lat] / ref: an nnabla Variable as is, a torch tensor (differentiable; checked to be
+    > 0 on the CPU only) or a number checked to be > 0."""
     if _is_nnabla(expected_latency_ms):
         return expected_latency_ms / ref_ms
     if _is_torch(expected_latency_ms):
         latency = expected_latency_ms.detach()
-        if not bool((latency.isfinite() & (latency > 0)).all()):
+        # reading a GPU tensor's values on the host waits for the GPU, in every training step
+        if latency.device.type == "cpu" and \
+                not bool((latency.isfinite() & (latency > 0)).all()):
             raise InputError(f"expected latency must be finite and > 0 ms, got {latency}")
         return expected_latency_ms / ref_ms
     latency = np.asarray(expected_latency_ms, dtype=float)
@@ -88,7 +90,7 @@ class LatencyPenalty:
                              f"{space.decisions[d].name!r} (and maybe others): measure networks "
                              f"that use every choice (hwnas.profile --networks N --design)")
         self.C = np.where(self.mask, C, 0.0)
-        self._torch_costs: dict[Any, Any] = {}  # (device, dtype) -> C as a torch tensor
+        self._torch_module: Any = None  # ExpectedLatency of this C, made on first use
 
     def latency(self, z: Sequence[int]) -> float:
         """Predicted latency of one z."""
@@ -99,15 +101,7 @@ class LatencyPenalty:
         decision's choices must be 0), a numpy array, an nnabla Variable or a torch tensor
         (differentiable; (N, D, K) gives N expected latencies)."""
         if _is_torch(probs):
-            if tuple(probs.shape[-2:]) != self.C.shape:
-                raise InputError(f"probs must have shape {self.C.shape} (decisions x choices), "
-                                 f"got {tuple(probs.shape)}")
-            key = (probs.device, probs.dtype)
-            if key not in self._torch_costs:  # copied to the device once, not every step
-                import torch
-                self._torch_costs[key] = torch.as_tensor(self.C, dtype=probs.dtype,
-                                                         device=probs.device)
-            return (probs * self._torch_costs[key]).sum(dim=(-2, -1)) + float(self.fixed)
+            return self._expected_latency_module(probs)(probs, logits=False)
         if _is_nnabla(probs):
             import nnabla as nn
             import nnabla.functions as F
@@ -118,6 +112,18 @@ class LatencyPenalty:
             raise InputError(f"probs must have shape {self.C.shape} (decisions x choices), "
                              f"got {probs.shape}")
         return float(self.fixed + (probs * self.C).sum())
+
+    def _expected_latency_module(self, probs):
+        """``ExpectedLatency`` on this cost matrix, its buffers on the device and in the dtype
+        of ``probs`` (made or moved once, not every step; its forward checks ``probs``)."""
+        floating = getattr(probs, "is_floating_point", lambda: False)()
+        module = self._torch_module
+        if module is None or (floating and module.cost.dtype != probs.dtype):
+            from hwnas.integrations._torch import ExpectedLatency
+            # from C itself: a cast of the float32 buffers would lose float64's digits
+            module = ExpectedLatency._of_penalty(self, dtype=probs.dtype if floating else None)
+            self._torch_module = module
+        return module.to(probs.device) if floating else module
 
     @staticmethod
     def multiplicative_loss(ce, expected_latency_ms, ref_ms: float, beta: float = 0.6):

@@ -49,14 +49,24 @@ class ExpectedLatency(torch.nn.Module):
 
     def __init__(self, space: SearchSpace, predictor: Predictor, *, dtype: Any = None):
         super().__init__()
-        self.penalty = LatencyPenalty(space, predictor)
-        self.space = space
+        self._buffers_of(LatencyPenalty(space, predictor), dtype)
+
+    @classmethod
+    def _of_penalty(cls, penalty: LatencyPenalty, *, dtype: Any = None) -> ExpectedLatency:
+        """The module of a LatencyPenalty's cost matrix (shared, not computed again)."""
+        module = cls.__new__(cls)
+        torch.nn.Module.__init__(module)
+        module._buffers_of(penalty, dtype)
+        return module
+
+    def _buffers_of(self, penalty: LatencyPenalty, dtype: Any) -> None:
+        self.penalty = penalty
+        self.space = penalty.space
         dtype = dtype or torch.get_default_dtype()
-        self.register_buffer("cost", torch.as_tensor(self.penalty.C, dtype=dtype),
+        self.register_buffer("cost", torch.as_tensor(penalty.C, dtype=dtype), persistent=False)
+        self.register_buffer("fixed", torch.tensor(float(penalty.fixed), dtype=dtype),
                              persistent=False)
-        self.register_buffer("fixed", torch.tensor(float(self.penalty.fixed), dtype=dtype),
-                             persistent=False)
-        self.register_buffer("valid", torch.as_tensor(self.penalty.mask), persistent=False)
+        self.register_buffer("valid", torch.as_tensor(penalty.mask), persistent=False)
 
     def forward(self, scores: Any, logits: bool = True) -> Any:
         """The expected latency (ms) of ``scores``: (D, K), or (N, D, K) for N expected
@@ -85,10 +95,19 @@ class ExpectedLatency(torch.nn.Module):
         return self.penalty.latency(z)
 
     def _matrix(self, scores: Any, logits: bool) -> Any:
-        """(D, K) from a sequence of one row per decision (padded); a tensor as it is."""
+        """(D, K) from a sequence of one row per decision (padded); a tensor as it is. Anything
+        but floating-point tensors is refused here, in one line, rather than deep in torch."""
+        rows = [scores] if isinstance(scores, torch.Tensor) else \
+            list(scores) if isinstance(scores, (Sequence, torch.nn.ParameterList)) else [scores]
+        bad = [r for r in rows if not (isinstance(r, torch.Tensor) and r.is_floating_point())]
+        if bad:
+            got = f"a {bad[0].dtype} tensor" if isinstance(bad[0], torch.Tensor) else \
+                f"{type(bad[0]).__module__}.{type(bad[0]).__qualname__}"
+            raise InputError(f"scores must be a floating-point torch tensor, or a sequence of "
+                             f"one per decision, got {got} (torch.as_tensor(x, "
+                             f"dtype=torch.float32) converts numbers)")
         if isinstance(scores, torch.Tensor):
             return scores
-        rows = list(scores)
         n = self.space.n_choices
         if len(rows) != len(n) or any(r.dim() != 1 or len(r) != k for r, k in zip(rows, n)):
             raise InputError(f"scores must be one 1-D tensor per decision with its choices "

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from hwnas._checks import count
 from hwnas._files import atomic_write
 from hwnas._imports import require
 from hwnas.errors import InputError
@@ -184,6 +185,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, context: str = "cpu", device_id: int = 0, batch: int = 1,
                  threads: int = 1, optimization: str = "all", seed: int = 0):
+        count("batch", batch)
         tune_malloc()
         ort = require("onnxruntime", "the onnxruntime backend")
         if context not in PROVIDERS:

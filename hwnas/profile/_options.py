@@ -26,15 +26,15 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str | None) ->
                              f"); simulated: a device of known latencies and noise, for tests "
                              f"and benchmarks (--context {contexts}; --device-id is its seed)")
     parser.add_argument("--context", default="cpu",
-                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime: cuda); "
+                        help="device: cpu, or the GPU's (nnabla: cudnn; onnxruntime, torch: cuda); "
                              f"for simulated its noise: {contexts} (default: cpu)")
     parser.add_argument("--device-id", type=int_in(0, 1023), default=0,
                         help="GPU index (simulated: the seed of its noise)")
     parser.add_argument("--batch", type=int_in(1, 65536), default=1,
                         help="batch size to measure (default: 1)")
     parser.add_argument("--threads", type=int_in(1, 1024), default=1,
-                        help="onnxruntime intra-op threads (default: 1; nnabla's CPU context "
-                             "always uses one)")
+                        help="intra-op threads of onnxruntime and torch (default: 1; nnabla's "
+                             "CPU context always uses one)")
     parser.add_argument("--optimization", choices=OPTIMIZATION_LEVELS, default="all",
                         help="onnxruntime graph optimisation (default: all, as deployed)")
 

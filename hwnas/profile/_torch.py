@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from hwnas._checks import is_integer
 from hwnas._imports import require
 from hwnas.errors import InputError
 from hwnas.layers import step_shapes, steps
@@ -100,6 +101,11 @@ class TorchBackend(Backend):
                  threads: int = 1, seed: int = 0):
         if context not in CONTEXTS:
             raise InputError(f"unknown torch context {context!r}: expected one of {CONTEXTS}")
+        bad = [f"{name} must be an integer >= {least}, got {value!r}" for name, value, least in
+               (("threads", threads, 1), ("batch", batch, 1), ("device_id", device_id, 0))
+               if not (is_integer(value) and value >= least)]
+        if bad:
+            raise InputError(f"torch backend: {'; '.join(bad)}")
         tune_malloc()
         self._torch = require("torch", "the torch backend")
         self.context, self.device_id, self.batch = context, device_id, batch

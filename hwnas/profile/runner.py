@@ -168,7 +168,9 @@ def build(path: str, args) -> Callable[[], object]:
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
                                                OPTIMIZATION_LEVELS[args.optimization])
     options.log_severity_level = 3
-    session = ort.InferenceSession(path, options, providers=[PROVIDERS[args.provider]])
+    session = ort.InferenceSession(path, options, providers=[(
+        PROVIDERS[args.provider], {"device_id": str(args.device_id)} if args.provider == "cuda"
+        else {})])
     rng = np.random.default_rng(0)
     feed = {}
     for i in session.get_inputs():  # x is random; zeros_* are cell nodes no edge feeds
@@ -209,7 +211,7 @@ def build_torch(path: str, args) -> Callable[[], object]:
         graph = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
     if not isinstance(graph, dict) or graph.get("format") != "hwnas.torch-graph":
         raise ValueError(f"{path}: not an hwnas torch graph")
-    device = net.device_of(args.provider, 0)
+    device = net.device_of(args.provider, args.device_id)
     model = net.build_network(graph["nodes"], seed=0).to(device)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(
         (args.batch, *graph["input_shape"])).astype(np.float32)).to(device)
@@ -350,7 +352,7 @@ def fingerprint(args, batch: int) -> dict:
         torch, net = torch_modules()
         try:
             device = f"cpu: {cpu_name()}" if args.provider == "cpu" else \
-                f"cuda: {torch.cuda.get_device_name(net.device_of('cuda', 0))}"
+                f"cuda: {torch.cuda.get_device_name(net.device_of('cuda', args.device_id))}"
         except RuntimeError as e:  # no GPU: one line, not a traceback
             sys.exit(f"runner.py: {e}")
         return {"backend": "torch", "backend_version": net.backend_version(),
@@ -386,9 +388,13 @@ def parser(export_dir: str) -> argparse.ArgumentParser:
                    "(default: the export folder)")
     p.add_argument("--device", help="the device's name in the tables (default: its CPU's)")
     p.add_argument("--provider", choices=sorted(PROVIDERS), default="cpu")
+    p.add_argument("--device-id", type=number(int, 0), default=0,
+                   help="the GPU that --provider cuda times (default: 0)")
     p.add_argument("--threads", type=number(int, 1), default=1,
                    help="intra-op threads (default: 1)")
-    p.add_argument("--optimization", choices=list(OPTIMIZATION_LEVELS), default="all")
+    p.add_argument("--optimization", choices=list(OPTIMIZATION_LEVELS), default=None,
+                   help="onnxruntime graph optimisation (default: all); an export for "
+                        "PyTorch has none and ignores it, saying so")
     p.add_argument("--warmup", type=number(int, 0), default=WARMUP,
                    help="untimed runs per unit and round (default: %(default)s)")
     p.add_argument("--runs", type=number(int, 1), default=RUNS,
@@ -455,6 +461,10 @@ def main(argv=None) -> int:
     args = parser(os.path.dirname(os.path.abspath(__file__))).parse_args(argv)
     manifest = read_manifest(args.export_dir)
     args.runtime, args.batch = manifest.get("runtime", "onnxruntime"), manifest["batch"]
+    if args.runtime == "torch" and args.optimization is not None:
+        print("warning: --optimization is an onnxruntime setting: this export for PyTorch "
+              "ignores it", file=sys.stderr)
+    args.optimization = args.optimization or "all"
     if args.runtime == "onnxruntime" and ort is None:
         sys.exit("runner.py needs numpy and onnxruntime for this export (onnxruntime is not "
                  "installed): pip install numpy onnxruntime")

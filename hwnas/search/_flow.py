@@ -56,7 +56,7 @@ class MeasureSettings:
     """How this machine is measured, where it is (the default flow and verification).
 
     Args:
-        backend: a profiler backend's name (``nnabla``, ``onnxruntime``, ``simulated``) or a
+        backend: a backend's name (``nnabla``, ``onnxruntime``, ``torch``, ``simulated``) or a
             configured ``Backend`` (``hwnas.profile.get_backend``); default: the first
             installed one.
         backend_options: the options of a backend given by name, or of the default one
