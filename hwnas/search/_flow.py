@@ -60,8 +60,9 @@ class MeasureSettings:
             configured ``Backend`` (``hwnas.profile.get_backend``); default: the first
             installed one.
         backend_options: the options of a backend given by name, or of the default one
-            (``context``, ``device_id``, ``batch``; ``threads``, ``optimization`` for
-            onnxruntime); those it does not take are ignored.
+            (``context``, ``device_id``, ``batch``; ``threads`` for onnxruntime and torch;
+            ``optimization`` for onnxruntime); those another backend takes are ignored, any
+            other is refused.
         protocol: the timing protocol of the tables and of verification.
         remeasure: discard this device's cached tables and measure them again.
         verify: measure the reported architectures on the device and recalibrate on a miss
