@@ -32,7 +32,6 @@ from hwnas.tables import (
     NetworkTable,
     TableWriter,
     Timing,
-    format_z,
     read_layer_table,
     read_network_table,
 )
@@ -66,7 +65,7 @@ def layer_units(layers: Sequence[Layer]) -> Units:
 def network_units(space: SearchSpace, zs) -> Units:
     units = {}
     for z in space.check_z(zs):
-        key = format_z(z)
+        key = space.format_z(z)
         units[key] = (space.decode(z).graph, {"space": space.name, "z": key})
     return units
 
@@ -225,7 +224,7 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
                        discard_existing=[bool(other)], keep_noisy=False, references=refs,
                        moves=moves)
     timings = {space.parse_z(key): t for key, t in unsaved.items()}
-    wanted = [tuple(int(v) for v in z) for z in zs]
+    wanted = [tuple(int(v) for v in z) for z in space.check_z(zs)]  # canonical (ofa)
     if any(z not in timings for z in wanted):  # in the table (else it may have no rows yet)
         table = read_locked(read_network_table, path, space)
         timings.update((z, t) for z, t in zip(table.z, table.timings) if z not in timings)

@@ -90,9 +90,12 @@ class Candidate:
     latency_upper_ms: float | None = None  # the constrained quantile, with --confidence
     #: each fleet budget's (name, predicted value, limit, unit), with SearchSettings.fleet
     budgets: tuple[tuple[str, float, float, str], ...] = ()
+    #: the space's own configuration of z, where it has one (Once-for-All: ks, e, d, r)
+    config: dict | None = None
 
     def as_dict(self) -> dict:
         return {"z": list(self.z), "choices": list(self.choices), "notation": self.notation,
+                **({} if self.config is None else {"config": self.config}),
                 "predicted_latency_ms": self.predicted_latency_ms,
                 "latency_upper_ms": self.latency_upper_ms, "objective": self.objective,
                 "macs": self.macs, "params": self.params, "param_bytes": self.param_bytes,
@@ -755,7 +758,9 @@ def rank(study: optuna.Study, problem: SearchProblem, notes: tuple[str, ...] = (
     budgets, settings, mode = problem.budgets, problem.settings, problem.mode
     complete, notes = _complete_trials(study, problem.goal.name, notes)
     names = [d.name for d in problem.space.decisions]
-    Z = np.array([[t.params[n] for n in names] for t in complete], dtype=np.int64)
+    # canonical: z that differ only where nothing runs (ofa's skipped blocks) are reported once
+    Z = problem.space.check_z(np.array([[t.params[n] for n in names] for t in complete],
+                                       dtype=np.int64))
     value = np.array([t.user_attrs["objective"] for t in complete])
     latency = budgets.model.mean(Z)
     upper = budgets.model.upper(Z)
@@ -808,7 +813,7 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None,
         for b, m in budgets.devices)
     return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
                      arch.param_bytes, arch.peak_activation_bytes, space.describe(arch.z),
-                     upper_ms, fleet)
+                     upper_ms, fleet, space.config(arch.z))
 
 
 def _enumerated_result(problem: SearchProblem, allowed: np.ndarray) -> SearchResult:

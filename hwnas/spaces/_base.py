@@ -242,6 +242,34 @@ class SearchSpace:
         """z from its text form (``0-3-6``, or the space's own notation), checked."""
         return tuple(int(v) for v in self.check_z(parse_z(text))[0])
 
+    def z_of(self, value: Any) -> tuple[int, ...]:
+        """One z from any of its forms, checked: choice indices, their text form or the
+        space's own notation (``parse_z``), or the space's own configuration (a dict, where
+        the space has one: Once-for-All's ``{"ks", "e", "d", "r"}``)."""
+        if isinstance(value, str):
+            return self.parse_z(value)
+        if isinstance(value, dict):
+            raise InputError(f"space {self.name!r} has no configuration of its own: give z as "
+                             f"choice indices, got {_short(value)}")
+        return tuple(int(v) for v in self.check_z(value)[0])
+
+    def format_z(self, z: Iterable[int]) -> str:
+        """z's text form in the tables hwnas writes: choice indices joined by '-'; a space
+        whose own notation names one architecture per z (Once-for-All's configuration
+        string) writes that instead. ``parse_z`` reads both."""
+        return format_z(z)
+
+    def config(self, z: ArrayLike) -> dict[str, Any] | None:
+        """z in the space's own configuration, for the tools that deploy it (Once-for-All's
+        ``{"ks", "e", "d", "r"}``); None where the space has none."""
+        return None
+
+    def canonical(self, z: ArrayLike) -> np.ndarray:
+        """Checked z as rows (N, D), one z per architecture: a space in which several z
+        decode to one architecture (Once-for-All's skipped blocks) maps them to one, in
+        ``check_z``; here z as it is."""
+        return self.check_z(z)
+
     def describe(self, z: Sequence[int]) -> str:
         """z in the space's own notation: the chosen candidate of each decision."""
         return " | ".join(d.choices[c] for d, c in zip(self.decisions, z))

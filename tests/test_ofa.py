@@ -1,0 +1,215 @@
+"""The Once-for-All space: structure, costs, OFA's configurations in and out, both backends."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwnas.errors import InputError
+from hwnas.spaces import get_space
+
+
+def bn(c):
+    return 4 * c  # gamma, beta, running mean and variance (as nnabla stores them)
+
+
+def block(cin, out, k, e, se_hidden=None):
+    """Parameters of one OFA MBConv block, by hand: 1x1 expansion to cin x e (none at e = 1),
+    kxk depthwise, squeeze-and-excite (two 1x1 convs with bias), 1x1 projection."""
+    mid = cin * e
+    params = 0 if e == 1 else cin * mid + bn(mid)
+    params += mid * k * k + bn(mid)
+    if se_hidden is not None:
+        params += mid * se_hidden + se_hidden + se_hidden * mid + mid
+    return params + mid * out + bn(out)
+
+
+# stem 3 -> 24 (3x3), first block 24 -> 24, final expand 192 -> 1152, mix 1152 -> 1536, fc
+FIXED = (24 * 3 * 9 + bn(24)) + block(24, 24, 3, 1) + (192 * 1152 + bn(1152)) + \
+    1152 * 1536 + (1536 * 1000 + 1000)
+
+
+def test_parameter_counts_of_the_smallest_and_largest_subnetworks_by_hand():
+    space = get_space("ofa")
+    # smallest: every stage 2 blocks of k3 e3; squeeze-and-excite in stages 2, 4, 5, hidden
+    # make_divisible(mid // 4, 8): mid 96 -> 24, 144 -> 40, 288 -> 72, 408 -> 104, 576 -> 144
+    smallest = FIXED + (block(24, 32, 3, 3) + block(32, 32, 3, 3)) + \
+        (block(32, 48, 3, 3, 24) + block(48, 48, 3, 3, 40)) + \
+        (block(48, 96, 3, 3) + block(96, 96, 3, 3)) + \
+        (block(96, 136, 3, 3, 72) + block(136, 136, 3, 3, 104)) + \
+        (block(136, 192, 3, 3, 104) + block(192, 192, 3, 3, 144))
+    # largest: every stage 4 blocks of k7 e6: mid 192 -> 48, 288 -> 72, 576 -> 144,
+    # 816 -> 208 (204 rounded to 8), 1152 -> 288
+    largest = FIXED + (block(24, 32, 7, 6) + 3 * block(32, 32, 7, 6)) + \
+        (block(32, 48, 7, 6, 48) + 3 * block(48, 48, 7, 6, 72)) + \
+        (block(48, 96, 7, 6) + 3 * block(96, 96, 7, 6)) + \
+        (block(96, 136, 7, 6, 144) + 3 * block(136, 136, 7, 6, 208)) + \
+        (block(136, 192, 7, 6, 208) + 3 * block(192, 192, 7, 6, 288))
+    low = space.decode(space.z_of({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}))
+    high = space.decode(space.z_of({"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": 224}))
+    assert (low.params, high.params) == (smallest, largest) == (4_617_000, 10_752_464)
+    # parameters do not depend on the resolution; MACs do (OFA: 66-843 M; here the pooling
+    # of squeeze-and-excite and of the head counts too)
+    assert space.decode(space.z_of({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5,
+                                    "r": 224})).params == smallest
+    assert 65e6 < low.macs < 67e6 and 843e6 < high.macs < 846e6
+
+
+def test_widths_follow_make_divisible_and_blocks_their_stage():
+    from hwnas.spaces.ofa import widths
+    assert widths() == (24, 24, 32, 48, 96, 136, 192, 1152, 1536)
+    space = get_space("ofa")
+    arch = space.decode(space.z_of({"ks": [5] * 20, "e": [4] * 20, "d": [3] * 5, "r": 160}))
+    keys = [layer.key for layer in arch.layers]
+    assert keys[0] == "conv(in=3x160x160,out=24,k=3,s=2,g=1,act=h_swish)"
+    assert keys[1] == "mbv3(in=24x80x80,out=24,k=3,s=1,e=1,act=relu,se=0)"
+    assert keys[2] == "mbv3(in=24x80x80,out=32,k=5,s=2,e=4,act=relu,se=0)"
+    assert keys[5] == "mbv3(in=32x40x40,out=48,k=5,s=2,e=4,act=relu,se=1)"
+    assert keys[-4:] == ["conv(in=192x5x5,out=1152,k=1,s=1,g=1,act=h_swish)", "gap(in=1152x5x5)",
+                         "conv_act(in=1152x1x1,out=1536,k=1,s=1,act=h_swish)",
+                         "linear(in=1536x1x1,out=1000)"]
+    assert len(arch.layers) == 2 + 15 + 4 and arch.layers[-1].out_shape == (1000, 1, 1)
+
+
+SHIPPED = ("ks:7-5-5-5-7-7-5-7-5-7-3-7-5-3-7-3-5-3-5-3;e:6-4-4-6-6-3-4-3-3-6-3-3-3-6-3-4-6-4-"
+           "3-6;d:2-2-2-2-3;r:204")
+
+
+def test_ofa_configurations_in_and_out():
+    space = get_space("ofa")
+    z = space.z_of(SHIPPED)
+    config = space.config(z)
+    assert config["d"] == [2, 2, 2, 2, 3] and config["r"] == 204
+    # skipped blocks are canonical: k3 e3, whatever the string said
+    assert config["ks"][:4] == [7, 5, 3, 3] and config["e"][:4] == [6, 4, 3, 3]
+    assert space.z_of(config) == z == space.parse_z(space.config_string(z))
+    assert space.z_of(json.dumps({**config, "r": [204, 204]})) == z  # image_size as a pair
+    assert space.z_of("-".join(map(str, z))) == z
+    assert space.describe(z) == space.config_string(z)
+    assert z[space.resolution_decision] == (204 - 128) // 4
+
+
+def test_z_that_differ_only_in_skipped_blocks_are_one_architecture():
+    space = get_space("ofa")
+    rng = np.random.default_rng(0)
+    Z = rng.integers(0, np.asarray(space.n_choices), size=(200, len(space.n_choices)))
+    C = space.canonical(Z)
+    assert (space.canonical(C) == C).all()
+    changed = (C != Z).any(axis=1)
+    assert changed.any()
+    for z, c in zip(Z[:20], C[:20]):
+        assert [ly.key for ly in space.decode(z).layers] == \
+            [ly.key for ly in space.decode(c).layers]
+        assert space.decode(z).z == tuple(c)
+    R = space.random_z(500, 1)
+    assert (space.canonical(R) == R).all()
+    assert f"{space.size:.3e}" == "5.440e+20"  # 25 x (9^2 + 9^3 + 9^4)^5
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5}, "missing 'r'"),
+    ({"ks": [3] * 19, "e": [3] * 20, "d": [2] * 5, "r": 128}, "ks must be a list of 20"),
+    ({"ks": [3] * 20, "e": [5] * 20, "d": [2] * 5, "r": 128}, r"e\[0\] = 5 is not one of"),
+    ({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 130}, r"r\[0\] = 130"),
+    ({"ks": [3] * 20, "e": [3] * 20, "d": [1] * 5, "r": 128}, r"d\[0\] = 1"),
+    ("ks:3-3;e:3;d:2;r:128;x:1", "not an OFA string"),
+    ("ks:3;e:3;d:2;r:128-132", "not an OFA string"),
+    ("{not json", "not an OFA configuration"),
+])
+def test_bad_configurations_name_the_field(value, message):
+    with pytest.raises(InputError, match=message):
+        get_space("ofa").z_of(value)
+
+
+def test_costs_are_a_sum_over_running_blocks_within_a_resolution():
+    space = get_space("ofa")
+    Z = space.random_z(64, 0)
+    fixed, C = space.cost_tensor(lambda layers: [ly.macs for ly in layers])
+    assert np.array_equal(space.evaluate_tensor(Z, fixed, C),
+                          [space.decode(z).macs for z in Z])
+    z, least = space.min_z_tensor(fixed, C)
+    assert least == space.decode(z).macs == min(space.evaluate_tensor(Z, fixed, C).min(), least)
+    assert space.config(z) == {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}
+    fixed, A = space.peak_tensor()
+    peak = [max(fixed[z[-1]], *(A[z[-1], d, z[d]] for d in range(20) if space.active(z)[0, d]))
+            for z in Z[:10]]
+    assert peak == [space.decode(z).peak_activation_bytes for z in Z[:10]]
+
+
+def test_reduced_space_for_enumeration():
+    from hwnas.spaces import ofa
+    space = ofa((128, 160, 224), stages=2, kernels=(3, 5), expands=(3, 6), depths=(1, 2))
+    assert space.name == "ofa-reduced" and space.n_choices == (4, 4, 4, 4, 2, 2, 3)
+    assert space.size == 3 * (4 + 16) ** 2
+    arch = space.decode(space.z_of({"ks": [5, 3, 3, 3], "e": [6, 3, 3, 3], "d": [1, 2],
+                                    "r": 160}))
+    assert [ly.op for ly in arch.layers].count("mbv3") == 1 + 3
+
+
+SMALLEST = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}
+
+
+def test_smallest_subnetwork_builds_in_onnx_with_its_parameters():
+    pytest.importorskip("onnx")
+    from hwnas.profile import to_onnx
+    space = get_space("ofa")
+    arch = space.decode(space.z_of(SMALLEST))
+    model = to_onnx(arch.graph)
+    count = sum(int(np.prod(t.dims)) for t in model.graph.initializer
+                if t.name not in ("zero", "six"))
+    assert count == arch.params
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 128, 128]
+
+
+@pytest.mark.nnabla
+def test_smallest_subnetwork_builds_in_nnabla_with_its_parameters():
+    import collections
+
+    import nnabla as nn
+
+    from hwnas.profile._nnabla import build
+    space = get_space("ofa")
+    arch = space.decode(space.z_of({**SMALLEST, "r": 132}))
+    params = collections.OrderedDict()
+    with nn.parameter_scope("ofa", params):
+        x = nn.Variable((1, 3, 132, 132))
+        x.d = np.random.default_rng(0).standard_normal(x.shape)
+        y, _ = build(arch.graph, x)
+        count = sum(int(np.prod(p.shape)) for p in nn.get_parameters(grad_only=False).values())
+    y.forward()
+    assert count == arch.params and y.shape == (1, 1000) and np.isfinite(y.d).all()
+
+
+def test_profile_from_ofa_configurations_writes_ofa_strings(tmp_path):
+    from helpers import FAST_ARGS, hwnas
+
+    from hwnas.tables import read_network_table
+    space = get_space("ofa")
+    configs = tmp_path / "subnets.json"  # as HELP and OFA publish them
+    configs.write_text(json.dumps([SMALLEST, {**SMALLEST, "ks": [5] * 20, "r": 136}]))
+    out = tmp_path / "nets.csv"
+    run = hwnas("profile", "--space", "ofa", "--backend", "onnxruntime", *FAST_ARGS,
+                "--from", configs, "--out", out)
+    assert run.returncode == 0, run.stderr
+    lines = out.read_text().splitlines()
+    assert lines[1].split(",")[1].startswith("ks:3-3-3-3-3-3")  # the shipped tables' form
+    table = read_network_table(out)
+    assert [space.config(z) for z in table.z] == [SMALLEST, {
+        **SMALLEST, "ks": [5, 5, 3, 3] * 5, "r": 136}]  # skipped blocks canonical
+    listing = tmp_path / "z.txt"
+    listing.write_text(json.dumps(SMALLEST) + "\n" + space.config_string(table.z[1]) + "\n")
+    again = hwnas("profile", "--space", "ofa", "--backend", "onnxruntime", *FAST_ARGS,
+                  "--from", listing, "--out", out)
+    assert again.returncode == 0 and "2 networks (0 measured now)" in again.stdout
+
+
+def test_export_manifest_carries_resolution_and_configuration(tmp_path):
+    from hwnas.profile._export import export_for_device
+    space = get_space("ofa")
+    z = space.z_of({**SMALLEST, "r": 140})
+    manifest = json.loads(export_for_device(tmp_path / "out", space, [z]).read_text())
+    unit = manifest["units"][0]
+    assert unit["input_shape"] == [1, 3, 140, 140] and unit["config"]["r"] == 140
+    assert unit["z"] == unit["id"] == space.config_string(z)
+    assert unit["file"].startswith("networks/") and ";" not in unit["file"]
