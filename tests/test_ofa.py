@@ -213,3 +213,119 @@ def test_export_manifest_carries_resolution_and_configuration(tmp_path):
     assert unit["input_shape"] == [1, 3, 140, 140] and unit["config"]["r"] == 140
     assert unit["z"] == unit["id"] == space.config_string(z)
     assert unit["file"].startswith("networks/") and ";" not in unit["file"]
+
+
+# --- exact search where it stays exact: brute force on a reduced OFA -------------------------
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory):
+    """A reduced OFA (2 stages of up to 2 blocks, kernels 3/5, expands 3/6, depths 1/2,
+    3 resolutions: 1,200 architectures) with two lookup predictors from real layer tables."""
+    from helpers import write_table
+
+    from hwnas.predictors import LookupPredictor
+    from hwnas.spaces import ofa
+    from hwnas.spaces._exact import every_z
+    from hwnas.tables import read_layer_table
+    space = ofa((128, 160, 224), stages=2, kernels=(3, 5), expands=(3, 6), depths=(1, 2))
+    folder = tmp_path_factory.mktemp("reduced")
+    predictors = []
+    for name, layers in (("a", space.unique_layers()[::-1]), ("b", space.unique_layers())):
+        write_table(folder / f"{name}.csv", layers)  # 0.1, 0.2, ... ms in that order
+        predictors.append(LookupPredictor().fit(read_layer_table(folder / f"{name}.csv")))
+    Z = np.unique(space.check_z(every_z(space.n_choices)), axis=0)
+    assert len(Z) == space.size == 1200
+    archs = [space.decode(z) for z in Z]
+    truth = {"z": Z, "macs": np.array([a.macs for a in archs]),
+             "peak": np.array([a.peak_activation_bytes for a in archs]),
+             "a": np.array([predictors[0].predict_architecture(a) for a in archs]),
+             "b": np.array([predictors[1].predict_architecture(a) for a in archs])}
+    return space, predictors, truth
+
+
+def best_macs(truth, ok, top=5):
+    return sorted(truth["macs"][ok], reverse=True)[:top]
+
+
+def test_exact_sampler_matches_brute_force_with_activation_and_fleet_budgets(reduced):
+    from hwnas.search import search
+    from hwnas.search._fleet import DeviceBudget
+    space, (a, b), truth = reduced
+    assert np.allclose(a.predict_z(space, truth["z"]), truth["a"])  # per resolution, exact
+    budget = float(np.quantile(truth["a"], 0.3))
+    result = search(space, a, budget, sampler="exact", top=5)
+    assert [c.macs for c in result.best] == best_macs(truth, truth["a"] <= budget)
+    assert result.min_latency_ms == pytest.approx(truth["a"].min())
+    assert all(c.predicted_latency_ms <= budget and c.config["r"] in (128, 160, 224)
+               for c in result.best)
+    peak = float(np.quantile(truth["peak"], 0.5))
+    capped = search(space, a, budget, sampler="exact", top=5, max_activation_bytes=peak)
+    assert [c.macs for c in capped.best] == best_macs(
+        truth, (truth["a"] <= budget) & (truth["peak"] <= peak))
+    limit = float(np.quantile(truth["b"], 0.4))
+    fleet = search(space, a, budget, sampler="exact", top=5,
+                   fleet=(DeviceBudget("other", b, limit),))
+    assert [c.macs for c in fleet.best] == best_macs(
+        truth, (truth["a"] <= budget) & (truth["b"] <= limit))
+
+
+def test_feasible_sampler_proposes_canonical_z_within_the_budget_only(reduced):
+    import optuna
+
+    from hwnas.search import FeasibleSampler
+    from hwnas.search._feasible import suggest_z
+    space, (a, _), truth = reduced
+    budget = float(np.quantile(truth["a"], 0.2))
+    for base in (optuna.samplers.TPESampler(seed=0), optuna.samplers.RandomSampler(seed=0)):
+        sampler = FeasibleSampler.for_budget(space, a, budget, base, seed=0)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(lambda trial: float(space.decode(suggest_z(trial, space)).macs),
+                       n_trials=40)
+        names = [d.name for d in space.decisions]
+        Z = np.array([[t.params[n] for n in names] for t in study.trials])
+        assert (a.predict_z(space, Z) <= budget + 1e-9).all()
+        assert (space.check_z(Z) == Z).all()  # skipped blocks at choice 0: no duplicates
+
+
+def test_default_study_starts_from_the_exact_optimum(reduced):
+    from hwnas.search import search
+    space, (a, _), truth = reduced
+    budget = float(np.quantile(truth["a"], 0.5))
+    result = search(space, a, budget, n_trials=5, seed=0)
+    assert result.best[0].macs == best_macs(truth, truth["a"] <= budget)[0]
+    assert len({c.z for c in result.best}) == len(result.best)
+
+
+# --- the shipped GPU tables -------------------------------------------------------------------
+
+def test_shipped_tables_read_the_shared_z_form_and_an_additive_model_ranks_held_out_networks():
+    from scipy.stats import spearmanr
+
+    from hwnas.devices import load_device
+    from hwnas.predictors import AdditivePredictor, NotAdditiveError
+    space = get_space("ofa")
+    table = load_device("v100_64", "ofa")
+    # the first row of the shared ofa-v100_64.csv.gz, value for value
+    assert table.values()[table.z.index(space.z_of(SHIPPED))] == 21.807122230529785
+    rows = np.random.default_rng(0).permutation(len(table.z))
+    train, test = table.select(rows[:1000]), table.select(rows[1000:2000])
+    model = AdditivePredictor().fit(train, space)
+    predicted = model.predict_z(space, np.array(test.z))
+    assert spearmanr(predicted, test.values())[0] > 0.99
+    fixed, C = model.cost_tensor(space)
+    assert fixed.shape == (25,) and C.shape == (25, 26, 25) and (C >= 0).all()
+    with pytest.raises(NotAdditiveError, match="within its slices only"):
+        model.cost_matrix(space)
+
+
+def test_search_offline_on_a_shipped_gpu_answers_with_an_ofa_configuration(tmp_path):
+    from helpers import hwnas
+    out = tmp_path / "result.json"
+    run = hwnas("search", "--space", "ofa", "--device", "v100_64", "--budget-ms", "20",
+                "--trials", "20", "--seed", "0", "--json", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    best = json.loads(out.read_text())["best"][0]
+    assert best["predicted_latency_ms"] <= 20
+    assert set(best["config"]) == {"ks", "e", "d", "r"} and len(best["config"]["ks"]) == 20
+    assert best["notation"] == get_space("ofa").config_string(best["z"])
+    assert f"r:{best['config']['r']}" in run.stdout

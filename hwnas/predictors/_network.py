@@ -151,8 +151,14 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
     Each decision's cheapest choice is moved into ``fixed_`` so the fit is unique: C[d, c] is
     what choice c costs over decision d's cheapest. Choices no network of the table used are
     not learned: they are NaN in ``C_`` (infeasible in search), listed in ``unobserved_``
-    (and a warning), and ``predict_z`` of a z using one raises UnknownChoiceError. Spaces
-    that are not additive (``nb201-pruned``) are refused.
+    (and a warning), and ``predict_z`` of a z using one raises UnknownChoiceError.
+
+    On a space additive within slices (``ofa``: per resolution, over the running blocks), the
+    model is linear in the space's resolution-aware ``features`` (a resolution's own cost, and
+    per block type and choice a cost per running block plus one that grows with the input's
+    area), non-negative, so that ``fixed_`` (per resolution) and ``C_`` (resolution x decision
+    x choice) give ``cost_tensor``: the search stays exact. Features no network had are NaN.
+    Other spaces that are not additive (``nb201-pruned``) are refused.
     """
 
     kind = "additive"
@@ -165,11 +171,14 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
             ) -> AdditivePredictor:
         self._check_params(ridge=("a number", 0))
         space = self._needs_space(space, networks)
-        if not space.additive:
+        if not space.additive and not space.sliced:
             raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
                              f"additive_features or tree_z instead of additive")
         Z = self._bind(networks, space)
         y = networks.values(self.target)
+        if space.sliced:
+            self._fit_sliced(space, Z, y)
+            return self
         X = np.hstack([np.ones((len(Z), 1)), one_hot(space.n_choices, Z)])
         w = nonnegative_least_squares(X, y, self.ridge)
         C = np.full((len(space.decisions), max(space.n_choices)), np.nan)
@@ -185,18 +194,59 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
         _warn_unknown(self.kind, self.unobserved_)
         return self
 
+    def _fit_sliced(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray) -> None:
+        X = space.features(Z)  # type: ignore[attr-defined]
+        w = nonnegative_least_squares(X, y, self.ridge)
+        seen = (X != 0).any(axis=0)
+        w[~seen] = np.nan  # unknown is not free
+        self.fixed_, self.C_ = space.weights_tensor(w)  # type: ignore[attr-defined]
+        self.unobserved_ = [name for name, ok in zip(space.feature_names, seen)  # type: ignore
+                            if not ok]
+        _warn_unknown(self.kind, self.unobserved_)
+
+    @property
+    def sliced_(self) -> bool:
+        """Fitted on a space additive within slices (C_ per slice, decision and choice)."""
+        return np.ndim(self.C_) == 3
+
     def _known(self, space: SearchSpace) -> np.ndarray:
+        if self.sliced_:
+            return ~np.isnan(self.cost_tensor(space)[1]).any(axis=0)
         return ~np.isnan(self.cost_matrix(space)[1])
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_space(space)
+        if self.sliced_:
+            raise NotAdditiveError(f"the additive predictor of space {space.name!r} is "
+                                   f"additive within its slices only: use cost_tensor")
         if self.C_.shape != (len(space.decisions), max(space.n_choices)):
             raise InputError(f"the additive predictor's cost matrix has shape {self.C_.shape}, "
                              f"but space {space.name!r} needs "
                              f"{(len(space.decisions), max(space.n_choices))}: a corrupt file")
         return self.fixed_, self.C_.copy()
 
+    def cost_tensor(self, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+        self._check_space(space)
+        if not self.sliced_:
+            raise NotAdditiveError(f"space {space.name!r} has no slices: use cost_matrix")
+        R = len(space.resolutions)  # type: ignore[attr-defined]
+        shape = (R, len(space.decisions), max(space.n_choices))
+        if self.C_.shape != shape or np.shape(self.fixed_) != (R,):
+            raise InputError(f"the additive predictor's costs have shape {self.C_.shape}, but "
+                             f"space {space.name!r} needs {shape}: a corrupt file")
+        return np.array(self.fixed_, dtype=float), self.C_.copy()
+
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        if self.sliced_:
+            y = space.evaluate_tensor(z, *self.cost_tensor(space))  # type: ignore[attr-defined]
+            if np.isnan(y).any():
+                Z = space.check_z(z)
+                row = int(np.flatnonzero(np.isnan(y))[0])
+                raise UnknownChoiceError(f"the {self.kind} predictor cannot price z = "
+                                         f"{space.describe(Z[row])} (row {row}): it uses a "
+                                         f"feature no training network had "
+                                         f"({', '.join(self.unobserved_[:3])}...)")
+            return y
         fixed, C = self.cost_matrix(space)  # checks C's shape: a corrupt file is an InputError
         y = space.evaluate_z(z, fixed, C)
         if np.isnan(y).any():  # an unknown choice (NaN cost) was used: name it
@@ -205,22 +255,32 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
 
     def predict_architecture(self, arch) -> float:
         Z = self._arch_z(arch)
+        if self.sliced_:
+            from hwnas.spaces import get_space
+            return float(self.predict_z(get_space(self.space_), Z)[0])
         check_known(self.kind, ~np.isnan(self.C_), Z)
         return float(self.fixed_ + self.C_[np.arange(Z.shape[1]), Z[0]].sum())
 
     def _state(self) -> dict[str, Any]:
-        return {**self._space_state(), "ridge": self.ridge, "fixed": self.fixed_,
-                "C": [[None if np.isnan(v) else float(v) for v in row] for row in self.C_],
-                "unobserved": self.unobserved_}
+        def saved(values):
+            return [saved(v) for v in values] if np.ndim(values) else \
+                None if np.isnan(values) else float(values)
+        fixed = saved(np.asarray(self.fixed_)) if self.sliced_ else self.fixed_
+        return {**self._space_state(), "ridge": self.ridge, "fixed": fixed,
+                "C": saved(self.C_), "unobserved": self.unobserved_}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> AdditivePredictor:
         predictor = cls(float(state["ridge"]))
         predictor._load_space_state(state)
-        predictor.fixed_ = float(check_non_negative(state["fixed"], "fixed")[0])
-        predictor.C_ = np.array([[np.nan if v is None else float(v) for v in row]
-                                 for row in state["C"]])
-        check_non_negative(predictor.C_, "C")
+        fixed = check_non_negative(state["fixed"], "fixed")
+        C = check_non_negative(state["C"], "C")
+        if isinstance(state["fixed"], list):  # per slice: (slices,) and (slices, D, K)
+            predictor.fixed_ = fixed
+            predictor.C_ = C.reshape(len(fixed), len(state["C"][0]), -1)
+        else:
+            predictor.fixed_ = float(fixed[0])
+            predictor.C_ = C.reshape(len(state["C"]), -1)
         predictor.unobserved_ = list(state["unobserved"])
         return predictor
 

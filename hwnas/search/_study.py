@@ -502,6 +502,9 @@ def _start_points(problem: SearchProblem) -> list[tuple[int, ...]]:
             points += fleet_optimum(budgets, goal.matrix, settings.top)
         except InputError:  # a large space with a budget that is not additive: no optimum
             pass
+    if problem.model.sliced:  # ofa: exact per resolution
+        from hwnas.search._sliced import sliced_start_points
+        return points + sliced_start_points(problem)
     if not problem.model.additive:
         return points
     allowed = budgets.feasibility().allowed
@@ -527,8 +530,13 @@ def _front_points(problem: SearchProblem, allowed: np.ndarray) -> list[tuple[int
     if problem.mode == "pareto":
         n = max(settings.top, settings.n_trials // 10)
         return [z for _, _, z in found[::max(1, len(found) // n)][:n]]
+    return [found[i][2] for i in _penalised_order(problem, found)[:settings.top]]
+
+
+def _penalised_order(problem: SearchProblem, found: list) -> np.ndarray:
+    """Indices of (cost, value, z) points, best first by the mode's score."""
     score = [problem.penalised(v, c) if problem.mode == "penalty" else v for c, v, _ in found]
-    return [found[i][2] for i in np.argsort(score, kind="stable")[::-1][:settings.top]]
+    return np.argsort(score, kind="stable")[::-1]
 
 
 class _ObjectiveFailed(Exception):
@@ -835,6 +843,11 @@ def _enumerated_result(problem: SearchProblem, allowed: np.ndarray) -> SearchRes
 
 def _exact_result(problem: SearchProblem) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
+    if problem.model.sliced:  # ofa: a knapsack over stages per resolution
+        from hwnas.search._sliced import sliced_exact_result
+        if problem.mode != "constraint" or problem.model.confidence is not None:
+            raise InputError("the exact sampler needs --mode constraint and no confidence")
+        return sliced_exact_result(problem)
     _check_exact(problem)
     budgets, goal, budget_ms, model = problem.budgets, problem.goal, problem.budget_ms, \
         problem.model

@@ -168,6 +168,15 @@ class SearchSpace:
         return True
 
     @property
+    def sliced(self) -> bool:
+        """Whether any layer-additive cost is additive within slices of z though not over
+        all decisions: fixed[r] + the sum over the running decisions of C[r, d, z_d], r the
+        slice (Once-for-All: the resolution; a block beyond its stage's depth does not run).
+        Such a space has ``cost_tensor``, ``evaluate_tensor``, ``active`` and
+        ``min_z_tensor``; the others have not."""
+        return False
+
+    @property
     def n_choices(self) -> tuple[int, ...]:
         return tuple(len(d.choices) for d in self.decisions)
 

@@ -101,15 +101,15 @@ class OFASpace(SearchSpace):
         """Additive over the running blocks of each resolution (a slice): ``cost_tensor``."""
         return True
 
-    @property
+    @functools.cached_property
     def n_blocks(self) -> int:
         return sum(len(s) for s in self.stages)
 
-    @property
+    @functools.cached_property
     def depth_decisions(self) -> tuple[int, ...]:
         return tuple(range(self.n_blocks, self.n_blocks + len(self.stages)))
 
-    @property
+    @functools.cached_property
     def resolution_decision(self) -> int:
         return len(self.decisions) - 1
 
@@ -300,6 +300,71 @@ class OFASpace(SearchSpace):
         n = self.n_blocks
         costs = C[r[:, None], np.arange(n)[None, :], Z[:, :n]]
         return fixed[r] + np.where(self.active(Z)[:, :n], costs, 0.0).sum(axis=1)
+
+    # --- resolution-aware features of z, for models fitted from measured networks ------------
+
+    @functools.cached_property
+    def block_types(self) -> tuple[int, ...]:
+        """Per block decision, its type: 2 x stage + 0 for a stage's first block, + 1 for the
+        later ones (which are one layer: same input, output and stride)."""
+        return tuple(2 * s + (j > 0) for s, blocks in enumerate(self.stages)
+                     for j, _ in enumerate(blocks))
+
+    @functools.cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        """The names of ``features``: ``r=128`` ... (one per resolution), then for each block
+        type (``stage1_first``, ``stage1_later``, ...) and choice ``<type>:<choice>`` (how
+        many running blocks of that type chose it) and ``<type>:<choice>*(r/224)^2`` (the
+        same, scaled by the input's area)."""
+        types = [f"stage{s + 1}_{kind}" for s in range(len(self.stages))
+                 for kind in ("first", "later")]
+        choices = self.decisions[0].choices
+        return tuple(f"r={r}" for r in self.resolutions) + tuple(
+            f"{t}:{c}{scaled}" for scaled in ("", f"*(r/{self.resolutions[-1]})^2")
+            for t in types for c in choices)
+
+    def area(self, r_index: ArrayLike) -> np.ndarray:
+        """(r / the largest resolution)^2 of resolution indices."""
+        return (np.asarray(self.resolutions)[np.asarray(r_index)] / self.resolutions[-1]) ** 2
+
+    def features(self, z: ArrayLike) -> np.ndarray:
+        """(N, len(feature_names)) resolution-aware features of z: a resolution's own cost
+        (one-hot), and per block type and choice a count of running blocks (what a block
+        costs at any size: kernel launches) and that count x (r / 224)^2 (what grows with
+        the area: compute and memory traffic). A model linear in them is additive within a
+        resolution (``weights_tensor``): the exact search and the sampler stay exact."""
+        Z = self.check_z(z)
+        n_types, K = 2 * len(self.stages), len(self.decisions[0].choices)
+        R = len(self.resolutions)
+        X = np.zeros((len(Z), R + 2 * n_types * K))
+        rows = np.arange(len(Z))
+        X[rows, Z[:, self.resolution_decision]] = 1.0
+        area = self.area(Z[:, self.resolution_decision])
+        active = self.active(Z)
+        for d, t in enumerate(self.block_types):
+            on = rows[active[:, d]]
+            col = R + t * K + Z[on, d]
+            np.add.at(X, (on, col), 1.0)
+            np.add.at(X, (on, col + n_types * K), area[on])
+        return X
+
+    def weights_tensor(self, w: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """(fixed, C) of the model w . features(z), for ``evaluate_tensor``: fixed[r] = the
+        weight of ``r=...``; C[r, d, c] = the weights of d's type and choice c (unit, and
+        scaled by the area of r). NaN weights (features no network had) give NaN costs."""
+        w = np.asarray(w, dtype=float)
+        R, D, K = len(self.resolutions), len(self.decisions), max(self.n_choices)
+        n_types, k = 2 * len(self.stages), len(self.decisions[0].choices)
+        if w.shape != (len(self.feature_names),):
+            raise InputError(f"space {self.name!r}: {len(self.feature_names)} feature weights "
+                             f"expected, got shape {w.shape}")
+        unit = w[R:R + n_types * k].reshape(n_types, k)
+        scaled = w[R + n_types * k:].reshape(n_types, k)
+        C = np.zeros((R, D, K))
+        area = self.area(np.arange(R))
+        for d, t in enumerate(self.block_types):
+            C[:, d, :k] = unit[t][None, :] + area[:, None] * scaled[t][None, :]
+        return w[:R].copy(), C
 
     def sum_z(self, z: ArrayLike, layer_cost: Callable[[Sequence[Layer]], ArrayLike]
               ) -> np.ndarray:
