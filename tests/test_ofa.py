@@ -329,3 +329,82 @@ def test_search_offline_on_a_shipped_gpu_answers_with_an_ofa_configuration(tmp_p
     assert set(best["config"]) == {"ks", "e", "d", "r"} and len(best["config"]["ks"]) == 20
     assert best["notation"] == get_space("ofa").config_string(best["z"])
     assert f"r:{best['config']['r']}" in run.stdout
+
+
+# --- predictors for a space that is not a plain sum ------------------------------------------
+
+@pytest.fixture(scope="module")
+def v100_1():
+    from hwnas.devices import load_device
+    table = load_device("v100_1", "ofa")
+    rows = np.random.default_rng(0).permutation(len(table.z))
+    return table.select(rows[:600]), table.select(rows[600:1200])
+
+
+@pytest.mark.parametrize("kind", ["additive", "additive_features", "tree_z", "measured"])
+def test_every_network_predictor_kind_handles_resolution_and_depth(kind, v100_1, tmp_path):
+    from scipy.stats import spearmanr
+
+    from hwnas.predictors import KINDS, UnmeasuredError, load_predictor
+    space = get_space("ofa")
+    train, test = v100_1
+    model = KINDS[kind](**({"n_estimators": 20} if kind == "tree_z" else {})).fit(train, space)
+    model.save(tmp_path / "p.json")
+    loaded = load_predictor(tmp_path / "p.json")
+    if kind == "measured":  # exact on what it measured, and says so for the rest
+        assert np.array_equal(loaded.predict_z(space, np.array(train.z)), train.values())
+        with pytest.raises(UnmeasuredError):
+            loaded.predict_z(space, np.array(test.z[:1]))
+        return
+    predicted = loaded.predict_z(space, np.array(test.z))
+    assert np.allclose(predicted, model.predict_z(space, np.array(test.z)))
+    assert spearmanr(predicted, test.values())[0] > 0.7  # batch 1: launch-bound, noisy
+    arch = space.decode(test.z[0])
+    assert loaded.predict_architecture(arch) == pytest.approx(predicted[0])
+
+
+def test_layer_predictors_price_every_resolution_through_the_unique_layers(tmp_path):
+    from helpers import write_table
+
+    from hwnas.predictors import LinearPredictor, LookupPredictor, UnseenLayerError
+    from hwnas.tables import read_layer_table
+    space = get_space("ofa")
+    at_224 = [group[-1] for d in space.decisions[:20] for group in d.layers]
+    layers = list(dict.fromkeys(at_224 + list(space.decisions[-1].layers[-1] + space.head)))
+    write_table(tmp_path / "l.csv", layers)  # every layer of r = 224 only
+    table = read_layer_table(tmp_path / "l.csv")
+    assert LookupPredictor().fit(table).predict_z(space, [space.z_of({**SMALLEST, "r": 224})])
+    z = space.z_of(SMALLEST)  # r = 128
+    with pytest.raises(UnseenLayerError, match="not in the lookup table"):
+        LookupPredictor().fit(table).predict_z(space, [z])
+    with pytest.warns(UserWarning, match="fallback"):
+        assert LookupPredictor(fallback=LinearPredictor()).fit(table).predict_z(space, [z])[0] > 0
+
+
+def test_fit_transfer_and_profile_design_transfer_work_on_ofa(tmp_path):
+    from helpers import hwnas
+
+    from hwnas.devices import device_matrix, load_device
+    from hwnas.predictors import transfer_design
+    space = get_space("ofa")
+    export = tmp_path / "to_gpu"
+    run = hwnas("profile", "--space", "ofa", "--networks", "10", "--design", "transfer",
+                "--export", export)
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((export / "manifest.json").read_text())
+    Z = [space.z_of(u["config"]) for u in manifest["units"]]
+    assert Z == [tuple(z) for z in transfer_design(device_matrix("ofa"), space, 10).tolist()]
+    # the GPU's runner would write these rows: v100_1's own latencies stand in for them
+    table = load_device("v100_1", "ofa")
+    rows = {z: i for i, z in enumerate(table.z)}
+    measured = tmp_path / "networks.csv"
+    measured.write_text("space,z,latency_ms\n" + "".join(
+        f"ofa,{space.config_string(z)},{table.values()[rows[z]]}\n" for z in Z))
+    fit = hwnas("fit", "--model", "transfer", "--networks", measured, "--device", "new gpu",
+                "--out", tmp_path / "p.json")
+    assert fit.returncode == 0, fit.stderr
+    assert "leaned on the shipped devices" in fit.stdout and "v100_1" in fit.stdout  # itself
+    score = hwnas("evaluate", "--predictor", tmp_path / "p.json", "--device", "v100_1",
+                  "--space", "ofa", "--json", tmp_path / "m.json")
+    assert score.returncode == 0, score.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["spearman_rho"] > 0.85

@@ -278,18 +278,27 @@ class OFASpace(SearchSpace):
         return self._tensor(layer_cost, sum)
 
     def _tensor(self, layer_cost: Callable[[Sequence[Layer]], ArrayLike],
-                total: Callable[[list[float]], float]) -> tuple[np.ndarray, np.ndarray]:
-        """cost_tensor, with the fixed layers' costs combined by ``total`` (sum, max)."""
-        layers = self.unique_layers()
+                total: Callable[[list[float]], float], slices: Sequence[int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """cost_tensor, with the fixed layers' costs combined by ``total`` (sum, max); with
+        ``slices``, only those resolution indices are priced (the others are NaN)."""
+        R, D = len(self.resolutions), len(self.decisions)
+        wanted = range(R) if slices is None else sorted(set(int(r) for r in slices))
+        fixed_groups = self.decisions[self.resolution_decision].layers
+        layers = list({ly.key: ly for r in wanted for ly in (
+            *fixed_groups[r], *self.head,
+            *(group[r] for d in range(self.n_blocks) for group in self.decisions[d].layers))
+        }.values())
         by_key = dict(zip((ly.key for ly in layers),
                           np.asarray(layer_cost(layers), dtype=float)))
-        R, D = len(self.resolutions), len(self.decisions)
-        C = np.zeros((R, D, max(self.n_choices)))
-        for d in range(self.n_blocks):
-            for c, group in enumerate(self.decisions[d].layers):
-                C[:, d, c] = [by_key[ly.key] for ly in group]
-        fixed = np.array([total([by_key[ly.key] for ly in group + self.head])
-                          for group in self.decisions[self.resolution_decision].layers])
+        C = np.full((R, D, max(self.n_choices)), np.nan)
+        C[:, self.n_blocks:] = 0.0
+        fixed = np.full(R, np.nan)
+        for r in wanted:
+            for d in range(self.n_blocks):
+                C[r, d, :len(self.decisions[d].layers)] = [
+                    by_key[group[r].key] for group in self.decisions[d].layers]
+            fixed[r] = total([by_key[ly.key] for ly in fixed_groups[r] + self.head])
         return fixed, C
 
     def evaluate_tensor(self, z: ArrayLike, fixed: np.ndarray, C: np.ndarray,
@@ -368,8 +377,12 @@ class OFASpace(SearchSpace):
 
     def sum_z(self, z: ArrayLike, layer_cost: Callable[[Sequence[Layer]], ArrayLike]
               ) -> np.ndarray:
-        """The cost of many z as the sum over each z's layers, through ``cost_tensor``."""
-        return self.evaluate_tensor(z, *self.cost_tensor(layer_cost))
+        """The cost of many z as the sum over each z's layers, through ``cost_tensor`` of
+        their resolutions only (``layer_cost`` is called on the layers those can have)."""
+        Z = self.check_z(z)
+        return self.evaluate_tensor(Z, *self._tensor(layer_cost, sum,
+                                                     Z[:, self.resolution_decision]),
+                                    checked=True)
 
     def peak_tensor(self) -> tuple[np.ndarray, np.ndarray]:
         """(fixed, A): peak activation bytes of z = max(fixed[r], max over running blocks of
