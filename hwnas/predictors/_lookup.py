@@ -27,7 +27,9 @@ class LookupPredictor(Predictor):
 
     A layer that was not measured is an error naming its key, unless a ``fallback`` layer
     predictor (e.g. ``LinearPredictor()``, fitted on the same table) predicts it; then
-    ``unseen(layers)`` lists those keys and a warning says how many fell back.
+    ``unseen(layers)`` lists those keys and a warning says how many fell back (unless
+    ``warn_fallback`` is False: where measuring only some layers is the plan, as the default
+    flow does on ``ofa``).
 
     Example:
         >>> p = LookupPredictor().fit(read_layer_table("layers.csv"))  # doctest: +SKIP
@@ -36,9 +38,11 @@ class LookupPredictor(Predictor):
 
     kind = "lookup"
 
-    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms"):
+    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms",
+                 warn_fallback: bool = True):
         self.fallback = fallback
         self.target = target
+        self.warn_fallback = warn_fallback
 
     def fit(self, table: LayerTable, space=None) -> LookupPredictor:
         """Keep the table's values; fit a clone of ``fallback`` (never the caller's object) on
@@ -68,8 +72,10 @@ class LookupPredictor(Predictor):
                 f"them (python -m hwnas.profile) or give the lookup a fallback predictor")
         out = np.array([self.values_.get(layer.key, np.nan) for layer in layers], dtype=float)
         if missing and self.fallback_ is not None:
-            warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted by "
-                          f"its {self.fallback_.kind} fallback, e.g. {missing[0]}", stacklevel=2)
+            if self.warn_fallback:
+                warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted "
+                              f"by its {self.fallback_.kind} fallback, e.g. {missing[0]}",
+                              stacklevel=2)
             gaps = np.isnan(out)
             out[gaps] = self.fallback_.predict([ly for ly, g in zip(layers, gaps) if g])
         return out

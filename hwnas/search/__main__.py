@@ -40,6 +40,7 @@ from hwnas.profile import (
     backend_from_args,
     device_tables,
     export_onnx,
+    layer_predictor,
     protocol_from_args,
 )
 from hwnas.search._fleet import fleet_budgets, is_predictor_file, split_budgets
@@ -240,7 +241,7 @@ def _source(args, budget_ms: float | None) -> Source:
     backend = backend_from_args(name, args)
     layers, networks = device_tables(backend, space, protocol=protocol_from_args(args),
                                      show_progress=not args.quiet, remeasure=args.remeasure)
-    predictor = calibrate(LookupPredictor().fit(layers), networks, space, backend, budget_ms)
+    predictor = calibrate(layer_predictor(space, layers), networks, space, backend, budget_ms)
     return Source(space, predictor, layers.path, backend, networks)
 
 

@@ -298,6 +298,12 @@ class SearchSpace:
             seen.setdefault(layer.key, layer)
         return list(seen.values())
 
+    def layers_to_measure(self) -> list[Layer]:
+        """The layers the default flow measures on this machine: every unique layer here; a
+        space with many sizes of one layer (Once-for-All's 25 resolutions) measures a few
+        and predicts the rest (``hwnas.profile.layer_predictor``)."""
+        return self.unique_layers()
+
     def random_z(self, n: int, seed: int | None = None) -> np.ndarray:
         """n uniformly random z, drawn row by row: the first rows do not depend on n."""
         rng = np.random.default_rng(seed)

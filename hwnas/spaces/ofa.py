@@ -63,6 +63,9 @@ KERNELS = (3, 5, 7)
 EXPANDS = (3, 4, 6)
 DEPTHS = (2, 3, 4)
 RESOLUTIONS = tuple(range(128, 225, 4))
+#: the resolutions whose layers the default flow measures on this machine (the least, the
+#: middle and the most): the other 22 are predicted by a regressor over layer features
+LAYER_RESOLUTIONS = (128, 176, 224)
 NUM_CLASSES = 1000
 #: the supernet's name in Once-for-All's model zoo
 NETWORK = "ofa_mbv3_d234_e346_k357_w1.2"
@@ -165,9 +168,18 @@ class OFASpace(SearchSpace):
         return self.check_z(super().random_z(n, seed))
 
     def design(self, n: int, seed: int | None = 0) -> np.ndarray:
-        """A covering design (SearchSpace.design) with depths drawn as the other decisions,
-        canonical: skipped blocks' choices are then no longer all covered. Distinct rows."""
-        Z = self.check_z(super().design(n, seed))
+        """n distinct canonical z in which every kernel and expand choice of every block
+        appears as evenly as n allows (needs n >= 9), with depths and resolutions cycled
+        alike (all covered from n >= 25): SearchSpace.design, made canonical, so a skipped
+        block's choices are no longer all covered (duplicates are dropped)."""
+        k_max = max(self.n_choices[:self.n_blocks])
+        if n < k_max:
+            raise InputError(f"space {self.name!r}: a design that covers every block choice "
+                             f"needs n >= {k_max} networks, got {n}")
+        rng = np.random.default_rng(seed)
+        Z = np.column_stack([rng.permutation(np.resize(rng.permutation(k), n))
+                             for k in self.n_choices])
+        Z = self.check_z(Z)
         _, first = np.unique(Z, axis=0, return_index=True)
         return Z[np.sort(first)]
 
