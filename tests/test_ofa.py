@@ -408,3 +408,57 @@ def test_fit_transfer_and_profile_design_transfer_work_on_ofa(tmp_path):
                   "--space", "ofa", "--json", tmp_path / "m.json")
     assert score.returncode == 0, score.stderr
     assert json.loads((tmp_path / "m.json").read_text())["spearman_rho"] > 0.85
+
+
+# --- this machine: time, not runs; a few resolutions measured, the rest predicted ------------
+
+def test_a_unit_slower_than_a_round_is_warmed_and_timed_once_a_round():
+    from hwnas.profile._stats import time_rounds
+    now = [0.0]
+    calls = {"slow": 0, "fast": 0}
+
+    def unit(name, seconds):
+        def run():
+            calls[name] += 1
+            now[0] += seconds
+        return run
+    rounds = time_rounds([unit("slow", 0.2), unit("fast", 0.001)], warmup=2, runs=10,
+                         rounds=4, max_round_s=0.03, min_runs=3, clock=lambda: now[0],
+                         speed_correction=False)
+    assert [len(r) for r in rounds[0]] == [1] * 4 and calls["slow"] == 4 * 2  # time, not runs
+    assert [len(r) for r in rounds[1]] == [10] * 4 and calls["fast"] == 4 * 12  # as before
+
+
+def test_the_default_flow_measures_three_resolutions_and_predicts_the_others(tmp_path):
+    from helpers import write_table
+
+    from hwnas.profile import calibration_z, layer_predictor
+    from hwnas.tables import read_layer_table
+    space = get_space("ofa")
+    layers = space.layers_to_measure()
+    sizes = {ly.in_shape[1] for ly in layers if ly.op == "conv" and ly.in_shape[0] == 3}
+    assert sizes == {128, 176, 224} and len(layers) < len(space.unique_layers()) / 4
+    write_table(tmp_path / "l.csv", layers)
+    predictor = layer_predictor(space, read_layer_table(tmp_path / "l.csv"))
+    Z = space.random_z(20, 0)
+    assert (predictor.predict_z(space, Z) > 0).all()  # every resolution, no warning
+    Z = calibration_z(space, 4)
+    assert len(Z) <= 13 and {space.config(z)["r"] for z in Z} >= {128, 224}
+
+
+def test_search_on_the_simulated_device_measures_calibrates_searches_and_verifies(tmp_path):
+    from helpers import hwnas
+
+    from hwnas.profile import device_folder, get_backend
+    out = tmp_path / "result.json"
+    run = hwnas("search", "--space", "ofa", "--backend", "simulated", "--context", "quiet",
+                "--budget-ms", "100", "--json", out, "--quiet",
+                env={"HWNAS_CACHE": tmp_path / "cache"})
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["verified"] and result["best"][0]["config"]["r"] in range(128, 225, 4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HWNAS_CACHE", str(tmp_path / "cache"))
+        folder = device_folder(get_backend("simulated", context="quiet", device_id=0))
+    rows = (folder / "layers.csv").read_text().splitlines()
+    assert len(rows) - 1 == len(get_space("ofa").layers_to_measure())  # not all 1,257

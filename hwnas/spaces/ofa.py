@@ -183,6 +183,19 @@ class OFASpace(SearchSpace):
         _, first = np.unique(Z, axis=0, return_index=True)
         return Z[np.sort(first)]
 
+    def layers_to_measure(self) -> list[Layer]:
+        """The unique layers of LAYER_RESOLUTIONS (those of the space's resolutions nearest
+        them): measuring all 1,257 layers of the 25 resolutions is too slow for the default
+        flow, and a layer's latency follows its input's area, which a regressor over layer
+        features interpolates (``hwnas.profile.layer_predictor``)."""
+        wanted = sorted({int(np.argmin(np.abs(np.asarray(self.resolutions) - r)))
+                         for r in LAYER_RESOLUTIONS})
+        fixed = self.decisions[self.resolution_decision].layers
+        return list({ly.key: ly for r in wanted for ly in (
+            *fixed[r], *self.head,
+            *(group[r] for d in range(self.n_blocks) for group in self.decisions[d].layers))
+        }.values())
+
     # --- decoding ---------------------------------------------------------------------------
 
     def resolution(self, z: Sequence[int]) -> int:
