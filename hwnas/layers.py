@@ -46,15 +46,36 @@ OPS = {
     # bn-relu, channel shuffle when g > 1, kxk depthwise conv with the stride, bn-relu, 1x1
     # conv (groups g) to out, bn, plus the residual add when stride is 1 and channels match
     "fbblock": ("out", "k", "s", "e", "g"),
+    # Once-for-All's MobileNetV3 block (MBConvLayer): 1x1 conv to make_divisible(in x e, 8)
+    # channels, bn-act (none where e is 1); kxk depthwise conv with the stride, bn-act;
+    # squeeze-and-excite where se is 1; 1x1 conv to out, bn; the residual add where the
+    # block keeps the shape
+    "mbv3": ("out", "k", "s", "e", "act", "se"),
+    # convolution (no bias) + activation, no batch norm (OFA's feature mix layer)
+    "conv_act": ("out", "k", "s", "act"),
 }
 #: how many input tensors an op takes
 ARITY = {"add": 2}
-ACTIVATIONS = ("none", "relu", "relu6")
+ACTIVATIONS = ("none", "relu", "relu6", "h_swish")
+#: squeeze-and-excite's reduction and every hidden width of ``mbv3``: Once-for-All's
+SE_REDUCTION, DIVISOR = 4, 8
 
 _KEY = re.compile(r"^(?P<op>[a-z0-9_]+)\((?P<args>[^()]*)\)$")
 #: key attribute -> Layer field (layer keys and space files use the short names)
 ATTR_FIELDS = {"out": "out_channels", "k": "kernel", "s": "stride", "g": "groups",
-               "e": "expand", "act": "act"}
+               "e": "expand", "act": "act", "se": "se"}
+
+
+def make_divisible(value: float, divisor: int = DIVISOR) -> int:
+    """Once-for-All's (and MobileNet's) channel rounding: to the nearest multiple of
+    ``divisor`` (at least ``divisor``), plus one more where that lost over 10 %.
+
+    Example:
+        >>> make_divisible(16 * 1.2), make_divisible(112 * 1.2), make_divisible(144 // 4)
+        (24, 136, 40)
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,10 @@ class Step:
     (padding not counted), ``gap`` (global average pooling), ``linear`` (fully connected with
     bias over the flattened input), ``add`` (element-wise sum of two tensors) and ``shuffle``
     (channel shuffle of ``groups`` groups: (C, H, W) seen as (g, C / g, H, W), the first two
-    axes swapped, as ShuffleNet).
+    axes swapped, as ShuffleNet), ``act`` (the activation ``act`` alone) and ``se``
+    (squeeze-and-excite to ``out`` hidden channels: global average pooling, 1x1 conv with
+    bias, ReLU, 1x1 conv with bias back to the input channels, h_sigmoid = relu6(x + 3) / 6,
+    and the input multiplied channel-wise by the result). ``h_swish`` is x * h_sigmoid(x).
     """
 
     kind: str
@@ -108,6 +132,23 @@ def _inverted_residual(layer: Layer) -> tuple[Step, ...]:
     return tuple(program)
 
 
+def _mbv3(layer: Layer) -> tuple[Step, ...]:
+    """Once-for-All's MobileNetV3 block (see OPS["mbv3"])."""
+    c, out, k, s, act = layer.in_shape[0], layer.out_channels, layer.kernel, layer.stride, \
+        layer.act
+    hidden = c if layer.expand == 1 else make_divisible(c * layer.expand)
+    program = [] if layer.expand == 1 else [_conv(0, hidden, 1, 1), Step("bn", (1,), act=act)]
+    n = len(program)
+    program += [_conv(n, hidden, k, s, hidden), Step("bn", (n + 1,), act=act)]
+    if layer.se:
+        program.append(Step("se", (n + 2,), make_divisible(hidden // SE_REDUCTION)))
+    n = len(program)
+    program += [_conv(n, out, 1, 1), Step("bn", (n + 1,))]
+    if s == 1 and c == out:
+        program.append(Step("add", (0, n + 2)))
+    return tuple(program)
+
+
 def steps(layer: Layer) -> tuple[Step, ...]:
     """The primitive steps of a layer, in order: the one definition of what each op computes
     (hidden widths, residual rule, shapes), read by the costs and by every backend.
@@ -121,6 +162,10 @@ def steps(layer: Layer) -> tuple[Step, ...]:
         return (_conv(0, out, k, s, layer.groups), Step("bn", (1,), act=layer.act))
     if layer.op in ("mbconv", "fbblock"):
         return _inverted_residual(layer)
+    if layer.op == "mbv3":
+        return _mbv3(layer)
+    if layer.op == "conv_act":
+        return (_conv(0, out, k, s), Step("act", (1,), act=layer.act))
     if layer.op == "relu_conv_bn":
         return (Step("relu", (0,)), _conv(1, out, k, s), Step("bn", (2,)))
     if layer.op == "avgpool":
@@ -151,7 +196,8 @@ class Layer:
         stride: stride.
         groups: convolution groups (``conv``; the 1x1 convs of ``fbblock``).
         expand: expansion ratio (``mbconv``, ``fbblock``).
-        act: activation after batch norm (``conv``).
+        act: activation after batch norm (``conv``, ``mbv3``; ``conv_act``: after the conv).
+        se: 1 for squeeze-and-excite in an ``mbv3`` block, else 0.
 
     Example:
         >>> Layer("conv", (3, 32, 32), 32, kernel=3, stride=2).key
@@ -166,6 +212,8 @@ class Layer:
     groups: int = 1
     expand: int = 1
     act: str = "relu6"
+    #: not in the repr, so that the signatures of spaces without ``mbv3`` stay as they were
+    se: int = field(default=0, repr=False)
     _costs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +234,9 @@ class Layer:
             if not (_is_int(value) and value >= 1):
                 raise InputError(f"{self.op}: {name} must be >= 1 and an integer, got {value!r}")
             object.__setattr__(self, name, int(value))
+        if not (_is_int(self.se) and self.se in (0, 1)) or (self.se and self.op != "mbv3"):
+            raise InputError(f"{self.op}: se must be 0 or 1 (1 only for mbv3), got {self.se!r}")
+        object.__setattr__(self, "se", int(self.se))
         if not isinstance(self.act, str) or self.act not in ACTIVATIONS:
             raise InputError(f"{self.op}: act must be one of {ACTIVATIONS}, got {self.act!r}")
         if self.op in ("conv", "fbblock") and (shape[0] % self.groups or
@@ -287,7 +338,7 @@ def step_shapes(layer: Layer) -> list:
             shapes.append((c, 1, 1))
         elif step.kind == "linear":
             shapes.append((step.out, 1, 1))
-        else:  # bn, relu, add, shuffle: element-wise
+        else:  # bn, relu, act, se, add, shuffle: element-wise (se scales its input)
             if any(shapes[i] != shapes[step.inputs[0]] for i in step.inputs):
                 raise InputError(f"{layer.op}: add of shapes {[shapes[i] for i in step.inputs]}")
             shapes.append((c, h, w))
@@ -319,13 +370,16 @@ def _costs(layer: Layer) -> dict:
         elif step.kind == "linear":
             macs += math.prod(shapes[step.inputs[0]]) * step.out
             params += math.prod(shapes[step.inputs[0]]) * step.out + step.out
+        elif step.kind == "se":  # the pooling, then two 1x1 convs with bias on (C, 1, 1)
+            macs += math.prod(shapes[step.inputs[0]]) + 2 * cin * step.out
+            params += 2 * cin * step.out + step.out + cin
     if macs == 0 and layer.op in ("bn", "add"):
         macs = size  # one per element; inside a block, element-wise steps are not counted
     out = shapes[-1]
-    if layer.op in ("mbconv", "fbblock"):
+    if layer.op in ("mbconv", "fbblock", "mbv3"):
         # the block input stays alive to the residual add; otherwise only neighbours coexist
         tensors = [size] + [math.prod(shapes[first + i]) for i, step in enumerate(program)
-                            if step.kind in ("conv", "shuffle")]
+                            if step.kind in ("conv", "shuffle", "se")]
         residual = program[-1].kind == "add"
         peak = max(a + b for a, b in zip(tensors, tensors[1:])) + (size if residual else 0)
     elif layer.op == "resblock":

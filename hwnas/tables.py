@@ -587,12 +587,22 @@ def _check_row(row: dict, columns: Sequence[str], where: str) -> None:
         _layer_of(row, where)
     if "z" in columns:
         try:
-            parse_z(row["z"])
+            _parse_row_z(row)
         except ValueError as e:
             raise TableError(f"{where}, column 'z': {e}") from None
     if "latency_ms" in columns:
         _timing(row, where)
     _extras(row, columns, where)
+
+
+def _parse_row_z(row: dict) -> tuple[int, ...]:
+    """A row's z: choice indices, or the notation of the built-in space the row names
+    (Once-for-All's configuration strings); a space of the user's own takes indices here."""
+    try:
+        space = get_space(row.get("space") or "")
+    except ValueError:
+        return parse_z(row["z"])
+    return space.parse_z(row["z"])
 
 
 def _cut_partial_line(path: str) -> None:

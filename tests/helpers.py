@@ -143,7 +143,10 @@ def every_op() -> list:
              Layer("mbconv", (8, 7, 7), 8, kernel=5, stride=1, expand=1),
              Layer("avgpool", (8, 7, 7), kernel=3, stride=2),
              Layer("fbblock", (8, 7, 7), 8, kernel=3, stride=1, expand=1, groups=2),
-             Layer("fbblock", (8, 7, 7), 16, kernel=5, stride=2, expand=3, groups=1)]
+             Layer("fbblock", (8, 7, 7), 16, kernel=5, stride=2, expand=3, groups=1),
+             Layer("mbv3", (16, 7, 7), 16, kernel=5, stride=1, expand=4, act="h_swish", se=1),
+             Layer("mbv3", (8, 7, 7), 16, kernel=3, stride=2, expand=1, act="relu"),
+             Layer("conv_act", (24, 1, 1), 32, act="h_swish")]
     layers = get_space("mobilenet").unique_layers() + get_space("nb201").unique_layers() + extra
     assert {layer.op for layer in layers} == set(OPS)
     return layers

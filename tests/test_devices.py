@@ -20,10 +20,14 @@ from hwnas.predictors import AdditivePredictor, MeasuredPredictor, UnmeasuredErr
 from hwnas.spaces import get_space
 
 
-def test_catalogue_lists_43_tables_with_kind_batch_source_and_range():
+def test_catalogue_lists_52_tables_with_kind_batch_source_and_range():
     devices = list_devices()
-    assert len(devices) == 43
+    assert len(devices) == 52
     assert len(list_devices("nb201")) == 21 and len(list_devices("fbnet")) == 22
+    assert [d.name for d in list_devices("ofa")] == [
+        "2080ti_1", "2080ti_32", "2080ti_64", "titan_xp_1", "titan_xp_32", "titan_xp_64",
+        "v100_1", "v100_32", "v100_64"]
+    assert {(d.kind, d.source, d.rows) for d in list_devices("ofa")} == {("GPU", "HELP", 5000)}
     assert {d.kind for d in devices} <= set(KINDS)
     by_name = {(d.space, d.name): d for d in devices}
     pixel3 = by_name["fbnet", "pixel3"]

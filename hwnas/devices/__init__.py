@@ -1,8 +1,9 @@
 """Measured latency tables of real devices, shipped with hwnas: search for them offline.
 
-43 network tables (21 devices on ``nb201``, every cell; 22 on ``fbnet``, the same 5,000
-architectures each) from HW-NAS-Bench and BRP-NAS's LatBench, as redistributed by HELP (MIT
-licence, see ``data/LICENSE``). ``python -m hwnas.devices`` lists them.
+52 network tables (21 devices on ``nb201``, every cell; 22 on ``fbnet``, the same 5,000
+architectures each; 9 GPUs on ``ofa``, the same 5,000 Once-for-All subnetworks each) from
+HW-NAS-Bench and BRP-NAS's LatBench, as redistributed by HELP, and HELP's Once-for-All
+tables (MIT licence, see ``data/LICENSE``). ``python -m hwnas.devices`` lists them.
 
 Example:
     >>> from hwnas.devices import list_devices, load_device

@@ -15,7 +15,7 @@ def parser() -> _cli.ArgumentParser:
     p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                             epilog="Search for one offline: python -m hwnas.search --space "
                                    "fbnet --device pixel3 --budget-ms 15")
-    p.add_argument("--space", help="only the tables of this space (nb201, fbnet)")
+    p.add_argument("--space", help="only the tables of this space (nb201, fbnet, ofa)")
     return p
 
 

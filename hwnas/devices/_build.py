@@ -4,7 +4,8 @@ Run by hand, from the repository root::
 
     python -m hwnas.devices._build [../shared/devices]
 
-It reads ``manifest.json`` and its gzip CSV tables (``space,z,latency_ms,device``), writes one
+It reads ``manifest.json`` and its gzip CSV tables (``space,z,latency_ms,device``; z in each
+space's notation, ``ofa``'s configuration strings included), writes one
 ``<space>.npz`` per space (``z``: uint8, networks x decisions, sorted; ``devices``: names;
 ``latency_ms``: float64, devices x networks) and ``index.json`` (one entry per device, the
 sources and the licence notice), then reads the catalogue back through ``hwnas.devices`` and
@@ -39,7 +40,11 @@ KINDS = {
     "silver_4210r": ("CPU", "BRP-NAS LatBench"),
     "essential_ph": ("phone", "BRP-NAS LatBench"), "samsung_a50": ("phone", "BRP-NAS LatBench"),
     "samsung_s7": ("phone", "BRP-NAS LatBench"), "pixel3": ("phone", "HW-NAS-Bench"),
+    "v100": ("GPU", "HELP"), "titan_xp": ("GPU", "HELP"),
 }
+#: spaces whose tables all come from one source, whatever their device (the Once-for-All
+#: tables are HELP's, on GPUs that LatBench measured the other spaces on)
+SPACE_SOURCES = {"ofa": "HELP"}
 BATCHES = (1, 32, 64, 256)
 
 MIT = """MIT License
@@ -66,9 +71,9 @@ SOFTWARE.
 """
 
 
-def kind_batch(name: str) -> tuple[str, int, str]:
-    """(kind, batch, source) of a device name: a ``_1``/``_32``/``_64``/``_256`` suffix is
-    the batch size, no suffix batch 1."""
+def kind_batch(name: str, space: str | None = None) -> tuple[str, int, str]:
+    """(kind, batch, source) of a device name (of ``space``: see SPACE_SOURCES): a
+    ``_1``/``_32``/``_64``/``_256`` suffix is the batch size, no suffix batch 1."""
     base, _, suffix = name.rpartition("_")
     batch = int(suffix) if base and suffix.isdigit() and int(suffix) in BATCHES else 1
     if batch != 1 or name.endswith("_1"):
@@ -76,7 +81,7 @@ def kind_batch(name: str) -> tuple[str, int, str]:
     if name not in KINDS:
         raise InputError(f"device {name!r}: no kind and source known (add it to KINDS)")
     kind, source = KINDS[name]
-    return kind, batch, source
+    return kind, batch, SPACE_SOURCES.get(space or "", source)
 
 
 def read_table(path: str, space_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +118,7 @@ def build(source: str, out: str = str(DATA)) -> dict:
             if len(Z) != entry["rows"] or latency.min() != entry["min_ms"] or \
                     latency.max() != entry["max_ms"]:
                 raise InputError(f"{file}: rows or range differ from manifest.json")
-            kind, batch, origin = kind_batch(device)
+            kind, batch, origin = kind_batch(device, space_name)
             devices.append({"name": device, "space": space_name, "kind": kind, "batch": batch,
                             "source": origin, "rows": len(Z), "min_ms": float(latency.min()),
                             "max_ms": float(latency.max()),
@@ -128,7 +133,9 @@ def build(source: str, out: str = str(DATA)) -> dict:
         atomic_write(os.path.join(out, f"{space_name}.npz"), write)
     index = {"format": "hwnas.devices", "format_version": FORMAT_VERSION,
              "units": "milliseconds per forward pass of the batch",
-             "sources": SOURCES, "origin": manifest["source"], "licence": "MIT (HELP), see "
+             "sources": SOURCES, "origin": manifest["source"],
+             **({"ofa_origin": manifest["ofa_source"]} if "ofa_source" in manifest else {}),
+             "licence": "MIT (HELP), see "
              f"{LICENSE_FILE}", "devices": devices}
     write_json(os.path.join(out, "index.json"), index)
     atomic_write(os.path.join(out, LICENSE_FILE),

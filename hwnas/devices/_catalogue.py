@@ -24,7 +24,7 @@ LICENSE_FILE = "LICENSE"
 #: where the measurements come from; any redistribution keeps both names and the licence
 SOURCES = ("HW-NAS-Bench (Li et al., ICLR 2021) and BRP-NAS's LatBench (Dudziak et al., "
            "NeurIPS 2020), as redistributed by HELP (Lee et al., NeurIPS 2021; MIT licence, "
-           "Copyright (c) 2024 HayeonLee)")
+           "Copyright (c) 2024 HayeonLee), and HELP's tables of Once-for-All subnetworks on GPUs")
 #: the fingerprint backend of a shipped table: measured elsewhere, never on this machine
 BACKEND = "catalogue"
 #: the kinds of device a table may come from
@@ -84,8 +84,8 @@ def list_devices(space: str | None = None) -> list[DeviceInfo]:
     """The shipped device tables (of one space, or all), by space then name.
 
     Example:
-        >>> len(list_devices("nb201")), len(list_devices("fbnet"))
-        (21, 22)
+        >>> len(list_devices("nb201")), len(list_devices("fbnet")), len(list_devices("ofa"))
+        (21, 22, 9)
     """
     spaces = sorted({d.space for d in _index()})
     if space is not None and space not in spaces:

@@ -178,6 +178,20 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
         self._check_fitted()
         return space.cost_matrix(self.predict_layers)
 
+    def cost_tensor(self, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+        """``(fixed, C)`` of a space additive within slices (``space.sliced``: Once-for-All,
+        per resolution): latency(z) = fixed[r] + the sum over z's running decisions of
+        C[r, d, z_d] (``space.evaluate_tensor``). NotAdditiveError for other spaces and for
+        predictors that are not additive there (tree_z, measured)."""
+        self._check_fitted()
+        if not space.sliced:
+            raise NotAdditiveError(f"space {space.name!r} has no slices: use cost_matrix")
+        try:
+            return space.cost_tensor(self.predict)
+        except NotSupportedError:
+            raise NotAdditiveError(f"the {self.kind} predictor predicts whole architectures: "
+                                   f"it has no cost per layer") from None
+
     def predict_z(self, space: SearchSpace, z: ArrayLike) -> np.ndarray:
         """Latency of each z (shape (N, D) or (D,)), vectorised over z (summed over each z's
         layers where the space is not additive)."""

@@ -127,6 +127,11 @@ class CalibratedPredictor(Predictor):
         fixed, C = self._base().cost_matrix(space)
         return self.a_ * fixed + self.b_, self.a_ * C
 
+    def cost_tensor(self, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        fixed, C = self._base().cost_tensor(space)
+        return self.a_ * fixed + self.b_, self.a_ * C
+
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
         self._check_fitted()
         try:  # one pass over z through the scaled cost matrix

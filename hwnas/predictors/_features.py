@@ -23,11 +23,25 @@ def features(layers: Sequence[Layer]) -> np.ndarray:
                      for layer in layers], dtype=float).reshape(len(layers), len(FEATURES))
 
 
+def op_key(layer: Layer) -> str:
+    """The op kind a per-op model is fitted for: the op, and for Once-for-All's ``mbv3``
+    blocks also their activation and squeeze-and-excite (``mbv3/h_swish/se``), which cost
+    what the shared features (MACs, sizes) do not show.
+
+    Example:
+        >>> op_key(Layer("mbv3", (16, 8, 8), 16, kernel=3, expand=3, act="h_swish", se=1))
+        'mbv3/h_swish/se'
+    """
+    if layer.op != "mbv3":
+        return layer.op
+    return f"mbv3/{layer.act}" + ("/se" if layer.se else "")
+
+
 def by_op(layers: Sequence[Layer]) -> dict[str, list[int]]:
-    """Op kind -> indices of its layers."""
+    """Op kind (``op_key``) -> indices of its layers."""
     groups: dict[str, list[int]] = {}
     for i, layer in enumerate(layers):
-        groups.setdefault(layer.op, []).append(i)
+        groups.setdefault(op_key(layer), []).append(i)
     return groups
 
 

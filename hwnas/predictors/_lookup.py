@@ -21,7 +21,9 @@ class LookupPredictor(Predictor):
 
     A layer that was not measured is an error naming its key, unless a ``fallback`` layer
     predictor (e.g. ``LinearPredictor()``, fitted on the same table) predicts it; then
-    ``unseen(layers)`` lists those keys and a warning says how many fell back.
+    ``unseen(layers)`` lists those keys and a warning says how many fell back (unless
+    ``warn_fallback`` is False: where measuring only some layers is the plan, as the default
+    flow does on ``ofa``).
 
     Args:
         fallback: an unfitted layer predictor (``LinearPredictor()``, ``TreePredictor()``)
@@ -38,10 +40,11 @@ class LookupPredictor(Predictor):
 
     kind = "lookup"
 
-    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms", *,
-                 space: str | SearchSpace | None = None):
+    def __init__(self, fallback: Predictor | None = None, target: str = "latency_ms",
+                 warn_fallback: bool = True, *, space: str | SearchSpace | None = None):
         self.fallback = fallback
         self.target = target
+        self.warn_fallback = warn_fallback
         self.space = space
 
     def _validate(self) -> None:
@@ -74,8 +77,10 @@ class LookupPredictor(Predictor):
                 f"them (python -m hwnas.profile) or give the lookup a fallback predictor")
         out = np.array([self.values_.get(layer.key, np.nan) for layer in layers], dtype=float)
         if missing and self.fallback_ is not None:
-            warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted by "
-                          f"its {self.fallback_.kind} fallback, e.g. {missing[0]}", stacklevel=2)
+            if self.warn_fallback:
+                warnings.warn(f"{len(missing)} layer(s) not in the lookup table were predicted "
+                              f"by its {self.fallback_.kind} fallback, e.g. {missing[0]}",
+                              stacklevel=2)
             gaps = np.isnan(out)
             out[gaps] = self.fallback_.predict_layers([ly for ly, g in zip(layers, gaps) if g])
         return out

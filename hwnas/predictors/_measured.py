@@ -61,6 +61,10 @@ class MeasuredPredictor(_SpacePredictor):
         raise NotAdditiveError("the measured predictor looks each z up: it is not additive "
                                "over decisions (use predict_z)")
 
+    def cost_tensor(self, space: SearchSpace):
+        raise NotAdditiveError("the measured predictor looks each z up: it is not additive "
+                               "within slices either (use predict_z)")
+
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
         self._check_space(space)
         Z = space.check_z(z)

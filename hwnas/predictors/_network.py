@@ -18,7 +18,7 @@ from hwnas.predictors._base import (
     check_non_negative,
     saved_int,
 )
-from hwnas.predictors._features import by_op, per_op
+from hwnas.predictors._features import by_op, op_key, per_op
 from hwnas.predictors._regressors import Forest
 from hwnas.spaces import SearchSpace
 
@@ -137,8 +137,14 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
     Each decision's cheapest choice is moved into ``fixed_`` so the fit is unique: C[d, c] is
     what choice c costs over decision d's cheapest. Choices no training network used are
     not learned: they are NaN in ``C_`` (infeasible in search), listed in ``unobserved_``
-    (and a warning), and ``predict_z`` of a z using one raises UnknownChoiceError. Spaces
-    that are not additive (``nb201-pruned``) are refused.
+    (and a warning), and ``predict_z`` of a z using one raises UnknownChoiceError.
+
+    On a space additive within slices (``ofa``: per resolution, over the running blocks), the
+    model is linear in the space's resolution-aware ``features`` (a resolution's own cost, and
+    per block type and choice a cost per running block plus one that grows with the input's
+    area), non-negative, so that ``fixed_`` (per resolution) and ``C_`` (resolution x decision
+    x choice) give ``cost_tensor``: the search stays exact. Features no network had are NaN.
+    Other spaces that are not additive (``nb201-pruned``) are refused.
 
     Args:
         ridge: the ridge penalty of the least squares (on scaled columns).
@@ -167,10 +173,13 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
 
     def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
                       where: str) -> None:
-        if not space.additive:
+        if not space.additive and not space.sliced:
             raise InputError(f"space {space.name!r} is not additive over its decisions: fit "
                              f"additive_features or tree_z instead of additive")
         self.space_signature_ = space.signature
+        if space.sliced:
+            self._fit_sliced(space, Z, y)
+            return
         X = np.hstack([np.ones((len(Z), 1)), one_hot(space.n_choices, Z)])
         w = nonnegative_least_squares(X, y, self.ridge)
         C = np.full((len(space.decisions), max(space.n_choices)), np.nan)
@@ -185,18 +194,59 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
         self.unobserved_ = choice_names(space, ~np.isnan(self.C_))
         _warn_unknown(self.kind, self.unobserved_)
 
+    def _fit_sliced(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray) -> None:
+        X = space.features(Z)  # type: ignore[attr-defined]
+        w = nonnegative_least_squares(X, y, self.ridge)
+        seen = (X != 0).any(axis=0)
+        w[~seen] = np.nan  # unknown is not free
+        self.fixed_, self.C_ = space.weights_tensor(w)  # type: ignore[attr-defined]
+        self.unobserved_ = [name for name, ok in zip(space.feature_names, seen)  # type: ignore
+                            if not ok]
+        _warn_unknown(self.kind, self.unobserved_)
+
+    @property
+    def sliced_(self) -> bool:
+        """Fitted on a space additive within slices (C_ per slice, decision and choice)."""
+        return np.ndim(self.C_) == 3
+
     def _known(self, space: SearchSpace) -> np.ndarray:
+        if self.sliced_:
+            return ~np.isnan(self.cost_tensor(space)[1]).any(axis=0)
         return ~np.isnan(self.cost_matrix(space)[1])
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
         self._check_space(space)
+        if self.sliced_:
+            raise NotAdditiveError(f"the additive predictor of space {space.name!r} is "
+                                   f"additive within its slices only: use cost_tensor")
         if self.C_.shape != (len(space.decisions), max(space.n_choices)):
             raise InputError(f"the additive predictor's cost matrix has shape {self.C_.shape}, "
                              f"but space {space.name!r} needs "
                              f"{(len(space.decisions), max(space.n_choices))}: a corrupt file")
         return self.fixed_, self.C_.copy()
 
+    def cost_tensor(self, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+        self._check_space(space)
+        if not self.sliced_:
+            raise NotAdditiveError(f"space {space.name!r} has no slices: use cost_matrix")
+        R = len(space.resolutions)  # type: ignore[attr-defined]
+        shape = (R, len(space.decisions), max(space.n_choices))
+        if self.C_.shape != shape or np.shape(self.fixed_) != (R,):
+            raise InputError(f"the additive predictor's costs have shape {self.C_.shape}, but "
+                             f"space {space.name!r} needs {shape}: a corrupt file")
+        return np.array(self.fixed_, dtype=float), self.C_.copy()
+
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
+        if self.sliced_:
+            y = space.evaluate_tensor(z, *self.cost_tensor(space))  # type: ignore[attr-defined]
+            if np.isnan(y).any():
+                Z = space.check_z(z)
+                row = int(np.flatnonzero(np.isnan(y))[0])
+                raise UnknownChoiceError(f"the {self.kind} predictor cannot price z = "
+                                         f"{space.describe(Z[row])} (row {row}): it uses a "
+                                         f"feature no training network had "
+                                         f"({', '.join(self.unobserved_[:3])}...)")
+            return y
         fixed, C = self.cost_matrix(space)  # checks C's shape: a corrupt file is an InputError
         y = space.evaluate_z(z, fixed, C)
         if np.isnan(y).any():  # an unknown choice (NaN cost) was used: name it
@@ -205,22 +255,32 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
 
     def predict_architecture(self, arch) -> float:
         Z = self._arch_z(arch)
+        if self.sliced_:
+            from hwnas.spaces import get_space
+            return float(self.predict_z(get_space(self.space_), Z)[0])
         check_known(self.kind, ~np.isnan(self.C_), Z)
         return float(self.fixed_ + self.C_[np.arange(Z.shape[1]), Z[0]].sum())
 
     def _state(self) -> dict[str, Any]:
-        return {**self._space_state(), "ridge": self.ridge, "fixed": self.fixed_,
-                "C": [[None if np.isnan(v) else float(v) for v in row] for row in self.C_],
-                "unobserved": self.unobserved_}
+        def saved(values):
+            return [saved(v) for v in values] if np.ndim(values) else \
+                None if np.isnan(values) else float(values)
+        fixed = saved(np.asarray(self.fixed_)) if self.sliced_ else self.fixed_
+        return {**self._space_state(), "ridge": self.ridge, "fixed": fixed,
+                "C": saved(self.C_), "unobserved": self.unobserved_}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> AdditivePredictor:
         predictor = cls(float(state["ridge"]))
         predictor._load_space_state(state)
-        predictor.fixed_ = float(check_non_negative(state["fixed"], "fixed")[0])
-        predictor.C_ = np.array([[np.nan if v is None else float(v) for v in row]
-                                 for row in state["C"]])
-        check_non_negative(predictor.C_, "C")
+        fixed = check_non_negative(state["fixed"], "fixed")
+        C = check_non_negative(state["C"], "C")
+        if isinstance(state["fixed"], list):  # per slice: (slices,) and (slices, D, K)
+            predictor.fixed_ = fixed
+            predictor.C_ = C.reshape(len(fixed), len(state["C"][0]), -1)
+        else:
+            predictor.fixed_ = float(fixed[0])
+            predictor.C_ = C.reshape(len(state["C"]), -1)
         predictor.unobserved_ = list(state["unobserved"])
         return predictor
 
@@ -240,7 +300,7 @@ def _op_terms(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]
     (no network decoded: 15,625 networks in well under a second), else layer by layer."""
     if not space.additive:
         archs = [space.decode(z) for z in Z]
-        ops = sorted({layer.op for arch in archs for layer in arch.layers})
+        ops = sorted({op_key(layer) for arch in archs for layer in arch.layers})
         X = np.zeros((len(archs), len(ops) * len(FEATURES)))
         for n, arch in enumerate(archs):
             terms = _layer_terms(arch.layers)
@@ -249,8 +309,8 @@ def _op_terms(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]
                 X[n, i:i + len(FEATURES)] = terms[rows].sum(axis=0)
         return ops, X
     seen = observed(space.n_choices, Z)
-    ops = sorted({layer.op for layer in space.stem + space.head} |
-                 {layer.op for d, decision in enumerate(space.decisions)
+    ops = sorted({op_key(layer) for layer in space.stem + space.head} |
+                 {op_key(layer) for d, decision in enumerate(space.decisions)
                   for c, group in enumerate(decision.layers) if seen[d, c] for layer in group})
     unique = space.unique_layers()
     by_key = dict(zip((layer.key for layer in unique), _layer_terms(unique)))
@@ -265,7 +325,8 @@ def _op_terms(space: SearchSpace, Z: np.ndarray) -> tuple[list[str], np.ndarray]
 def _term_of(by_key: dict[str, np.ndarray], op: str, j: int
              ) -> Callable[[Sequence[Layer]], list[float]]:
     """A layer cost for ``cost_matrix``: term j of each layer of op kind ``op``, else 0."""
-    return lambda layers: [float(by_key[ly.key][j]) if ly.op == op else 0.0 for ly in layers]
+    return lambda layers: [float(by_key[ly.key][j]) if op_key(ly) == op else 0.0
+                           for ly in layers]
 
 
 class AdditiveFeaturesPredictor(_KnownChoices):
@@ -317,7 +378,7 @@ class AdditiveFeaturesPredictor(_KnownChoices):
         known = np.zeros((len(space.decisions), max(space.n_choices)), dtype=bool)
         for i, d in enumerate(space.decisions):
             for c, group in enumerate(d.layers):
-                known[i, c] = all(layer.op in self.weights_ for layer in group)
+                known[i, c] = all(op_key(layer) in self.weights_ for layer in group)
         return known
 
     def cost_matrix(self, space: SearchSpace) -> tuple[float, np.ndarray]:
@@ -325,12 +386,12 @@ class AdditiveFeaturesPredictor(_KnownChoices):
         if not space.additive:
             return space.cost_matrix(self.predict_layers)  # raises NotAdditiveError
         known = self._known(space)
-        if not all(layer.op in self.weights_ for layer in space.stem + space.head):
+        if not all(op_key(layer) in self.weights_ for layer in space.stem + space.head):
             self.predict_layers(list(space.stem + space.head))  # raises, naming the op
 
         def cost(layers: Sequence[Layer]) -> np.ndarray:
             out = np.full(len(layers), np.nan)
-            rows = [i for i, ly in enumerate(layers) if ly.op in self.weights_]
+            rows = [i for i, ly in enumerate(layers) if op_key(ly) in self.weights_]
             out[rows] = self.predict_layers([layers[i] for i in rows])
             return out
 
@@ -368,9 +429,28 @@ class AdditiveFeaturesPredictor(_KnownChoices):
         return predictor
 
 
+def tree_inputs(space: SearchSpace, Z: np.ndarray) -> np.ndarray:
+    """What tree_z's forest sees of checked z: the one-hot z; on a sliced space (``ofa``) its
+    resolution-aware ``features`` (per block type and choice, counts of running blocks,
+    plain and scaled by the input's area), its MACs, the resolution index, the stages'
+    depths and the running blocks instead: a one-hot z hides that a skipped block costs
+    nothing and how the resolution scales every layer (4,000 networks, Spearman on 1,000
+    others: v100_64 0.963 one-hot, 0.998 these; v100_1 0.890 and 0.889; titan_xp_1 0.798
+    and 0.805; without the depths, v100_1 fell to 0.735: MACs took the first splits)."""
+    if not space.sliced:
+        return one_hot(space.n_choices, Z)
+    fixed, C = space.cost_tensor(lambda layers: [float(ly.macs) for ly in layers])  # type: ignore
+    macs = space.evaluate_tensor(Z, fixed, C, checked=True)  # type: ignore[attr-defined]
+    running = space.active(Z)[:, :space.n_blocks].sum(axis=1)  # type: ignore[attr-defined]
+    structure = Z[:, space.n_blocks:]  # type: ignore[attr-defined]  # depths, resolution
+    return np.hstack([space.features(Z), macs[:, None] / 1e6,  # type: ignore[attr-defined]
+                      structure, running[:, None]])
+
+
 class TreeZPredictor(_KnownChoices, _SpacePredictor):
-    """A random forest over the one-hot z, for devices whose latency is not additive over
-    decisions. Its trees give quantiles. Stored as its fitted trees' arrays (a Forest, as the
+    """A random forest over the one-hot z (on a sliced space such as ``ofa``, over
+    ``tree_inputs``), for devices whose latency is not additive over decisions. Its trees
+    give quantiles. Stored as its fitted trees' arrays (a Forest, as the
     tree predictor stores its forests) and the mask of the choices its training networks
     used, so that loading refits nothing; files that stored the training rows are refitted
     identically on load (``random_state``).
@@ -409,16 +489,28 @@ class TreeZPredictor(_KnownChoices, _SpacePredictor):
     def _fit_networks(self, space: SearchSpace, Z: np.ndarray, y: np.ndarray,
                       where: str) -> None:
         self.space_signature_ = space.signature
-        self._fit_rows(Z, y, list(space.n_choices))
-        _warn_unknown(self.kind, choice_names(space, self.known_))
+        self._fit_rows(Z, y, list(space.n_choices),
+                       tree_inputs(space, Z) if space.sliced else None)
+        _warn_unknown(self.kind, self.unknown_choices(space))
 
-    def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: list[int]) -> None:
+    def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: list[int],
+                  X: np.ndarray | None = None) -> None:
+        """Fit on z (and ``X``, a sliced space's ``tree_inputs``; default the one-hot z)."""
         from sklearn.ensemble import RandomForestRegressor
         model = RandomForestRegressor(n_estimators=self.n_estimators,
                                       random_state=self.random_state)
         self.n_choices_ = n_choices
         self.known_ = observed(n_choices, Z)
-        self.forest_ = Forest.from_sklearn(model.fit(one_hot(n_choices, Z), y))
+        self.inputs_ = "one_hot" if X is None else "sliced"
+        self.forest_ = Forest.from_sklearn(model.fit(one_hot(n_choices, Z) if X is None else X,
+                                                     y))
+
+    def _inputs(self, space: SearchSpace, Z: np.ndarray) -> np.ndarray:
+        if self.inputs_ == "sliced" and not space.sliced:
+            raise InputError(f"this tree_z predictor was fitted on a sliced space, not on "
+                             f"{space.name!r}")
+        return one_hot(self.n_choices_, Z) if self.inputs_ == "one_hot" else \
+            tree_inputs(space, Z)
 
     def _known(self, space: SearchSpace) -> np.ndarray:
         self._check_space(space)
@@ -428,20 +520,27 @@ class TreeZPredictor(_KnownChoices, _SpacePredictor):
         raise NotAdditiveError("the tree_z predictor is not additive over decisions: use "
                                "predict_z")
 
+    def cost_tensor(self, space: SearchSpace):
+        raise NotAdditiveError("the tree_z predictor is not additive within slices either: "
+                               "use predict_z")
+
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
-        return self.forest_.predict(one_hot(self.n_choices_, self._check_known(space, z)))
+        return self.forest_.predict(self._inputs(space, self._check_known(space, z)))
 
     def predict_z_quantile(self, space: SearchSpace, z, q: float) -> np.ndarray:
-        X = one_hot(self.n_choices_, self._check_known(space, z))
+        X = self._inputs(space, self._check_known(space, z))
         return np.quantile(self.forest_.members(X), q, axis=0)
 
     def predict_architecture(self, arch) -> float:
         Z = self._arch_z(arch)
         check_known(self.kind, self.known_, Z)
+        if self.inputs_ == "sliced":
+            from hwnas.spaces import get_space
+            return float(self.predict_z(get_space(self.space_), Z)[0])
         return float(self.forest_.predict(one_hot(self.n_choices_, Z))[0])
 
     def _state(self) -> dict[str, Any]:
-        return {**self._space_state(), "n_estimators": self.n_estimators,
+        return {**self._space_state(), "inputs": self.inputs_, "n_estimators": self.n_estimators,
                 "random_state": self.random_state, "n_choices": self.n_choices_,
                 "known": [row[:k].tolist() for row, k in zip(self.known_, self.n_choices_)],
                 "forest": self.forest_.to_dict()}
@@ -463,8 +562,11 @@ class TreeZPredictor(_KnownChoices, _SpacePredictor):
             return predictor
         predictor.n_choices_ = n_choices
         predictor.known_ = _known_mask(state["known"], n_choices)
+        predictor.inputs_ = state.get("inputs", "one_hot")  # absent from earlier files
+        if predictor.inputs_ not in ("one_hot", "sliced"):
+            raise ValueError(f"inputs must be one_hot or sliced, got {predictor.inputs_!r}")
         predictor.forest_ = Forest.from_dict(state["forest"], predictor.n_estimators, "forest")
-        if predictor.forest_.n_features != sum(n_choices):
+        if predictor.inputs_ == "one_hot" and predictor.forest_.n_features != sum(n_choices):
             raise ValueError(f"forest: {predictor.forest_.n_features} features, not the "
                              f"{sum(n_choices)} choices of n_choices")
         return predictor

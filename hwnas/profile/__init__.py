@@ -48,6 +48,7 @@ from hwnas.profile._device_tables import (
     device_tables,
     drift,
     frontier_z,
+    layer_predictor,
     rebase,
 )
 from hwnas.profile._onnxruntime import export_onnx, to_onnx
@@ -66,6 +67,6 @@ __all__ = ["BACKENDS", "BATCH_UNITS", "Backend", "CACHE_STATUS", "DEVICE_BACKEND
            "add_protocol_options", "available_backends", "backend_from_args", "cache_dir",
            "cache_report", "calibration_z", "default_backend", "device_folder",
            "device_tables", "discard_cache", "drift", "export_onnx", "frontier_z",
-           "get_backend", "measure_networks",
-           "network_table_path", "profile_layers", "profile_networks", "protocol_from_args",
-           "read_cache_status", "rebase", "table_quality", "to_onnx", "torch_module"]
+           "get_backend", "layer_predictor", "measure_networks", "network_table_path",
+           "profile_layers", "profile_networks", "protocol_from_args", "read_cache_status",
+           "rebase", "table_quality", "to_onnx", "torch_module"]

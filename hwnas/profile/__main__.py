@@ -57,7 +57,9 @@ def parser() -> _cli.ArgumentParser:
                         "re-timed now and reported on the search's scale, with networks of "
                         "this device's cache timed beside, and raw, as they ran now), or of "
                         "a text file with one z per line (e.g. 0-3-6-..., or the space's "
-                        "own notation: NAS-Bench-201 arch strings)")
+                        "own notation: NAS-Bench-201 arch strings, Once-for-All's "
+                        "ks:...;e:...;d:...;r:... strings or {\"ks\", \"e\", \"d\", \"r\"} "
+                        "JSON configurations, also as one JSON file)")
     add_protocol_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_any_device_options(p)
@@ -130,29 +132,47 @@ def search_doc(path: str) -> dict | None:
 
 
 def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
-    """z from a search result JSON or from a text file of one z per line."""
+    """z from a search result JSON (its ``best`` entries), a JSON z or list of z (each a list
+    of choice indices or the space's own configuration: Once-for-All's ``{"ks", "e", "d",
+    "r"}``), or a text file of one z per line (``0-3-6-...``, the space's own notation, or a
+    JSON configuration)."""
     text = read_text(path, "file of z")
-    if text.lstrip().startswith("{"):
-        try:
-            zs = [entry["z"] for entry in json.loads(text, parse_int=json_int)["best"]]
-        except (ValueError, KeyError, TypeError, RecursionError) as e:  # json_int too
-            raise InputError(f"{path}: not a search result JSON with best[].z ({e})") from None
-        for i, z in enumerate(zs):
+    zs: list[Sequence[int]] = []
+    doc = _json(text, path)
+    if doc is not None:
+        entries = doc["best"] if isinstance(doc, dict) and "best" in doc else \
+            doc if isinstance(doc, list) and doc and not isinstance(doc[0], int) else [doc]
+        for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
+            value = entry["z"] if isinstance(entry, dict) and "z" in entry else entry
             try:
-                space.check_z(z)
-            except ValueError as e:
+                zs.append(space.z_of(value))
+            except (ValueError, TypeError) as e:
                 raise InputError(f"{path}: z number {i + 1}: {e}") from None
     else:  # one z a line, checked by the space, which also reads its own notation
-        zs = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
+                line = line.strip()
                 try:
-                    zs.append(space.parse_z(re.sub(r"[,\s]+", "-", line.strip())))
+                    zs.append(space.z_of(line if line.startswith("{") else
+                                         re.sub(r"[,\s]+", "-", line)))
                 except ValueError as e:
                     raise InputError(f"{path}, line {number}: {e}") from None
     if not zs:
         raise InputError(f"{path}: no z found")
     return zs
+
+
+def _json(text: str, path: str):
+    """The file as one JSON document, or None for a text file of one z a line (which may be
+    JSON configurations, one a line)."""
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text, parse_int=json_int)
+    except (ValueError, RecursionError) as e:  # json_int too
+        if len([line for line in text.splitlines() if line.strip()]) > 1:
+            return None
+        raise InputError(f"{path}: not a search result JSON or a JSON z ({e})") from None
 
 
 def _complete_rows(path: str) -> int:

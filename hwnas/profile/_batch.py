@@ -33,7 +33,6 @@ from hwnas.tables import (
     NetworkTable,
     TableWriter,
     Timing,
-    format_z,
     read_layer_table,
     read_network_table,
 )
@@ -69,7 +68,7 @@ def layer_units(layers: Sequence[Layer]) -> Units:
 def network_units(space: SearchSpace, zs) -> Units:
     units = {}
     for z in space.check_z(zs):
-        key = format_z(z)
+        key = space.format_z(z)
         units[key] = (space.decode(z).graph, {"space": space.name, "z": key})
     return units
 
@@ -260,9 +259,9 @@ def measure_networks(backend: Backend, space: SearchSpace, zs: Sequence[Sequence
     table = read_locked(read_network_table, path, space) if Path(path).exists() else None
     rows = dict(zip(table.z, table.timings)) if table is not None and len(table.z) else {}
     measured = {}
-    for z in space.check_z(zs):
+    for z in space.check_z(zs):  # canonical (ofa: skipped blocks' choices fixed)
         z = tuple(int(v) for v in z)
-        now = log.timings[format_z(z)]
+        now = log.timings[space.format_z(z)]
         measured[z] = now if z not in rows else \
             replace(rows[z], raw_median_ms=now.raw_median_ms, raw_p90_ms=now.raw_p90_ms)
     return measured

@@ -18,7 +18,7 @@ from hwnas.errors import InputError
 from hwnas.profile._base import Backend
 from hwnas.profile._timing import TimingProtocol
 from hwnas.spaces import SearchSpace
-from hwnas.tables import Timing, read_layer_table, read_network_table, table_lock
+from hwnas.tables import LayerTable, Timing, read_layer_table, read_network_table, table_lock
 
 
 def cache_dir() -> Path:
@@ -124,9 +124,29 @@ def table_quality(path: str | os.PathLike, space: SearchSpace | None = None) -> 
                 "latency_ms"))
         if np.isfinite(moved).all():
             predicted = float(np.percentile(moved, 90))
+    elif is_layers and space is not None and space.sliced:
+        predicted = _sliced_prediction_noise(space, layers, predicted)
     return TableQuality(path, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         len(noise), int(np.sum(noise > UNIT_NOISE)), float(np.median(noise)),
                         float(predicted), os.getloadavg()[0], os.cpu_count() or 1)
+
+
+def _sliced_prediction_noise(space: SearchSpace, layers: LayerTable, default: float) -> float:
+    """The 90th percentile of noise / latency over random z of the resolutions whose layers
+    the table holds (``ofa``: the default flow measures a few); ``default`` where none."""
+    def cost(column):
+        return space.cost_tensor(lambda ls: [getattr(layers.timings[ly.key], column)  # type: ignore
+                                             if ly.key in layers.timings else np.nan
+                                             for ly in ls])
+    latency, noise = cost("latency_ms"), cost("noise_ms")
+    measured = np.flatnonzero(np.isfinite(latency[0]) & ~np.isnan(latency[1]).all(axis=(1, 2)))
+    if not len(measured):
+        return default
+    Z = space.random_z(1000, 0)
+    Z[:, space.resolution_decision] = measured[np.arange(1000) % len(measured)]  # type: ignore
+    with np.errstate(invalid="ignore"):
+        moved = space.evaluate_tensor(Z, *noise) / space.evaluate_tensor(Z, *latency)  # type: ignore
+    return float(np.percentile(moved, 90)) if np.isfinite(moved).all() else default
 
 
 def _header(path: str) -> list[str]:

@@ -130,7 +130,7 @@ def _measure_tables(backend: Backend, space: SearchSpace, paths: tuple[Path, Pat
     those networks (put on their scale); record how good each table is."""
     layers_path, nets_path = paths
     label = "measuring layers and networks" if show_progress else None
-    jobs = [Job(layers_path, LAYER_COLUMNS, "key", layer_units(space.unique_layers())),
+    jobs = [Job(layers_path, LAYER_COLUMNS, "key", layer_units(space.layers_to_measure())),
             Job(nets_path, NETWORK_COLUMNS, "z", network_units(space, calibration))]
     kept = None if discard[1] or not nets_path.exists() else \
         read_locked(read_network_table, nets_path, space)
@@ -184,6 +184,8 @@ def frontier_z(space: SearchSpace, layers: LayerTable, n: int = FRONTIER_NETWORK
         >>> len(z) <= 6, bool((z == least).all(axis=1).any())
         (True, True)
     """
+    if space.sliced:
+        return _sliced_frontier_z(space, layers, n)
     fixed, ms = space.cost_matrix(lambda ls: [layers.timings[ly.key].latency_ms for ly in ls])
     _, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
     step = max(float(np.nansum(np.nanmax(ms, axis=1) - np.nanmin(ms, axis=1))), 1e-12) \
@@ -195,6 +197,36 @@ def frontier_z(space: SearchSpace, layers: LayerTable, n: int = FRONTIER_NETWORK
     for target in np.geomspace(max(sums[0], step), max(sums[-1], step), n)[1:]:
         Z.append(np.array(front[int(np.searchsorted(sums, target, side="right")) - 1][2]))
     return np.unique(np.array(Z), axis=0)
+
+
+def _sliced_frontier_z(space: SearchSpace, layers: LayerTable, n: int) -> np.ndarray:
+    """frontier_z on a space additive within slices (``ofa``): the exact front of the layer
+    sums (``layer_predictor``: measured layers, the others predicted) per resolution
+    (``sliced_knapsack``), n networks along it on a log scale of layer sums."""
+    from hwnas.search._sliced import layer_tensor, sliced_knapsack
+    fixed, ms = layer_predictor(space, layers).cost_tensor(space)
+    blocks = ms[:, :space.n_blocks]  # type: ignore[attr-defined]
+    step = max(float(np.nanmax(fixed) - np.nanmin(fixed) + np.nansum(
+        np.nanmax(blocks, axis=2) - np.nanmin(blocks, axis=2), axis=1).max()), 1e-12) \
+        / FRONTIER_GRID  # rounded sums: a front of at most FRONTIER_GRID points a slice
+    front = sorted(sliced_knapsack(space, (fixed, np.round(ms / step) * step),
+                                   layer_tensor(space, "macs"), np.inf))
+    sums = np.array([cost for cost, _, _ in front])
+    Z = [np.array(front[0][2])]  # the least-latency network
+    for target in np.geomspace(sums[0], sums[-1], n)[1:]:
+        Z.append(np.array(front[int(np.searchsorted(sums, target, side="right")) - 1][2]))
+    return np.unique(np.array(Z), axis=0)
+
+
+def layer_predictor(space: SearchSpace, layers: LayerTable):
+    """The layer predictor of the default flow: the measured layers looked up (``lookup``);
+    where the space's layers were measured at a few sizes only (``ofa``:
+    ``layers_to_measure``), the others predicted by a linear regressor over layer features
+    (per op kind, fitted on the measured ones), silently: that is the plan, not a gap."""
+    from hwnas.predictors import LinearPredictor, LookupPredictor
+    if all(ly.key in layers.timings for ly in space.unique_layers()):
+        return LookupPredictor().fit_table(layers)
+    return LookupPredictor(fallback=LinearPredictor(), warn_fallback=False).fit_table(layers)
 
 
 def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace,
@@ -210,7 +242,7 @@ def _cached(status: dict, layers_path: Path, nets_path: Path, space: SearchSpace
             status.get(p.name, {}).get("good") for p in (layers_path, nets_path)):
         return None
     layers = read_locked(read_layer_table, layers_path)
-    if any(ly.key not in layers.timings for ly in space.unique_layers()):
+    if any(ly.key not in layers.timings for ly in space.layers_to_measure()):
         return None
     nets = read_locked(read_network_table, nets_path, space)
     if not complete:
@@ -226,13 +258,24 @@ def calibration_z(space: SearchSpace, n: int = 4, seed: int = 0) -> np.ndarray:
     of every decision in some network) and ``n`` networks spread evenly over the space's MACs,
     the least and the most included: a range wide enough to fix the calibration's slope.
     Distinct rows, the same for the same space, n and seed."""
-    fixed, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
-    Z = np.vstack([np.nanargmin(macs, axis=1), np.nanargmax(macs, axis=1),
-                   space.random_z(4000, seed)])
-    total = space.evaluate_z(Z, fixed, macs)
+    if space.sliced:  # the least and the most by MACs, over every resolution and depth
+        from hwnas.search._sliced import layer_tensor
+        fixed, C = layer_tensor(space, "macs")
+        least, most = (space.min_z_tensor(sign * fixed, sign * C)[0]  # type: ignore
+                       for sign in (1.0, -1.0))
+        Z = np.vstack([least, most, space.random_z(4000, seed)])
+        total = space.evaluate_tensor(Z, fixed, C)  # type: ignore[attr-defined]
+    else:
+        fixed, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
+        Z = np.vstack([np.nanargmin(macs, axis=1), np.nanargmax(macs, axis=1),
+                       space.random_z(4000, seed)])
+        total = space.evaluate_z(Z, fixed, macs)
     targets = np.linspace(total.min(), total.max(), n)
     spread = Z[[int(np.argmin(np.abs(total - t))) for t in targets]]
-    design = space.design(max(space.n_choices), seed=seed)
+    # ofa: a design over the blocks' 9 choices, not the 25 resolutions (whole subnetworks
+    # cost seconds each here; the spread networks and the frontier span the resolutions)
+    choices = space.n_choices[:space.n_blocks] if space.sliced else space.n_choices  # type: ignore
+    design = space.design(max(choices), seed=seed)
     return np.unique(np.vstack([spread, design]), axis=0)
 
 

@@ -2,7 +2,8 @@
 
 ``export_for_device`` writes into a folder::
 
-    manifest.json        what to measure: one unit per network (space, z) or layer (key)
+    manifest.json        what to measure: one unit per network (space, z, input shape; on
+                         ``ofa`` also its OFA configuration, resolution included) or layer
     networks/<z>.onnx    one file per network
     layers/L<i>.onnx     one file per layer
     runner.py            needs only numpy and onnxruntime (no hwnas, no nnabla)
@@ -70,10 +71,14 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
     graphs = []
     for z in (space.check_z(zs) if zs is not None else []):
         arch = space.decode(z)
-        key = format_z(arch.z)
-        units.append({"table": "networks", "id": key, "space": space.name, "z": key,
-                      "arch": space.describe(arch.z), "file": f"networks/{key}.{ext}",
-                      "input_shape": [batch, *space.input_shape]})
+        key, text = format_z(arch.z), space.format_z(arch.z)  # text: OFA's string on ofa
+        unit = {"table": "networks", "id": text, "space": space.name, "z": text,
+                "arch": space.describe(arch.z), "file": f"networks/{key}.{ext}",
+                "input_shape": [batch, *arch.layers[0].in_shape]}
+        config = space.config(arch.z)
+        if config is not None:  # what deploys it (Once-for-All: ks, e, d and resolution r)
+            unit["config"] = config
+        units.append(unit)
         graphs.append(arch.graph)
     for i, layer in enumerate(layers or []):
         units.append({"table": "layers", "id": layer.key, "key": layer.key, "op": layer.op,

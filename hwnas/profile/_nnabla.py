@@ -50,7 +50,12 @@ def build(graph: Graph, x, batch_norm_stats: bool = False):
     running statistics (inference), as a deployed network does.
     """
     nn, F, PF = _modules()
-    act = {"relu": F.relu, "relu6": F.relu6, "none": lambda h: h}
+
+    def h_sigmoid(h):
+        return F.mul_scalar(F.relu6(F.add_scalar(h, 3.0)), 1.0 / 6.0)
+
+    act = {"relu": F.relu, "relu6": F.relu6, "none": lambda h: h,
+           "h_swish": lambda h: F.mul2(h, h_sigmoid(h))}
 
     def step(step: Step, xs: list):
         h = xs[0]
@@ -61,6 +66,15 @@ def build(graph: Graph, x, batch_norm_stats: bool = False):
             return act[step.act](PF.batch_normalization(h, batch_stat=batch_norm_stats))
         if step.kind == "relu":
             return F.relu(h)
+        if step.kind == "act":
+            return act[step.act](h)
+        if step.kind == "se":
+            channels = h.shape[1]
+            with nn.parameter_scope("reduce"):
+                s = F.relu(PF.convolution(F.global_average_pooling(h), step.out, (1, 1)))
+            with nn.parameter_scope("expand"):
+                s = h_sigmoid(PF.convolution(s, channels, (1, 1)))
+            return F.mul2(h, s)  # (N, C, 1, 1) broadcast over H and W
         if step.kind == "avgpool":
             return F.average_pooling(h, (step.kernel,) * 2, (step.stride,) * 2,
                                      pad=(step.pad,) * 2, including_pad=False)

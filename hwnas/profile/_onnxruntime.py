@@ -124,12 +124,36 @@ class _OnnxGraph:
                                              self.weight(f"{p}.mean", (cin,)),
                                              self.weight(f"{p}.var", (cin,), 0.1, 1.0)],
                       f"{p}.bn")
-        if s.act == "relu6":
+        return self.activation(s.act, h, p)
+
+    def activation(self, act: str, h: str, p: str) -> str:
+        if act == "relu6":
             return self.node("Clip", [h, "zero", "six"], f"{p}.relu6")
-        return self.node("Relu", [h], f"{p}.relu") if s.act == "relu" else h
+        if act == "h_swish":  # x * relu6(x + 3) / 6 (HardSwish itself is opset 14)
+            return self.node("Mul", [h, self.h_sigmoid(h, p)], f"{p}.h_swish")
+        return self.node("Relu", [h], f"{p}.relu") if act == "relu" else h
+
+    def h_sigmoid(self, h: str, p: str) -> str:
+        return self.node("HardSigmoid", [h], f"{p}.h_sigmoid", alpha=1.0 / 6.0, beta=0.5)
 
     def relu(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
         return self.node("Relu", [xs[0]], f"{p}.relu")
+
+    def act(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        return self.activation(s.act, xs[0], p)
+
+    def se(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
+        """Squeeze-and-excite: pooled, reduced, expanded, and the input scaled channel-wise."""
+        c = shape[0]
+        h = self.node("GlobalAveragePool", [xs[0]], f"{p}.se_pool")
+        h = self.node("Conv", [h, self.weight(f"{p}.se_w1", (s.out, c, 1, 1), c ** -0.5),
+                               self.weight(f"{p}.se_b1", (s.out,))], f"{p}.se_reduce",
+                      kernel_shape=[1, 1])
+        h = self.node("Relu", [h], f"{p}.se_relu")
+        h = self.node("Conv", [h, self.weight(f"{p}.se_w2", (c, s.out, 1, 1), s.out ** -0.5),
+                               self.weight(f"{p}.se_b2", (c,))], f"{p}.se_expand",
+                      kernel_shape=[1, 1])
+        return self.node("Mul", [xs[0], self.h_sigmoid(h, f"{p}.se")], f"{p}.se")
 
     def avgpool(self, s: Step, xs: list, shape: tuple[int, int, int], p: str) -> str:
         return self.node("AveragePool", [xs[0]], f"{p}.pool", kernel_shape=[s.kernel] * 2,
@@ -159,7 +183,8 @@ class _OnnxGraph:
 #: the ONNX nodes of each step kind (hwnas.layers.steps)
 _STEPS: dict[str, Callable[..., str]] = {
     kind: getattr(_OnnxGraph, kind)
-    for kind in ("conv", "bn", "relu", "avgpool", "gap", "linear", "add", "shuffle")}
+    for kind in ("conv", "bn", "relu", "act", "se", "avgpool", "gap", "linear", "add",
+                 "shuffle")}
 
 
 def export_onnx(graph: Graph, path: str | os.PathLike, batch: int = 1) -> None:

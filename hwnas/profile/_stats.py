@@ -181,14 +181,22 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
     ms, ``speed_corrected`` unless ``speed_correction`` is off (raw: ``unit_statistics``
     corrects them and keeps the raw figures beside).
 
+    Time, not runs, for slow units: a unit whose one run outlasts ``max_round_s`` (a whole
+    Once-for-All subnetwork, 30-500 ms on these CPUs, against a mobilenet network's 5-8 ms)
+    warms up once and is timed once a round, so that a round costs it two runs, not
+    ``warmup + min_runs``; units faster than that are timed as before.
+
     ``clock`` is where seconds come from (a simulated device brings its own).
     """
     samples: list[list[np.ndarray]] = [[] for _ in runners]
     least, most = min(min_runs, runs), runs * (FILL_RUNS if min_round_s > 0 else 1)
     for _ in range(rounds):
         for run, unit in zip(runners, samples):
+            start = clock()
             for _ in range(warmup):
                 run()
+                if clock() - start > max_round_s:  # one run fills a round: time, not runs
+                    break
             ms: list[float] = []
             start = clock()
             while len(ms) < most:
@@ -196,8 +204,8 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
                 run()
                 t1 = clock()
                 ms.append((t1 - t0) * 1e3)
-                if len(ms) >= least and t1 - start > max_round_s or \
-                        len(ms) >= runs and t1 - start >= min_round_s:
+                if (len(ms) >= least or t1 - t0 > max_round_s) and t1 - start > max_round_s \
+                        or len(ms) >= runs and t1 - start >= min_round_s:
                     break
             unit.append(np.asarray(ms))
     return speed_corrected(samples) if speed_correction else samples

@@ -46,8 +46,9 @@ _MEMORY = ("params", "param_bytes", "peak_activation_bytes")
 
 
 class LatencyModel:
-    """Predicted latency of z: the mean (through the cost matrix where additive) and, with a
-    ``confidence`` q, the predictor's q-quantile."""
+    """Predicted latency of z: the mean (through the cost matrix where additive, or the cost
+    tensor where additive within slices: ``ofa``) and, with a ``confidence`` q, the
+    predictor's q-quantile."""
 
     def __init__(self, space: SearchSpace, predictor: Predictor,
                  confidence: float | None = None):
@@ -56,10 +57,17 @@ class LatencyModel:
         self.space, self.predictor, self.confidence = space, predictor, confidence
         self.fixed: float | None
         self.C: np.ndarray | None
+        #: (fixed per slice, C per slice, decision and choice) where additive within slices
+        self.tensor: tuple[np.ndarray, np.ndarray] | None = None
         try:
             self.fixed, self.C = predictor.cost_matrix(space)
         except NotAdditiveError:
             self.fixed, self.C = None, None
+            if space.sliced:
+                try:
+                    self.tensor = predictor.cost_tensor(space)
+                except NotAdditiveError:
+                    pass
         if confidence is not None:  # fails early for predictors without a spread
             predictor.predict_z_quantile(space, np.zeros((1, len(space.decisions)), int),
                                          confidence)
@@ -68,15 +76,25 @@ class LatencyModel:
     def additive(self) -> bool:
         return self.C is not None
 
+    @property
+    def sliced(self) -> bool:
+        """Additive within slices (``tensor``), though not over all decisions."""
+        return self.tensor is not None
+
     def mean(self, Z: np.ndarray) -> np.ndarray:
         """Mean predicted latency of each row of Z (checked int z, shape (N, D))."""
+        if self.tensor is not None:
+            return self.space.evaluate_tensor(Z, *self.tensor, checked=True)  # type: ignore
         if self.C is None or self.fixed is None:
             return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
         return additive_cost(self.fixed, self.C, Z)
 
     def least(self, allowed: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
         """The z of least mean latency and that latency, among the ``allowed`` choices
-        (decisions x choices; default all); None where latency is not additive."""
+        (decisions x choices, or slices x decisions x choices where additive within slices;
+        default all); None where latency is not additive."""
+        if self.tensor is not None:
+            return self.space.min_z_tensor(*self.tensor, allowed)  # type: ignore[attr-defined]
         if self.C is None or self.fixed is None:
             return None
         C = self.C if allowed is None else np.where(allowed, self.C, np.nan)
@@ -200,8 +218,12 @@ class Budgets:
         return ok
 
     def feasibility(self) -> Feasibility:
-        """The exact feasible-set machinery for these budgets."""
+        """The exact feasible-set machinery for these budgets (SlicedFeasibility where
+        latency is additive within slices)."""
         space, model = self.model.space, self.model
+        if model.sliced:
+            from hwnas.search._sliced import sliced_feasibility
+            return sliced_feasibility(self)  # type: ignore[return-value]
         n = np.asarray(space.n_choices)
         allowed = np.arange(max(n))[None, :] < n[:, None]
         additive: list[AdditiveBudget] = []

@@ -169,14 +169,14 @@ def _space(space: str | SearchSpace | None, predictor: Predictor | None, path: s
 def _this_machine(space: SearchSpace, measure: MeasureSettings, budget_ms: float | None,
                   show_progress: bool) -> LatencySource:
     """This machine's cached (or newly measured) layer table, calibrated on its networks."""
-    from hwnas.profile import default_backend, device_tables, get_backend
+    from hwnas.profile import default_backend, device_tables, get_backend, layer_predictor
     from hwnas.profile._backends import backend_options
     backend = measure.backend if measure.backend is not None else default_backend()
     if isinstance(backend, str):
         backend = get_backend(backend, **backend_options(backend, measure.backend_options))
     layers, networks = device_tables(backend, space, protocol=measure.timing(),
                                      show_progress=show_progress, remeasure=measure.remeasure)
-    calibrated = calibrate(LookupPredictor().fit_table(layers), networks, space, backend, budget_ms)
+    calibrated = calibrate(layer_predictor(space, layers), networks, space, backend, budget_ms)
     return LatencySource(space, calibrated, layers.path, backend, networks)
 
 

@@ -73,9 +73,12 @@ class Candidate:
     latency_upper_ms: float | None = None  # the constrained quantile, with --confidence
     #: each fleet budget's (name, predicted value, limit, unit), with SearchSettings.fleet
     budgets: tuple[tuple[str, float, float, str], ...] = ()
+    #: the space's own configuration of z, where it has one (Once-for-All: ks, e, d, r)
+    config: dict | None = None
 
     def as_dict(self) -> dict:
         return {"z": list(self.z), "choices": list(self.choices), "notation": self.notation,
+                **({} if self.config is None else {"config": self.config}),
                 "predicted_latency_ms": self.predicted_latency_ms,
                 "latency_upper_ms": self.latency_upper_ms, "objective": self.objective,
                 "macs": self.macs, "params": self.params, "param_bytes": self.param_bytes,
@@ -532,6 +535,9 @@ def _start_points(problem: SearchProblem) -> list[tuple[int, ...]]:
             points += fleet_optimum(budgets, goal.matrix, settings.top)
         except InputError:  # a large space with a budget that is not additive: no optimum
             pass
+    if problem.model.sliced:  # ofa: exact per resolution
+        from hwnas.search._sliced import sliced_start_points
+        return points + sliced_start_points(problem)
     if not problem.model.additive:
         return points
     allowed = budgets.feasibility().allowed
@@ -557,8 +563,13 @@ def _front_points(problem: SearchProblem, allowed: np.ndarray) -> list[tuple[int
     if problem.mode == "pareto":
         n = max(settings.top, settings.n_trials // 10)
         return [z for _, _, z in found[::max(1, len(found) // n)][:n]]
+    return [found[i][2] for i in _penalised_order(problem, found)[:settings.top]]
+
+
+def _penalised_order(problem: SearchProblem, found: list) -> np.ndarray:
+    """Indices of (cost, value, z) points, best first by the mode's score."""
     score = [problem.penalised(v, c) if problem.mode == "penalty" else v for c, v, _ in found]
-    return [found[i][2] for i in np.argsort(score, kind="stable")[::-1][:settings.top]]
+    return np.argsort(score, kind="stable")[::-1]
 
 
 class _ObjectiveFailed(Exception):
@@ -788,7 +799,9 @@ def rank(study: optuna.Study, problem: SearchProblem, notes: tuple[str, ...] = (
     budgets, settings, mode = problem.budgets, problem.settings, problem.mode
     complete, notes = _complete_trials(study, problem.goal.name, notes)
     names = [d.name for d in problem.space.decisions]
-    Z = np.array([[t.params[n] for n in names] for t in complete], dtype=np.int64)
+    # canonical: z that differ only where nothing runs (ofa's skipped blocks) are reported once
+    Z = problem.space.check_z(np.array([[t.params[n] for n in names] for t in complete],
+                                       dtype=np.int64))
     value = np.array([t.user_attrs["objective"] for t in complete])
     latency = budgets.model.mean(Z)
     upper = budgets.model.upper(Z)
@@ -841,7 +854,7 @@ def _candidate(space, z, latency_ms: float, value: float, upper_ms=None,
         for b, m in budgets.devices)
     return Candidate(arch.z, arch.choices, latency_ms, value, arch.macs, arch.params,
                      arch.param_bytes, arch.peak_activation_bytes, space.describe(arch.z),
-                     upper_ms, fleet)
+                     upper_ms, fleet, space.config(arch.z))
 
 
 def _enumerated_result(problem: SearchProblem, allowed: np.ndarray) -> SearchResult:
@@ -863,6 +876,11 @@ def _enumerated_result(problem: SearchProblem, allowed: np.ndarray) -> SearchRes
 
 def _exact_result(problem: SearchProblem) -> SearchResult:
     """The exact sampler: the ``top`` best distinct z by objective, by dynamic programming."""
+    if problem.model.sliced:  # ofa: a knapsack over stages per resolution
+        from hwnas.search._sliced import sliced_exact_result
+        if problem.mode != "constraint" or problem.model.confidence is not None:
+            raise InputError("the exact sampler needs --mode constraint and no confidence")
+        return sliced_exact_result(problem)
     _check_exact(problem)
     budgets, goal, budget_ms, model = problem.budgets, problem.goal, problem.budget_ms, \
         problem.model

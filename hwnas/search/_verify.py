@@ -479,7 +479,10 @@ class Verifier:
 
     def _least(self, predictor: Predictor) -> Z:
         try:
-            z = self.space.min_z(*predictor.cost_matrix(self.space))[0]
+            if self.space.sliced:  # ofa: per resolution
+                z = self.space.min_z_tensor(*predictor.cost_tensor(self.space))[0]  # type: ignore
+            else:
+                z = self.space.min_z(*predictor.cost_matrix(self.space))[0]
         except NotAdditiveError:
             raise BudgetError(self.budget_ms, float("nan"), exact=False) from None
         return tuple(int(v) for v in z)

@@ -164,6 +164,15 @@ class SearchSpace:
         return True
 
     @property
+    def sliced(self) -> bool:
+        """Whether any layer-additive cost is additive within slices of z though not over
+        all decisions: fixed[r] + the sum over the running decisions of C[r, d, z_d], r the
+        slice (Once-for-All: the resolution; a block beyond its stage's depth does not run).
+        Such a space has ``cost_tensor``, ``evaluate_tensor``, ``active`` and
+        ``min_z_tensor``; the others have not."""
+        return False
+
+    @property
     def n_choices(self) -> tuple[int, ...]:
         return tuple(len(d.choices) for d in self.decisions)
 
@@ -238,6 +247,34 @@ class SearchSpace:
         """z from its text form (``0-3-6``, or the space's own notation), checked."""
         return tuple(int(v) for v in self.check_z(parse_z(text))[0])
 
+    def z_of(self, value: Any) -> tuple[int, ...]:
+        """One z from any of its forms, checked: choice indices, their text form or the
+        space's own notation (``parse_z``), or the space's own configuration (a dict, where
+        the space has one: Once-for-All's ``{"ks", "e", "d", "r"}``)."""
+        if isinstance(value, str):
+            return self.parse_z(value)
+        if isinstance(value, dict):
+            raise InputError(f"space {self.name!r} has no configuration of its own: give z as "
+                             f"choice indices, got {_short(value)}")
+        return tuple(int(v) for v in self.check_z(value)[0])
+
+    def format_z(self, z: Iterable[int]) -> str:
+        """z's text form in the tables hwnas writes: choice indices joined by '-'; a space
+        whose own notation names one architecture per z (Once-for-All's configuration
+        string) writes that instead. ``parse_z`` reads both."""
+        return format_z(z)
+
+    def config(self, z: ArrayLike) -> dict[str, Any] | None:
+        """z in the space's own configuration, for the tools that deploy it (Once-for-All's
+        ``{"ks", "e", "d", "r"}``); None where the space has none."""
+        return None
+
+    def canonical(self, z: ArrayLike) -> np.ndarray:
+        """Checked z as rows (N, D), one z per architecture: a space in which several z
+        decode to one architecture (Once-for-All's skipped blocks) maps them to one, in
+        ``check_z``; here z as it is."""
+        return self.check_z(z)
+
     def describe(self, z: Sequence[int]) -> str:
         """z in the space's own notation: the chosen candidate of each decision."""
         return " | ".join(d.choices[c] for d, c in zip(self.decisions, z))
@@ -256,6 +293,12 @@ class SearchSpace:
                 ly for d in self.decisions for c in d.layers for ly in c) + self.head:
             seen.setdefault(layer.key, layer)
         return list(seen.values())
+
+    def layers_to_measure(self) -> list[Layer]:
+        """The layers the default flow measures on this machine: every unique layer here; a
+        space with many sizes of one layer (Once-for-All's 25 resolutions) measures a few
+        and predicts the rest (``hwnas.profile.layer_predictor``)."""
+        return self.unique_layers()
 
     def random_z(self, n: int, seed: int | None = None) -> np.ndarray:
         """n uniformly random z, drawn row by row: the first rows do not depend on n."""

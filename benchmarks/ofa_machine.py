@@ -1,0 +1,141 @@
+"""Once-for-All on this machine: the default flow's cold and warm times, the layer regressor's
+error at resolutions it did not measure, and the calibrated predictor on random subnetworks.
+
+It times, so run it by hand on a quiet machine (nothing else running), per backend:
+
+    .venv/bin/python benchmarks/ofa_machine.py --backend nnabla --budget-ms 100
+    .venv/bin/python benchmarks/ofa_machine.py --backend onnxruntime --budget-ms 10
+
+1. ``hwnas search --space ofa --budget-ms X`` in a new process with an empty cache (cold:
+   measures the layers of 3 resolutions and the calibration networks, calibrates, searches,
+   verifies), then again (warm); wall-clock seconds of each.
+2. The layer regressor: the layers of ``--extra`` resolutions (none of them measured by the
+   flow) measured now, against what the flow's ``layer_predictor`` (lookup of the measured
+   layers, a linear regressor over layer features for the rest) predicts for them: median
+   absolute error and share within +-10 %, per op kind.
+3. The calibrated predictor (as the flow fits it, its offset near the budget) on 50 random
+   subnetworks across resolutions, measured in one batch with calibration networks re-timed
+   beside them (``references``): share within +-10 %, MAPE, Kendall tau.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from _results import write_results
+from scipy.stats import kendalltau
+
+from hwnas.predictors._features import op_key
+from hwnas.profile import device_tables, get_backend, layer_predictor, profile_layers
+from hwnas.profile._batch import measure_networks
+from hwnas.search._verify import calibrate
+from hwnas.spaces import get_space
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def flow(backend: str, budget_ms: float, cache: str, out: str) -> float:
+    """Seconds of one ``hwnas search --space ofa`` in a new process on ``cache``."""
+    command = [sys.executable, "-m", "hwnas.search", "--space", "ofa", "--backend", backend,
+               "--budget-ms", str(budget_ms), "--json", out, "--quiet"]
+    start = time.perf_counter()
+    run = subprocess.run(command, env={**os.environ, "HWNAS_CACHE": cache},
+                         capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    print(run.stdout + run.stderr, flush=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {run.returncode}")
+    return seconds
+
+
+def regressor_error(space, backend, layers, extra: list[int], folder: str) -> dict:
+    """The flow's layer predictor against layers of resolutions it did not measure."""
+    index = [space.resolutions.index(r) for r in extra]
+    fixed = space.decisions[space.resolution_decision].layers
+    unmeasured = list({ly.key: ly for r in index for ly in (
+        *fixed[r], *(group[r] for d in range(space.n_blocks)
+                     for group in space.decisions[d].layers))
+        if ly.key not in layers.timings}.values())
+    measured = profile_layers(backend, unmeasured, os.path.join(folder, "extra.csv"))
+    truth = np.array([measured.timings[ly.key].latency_ms for ly in unmeasured])
+    predicted = layer_predictor(space, layers).predict(unmeasured)
+    error = predicted / truth - 1
+    by_op: dict[str, dict] = {}
+    for op in sorted({op_key(ly) for ly in unmeasured}):
+        rows = [i for i, ly in enumerate(unmeasured) if op_key(ly) == op]
+        by_op[op] = {"layers": len(rows),
+                     "median_abs_error": float(np.median(np.abs(error[rows]))),
+                     "within_10": float(np.mean(np.abs(error[rows]) <= 0.10))}
+    out = {"resolutions": extra, "layers": len(unmeasured),
+           "median_abs_error": float(np.median(np.abs(error))),
+           "within_10": float(np.mean(np.abs(error) <= 0.10)), "by_op": by_op}
+    print(f"layer regressor on {len(unmeasured)} layers of r = {extra}: median |error| "
+          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 %")
+    return out
+
+
+def calibrated_accuracy(space, backend, layers, networks, budget_ms: float, folder: str
+                        ) -> dict:
+    """The flow's calibrated predictor on 50 random subnetworks measured now."""
+    predictor = calibrate(layer_predictor(space, layers), networks, space, backend, budget_ms)
+    Z = space.random_z(50, seed=1)
+    latency = networks.values()
+    order = np.argsort(latency)
+    picks = order[np.unique(np.linspace(0, len(order) - 1, 4).round().astype(int))]
+    moves: list[list[float]] = []
+    timings = measure_networks(backend, space, Z, os.path.join(folder, "random.csv"),
+                               references=[(networks.z[i], latency[i]) for i in picks],
+                               moves=moves)
+    truth = np.array([timings[tuple(z)].latency_ms for z in space.check_z(Z).tolist()])
+    predicted = predictor.predict_z(space, Z)
+    error = predicted / truth - 1
+    out = {"networks": len(Z), "within_10": float(np.mean(np.abs(error) <= 0.10)),
+           "mape": float(np.mean(np.abs(error))), "kendall_tau": float(kendalltau(
+               predicted, truth)[0]), "measured_ms": [float(truth.min()), float(truth.max())],
+           "calibration": {"a": predictor.a_, "b": predictor.b_}}
+    print(f"calibrated predictor on 50 random subnetworks ({truth.min():.1f}-"
+          f"{truth.max():.1f} ms): {100 * out['within_10']:.0f} % within +-10 %, MAPE "
+          f"{100 * out['mape']:.1f} %, Kendall tau {out['kendall_tau']:.3f}")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=["nnabla", "onnxruntime"], required=True)
+    p.add_argument("--budget-ms", type=float, required=True,
+                   help="a budget inside the space's range on this machine")
+    p.add_argument("--extra", type=int, nargs="+", default=[140, 160, 196, 212],
+                   help="resolutions whose layers the flow does not measure, measured here")
+    p.add_argument("--json", help="results file (default: benchmarks/results/"
+                                  "ofa_machine_<backend>.json)")
+    args = p.parse_args()
+    path = args.json or os.path.join(HERE, "results", f"ofa_machine_{args.backend}.json")
+    space = get_space("ofa")
+    with tempfile.TemporaryDirectory() as folder:
+        cache = os.path.join(folder, "cache")
+        results: dict = {"backend": args.backend, "budget_ms": args.budget_ms}
+        results["cold_s"] = flow(args.backend, args.budget_ms, cache, os.path.join(folder, "a"))
+        results["warm_s"] = flow(args.backend, args.budget_ms, cache, os.path.join(folder, "b"))
+        with open(os.path.join(folder, "b")) as f:
+            results["answer"] = json.load(f)["best"][0]
+        print(f"cold {results['cold_s']:.0f} s, warm {results['warm_s']:.0f} s", flush=True)
+        os.environ["HWNAS_CACHE"] = cache
+        backend = get_backend(args.backend)
+        layers, networks = device_tables(backend, space, show_progress=False)
+        results["layers_measured"] = len(layers.timings)
+        results["regressor"] = regressor_error(space, backend, layers, args.extra, folder)
+        results["calibrated"] = calibrated_accuracy(space, backend, layers, networks,
+                                                    args.budget_ms, folder)
+    write_results(path, "ofa_machine", results)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
