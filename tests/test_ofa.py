@@ -426,7 +426,7 @@ def test_a_unit_slower_than_a_round_is_warmed_and_timed_once_a_round():
         return run
     rounds = time_rounds([unit("slow", 0.2), unit("fast", 0.001)], warmup=2, runs=10,
                          rounds=4, max_round_s=0.03, min_runs=3, clock=lambda: now[0],
-                         speed_correction=False)
+                         min_round_s=0)
     assert [len(r) for r in rounds[0]] == [1] * 4 and calls["slow"] == 4 * 2  # time, not runs
     assert [len(r) for r in rounds[1]] == [10] * 4 and calls["fast"] == 4 * 12  # as before
 

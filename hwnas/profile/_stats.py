@@ -169,8 +169,7 @@ def unit_statistics(samples: Sequence[Sequence[np.ndarray]], statistic: str = ST
 
 def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: int, rounds: int,
                 max_round_s: float, min_runs: int = MIN_RUNS,
-                clock: Callable[[], float] = time.perf_counter,
-                speed_correction: bool = True, min_round_s: float = MIN_ROUND_S
+                clock: Callable[[], float] = time.perf_counter, min_round_s: float = MIN_ROUND_S
                 ) -> list[list[np.ndarray]]:
     """Time each runner (one synchronised forward pass) in ``rounds`` interleaved rounds: round
     1 of every runner, then round 2, ..., so that slow states of a shared machine hit all units
@@ -178,8 +177,7 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
     ``warmup`` times untimed, then timed until ``runs`` are done or ``max_round_s`` have
     passed, never fewer than ``min_runs`` (or ``runs``); a round shorter than ``min_round_s``
     goes on until that long (at most FILL_RUNS x ``runs`` runs). Returns each runner's rounds of
-    ms, ``speed_corrected`` unless ``speed_correction`` is off (raw: ``unit_statistics``
-    corrects them and keeps the raw figures beside).
+    ms as they ran (raw: ``unit_statistics`` corrects them and keeps the raw figures beside).
 
     Time, not runs, for slow units: a unit whose one run outlasts ``max_round_s`` (a whole
     Once-for-All subnetwork, 30-500 ms on these CPUs, against a mobilenet network's 5-8 ms)
@@ -208,5 +206,5 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
                         or len(ms) >= runs and t1 - start >= min_round_s:
                     break
             unit.append(np.asarray(ms))
-    return speed_corrected(samples) if speed_correction else samples
+    return samples
 
