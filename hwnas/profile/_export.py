@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hwnas._files import MAX_TABLE_BYTES, atomic_write, read_text
 from hwnas.errors import InputError
@@ -56,7 +57,7 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
     for z in (space.check_z(zs) if zs is not None else []):
         arch = space.decode(z)
         key, text = format_z(arch.z), space.format_z(arch.z)  # text: OFA's string on ofa
-        unit = {"table": "networks", "id": text, "space": space.name, "z": text,
+        unit: dict[str, Any] = {"table": "networks", "id": text, "space": space.name, "z": text,
                 "arch": space.describe(arch.z), "file": f"networks/{key}.onnx",
                 "input_shape": [batch, *arch.layers[0].in_shape]}
         config = space.config(arch.z)
