@@ -161,6 +161,9 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
     """
 
     kind = "additive"
+    #: a float and (decisions, choices); per slice (slices,) and (slices, decisions, choices)
+    fixed_: Any
+    C_: np.ndarray
 
     def __init__(self, ridge: float = 1e-6, target: str = "latency_ms", *,
                  space: str | SearchSpace | None = None):
@@ -238,7 +241,7 @@ class AdditivePredictor(_KnownChoices, _SpacePredictor):
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:
         if self.sliced_:
-            y = space.evaluate_tensor(z, *self.cost_tensor(space))  # type: ignore[attr-defined]
+            y = space.evaluate_tensor(z, *self.cost_tensor(space))
             if np.isnan(y).any():
                 Z = space.check_z(z)
                 row = int(np.flatnonzero(np.isnan(y))[0])
@@ -439,10 +442,11 @@ def tree_inputs(space: SearchSpace, Z: np.ndarray) -> np.ndarray:
     and 0.805; without the depths, v100_1 fell to 0.735: MACs took the first splits)."""
     if not space.sliced:
         return one_hot(space.n_choices, Z)
-    fixed, C = space.cost_tensor(lambda layers: [float(ly.macs) for ly in layers])  # type: ignore
-    macs = space.evaluate_tensor(Z, fixed, C, checked=True)  # type: ignore[attr-defined]
-    running = space.active(Z)[:, :space.n_blocks].sum(axis=1)  # type: ignore[attr-defined]
-    structure = Z[:, space.n_blocks:]  # type: ignore[attr-defined]  # depths, resolution
+    fixed, C = space.cost_tensor(lambda layers: [float(ly.macs) for ly in layers])
+    macs = space.evaluate_tensor(Z, fixed, C, checked=True)
+    blocks = int(space.n_blocks)  # type: ignore[attr-defined]
+    running = space.active(Z)[:, :blocks].sum(axis=1)  # type: ignore[attr-defined]
+    structure = Z[:, blocks:]  # depths, resolution
     return np.hstack([space.features(Z), macs[:, None] / 1e6,  # type: ignore[attr-defined]
                       structure, running[:, None]])
 

@@ -73,7 +73,7 @@ class DeviceBasis:
     def predict(self, Z: np.ndarray) -> np.ndarray:
         """(devices, N) latency of each known device's model on checked int rows Z."""
         if self.space is not None:
-            return np.stack([self.space.evaluate_tensor(Z, f, C, checked=True)  # type: ignore
+            return np.stack([self.space.evaluate_tensor(Z, f, C, checked=True)
                              for f, C in zip(self.fixed, self.C)])
         rows = np.arange(Z.shape[1])
         return self.fixed[:, None] + self.C[:, rows, Z].sum(axis=2)
@@ -163,7 +163,7 @@ class CostFeatures:
     def of(self, Z: np.ndarray) -> np.ndarray:
         """(N, features) of checked int rows Z."""
         if self.space is not None:
-            return np.stack([self.space.evaluate_tensor(  # type: ignore[attr-defined]
+            return np.stack([self.space.evaluate_tensor(
                 Z, self.fixed[:, j], self.C[..., j], checked=True)
                 for j in range(len(self.names))], axis=1)
         return self.fixed + self.C[np.arange(Z.shape[1]), Z].sum(axis=1)
@@ -188,7 +188,7 @@ def cost_features(space: SearchSpace) -> CostFeatures:
 
     names = ("macs", "bytes", *(f"macs_{op}" for op in ops))
     if space.sliced:
-        tensors = [space.cost_tensor(column(name)) for name in names]  # type: ignore
+        tensors = [space.cost_tensor(column(name)) for name in names]
         return CostFeatures(names, np.stack([f for f, _ in tensors], axis=-1),
                             np.stack([C for _, C in tensors], axis=-1), space)
     columns = [space.cost_matrix(column(name)) for name in names]
@@ -294,7 +294,7 @@ class TransferPredictor(AdditivePredictor):
                     if space.sliced and (np.any(fixed < 0) or np.any(C[~np.isnan(C)] < 0)):
                         continue  # a part of a network (a block, a resolution) costing < 0
                     least = space.min_z_tensor(fixed, C)[1] if space.sliced else \
-                        fixed + np.nanmin(C, axis=1).sum()  # type: ignore[attr-defined]
+                        fixed + np.nanmin(C, axis=1).sum()
                     if least > 0 and (best is None or error < best[0]):  # never negative
                         best = (error, kind, ridge, a, b, fixed, C, drops,
                                 dead_latency(y, dead, fixed + C[:, 0].sum()) if drops else None)
@@ -402,7 +402,7 @@ class TransferPredictor(AdditivePredictor):
 
 
 def _cost_matrix(space: SearchSpace, basis: DeviceBasis, costs: CostFeatures, a: np.ndarray,
-                 b: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
+                 b: np.ndarray, kind: str) -> tuple[Any, np.ndarray]:
     """(fixed, C) of b[0] + sum_k a_k latency_k(z) (+ sum_j a_j cost_j(z) with ``+costs``)
     (+ sum_op b[op] count_op(z) with ``+ops``)."""
     k = len(basis.devices)

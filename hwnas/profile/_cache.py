@@ -135,7 +135,7 @@ def _sliced_prediction_noise(space: SearchSpace, layers: LayerTable, default: fl
     """The 90th percentile of noise / latency over random z of the resolutions whose layers
     the table holds (``ofa``: the default flow measures a few); ``default`` where none."""
     def cost(column):
-        return space.cost_tensor(lambda ls: [getattr(layers.timings[ly.key], column)  # type: ignore
+        return space.cost_tensor(lambda ls: [getattr(layers.timings[ly.key], column)
                                              if ly.key in layers.timings else np.nan
                                              for ly in ls])
     latency, noise = cost("latency_ms"), cost("noise_ms")
@@ -145,7 +145,7 @@ def _sliced_prediction_noise(space: SearchSpace, layers: LayerTable, default: fl
     Z = space.random_z(1000, 0)
     Z[:, space.resolution_decision] = measured[np.arange(1000) % len(measured)]  # type: ignore
     with np.errstate(invalid="ignore"):
-        moved = space.evaluate_tensor(Z, *noise) / space.evaluate_tensor(Z, *latency)  # type: ignore
+        moved = space.evaluate_tensor(Z, *noise) / space.evaluate_tensor(Z, *latency)
     return float(np.percentile(moved, 90)) if np.isfinite(moved).all() else default
 
 

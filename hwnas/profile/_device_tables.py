@@ -260,11 +260,11 @@ def calibration_z(space: SearchSpace, n: int = 4, seed: int = 0) -> np.ndarray:
     Distinct rows, the same for the same space, n and seed."""
     if space.sliced:  # the least and the most by MACs, over every resolution and depth
         from hwnas.search._sliced import layer_tensor
-        fixed, C = layer_tensor(space, "macs")
-        least, most = (space.min_z_tensor(sign * fixed, sign * C)[0]  # type: ignore
+        per_slice, C = layer_tensor(space, "macs")
+        least, most = (space.min_z_tensor(sign * per_slice, sign * C)[0]
                        for sign in (1.0, -1.0))
         Z = np.vstack([least, most, space.random_z(4000, seed)])
-        total = space.evaluate_tensor(Z, fixed, C)  # type: ignore[attr-defined]
+        total = space.evaluate_tensor(Z, per_slice, C)
     else:
         fixed, macs = space.cost_matrix(lambda ls: [ly.macs for ly in ls])
         Z = np.vstack([np.nanargmin(macs, axis=1), np.nanargmax(macs, axis=1),

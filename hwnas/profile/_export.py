@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hwnas._files import MAX_TABLE_BYTES, atomic_write, read_text
 from hwnas.errors import InputError
@@ -72,9 +73,10 @@ def export_for_device(directory: str | os.PathLike, space: SearchSpace,
     for z in (space.check_z(zs) if zs is not None else []):
         arch = space.decode(z)
         key, text = format_z(arch.z), space.format_z(arch.z)  # text: OFA's string on ofa
-        unit = {"table": "networks", "id": text, "space": space.name, "z": text,
-                "arch": space.describe(arch.z), "file": f"networks/{key}.{ext}",
-                "input_shape": [batch, *arch.layers[0].in_shape]}
+        unit: dict[str, Any] = {"table": "networks", "id": text, "space": space.name, "z": text,
+                                "arch": space.describe(arch.z),
+                                "file": f"networks/{key}.{ext}",
+                                "input_shape": [batch, *arch.layers[0].in_shape]}
         config = space.config(arch.z)
         if config is not None:  # what deploys it (Once-for-All: ks, e, d and resolution r)
             unit["config"] = config

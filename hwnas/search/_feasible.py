@@ -84,7 +84,7 @@ class LatencyModel:
     def mean(self, Z: np.ndarray) -> np.ndarray:
         """Mean predicted latency of each row of Z (checked int z, shape (N, D))."""
         if self.tensor is not None:
-            return self.space.evaluate_tensor(Z, *self.tensor, checked=True)  # type: ignore
+            return self.space.evaluate_tensor(Z, *self.tensor, checked=True)
         if self.C is None or self.fixed is None:
             return np.asarray(self.predictor.predict_z(self.space, Z), dtype=float)
         return additive_cost(self.fixed, self.C, Z)
@@ -94,7 +94,7 @@ class LatencyModel:
         (decisions x choices, or slices x decisions x choices where additive within slices;
         default all); None where latency is not additive."""
         if self.tensor is not None:
-            return self.space.min_z_tensor(*self.tensor, allowed)  # type: ignore[attr-defined]
+            return self.space.min_z_tensor(*self.tensor, allowed)
         if self.C is None or self.fixed is None:
             return None
         C = self.C if allowed is None else np.where(allowed, self.C, np.nan)

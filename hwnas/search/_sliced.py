@@ -43,7 +43,7 @@ class SlicedBudget:
 
 def layer_tensor(space: SearchSpace, attribute: str) -> tuple[np.ndarray, np.ndarray]:
     """(fixed, C) of a per-layer quantity (``macs``, ``params``, ``param_bytes``)."""
-    return space.cost_tensor(  # type: ignore[attr-defined]
+    return space.cost_tensor(
         lambda layers: [float(getattr(ly, attribute)) for ly in layers])
 
 
@@ -117,18 +117,18 @@ class SlicedFeasibility:
     def least(self) -> np.ndarray | None:
         """The z of least scaled cost over the budgets (the one most likely to fit)."""
         if not self.additive:
-            return self.space.min_z_tensor(  # type: ignore[attr-defined]
+            return self.space.min_z_tensor(
                 np.where(self.slice_ok, 0.0, np.inf), np.zeros(self.allowed.shape),
                 self.allowed)[0]
         fixed = (self._fixed / self._scale[:, None]).sum(axis=0)
         fixed = np.where(self.slice_ok, fixed, np.inf)
         C = (self._C / self._scale[:, None, None, None]).sum(axis=0)
-        z, cost = self.space.min_z_tensor(fixed, C, self.allowed)  # type: ignore[attr-defined]
+        z, cost = self.space.min_z_tensor(fixed, C, self.allowed)
         return z if math.isfinite(cost) else None
 
     def _totals(self, Z: np.ndarray) -> np.ndarray:
         """(budgets, N) of each sliced budget's value."""
-        return np.stack([self.space.evaluate_tensor(  # type: ignore[attr-defined]
+        return np.stack([self.space.evaluate_tensor(
             Z, self._fixed[i], self._C[i], checked=True) for i in range(len(self.additive))])
 
     def _allowed_rows(self, Z: np.ndarray) -> np.ndarray:
@@ -193,11 +193,11 @@ class SlicedFeasibility:
                 [r for r in range(r0 + 1, len(self.slice_ok))]:
             if not self.slice_ok[r]:
                 continue
-            trial = z.copy()
-            trial[self.res] = r
-            trial = self._fit_depths(trial)
-            if trial is not None:
-                return self._fix_blocks(z, trial, rng)
+            moved = z.copy()
+            moved[self.res] = r
+            fitted = self._fit_depths(moved)
+            if fitted is not None:
+                return self._fix_blocks(z, fitted, rng)
         least = self.least()
         return least if least is not None and self._additive_fits(least) else None
 
@@ -501,7 +501,9 @@ class _SliceProgram:
             row = np.zeros(n)
             for j, (ss, _) in enumerate(self.depth_vars):
                 row[nx + j] = ss == s
-            rows.append(row), low.append(1.0), high.append(1.0)
+            rows.append(row)
+            low.append(1.0)
+            high.append(1.0)
         for bi, d in enumerate(self.blocks):  # a block runs iff its stage's depth reaches it
             s = next(i for i, blocks in enumerate(stages) if d in blocks)
             position = stages[s].index(d)
@@ -510,11 +512,15 @@ class _SliceProgram:
             for j, (ss, i) in enumerate(self.depth_vars):
                 if ss == s and depths[i] > position:
                     row[nx + j] = -1.0
-            rows.append(row), low.append(0.0), high.append(0.0)
+            rows.append(row)
+            low.append(0.0)
+            high.append(0.0)
         for b in feasibility.additive:
             row = np.zeros(n)
             row[:nx] = np.nan_to_num(b.C[r][self.blocks], nan=0.0, posinf=0.0).ravel()
-            rows.append(row), low.append(-np.inf), high.append(b.limit - b.fixed[r])
+            rows.append(row)
+            low.append(-np.inf)
+            high.append(b.limit - b.fixed[r])
         self.rows, self.low, self.high = rows, low, high
         upper = np.ones(n)
         upper[:nx] = feasibility.allowed[r][self.blocks].ravel()
@@ -534,7 +540,9 @@ class _SliceProgram:
                 cut[bi * self.K + z[d]] = 1.0
         for j, (s, i) in enumerate(self.depth_vars):
             cut[nx + j] = z[self.space.depth_decisions[s]] == i  # type: ignore[attr-defined]
-        self.rows.append(cut), self.low.append(-np.inf), self.high.append(cut.sum() - 1)
+        self.rows.append(cut)
+        self.low.append(-np.inf)
+        self.high.append(cut.sum() - 1)
 
     def next(self) -> Point | None:
         from scipy.optimize import Bounds, LinearConstraint, milp

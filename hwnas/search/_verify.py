@@ -480,7 +480,7 @@ class Verifier:
     def _least(self, predictor: Predictor) -> Z:
         try:
             if self.space.sliced:  # ofa: per resolution
-                z = self.space.min_z_tensor(*predictor.cost_tensor(self.space))[0]  # type: ignore
+                z = self.space.min_z_tensor(*predictor.cost_tensor(self.space))[0]
             else:
                 z = self.space.min_z(*predictor.cost_matrix(self.space))[0]
         except NotAdditiveError:

@@ -357,6 +357,21 @@ class SearchSpace:
             C[i, :len(d.choices)] = [total(group) for group in d.layers]
         return total(self.stem) + total(self.head), C
 
+    def cost_tensor(self, layer_cost: Callable[[Sequence[Layer]], ArrayLike]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-slice costs of a ``sliced`` space (see OFASpace); here NotAdditiveError."""
+        raise NotAdditiveError(f"space {self.name!r} has no slices: use cost_matrix")
+
+    def evaluate_tensor(self, z: ArrayLike, fixed: np.ndarray, C: np.ndarray,
+                        checked: bool = False) -> np.ndarray:
+        """Cost of many z through ``cost_tensor``'s (fixed, C); here NotAdditiveError."""
+        raise NotAdditiveError(f"space {self.name!r} has no slices: use evaluate_z")
+
+    def min_z_tensor(self, fixed: np.ndarray, C: np.ndarray,
+                     allowed: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The z of least cost through ``cost_tensor``'s (fixed, C); here NotAdditiveError."""
+        raise NotAdditiveError(f"space {self.name!r} has no slices: use min_z")
+
     def sum_z(self, z: ArrayLike, layer_cost: Callable[[Sequence[Layer]], ArrayLike]
               ) -> np.ndarray:
         """The cost of many z as the sum over each z's decoded layers, for any space (additive

@@ -299,7 +299,9 @@ def _layer(spec: Any, shape: tuple[int, int, int], key: str,
         if name == "act" and not isinstance(value, str):
             fail(f"{key}.{name}", f"must be a string, one of {', '.join(ACTIVATIONS)}, got "
                                   f"{value!r}")
-        if name != "act" and not _is_size(value):
+        if name == "se" and (isinstance(value, bool) or value not in (0, 1)):
+            fail(f"{key}.{name}", f"must be 0 or 1 (squeeze-and-excite), got {value!r}")
+        if name not in ("act", "se") and not _is_size(value):
             quoted = " (a string: write it without quotes)" if isinstance(value, str) else ""
             fail(f"{key}.{name}", f"must be an integer from 1 to {MAX_SIZE}, got "
                                   f"{value!r}{quoted}")

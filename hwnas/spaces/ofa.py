@@ -40,7 +40,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -218,11 +218,11 @@ class OFASpace(SearchSpace):
 
     def describe(self, z: Sequence[int]) -> str:
         """z as the shipped tables' OFA string (``ks:...;e:...;d:...;r:...``)."""
-        return self.config_string(z)
+        return self.config_string(list(z))
 
-    def format_z(self, z: ArrayLike) -> str:
+    def format_z(self, z: Iterable[int]) -> str:
         """The OFA string: tables hwnas writes for ``ofa`` read like the shipped ones."""
-        return self.config_string(z)
+        return self.config_string(list(z))
 
     # --- OFA's configurations -------------------------------------------------------------
 
@@ -303,12 +303,12 @@ class OFASpace(SearchSpace):
         return self._tensor(layer_cost, sum)
 
     def _tensor(self, layer_cost: Callable[[Sequence[Layer]], ArrayLike],
-                total: Callable[[list[float]], float], slices: Sequence[int] | None = None
+                total: Callable[[list[float]], float], slices: ArrayLike | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """cost_tensor, with the fixed layers' costs combined by ``total`` (sum, max); with
         ``slices``, only those resolution indices are priced (the others are NaN)."""
         R, D = len(self.resolutions), len(self.decisions)
-        wanted = range(R) if slices is None else sorted(set(int(r) for r in slices))
+        wanted = range(R) if slices is None else sorted({int(r) for r in np.ravel(slices)})
         fixed_groups = self.decisions[self.resolution_decision].layers
         layers = list({ly.key: ly for r in wanted for ly in (
             *fixed_groups[r], *self.head,
