@@ -20,7 +20,10 @@ LEVELS = {"hwnas.errors": 0,
           "hwnas._calibration": 1, "hwnas._checks": 1,
           "hwnas.layers": 2, "hwnas.spaces": 3, "hwnas.tables": 4,
           "hwnas._cli": 5,  # what the commands share: options, one-line errors
-          "hwnas.predictors": 6, "hwnas.profile": 6,
+          "hwnas.predictors": 6,
+          # the default flow's layer predictor (ofa: measured layers, the others regressed)
+          # chooses the frontier networks it measures
+          "hwnas.profile": 6.1,
           "hwnas.profile._simulated": 6.2,  # a device for tests and benchmarks, loaded by name
           "hwnas.devices": 6.5,  # shipped device tables and their predictors
           "hwnas.profile.__main__": 7,  # the command: --design transfer reads the devices

@@ -495,7 +495,7 @@ class TreeZPredictor(_KnownChoices, _SpacePredictor):
         self.space_signature_ = space.signature
         self._fit_rows(Z, y, list(space.n_choices),
                        tree_inputs(space, Z) if space.sliced else None)
-        _warn_unknown(self.kind, self.unknown_choices(space))
+        _warn_unknown(self.kind, choice_names(space, self.known_))
 
     def _fit_rows(self, Z: np.ndarray, y: np.ndarray, n_choices: list[int],
                   X: np.ndarray | None = None) -> None:

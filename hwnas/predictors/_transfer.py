@@ -327,6 +327,8 @@ class TransferPredictor(AdditivePredictor):
 
     def _known(self, space: SearchSpace) -> np.ndarray:
         self._check_space(space)
+        if self.sliced_:  # per slice: a choice is known where every slice prices it
+            return super()._known(space)
         return ~np.isnan(self.C_)  # the costs of the z computed, where cells are dropped
 
     def predict_z(self, space: SearchSpace, z) -> np.ndarray:

@@ -120,15 +120,10 @@ def export(args, space: SearchSpace) -> int:
 
 
 def search_doc(path: str) -> dict | None:
-    """The search result JSON at ``path``, or None for a text file of z."""
-    text = read_text(path, "file of z")
-    if not text.lstrip().startswith("{"):
-        return None
-    try:
-        doc = json.loads(text, parse_int=json_int)
-    except (ValueError, RecursionError) as e:
-        raise InputError(f"{path}: not a search result JSON ({e})") from None
-    return doc if isinstance(doc, dict) else None
+    """The search result JSON at ``path`` (a document with ``best``), or None for a file of z
+    (one a line, or JSON configurations)."""
+    doc = _json(read_text(path, "file of z"), path)
+    return doc if isinstance(doc, dict) and "best" in doc else None
 
 
 def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:

@@ -203,7 +203,7 @@ def _sliced_frontier_z(space: SearchSpace, layers: LayerTable, n: int) -> np.nda
     """frontier_z on a space additive within slices (``ofa``): the exact front of the layer
     sums (``layer_predictor``: measured layers, the others predicted) per resolution
     (``sliced_knapsack``), n networks along it on a log scale of layer sums."""
-    from hwnas.search._sliced import layer_tensor, sliced_knapsack
+    from hwnas.spaces._exact import layer_tensor, sliced_knapsack
     fixed, ms = layer_predictor(space, layers).cost_tensor(space)
     blocks = ms[:, :space.n_blocks]  # type: ignore[attr-defined]
     step = max(float(np.nanmax(fixed) - np.nanmin(fixed) + np.nansum(
@@ -259,7 +259,7 @@ def calibration_z(space: SearchSpace, n: int = 4, seed: int = 0) -> np.ndarray:
     the least and the most included: a range wide enough to fix the calibration's slope.
     Distinct rows, the same for the same space, n and seed."""
     if space.sliced:  # the least and the most by MACs, over every resolution and depth
-        from hwnas.search._sliced import layer_tensor
+        from hwnas.spaces._exact import layer_tensor
         per_slice, C = layer_tensor(space, "macs")
         least, most = (space.min_z_tensor(sign * per_slice, sign * C)[0]
                        for sign in (1.0, -1.0))

@@ -30,6 +30,7 @@ from hwnas.profile import (
 from hwnas.profile._latency import DEFAULT_LATENCY, LATENCIES, WHY_DEFAULT
 from hwnas.search._flow import MeasureSettings, find_architectures, load_objective
 from hwnas.search._study import MODES, SAMPLERS, SearchSettings
+from hwnas.spaces import load_space
 from hwnas.tables import read_layer_table
 
 PROG = "python -m hwnas.search"
@@ -139,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.remeasure and getattr(args, option[2:]):
             raise InputError(f"--remeasure and {option} contradict each other: --remeasure "
                              f"re-measures this machine's cached tables (see --help)")
+    space = load_space(args.space) if args.space else None  # its errors before a table's
     outcome = find_architectures(  # BudgetError exits 1, Ctrl-C 130 (hwnas._cli.run)
-        args.budget_ms, space=args.space, device=args.device,
+        args.budget_ms, space=space, device=args.device,
         predictor=read_layer_table(args.table) if args.table else args.predictor,
         fleet=args.budget or [],
         settings=_settings(args), measure=_measure(args), log=print)
