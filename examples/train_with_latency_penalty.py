@@ -39,7 +39,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from hwnas import LookupPredictor, _cli
-from hwnas._files import save_figure
+from hwnas._files import check_figure_path, save_figure
 from hwnas._imports import pyplot
 from hwnas.errors import InputError
 from hwnas.integrations import BudgetConstraint, derive_z
@@ -293,6 +293,7 @@ def main(argv=None) -> int:
                         "before a noisy layer is measured again (for the tests)")
     p.add_argument("--seed", type=_cli.seed, default=0)
     args = p.parse_args(argv)
+    check_figure_path("--plot", args.plot)
     for option, path in (("--json", args.json), ("--plot", args.plot)):  # before minutes of work
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise InputError(f"{option} {path}: the folder {os.path.dirname(path) or '.'} does "

@@ -22,7 +22,13 @@ from dataclasses import asdict, dataclass, replace
 import optuna
 
 from hwnas import _cli
-from hwnas._files import check_outputs_not_inputs, json_ready, safe_name, write_json
+from hwnas._files import (
+    check_figure_path,
+    check_outputs_not_inputs,
+    json_ready,
+    safe_name,
+    write_json,
+)
 from hwnas.devices import device_predictor
 from hwnas.errors import InputError
 from hwnas.predictors import (
@@ -275,6 +281,7 @@ def _check_outputs(args) -> None:
     check_outputs_not_inputs({"--json": args.json, "--plot": args.plot},
                              {**inputs, "--export-onnx": args.export_onnx})
     check_outputs_not_inputs({"--json": args.json}, {"--plot": args.plot})
+    check_figure_path("--plot", args.plot)
     for option, path, is_folder in [
             ("--json", args.json, False), ("--plot", args.plot, False),
             ("--export-onnx", args.export_onnx, True)]:

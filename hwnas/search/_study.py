@@ -245,6 +245,11 @@ class SearchSettings:
                 raise InputError(f"{what} must be a string, got {getattr(self, what)!r}")
         if self.workers > 1 and self.storage is None:
             raise InputError("workers > 1 need a shared storage (a URL or a .journal file)")
+        if self.storage is not None and "://" not in self.storage and \
+                not self.storage.endswith(".journal"):  # known now, not after the search
+            raise InputError(f"storage {self.storage!r}: expected a database URL "
+                             f"(sqlite:///study.db, postgresql://user@host/db) or a .journal "
+                             f"file")
         if self.sampler == "exact":  # it solves in this process, keeping no study
             given = [what for what, bad in (("workers > 1 (--workers)", self.workers > 1),
                                             ("a study_name (--study-name)", self.study_name),
