@@ -24,9 +24,9 @@ By default this runs at three budgets spread over the space's latency range (25,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,14 +38,16 @@ import nnabla.solvers as S
 import numpy as np
 from sklearn.datasets import load_digits
 
-from hwnas import LookupPredictor
-from hwnas._files import save_figure
+from hwnas import LookupPredictor, _cli
+from hwnas._files import check_figure_path, save_figure
 from hwnas._imports import pyplot
+from hwnas.errors import InputError
 from hwnas.integrations import BudgetConstraint, derive_z
 from hwnas.predictors import CalibratedPredictor, Predictor
 from hwnas.profile import TimingProtocol, get_backend, profile_layers, profile_networks
 from hwnas.profile._base import Backend
 from hwnas.profile._nnabla import build
+from hwnas.search import BudgetError
 from hwnas.spaces import SearchSpace, chain
 from hwnas.spaces.mobilenet import mobilenet
 
@@ -270,24 +272,38 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--budget-ms", type=float, default=None,
+PROG = "train_with_latency_penalty.py"
+
+
+def main(argv=None) -> int:
+    """Parse, measure, then train at each budget; a budget below the least reachable latency
+    is one line (exit 1), bad input one line (exit 2), as hwnas's commands do."""
+    p = _cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=_cli.positive_int, default=8)
+    p.add_argument("--budget-ms", type=_cli.positive_float, default=None,
                    help="one budget (default: three over the space's latency range)")
-    p.add_argument("--finetune-epochs", type=int, default=2,
+    p.add_argument("--finetune-epochs", type=_cli.int_in(0, 10**6), default=2,
                    help="epochs that train the derived network alone before it is tested")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=_cli.positive_int, default=32)
     p.add_argument("--json", help="write per budget the derived z, budget_ms, "
                    "predicted_latency_ms, measured_latency_ms and accuracy")
     p.add_argument("--plot", help="draw accuracy against latency (PNG; needs matplotlib)")
     p.add_argument("--quick", action="store_true",
                    help="fewer training and test images, fewer timing runs and no pause "
                         "before a noisy layer is measured again (for the tests)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    p.add_argument("--seed", type=_cli.seed, default=0)
+    args = p.parse_args(argv)
+    check_figure_path("--plot", args.plot)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):  # before minutes of work
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise InputError(f"{option} {path}: the folder {os.path.dirname(path) or '.'} does "
+                             f"not exist")
 
     setup = prepare(args.quick, args.seed)
+    if args.budget_ms is not None and args.budget_ms < setup.fastest_ms:
+        print(f"{PROG}: {BudgetError(args.budget_ms, setup.fastest_ms)} (on "
+              f"{setup.backend.fingerprint().describe()})", file=sys.stderr)
+        return 1
     budgets = [args.budget_ms] if args.budget_ms is not None else setup.budgets()
     results = []
     for budget_ms in budgets:
@@ -302,7 +318,8 @@ def main() -> None:
     if args.plot:
         plot(results, args.plot)
         print(f"wrote {args.plot}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(_cli.run(main, PROG))

@@ -219,6 +219,24 @@ def write_json(path: str | os.PathLike, doc: Any) -> None:
     atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
 
 
+#: the figure formats matplotlib writes (its ``get_supported_filetypes``; what a file name's
+#: extension may say)
+FIGURE_FORMATS = ("eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw", "rgba", "svg",
+                  "svgz", "tif", "tiff", "webp")
+
+
+def check_figure_path(option: str, path: str | os.PathLike | None) -> None:
+    """Refuse a figure file whose name says a format matplotlib does not write, before any
+    work (the figure is drawn last, after minutes of measuring and searching)."""
+    if path is None:
+        return
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    if ext and ext not in FIGURE_FORMATS:
+        raise InputError(f"{option} {path}: a figure cannot be written as .{ext}: give a name "
+                         f"ending in one of {', '.join('.' + f for f in FIGURE_FORMATS)} (or "
+                         f"none, for PNG)")
+
+
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> None:
     """Save a matplotlib figure atomically (see atomic_write), in the format its file name
     says (PNG where it says none)."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hwnas import _cli
-from hwnas._files import check_outputs_not_inputs, json_ready, write_json
+from hwnas._files import check_figure_path, check_outputs_not_inputs, json_ready, write_json
 from hwnas.devices import load_device
 from hwnas.errors import InputError
 from hwnas.predictors import evaluate, load_predictor
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              {"--predictor": args.predictor, "--networks": args.networks,
                               "--space": args.space})
     check_outputs_not_inputs({"--json": args.json}, {"--plot": args.plot})
+    check_figure_path("--plot", args.plot)
     predictor = load_predictor(args.predictor)
     space = load_space(args.space) if args.space else None
     if args.networks:

@@ -184,6 +184,19 @@ def steps(layer: Layer) -> tuple[Step, ...]:
     return (Step("linear", (0,), out),)  # linear
 
 
+#: the largest dimension or attribute of a layer (a runtime's int32 shapes), and the largest
+#: cost hwnas counts (cost matrices are int64, regressors' features float32): a key written
+#: with a number beyond them is refused where it is read, not in a fit
+MAX_DIMENSION = 2**31 - 1
+MAX_COST = 2**62
+
+
+def _short(value: int) -> str:
+    """An integer as a message shows it: its digits, or how many there are."""
+    text = str(value)
+    return text if len(text) <= 20 else f"a {len(text)}-digit number"
+
+
 @dataclass(frozen=True)
 class Layer:
     """One measurable unit of a network.
@@ -243,7 +256,19 @@ class Layer:
                                                 self.out_channels % self.groups):
             raise InputError(f"{self.op}: groups={self.groups} must divide in channels "
                              f"{shape[0]} and out channels {self.out_channels}")
-        object.__setattr__(self, "_costs", _costs(self))
+        numbers = {"in_shape": max(shape), **{n: getattr(self, n) for n in (
+            "out_channels", "kernel", "stride", "groups", "expand")}}
+        for name, value in numbers.items():  # before any cost is computed from them
+            if value > MAX_DIMENSION:
+                raise InputError(f"{self.op}: {name} {_short(value)} is over {MAX_DIMENSION} "
+                                 f"(the largest a runtime's shape takes)")
+        costs = _costs(self)
+        for name in ("macs", "params", "peak_activation_bytes"):
+            if costs[name] > MAX_COST:  # numpy's cost matrices are int64, trees float32
+                raise InputError(f"{self.op} layer of input {shape}: its {name} "
+                                 f"({_short(costs[name])}) are over {MAX_COST:.3g}, more "
+                                 f"than hwnas can count")
+        object.__setattr__(self, "_costs", costs)
 
     @functools.cached_property
     def key(self) -> str:

@@ -498,6 +498,35 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
 
 
 @pytest.mark.nnabla
+@pytest.mark.parametrize("args, status, message", [
+    (["--budget-ms", "0.0001"], 1, "no architecture meets the budget of 0.0001 ms: the "
+                                   "smallest predicted latency this space can reach is"),
+    (["--budget-ms", "-1"], 2, "error: argument --budget-ms: must be > 0"),
+    (["--budget-ms", "nan"], 2, "error: argument --budget-ms"),
+    (["--json", "/no/such/folder/r.json"], 2, "the folder /no/such/folder does not exist"),
+])
+def test_the_training_example_ends_a_budget_it_cannot_meet_in_one_line(args, status, message,
+                                                                        monkeypatch, capsys):
+    """Below the least reachable latency (known once the layers are measured), a bad budget,
+    an output nowhere to write: one line and the commands' exit status, no traceback, no
+    training."""
+    import nnabla as nn
+    monkeypatch.setattr(sys, "argv", ["train_with_latency_penalty.py", "--quick", *args])
+    nn.clear_parameters()
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(ROOT / "examples" / "train_with_latency_penalty.py"),
+                           run_name="__main__")
+    finally:
+        nn.clear_parameters()
+    err = capsys.readouterr()
+    assert stop.value.code == status
+    ours = [line for line in err.err.splitlines() if "[nnabla]" not in line]
+    assert len(ours) == 1 and message in ours[0] and "Traceback" not in err.err
+    assert "epoch" not in err.out
+
+
+@pytest.mark.nnabla
 @pytest.mark.parametrize("script", ["train_with_latency_penalty.py", "nnabla_nas_estimator.py"])
 def test_examples_run(script, mobilenet_table, monkeypatch, capsys, tmp_path):
     """Each example as a script (its ``__main__``), in this process: nnabla is loaded already.
@@ -514,6 +543,8 @@ def test_examples_run(script, mobilenet_table, monkeypatch, capsys, tmp_path):
     nn.clear_parameters()
     try:
         runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
+    except SystemExit as e:  # a command's exit status (train_with_latency_penalty.py)
+        assert e.code == 0, capsys.readouterr().err
     finally:
         nn.clear_parameters()
     stdout = capsys.readouterr().out

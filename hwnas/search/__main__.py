@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import optuna
 
 from hwnas import _cli
-from hwnas._files import check_outputs_not_inputs
+from hwnas._files import check_figure_path, check_outputs_not_inputs
 from hwnas.errors import InputError
 from hwnas.profile import (
     add_backend_options,
@@ -195,6 +195,7 @@ def _check_outputs(args) -> None:
     check_outputs_not_inputs({"--json": args.json, "--plot": args.plot},
                              {**inputs, "--export-onnx": args.export_onnx})
     check_outputs_not_inputs({"--json": args.json}, {"--plot": args.plot})
+    check_figure_path("--plot", args.plot)
     for option, path, is_folder in [
             ("--json", args.json, False), ("--plot", args.plot, False),
             ("--export-onnx", args.export_onnx, True)]:
