@@ -19,9 +19,10 @@ from torch import nn
 
 #: a node input that is the network input (hwnas.spaces.INPUT)
 INPUT = -1
-STEP_KINDS = ("conv", "bn", "relu", "avgpool", "gap", "linear", "add", "shuffle")
+STEP_KINDS = ("conv", "bn", "relu", "act", "se", "avgpool", "gap", "linear", "add", "shuffle")
+#: h_swish is x * relu6(x + 3) / 6 (MobileNetV3, Once-for-All): torch's Hardswish
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}
+    "none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "h_swish": nn.Hardswish}
 
 
 class Add(nn.Module):
@@ -29,6 +30,20 @@ class Add(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excite (Once-for-All's): global average pooling, 1x1 conv with bias to
+    ``hidden`` channels, ReLU, 1x1 conv with bias back, h_sigmoid = relu6(x + 3) / 6, and the
+    input scaled channel-wise by it."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1),
+                                  nn.ReLU(), nn.Conv2d(hidden, channels, 1), nn.Hardsigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 class ChannelShuffle(nn.Module):
@@ -57,6 +72,10 @@ def step_module(step: dict[str, Any], batch_stats: bool = False) -> nn.Module:
         return bn if step["act"] == "none" else nn.Sequential(bn, ACTIVATIONS[step["act"]]())
     if kind == "relu":
         return nn.ReLU()
+    if kind == "act":
+        return ACTIVATIONS[step["act"]]()
+    if kind == "se":
+        return SqueezeExcite(c, step["out"])
     if kind == "avgpool":
         return nn.AvgPool2d(step["kernel"], step["stride"], step["pad"], count_include_pad=False)
     if kind == "gap":
