@@ -89,6 +89,28 @@ def json_int(text: str) -> int:
     return int(text)
 
 
+class RepeatedKeyError(ValueError):
+    """A JSON object with one key twice: Python's reader keeps only the last, silently."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """``json.loads(object_pairs_hook=unique_keys)``: refuse an object that repeats a key."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RepeatedKeyError(f"the key {key!r} appears twice in one object (a JSON "
+                                   f"reader would keep only the last)")
+        seen.add(key)
+    return dict(pairs)
+
+
+def loads_json(text: str) -> Any:
+    """JSON as hwnas reads every file of it: integers of at most MAX_INT_DIGITS digits
+    (``json_int``) and no key twice in an object (``unique_keys``); ValueError (or
+    RecursionError) otherwise."""
+    return json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)
+
+
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
                     r"|[+-]?(?:inf|infinity|nan)", re.ASCII | re.IGNORECASE)
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)

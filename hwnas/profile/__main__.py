@@ -7,13 +7,12 @@ tables cached by the default flow of hwnas.search, ``--remeasure`` discards a de
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
 
 from hwnas import _cli
-from hwnas._files import json_int, read_text
+from hwnas._files import loads_json, read_text
 from hwnas.errors import InputError
 from hwnas.profile import (
     PREDICTION_NOISE,
@@ -120,7 +119,7 @@ def search_doc(path: str) -> dict | None:
     if not text.lstrip().startswith("{"):
         return None
     try:
-        doc = json.loads(text, parse_int=json_int)
+        doc = loads_json(text)
     except (ValueError, RecursionError) as e:
         raise InputError(f"{path}: not a search result JSON ({e})") from None
     return doc if isinstance(doc, dict) else None
@@ -131,8 +130,8 @@ def read_zs(path: str, space: SearchSpace) -> list[Sequence[int]]:
     text = read_text(path, "file of z")
     if text.lstrip().startswith("{"):
         try:
-            zs = [entry["z"] for entry in json.loads(text, parse_int=json_int)["best"]]
-        except (ValueError, KeyError, TypeError, RecursionError) as e:  # json_int too
+            zs = [entry["z"] for entry in loads_json(text)["best"]]
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # loads_json too
             raise InputError(f"{path}: not a search result JSON with best[].z ({e})") from None
         for i, z in enumerate(zs):
             try:

@@ -3,7 +3,6 @@ how steady it was measured), and how a table is judged (TableQuality)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -130,7 +129,7 @@ def table_quality(path: str | os.PathLike, space: SearchSpace | None = None) -> 
 
 
 def _header(path: str) -> list[str]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as read_text accepts
         return f.readline().strip().split(",")
 
 
@@ -146,7 +145,7 @@ def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[s
     MAX_RECORD_BYTES), or not of this shape is an InputError naming the file."""
     from dataclasses import fields
 
-    from hwnas._files import MAX_RECORD_BYTES, json_int, read_text
+    from hwnas._files import MAX_RECORD_BYTES, loads_json, read_text
     path = Path(folder) / CACHE_STATUS
     if not path.exists():
         return {}
@@ -156,7 +155,7 @@ def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[s
     else:
         text = read_text(str(path), "cache record", max_bytes=MAX_RECORD_BYTES)
     try:
-        status = json.loads(text, parse_int=json_int)
+        status = loads_json(text)
     except (ValueError, RecursionError) as e:
         raise InputError(f"{path}: unreadable cache record ({e}); delete it") from None
     number = (int, float)
