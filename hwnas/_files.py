@@ -236,9 +236,22 @@ def atomic_write(path: str | os.PathLike, data: Data, mode: int = 0o644) -> None
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> None:
-    """``doc`` as indented JSON, written atomically (see atomic_write). NaN or infinity
-    anywhere is a ValueError (they are not JSON): a caller stores an unknown as null."""
-    atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    """``doc`` as indented JSON, written atomically (see atomic_write); a float that is not
+    finite (an unknown: NaN, or inf) anywhere in it is written null, as JSON has no NaN (a
+    file with ``NaN`` in it is not JSON: other tools refuse it)."""
+    atomic_write(path, json.dumps(_finite_or_null(doc), indent=1, allow_nan=False) + "\n")
+
+
+def _finite_or_null(doc: Any) -> Any:
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: _finite_or_null(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_finite_or_null(v) for v in doc]
+    if type(doc).__module__ == "numpy" and hasattr(doc, "item"):  # a numpy scalar
+        return _finite_or_null(doc.item())
+    return doc
 
 
 #: the figure formats matplotlib writes (its ``get_supported_filetypes``; what a file name's

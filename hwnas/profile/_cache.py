@@ -21,10 +21,23 @@ from hwnas.tables import Timing, read_layer_table, read_network_table, table_loc
 
 
 def cache_dir() -> Path:
-    """Where measured tables are cached: ``$HWNAS_CACHE``, else ``~/.cache/hwnas``."""
+    """Where measured tables are cached: ``$HWNAS_CACHE``, else ``~/.cache/hwnas``
+    (``$XDG_CACHE_HOME/hwnas``). A path that cannot be a folder (it, or a folder above it,
+    is a file) is an InputError naming the variable that set it, not the files inside."""
     if os.environ.get("HWNAS_CACHE"):
-        return Path(os.environ["HWNAS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hwnas"
+        path, named = Path(os.environ["HWNAS_CACHE"]), "HWNAS_CACHE"
+    elif os.environ.get("XDG_CACHE_HOME"):
+        path, named = Path(os.environ["XDG_CACHE_HOME"]) / "hwnas", "XDG_CACHE_HOME"
+    else:
+        path, named = Path.home() / ".cache" / "hwnas", "the default cache (~/.cache/hwnas)"
+    for above in (path, *path.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                what = "a file" if above.is_file() else "not a folder"
+                raise InputError(f"{named} ({path}): {above} is {what}, but the cache of "
+                                 f"measured tables must be a folder: set HWNAS_CACHE to one")
+            break
+    return path
 
 
 def device_folder(backend: Backend) -> Path:
