@@ -208,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table: LayerTable | NetworkTable
     timings: Sequence[Timing]
     before = _complete_rows(args.out)
+    doc = None
     if args.networks or args.from_file:
         zs = network_zs(args, space)
         doc = search_doc(args.from_file) if args.from_file else None
@@ -227,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"latency moves by {100 * quality.median_noise:.1f} % between rounds (median), "
           f"{_predictions(table)} by up to {100 * quality.prediction_noise:.1f} % (90th "
           f"percentile; good at most {100 * PREDICTION_NOISE:g} %)")
+    if doc is None:  # a re-time of a search says what its figures are itself
+        print(f"latency_ms is the unloaded latency: the median over rounds of each round's "
+              f"fastest run, each round divided by the machine's speed then, on the scale of "
+              f"the batch that measured it (load average {quality.load_average:.1f} on "
+              f"{quality.cpus} core(s) now)")
     warning = quality.warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
