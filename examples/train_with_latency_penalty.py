@@ -24,7 +24,6 @@ By default this runs at three budgets spread over the space's latency range (25,
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from hwnas import LookupPredictor, _cli
-from hwnas._files import check_figure_path, save_figure
+from hwnas._files import check_figure_path, save_figure, write_json
 from hwnas._imports import pyplot
 from hwnas.errors import InputError
 from hwnas.integrations import BudgetConstraint, derive_z
@@ -312,8 +311,7 @@ def main(argv=None) -> int:
                              finetune_epochs=0 if args.quick else args.finetune_epochs,
                              seed=args.seed))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(args.json, results)  # an unknown (NaN) as null: valid JSON
         print(f"wrote {args.json}")
     if args.plot:
         plot(results, args.plot)

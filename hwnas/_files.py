@@ -89,6 +89,28 @@ def json_int(text: str) -> int:
     return int(text)
 
 
+class RepeatedKeyError(ValueError):
+    """A JSON object with one key twice: Python's reader keeps only the last, silently."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """``json.loads(object_pairs_hook=unique_keys)``: refuse an object that repeats a key."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RepeatedKeyError(f"the key {key!r} appears twice in one object (a JSON "
+                                   f"reader would keep only the last)")
+        seen.add(key)
+    return dict(pairs)
+
+
+def loads_json(text: str) -> Any:
+    """JSON as hwnas reads every file of it: integers of at most MAX_INT_DIGITS digits
+    (``json_int``) and no key twice in an object (``unique_keys``); ValueError (or
+    RecursionError) otherwise."""
+    return json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)
+
+
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
                     r"|[+-]?(?:inf|infinity|nan)", re.ASCII | re.IGNORECASE)
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -214,9 +236,22 @@ def atomic_write(path: str | os.PathLike, data: Data, mode: int = 0o644) -> None
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> None:
-    """``doc`` as indented JSON, written atomically (see atomic_write). NaN or infinity
-    anywhere is a ValueError (they are not JSON): a caller stores an unknown as null."""
-    atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    """``doc`` as indented JSON, written atomically (see atomic_write); a float that is not
+    finite (an unknown: NaN, or inf) anywhere in it is written null, as JSON has no NaN (a
+    file with ``NaN`` in it is not JSON: other tools refuse it)."""
+    atomic_write(path, json.dumps(_finite_or_null(doc), indent=1, allow_nan=False) + "\n")
+
+
+def _finite_or_null(doc: Any) -> Any:
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: _finite_or_null(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_finite_or_null(v) for v in doc]
+    if type(doc).__module__ == "numpy" and hasattr(doc, "item"):  # a numpy scalar
+        return _finite_or_null(doc.item())
+    return doc
 
 
 #: the figure formats matplotlib writes (its ``get_supported_filetypes``; what a file name's

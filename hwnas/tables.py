@@ -53,6 +53,11 @@ NETWORK_COLUMNS = ("space", "z") + TIMING_COLUMNS + FINGERPRINT_COLUMNS
 NETWORK_REQUIRED = ("space", "z")
 
 
+#: the UTF-8 byte-order mark some editors (Excel, Notepad) write first: every reader and the
+#: writer that resumes a table accept it
+BOM = b"\xef\xbb\xbf"
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     """What a measurement depends on besides the layer: runtime, device, threads, dtype, batch."""
@@ -514,6 +519,7 @@ class TableWriter:
         if not first or (complete_only and not first.endswith(b"\n")):
             return
         expected = ",".join(self.columns)
+        first = first.removeprefix(BOM)  # as every reader of a table accepts (read_text)
         if not first.endswith(b"\n") or first.decode(errors="replace").rstrip("\r\n") != expected:
             shown = first[:60].decode(errors="replace").rstrip("\r\n")
             raise TableError(f"{self.path}, line 1: not a table of this kind: it starts with "

@@ -456,6 +456,20 @@ def test_nnabla_nas_proxylessnas_searcher_runs_with_the_hwnas_estimators(
 
 
 @pytest.mark.nnabla
+def test_the_note_on_unpickling_says_what_nnabla_nas_loaders_do():
+    """NNabla NAS's CIFAR-10 loader unpickles its data files (numpy allow_pickle): the note
+    the command prints says so; where a later NNabla NAS stops, this test says to drop it."""
+    import inspect
+
+    from nnabla_nas.dataset import cifar10
+
+    from hwnas.integrations import nnabla_nas
+    assert "allow_pickle=True" in inspect.getsource(cifar10)
+    assert "unpickle" in nnabla_nas.UNPICKLES and "allow_pickle=True" in nnabla_nas.UNPICKLES
+    assert "unpickle" in nnabla_nas.__doc__
+
+
+@pytest.mark.nnabla
 def test_nnabla_nas_command_line_finds_the_estimator_by_name(tmp_path, mobilenet_table):
     """``python -m hwnas.integrations.nnabla_nas`` runs NNabla NAS's own (Hydra) command line
     on a configuration that names HwnasLatencyEstimator, with its csv dataloader."""
@@ -485,6 +499,8 @@ regularizer: {{HwnasLatencyEstimator: {{predictor: p.json, bound: 5, weight: 0.1
     command = [sys.executable, "-m", "hwnas.integrations.nnabla_nas"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    from hwnas.integrations.nnabla_nas import UNPICKLES
+    assert UNPICKLES in run.stderr  # said where hwnas runs NNabla NAS's command
     lines = [line for line in run.stdout.splitlines() if "HwnasLatencyEstimator" in line]
     assert len(lines) == 1, run.stdout[-3000:]  # 8 training images, batch 8: one iteration
     assert "reward" in lines[0]

@@ -157,3 +157,31 @@ def test_the_agreement_tolerance_is_the_verification_rule():
     assert agreement_tolerance([0.02, 0.02, 0.5]) == pytest.approx(0.06)  # 3 x the median
     assert agreement_tolerance([np.nan]) == 0.03
     assert agreement_tolerance([0.0], scale_noise=0.02) == pytest.approx(0.06)
+
+
+def test_rounds_of_a_fast_unit_fill_their_time_and_a_slow_one_is_unchanged():
+    """ONNX Runtime's rounds (``Backend.min_round_s``): a 0.5 ms network runs past the 10
+    runs of the protocol until 20 ms have passed, a 10 us layer at most FILL_RUNS x 10 times,
+    a 7 ms network as before (until past 30 ms); without it every round stops at 10 runs."""
+    from hwnas.profile._stats import FILL_RUNS, time_rounds
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+
+    def unit(ms):
+        def run():
+            clock.now += ms / 1e3
+        return run
+
+    units = [unit(0.5), unit(0.01), unit(7.0)]
+    filled = time_rounds(units, warmup=0, runs=10, rounds=2, max_round_s=0.03, clock=clock,
+                         speed_correction=False, min_round_s=0.02)
+    assert [len(r[0]) for r in filled] == [40, 10 * FILL_RUNS, 5]  # 7 ms: past 30 ms
+    capped = time_rounds(units, warmup=0, runs=10, rounds=2, max_round_s=0.03, clock=clock,
+                         speed_correction=False)
+    assert [len(r[0]) for r in capped] == [10, 10, 5]

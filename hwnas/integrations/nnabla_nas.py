@@ -21,7 +21,11 @@ to a ``fallback(module_or_function, in_shape) -> ms``.
     python -m hwnas.integrations.nnabla_nas <NNabla NAS's Hydra arguments>
 
 runs NNabla NAS's own command line (as its ``main.py`` does: configuration ``conf/config.yaml``
-under the working directory, or ``--config-path``) with both estimators registered, so a
+under the working directory, or ``--config-path``) with both estimators registered; it says
+first (UNPICKLES) that NNabla NAS's own dataset loaders unpickle the data files they read
+(its CIFAR-10 loader: ``numpy.load(allow_pickle=True)`` on the batches of the archive it
+downloads or finds in nnabla's data cache), which runs any code a crafted file holds: point it
+only at data you trust. hwnas itself never unpickles anything. So a
 configuration may name ``"regularizer": {"HwnasLatencyEstimator": {"predictor": "p.json",
 "bound_ms": 5, "weight": 0.1}}``. The bound in ms is ``bound_ms``; ``bound``, NNabla NAS's own
 name for it (its estimators' keyword and the ``_bound`` its searcher reads), works too.
@@ -484,6 +488,11 @@ def _import_cli() -> types.ModuleType:
 
 
 PROG = "python -m hwnas.integrations.nnabla_nas"
+#: what the command says before it runs NNabla NAS's (see the module's docstring)
+UNPICKLES = (f"{PROG}: note: NNabla NAS's own dataset loaders unpickle the data files they read "
+             f"(its CIFAR-10 loader: numpy.load(allow_pickle=True)), which runs any code a "
+             f"crafted file holds: use only data you trust (its own download, nnabla's data "
+             f"cache)")
 
 
 def main() -> int:
@@ -491,6 +500,7 @@ def main() -> int:
     estimators registered; run it with ``hwnas._cli.run`` for hwnas's error reporting."""
     register()
     hydra = require("hydra", "the NNabla NAS command line")
+    print(UNPICKLES, file=sys.stderr)
     cli = _import_cli()
     failed: list[Exception] = []
 

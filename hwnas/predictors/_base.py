@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from hwnas._files import MAX_PREDICTOR_BYTES, json_int, read_text, write_json
+from hwnas._files import MAX_PREDICTOR_BYTES, loads_json, read_text, write_json
 from hwnas.errors import InputError, NotFittedError, NotSupportedError
 from hwnas.layers import Layer
 from hwnas.spaces import (
@@ -465,10 +465,10 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     path = os.fspath(path)
     text = read_text(path, "predictor file", max_bytes=MAX_PREDICTOR_BYTES)
     try:
-        doc = json.loads(text, parse_int=json_int)
+        doc = loads_json(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not a predictor file (invalid JSON: {e})") from None
-    except ValueError as e:  # json_int: no count or index has that many digits
+    except ValueError as e:  # json_int: an integer that long; a key twice in an object
         raise InputError(f"{path}: not a predictor file ({e})") from None
     except RecursionError:
         raise InputError(f"{path}: not a predictor file (nested too deeply)") from None

@@ -7,13 +7,12 @@ tables cached by the default flow of hwnas.search, ``--remeasure`` discards a de
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
 
 from hwnas import _cli
-from hwnas._files import json_int, read_text
+from hwnas._files import loads_json, read_text
 from hwnas.errors import InputError
 from hwnas.profile import (
     PREDICTION_NOISE,
@@ -163,8 +162,8 @@ def _json(text: str, path: str):
     if not text.lstrip().startswith(("{", "[")):
         return None
     try:
-        return json.loads(text, parse_int=json_int)
-    except (ValueError, RecursionError) as e:  # json_int too
+        return loads_json(text)
+    except (ValueError, RecursionError) as e:  # loads_json: a repeated key, a huge integer
         if len([line for line in text.splitlines() if line.strip()]) > 1:
             return None
         raise InputError(f"{path}: not a search result JSON or a JSON z ({e})") from None
@@ -227,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table: LayerTable | NetworkTable
     timings: Sequence[Timing]
     before = _complete_rows(args.out)
+    doc = None
     if args.networks or args.from_file:
         zs = network_zs(args, space)
         doc = search_doc(args.from_file) if args.from_file else None
@@ -246,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"latency moves by {100 * quality.median_noise:.1f} % between rounds (median), "
           f"{_predictions(table)} by up to {100 * quality.prediction_noise:.1f} % (90th "
           f"percentile; good at most {100 * PREDICTION_NOISE:g} %)")
+    if doc is None:  # a re-time of a search says what its figures are itself
+        print(f"latency_ms is the unloaded latency: the median over rounds of each round's "
+              f"fastest run, each round divided by the machine's speed then, on the scale of "
+              f"the batch that measured it (load average {quality.load_average:.1f} on "
+              f"{quality.cpus} core(s) now)")
     warning = quality.warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -3,7 +3,6 @@ how steady it was measured), and how a table is judged (TableQuality)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -22,10 +21,23 @@ from hwnas.tables import LayerTable, Timing, read_layer_table, read_network_tabl
 
 
 def cache_dir() -> Path:
-    """Where measured tables are cached: ``$HWNAS_CACHE``, else ``~/.cache/hwnas``."""
+    """Where measured tables are cached: ``$HWNAS_CACHE``, else ``~/.cache/hwnas``
+    (``$XDG_CACHE_HOME/hwnas``). A path that cannot be a folder (it, or a folder above it,
+    is a file) is an InputError naming the variable that set it, not the files inside."""
     if os.environ.get("HWNAS_CACHE"):
-        return Path(os.environ["HWNAS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hwnas"
+        path, named = Path(os.environ["HWNAS_CACHE"]), "HWNAS_CACHE"
+    elif os.environ.get("XDG_CACHE_HOME"):
+        path, named = Path(os.environ["XDG_CACHE_HOME"]) / "hwnas", "XDG_CACHE_HOME"
+    else:
+        path, named = Path.home() / ".cache" / "hwnas", "the default cache (~/.cache/hwnas)"
+    for above in (path, *path.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                what = "a file" if above.is_file() else "not a folder"
+                raise InputError(f"{named} ({path}): {above} is {what}, but the cache of "
+                                 f"measured tables must be a folder: set HWNAS_CACHE to one")
+            break
+    return path
 
 
 def device_folder(backend: Backend) -> Path:
@@ -150,7 +162,7 @@ def _sliced_prediction_noise(space: SearchSpace, layers: LayerTable, default: fl
 
 
 def _header(path: str) -> list[str]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as read_text accepts
         return f.readline().strip().split(",")
 
 
@@ -166,7 +178,7 @@ def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[s
     MAX_RECORD_BYTES), or not of this shape is an InputError naming the file."""
     from dataclasses import fields
 
-    from hwnas._files import MAX_RECORD_BYTES, json_int, read_text
+    from hwnas._files import MAX_RECORD_BYTES, loads_json, read_text
     path = Path(folder) / CACHE_STATUS
     if not path.exists():
         return {}
@@ -176,7 +188,7 @@ def read_cache_status(folder: str | os.PathLike, *, lock: bool = True) -> dict[s
     else:
         text = read_text(str(path), "cache record", max_bytes=MAX_RECORD_BYTES)
     try:
-        status = json.loads(text, parse_int=json_int)
+        status = loads_json(text)
     except (ValueError, RecursionError) as e:
         raise InputError(f"{path}: unreadable cache record ({e}); delete it") from None
     number = (int, float)

@@ -238,7 +238,7 @@ def open_table(path: str, columns: tuple, fingerprint: dict) -> tuple:
             data = raw.read()
             if not data.endswith(b"\n"):
                 raw.truncate(data.rfind(b"\n") + 1)
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as hwnas accepts
             reader = csv.DictReader(f)
             if tuple(reader.fieldnames or ()) != columns:
                 sys.exit(f"{path}: not a table of this runner (columns differ)")
@@ -277,6 +277,16 @@ def short_int(text: str) -> int:
     return int(text)
 
 
+def unique_keys(pairs: list) -> dict:
+    """An object of the manifest, whose keys must each appear once (hwnas's JSON rule: a
+    reader would keep only the last, silently)."""
+    keys = [k for k, _ in pairs]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return dict(pairs)
+
+
 def read_manifest(folder: str) -> dict:
     """The export's manifest.json, checked: an hwnas export (format version 1) whose units
     each name a table, an id, the columns of its table and a file inside the folder (which
@@ -288,7 +298,7 @@ def read_manifest(folder: str) -> dict:
             if not os.path.isfile(where) or os.fstat(f.fileno()).st_size > MAX_MANIFEST_BYTES:
                 sys.exit(f"{where}: not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
             manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"),
-                                  parse_int=short_int)
+                                  parse_int=short_int, object_pairs_hook=unique_keys)
     except (OSError, ValueError, RecursionError) as e:
         sys.exit(f"{where}: cannot read it ({e})")
     if not isinstance(manifest, dict) or manifest.get("format") != "hwnas.export" or \

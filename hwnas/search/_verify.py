@@ -152,7 +152,8 @@ class Verification:
         """Measured beside predicted latency of each reported architecture, the raw timings
         beside, what the latency is, the machine's state, and the verdict."""
         if not self.measured_ms:
-            return f"not verified: {self.note}"
+            return (f"not verified: {self.note}\nlatency: as the predictor predicts it (its "
+                    f"tables' unloaded latency); the machine's state was not measured")
         lines = [f"{'rank':>4}  {'predicted_ms':>12}  {'measured_ms':>11}  {'error':>7}  "
                  f"{'unloaded_ms':>11}  {'raw_median_ms':>13}  {'raw_p90_ms':>10}  z"]
         for i, c in enumerate(self.result.best, 1):

@@ -90,6 +90,10 @@ def _load_yaml(text: str, path: str) -> Any:
         raise SpaceFileError(f"{path}, line {e.args[0]}: a YAML alias (*name): refused in "
                              f"space files (a few aliases can expand to billions of "
                              f"entries); write the entries out") from None
+    except _TooMerged as e:
+        raise SpaceFileError(f"{path}, line {e.args[0]}: YAML merge keys (<<) expand this "
+                             f"mapping to over {MAX_MERGED} entries; write the entries out"
+                             ) from None
     except _TooLong as e:
         raise SpaceFileError(f"{path}, line {e.args[0]}: an integer of {e.args[1]} digits (at "
                              f"most {MAX_INT_DIGITS})") from None
@@ -103,8 +107,8 @@ def _load_yaml(text: str, path: str) -> Any:
 
 
 def _yaml_loader(yaml: Any) -> Any:
-    """PyYAML's safe loader refusing aliases, integers of over MAX_INT_DIGITS digits and
-    duplicate keys.
+    """PyYAML's safe loader refusing aliases (but what merge keys merge), integers of over
+    MAX_INT_DIGITS digits and duplicate keys.
 
     libyaml's parser where PyYAML was built with it: 10x faster than the pure-Python one on
     a space file; 3,000 nested brackets, which the pure-Python one recurses into for 0.9 s,
@@ -122,14 +126,24 @@ def _yaml_loader(yaml: Any) -> Any:
                 raise _TooLong(node.start_mark.line + 1, digits)
             return super().construct_yaml_int(node)
 
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise _DuplicateKey(key, f", line {key_node.start_mark.line + 1}")
-                seen.add(key)
-            return super().construct_mapping(node, deep)
+        def flatten_mapping(self, node):
+            """A mapping's own keys once each (before what merge keys bring, which its own
+            keys override, as merging means), then merged, at most MAX_MERGED entries."""
+            checked = self.__dict__.setdefault("_own_keys_checked", set())
+            if id(node) not in checked:
+                checked.add(id(node))
+                seen = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == MERGE_TAG:
+                        continue
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise _DuplicateKey(key, f", line {key_node.start_mark.line + 1}")
+                    seen.add(key)
+            own = len(node.value)
+            super().flatten_mapping(node)
+            if len(node.value) > max(own, MAX_MERGED):  # older PyYAML multiplies them
+                raise _TooMerged(node.start_mark.line + 1)
 
     Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     return Loader
@@ -149,25 +163,52 @@ class _Alias(Exception):
     """A YAML node reached twice: an alias (``*name``) of an anchored node."""
 
 
+class _TooMerged(Exception):
+    """Merge keys that expand one mapping to more than MAX_MERGED entries."""
+
+
 class _TooLong(Exception):
     """A YAML integer too long to be a size or an index."""
 
 
+#: the tag of a YAML merge key (``<<: *defaults``)
+MERGE_TAG = "tag:yaml.org,2002:merge"
+#: the most entries merge keys may expand one mapping to (a chain of merges of merges can
+#: multiply them, as aliases do)
+MAX_MERGED = 10_000
+
+
 def _refuse_aliases(root: Any) -> None:
-    """Raise _Alias for the first node that the YAML graph reaches twice: every alias
-    (``*a``) is one, and refusing them all bounds the document by its size (a 510-byte
-    "billion laughs" expands to 10^9 entries). Iterative, linear in the nodes."""
+    """Raise _Alias for the first node that the YAML graph reaches twice, except as what a
+    merge key (``<<: *defaults``, or ``<<: [*a, *b]``) merges: every other alias (``*a``) is
+    one, and refusing them bounds the document by its size (a 510-byte "billion laughs"
+    expands to 10^9 entries); what merges expand to is bounded by MAX_MERGED (see the
+    loader's ``flatten_mapping``). Iterative, linear in the nodes."""
     seen: set[int] = set()
-    stack = [root]
+    reached: set[int] = set()  # nodes reached in a place other than a merge's
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            raise _Alias(node.start_mark.line + 1)
+        node, merged = stack.pop()
+        if not merged:
+            if id(node) in reached:
+                raise _Alias(node.start_mark.line + 1)
+            reached.add(id(node))
+        if id(node) in seen:  # its own nodes are checked once
+            continue
         seen.add(id(node))
-        value = node.value
-        if isinstance(value, list):
-            for item in value:
-                stack.extend(item if isinstance(item, tuple) else (item,))
+        for item in node.value if isinstance(node.value, list) else ():
+            if not isinstance(item, tuple):
+                stack.append((item, False))
+                continue
+            key, value = item
+            stack.append((key, False))
+            if key.tag != MERGE_TAG:
+                stack.append((value, False))
+            elif value.id == "sequence":  # <<: [*a, *b]
+                seen.add(id(value))
+                stack.extend((target, True) for target in value.value)
+            else:
+                stack.append((value, True))
 
 
 def space_from_dict(doc: Any, where: str = "space") -> SearchSpace:
