@@ -95,7 +95,9 @@ def search_record(doc: dict | None) -> tuple[str, float, dict[Z, float]]:
     z (an older result, or one not verified: unloaded, 1, what it has)."""
     if not isinstance(doc, dict):
         return "unloaded", 1.0, {}
-    latency = doc.get("latency") if isinstance(doc.get("latency"), dict) else {}
+    latency = doc.get("latency")
+    if not isinstance(latency, dict):
+        latency = {}
     meaning = latency.get("meaning", "unloaded")
     factor = latency.get("factor", 1.0)
     measured = {tuple(int(v) for v in b["z"]): float(b["measured_latency_ms"])

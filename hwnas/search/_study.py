@@ -912,9 +912,10 @@ def _exact_result(problem: SearchProblem) -> SearchResult:
         return _enumerated_result(problem, allowed)
     fixed_v, V = goal.matrix
     # parameter counts and bytes are sums over decisions too: exact budgets of the solver
-    extra = [(fixed, np.where(allowed, M, np.nan), float(budgets.limits[name]))
+    extra = [(fixed, np.where(allowed, M, np.nan), float(limit))
              for name, matrix in budgets.memory.items()
-             if name != "peak_activation_bytes" and matrix is not None for fixed, M in [matrix]]
+             if name != "peak_activation_bytes" and matrix is not None
+             and (limit := budgets.limits[name]) is not None for fixed, M in [matrix]]
     found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
                      fixed_value=fixed_v, value=V, budget=budget_ms, keep=problem.settings.top,
                      extra=extra)
