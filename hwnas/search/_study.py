@@ -870,7 +870,7 @@ def _exact_result(problem: SearchProblem) -> SearchResult:
         return _enumerated_result(problem, allowed)
     fixed_v, V = goal.matrix
     # parameter counts and bytes are sums over decisions too: exact budgets of the solver
-    extra = [(fixed, np.where(allowed, M, np.nan), float(budgets.limits[name]))
+    extra = [(fixed, np.where(allowed, M, np.nan), float(budgets.limits[name] or 0))
              for name, matrix in budgets.memory.items()
              if name != "peak_activation_bytes" and matrix is not None for fixed, M in [matrix]]
     found = knapsack(fixed_cost=model.fixed, cost=np.where(allowed, model.C, np.nan),
