@@ -170,16 +170,15 @@ def unit_statistics(samples: Sequence[Sequence[np.ndarray]], statistic: str = ST
 def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: int, rounds: int,
                 max_round_s: float, min_runs: int = MIN_RUNS,
                 clock: Callable[[], float] = time.perf_counter,
-                speed_correction: bool = True, min_round_s: float = MIN_ROUND_S
-                ) -> list[list[np.ndarray]]:
+                min_round_s: float = MIN_ROUND_S) -> list[list[np.ndarray]]:
     """Time each runner (one synchronised forward pass) in ``rounds`` interleaved rounds: round
     1 of every runner, then round 2, ..., so that slow states of a shared machine hit all units
     alike and each unit's rounds are spread over the whole batch. In a round a unit runs
     ``warmup`` times untimed, then timed until ``runs`` are done or ``max_round_s`` have
     passed, never fewer than ``min_runs`` (or ``runs``); a round shorter than ``min_round_s``
     goes on until that long (at most FILL_RUNS x ``runs`` runs). Returns each runner's rounds of
-    ms, ``speed_corrected`` unless ``speed_correction`` is off (raw: ``unit_statistics``
-    corrects them and keeps the raw figures beside).
+    ms as they ran (raw: ``unit_statistics`` speed-corrects them, ``speed_corrected``, and
+    keeps the raw figures beside).
 
     ``clock`` is where seconds come from (a simulated device brings its own).
     """
@@ -200,5 +199,5 @@ def time_rounds(runners: Sequence[Callable[[], object]], *, warmup: int, runs: i
                         len(ms) >= runs and t1 - start >= min_round_s:
                     break
             unit.append(np.asarray(ms))
-    return speed_corrected(samples) if speed_correction else samples
+    return samples
 

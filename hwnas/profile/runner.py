@@ -132,7 +132,7 @@ def measure_steady(runners: list, args, statistic: str = STATISTIC) -> tuple:
     def timed(chosen: list) -> list:
         return time_rounds(chosen, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                            max_round_s=args.max_round_s, clock=time.perf_counter,
-                           speed_correction=False, min_round_s=args.min_round_s)
+                           min_round_s=args.min_round_s)
 
     raw = timed(runners)
     corrected = speed_corrected(raw)
