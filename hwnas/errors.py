@@ -16,3 +16,8 @@ class HwnasError(Exception):
 
 class InputError(HwnasError, ValueError):
     """A bad argument or value; the message names it."""
+
+
+class RepeatedKeyError(InputError):
+    """A JSON object that gives one key twice (Python's reader would keep only the last,
+    silently); the message names the key. Callers say which file."""
