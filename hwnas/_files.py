@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable
 from typing import IO, Any, Union
 
-from hwnas.errors import InputError
+from hwnas.errors import InputError, RepeatedKeyError
 
 #: the largest file each reader reads (a bigger one is refused before it is read): far over
 #: any real table, space, predictor or record, far under what fills the memory
@@ -87,10 +87,6 @@ def json_int(text: str) -> int:
         raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most "
                          f"{MAX_INT_DIGITS})")
     return int(text)
-
-
-class RepeatedKeyError(ValueError):
-    """A JSON object with one key twice: Python's reader keeps only the last, silently."""
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict:

@@ -27,10 +27,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["BudgetError", "HwnasError", "InputError", "MissingDependency", "NotAdditiveError",
-           "NotFittedError", "NotSupportedError", "ProfileError", "SearchInterrupted",
-           "SpaceFileError", "TableError", "TableLockedError", "UnknownChoiceError",
-           "UnknownChoiceWarning", "UnknownDeviceError", "UnmappedModuleError",
-           "UnmeasuredError", "UnseenLayerError", "WorkerDied"]
+           "NotFittedError", "NotSupportedError", "ProfileError", "RepeatedKeyError",
+           "SearchInterrupted", "SpaceFileError", "TableError", "TableLockedError",
+           "UnknownChoiceError", "UnknownChoiceWarning", "UnknownDeviceError",
+           "UnmappedModuleError", "UnmeasuredError", "UnseenLayerError", "WorkerDied"]
 
 
 class HwnasError(Exception):
@@ -49,6 +49,11 @@ class MissingDependency(HwnasError, ImportError):
 # --- spaces, tables, devices
 class NotAdditiveError(HwnasError, TypeError):
     """Latency is not additive over the decisions of z: no per-decision cost matrix exists."""
+
+
+class RepeatedKeyError(InputError):
+    """A JSON object that gives one key twice (Python's reader would keep only the last,
+    silently); the message names the key. Callers say which file."""
 
 
 class SpaceFileError(InputError):
@@ -147,3 +152,4 @@ def __getattr__(name: str) -> Any:
         value = globals()[name] = _not_fitted_error()
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -180,8 +180,7 @@ def test_rounds_of_a_fast_unit_fill_their_time_and_a_slow_one_is_unchanged():
 
     units = [unit(0.5), unit(0.01), unit(7.0)]
     filled = time_rounds(units, warmup=0, runs=10, rounds=2, max_round_s=0.03, clock=clock,
-                         speed_correction=False, min_round_s=0.02)
+                         min_round_s=0.02)
     assert [len(r[0]) for r in filled] == [40, 10 * FILL_RUNS, 5]  # 7 ms: past 30 ms
-    capped = time_rounds(units, warmup=0, runs=10, rounds=2, max_round_s=0.03, clock=clock,
-                         speed_correction=False)
+    capped = time_rounds(units, warmup=0, runs=10, rounds=2, max_round_s=0.03, clock=clock)
     assert [len(r[0]) for r in capped] == [10, 10, 5]

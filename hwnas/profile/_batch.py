@@ -163,14 +163,7 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
                     except ProfileError as e:
                         failure = e
                         break
-                timings, moved_each = steady(backend, runners, protocol, references,
-                                             None if log is None else log.states)
-                moved = 0.0
-                if references:
-                    moved = float(np.median(moved_each))
-                    timings = [t.scaled(1 / (1 + moved)) for t in timings]
-                    if log is not None:
-                        log.moves.append(moved_each)
+                timings, moved = _on_their_scale(backend, runners, protocol, references, log)
                 for (j, key), timing in zip(batch, timings):
                     if log is not None:
                         log.timings[key] = timing
@@ -189,6 +182,22 @@ def measure_jobs(backend: Backend, jobs: Sequence[Job], protocol: TimingProtocol
         for writer in writers.values():
             writer.close()
     return unsaved
+
+
+def _on_their_scale(backend: Backend, runners: Sequence[Callable[[], None]],
+                    protocol: TimingProtocol,
+                    references: Sequence[tuple[Callable[[], None], float]],
+                    log: BatchLog | None) -> tuple[list[Timing], float]:
+    """``steady``'s timings divided by how far the references moved (their median share; 0
+    without references), and that share; what the batch saw goes into ``log``."""
+    timings, moved_each = steady(backend, runners, protocol, references,
+                                 None if log is None else log.states)
+    if not references:
+        return timings, 0.0
+    moved = float(np.median(moved_each))
+    if log is not None:
+        log.moves.append(moved_each)
+    return [t.scaled(1 / (1 + moved)) for t in timings], moved
 
 
 def reference_runners(backend: Backend, space: SearchSpace,

@@ -96,12 +96,13 @@ def search_record(doc: dict | None) -> tuple[str, float, dict[Z, float]]:
     if not isinstance(doc, dict):
         return "unloaded", 1.0, {}
     latency = doc.get("latency")
-    if not isinstance(latency, dict):
-        latency = {}
+    latency = latency if isinstance(latency, dict) else {}
     meaning = latency.get("meaning", "unloaded")
     factor = latency.get("factor", 1.0)
+    best = doc.get("best")
+    best = best if isinstance(best, list) else []
     measured = {tuple(int(v) for v in b["z"]): float(b["measured_latency_ms"])
-                for b in doc.get("best", []) if isinstance(b, dict)
+                for b in best if isinstance(b, dict) and isinstance(b.get("z"), list)
                 and isinstance(b.get("measured_latency_ms"), (int, float))}
     return (meaning if meaning in ("median", "p90", "unloaded") else "unloaded",
             float(factor) if isinstance(factor, (int, float)) and factor > 0 else 1.0,

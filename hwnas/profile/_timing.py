@@ -96,8 +96,7 @@ def measure_rounds(runners: Sequence[Callable[[], None]], protocol: TimingProtoc
     ``Backend.min_round_s``) has passed (``_stats.time_rounds``)."""
     return time_rounds(runners, warmup=protocol.warmup, runs=protocol.runs,
                        rounds=protocol.rounds, max_round_s=protocol.max_round_s,
-                       min_runs=protocol.min_runs, clock=clock,
-                       min_round_s=min_round_s)
+                       min_runs=protocol.min_runs, clock=clock, min_round_s=min_round_s)
 
 
 def to_timing(rounds: Sequence[np.ndarray], protocol: TimingProtocol) -> Timing:
