@@ -70,20 +70,15 @@ def test_no_module_imports_one_above_it():
 
 
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is new in 3.10")
-def test_the_timing_module_an_export_copies_needs_only_the_standard_library_and_numpy():
-    tree = ast.parse((ROOT / "profile" / "_stats.py").read_text())
+@pytest.mark.parametrize("module, runtime", [("_stats.py", "numpy"), ("_torch_net.py", "torch")])
+def test_a_module_an_export_copies_needs_only_the_standard_library_and_its_runtime(module,
+                                                                                   runtime):
+    """The timing module and the torch builder travel beside the device's runner."""
+    tree = ast.parse((ROOT / "profile" / module).read_text())
     imported = {name.split(".")[0] for node in ast.walk(tree)
                 for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
                              [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
-    assert "numpy" in imported and imported - {"numpy"} <= set(sys.stdlib_module_names)
-
-
-def test_the_torch_module_an_export_copies_needs_only_the_standard_library_and_torch():
-    tree = ast.parse((ROOT / "profile" / "_torch_net.py").read_text())
-    imported = {name.split(".")[0] for node in ast.walk(tree)
-                for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                             [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
-    assert "torch" in imported and imported - {"torch"} <= set(sys.stdlib_module_names)
+    assert runtime in imported and imported - {runtime} <= set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("module", ["hwnas", "hwnas.layers", "hwnas.spaces", "hwnas.tables"])

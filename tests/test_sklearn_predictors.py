@@ -6,6 +6,7 @@ saved, and flagged by hwnas.evaluate."""
 import json
 import warnings
 from dataclasses import replace
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ from hwnas.spaces import get_space
 FOLDS = KFold(5, shuffle=True, random_state=0)
 
 
-def shipped(device: str, space: str, n: int | None = None, seed: int = 0):
+def shipped(device: str, space: str, n: Optional[int] = None, seed: int = 0):
     """z and latency_ms of a shipped device's networks (n of them, drawn at random)."""
     table = load_device(device, space)
     Z, y = np.array(table.z), table.values()
