@@ -205,3 +205,15 @@ def test_the_api_prints_nothing_of_its_own_and_its_outcome_reads_short(capsys):
     captured = capsys.readouterr()
     assert "A new study created" not in captured.out + captured.err
     assert len(repr(outcome)) < 10_000 and "SearchSpace" not in repr(outcome)
+
+
+def test_a_space_file_is_given_as_a_path_too(tmp_path):
+    """The type check lets an os.PathLike through: it must load as its string does."""
+    from pathlib import Path
+
+    from helpers import SPACE_YAML, synthetic_table
+    path = Path(tmp_path / "space.yaml")
+    path.write_text(SPACE_YAML)
+    table = synthetic_table(tmp_path)
+    assert latency_source(path, predictor=table).space.name == \
+        latency_source(str(path), predictor=table).space.name

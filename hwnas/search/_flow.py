@@ -110,7 +110,8 @@ class LatencySource:
     networks: NetworkTable | None = None
 
 
-def latency_source(space: str | SearchSpace | None = None, *, device: str | None = None,
+def latency_source(space: str | os.PathLike[str] | SearchSpace | None = None, *,
+                   device: str | None = None,
                    predictor: PredictorLike | None = None,
                    measure: MeasureSettings | None = None,
                    budget_ms: float | None = None, show_progress: bool = False
@@ -124,6 +125,8 @@ def latency_source(space: str | SearchSpace | None = None, *, device: str | None
     ``mobilenet``.
     """
     measure = measure if measure is not None else MeasureSettings()
+    if isinstance(space, os.PathLike):  # a space file: read as its name is
+        space = os.fspath(space)
     if measure.remeasure and (device is not None or predictor is not None):
         raise InputError("remeasure (--remeasure) re-measures the cached tables of this "
                          "machine's default flow: give no device or predictor (--device, "
@@ -267,7 +270,8 @@ class SearchOutcome:
 
 
 def find_architectures(budget_ms: float | None = None, *,
-                       space: str | SearchSpace | None = None, device: str | None = None,
+                       space: str | os.PathLike[str] | SearchSpace | None = None,
+                       device: str | None = None,
                        predictor: PredictorLike | None = None,
                        fleet: Mapping[str, float] | Sequence[str] | None = None,
                        settings: SearchSettings | None = None,
