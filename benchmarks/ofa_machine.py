@@ -9,14 +9,16 @@ It times, so run it by hand on a quiet machine (nothing else running), per backe
 1. ``hwnas search --space ofa --budget-ms X`` in a new process with an empty cache (cold:
    measures the layers of 3 resolutions and the calibration networks, calibrates, searches,
    verifies), then again (warm); wall-clock seconds of each.
-2. The layer regressor: the layers of ``--extra`` resolutions (none of them measured by the
+2. The layer predictor: the layers of ``--extra`` resolutions (none of them measured by the
    flow) measured now, against what the flow's ``layer_predictor`` (lookup of the measured
-   layers, a linear regressor over layer features for the rest) predicts for them: median
-   absolute error and share within +-10 %, per op kind; and, measuring nothing more, the
-   regressor fitted without the middle measured resolution (176) against its layers.
+   layers, a linear regressor over layer features for the rest, anchored to the same layers'
+   measured sizes) predicts for them, and its regressor alone (``plain``): median absolute
+   error and share within +-10 %, per op kind; and, measuring nothing more, both refitted
+   without the middle measured resolution (176), against its layers.
 3. The calibrated predictor (as the flow fits it, its offset near the budget) on 50 random
    subnetworks across resolutions, measured in one batch with calibration networks re-timed
-   beside them (``references``): share within +-10 %, MAPE, Kendall tau.
+   beside them (``references``): share within +-10 %, MAPE, Kendall tau; and the same
+   calibrated with the regressor's predictions not anchored (``plain``).
 """
 
 from __future__ import annotations
@@ -56,8 +58,14 @@ def flow(backend: str, budget_ms: float, cache: str, out: str) -> float:
     return seconds
 
 
+def errors(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    error = np.abs(predicted / truth - 1)
+    return {"median_abs_error": float(np.median(error)), "within_10": float(np.mean(error <= 0.10))}
+
+
 def regressor_error(space, backend, layers, extra: list[int], folder: str) -> dict:
-    """The flow's layer predictor against layers of resolutions it did not measure."""
+    """The flow's layer predictor (anchored) and its regressor alone (plain) against layers of
+    resolutions it did not measure."""
     index = [space.resolutions.index(r) for r in extra]
     fixed = space.decisions[space.resolution_decision].layers
     unmeasured = list({ly.key: ly for r in index for ly in (
@@ -66,27 +74,28 @@ def regressor_error(space, backend, layers, extra: list[int], folder: str) -> di
         if ly.key not in layers.timings}.values())
     measured = profile_layers(backend, unmeasured, os.path.join(folder, "extra.csv"))
     truth = np.array([measured.timings[ly.key].latency_ms for ly in unmeasured])
-    predicted = layer_predictor(space, layers).predict(unmeasured)
-    error = predicted / truth - 1
+    predictor = layer_predictor(space, layers)
+    predicted = predictor.predict_layers(unmeasured)
     by_op: dict[str, dict] = {}
     for op in sorted({op_key(ly) for ly in unmeasured}):
         rows = [i for i, ly in enumerate(unmeasured) if op_key(ly) == op]
-        by_op[op] = {"layers": len(rows),
-                     "median_abs_error": float(np.median(np.abs(error[rows]))),
-                     "within_10": float(np.mean(np.abs(error[rows]) <= 0.10))}
-    out = {"resolutions": extra, "layers": len(unmeasured),
-           "median_abs_error": float(np.median(np.abs(error))),
-           "within_10": float(np.mean(np.abs(error) <= 0.10)), "by_op": by_op}
-    print(f"layer regressor on {len(unmeasured)} layers of r = {extra}: median |error| "
-          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 %")
+        by_op[op] = {"layers": len(rows), **errors(predicted[rows], truth[rows])}
+    out = {"resolutions": extra, "layers": len(unmeasured), **errors(predicted, truth),
+           "plain": errors(predictor.fallback_.predict_layers(unmeasured), truth),
+           "by_op": by_op}
+    print(f"layer predictor on {len(unmeasured)} layers of r = {extra}: median |error| "
+          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 % "
+          f"(the regressor alone: {100 * out['plain']['median_abs_error']:.1f} %, "
+          f"{100 * out['plain']['within_10']:.0f} %)")
     return out
 
 
 def middle_held_out(space, layers) -> dict:
-    """The linear regressor fitted on the layers of the outer measured resolutions only,
-    scored on the layers only the middle one has (no further measurement)."""
+    """The layer predictor fitted on the layers of the outer measured resolutions only (its
+    anchors at 128 and 224), and its regressor alone, scored on the layers only the middle one
+    has (no further measurement: one batch, one scale)."""
     from hwnas.layers import Layer
-    from hwnas.predictors import LinearPredictor
+    from hwnas.predictors import LinearPredictor, LookupPredictor
     from hwnas.tables import LayerTable
     fixed = space.decisions[space.resolution_decision].layers
 
@@ -98,12 +107,14 @@ def middle_held_out(space, layers) -> dict:
     train = LayerTable(layers.path, layers.fingerprint,
                        {k: v for k, v in layers.timings.items() if k not in test})
     truth = np.array([layers.timings[k].latency_ms for k in test])
-    regressor = LinearPredictor().fit_table(train)
-    error = regressor.predict_layers([Layer.from_key(k) for k in test]) / truth - 1
-    out = {"layers": len(test), "median_abs_error": float(np.median(np.abs(error))),
-           "within_10": float(np.mean(np.abs(error) <= 0.10))}
-    print(f"layer regressor without r = 176, on its {len(test)} layers: median |error| "
-          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 %")
+    predictor = LookupPredictor(fallback=LinearPredictor(), warn_fallback=False).fit_table(train)
+    held_out = [Layer.from_key(k) for k in test]
+    out = {"layers": len(test), **errors(predictor.predict_layers(held_out), truth),
+           "plain": errors(predictor.fallback_.predict_layers(held_out), truth)}
+    print(f"layer predictor without r = 176, on its {len(test)} layers: median |error| "
+          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 % "
+          f"(the regressor alone: {100 * out['plain']['median_abs_error']:.1f} %, "
+          f"{100 * out['plain']['within_10']:.0f} %)")
     return out
 
 
@@ -115,20 +126,31 @@ def calibrated_accuracy(space, backend, layers, networks, budget_ms: float, fold
     latency = networks.values()
     order = np.argsort(latency)
     picks = order[np.unique(np.linspace(0, len(order) - 1, 4).round().astype(int))]
-    moves: list[list[float]] = []
     timings = measure_networks(backend, space, Z, os.path.join(folder, "random.csv"),
-                               references=[(networks.z[i], latency[i]) for i in picks],
-                               moves=moves)
+                               references=[(networks.z[i], latency[i]) for i in picks])
     truth = np.array([timings[tuple(z)].latency_ms for z in space.check_z(Z).tolist()])
     predicted = predictor.predict_z(space, Z)
     error = predicted / truth - 1
+    plain = layer_predictor(space, layers)
+    plain.anchors_ = {}  # the regressor's predictions as they are
+    plain_error = calibrate(plain, networks, space, backend, budget_ms).predict_z(space, Z) \
+        / truth - 1
+
+    def macs(layers):
+        return [ly.macs for ly in layers]
     out = {"networks": len(Z), "within_10": float(np.mean(np.abs(error) <= 0.10)),
            "mape": float(np.mean(np.abs(error))), "kendall_tau": float(kendalltau(
                predicted, truth)[0]), "measured_ms": [float(truth.min()), float(truth.max())],
-           "calibration": {"a": predictor.a_, "b": predictor.b_}}
+           "calibration": {"a": predictor.a_, "b": predictor.b_},
+           "plain": {"within_10": float(np.mean(np.abs(plain_error) <= 0.10)),
+                     "mape": float(np.mean(np.abs(plain_error)))},
+           "rows": [{"z": space.config_string(z), "macs": int(m), "predicted_ms": float(p),
+                     "measured_ms": float(t)} for z, m, p, t in zip(
+                         space.check_z(Z), space.sum_z(Z, macs), predicted, truth)]}
     print(f"calibrated predictor on 50 random subnetworks ({truth.min():.1f}-"
           f"{truth.max():.1f} ms): {100 * out['within_10']:.0f} % within +-10 %, MAPE "
-          f"{100 * out['mape']:.1f} %, Kendall tau {out['kendall_tau']:.3f}")
+          f"{100 * out['mape']:.1f} %, Kendall tau {out['kendall_tau']:.3f} (not anchored: "
+          f"{100 * out['plain']['within_10']:.0f} %, MAPE {100 * out['plain']['mape']:.1f} %)")
     return out
 
 
@@ -156,6 +178,8 @@ def main() -> None:
         backend = get_backend(args.backend)
         layers, networks = device_tables(backend, space, show_progress=False)
         results["layers_measured"] = len(layers.timings)
+        results["calibration_networks_ms"] = [float(networks.values().min()),
+                                              float(networks.values().max())]  # least, most
         results["regressor"] = regressor_error(space, backend, layers, args.extra, folder)
         results["regressor_middle_held_out"] = middle_held_out(space, layers)
         results["calibrated"] = calibrated_accuracy(space, backend, layers, networks,

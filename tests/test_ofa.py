@@ -383,6 +383,34 @@ def test_layer_predictors_price_every_resolution_through_the_unique_layers(tmp_p
         assert fallback.predict_z(space, [z])[0] > 0
 
 
+def test_profile_measures_three_resolutions_and_fit_predicts_the_others(tmp_path):
+    from helpers import hwnas
+
+    from hwnas.predictors import load_predictor
+    from hwnas.tables import read_layer_table
+    space = get_space("ofa")
+    out = tmp_path / "layers.csv"
+    run = hwnas("profile", "--space", "ofa", "--backend", "simulated", "--context", "quiet",
+                "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert len(read_layer_table(out).timings) == len(space.layers_to_measure()) < 300
+    assert "--fallback linear" in run.stdout and "--all-layers" in run.stdout
+    fit = hwnas("fit", "--layers", out, "--model", "lookup", "--fallback", "linear",
+                "--out", tmp_path / "p.json")
+    assert fit.returncode == 0, fit.stderr
+    predictor = load_predictor(tmp_path / "p.json")
+    z = space.z_of({**SMALLEST, "r": 200})  # no layer of r = 200 was measured
+    with pytest.warns(UserWarning, match="predicted by its linear fallback"):
+        assert predictor.predict_z(space, [z])[0] > 0
+    export = hwnas("profile", "--space", "ofa", "--export", tmp_path / "to_device")
+    assert export.returncode == 0, export.stderr
+    units = json.loads((tmp_path / "to_device" / "manifest.json").read_text())["units"]
+    assert len(units) == len(space.layers_to_measure()) and "--fallback linear" in export.stdout
+    refused = hwnas("profile", "--space", "ofa", "--networks", "3", "--all-layers", "--out",
+                    tmp_path / "n.csv")
+    assert refused.returncode == 2 and "--all-layers is for layers" in refused.stderr
+
+
 def test_fit_transfer_and_profile_design_transfer_work_on_ofa(tmp_path):
     from helpers import hwnas
 

@@ -216,3 +216,52 @@ def test_network_predictors_refuse_an_architecture_of_another_space():
         with pytest.raises(InputError, match=f"the {predictor.kind} predictor was fitted on "
                                              f"space 'nb201', not 'mobilenet'"):
             predictor.predict_architecture(arch)
+
+
+def test_lookup_anchors_its_fallback_to_the_same_layer_measured_at_other_sizes(tmp_path):
+    """Convolutions measured at 8x8, 16x16 and 24x24, each configuration 0.6-1.6 x what its
+    MACs say: the linear fallback misprices each alike at every size; anchored to the
+    configuration's measured sizes (their measured / predicted ratio, interpolated in area) it
+    prices 12x12 and 20x20 close. A layer measured at no size falls back unanchored."""
+    from helpers import FP
+
+    from hwnas.tables import LAYER_COLUMNS, LayerTable, TableWriter, Timing, read_layer_table
+    configs = [(c, k, out) for c in (4, 8) for k in (1, 3, 5, 7) for out in (8, 16, 24, 32)]
+    factor = dict(zip(configs, np.random.default_rng(0).uniform(0.6, 1.6, len(configs))))
+
+    def truth(layer):
+        return factor[layer.in_shape[0], layer.kernel, layer.out_channels] * (
+            0.05 + 2e-6 * layer.macs)
+    path = tmp_path / "layers.csv"
+    with TableWriter(path, LAYER_COLUMNS, "key", FP) as w:
+        for c, k, out in configs:
+            for size in (8, 16, 24):
+                layer = Layer("conv", (c, size, size), out, kernel=k)
+                ms = truth(layer)
+                w.append({"key": layer.key, "op": "conv", "macs": str(layer.macs),
+                          "params": str(layer.params),
+                          **Timing(ms, ms, ms, ms, 5, 0.0).as_row()})
+        once = Layer("conv", (4, 8, 8), 40, kernel=1)  # measured at one size only
+        w.append({"key": once.key, "op": "conv", "macs": str(once.macs),
+                  "params": str(once.params), **Timing(0.2, 0.2, 0.2, 0.2, 5, 0.0).as_row()})
+    p = LookupPredictor(fallback=LinearPredictor(), warn_fallback=False).fit_table(
+        read_layer_table(path))
+    between = [Layer("conv", (c, s, s), out, kernel=k) for c, k, out in configs
+               for s in (12, 20)]
+    true = np.array([truth(ly) for ly in between])
+    plain = np.abs(p.fallback_.predict_layers(between) / true - 1)
+    anchored = np.abs(p.predict_layers(between) / true - 1)
+    assert np.median(plain) > 0.15 and np.median(anchored) < 0.05
+    assert np.mean(anchored < plain) > 0.8
+    factors = p.anchors([Layer("conv", (4, s, s), 40, kernel=1) for s in (4, 8, 12, 40)])
+    assert factors == pytest.approx([factors[1]] * 4) and factors[1] != 1.0  # its one ratio
+    unknown = Layer("conv", (3, 12, 12), 8, kernel=3)  # 3 input channels: never measured
+    assert p.anchors([unknown]) == [1.0]
+    assert p.predict_layers([unknown]) == pytest.approx(p.fallback_.predict_layers([unknown]))
+    p.save(tmp_path / "p.json")
+    loaded = load_predictor(tmp_path / "p.json")
+    assert loaded.predict_layers(between) == pytest.approx(p.predict_layers(between))
+    before, table = p.anchors(between), read_layer_table(path)
+    p.fit_table(LayerTable(table.path, table.fingerprint, {  # refit without 24x24: new anchors
+        k: v for k, v in table.timings.items() if "x24x24" not in k}))
+    assert not np.allclose(p.anchors(between[1::2]), before[1::2])  # 20x20: beyond 16 now

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import clone
 
 from hwnas.errors import InputError, UnseenLayerError
-from hwnas.layers import Layer
+from hwnas.layers import ATTR_FIELDS, OPS, Layer
 from hwnas.predictors._base import Predictor, from_dict
 from hwnas.spaces import SearchSpace
 from hwnas.tables import LayerTable
@@ -23,7 +23,11 @@ class LookupPredictor(Predictor):
     predictor (e.g. ``LinearPredictor()``, fitted on the same table) predicts it; then
     ``unseen(layers)`` lists those keys and a warning says how many fell back (unless
     ``warn_fallback`` is False: where measuring only some layers is the plan, as the default
-    flow does on ``ofa``).
+    flow does on ``ofa``). Where the same layer was measured at other input sizes (``ofa``'s
+    resolutions), the fallback's prediction is anchored to them: scaled by their measured /
+    predicted ratio, interpolated in input area (``anchors``): a regressor over layer features
+    misprices a whole configuration alike at every size (``benchmarks/ofa_machine.py``
+    measures both on layers of resolutions it did not fit).
 
     Args:
         fallback: an unfitted layer predictor (``LinearPredictor()``, ``TreePredictor()``)
@@ -60,6 +64,7 @@ class LookupPredictor(Predictor):
         self.values_ = table.values(self.target)
         self.fallback_ = None if self.fallback is None else \
             clone(self.fallback).set_params(target=self.target).fit_table(table)
+        self.anchors_ = _anchor_table(self.values_, self.fallback_)
 
     def unseen(self, layers: Sequence[Layer]) -> list[str]:
         """Keys of the layers that are not in the table."""
@@ -82,8 +87,18 @@ class LookupPredictor(Predictor):
                               f"by its {self.fallback_.kind} fallback, e.g. {missing[0]}",
                               stacklevel=2)
             gaps = np.isnan(out)
-            out[gaps] = self.fallback_.predict_layers([ly for ly, g in zip(layers, gaps) if g])
+            unseen = [ly for ly, g in zip(layers, gaps) if g]
+            out[gaps] = self.fallback_.predict_layers(unseen) * self.anchors(unseen)
         return out
+
+    def anchors(self, layers: Sequence[Layer]) -> np.ndarray:
+        """Per layer, the factor the fallback's prediction is multiplied by: where the table
+        has the same layer at other input sizes, their measured / predicted ratio,
+        interpolated in input area (the nearest size's beyond them); else 1."""
+        self._check_fitted()
+        found = [self.anchors_.get(_unsized(ly)) for ly in layers]
+        return np.array([1.0 if a is None else float(np.exp(np.interp(_area(ly), *a)))
+                         for ly, a in zip(layers, found)])
 
     def _state(self) -> dict[str, Any]:
         return {"values": self.values_,
@@ -100,4 +115,40 @@ class LookupPredictor(Predictor):
             Layer.from_key(key)
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f"value of {key} is {value}, not a positive number")
+        predictor.anchors_ = _anchor_table(predictor.values_, fallback)
         return predictor
+
+
+#: the range of an anchor (measured / predicted): a regressor further off than this on a
+#: layer says little about how that layer grows with its size
+ANCHOR_BOUNDS = (0.25, 4.0)
+
+
+def _anchor_table(values: dict[str, float], fallback: Predictor | None
+                  ) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+    """Per layer configuration (``_unsized``): its measured input areas, increasing, and the
+    log of measured / ``fallback``-predicted at each (the mean where areas are equal),
+    within ANCHOR_BOUNDS. Empty without a fallback."""
+    if fallback is None:
+        return {}
+    measured = [Layer.from_key(k) for k in values]
+    groups: dict[tuple, dict[int, list[float]]] = {}
+    for layer, ms, predicted in zip(measured, values.values(),
+                                    fallback.predict_layers(measured)):
+        if predicted > 0:
+            groups.setdefault(_unsized(layer), {}).setdefault(_area(layer), []).append(
+                float(np.log(ms / predicted)))
+    low, high = np.log(ANCHOR_BOUNDS)
+    return {key: (np.array(sorted(areas), dtype=float),
+                  np.clip([np.mean(areas[a]) for a in sorted(areas)], low, high))
+            for key, areas in groups.items()}
+
+
+def _unsized(layer: Layer) -> tuple:
+    """What identifies a layer but its input's height and width."""
+    return (layer.op, layer.in_shape[0],
+            *(getattr(layer, ATTR_FIELDS[a]) for a in OPS[layer.op]))
+
+
+def _area(layer: Layer) -> int:
+    return layer.in_shape[1] * layer.in_shape[2]

@@ -1,5 +1,8 @@
 """python -m hwnas.profile: measure a space's unique layers, or whole networks, into a CSV.
 
+On ``ofa`` the layers are those of 3 resolutions (``layers_to_measure``), as the default flow
+measures them; ``--all-layers`` measures all.
+
 Rows are appended and flushed one at a time, under a lock on the table: run the same command
 again after an interruption and it measures only what is missing. ``--cache`` shows the
 tables cached by the default flow of hwnas.search, ``--remeasure`` discards a device's.
@@ -81,6 +84,18 @@ def add_any_device_options(p: _cli.ArgumentParser) -> None:
                         "graphs for a device with PyTorch (the runner needs numpy + torch)")
     p.add_argument("--with-layers", action="store_true",
                    help="with --export and networks: export the space's layers as well")
+    p.add_argument("--all-layers", action="store_true",
+                   help="measure (or export) every unique layer of the space; without it, a "
+                        "space with many sizes of one layer (ofa: 1,257 layers over 25 "
+                        "resolutions) gets the layers of a few sizes (ofa: 284, at r = 128, "
+                        "176, 224), and 'hwnas fit --model lookup --fallback linear' predicts "
+                        "the others, as the default flow of hwnas search does")
+
+
+def layers_of(args, space: SearchSpace):
+    """The layers to measure or export: every unique one (--all-layers), or the space's
+    ``layers_to_measure`` (all of them but on ``ofa``)."""
+    return space.unique_layers() if args.all_layers else space.layers_to_measure()
 
 
 def network_zs(args, space: SearchSpace):
@@ -104,7 +119,7 @@ def export(args, space: SearchSpace) -> int:
                          "--runs, --rounds, --max-round-s, --pause-s, --statistic) to "
                          "runner.py on the device")
     zs = network_zs(args, space) if args.networks or args.from_file else None
-    layers = space.unique_layers() if zs is None or args.with_layers else None
+    layers = layers_of(args, space) if zs is None or args.with_layers else None
     runtime = "torch" if args.backend == "torch" else "onnxruntime"
     path = export_for_device(args.export, space, zs, layers, args.batch, runtime=runtime)
     counts = [f"{len(zs)} networks" if zs is not None else "",
@@ -112,7 +127,9 @@ def export(args, space: SearchSpace) -> int:
     print(f"{path}: {' and '.join(c for c in counts if c)} of {space.name} exported; on the "
           f"device run: python {args.export}/runner.py --device NAME (needs numpy and "
           f"{runtime}), then read back {args.export}/networks.csv (hwnas.fit --networks) "
-          f"or {args.export}/layers.csv (--layers)")
+          f"or {args.export}/layers.csv (--layers" + (
+              ", with --model lookup --fallback linear: the layers of a few sizes"
+              if layers and len(layers) < len(space.unique_layers()) else "") + ")")
     return 0
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +209,21 @@ def _refuse_contradictions(args) -> None:
                              f"(see --help)")
     if args.with_layers and not args.export:
         raise InputError("--with-layers adds the layers to an export: give --export DIR")
+    if args.all_layers and (args.networks or args.from_file) and not args.with_layers:
+        raise InputError("--all-layers is for layers: without --networks / --from, or with "
+                         "--export and --with-layers")
+
+
+def _note_unmeasured(space: SearchSpace, table: LayerTable | NetworkTable, path: str) -> None:
+    """Say what predicts the layers of the space that a layer table lacks (ofa's other
+    resolutions, measured without --all-layers)."""
+    if not isinstance(table, LayerTable):
+        return
+    missing = sum(ly.key not in table.timings for ly in space.unique_layers())
+    if missing:
+        print(f"the space's {missing} other layers: 'hwnas fit --layers {path} --model lookup "
+              f"--fallback linear' predicts them (a regressor over layer features, anchored "
+              f"to the same layers' measured sizes), or measure them too with --all-layers")
 
 
 def _predictions(table: LayerTable | NetworkTable) -> str:
@@ -236,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = profile_networks(backend, space, zs, args.out, protocol, not args.quiet)
         timings, unit = table.timings, "network"
     else:
-        table = profile_layers(backend, space.unique_layers(), args.out, protocol,
+        table = profile_layers(backend, layers_of(args, space), args.out, protocol,
                                not args.quiet)
         timings, unit = list(table.timings.values()), "layer"
     count = f"{len(timings)} {unit}{'s' if len(timings) != 1 else ''} " \
@@ -254,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warning = quality.warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    _note_unmeasured(space, table, args.out)
     if args.batch > 1 and (args.networks or args.from_file):
         per_s = sorted(args.batch / t.latency_ms * 1e3 for t in timings)
         print(f"throughput: {per_s[0]:.0f}-{per_s[-1]:.0f} samples/s at batch {args.batch}")

@@ -222,7 +222,8 @@ def layer_predictor(space: SearchSpace, layers: LayerTable):
     """The layer predictor of the default flow: the measured layers looked up (``lookup``);
     where the space's layers were measured at a few sizes only (``ofa``:
     ``layers_to_measure``), the others predicted by a linear regressor over layer features
-    (per op kind, fitted on the measured ones), silently: that is the plan, not a gap."""
+    (per op kind, fitted on the measured ones) anchored to the same layers' measured sizes
+    (``LookupPredictor.anchors``), silently: that is the plan, not a gap."""
     from hwnas.predictors import LinearPredictor, LookupPredictor
     if all(ly.key in layers.timings for ly in space.unique_layers()):
         return LookupPredictor().fit_table(layers)
