@@ -8,9 +8,11 @@ import errno
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -275,12 +277,12 @@ def test_an_output_naming_an_input_is_refused_and_the_input_kept(files, command,
 def _can_mount():
     if os.geteuid() != 0 or not sys.platform.startswith("linux"):
         return False
-    probe = "/tmp/hwnas-mount-probe"
-    os.makedirs(probe, exist_ok=True)
+    probe = tempfile.mkdtemp(prefix="hwnas-mount-probe-")  # one per test process
     ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe],
                         capture_output=True).returncode == 0
-    if ok:
-        subprocess.run(["umount", probe], check=True)
+    if ok and subprocess.run(["umount", probe], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", probe], capture_output=True)  # busy: detach it
+    shutil.rmtree(probe, ignore_errors=True)
     return ok
 
 
