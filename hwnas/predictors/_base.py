@@ -187,7 +187,7 @@ class Predictor(RegressorMixin, BaseEstimator, ABC):
         if not space.sliced:
             raise NotAdditiveError(f"space {space.name!r} has no slices: use cost_matrix")
         try:
-            return space.cost_tensor(self.predict)
+            return space.cost_tensor(self.predict_layers)
         except NotSupportedError:
             raise NotAdditiveError(f"the {self.kind} predictor predicts whole architectures: "
                                    f"it has no cost per layer") from None
