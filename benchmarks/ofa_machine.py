@@ -63,6 +63,14 @@ def errors(predicted: np.ndarray, truth: np.ndarray) -> dict:
     return {"median_abs_error": float(np.median(error)), "within_10": float(np.mean(error <= 0.10))}
 
 
+def anchored_and_plain(out: dict) -> str:
+    """The layer predictor's errors in ``out`` and, in brackets, its regressor's alone."""
+    return (f"median |error| {100 * out['median_abs_error']:.1f} %, "
+            f"{100 * out['within_10']:.0f} % within +-10 % (the regressor alone: "
+            f"{100 * out['plain']['median_abs_error']:.1f} %, "
+            f"{100 * out['plain']['within_10']:.0f} %)")
+
+
 def regressor_error(space, backend, layers, extra: list[int], folder: str) -> dict:
     """The flow's layer predictor (anchored) and its regressor alone (plain) against layers of
     resolutions it did not measure."""
@@ -83,10 +91,8 @@ def regressor_error(space, backend, layers, extra: list[int], folder: str) -> di
     out = {"resolutions": extra, "layers": len(unmeasured), **errors(predicted, truth),
            "plain": errors(predictor.fallback_.predict_layers(unmeasured), truth),
            "by_op": by_op}
-    print(f"layer predictor on {len(unmeasured)} layers of r = {extra}: median |error| "
-          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 % "
-          f"(the regressor alone: {100 * out['plain']['median_abs_error']:.1f} %, "
-          f"{100 * out['plain']['within_10']:.0f} %)")
+    print(f"layer predictor on {len(unmeasured)} layers of r = {extra}: "
+          f"{anchored_and_plain(out)}")
     return out
 
 
@@ -111,10 +117,8 @@ def middle_held_out(space, layers) -> dict:
     held_out = [Layer.from_key(k) for k in test]
     out = {"layers": len(test), **errors(predictor.predict_layers(held_out), truth),
            "plain": errors(predictor.fallback_.predict_layers(held_out), truth)}
-    print(f"layer predictor without r = 176, on its {len(test)} layers: median |error| "
-          f"{100 * out['median_abs_error']:.1f} %, {100 * out['within_10']:.0f} % within +-10 % "
-          f"(the regressor alone: {100 * out['plain']['median_abs_error']:.1f} %, "
-          f"{100 * out['plain']['within_10']:.0f} %)")
+    print(f"layer predictor without r = 176, on its {len(test)} layers: "
+          f"{anchored_and_plain(out)}")
     return out
 
 

@@ -375,8 +375,8 @@ def repeatability(r: Result) -> list[str]:
 
 def simulated(folder: str) -> list[str]:
     """The simulated device's runs: one row per results file ``simulated_*.json``."""
-    files = sorted(f for f in os.listdir(folder) if f.startswith("simulated_"))
-    if not files:
+    results = load_each(folder, "simulated")
+    if not results:
         return ["**simulated**: not measured yet (`benchmarks/simulated.py`).", ""]
     out = ["**The flow's guarantees on a simulated device** (`benchmarks/simulated.py`: the whole "
            "default flow on a fresh cache per run, on a device whose true latencies are known "
@@ -388,9 +388,7 @@ def simulated(folder: str) -> list[str]:
            "true optimum (mean, worst) | verified in one round | a | b (ms) |",
            "|---|---|---|---|---|---|---|---|---|"]
     last = None
-    for file in files:
-        r = _read(folder, file, "simulated")
-        assert r is not None
+    for r in results:
         res = r.results
         runs = [("cold", res["summary"])] + ([("warm", res["summary"]["warm"])]
                                              if "warm" in res["summary"] else [])
@@ -629,8 +627,7 @@ def ofa(r: Result) -> list[str]:
 
 def ofa_machine(folder: str) -> list[str]:
     """Once-for-All on this machine, one row per backend (``ofa_machine_<backend>.json``)."""
-    runs = [r for f in sorted(os.listdir(folder)) if f.startswith("ofa_machine_")
-            and (r := _read(folder, f, "ofa_machine")) is not None]
+    runs = load_each(folder, "ofa_machine")
     if not runs:
         return ["**ofa_machine**: not measured yet (`benchmarks/ofa_machine.py`).", ""]
     out = ["**Once-for-All on this machine** (`benchmarks/ofa_machine.py`: `hwnas search "
@@ -693,7 +690,7 @@ def _section(name: str, folder: str, plots: dict) -> list[str]:
         return ofa_machine(folder)
     if name == "simulated":
         out = simulated(folder)
-        if name in plots and load_simulated(folder):
+        if name in plots and load_each(folder, "simulated"):
             out += [f"![{plots[name][0]}](img/{name}.svg)", ""]
         return out
     r = load(folder, name)
@@ -705,10 +702,11 @@ def _section(name: str, folder: str, plots: dict) -> list[str]:
     return out + [provenance(r), ""]
 
 
-def load_simulated(folder: str) -> list[Result]:
-    """Every simulated_*.json of folder, by file name."""
-    files = sorted(f for f in os.listdir(folder) if f.startswith("simulated_"))
-    return [r for f in files if (r := _read(folder, f, "simulated")) is not None]
+def load_each(folder: str, name: str) -> list[Result]:
+    """Every ``<name>_*.json`` of folder (one per run: simulated_cpu_exact.json, ...), by
+    file name."""
+    files = sorted(f for f in os.listdir(folder) if f.startswith(f"{name}_"))
+    return [r for f in files if (r := _read(folder, f, name)) is not None]
 
 
 def render(page: str, folder: str = RESULTS) -> str:

@@ -84,7 +84,7 @@ def test_a_full_run_is_preferred_to_a_smoke_run_only_when_it_records_its_machine
 def test_every_plot_draws_from_the_results_files():
     readme, plots = _module("readme"), _module("plots")
     for name, (_, draw) in plots.PLOTS.items():
-        results = readme.load_simulated(readme.RESULTS) if name == "simulated" else \
+        results = readme.load_each(readme.RESULTS, "simulated") if name == "simulated" else \
             readme.load(readme.RESULTS, name)
         assert results, f"no results for the plot {name}"
         svg = plots.svg(draw(results))

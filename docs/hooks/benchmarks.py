@@ -38,7 +38,7 @@ def on_files(files, config):
     """Add the plots and images to the site, drawn from the results files."""
     readme, plots = _module("readme"), _module("plots")
     for name, (_, draw) in plots.PLOTS.items():
-        results = readme.load_simulated(RESULTS) if name == "simulated" else \
+        results = readme.load_each(RESULTS, "simulated") if name == "simulated" else \
             readme.load(RESULTS, name)
         if results:
             files.append(File.generated(config, f"benchmarks/img/{name}.svg",
